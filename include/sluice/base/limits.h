@@ -1,0 +1,57 @@
+// Every compile-time bound of Sluice, each with the reason it has the value
+// it has. Run-time limits (message size, recipients, connections, timeouts)
+// live in config::Config with their defaults; the constants here size the
+// fixed structures those limits run in.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::limits {
+
+// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with CRLF. ESMTP
+// extensions may add to it (RFC 1869 allows implementations to accept more);
+// SMTPUTF8 addresses and SIZE/BODY parameters fit comfortably in 2,048.
+inline constexpr size_t kCommandLineMax = 2048;
+
+// RFC 5321 4.5.3.1: local part 64, domain 255, path 256 octets.
+inline constexpr size_t kLocalPartMax = 64;
+inline constexpr size_t kDomainMax = 255;
+inline constexpr size_t kPathMax = 256;
+
+// Receive buffers handed to the kernel through a provided-buffer ring. 16 KiB
+// holds a whole pipelined command burst or a good slice of DATA; 1,024 of them
+// (16 MiB per shard) lets ~2,000 idle connections share the ring because an
+// idle multishot recv holds no buffer.
+inline constexpr size_t kRecvBufferSize = 16 * 1024;
+inline constexpr uint32_t kRecvBufferCount = 1024;  // power of two (ring mask)
+
+// A connection in DATA holds the receive buffers whose bytes are being written
+// to its spool file. Past this many it stops to let the writes drain, so one
+// fast client cannot take the whole buffer ring.
+inline constexpr size_t kHeldBuffersPerConnectionMax = 64;
+
+// Replies to one read are gathered and sent in one send. 1,000 pipelined
+// commands get at most ~60 bytes of reply each.
+inline constexpr size_t kReplyBufferMax = 256 * 1024;
+
+// Shards: ids carry the shard number in 8 bits.
+inline constexpr int kShardsMax = 256;
+
+// Cross-shard mailboxes: slots per (source, target) pair.
+inline constexpr size_t kMailboxSlots = 4096;
+
+// io_uring submission queue entries per shard.
+inline constexpr unsigned kRingEntries = 4096;
+
+// The accounting log buffers at most this much per shard between flushes;
+// past it, records are written synchronously rather than dropped.
+inline constexpr size_t kLogBufferMax = 1024 * 1024;
+
+// The headers a message gets from Sluice (Received, Date, Message-ID).
+inline constexpr size_t kAddedHeadersMax = 2048;
+
+// Header section scanned for Date: / Message-ID: presence.
+inline constexpr size_t kHeaderScanMax = 64 * 1024;
+
+}  // namespace sluice::limits

@@ -1,0 +1,159 @@
+// The inbound ESMTP session as a pure state machine: bytes in, replies and
+// message events out. It never touches a socket or a file; the server glue
+// (src/server) feeds it receive buffers and carries out what it asks for
+// through SessionHandler. docs/PROTOCOL.md lists every reply it can make.
+//
+// Transitions (mode_):
+//   kCommand --DATA 354--> kData --CRLF.CRLF--> kCommit --OnCommitted--> kCommand
+//   kCommand --BDAT n--> kChunk --n bytes--> kCommand, or kCommit after LAST
+//   any --QUIT / too many errors / timeout / shutdown--> kClosed
+//
+// Trust: everything fed to it comes from the network. Limits: a command line
+// is at most max_line_length bytes (longer ones are dropped whole and
+// answered 500 5.5.6); replies waiting to be sent are capped by
+// limits::kReplyBufferMax, past which Feed stops consuming until the glue
+// drains output(); message size, recipients and errors by SessionConfig.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sluice/smtp/address.h"
+#include "sluice/smtp/command.h"
+#include "sluice/smtp/dot_decoder.h"
+#include "sluice/smtp/header_scanner.h"
+
+namespace sluice::smtp {
+
+struct SessionConfig {
+  std::string hostname = "localhost";
+  std::string client_ip;
+  bool relay_allowed = false;  // the client may send to any domain
+  size_t max_line_length = 2048;
+  size_t max_data_line_length = 1000;
+  uint64_t max_message_size = 50ull << 20;
+  size_t max_recipients = 1000;
+  size_t max_errors = 10;
+};
+
+struct Envelope {
+  std::string client_ip;
+  std::string helo;
+  bool esmtp = false;
+  std::string sender;  // "" is the null reverse path <>
+  MailParameters params;
+  std::vector<std::string> recipients;
+};
+
+struct MessageFacts {
+  uint64_t size = 0;  // decoded body bytes
+  bool has_date = false;
+  bool has_message_id = false;
+  bool chunked = false;  // arrived with BDAT
+};
+
+class SessionHandler {
+ public:
+  virtual ~SessionHandler() = default;
+  // Asked at MAIL: false gives 452 4.3.1.
+  virtual bool SpoolAvailable() = 0;
+  // The body is about to arrive (at 354, or the first BDAT chunk).
+  virtual void BeginMessage(const Envelope& envelope) = 0;
+  // Body bytes, in order. `data` points into the buffer given to Feed and is
+  // valid only during the call; the glue keeps the buffer alive until the
+  // bytes are written.
+  virtual void AppendBody(const char* data, size_t size) = 0;
+  // The body is complete and valid: make it durable, then call
+  // ServerSession::OnCommitted. Nothing else is fed until then.
+  virtual void CommitMessage(const Envelope& envelope, const MessageFacts& facts) = 0;
+  // The message begun with BeginMessage will not be committed.
+  virtual void AbortMessage() = 0;
+};
+
+class ServerSession {
+ public:
+  enum class Mode : uint8_t { kCommand, kData, kChunk, kCommit, kClosed };
+
+  ServerSession(SessionConfig config, SessionHandler& handler);
+
+  // Queues the 220 greeting.
+  void Start();
+  // Consumes input; returns how many bytes were used. Fewer than `size` only
+  // while paused() or closed: feed the rest again when that clears.
+  size_t Feed(const char* data, size_t size);
+
+  // The glue's answer to CommitMessage: a queue id, or why it failed.
+  void OnCommitted(const absl::StatusOr<std::string>& queue_id);
+  // No input within the allowed time: 421 4.4.2, close.
+  void OnTimeout();
+  // The server is stopping: 421 4.3.2 now if no message is in flight, or
+  // right after the in-flight one is answered.
+  void OnShutdown();
+
+  // Replies waiting to be sent. The glue sends them and clears the string.
+  std::string& output() { return output_; }
+  bool paused() const { return mode_ == Mode::kCommit || output_.size() >= kOutputHighWater; }
+  bool closed() const { return mode_ == Mode::kClosed; }
+  Mode mode() const { return mode_; }
+  // True while receiving a message body (the DATA timeout applies).
+  bool in_body() const { return mode_ == Mode::kData || mode_ == Mode::kChunk; }
+
+  static constexpr size_t kOutputHighWater = 256 * 1024;
+
+ private:
+  size_t FeedCommands(const char* data, size_t size);
+  size_t FeedData(const char* data, size_t size);
+  size_t FeedChunk(const char* data, size_t size);
+
+  void HandleLine(std::string_view line);
+  void HandleEhlo(const Command& cmd, bool esmtp);
+  void HandleMail(const Command& cmd);
+  void HandleRcpt(const Command& cmd);
+  void HandleData();
+  void HandleBdat(const Command& cmd);
+  void FinishData();
+  void FinishChunk();
+  void AppendBody(const char* data, size_t size);
+
+  void Reply(std::string_view text);  // a success or informational reply
+  void Error(std::string_view text);  // counts toward max_errors
+  void Close(std::string_view text);
+  void ResetTransaction();
+  bool transaction_open() const { return mail_given_; }
+
+  SessionConfig config_;
+  SessionHandler& handler_;
+  Mode mode_ = Mode::kCommand;
+  std::string output_;
+
+  // Command assembly across buffers (a command split by the network).
+  std::string line_;
+  bool line_overflow_ = false;
+
+  size_t errors_ = 0;
+  bool greeted_ = false;
+  bool shutdown_requested_ = false;
+
+  // The transaction.
+  Envelope envelope_;
+  bool mail_given_ = false;
+  bool message_begun_ = false;  // BeginMessage called, not yet committed/aborted
+  bool used_bdat_ = false;
+  uint64_t body_size_ = 0;
+  bool too_large_ = false;
+  DotDecoder decoder_;
+  HeaderScanner headers_;
+
+  // The current BDAT chunk.
+  uint64_t chunk_remaining_ = 0;
+  uint64_t chunk_size_ = 0;
+  bool chunk_last_ = false;
+  bool chunk_discard_ = false;
+  std::string chunk_error_;  // reply for a discarded chunk
+};
+
+}  // namespace sluice::smtp

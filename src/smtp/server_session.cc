@@ -1,0 +1,382 @@
+#include "sluice/smtp/server_session.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "sluice/base/strings.h"
+
+namespace sluice::smtp {
+
+ServerSession::ServerSession(SessionConfig config, SessionHandler& handler)
+    : config_(std::move(config)), handler_(handler), decoder_(config_.max_data_line_length) {
+  envelope_.client_ip = config_.client_ip;
+}
+
+void ServerSession::Start() { Reply(absl::StrCat("220 ", config_.hostname, " ESMTP Sluice")); }
+
+void ServerSession::Reply(std::string_view text) {
+  output_.append(text);
+  output_.append("\r\n");
+}
+
+void ServerSession::Error(std::string_view text) {
+  Reply(text);
+  if (++errors_ >= config_.max_errors) {
+    Close(absl::StrCat("421 4.7.0 ", config_.hostname, " Error: too many errors"));
+  }
+}
+
+void ServerSession::Close(std::string_view text) {
+  if (mode_ == Mode::kClosed) return;
+  if (message_begun_) {
+    handler_.AbortMessage();
+    message_begun_ = false;
+  }
+  Reply(text);
+  mode_ = Mode::kClosed;
+}
+
+void ServerSession::ResetTransaction() {
+  if (message_begun_) {
+    handler_.AbortMessage();
+    message_begun_ = false;
+  }
+  mail_given_ = false;
+  used_bdat_ = false;
+  body_size_ = 0;
+  too_large_ = false;
+  envelope_.sender.clear();
+  envelope_.recipients.clear();
+  envelope_.params = MailParameters();
+}
+
+size_t ServerSession::Feed(const char* data, size_t size) {
+  size_t used = 0;
+  while (used < size && !paused() && mode_ != Mode::kClosed) {
+    switch (mode_) {
+      case Mode::kCommand:
+        used += FeedCommands(data + used, size - used);
+        break;
+      case Mode::kData:
+        used += FeedData(data + used, size - used);
+        break;
+      case Mode::kChunk:
+        used += FeedChunk(data + used, size - used);
+        break;
+      case Mode::kCommit:
+      case Mode::kClosed:
+        return used;
+    }
+  }
+  if (shutdown_requested_ && mode_ == Mode::kCommand) {
+    Close(absl::StrCat("421 4.3.2 ", config_.hostname, " Service shutting down"));
+  }
+  return used;
+}
+
+size_t ServerSession::FeedCommands(const char* data, size_t size) {
+  size_t used = 0;
+  // One line per iteration, until the mode changes (DATA/BDAT), the session
+  // pauses or closes, or the input runs out.
+  while (used < size && mode_ == Mode::kCommand && !paused()) {
+    const char* start = data + used;
+    const size_t avail = size - used;
+    const char* lf = static_cast<const char*>(std::memchr(start, '\n', avail));
+    const size_t take = lf ? static_cast<size_t>(lf - start) + 1 : avail;
+    used += take;
+    if (line_overflow_) {
+      if (lf) {
+        line_overflow_ = false;
+        Error("500 5.5.6 Error: line too long");
+      }
+      continue;
+    }
+    if (line_.size() + take > config_.max_line_length) {
+      line_.clear();
+      if (lf) {
+        Error("500 5.5.6 Error: line too long");
+      } else {
+        line_overflow_ = true;
+      }
+      continue;
+    }
+    if (!lf) {
+      line_.append(start, take);
+      continue;
+    }
+    if (line_.empty()) {
+      HandleLine(std::string_view(start, take));  // whole line in this buffer: no copy
+    } else {
+      line_.append(start, take);
+      HandleLine(line_);
+      line_.clear();
+    }
+  }
+  return used;
+}
+
+void ServerSession::HandleLine(std::string_view line) {
+  const Command cmd = ParseCommand(line);
+  switch (cmd.verb) {
+    case Verb::kEhlo:
+      return HandleEhlo(cmd, true);
+    case Verb::kHelo:
+      return HandleEhlo(cmd, false);
+    case Verb::kMail:
+      return HandleMail(cmd);
+    case Verb::kRcpt:
+      return HandleRcpt(cmd);
+    case Verb::kData:
+      if (!cmd.argument.empty()) return Error("501 5.5.4 Syntax: DATA");
+      return HandleData();
+    case Verb::kBdat:
+      return HandleBdat(cmd);
+    case Verb::kRset:
+      ResetTransaction();
+      return Reply("250 2.0.0 Ok");
+    case Verb::kNoop:
+      return Reply("250 2.0.0 Ok");
+    case Verb::kQuit:
+      ResetTransaction();
+      return Close("221 2.0.0 Bye");
+    case Verb::kVrfy:
+      if (cmd.argument.empty()) return Error("501 5.5.4 Syntax: VRFY address");
+      return Reply("252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+    case Verb::kHelp:
+      return Reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+    case Verb::kExpn:
+    case Verb::kStartTls:
+    case Verb::kAuth:
+    case Verb::kEtrn:
+    case Verb::kTurn:
+      return Error("502 5.5.1 Error: command not implemented");
+    case Verb::kBadSyntax:
+      return Error("500 5.5.2 Error: bad command syntax");
+    case Verb::kUnknown:
+      return Error("500 5.5.2 Error: command not recognized");
+  }
+}
+
+void ServerSession::HandleEhlo(const Command& cmd, bool esmtp) {
+  if (cmd.argument.empty()) {
+    return Error(esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname");
+  }
+  // RFC 5321 4.1.4: EHLO/HELO resets any transaction.
+  ResetTransaction();
+  greeted_ = true;
+  envelope_.helo = std::string(cmd.argument.substr(0, 255));
+  envelope_.esmtp = esmtp;
+  if (!esmtp) return Reply(absl::StrCat("250 ", config_.hostname));
+  Reply(absl::StrCat("250-", config_.hostname, " Hello ", envelope_.helo));
+  Reply("250-PIPELINING");
+  Reply(absl::StrCat("250-SIZE ", config_.max_message_size));
+  Reply("250-8BITMIME");
+  Reply("250-ENHANCEDSTATUSCODES");
+  Reply("250-CHUNKING");
+  Reply("250 SMTPUTF8");
+}
+
+void ServerSession::HandleMail(const Command& cmd) {
+  if (!greeted_) return Error("503 5.5.1 Error: send HELO/EHLO first");
+  if (mail_given_) return Error("503 5.5.1 Error: nested MAIL command");
+  if (!cmd.has_prefix) return Error("501 5.5.4 Syntax: MAIL FROM:<address>");
+  // Parameters first, so SMTPUTF8 can widen the address syntax. The path
+  // ends at the first '>' that is outside quotes; ParsePath finds it.
+  auto path_ascii = ParsePath(cmd.argument, PathKind::kReversePath, /*utf8=*/true);
+  if (!path_ascii.ok()) return Error("501 5.1.7 Bad sender address syntax");
+  MailParameters params;
+  const ParamResult pr = ParseMailParameters(path_ascii->rest, params);
+  switch (pr.error) {
+    case ParamError::kNone:
+      break;
+    case ParamError::kUnknown:
+      return Error(absl::StrCat("555 5.5.4 Unsupported option: ", base::Av(pr.name)));
+    case ParamError::kBadValue:
+      return Error(absl::StrCat("501 5.5.4 Bad value for parameter ",
+                                absl::AsciiStrToUpper(base::Av(pr.name))));
+    case ParamError::kSyntax:
+      return Error("501 5.5.4 Syntax: MAIL FROM:<address> [parameters]");
+  }
+  if (!params.smtputf8) {
+    auto strict = ParsePath(cmd.argument, PathKind::kReversePath, /*utf8=*/false);
+    if (!strict.ok()) return Error("501 5.1.7 Bad sender address syntax");
+  }
+  if (params.size > config_.max_message_size) {
+    return Error("552 5.3.4 Error: message size exceeds fixed limit");
+  }
+  if (!handler_.SpoolAvailable()) return Reply("452 4.3.1 Insufficient system storage");
+  mail_given_ = true;
+  envelope_.sender = path_ascii->mailbox.ToString();
+  envelope_.params = params;
+  Reply("250 2.1.0 Ok");
+}
+
+void ServerSession::HandleRcpt(const Command& cmd) {
+  if (!mail_given_) return Error("503 5.5.1 Error: need MAIL command");
+  if (!cmd.has_prefix) return Error("501 5.5.4 Syntax: RCPT TO:<address>");
+  auto path = ParsePath(cmd.argument, PathKind::kForwardPath, envelope_.params.smtputf8);
+  if (!path.ok()) return Error("501 5.1.3 Bad recipient address syntax");
+  const ParamResult pr = ParseRcptParameters(path->rest);
+  if (pr.error != ParamError::kNone) {
+    return Error(absl::StrCat("555 5.5.4 Unsupported option: ", base::Av(pr.name)));
+  }
+  if (envelope_.recipients.size() >= config_.max_recipients) {
+    return Reply("452 4.5.3 Error: too many recipients");
+  }
+  std::string rcpt = path->mailbox.ToString();
+  if (path->mailbox.domain.empty()) {
+    // Bare "Postmaster" (RFC 5321 4.5.1) means ours.
+    rcpt = absl::StrCat(path->mailbox.local_part, "@", config_.hostname);
+  } else if (!config_.relay_allowed) {
+    return Error(absl::StrCat("550 5.7.1 <", rcpt, ">: Relay access denied"));
+  }
+  envelope_.recipients.push_back(std::move(rcpt));
+  Reply("250 2.1.5 Ok");
+}
+
+void ServerSession::HandleData() {
+  if (!mail_given_) return Error("503 5.5.1 Error: need MAIL command");
+  if (used_bdat_) return Error("503 5.5.1 Error: DATA after BDAT");
+  if (envelope_.recipients.empty()) return Error("554 5.5.1 Error: no valid recipients");
+  decoder_.Reset(config_.max_data_line_length);
+  headers_.Reset();
+  body_size_ = 0;
+  too_large_ = false;
+  handler_.BeginMessage(envelope_);
+  message_begun_ = true;
+  mode_ = Mode::kData;
+  Reply("354 End data with <CR><LF>.<CR><LF>");
+}
+
+void ServerSession::AppendBody(const char* data, size_t size) {
+  if (too_large_) return;
+  if (body_size_ + size > config_.max_message_size) {
+    too_large_ = true;  // keep reading to the end, store nothing more
+    return;
+  }
+  body_size_ += size;
+  headers_.Feed(std::string_view(data, size));
+  handler_.AppendBody(data, size);
+}
+
+size_t ServerSession::FeedData(const char* data, size_t size) {
+  const DotDecoder::Result r =
+      decoder_.Decode(data, size, [this](const char* p, size_t n) { AppendBody(p, n); });
+  if (r.done) FinishData();
+  return r.consumed;
+}
+
+void ServerSession::FinishData() {
+  mode_ = Mode::kCommand;
+  const char* rejection = nullptr;
+  if (decoder_.bare_line_ending()) {
+    rejection = "550 5.6.0 Error: bare CR or LF in message (RFC 5321 2.3.8)";
+  } else if (too_large_) {
+    rejection = "552 5.3.4 Error: message size exceeds fixed limit";
+  } else if (decoder_.line_too_long()) {
+    rejection = "550 5.6.0 Error: message line too long";
+  }
+  if (rejection != nullptr) {
+    ResetTransaction();
+    return Reply(rejection);
+  }
+  MessageFacts facts;
+  facts.size = body_size_;
+  facts.has_date = headers_.has_date();
+  facts.has_message_id = headers_.has_message_id();
+  mode_ = Mode::kCommit;
+  handler_.CommitMessage(envelope_, facts);
+}
+
+void ServerSession::HandleBdat(const Command& cmd) {
+  uint64_t size = 0;
+  bool last = false;
+  bool size_ok = false;
+  const bool syntax_ok = ParseBdatArgument(cmd.argument, size, last, size_ok);
+  if (!size_ok) return Error("501 5.5.4 Syntax: BDAT size [LAST]");
+  chunk_size_ = size;
+  chunk_remaining_ = size;
+  chunk_last_ = last;
+  chunk_discard_ = false;
+  chunk_error_.clear();
+  if (!syntax_ok) {
+    chunk_discard_ = true;
+    chunk_error_ = "501 5.5.4 Syntax: BDAT size [LAST]";
+  } else if (!mail_given_) {
+    chunk_discard_ = true;
+    chunk_error_ = "503 5.5.1 Error: need MAIL command";
+  } else if (envelope_.recipients.empty()) {
+    chunk_discard_ = true;
+    chunk_error_ = "554 5.5.1 Error: no valid recipients";
+  } else if (!used_bdat_) {
+    used_bdat_ = true;
+    headers_.Reset();
+    body_size_ = 0;
+    too_large_ = false;
+    handler_.BeginMessage(envelope_);
+    message_begun_ = true;
+  }
+  mode_ = Mode::kChunk;
+  if (chunk_remaining_ == 0) FinishChunk();
+}
+
+size_t ServerSession::FeedChunk(const char* data, size_t size) {
+  const size_t take = chunk_remaining_ < size ? static_cast<size_t>(chunk_remaining_) : size;
+  if (!chunk_discard_) AppendBody(data, take);
+  chunk_remaining_ -= take;
+  if (chunk_remaining_ == 0) FinishChunk();
+  return take;
+}
+
+void ServerSession::FinishChunk() {
+  mode_ = Mode::kCommand;
+  if (chunk_discard_) {
+    // A transaction that was open stays as it was (RFC 3030 leaves this to
+    // us); a chunk without a transaction is simply answered.
+    return Error(chunk_error_);
+  }
+  if (too_large_) {
+    ResetTransaction();
+    return Reply("552 5.3.4 Error: message size exceeds fixed limit");
+  }
+  if (!chunk_last_) return Reply(absl::StrCat("250 2.0.0 ", chunk_size_, " octets received"));
+  MessageFacts facts;
+  facts.size = body_size_;
+  facts.has_date = headers_.has_date();
+  facts.has_message_id = headers_.has_message_id();
+  facts.chunked = true;
+  mode_ = Mode::kCommit;
+  handler_.CommitMessage(envelope_, facts);
+}
+
+void ServerSession::OnCommitted(const absl::StatusOr<std::string>& queue_id) {
+  if (mode_ != Mode::kCommit) return;  // closed meanwhile
+  message_begun_ = false;              // committed or failed: no abort due
+  mode_ = Mode::kCommand;
+  if (queue_id.ok()) {
+    Reply(absl::StrCat("250 2.0.0 Ok: queued as ", *queue_id));
+  } else {
+    Reply("451 4.3.0 Error: queue file write error");
+  }
+  ResetTransaction();
+  if (shutdown_requested_) {
+    Close(absl::StrCat("421 4.3.2 ", config_.hostname, " Service shutting down"));
+  }
+}
+
+void ServerSession::OnTimeout() {
+  if (mode_ == Mode::kCommit) return;  // our fault, not the client's
+  Close(absl::StrCat("421 4.4.2 ", config_.hostname, " Error: timeout exceeded"));
+}
+
+void ServerSession::OnShutdown() {
+  shutdown_requested_ = true;
+  // A message on its way in is finished and answered first, then the
+  // session closes; the glue's grace timer bounds how long that may take.
+  if (mode_ == Mode::kCommit || in_body()) return;
+  Close(absl::StrCat("421 4.3.2 ", config_.hostname, " Service shutting down"));
+}
+
+}  // namespace sluice::smtp
