@@ -43,6 +43,12 @@
 namespace sluice::config {
 namespace {
 
+// Debian's Abseil has its own absl::string_view, a type apart from
+// std::string_view (elsewhere the two are one type and these are no-ops).
+// Inside this file strings are absl::string_view; these cross the border.
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.size()); }
+
 // ---------------------------------------------------------------------------
 // Bounds of the integer settings. Both ends are inclusive. The reasons:
 //
@@ -50,7 +56,7 @@ namespace {
 //                                                in 8 bits (limits::kShardsMax).
 //   server.max_message_size      1 KiB .. 2 GiB  below 1 KiB not even the headers fit;
 //                                                2 GiB is far past any real mail and
-//                                                keeps SIZE within a signed 32-bit int.
+//                                                keeps SIZE within 32 bits.
 //   server.max_recipients        1 .. 100,000    RFC 5321 4.5.3.1.8 asks for at least
 //                                                100; more than 100k in one transaction
 //                                                is a runaway client.
@@ -68,11 +74,6 @@ namespace {
 //   server.shutdown_grace_s      0 .. 3,600      0 = close at once on SIGTERM.
 //   spool.min_free_bytes         0 .. 1 PiB      0 = no free-space check.
 // ---------------------------------------------------------------------------
-// Debian's Abseil has its own absl::string_view, a type apart from
-// std::string_view (elsewhere the two are one type and these are no-ops).
-// Inside this file strings are absl::string_view; these cross the border.
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 
 struct Range {
   uint64_t min;

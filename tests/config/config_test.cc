@@ -448,6 +448,18 @@ TEST_F(ConfigFileTest, ErrorNamesFile) {
   EXPECT_TRUE(IsError(ApplyTomlFile(path_, config), {path_ + ":3: ", "server.max_recipients"}));
 }
 
+// deploy/sluice.toml must stay valid; meson passes its path in the environment.
+TEST(ExampleConfigTest, DeployExampleIsValid) {
+  const char* path = std::getenv("SLUICE_EXAMPLE_CONFIG");
+  if (path == nullptr || *path == '\0') GTEST_SKIP() << "SLUICE_EXAMPLE_CONFIG not set";
+  Config config;
+  const absl::Status applied = ApplyTomlFile(path, config);
+  ASSERT_TRUE(applied.ok()) << applied;
+  EXPECT_EQ(config.spool_dir, "/var/spool/sluice");
+  const absl::Status finalized = config.Finalize();
+  EXPECT_TRUE(finalized.ok()) << finalized;
+}
+
 TEST_F(ConfigFileTest, MissingFile) {
   Config config;
   const absl::Status status = ApplyTomlFile(path_ + ".missing", config);

@@ -101,6 +101,8 @@ class ServerSession {
   Mode mode() const { return mode_; }
   // True while receiving a message body (the DATA timeout applies).
   bool in_body() const { return mode_ == Mode::kData || mode_ == Mode::kChunk; }
+  // The transaction being committed (valid until OnCommitted returns).
+  const Envelope& envelope() const { return envelope_; }
 
   static constexpr size_t kOutputHighWater = 256 * 1024;
 

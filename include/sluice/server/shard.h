@@ -1,0 +1,105 @@
+// A shard: one thread, pinned to one core, running its own io_uring loop.
+// It owns its listeners (SO_REUSEPORT), its receive buffer ring, its
+// connections, its spool directory writer, its accounting-log buffer and its
+// timers; nothing in it is shared with other shards or locked.
+//
+// The loop, once per turn: wait for completions (bounded by the next timer),
+// run their callbacks, then publish recycled buffers, re-arm starved
+// receives, start the group directory fsync and flush the log buffer.
+//
+// Stopping (RequestStop from any thread): stop accepting, ask every session
+// to finish its message and say 421, wait up to the grace period for
+// sessions and spool writes to end, then cut what is left and return.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "sluice/base/queue_id.h"
+#include "sluice/config/config.h"
+#include "sluice/io/ring.h"
+#include "sluice/log/accounting_log.h"
+#include "sluice/spool/spool_writer.h"
+
+namespace sluice::server {
+
+class Connection;
+
+// Counters a shard keeps; read by tests and the admin side later.
+struct ShardStats {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_refused = 0;
+  uint64_t messages_queued = 0;
+  uint64_t messages_failed = 0;
+};
+
+class Shard {
+ public:
+  Shard(int index, const config::Config& config, int log_fd, base::QueueId id_floor,
+        std::atomic<int64_t>& open_connections);
+  ~Shard();
+
+  // Sets up the ring, buffers, spool and listeners. Runs on the shard thread.
+  absl::Status Init();
+  // Runs until stopped. Runs on the shard thread.
+  void Run();
+  // Thread-safe: asks the loop to stop.
+  void RequestStop();
+
+  // For connections.
+  io::Ring& ring() { return *ring_; }
+  io::BufferRing& buffers() { return *buffers_; }
+  spool::SpoolWriter& spool() { return *spool_; }
+  log::AccountingLog& accounting() { return *log_; }
+  const config::Config& config() const { return config_; }
+  bool spool_available() const { return spool_available_; }
+  base::QueueId NextQueueId();
+  uint64_t now_ms() const { return now_ms_; }
+  bool stopping() const { return stopping_; }
+  void Starved(Connection* c) { starved_.push_back(c); }
+  void Closed(Connection* c);
+  ShardStats& stats() { return stats_; }
+
+ private:
+  struct Listener;
+  void OnAccept(Listener* l, int result, uint32_t flags);
+  void ArmAccept(Listener* l);
+  void OnWake(int result, uint32_t flags);
+  void ArmWake();
+  void Tick();
+  void BeginStop();
+  void CheckSpoolSpace();
+
+  const int index_;
+  const config::Config& config_;
+  const int log_fd_;
+  std::atomic<int64_t>& open_connections_;
+  base::QueueIdGenerator ids_;
+
+  std::unique_ptr<io::Ring> ring_;
+  std::unique_ptr<io::BufferRing> buffers_;
+  int spool_dir_fd_ = -1;
+  std::unique_ptr<spool::SpoolWriter> spool_;
+  std::unique_ptr<log::AccountingLog> log_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<Connection*> connections_;  // index kept in Connection
+  std::vector<Connection*> starved_;
+
+  int wake_fd_ = -1;
+  uint64_t wake_value_ = 0;
+  io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};
+  std::atomic<bool> stop_requested_{false};
+  bool stopping_ = false;
+  uint64_t stop_deadline_ms_ = 0;
+
+  uint64_t now_ms_ = 0;
+  uint64_t next_tick_ms_ = 0;
+  bool spool_available_ = true;
+  ShardStats stats_;
+};
+
+}  // namespace sluice::server

@@ -1,0 +1,282 @@
+// The sluice command line: `serve`, `check-config`, `queue list|show`.
+//
+// Configuration precedence: built-in defaults < --config FILE < flags. Exit
+// codes: 0 success, 1 run-time failure, 2 usage or configuration error.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/clock.h"
+#include "sluice/base/strings.h"
+#include "sluice/config/config.h"
+#include "sluice/log/json.h"
+#include "sluice/server/server.h"
+#include "sluice/spool/spool_directory.h"
+
+namespace sluice::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: sluice <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve                 run the relay (defaults: listen 127.0.0.1:2525, spool ./var/spool)\n"
+    "  check-config          validate the configuration and exit (2 on error)\n"
+    "  queue list            list queued messages: ID AGE SIZE SENDER RECIPIENTS [--json]\n"
+    "  queue show ID         print a queued message as it will be delivered\n"
+    "  version               print the version\n"
+    "\n"
+    "options (flags override the configuration file):\n"
+    "  --config FILE             TOML configuration (see docs/CONFIGURATION.md)\n"
+    "  --listen ADDR:PORT        listen address, repeatable (replaces the file's list)\n"
+    "  --spool DIR               spool directory\n"
+    "  --shards N                event-loop threads (0: one per CPU)\n"
+    "  --relay-from CIDRS        networks allowed to relay, comma-separated\n"
+    "  --hostname NAME           name used in the greeting and Received headers\n"
+    "  --max-message-size BYTES  largest message accepted (SIZE)\n"
+    "  --max-recipients N        recipients per transaction\n"
+    "  --log FILE                accounting log (JSON lines)\n"
+    "  --json                    queue list: JSON lines\n";
+
+int Usage(const std::string& error) {
+  if (!error.empty()) std::fprintf(stderr, "sluice: %s\n\n", error.c_str());
+  std::fputs(kUsage, error.empty() ? stdout : stderr);
+  return error.empty() ? 0 : 2;
+}
+
+struct Options {
+  std::string config_file;
+  std::vector<std::string> listen;
+  std::vector<std::pair<std::string, std::string>> overrides;  // flag, value
+  bool json = false;
+  std::vector<std::string> positional;
+};
+
+bool TakesValue(std::string_view flag) {
+  for (const char* f : {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
+                        "--max-message-size", "--max-recipients", "--log"}) {
+    if (flag == f) return true;
+  }
+  return false;
+}
+
+bool ParseArgs(int argc, char** argv, int first, Options& o, std::string& error) {
+  for (int i = first; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string value;
+    std::string flag(arg);
+    if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string_view::npos) {
+      flag = std::string(arg.substr(0, eq));
+      value = std::string(arg.substr(eq + 1));
+    } else if (TakesValue(arg)) {
+      if (i + 1 >= argc) {
+        error = absl::StrCat(flag, " needs a value");
+        return false;
+      }
+      value = argv[++i];
+    }
+    if (flag == "--json") {
+      o.json = true;
+    } else if (flag == "--config") {
+      o.config_file = value;
+    } else if (flag == "--listen") {
+      o.listen.push_back(value);
+    } else if (TakesValue(flag)) {
+      o.overrides.emplace_back(flag, value);
+    } else if (flag.rfind("--", 0) == 0) {
+      error = absl::StrCat("unknown option ", flag);
+      return false;
+    } else {
+      o.positional.push_back(flag);
+    }
+  }
+  return true;
+}
+
+bool ParseSize(const std::string& flag, const std::string& text, uint64_t& out,
+               std::string& error) {
+  if (!base::ParseUint64(text, out)) {
+    error = absl::StrCat(flag, ": not a non-negative integer: '", text, "'");
+    return false;
+  }
+  return true;
+}
+
+// Builds the configuration: defaults, file, flags; then checks it.
+bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
+  if (!o.config_file.empty()) {
+    if (absl::Status s = config::ApplyTomlFile(o.config_file, c); !s.ok()) {
+      error = std::string(s.message());
+      return false;
+    }
+  }
+  if (!o.listen.empty()) c.listen = o.listen;
+  for (const auto& [flag, value] : o.overrides) {
+    uint64_t n = 0;
+    if (flag == "--spool") {
+      c.spool_dir = value;
+    } else if (flag == "--relay-from") {
+      c.relay_from = value;
+    } else if (flag == "--hostname") {
+      c.hostname = value;
+    } else if (flag == "--log") {
+      c.log_file = value;
+    } else if (flag == "--shards") {
+      if (!ParseSize(flag, value, n, error)) return false;
+      c.shards = n > 100000 ? 100000 : static_cast<int>(n);
+    } else if (flag == "--max-message-size") {
+      if (!ParseSize(flag, value, n, error)) return false;
+      c.max_message_size = n;
+    } else if (flag == "--max-recipients") {
+      if (!ParseSize(flag, value, n, error)) return false;
+      c.max_recipients = n;
+    }
+  }
+  if (absl::Status s = c.Finalize(); !s.ok()) {
+    error = std::string(s.message());
+    return false;
+  }
+  if (c.shards == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    c.shards = cpus > 0 ? static_cast<int>(cpus) : 1;
+  }
+  return true;
+}
+
+int Serve(const Options& o) {
+  config::Config c;
+  std::string error;
+  if (!LoadConfig(o, c, error)) {
+    std::fprintf(stderr, "sluice: %s\n", error.c_str());
+    return 2;
+  }
+  absl::Status s = server::Serve(c);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+int CheckConfig(const Options& o) {
+  config::Config c;
+  std::string error;
+  if (!LoadConfig(o, c, error)) {
+    std::fprintf(stderr, "sluice: %s\n", error.c_str());
+    return 2;
+  }
+  std::printf("configuration ok: %d shards, listen", c.shards);
+  for (const auto& a : c.listen_addresses) std::printf(" %s", a.ToString().c_str());
+  std::printf(", spool %s, relay from %s\n", c.spool_dir.c_str(),
+              c.relay_networks.ToString().c_str());
+  return 0;
+}
+
+std::string SpoolDir(const Options& o) {
+  config::Config c;
+  std::string error;
+  if (!o.config_file.empty()) (void)config::ApplyTomlFile(o.config_file, c);
+  for (const auto& [flag, value] : o.overrides) {
+    if (flag == "--spool") c.spool_dir = value;
+  }
+  return c.spool_dir;
+}
+
+int QueueList(const Options& o) {
+  const std::string root = SpoolDir(o);
+  spool::ScanOptions scan;  // read-only: safe while the daemon runs
+  auto report = spool::ScanSpool(root, scan);
+  if (!report.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(report.status().message()).c_str());
+    return 1;
+  }
+  const uint64_t now = base::WallMicros();
+  std::string out;
+  for (const spool::QueuedMessage& m : report->messages) {
+    const spool::Envelope& e = m.envelope;
+    const uint64_t age_s = now > e.arrival_micros ? (now - e.arrival_micros) / 1000000 : 0;
+    const uint64_t size = e.added_headers.size() + e.body_size;
+    if (o.json) {
+      absl::StrAppend(&out, "{\"id\":\"", e.id.ToString(), "\",\"age_s\":", age_s,
+                      ",\"size\":", size, ",\"sender\":");
+      log::AppendJsonString(out, e.sender);
+      out += ",\"recipients\":[";
+      for (size_t i = 0; i < e.recipients.size(); ++i) {
+        if (i > 0) out += ',';
+        log::AppendJsonString(out, e.recipients[i].address);
+      }
+      out += "],\"helo\":";
+      log::AppendJsonString(out, e.helo);
+      out += ",\"client\":";
+      log::AppendJsonString(out, e.client_ip);
+      absl::StrAppend(&out, ",\"arrival_us\":", e.arrival_micros, "}\n");
+    } else {
+      absl::StrAppend(&out, e.id.ToString(), " ", age_s, "s ", size, " ",
+                      e.sender.empty() ? "<>" : e.sender, " ", e.recipients.size(), "\n");
+    }
+    if (out.size() > 1 << 16) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  for (const std::string& c : report->corrupt) std::fprintf(stderr, "corrupt: %s\n", c.c_str());
+  return 0;
+}
+
+int QueueShow(const Options& o) {
+  if (o.positional.size() != 3) return Usage("queue show needs one queue id");
+  auto id = base::QueueId::Parse(o.positional[2]);
+  if (!id) return Usage(absl::StrCat("not a queue id: ", o.positional[2]));
+  auto path = spool::FindMessage(SpoolDir(o), *id);
+  if (!path.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(path.status().message()).c_str());
+    return 1;
+  }
+  auto bytes = spool::ReadMessageFile(*path);
+  if (!bytes.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(bytes.status().message()).c_str());
+    return 1;
+  }
+  auto parsed = spool::ParseFile(*bytes);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "sluice: %s: %s\n", path->c_str(),
+                 std::string(parsed.status().message()).c_str());
+    return 1;
+  }
+  std::fwrite(parsed->envelope.added_headers.data(), 1, parsed->envelope.added_headers.size(),
+              stdout);
+  std::fwrite(parsed->body.data(), 1, parsed->body.size(), stdout);
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  if (argc < 2) return Usage("no command given");
+  const std::string_view command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") return Usage("");
+  if (command == "version" || command == "--version") {
+    std::printf("sluice 0.1.0\n");
+    return 0;
+  }
+  Options o;
+  std::string error;
+  if (!ParseArgs(argc, argv, 1, o, error)) return Usage(error);
+  if (command == "serve") return Serve(o);
+  if (command == "check-config") return CheckConfig(o);
+  if (command == "queue") {
+    if (o.positional.size() >= 2 && o.positional[1] == "list") return QueueList(o);
+    if (o.positional.size() >= 2 && o.positional[1] == "show") return QueueShow(o);
+    return Usage("queue needs 'list' or 'show ID'");
+  }
+  return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));
+}
+
+}  // namespace
+}  // namespace sluice::cli
+
+int main(int argc, char** argv) { return sluice::cli::Main(argc, argv); }

@@ -1,0 +1,133 @@
+#include "sluice/server/server.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <latch>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/server/shard.h"
+#include "sluice/spool/spool_directory.h"
+
+namespace sluice::server {
+namespace {
+
+// 2,000+ concurrent connections need more than the usual 1,024 descriptors.
+void RaiseFileLimit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+void PinToCpu(int shard) {
+  const int cpus = static_cast<int>(std::thread::hardware_concurrency());
+  if (cpus <= 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(shard % cpus, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+}  // namespace
+
+absl::Status Serve(const config::Config& config) {
+  RaiseFileLimit();
+  const int shards = config.shards;
+  if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
+
+  // Recovery: unfinished writes go, corrupt files are set aside, the rest
+  // is the queue this process starts with.
+  spool::ScanOptions scan;
+  scan.repair = true;
+  scan.verify_body = true;
+  auto recovered = spool::ScanSpool(config.spool_dir, scan);
+  if (!recovered.ok()) return recovered.status();
+  for (const std::string& c : recovered->corrupt) {
+    std::fprintf(stderr, "sluice: spool: set aside corrupt file %s\n", c.c_str());
+  }
+  std::fprintf(stderr, "sluice: spool: %zu queued messages recovered, %zu unfinished removed\n",
+               recovered->messages.size(), recovered->temporary_removed);
+
+  int log_fd = -1;
+  if (!config.log_file.empty()) {
+    log_fd = open(config.log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (log_fd < 0) {
+      return absl::Status(absl::ErrnoToStatusCode(errno),
+                          absl::StrCat("open log ", config.log_file, ": ", std::strerror(errno)));
+    }
+  }
+
+  // Block the stop signals before any thread exists; threads inherit it.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::atomic<int64_t> open_connections{0};
+  std::vector<std::unique_ptr<Shard>> shard_objects;
+  for (int i = 0; i < shards; ++i) {
+    shard_objects.push_back(
+        std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections));
+  }
+  std::latch ready(shards);
+  std::vector<absl::Status> init_status(static_cast<size_t>(shards));
+  std::atomic<bool> abort_start{false};
+  std::latch go(1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < shards; ++i) {
+    threads.emplace_back([&, i] {
+      PinToCpu(i);
+      pthread_setname_np(pthread_self(), absl::StrCat("sluice-shard", i).c_str());
+      init_status[static_cast<size_t>(i)] = shard_objects[static_cast<size_t>(i)]->Init();
+      ready.count_down();
+      go.wait();
+      if (!abort_start.load()) shard_objects[static_cast<size_t>(i)]->Run();
+    });
+  }
+  ready.wait();
+  absl::Status failed;
+  for (const absl::Status& s : init_status) {
+    if (!s.ok() && failed.ok()) failed = s;
+  }
+  if (!failed.ok()) abort_start.store(true);
+  go.count_down();
+  if (failed.ok()) {
+    std::string where;
+    for (const auto& a : config.listen_addresses) absl::StrAppend(&where, " ", a.ToString());
+    std::fprintf(stderr, "sluice: ready: %d shards, listening on%s\n", shards, where.c_str());
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig,
+                 config.shutdown_grace_s);
+    for (auto& s : shard_objects) s->RequestStop();
+  }
+  for (std::thread& t : threads) t.join();
+  uint64_t queued = 0;
+  for (auto& s : shard_objects) queued += s->stats().messages_queued;
+  shard_objects.clear();
+  if (log_fd >= 0) {
+    fsync(log_fd);
+    close(log_fd);
+  }
+  if (!failed.ok()) return failed;
+  std::fprintf(stderr, "sluice: stopped cleanly; %llu messages queued this run\n",
+               static_cast<unsigned long long>(queued));
+  return absl::OkStatus();
+}
+
+}  // namespace sluice::server

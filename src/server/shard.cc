@@ -1,0 +1,251 @@
+#include "sluice/server/shard.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/check.h"
+#include "sluice/base/cidr.h"
+#include "sluice/base/clock.h"
+#include "sluice/base/limits.h"
+#include "sluice/server/connection.h"
+
+namespace sluice::server {
+namespace {
+
+constexpr uint64_t kTickMs = 250;  // timeouts, spool space, stop progress
+constexpr uint16_t kBufferGroup = 1;
+
+absl::Status Errno(std::string_view what) {
+  return absl::Status(absl::ErrnoToStatusCode(errno),
+                      absl::StrCat(std::string(what), ": ", std::strerror(errno)));
+}
+
+const char kTooManyConnections[] = "421 4.7.0 Error: too many connections\r\n";
+
+}  // namespace
+
+struct Shard::Listener {
+  Shard* shard;
+  int fd = -1;
+  bool armed = false;
+  sockaddr_storage peer{};
+  socklen_t peer_size = sizeof(sockaddr_storage);
+  struct Done final : io::Completion {
+    Listener* l;
+    void OnComplete(int result, uint32_t flags) override { l->shard->OnAccept(l, result, flags); }
+  } done;
+};
+
+Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId id_floor,
+             std::atomic<int64_t>& open_connections)
+    : index_(index),
+      config_(config),
+      log_fd_(log_fd),
+      open_connections_(open_connections),
+      ids_(index) {
+  ids_.RaiseFloor(id_floor);
+}
+
+Shard::~Shard() {
+  for (Connection* c : connections_) delete c;
+  for (auto& l : listeners_) {
+    if (l->fd >= 0) close(l->fd);
+  }
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (spool_dir_fd_ >= 0) close(spool_dir_fd_);
+}
+
+absl::Status Shard::Init() {
+  auto ring = io::Ring::Create(limits::kRingEntries);
+  if (!ring.ok()) return ring.status();
+  ring_ = std::move(*ring);
+  auto buffers = io::BufferRing::Create(*ring_, kBufferGroup, limits::kRecvBufferCount,
+                                        static_cast<uint32_t>(limits::kRecvBufferSize));
+  if (!buffers.ok()) return buffers.status();
+  buffers_ = std::move(*buffers);
+
+  const std::string dir = absl::StrCat(config_.spool_dir, "/", index_);
+  spool_dir_fd_ = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (spool_dir_fd_ < 0) return Errno(absl::StrCat("open spool directory ", dir));
+  spool_ = std::make_unique<spool::SpoolWriter>(*ring_, *buffers_, spool_dir_fd_);
+  log_ = std::make_unique<log::AccountingLog>(*ring_, log_fd_);
+
+  for (const base::SocketAddress& addr : config_.listen_addresses) {
+    auto l = std::make_unique<Listener>();
+    l->shard = this;
+    l->done.l = l.get();
+    l->fd = socket(addr.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l->fd < 0) return Errno("socket");
+    int one = 1;
+    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      return Errno("SO_REUSEPORT");
+    }
+    if (addr.storage.ss_family == AF_INET6) {
+      setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (bind(l->fd, addr.get(), addr.size) != 0) {
+      return Errno(absl::StrCat("bind ", addr.ToString()));
+    }
+    if (listen(l->fd, 4096) != 0) return Errno(absl::StrCat("listen ", addr.ToString()));
+    listeners_.push_back(std::move(l));
+  }
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) return Errno("eventfd");
+  now_ms_ = base::MonotonicMillis();
+  CheckSpoolSpace();
+  return absl::OkStatus();
+}
+
+base::QueueId Shard::NextQueueId() { return ids_.Next(base::WallMicros()); }
+
+void Shard::ArmAccept(Listener* l) {
+  if (stopping_ || l->armed) return;
+  io_uring_sqe* sqe = ring_->Prepare(&l->done);
+  // The peer address of a multishot accept is not reported per connection;
+  // getpeername() on the new socket supplies it.
+  io_uring_prep_multishot_accept(sqe, l->fd, nullptr, nullptr, SOCK_CLOEXEC);
+  l->armed = true;
+}
+
+void Shard::OnAccept(Listener* l, int result, uint32_t flags) {
+  if (!(flags & IORING_CQE_F_MORE)) l->armed = false;
+  if (result >= 0) {
+    const int fd = result;
+    if (stopping_) {
+      close(fd);
+    } else if (open_connections_.fetch_add(1, std::memory_order_relaxed) >=
+               static_cast<int64_t>(config_.max_connections)) {
+      open_connections_.fetch_sub(1, std::memory_order_relaxed);
+      ++stats_.connections_refused;
+      io_uring_sqe* send = ring_->Prepare(nullptr);
+      io_uring_prep_send(send, fd, kTooManyConnections, sizeof kTooManyConnections - 1,
+                         MSG_NOSIGNAL);
+      send->flags |= IOSQE_IO_LINK;
+      io_uring_sqe* closing = ring_->Prepare(nullptr);
+      io_uring_prep_close(closing, fd);
+    } else {
+      ++stats_.connections_accepted;
+      sockaddr_storage peer{};
+      socklen_t peer_size = sizeof peer;
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_size);
+      const base::IpAddress ip = base::IpAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer));
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      auto* c = new Connection(*this, fd, ip.ToString(), config_.relay_networks.Contains(ip));
+      c->shard_slot = connections_.size();
+      connections_.push_back(c);
+      c->Start();
+    }
+  } else if (result != -ECANCELED && result != -EINVAL && result != -EBADF) {
+    // EMFILE/ENFILE and the like: the accept stays usable; re-arm below.
+    std::fprintf(stderr, "sluice: shard %d: accept: %s\n", index_, std::strerror(-result));
+  }
+  if (!l->armed && !stopping_) ArmAccept(l);
+}
+
+void Shard::Closed(Connection* c) {
+  // Swap-remove from the table; starved entries are dropped too.
+  const size_t slot = c->shard_slot;
+  SLUICE_CHECK(slot < connections_.size() && connections_[slot] == c);
+  connections_[slot] = connections_.back();
+  connections_[slot]->shard_slot = slot;
+  connections_.pop_back();
+  starved_.erase(std::remove(starved_.begin(), starved_.end(), c), starved_.end());
+  open_connections_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Shard::ArmWake() {
+  io_uring_sqe* sqe = ring_->Prepare(&wake_done_);
+  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof wake_value_, 0);
+}
+
+void Shard::OnWake(int, uint32_t) {
+  if (stop_requested_.load(std::memory_order_acquire) && !stopping_) BeginStop();
+  if (!stopping_) ArmWake();
+}
+
+void Shard::RequestStop() {
+  stop_requested_.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  ssize_t n = write(wake_fd_, &one, sizeof one);
+  (void)n;
+}
+
+void Shard::BeginStop() {
+  stopping_ = true;
+  stop_deadline_ms_ = now_ms_ + uint64_t{config_.shutdown_grace_s} * 1000;
+  for (auto& l : listeners_) {
+    // Closing the listener socket ends the multishot accept.
+    if (l->armed) {
+      io_uring_sqe* sqe = ring_->Prepare(nullptr);
+      io_uring_prep_cancel(sqe, &l->done, 0);
+    }
+    shutdown(l->fd, SHUT_RDWR);
+  }
+  // Shutdown() may destroy the connection: iterate over a copy.
+  std::vector<Connection*> all = connections_;
+  for (Connection* c : all) c->Shutdown();
+}
+
+void Shard::CheckSpoolSpace() {
+  struct statvfs st;
+  const std::string dir = absl::StrCat(config_.spool_dir, "/", index_);
+  if (statvfs(dir.c_str(), &st) != 0) {
+    spool_available_ = false;
+    return;
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  spool_available_ = free_bytes >= config_.spool_min_free_bytes;
+}
+
+void Shard::Tick() {
+  CheckSpoolSpace();
+  std::vector<Connection*> all = connections_;
+  if (stopping_ && now_ms_ >= stop_deadline_ms_) {
+    for (Connection* c : all) c->ForceClose();
+    return;
+  }
+  for (Connection* c : all) c->CheckTimeouts(now_ms_);
+}
+
+void Shard::Run() {
+  for (auto& l : listeners_) ArmAccept(l.get());
+  ArmWake();
+  next_tick_ms_ = now_ms_ + kTickMs;
+  while (true) {
+    const int wait_ms = static_cast<int>(next_tick_ms_ > now_ms_ ? next_tick_ms_ - now_ms_ : 0);
+    ring_->RunOnce(wait_ms);
+    now_ms_ = base::MonotonicMillis();
+    if (now_ms_ >= next_tick_ms_) {
+      Tick();
+      next_tick_ms_ = now_ms_ + kTickMs;
+    }
+    // End of the turn: give buffers back, re-arm starved receives, share one
+    // directory fsync among this turn's commits, write the log lines.
+    buffers_->Publish();
+    if (!starved_.empty() && buffers_->available_estimate() > 0) {
+      std::vector<Connection*> starved;
+      starved.swap(starved_);
+      for (Connection* c : starved) c->ArmReceive();
+    }
+    spool_->FlushDirectory();
+    log_->Flush();
+    if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle()) break;
+  }
+  // Let the last closes and log writes reach the kernel.
+  io_uring_submit(ring_->raw());
+}
+
+}  // namespace sluice::server

@@ -1,0 +1,185 @@
+#include "sluice/spool/message_file.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/crc32c.h"
+#include "sluice/base/strings.h"
+
+namespace sluice::spool {
+namespace {
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void PutU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+void PutField(std::string& out, std::string_view key, std::string_view value) {
+  absl::StrAppend(&out, base::Av(key), " ", value.size(), "\n");
+  out.append(value);
+  out.push_back('\n');
+}
+
+// Reads one "key len\nvalue\n" field from `in`.
+bool NextField(std::string_view& in, std::string_view& key, std::string_view& value) {
+  size_t space = in.find(' ');
+  size_t nl = in.find('\n');
+  if (space == std::string_view::npos || nl == std::string_view::npos || space > nl) return false;
+  key = in.substr(0, space);
+  uint64_t len = 0;
+  if (!base::ParseUint64(in.substr(space + 1, nl - space - 1), len)) return false;
+  in.remove_prefix(nl + 1);
+  if (len + 1 > in.size() || in[len] != '\n') return false;
+  value = in.substr(0, len);
+  in.remove_prefix(len + 1);
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeEnvelope(const Envelope& e) {
+  std::string out;
+  out.reserve(256 + e.added_headers.size() + e.recipients.size() * 40);
+  PutField(out, "version", absl::StrCat(kFormatVersion));
+  PutField(out, "id", e.id.ToString());
+  PutField(out, "arrival", absl::StrCat(e.arrival_micros));
+  PutField(out, "client", e.client_ip);
+  PutField(out, "helo", e.helo);
+  PutField(out, "protocol", e.protocol);
+  PutField(out, "sender", e.sender);
+  PutField(out, "body", e.eight_bit ? "8BITMIME" : "7BIT");
+  PutField(out, "smtputf8", e.smtputf8 ? "1" : "0");
+  PutField(out, "headers", e.added_headers);
+  PutField(out, "body_size", absl::StrCat(e.body_size));
+  for (const Recipient& r : e.recipients) PutField(out, "rcpt", r.address);
+  return out;
+}
+
+absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
+  Envelope e;
+  bool have_version = false, have_id = false, have_size = false;
+  std::string_view key, value;
+  while (!in.empty()) {
+    if (!NextField(in, key, value)) return absl::DataLossError("malformed envelope field");
+    if (key == "version") {
+      uint64_t v = 0;
+      if (!base::ParseUint64(value, v) || v != kFormatVersion) {
+        return absl::DataLossError("unknown envelope version");
+      }
+      have_version = true;
+    } else if (key == "id") {
+      auto id = base::QueueId::Parse(value);
+      if (!id) return absl::DataLossError("bad queue id in envelope");
+      e.id = *id;
+      have_id = true;
+    } else if (key == "arrival") {
+      if (!base::ParseUint64(value, e.arrival_micros)) return absl::DataLossError("bad arrival");
+    } else if (key == "client") {
+      e.client_ip = std::string(value);
+    } else if (key == "helo") {
+      e.helo = std::string(value);
+    } else if (key == "protocol") {
+      e.protocol = std::string(value);
+    } else if (key == "sender") {
+      e.sender = std::string(value);
+    } else if (key == "body") {
+      e.eight_bit = value == "8BITMIME";
+    } else if (key == "smtputf8") {
+      e.smtputf8 = value == "1";
+    } else if (key == "headers") {
+      e.added_headers = std::string(value);
+    } else if (key == "body_size") {
+      if (!base::ParseUint64(value, e.body_size)) return absl::DataLossError("bad body size");
+      have_size = true;
+    } else if (key == "rcpt") {
+      e.recipients.push_back(Recipient{std::string(value)});
+    }
+    // Unknown keys are skipped: a newer writer may add fields.
+  }
+  if (!have_version || !have_id || !have_size) {
+    return absl::DataLossError("envelope lacks version, id or body size");
+  }
+  if (e.recipients.empty()) return absl::DataLossError("envelope has no recipients");
+  return e;
+}
+
+std::string EncodeFooter(const Footer& f) {
+  std::string out(kFooterMagic);
+  PutU64(out, f.envelope_offset);
+  PutU32(out, f.envelope_size);
+  PutU32(out, f.envelope_crc);
+  PutU32(out, f.body_crc);
+  PutU32(out, kFormatVersion);
+  PutU32(out, 0);
+  PutU32(out, base::Crc32c(0, out.data(), out.size()));
+  return out;
+}
+
+absl::StatusOr<Footer> DecodeFooter(std::string_view b) {
+  if (b.size() != kFooterSize || b.substr(0, 8) != kFooterMagic) {
+    return absl::DataLossError("no footer (file incomplete)");
+  }
+  if (GetU32(b.data() + 36) != base::Crc32c(0, b.data(), 36)) {
+    return absl::DataLossError("footer checksum mismatch");
+  }
+  if (GetU32(b.data() + 28) != kFormatVersion) return absl::DataLossError("unknown footer version");
+  Footer f;
+  f.envelope_offset = GetU64(b.data() + 8);
+  f.envelope_size = GetU32(b.data() + 16);
+  f.envelope_crc = GetU32(b.data() + 20);
+  f.body_crc = GetU32(b.data() + 24);
+  return f;
+}
+
+std::string EncodeTrailer(const Envelope& e) {
+  std::string trailer = EncodeEnvelope(e);
+  Footer f;
+  f.envelope_offset = kPreamble.size() + e.body_size;
+  f.envelope_size = static_cast<uint32_t>(trailer.size());
+  f.envelope_crc = base::Crc32c(0, trailer.data(), trailer.size());
+  f.body_crc = e.body_crc;
+  trailer += EncodeFooter(f);
+  return trailer;
+}
+
+absl::StatusOr<ParsedFile> ParseFile(std::string_view file) {
+  if (file.size() < kPreamble.size() + kFooterSize || file.substr(0, 8) != kPreamble) {
+    return absl::DataLossError("not a Sluice spool file");
+  }
+  auto footer = DecodeFooter(file.substr(file.size() - kFooterSize));
+  if (!footer.ok()) return footer.status();
+  const uint64_t envelope_end = footer->envelope_offset + footer->envelope_size;
+  if (footer->envelope_offset < kPreamble.size() || envelope_end != file.size() - kFooterSize) {
+    return absl::DataLossError("footer points outside the file");
+  }
+  std::string_view env_bytes = file.substr(footer->envelope_offset, footer->envelope_size);
+  if (base::Crc32c(0, env_bytes.data(), env_bytes.size()) != footer->envelope_crc) {
+    return absl::DataLossError("envelope checksum mismatch");
+  }
+  auto envelope = DecodeEnvelope(env_bytes);
+  if (!envelope.ok()) return envelope.status();
+  std::string_view body = file.substr(kPreamble.size(), footer->envelope_offset - kPreamble.size());
+  if (body.size() != envelope->body_size) return absl::DataLossError("body size mismatch");
+  if (base::Crc32c(0, body.data(), body.size()) != footer->body_crc) {
+    return absl::DataLossError("body checksum mismatch");
+  }
+  envelope->body_crc = footer->body_crc;
+  return ParsedFile{std::move(*envelope), body};
+}
+
+std::string MessageFileName(base::QueueId id) { return id.ToString() + ".msg"; }
+std::string TemporaryFileName(base::QueueId id) { return id.ToString() + ".tmp"; }
+
+}  // namespace sluice::spool
