@@ -168,9 +168,10 @@ void Connection::BeginShutdown() {
   for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
   input_.clear();
   // Ends the multishot receive and any send; the fd is closed once they
-  // have completed (MaybeDestroy).
-  io_uring_sqe* shut = shard_.ring().Prepare(nullptr);
-  io_uring_prep_shutdown(shut, fd_, SHUT_RDWR);
+  // have completed (MaybeDestroy). A plain syscall on purpose: io_uring
+  // runs SHUTDOWN from its worker pool, so it could land after our CLOSE
+  // and hit a new connection that reused the descriptor number.
+  shutdown(fd_, SHUT_RDWR);
   if (recv_armed_) {
     io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
     io_uring_prep_cancel(sqe, &recv_done_, 0);
@@ -182,8 +183,7 @@ void Connection::MaybeDestroy() {
   destroyed_ = true;
   io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
   io_uring_prep_close(sqe, fd_);
-  shard_.Closed(this);
-  delete this;
+  shard_.Closed(this);  // the shard frees us once our last SQEs were submitted
 }
 
 void Connection::Shutdown() {

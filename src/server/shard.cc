@@ -59,6 +59,8 @@ Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId 
 
 Shard::~Shard() {
   for (Connection* c : connections_) delete c;
+  for (Connection* c : dying_) delete c;
+  for (Connection* c : dead_) delete c;
   for (auto& l : listeners_) {
     if (l->fd >= 0) close(l->fd);
   }
@@ -164,6 +166,7 @@ void Shard::Closed(Connection* c) {
   connections_.pop_back();
   starved_.erase(std::remove(starved_.begin(), starved_.end(), c), starved_.end());
   open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  dying_.push_back(c);
 }
 
 void Shard::ArmWake() {
@@ -227,6 +230,10 @@ void Shard::Run() {
   while (true) {
     const int wait_ms = static_cast<int>(next_tick_ms_ > now_ms_ ? next_tick_ms_ - now_ms_ : 0);
     ring_->RunOnce(wait_ms);
+    // RunOnce submitted every SQE of the last turn: its dead can go.
+    for (Connection* c : dead_) delete c;
+    dead_.swap(dying_);
+    dying_.clear();
     now_ms_ = base::MonotonicMillis();
     if (now_ms_ >= next_tick_ms_) {
       Tick();

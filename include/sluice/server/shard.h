@@ -61,6 +61,7 @@ class Shard {
   uint64_t now_ms() const { return now_ms_; }
   bool stopping() const { return stopping_; }
   void Starved(Connection* c) { starved_.push_back(c); }
+  // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   ShardStats& stats() { return stats_; }
 
@@ -88,6 +89,11 @@ class Shard {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<Connection*> connections_;  // index kept in Connection
   std::vector<Connection*> starved_;
+  // Closed connections are freed only after the SQEs they prepared (a
+  // cancel naming their address, say) were submitted, so a new connection
+  // can never be mistaken for an old one at the same address.
+  std::vector<Connection*> dying_;  // closed this turn
+  std::vector<Connection*> dead_;   // closed last turn: safe to free now
 
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
