@@ -1,0 +1,83 @@
+// Spool file format: round trip, and every corruption or truncation caught.
+#include "sluice/spool/message_file.h"
+
+#include "gtest/gtest.h"
+#include "sluice/base/crc32c.h"
+
+namespace sluice::spool {
+namespace {
+
+Envelope SampleEnvelope(std::string_view body) {
+  Envelope e;
+  e.id = base::QueueId((uint64_t{1'700'000'000'000'000} << 8) | 3);
+  e.arrival_micros = 1'700'000'000'000'000;
+  e.client_ip = "127.0.0.1";
+  e.helo = "client.example";
+  e.protocol = "ESMTP";
+  e.sender = "sender@example.com";
+  e.eight_bit = true;
+  e.added_headers = "Received: from x\r\n\tby y; date\r\n";
+  e.body_size = body.size();
+  e.body_crc = base::Crc32c(0, body.data(), body.size());
+  e.recipients = {{"a@example.net"}, {"b@example.org"}, {"\"odd name\"@example.com"}};
+  return e;
+}
+
+std::string MakeFile(std::string_view body) {
+  return std::string(kPreamble) + std::string(body) + EncodeTrailer(SampleEnvelope(body));
+}
+
+TEST(MessageFile, RoundTrip) {
+  const std::string body = "Subject: x\r\n\r\nline\r\n.dot kept\r\n";
+  const std::string file = MakeFile(body);
+  auto parsed = ParseFile(file);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->body, body);
+  const Envelope want = SampleEnvelope(body);
+  EXPECT_EQ(parsed->envelope.id, want.id);
+  EXPECT_EQ(parsed->envelope.sender, want.sender);
+  EXPECT_EQ(parsed->envelope.helo, want.helo);
+  EXPECT_EQ(parsed->envelope.added_headers, want.added_headers);
+  EXPECT_TRUE(parsed->envelope.eight_bit);
+  ASSERT_EQ(parsed->envelope.recipients.size(), 3u);
+  EXPECT_EQ(parsed->envelope.recipients[2].address, "\"odd name\"@example.com");
+}
+
+TEST(MessageFile, EmptyBodyAndNullSender) {
+  Envelope e = SampleEnvelope("");
+  e.sender = "";
+  std::string file = std::string(kPreamble) + EncodeTrailer(e);
+  auto parsed = ParseFile(file);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->envelope.sender, "");
+  EXPECT_EQ(parsed->body, "");
+}
+
+TEST(MessageFile, EveryFlippedByteIsDetected) {
+  const std::string file = MakeFile("Subject: y\r\n\r\nsome body text\r\n");
+  for (size_t i = 0; i < file.size(); ++i) {
+    std::string bad = file;
+    bad[i] = static_cast<char>(bad[i] ^ 0x20);
+    EXPECT_FALSE(ParseFile(bad).ok()) << "flip at " << i;
+  }
+}
+
+TEST(MessageFile, EveryTruncationIsDetected) {
+  const std::string file = MakeFile("Subject: z\r\n\r\nbody\r\n");
+  for (size_t len = 0; len < file.size(); ++len) {
+    EXPECT_FALSE(ParseFile(std::string_view(file).substr(0, len)).ok()) << "length " << len;
+  }
+}
+
+TEST(MessageFile, EnvelopeNeedsRecipientsAndKnownVersion) {
+  Envelope e = SampleEnvelope("b");
+  e.recipients.clear();
+  EXPECT_FALSE(DecodeEnvelope(EncodeEnvelope(e)).ok());
+  std::string enc = EncodeEnvelope(SampleEnvelope("b"));
+  enc.replace(enc.find("version 1\n1"), 11, "version 1\n9");
+  EXPECT_FALSE(DecodeEnvelope(enc).ok());
+  EXPECT_FALSE(DecodeEnvelope("sender 999\nx\n").ok());
+}
+
+}  // namespace
+}  // namespace sluice::spool
