@@ -238,14 +238,14 @@ int QueueShow(const Options& o) {
     std::fprintf(stderr, "sluice: %s\n", std::string(path.status().message()).c_str());
     return 1;
   }
-  auto bytes = spool::ReadMessageFile(*path);
+  auto bytes = spool::ReadRecord(*path);
   if (!bytes.ok()) {
     std::fprintf(stderr, "sluice: %s\n", std::string(bytes.status().message()).c_str());
     return 1;
   }
   auto parsed = spool::ParseFile(*bytes);
   if (!parsed.ok()) {
-    std::fprintf(stderr, "sluice: %s: %s\n", path->c_str(),
+    std::fprintf(stderr, "sluice: %s: %s\n", path->path.c_str(),
                  std::string(parsed.status().message()).c_str());
     return 1;
   }

@@ -80,7 +80,8 @@ absl::Status Shard::Init() {
   const std::string dir = absl::StrCat(config_.spool_dir, "/", index_);
   spool_dir_fd_ = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (spool_dir_fd_ < 0) return Errno(absl::StrCat("open spool directory ", dir));
-  spool_ = std::make_unique<spool::SpoolWriter>(*ring_, *buffers_, spool_dir_fd_);
+  spool_ = std::make_unique<spool::SpoolWriter>(*ring_, *buffers_, spool_dir_fd_,
+                                                [this] { return NextQueueId(); });
   log_ = std::make_unique<log::AccountingLog>(*ring_, log_fd_);
 
   for (const base::SocketAddress& addr : config_.listen_addresses) {
@@ -247,7 +248,7 @@ void Shard::Run() {
       starved.swap(starved_);
       for (Connection* c : starved) c->ArmReceive();
     }
-    spool_->FlushDirectory();
+    spool_->Flush();
     log_->Flush();
     if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle()) break;
   }

@@ -146,7 +146,7 @@ absl::StatusOr<Footer> DecodeFooter(std::string_view b) {
 std::string EncodeTrailer(const Envelope& e) {
   std::string trailer = EncodeEnvelope(e);
   Footer f;
-  f.envelope_offset = kPreamble.size() + e.body_size;
+  f.envelope_offset = kPreambleSize + e.body_size;
   f.envelope_size = static_cast<uint32_t>(trailer.size());
   f.envelope_crc = base::Crc32c(0, trailer.data(), trailer.size());
   f.body_crc = e.body_crc;
@@ -154,14 +154,30 @@ std::string EncodeTrailer(const Envelope& e) {
   return trailer;
 }
 
+std::string EncodePreamble(uint64_t record_length) {
+  std::string out(kMagic);
+  PutU64(out, record_length);
+  return out;
+}
+
+absl::StatusOr<uint64_t> DecodePreamble(std::string_view b) {
+  if (b.size() < kPreambleSize || b.substr(0, kMagic.size()) != kMagic) {
+    return absl::DataLossError("no record preamble");
+  }
+  return GetU64(b.data() + kMagic.size());
+}
+
 absl::StatusOr<ParsedFile> ParseFile(std::string_view file) {
-  if (file.size() < kPreamble.size() + kFooterSize || file.substr(0, 8) != kPreamble) {
-    return absl::DataLossError("not a Sluice spool file");
+  if (file.size() < kPreambleSize + kFooterSize) return absl::DataLossError("record too short");
+  auto declared = DecodePreamble(file);
+  if (!declared.ok()) return declared.status();
+  if (*declared != 0 && *declared != file.size()) {
+    return absl::DataLossError("record length does not match its preamble");
   }
   auto footer = DecodeFooter(file.substr(file.size() - kFooterSize));
   if (!footer.ok()) return footer.status();
   const uint64_t envelope_end = footer->envelope_offset + footer->envelope_size;
-  if (footer->envelope_offset < kPreamble.size() || envelope_end != file.size() - kFooterSize) {
+  if (footer->envelope_offset < kPreambleSize || envelope_end != file.size() - kFooterSize) {
     return absl::DataLossError("footer points outside the file");
   }
   std::string_view env_bytes = file.substr(footer->envelope_offset, footer->envelope_size);
@@ -170,7 +186,7 @@ absl::StatusOr<ParsedFile> ParseFile(std::string_view file) {
   }
   auto envelope = DecodeEnvelope(env_bytes);
   if (!envelope.ok()) return envelope.status();
-  std::string_view body = file.substr(kPreamble.size(), footer->envelope_offset - kPreamble.size());
+  std::string_view body = file.substr(kPreambleSize, footer->envelope_offset - kPreambleSize);
   if (body.size() != envelope->body_size) return absl::DataLossError("body size mismatch");
   if (base::Crc32c(0, body.data(), body.size()) != footer->body_crc) {
     return absl::DataLossError("body checksum mismatch");
@@ -181,5 +197,6 @@ absl::StatusOr<ParsedFile> ParseFile(std::string_view file) {
 
 std::string MessageFileName(base::QueueId id) { return id.ToString() + ".msg"; }
 std::string TemporaryFileName(base::QueueId id) { return id.ToString() + ".tmp"; }
+std::string SegmentFileName(base::QueueId id) { return id.ToString() + ".seg"; }
 
 }  // namespace sluice::spool

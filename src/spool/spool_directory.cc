@@ -36,6 +36,18 @@ absl::Status FsyncPath(const std::string& path) {
   return absl::OkStatus();
 }
 
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
 bool PReadAll(int fd, char* buf, size_t size, uint64_t offset) {
   while (size > 0) {
     ssize_t n = pread(fd, buf, size, static_cast<off_t>(offset));
@@ -48,41 +60,48 @@ bool PReadAll(int fd, char* buf, size_t size, uint64_t offset) {
   return true;
 }
 
-// Footer and envelope only: enough to list and queue a message.
-absl::StatusOr<QueuedMessage> ReadHead(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open", path);
-  std::unique_ptr<int, void (*)(int*)> guard(&fd, [](int* f) { close(*f); });
+absl::StatusOr<std::string> ReadWhole(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Errno("open", path);
   struct stat st;
-  if (fstat(fd, &st) != 0) return Errno("stat", path);
+  if (fstat(fd.get(), &st) != 0) return Errno("stat", path);
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  if (!PReadAll(fd.get(), bytes.data(), bytes.size(), 0)) return Errno("read", path);
+  return bytes;
+}
+
+// Footer and envelope only: enough to list and queue a message file.
+absl::StatusOr<Envelope> ReadHead(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Errno("open", path);
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return Errno("stat", path);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < kPreamble.size() + kFooterSize) return absl::DataLossError("file too short");
+  if (size < kPreambleSize + kFooterSize) return absl::DataLossError("file too short");
   std::string footer_bytes(kFooterSize, '\0');
-  if (!PReadAll(fd, footer_bytes.data(), kFooterSize, size - kFooterSize)) {
+  if (!PReadAll(fd.get(), footer_bytes.data(), kFooterSize, size - kFooterSize)) {
     return Errno("read", path);
   }
   auto footer = DecodeFooter(footer_bytes);
   if (!footer.ok()) return footer.status();
-  if (footer->envelope_offset < kPreamble.size() ||
+  if (footer->envelope_offset < kPreambleSize ||
       footer->envelope_offset + footer->envelope_size != size - kFooterSize) {
     return absl::DataLossError("footer points outside the file");
   }
   std::string env(footer->envelope_size, '\0');
-  if (!PReadAll(fd, env.data(), env.size(), footer->envelope_offset)) return Errno("read", path);
+  if (!PReadAll(fd.get(), env.data(), env.size(), footer->envelope_offset)) {
+    return Errno("read", path);
+  }
   if (base::Crc32c(0, env.data(), env.size()) != footer->envelope_crc) {
     return absl::DataLossError("envelope checksum mismatch");
   }
   auto envelope = DecodeEnvelope(env);
   if (!envelope.ok()) return envelope.status();
-  if (envelope->body_size + kPreamble.size() != footer->envelope_offset) {
+  if (envelope->body_size + kPreambleSize != footer->envelope_offset) {
     return absl::DataLossError("body size mismatch");
   }
   envelope->body_crc = footer->body_crc;
-  QueuedMessage m;
-  m.path = path;
-  m.file_size = size;
-  m.envelope = std::move(*envelope);
-  return m;
+  return envelope;
 }
 
 bool IsShardDirectoryName(const char* name, int& number) {
@@ -91,6 +110,130 @@ bool IsShardDirectoryName(const char* name, int& number) {
   number = static_cast<int>(n);
   return true;
 }
+
+std::vector<int> ShardDirectories(const std::string& root, absl::Status& status) {
+  std::vector<int> dirs;
+  DIR* top = opendir(root.c_str());
+  if (top == nullptr) {
+    status = Errno("opendir", root);
+    return dirs;
+  }
+  while (dirent* d = readdir(top)) {
+    int number;
+    if (IsShardDirectoryName(d->d_name, number)) dirs.push_back(number);
+  }
+  closedir(top);
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+void WriteNote(const std::string& path, std::string_view text) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  std::string line = std::string(text) + "\n";
+  (void)!write(fd, line.data(), line.size());
+  fsync(fd);
+  close(fd);
+}
+
+// Walks one segment's records. With `repair`: a torn tail is cut off, and a
+// damaged record is copied to corrupt/ and tombstoned in place.
+class SegmentScanner {
+ public:
+  SegmentScanner(const std::string& root, int dir, std::string path, std::string name,
+                 const ScanOptions& options, RecoveryReport& report)
+      : root_(root), dir_(dir), path_(std::move(path)), name_(std::move(name)),
+        options_(options), report_(report) {}
+
+  absl::Status Run() {
+    auto bytes = ReadWhole(path_);
+    if (!bytes.ok()) return bytes.status();
+    const std::string_view all = *bytes;
+    uint64_t pos = 0;
+    while (pos < all.size()) {
+      const std::string_view rest = all.substr(pos);
+      if (rest.size() < kPreambleSize) return TornTail(pos, "partial preamble");
+      const bool tombstone = rest.substr(0, kTombstone.size()) == kTombstone;
+      auto declared = tombstone ? DecodePreamble(std::string(kMagic) + std::string(rest.substr(8, 8)))
+                                : DecodePreamble(rest);
+      if (!declared.ok()) {
+        // No record boundary to resume from: set the remainder aside.
+        if (rest.find_first_not_of('\0') == std::string_view::npos) {
+          return TornTail(pos, "zero-filled tail");
+        }
+        return SetAside(pos, rest.size(), "no record preamble", /*cut=*/true);
+      }
+      const uint64_t length = *declared;
+      if (length < kPreambleSize + kFooterSize) {
+        return SetAside(pos, rest.size(), "impossible record length", /*cut=*/true);
+      }
+      if (length > rest.size()) return TornTail(pos, "record runs past the end");
+      if (!tombstone) {
+        auto parsed = ParseFile(rest.substr(0, length));
+        if (!parsed.ok()) {
+          if (auto s = SetAside(pos, length, base::Sv(parsed.status().message()), false); !s.ok()) return s;
+        } else {
+          if (parsed->envelope.id > report_.newest) report_.newest = parsed->envelope.id;
+          QueuedMessage m;
+          m.where = RecordLocation{path_, pos, length};
+          m.directory = dir_;
+          m.envelope = std::move(parsed->envelope);
+          report_.messages.push_back(std::move(m));
+        }
+      }
+      pos += length;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status TornTail(uint64_t pos, std::string_view) {
+    ++report_.temporary_removed;  // an unfinished, never acknowledged write
+    if (options_.repair && truncate(path_.c_str(), static_cast<off_t>(pos)) != 0) {
+      return Errno("truncate", path_);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status SetAside(uint64_t pos, uint64_t length, std::string_view why, bool cut) {
+    report_.corrupt.push_back(absl::StrCat(path_, "@", pos, ": ", base::Av(why)));
+    if (!options_.repair) return absl::OkStatus();
+    auto bytes = ReadWhole(path_);
+    if (!bytes.ok()) return bytes.status();
+    const std::string target = absl::StrCat(root_, "/corrupt/", dir_, "-", name_, "-", pos, ".rec");
+    {
+      Fd out(open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (out.get() < 0) return Errno("open", target);
+      std::string_view piece = std::string_view(*bytes).substr(pos, length);
+      if (write(out.get(), piece.data(), piece.size()) != static_cast<ssize_t>(piece.size()) ||
+          fsync(out.get()) != 0) {
+        return Errno("write", target);
+      }
+    }
+    WriteNote(target + ".why", why);
+    if (cut) {
+      if (truncate(path_.c_str(), static_cast<off_t>(pos)) != 0) return Errno("truncate", path_);
+    } else {
+      Fd fd(open(path_.c_str(), O_WRONLY | O_CLOEXEC));
+      if (fd.get() < 0 ||
+          pwrite(fd.get(), kTombstone.data(), kTombstone.size(), static_cast<off_t>(pos)) !=
+              static_cast<ssize_t>(kTombstone.size()) ||
+          fdatasync(fd.get()) != 0) {
+        return Errno("tombstone", path_);
+      }
+    }
+    moved_any_ = true;
+    return absl::OkStatus();
+  }
+
+  const std::string& root_;
+  const int dir_;
+  const std::string path_;
+  const std::string name_;
+  const ScanOptions& options_;
+  RecoveryReport& report_;
+  bool moved_any_ = false;
+};
 
 }  // namespace
 
@@ -103,28 +246,22 @@ absl::Status PrepareSpool(const std::string& root, int shards) {
   return FsyncPath(root);
 }
 
-absl::StatusOr<std::string> ReadMessageFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open", path);
-  std::unique_ptr<int, void (*)(int*)> guard(&fd, [](int* f) { close(*f); });
-  struct stat st;
-  if (fstat(fd, &st) != 0) return Errno("stat", path);
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  if (!PReadAll(fd, bytes.data(), bytes.size(), 0)) return Errno("read", path);
+absl::StatusOr<std::string> ReadRecord(const RecordLocation& where) {
+  if (where.length == 0) return ReadWhole(where.path);
+  Fd fd(open(where.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Errno("open", where.path);
+  std::string bytes(where.length, '\0');
+  if (!PReadAll(fd.get(), bytes.data(), bytes.size(), where.offset)) {
+    return Errno("read", where.path);
+  }
   return bytes;
 }
 
 absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOptions& options) {
   RecoveryReport report;
-  DIR* top = opendir(root.c_str());
-  if (top == nullptr) return Errno("opendir", root);
-  while (dirent* d = readdir(top)) {
-    int number;
-    if (IsShardDirectoryName(d->d_name, number)) report.directories.push_back(number);
-  }
-  closedir(top);
-  std::sort(report.directories.begin(), report.directories.end());
-  bool moved_any = false;
+  absl::Status status;
+  report.directories = ShardDirectories(root, status);
+  if (!status.ok()) return status;
   for (int number : report.directories) {
     const std::string dir = absl::StrCat(root, "/", number);
     DIR* dp = opendir(dir.c_str());
@@ -134,59 +271,66 @@ absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOpti
       if (d->d_name[0] != '.') names.emplace_back(d->d_name);
     }
     closedir(dp);
-    bool removed_here = false;
+    std::sort(names.begin(), names.end());
+    bool changed = false;
     for (const std::string& name : names) {
       const std::string path = absl::StrCat(dir, "/", name);
       const std::string_view stem = std::string_view(name).substr(0, base::QueueId::kTextSize);
       const std::string_view ext = std::string_view(name).substr(std::min(name.size(), stem.size()));
       auto id = base::QueueId::Parse(stem);
-      if (id && ext == ".tmp") {
+      if (!id) continue;  // not ours; leave it alone
+      if (*id > report.newest) report.newest = *id;
+      if (ext == ".seg") {
+        const size_t corrupt_before = report.corrupt.size();
+        const size_t torn_before = report.temporary_removed;
+        SegmentScanner scanner(root, number, path, name, options, report);
+        if (auto s = scanner.Run(); !s.ok()) return s;
+        changed |= report.corrupt.size() != corrupt_before ||
+                   report.temporary_removed != torn_before;
+        continue;
+      }
+      if (ext == ".tmp") {
         // An unfinished write: it was never acknowledged.
         if (options.repair) {
           if (unlink(path.c_str()) != 0) return Errno("unlink", path);
-          removed_here = true;
+          changed = true;
         }
         ++report.temporary_removed;
-        if (*id > report.newest) report.newest = *id;
         continue;
       }
-      if (!id || ext != ".msg") continue;  // not ours; leave it alone
-      if (*id > report.newest) report.newest = *id;
-      absl::StatusOr<QueuedMessage> m = ReadHead(path);
-      if (m.ok() && options.verify_body) {
-        auto bytes = ReadMessageFile(path);
+      if (ext != ".msg") continue;
+      absl::StatusOr<Envelope> envelope = ReadHead(path);
+      if (envelope.ok() && options.verify_body) {
+        auto bytes = ReadWhole(path);
         if (!bytes.ok()) {
-          m = bytes.status();
+          envelope = bytes.status();
         } else if (auto parsed = ParseFile(*bytes); !parsed.ok()) {
-          m = parsed.status();
+          envelope = parsed.status();
         }
       }
-      if (m.ok() && m->envelope.id != *id) m = absl::DataLossError("id does not match file name");
-      if (!m.ok()) {
-        report.corrupt.push_back(absl::StrCat(path, ": ", m.status().message()));
+      if (envelope.ok() && envelope->id != *id) {
+        envelope = absl::DataLossError("id does not match file name");
+      }
+      if (!envelope.ok()) {
+        report.corrupt.push_back(absl::StrCat(path, ": ", envelope.status().message()));
         if (options.repair) {
           const std::string target = absl::StrCat(root, "/corrupt/", number, "-", name);
           if (rename(path.c_str(), target.c_str()) != 0) return Errno("rename", path);
-          std::string why = std::string(m.status().message()) + "\n";
-          int fd = open((target + ".why").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-          if (fd >= 0) {
-            (void)!write(fd, why.data(), why.size());
-            fsync(fd);
-            close(fd);
-          }
-          moved_any = removed_here = true;
+          WriteNote(target + ".why", base::Sv(envelope.status().message()));
+          changed = true;
         }
         continue;
       }
-      m->directory = number;
-      report.messages.push_back(std::move(*m));
+      QueuedMessage m;
+      m.where = RecordLocation{path, 0, 0};
+      m.directory = number;
+      m.envelope = std::move(*envelope);
+      report.messages.push_back(std::move(m));
     }
-    if (removed_here) {
+    if (changed && options.repair) {
       if (auto s = FsyncPath(dir); !s.ok()) return s;
+      if (auto s = FsyncPath(root + "/corrupt"); !s.ok()) return s;
     }
-  }
-  if (moved_any) {
-    if (auto s = FsyncPath(root + "/corrupt"); !s.ok()) return s;
   }
   std::sort(report.messages.begin(), report.messages.end(),
             [](const QueuedMessage& a, const QueuedMessage& b) {
@@ -195,18 +339,19 @@ absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOpti
   return report;
 }
 
-absl::StatusOr<std::string> FindMessage(const std::string& root, base::QueueId id) {
-  DIR* top = opendir(root.c_str());
-  if (top == nullptr) return Errno("opendir", root);
-  std::vector<int> dirs;
-  while (dirent* d = readdir(top)) {
-    int number;
-    if (IsShardDirectoryName(d->d_name, number)) dirs.push_back(number);
-  }
-  closedir(top);
+absl::StatusOr<RecordLocation> FindMessage(const std::string& root, base::QueueId id) {
+  absl::Status status;
+  std::vector<int> dirs = ShardDirectories(root, status);
+  if (!status.ok()) return status;
   for (int number : dirs) {
     std::string path = absl::StrCat(root, "/", number, "/", MessageFileName(id));
-    if (access(path.c_str(), F_OK) == 0) return path;
+    if (access(path.c_str(), F_OK) == 0) return RecordLocation{path, 0, 0};
+  }
+  // Segments: a read-only scan.
+  auto report = ScanSpool(root, ScanOptions{});
+  if (!report.ok()) return report.status();
+  for (const QueuedMessage& m : report->messages) {
+    if (m.envelope.id == id) return m.where;
   }
   return absl::NotFoundError(absl::StrCat("no queued message ", id.ToString()));
 }

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -20,24 +22,35 @@ absl::Status IoError(std::string_view what, int result) {
                       absl::StrCat(base::Av(what), ": ", std::strerror(-result)));
 }
 
+constexpr uint16_t kNoBuffer = 0xffff;
+
 }  // namespace
 
-// One message file on its way to disk. Owns its pending iovecs; deletes
-// itself once every operation it started has completed and it has reported.
+// The records of one turn on their way into the segment.
+struct SpoolWriter::Batch {
+  std::vector<Message*> messages;
+  std::vector<iovec> iov;
+  uint64_t bytes = 0;
+  uint64_t offset = 0;  // where in the segment it starts
+  int ops = 0;          // chain operations still in flight
+  absl::Status status;
+};
+
+// One message on its way to disk. Owns its pending iovecs; deletes itself
+// once every operation it started has completed and it has reported.
+//
+//   memory --Commit--> in a segment batch --batch flushed--> reported
+//   memory --outgrows kFlushBytes--> file: open, stream, Commit: trailer
+//     write, fdatasync, rename (linked) --renamed--> directory fsync group
+//     --Durable--> reported
+//   errors: temporary file removed, reported; Abort (before Commit only):
+//   temporary file removed, no report.
 class SpoolWriter::Message {
  public:
-  Message(SpoolWriter& writer, base::QueueId id)
-      : writer_(writer),
-        id_(id),
-        tmp_name_(TemporaryFileName(id)),
-        final_name_(MessageFileName(id)) {
-    pending_.push_back(iovec{const_cast<char*>(kPreamble.data()), kPreamble.size()});
+  Message(SpoolWriter& writer, base::QueueId id) : writer_(writer), id_(id) {
+    pending_.push_back(iovec{preamble_, kPreambleSize});
     pending_buffers_.push_back(kNoBuffer);
-    pending_bytes_ = kPreamble.size();
-    io_uring_sqe* sqe = writer_.ring_.Prepare(&open_done_);
-    io_uring_prep_openat(sqe, writer_.dir_fd_, tmp_name_.c_str(),
-                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    ++ops_;
+    pending_bytes_ = kPreambleSize;
   }
 
   void Append(const char* data, size_t size, uint16_t buffer_id) {
@@ -48,7 +61,10 @@ class SpoolWriter::Message {
     pending_.push_back(iovec{const_cast<char*>(data), size});
     pending_buffers_.push_back(buffer_id);
     pending_bytes_ += size;
-    if (pending_bytes_ >= kFlushBytes || pending_.size() >= kFlushIovecs) Flush(false);
+    if (pending_bytes_ >= kFlushBytes || pending_.size() >= kFlushIovecs) {
+      if (!file_mode_) StartFile();
+      Flush(false);
+    }
   }
 
   void AppendOwned(std::string bytes) {
@@ -66,7 +82,11 @@ class SpoolWriter::Message {
     pending_buffers_.push_back(kNoBuffer);
     pending_bytes_ += trailer_.size();
     committing_ = true;
-    MaybeFinish();
+    if (file_mode_) return MaybeFinish();
+    // A record for the segment: its length goes in the preamble.
+    const std::string preamble = EncodePreamble(pending_bytes_);
+    std::memcpy(preamble_, preamble.data(), kPreambleSize);
+    writer_.Enqueue(this);
   }
 
   void Abort() {
@@ -75,7 +95,13 @@ class SpoolWriter::Message {
     MaybeFinish();
   }
 
-  // Called by the directory sync with its result.
+  // The segment batch holding this record finished.
+  void BatchDone(const absl::Status& status) {
+    ReleasePending();
+    Report(status);
+  }
+
+  // The directory fsync covering this message file's rename finished.
   void Durable(const absl::Status& status) {
     in_dir_sync_ = false;
     if (!status.ok()) {
@@ -88,9 +114,10 @@ class SpoolWriter::Message {
     Report(status);
   }
 
- private:
-  static constexpr uint16_t kNoBuffer = 0xffff;
+  const std::vector<iovec>& pending() const { return pending_; }
+  uint64_t pending_bytes() const { return pending_bytes_; }
 
+ private:
   // A writev in flight: owns its iovecs and the buffer references.
   struct Write final : io::Completion {
     Message* message;
@@ -101,6 +128,18 @@ class SpoolWriter::Message {
     bool final = false;  // the trailer write of the commit chain
     void OnComplete(int result, uint32_t flags) override { message->OnWrite(this, result, flags); }
   };
+
+  void StartFile() {
+    file_mode_ = true;
+    tmp_name_ = TemporaryFileName(id_);
+    final_name_ = MessageFileName(id_);
+    const std::string preamble = EncodePreamble(0);  // runs to the end of the file
+    std::memcpy(preamble_, preamble.data(), kPreambleSize);
+    io_uring_sqe* sqe = writer_.ring_.Prepare(&open_done_);
+    io_uring_prep_openat(sqe, writer_.dir_fd_, tmp_name_.c_str(),
+                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ++ops_;
+  }
 
   void Flush(bool final) {
     if (fd_ < 0 || pending_.empty()) return;  // the open completes first
@@ -139,7 +178,7 @@ class SpoolWriter::Message {
     } else {
       fd_ = result;
       created_ = true;
-      if (!aborted_ && status_.ok() && !committing_ && pending_bytes_ >= kFlushBytes) Flush(false);
+      if (!aborted_ && status_.ok() && !committing_) Flush(false);
     }
     MaybeFinish();
   }
@@ -198,15 +237,12 @@ class SpoolWriter::Message {
     if (status_.ok()) status_ = std::move(s);
   }
 
-  // Drives the message forward whenever an operation completes:
-  //   receiving --Commit--> chain (trailer write, fdatasync, rename)
-  //   --renamed--> directory sync group --Durable--> reported
-  //   any error before or in the chain: temporary file removed, reported
-  //   Abort (only before Commit): temporary file removed, no report
+  // Drives a file-mode message (or an aborted one) forward whenever an
+  // operation completes. Segment-mode commits are driven by the batch.
   void MaybeFinish() {
     if (ops_ > 0 || in_dir_sync_) return;
     if (aborted_) return Discard();
-    if (!committing_) return;
+    if (!committing_ || !file_mode_) return;
     if (!chain_started_) {
       if (!status_.ok()) {
         RemoveTemporary();
@@ -269,8 +305,10 @@ class SpoolWriter::Message {
 
   SpoolWriter& writer_;
   const base::QueueId id_;
-  const std::string tmp_name_;
-  const std::string final_name_;
+  char preamble_[kPreambleSize] = {};
+  std::string tmp_name_;
+  std::string final_name_;
+  bool file_mode_ = false;
   int fd_ = -1;
   int ops_ = 0;  // operations in flight that reference this object
   uint64_t offset_ = 0;
@@ -294,10 +332,13 @@ class SpoolWriter::Message {
   io::MemberCompletion<Message, &Message::OnRename> rename_done_{this};
 };
 
-SpoolWriter::SpoolWriter(io::Ring& ring, io::BufferRing& buffers, int dir_fd)
-    : ring_(ring), buffers_(buffers), dir_fd_(dir_fd) {}
+SpoolWriter::SpoolWriter(io::Ring& ring, io::BufferRing& buffers, int dir_fd,
+                         std::function<base::QueueId()> new_id)
+    : ring_(ring), buffers_(buffers), dir_fd_(dir_fd), new_id_(std::move(new_id)) {}
 
-SpoolWriter::~SpoolWriter() = default;
+SpoolWriter::~SpoolWriter() {
+  if (segment_fd_ >= 0) close(segment_fd_);
+}
 
 SpoolWriter::Message* SpoolWriter::Begin(base::QueueId id) {
   ++in_flight_;
@@ -316,7 +357,111 @@ void SpoolWriter::Commit(Message* m, Envelope envelope, CommitCallback done) {
 
 void SpoolWriter::Abort(Message* m) { m->Abort(); }
 
-void SpoolWriter::FlushDirectory() {
+void SpoolWriter::Enqueue(Message* m) {
+  if (!open_batch_) open_batch_ = std::make_unique<Batch>();
+  open_batch_->messages.push_back(m);
+  open_batch_->iov.insert(open_batch_->iov.end(), m->pending().begin(), m->pending().end());
+  open_batch_->bytes += m->pending_bytes();
+}
+
+void SpoolWriter::Flush() {
+  StartBatch();
+  StartDirSync();
+}
+
+void SpoolWriter::OpenSegment() {
+  segment_opening_ = true;
+  opening_name_ = SegmentFileName(new_id_());
+  io_uring_sqe* sqe = ring_.Prepare(&segment_open_done_);
+  io_uring_prep_openat(sqe, dir_fd_, opening_name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                       0600);
+}
+
+void SpoolWriter::OnSegmentOpen(int result, uint32_t) {
+  segment_opening_ = false;
+  if (result < 0) {
+    // Nothing can be committed without a segment: fail this turn's records
+    // (451 to their clients) and try a fresh segment next time.
+    std::unique_ptr<Batch> batch = std::move(open_batch_);
+    const absl::Status status = IoError("open spool segment", result);
+    if (batch) {
+      for (Message* m : batch->messages) m->BatchDone(status);
+    }
+    return;
+  }
+  if (segment_fd_ >= 0) {
+    io_uring_sqe* sqe = ring_.Prepare(nullptr);
+    io_uring_prep_close(sqe, segment_fd_);
+  }
+  segment_fd_ = result;
+  segment_name_ = opening_name_;
+  segment_size_ = 0;
+  segment_needs_dir_sync_ = true;  // its name must be durable too
+  StartBatch();
+}
+
+void SpoolWriter::StartBatch() {
+  if (flushing_batch_ || !open_batch_ || open_batch_->messages.empty()) return;
+  if (segment_fd_ < 0 || segment_size_ >= kSegmentBytes) {
+    if (!segment_opening_) OpenSegment();
+    return;  // OnSegmentOpen starts it
+  }
+  flushing_batch_ = std::move(open_batch_);
+  Batch& b = *flushing_batch_;
+  b.offset = segment_size_;
+  segment_size_ += b.bytes;
+  ++segment_flushes_;
+  // writev(s) -> fdatasync [-> directory fsync], linked: each runs only if
+  // everything before it succeeded in full.
+  uint64_t offset = b.offset;
+  for (size_t i = 0; i < b.iov.size(); i += kIovMax) {
+    const size_t n = std::min(kIovMax, b.iov.size() - i);
+    uint64_t bytes = 0;
+    for (size_t k = i; k < i + n; ++k) bytes += b.iov[k].iov_len;
+    io_uring_sqe* sqe = ring_.Prepare(&batch_op_done_);
+    io_uring_prep_writev(sqe, segment_fd_, &b.iov[i], static_cast<unsigned>(n), offset);
+    sqe->flags |= IOSQE_IO_LINK;
+    offset += bytes;
+    ++b.ops;
+  }
+  io_uring_sqe* sync = ring_.Prepare(&batch_op_done_);
+  io_uring_prep_fsync(sync, segment_fd_, IORING_FSYNC_DATASYNC);
+  ++b.ops;
+  if (segment_needs_dir_sync_) {
+    sync->flags |= IOSQE_IO_LINK;
+    io_uring_sqe* dir = ring_.Prepare(&batch_op_done_);
+    io_uring_prep_fsync(dir, dir_fd_, 0);
+    ++b.ops;
+    segment_needs_dir_sync_ = false;
+  }
+}
+
+void SpoolWriter::OnBatchOp(int result, uint32_t) {
+  SLUICE_CHECK(flushing_batch_ != nullptr);
+  Batch& b = *flushing_batch_;
+  if (result < 0 && b.status.ok()) b.status = IoError("spool segment write", result);
+  // Short writes are not resubmitted inside a chain; they fail the batch.
+  if (--b.ops == 0) FinishBatch();
+}
+
+void SpoolWriter::FinishBatch() {
+  std::unique_ptr<Batch> batch = std::move(flushing_batch_);
+  if (!batch->status.ok()) {
+    // Take the records back out, so none of them is delivered unasked
+    // (their clients get 451 and send again), and move to a new segment.
+    if (ftruncate(segment_fd_, static_cast<off_t>(batch->offset)) != 0) {
+      std::fprintf(stderr, "sluice: spool: cannot truncate segment %s: %s\n",
+                   segment_name_.c_str(), std::strerror(errno));
+    }
+    io_uring_sqe* sqe = ring_.Prepare(nullptr);
+    io_uring_prep_close(sqe, segment_fd_);
+    segment_fd_ = -1;
+  }
+  for (Message* m : batch->messages) m->BatchDone(batch->status);
+  StartBatch();  // records that arrived meanwhile
+}
+
+void SpoolWriter::StartDirSync() {
   if (dir_sync_in_flight_ || waiting_dir_sync_.empty()) return;
   dir_syncing_.swap(waiting_dir_sync_);
   dir_sync_in_flight_ = true;
@@ -331,7 +476,7 @@ void SpoolWriter::OnDirSync(int result, uint32_t) {
   const absl::Status status =
       result < 0 ? IoError("fsync spool directory", result) : absl::OkStatus();
   for (Message* m : group) m->Durable(status);
-  FlushDirectory();  // whatever queued up meanwhile
+  StartDirSync();  // whatever queued up meanwhile
 }
 
 }  // namespace sluice::spool

@@ -24,7 +24,7 @@ Envelope SampleEnvelope(std::string_view body) {
 }
 
 std::string MakeFile(std::string_view body) {
-  return std::string(kPreamble) + std::string(body) + EncodeTrailer(SampleEnvelope(body));
+  return EncodePreamble(0) + std::string(body) + EncodeTrailer(SampleEnvelope(body));
 }
 
 TEST(MessageFile, RoundTrip) {
@@ -46,7 +46,7 @@ TEST(MessageFile, RoundTrip) {
 TEST(MessageFile, EmptyBodyAndNullSender) {
   Envelope e = SampleEnvelope("");
   e.sender = "";
-  std::string file = std::string(kPreamble) + EncodeTrailer(e);
+  std::string file = EncodePreamble(0) + EncodeTrailer(e);
   auto parsed = ParseFile(file);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->envelope.sender, "");

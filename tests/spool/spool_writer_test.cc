@@ -30,7 +30,8 @@ class SpoolWriterTest : public testing::Test {
     ASSERT_GE(dir_fd_, 0);
     ring_ = std::move(*io::Ring::Create(256));
     buffers_ = std::move(*io::BufferRing::Create(*ring_, 1, 16, 4096));
-    writer_ = std::make_unique<SpoolWriter>(*ring_, *buffers_, dir_fd_);
+    writer_ = std::make_unique<SpoolWriter>(*ring_, *buffers_, dir_fd_,
+                                            [this] { return ids_.Next(++clock_); });
   }
   void TearDown() override {
     writer_.reset();
@@ -44,7 +45,7 @@ class SpoolWriterTest : public testing::Test {
   void RunUntil(const bool& done) {
     for (int i = 0; i < 1000 && !done; ++i) {
       ring_->RunOnce(100);
-      writer_->FlushDirectory();
+      writer_->Flush();
     }
     ASSERT_TRUE(done);
   }
@@ -64,9 +65,10 @@ class SpoolWriterTest : public testing::Test {
   std::unique_ptr<io::BufferRing> buffers_;
   std::unique_ptr<SpoolWriter> writer_;
   base::QueueIdGenerator ids_{0};
+  uint64_t clock_ = 1'000'000;
 };
 
-TEST_F(SpoolWriterTest, CommittedMessagesAreCompleteAndRenamed) {
+TEST_F(SpoolWriterTest, LargeMessagesGetTheirOwnFiles) {
   constexpr int kMessages = 20;
   int committed = 0;
   bool all = false;
@@ -119,32 +121,74 @@ TEST_F(SpoolWriterTest, AbortLeavesNothingBehind) {
   EXPECT_TRUE(fs::is_empty(root_ + "/0"));
 }
 
-TEST_F(SpoolWriterTest, RecoveryRemovesTemporariesAndSetsAsideCorruption) {
-  bool done = false;
-  base::QueueId good = ids_.Next(100);
-  SpoolWriter::Message* m = writer_->Begin(good);
-  writer_->AppendOwned(m, "Subject: ok\r\n\r\nfine\r\n");
-  writer_->Commit(m, MakeEnvelope(), [&](const absl::Status&) { done = true; });
-  RunUntil(done);
-  // A crashed write and a damaged file.
-  base::QueueId tmp = ids_.Next(200), bad = ids_.Next(300);
-  std::ofstream(root_ + "/0/" + TemporaryFileName(tmp)) << "SLUICEQ1half a mess";
-  fs::copy_file(root_ + "/0/" + MessageFileName(good), root_ + "/0/" + MessageFileName(bad));
-  {
-    std::fstream f(root_ + "/0/" + MessageFileName(bad), std::ios::in | std::ios::out);
-    f.seekp(10);
-    f.put('#');
+TEST_F(SpoolWriterTest, SmallMessagesShareSegmentFlushes) {
+  constexpr int kMessages = 300;
+  int committed = 0;
+  bool all = false;
+  for (int i = 0; i < kMessages; ++i) {
+    SpoolWriter::Message* m = writer_->Begin(ids_.Next(++clock_));
+    writer_->AppendOwned(m, "Subject: " + std::to_string(i) + "\r\n\r\nshort body\r\n");
+    writer_->Commit(m, MakeEnvelope(), [&](const absl::Status& s) {
+      EXPECT_TRUE(s.ok()) << s;
+      all = ++committed == kMessages;
+    });
   }
-  auto report = ScanSpool(root_, ScanOptions{.repair = true, .verify_body = true});
+  RunUntil(all);
+  // All committed in one turn: one chain, one fdatasync.
+  EXPECT_EQ(writer_->segment_flushes(), 1u);
+  auto report = ScanSpool(root_, ScanOptions{});
   ASSERT_TRUE(report.ok());
-  ASSERT_EQ(report->messages.size(), 1u);
-  EXPECT_EQ(report->messages[0].envelope.id, good);
-  EXPECT_EQ(report->temporary_removed, 1u);
+  ASSERT_EQ(report->messages.size(), static_cast<size_t>(kMessages));
+  auto body = ReadRecord(report->messages[7].where);
+  ASSERT_TRUE(body.ok());
+  auto parsed = ParseFile(*body);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->body, "Subject: 7\r\n\r\nshort body\r\n");
+}
+
+TEST_F(SpoolWriterTest, RecoveryCutsTornTailsAndSetsAsideCorruption) {
+  int committed = 0;
+  bool all = false;
+  for (int i = 0; i < 3; ++i) {
+    SpoolWriter::Message* m = writer_->Begin(ids_.Next(++clock_));
+    writer_->AppendOwned(m, "Subject: ok\r\n\r\nfine " + std::to_string(i) + "\r\n");
+    writer_->Commit(m, MakeEnvelope(), [&](const absl::Status&) { all = ++committed == 3; });
+  }
+  RunUntil(all);
+  auto before = ScanSpool(root_, ScanOptions{});
+  ASSERT_EQ(before->messages.size(), 3u);
+  const RecordLocation second = before->messages[1].where;
+  const std::string segment = second.path;
+  const auto full_size = fs::file_size(segment);
+  // Damage the middle record's body, and append half a record (a crash).
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(second.offset + kPreambleSize + 3));
+    f.put('#');
+    f.seekp(0, std::ios::end);
+    f << EncodePreamble(500) << "half a record";
+  }
+  // And a crashed large-message write.
+  base::QueueId tmp = ids_.Next(++clock_);
+  std::ofstream(root_ + "/0/" + TemporaryFileName(tmp)) << "SLUICEQ1half a mess";
+
+  auto report = ScanSpool(root_, ScanOptions{.repair = true, .verify_body = true});
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->messages.size(), 2u);
+  EXPECT_EQ(report->temporary_removed, 2u);  // the torn tail and the .tmp file
   ASSERT_EQ(report->corrupt.size(), 1u);
-  EXPECT_EQ(report->newest, bad);
+  EXPECT_EQ(fs::file_size(segment), full_size);  // tail cut back
   EXPECT_FALSE(fs::exists(root_ + "/0/" + TemporaryFileName(tmp)));
-  EXPECT_TRUE(fs::exists(root_ + "/corrupt/0-" + MessageFileName(bad)));
-  EXPECT_TRUE(fs::exists(root_ + "/corrupt/0-" + MessageFileName(bad) + ".why"));
+  int set_aside = 0;
+  for (const auto& e : fs::directory_iterator(root_ + "/corrupt")) {
+    set_aside += e.path().extension() == ".rec";
+  }
+  EXPECT_EQ(set_aside, 1);
+  // A second scan finds the same two, and nothing new to set aside.
+  auto again = ScanSpool(root_, ScanOptions{.repair = true, .verify_body = true});
+  EXPECT_EQ(again->messages.size(), 2u);
+  EXPECT_TRUE(again->corrupt.empty());
+  EXPECT_EQ(again->temporary_removed, 0u);
 }
 
 TEST_F(SpoolWriterTest, FailedOpenIsReported) {
@@ -152,7 +196,7 @@ TEST_F(SpoolWriterTest, FailedOpenIsReported) {
   // Occupy the temporary name so O_EXCL fails.
   std::ofstream(root_ + "/0/" + TemporaryFileName(id)) << "x";
   SpoolWriter::Message* m = writer_->Begin(id);
-  writer_->AppendOwned(m, "body");
+  writer_->AppendOwned(m, std::string(SpoolWriter::kFlushBytes + 1, 'x'));  // file mode
   bool done = false;
   writer_->Commit(m, MakeEnvelope(), [&](const absl::Status& s) {
     EXPECT_FALSE(s.ok());

@@ -19,17 +19,19 @@ inline constexpr size_t kLocalPartMax = 64;
 inline constexpr size_t kDomainMax = 255;
 inline constexpr size_t kPathMax = 256;
 
-// Receive buffers handed to the kernel through a provided-buffer ring. 16 KiB
-// holds a whole pipelined command burst or a good slice of DATA; 1,024 of them
-// (16 MiB per shard) lets ~2,000 idle connections share the ring because an
-// idle multishot recv holds no buffer.
-inline constexpr size_t kRecvBufferSize = 16 * 1024;
-inline constexpr uint32_t kRecvBufferCount = 1024;  // power of two (ring mask)
+// Receive buffers handed to the kernel through a provided-buffer ring. One
+// page each: a 2 KB message fits in one, a pipelined command burst in a few,
+// and the kernel touches no more memory than the data needs. 512 of them
+// (2 MiB per shard) serve thousands of connections, because an idle multishot
+// recv holds no buffer; when all are held (bodies waiting for their commit),
+// receives pause until writes hand buffers back.
+inline constexpr size_t kRecvBufferSize = 4 * 1024;
+inline constexpr uint32_t kRecvBufferCount = 512;  // power of two (ring mask)
 
 // A connection in DATA holds the receive buffers whose bytes are being written
 // to its spool file. Past this many it stops to let the writes drain, so one
 // fast client cannot take the whole buffer ring.
-inline constexpr size_t kHeldBuffersPerConnectionMax = 64;
+inline constexpr size_t kHeldBuffersPerConnectionMax = 32;
 
 // Replies to one read are gathered and sent in one send. 1,000 pipelined
 // commands get at most ~60 bytes of reply each.

@@ -1,19 +1,23 @@
-// The on-disk format of one queued message. A spool file is
+// The on-disk format of one queued message (a "record"):
 //
-//   [preamble: 8 bytes "SLUICEQ1"]
+//   [preamble: 16 bytes: "SLUICEQ1", u64 record length (0: to end of file)]
 //   [body: the message exactly as received, after dot-unstuffing]
 //   [envelope: length-prefixed fields, see EncodeEnvelope]
 //   [footer: 40 bytes, fixed layout below]
 //
 // so the body can be written while it arrives and the envelope (which needs
 // facts known only at the end: size, missing headers) goes last. The footer
-// locates the envelope and seals everything with CRC-32C: a file whose
+// locates the envelope and seals everything with CRC-32C: a record whose
 // footer, envelope or body does not check out is corrupt.
 //
-// Commit protocol (spool/spool_writer.h): written as "<id>.tmp", fdatasync,
-// renamed to "<id>.msg", directory fsync, then 250. So a ".tmp" file is
-// always an unfinished write, and a ".msg" file that fails its checks is
-// real corruption (moved aside, never deleted).
+// Records live in one of two kinds of file (spool/spool_writer.h):
+// - a segment "<id>.seg": small messages of one shard appended back to back,
+//   many per fdatasync (group commit); each record states its length;
+// - a message file "<id>.msg": one large message streamed while it arrived,
+//   written as "<id>.tmp", fdatasynced, renamed, directory fsynced.
+// A ".tmp" file and a torn record at a segment's tail are unfinished writes
+// (never acknowledged); a complete-looking record that fails its checks is
+// corruption (set aside, never deleted silently).
 //
 // Pure code: bytes in, structs out. Trusts nothing it decodes.
 #pragma once
@@ -28,7 +32,8 @@
 
 namespace sluice::spool {
 
-inline constexpr std::string_view kPreamble = "SLUICEQ1";
+inline constexpr std::string_view kMagic = "SLUICEQ1";
+inline constexpr size_t kPreambleSize = 16;
 inline constexpr std::string_view kFooterMagic = "SLQEND01";
 inline constexpr size_t kFooterSize = 40;
 inline constexpr uint32_t kFormatVersion = 1;
@@ -74,15 +79,22 @@ absl::StatusOr<Footer> DecodeFooter(std::string_view bytes);
 // Everything after the body: envelope and footer, ready to append.
 std::string EncodeTrailer(const Envelope& envelope);
 
-// Parses and verifies a whole file held in memory.
+// The 16-byte preamble of a record of `record_length` bytes (0: unknown,
+// the record runs to the end of its file).
+std::string EncodePreamble(uint64_t record_length);
+// The record length a preamble declares; an error if the magic is wrong.
+absl::StatusOr<uint64_t> DecodePreamble(std::string_view bytes);
+
+// Parses and verifies one whole record held in memory.
 struct ParsedFile {
   Envelope envelope;
   std::string_view body;  // into the input
 };
-absl::StatusOr<ParsedFile> ParseFile(std::string_view file);
+absl::StatusOr<ParsedFile> ParseFile(std::string_view record);
 
 // File names in a shard directory.
 std::string MessageFileName(base::QueueId id);    // "<id>.msg"
 std::string TemporaryFileName(base::QueueId id);  // "<id>.tmp"
+std::string SegmentFileName(base::QueueId id);    // "<id>.seg"
 
 }  // namespace sluice::spool

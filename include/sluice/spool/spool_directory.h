@@ -1,7 +1,8 @@
 // The spool directory as a whole: layout, start-up recovery and listing.
 //
-// Layout: <root>/<n>/ holds the files of shard directory n (n = 0, 1, ...),
-// <root>/corrupt/ holds files set aside by recovery with a ".why" note.
+// Layout: <root>/<n>/ holds the files of shard directory n (n = 0, 1, ...):
+// segments "<id>.seg", message files "<id>.msg", unfinished "<id>.tmp".
+// <root>/corrupt/ holds what recovery set aside, each with a ".why" note.
 // Shard directory n belongs to shard n % shards, so changing --shards
 // between runs strands nothing.
 //
@@ -20,16 +21,23 @@
 
 namespace sluice::spool {
 
-struct QueuedMessage {
+// Where a record lives: a whole message file (length 0) or a slice of a
+// segment.
+struct RecordLocation {
   std::string path;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+struct QueuedMessage {
+  RecordLocation where;
   int directory = 0;  // shard directory number
-  uint64_t file_size = 0;
   Envelope envelope;
 };
 
 struct RecoveryReport {
   std::vector<QueuedMessage> messages;  // sorted by id
-  size_t temporary_removed = 0;
+  size_t temporary_removed = 0;  // .tmp files and torn segment tails
   std::vector<std::string> corrupt;  // "path: reason", already moved aside
   base::QueueId newest;              // the highest id seen, for the id generator
   std::vector<int> directories;      // shard directory numbers present
@@ -45,10 +53,14 @@ absl::Status PrepareSpool(const std::string& root, int shards);
 
 absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOptions& options);
 
-// Reads one message file fully and verifies it.
-absl::StatusOr<std::string> ReadMessageFile(const std::string& path);
+// Reads one record's bytes (ParseFile verifies them).
+absl::StatusOr<std::string> ReadRecord(const RecordLocation& where);
 
-// Finds the file of queue id `id` under root (any shard directory).
-absl::StatusOr<std::string> FindMessage(const std::string& root, base::QueueId id);
+// Finds queue id `id` under root (any shard directory, file or segment).
+absl::StatusOr<RecordLocation> FindMessage(const std::string& root, base::QueueId id);
+
+// Marks a record in a segment as set aside (its magic becomes kTombstone),
+// so later scans skip it.
+inline constexpr std::string_view kTombstone = "SLUICEX1";
 
 }  // namespace sluice::spool

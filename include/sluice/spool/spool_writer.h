@@ -1,22 +1,29 @@
 // Writes messages into one shard directory through the shard's io_uring,
-// with the commit protocol of message_file.h and group commit.
+// with the commit protocols of message_file.h and group commit. Body spans
+// are never copied: iovecs point into the receive buffers that hold them,
+// and each buffer is held until the write that reads it has completed.
 //
-// Per message: open "<id>.tmp" at the start of the body; body spans are
-// written with writev straight from the receive buffers that hold them (each
-// buffer is held until its write completes); at commit the trailer is
-// written, then fdatasync and rename to "<id>.msg" run as one linked chain.
-// Renames that complete in the same loop turn share one directory fsync
-// (FlushDirectory, called once per turn), after which every message in that
-// group is reported durable. Nothing here blocks the thread.
+// Small messages (the bulk case) stay in their receive buffers until
+// commit, then are appended as records to the shard's current segment file.
+// Every record committed in one loop turn goes out in one linked chain:
+// writev(s), then one fdatasync (plus a directory fsync when the segment is
+// new). So a turn costs one flush, however many messages it acknowledges.
 //
-// Limits: at most kFlushBytes of body wait in memory before a write is
-// issued; the number of held buffers per message is bounded by the caller.
+// A message that outgrows kFlushBytes before its end switches to its own
+// file: open "<id>.tmp", stream the body as it arrives, and at commit write
+// the trailer, fdatasync and rename to "<id>.msg" as one linked chain; the
+// renames of one turn share a directory fsync.
+//
+// Flush() runs once per loop turn and starts whatever group commit is due.
+// Nothing here blocks the thread. Limits: kFlushBytes of body in memory per
+// message; segments rotate past kSegmentBytes.
 #pragma once
 
 #include <sys/uio.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,8 +39,10 @@ class SpoolWriter {
   class Message;
   using CommitCallback = std::function<void(const absl::Status&)>;
 
-  // `dir_fd` is an open O_DIRECTORY descriptor of the shard directory.
-  SpoolWriter(io::Ring& ring, io::BufferRing& buffers, int dir_fd);
+  // `dir_fd` is an open O_DIRECTORY descriptor of the shard directory;
+  // `new_id` names new segments.
+  SpoolWriter(io::Ring& ring, io::BufferRing& buffers, int dir_fd,
+              std::function<base::QueueId()> new_id);
   ~SpoolWriter();
 
   Message* Begin(base::QueueId id);
@@ -47,22 +56,49 @@ class SpoolWriter {
   // Drops the message; its temporary file is removed. `m` is gone after.
   void Abort(Message* m);
 
-  // Starts the shared directory fsync for renames finished this turn.
-  void FlushDirectory();
+  // Starts this turn's group commits: the segment batch and the directory
+  // fsync for renamed message files.
+  void Flush();
 
   size_t in_flight() const { return in_flight_; }
+  uint64_t segment_flushes() const { return segment_flushes_; }
 
-  static constexpr size_t kFlushBytes = 256 * 1024;
-  static constexpr size_t kFlushIovecs = 128;
+  static constexpr size_t kFlushBytes = 128 * 1024;
+  static constexpr size_t kFlushIovecs = 256;
+  static constexpr uint64_t kSegmentBytes = 64ull << 20;
+  static constexpr size_t kIovMax = 1024;  // per writev (IOV_MAX)
 
  private:
   friend class Message;
+  struct Batch;
+  void Enqueue(Message* m);
+  void StartBatch();
+  void OpenSegment();
+  void OnSegmentOpen(int result, uint32_t flags);
+  void OnBatchOp(int result, uint32_t flags);
+  void FinishBatch();
+  void StartDirSync();
   void OnDirSync(int result, uint32_t flags);
 
   io::Ring& ring_;
   io::BufferRing& buffers_;
   int dir_fd_;
+  std::function<base::QueueId()> new_id_;
   size_t in_flight_ = 0;  // messages begun and not finished
+
+  // The current segment.
+  int segment_fd_ = -1;
+  std::string segment_name_;
+  std::string opening_name_;
+  uint64_t segment_size_ = 0;
+  bool segment_opening_ = false;
+  bool segment_needs_dir_sync_ = false;
+  uint64_t segment_flushes_ = 0;
+  std::unique_ptr<Batch> open_batch_;      // collecting this turn's records
+  std::unique_ptr<Batch> flushing_batch_;  // its chain in flight
+  io::MemberCompletion<SpoolWriter, &SpoolWriter::OnSegmentOpen> segment_open_done_{this};
+  io::MemberCompletion<SpoolWriter, &SpoolWriter::OnBatchOp> batch_op_done_{this};
+
   std::vector<Message*> waiting_dir_sync_;
   std::vector<Message*> dir_syncing_;
   bool dir_sync_in_flight_ = false;
