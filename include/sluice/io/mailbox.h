@@ -1,0 +1,93 @@
+// Cross-shard messages: one bounded lock-free SPSC ring per (source, target)
+// pair, and a wake-up eventfd per target that its io_uring loop reads.
+//
+// A shard posts to another only through here; nothing else is shared. Post
+// never blocks and never allocates: a full ring returns false and the sender
+// decides (keep the work and retry next turn, or refuse it). The receiver
+// drains every ring aimed at it when its eventfd read completes. A wake is
+// written only when the target is not already due to drain (an atomic flag),
+// so a burst of posts costs one eventfd write.
+#pragma once
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "sluice/base/check.h"
+#include "sluice/base/spsc_ring.h"
+
+namespace sluice::io {
+
+template <typename T>
+class Mailboxes {
+ public:
+  Mailboxes(int shards, size_t slots) : shards_(shards), targets_(static_cast<size_t>(shards)) {
+    for (int t = 0; t < shards; ++t) {
+      Target& target = targets_[static_cast<size_t>(t)];
+      target.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      SLUICE_CHECK(target.wake_fd >= 0);
+      for (int s = 0; s < shards; ++s) {
+        target.from.push_back(std::make_unique<base::SpscRing<T>>(slots));
+      }
+    }
+  }
+  ~Mailboxes() {
+    for (Target& t : targets_) close(t.wake_fd);
+  }
+  Mailboxes(const Mailboxes&) = delete;
+  Mailboxes& operator=(const Mailboxes&) = delete;
+
+  int shards() const { return shards_; }
+  // The eventfd the target's loop keeps a read armed on.
+  int wake_fd(int target) const { return targets_[static_cast<size_t>(target)].wake_fd; }
+
+  // Called only by shard `source`'s thread.
+  bool Post(int source, int target, T message) {
+    Target& t = targets_[static_cast<size_t>(target)];
+    if (!t.from[static_cast<size_t>(source)]->TryPush(std::move(message))) return false;
+    if (!t.wake_pending.exchange(true, std::memory_order_acq_rel)) {
+      const uint64_t one = 1;
+      ssize_t n = write(t.wake_fd, &one, sizeof one);
+      (void)n;  // EAGAIN only if the counter is saturated: a wake is pending anyway
+    }
+    return true;
+  }
+
+  // Called only by shard `target`'s thread, after its wake read completed.
+  // Returns the number of messages handed to `fn`.
+  template <typename Fn>
+  size_t Drain(int target, Fn&& fn) {
+    Target& t = targets_[static_cast<size_t>(target)];
+    // Clear first: a post after this point writes a new wake. An exchange
+    // (not a store) so that we acquire every push whose poster saw the flag
+    // still set and skipped the wake.
+    t.wake_pending.exchange(false, std::memory_order_acq_rel);
+    size_t count = 0;
+    for (auto& ring : t.from) {
+      while (std::optional<T> m = ring->TryPop()) {
+        fn(std::move(*m));
+        ++count;
+      }
+    }
+    return count;
+  }
+
+ private:
+  struct Target {
+    int wake_fd = -1;
+    std::atomic<bool> wake_pending{false};
+    std::vector<std::unique_ptr<base::SpscRing<T>>> from;  // indexed by source shard
+    Target() = default;
+    Target(Target&&) noexcept { SLUICE_CHECK(false); }  // only default-constructed in place
+  };
+
+  const int shards_;
+  std::vector<Target> targets_;
+};
+
+}  // namespace sluice::io
