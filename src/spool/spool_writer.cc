@@ -297,10 +297,12 @@ class SpoolWriter::Message {
   }
 
   void Report(const absl::Status& status) {
+    // Copies first: `status` may be our own status_, about to be freed.
+    const absl::Status result = status;
     CommitCallback done = std::move(done_);
     --writer_.in_flight_;
     delete this;
-    if (done) done(status);
+    if (done) done(result);
   }
 
   SpoolWriter& writer_;
