@@ -283,6 +283,7 @@ void Connection::OnCommitted(const absl::Status& status, const std::string& id, 
     r.helo = e.helo;
     r.protocol = e.esmtp ? "ESMTP" : "SMTP";
     shard_.accounting().Reception(r);
+    if (auto qid = base::QueueId::Parse(id)) shard_.AnnounceQueued(*qid, e.recipients);
     session_.OnCommitted(id);
   } else {
     ++shard_.stats().messages_failed;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/base/limits.h"
 #include "sluice/server/shard.h"
 #include "sluice/spool/spool_directory.h"
 
@@ -79,10 +80,29 @@ absl::Status Serve(const config::Config& config) {
   signal(SIGPIPE, SIG_IGN);
 
   std::atomic<int64_t> open_connections{0};
+  io::Mailboxes<ShardNote> mailboxes(shards, limits::kMailboxSlots);
   std::vector<std::unique_ptr<Shard>> shard_objects;
   for (int i = 0; i < shards; ++i) {
-    shard_objects.push_back(
-        std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections));
+    shard_objects.push_back(std::make_unique<Shard>(i, config, log_fd, recovered->newest,
+                                                    open_connections, mailboxes));
+  }
+  // Shard directory n belongs to shard n % shards, whatever --shards was
+  // when it was written.
+  {
+    std::vector<std::vector<std::pair<base::QueueId, std::vector<std::string>>>> adopted(
+        static_cast<size_t>(shards));
+    for (spool::QueuedMessage& m : recovered->messages) {
+      std::vector<std::string> recipients;
+      recipients.reserve(m.envelope.recipients.size());
+      for (spool::Recipient& r : m.envelope.recipients) recipients.push_back(std::move(r.address));
+      adopted[static_cast<size_t>(m.directory % shards)].emplace_back(m.envelope.id,
+                                                                      std::move(recipients));
+    }
+    recovered->messages.clear();
+    for (int i = 0; i < shards; ++i) {
+      shard_objects[static_cast<size_t>(i)]->AdoptRecovered(
+          std::move(adopted[static_cast<size_t>(i)]));
+    }
   }
   std::latch ready(shards);
   std::vector<absl::Status> init_status(static_cast<size_t>(shards));
@@ -118,7 +138,20 @@ absl::Status Serve(const config::Config& config) {
   }
   for (std::thread& t : threads) t.join();
   uint64_t queued = 0;
-  for (auto& s : shard_objects) queued += s->stats().messages_queued;
+  for (size_t i = 0; i < shard_objects.size(); ++i) {
+    const Shard& s = *shard_objects[i];
+    queued += s.stats().messages_queued;
+    uint64_t messages = 0, recipients = 0;
+    for (const auto& [domain, d] : s.owned_domains()) {
+      messages += d.messages;
+      recipients += d.recipients;
+    }
+    std::fprintf(stderr,
+                 "sluice: shard %zu owns %zu destination domains: %llu message jobs, "
+                 "%llu recipients queued\n",
+                 i, s.owned_domains().size(), static_cast<unsigned long long>(messages),
+                 static_cast<unsigned long long>(recipients));
+  }
   shard_objects.clear();
   if (log_fd >= 0) {
     fsync(log_fd);

@@ -18,6 +18,7 @@
 #include "sluice/base/cidr.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
+#include "sluice/base/strings.h"
 #include "sluice/server/connection.h"
 
 namespace sluice::server {
@@ -48,12 +49,13 @@ struct Shard::Listener {
 };
 
 Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId id_floor,
-             std::atomic<int64_t>& open_connections)
+             std::atomic<int64_t>& open_connections, io::Mailboxes<ShardNote>& mailboxes)
     : index_(index),
       config_(config),
       log_fd_(log_fd),
       open_connections_(open_connections),
-      ids_(index) {
+      ids_(index),
+      mailboxes_(mailboxes) {
   ids_.RaiseFloor(id_floor);
 }
 
@@ -64,7 +66,6 @@ Shard::~Shard() {
   for (auto& l : listeners_) {
     if (l->fd >= 0) close(l->fd);
   }
-  if (wake_fd_ >= 0) close(wake_fd_);
   if (spool_dir_fd_ >= 0) close(spool_dir_fd_);
 }
 
@@ -104,8 +105,6 @@ absl::Status Shard::Init() {
     if (listen(l->fd, 4096) != 0) return Errno(absl::StrCat("listen ", addr.ToString()));
     listeners_.push_back(std::move(l));
   }
-  wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (wake_fd_ < 0) return Errno("eventfd");
   now_ms_ = base::MonotonicMillis();
   CheckSpoolSpace();
   return absl::OkStatus();
@@ -172,19 +171,62 @@ void Shard::Closed(Connection* c) {
 
 void Shard::ArmWake() {
   io_uring_sqe* sqe = ring_->Prepare(&wake_done_);
-  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof wake_value_, 0);
+  io_uring_prep_read(sqe, mailboxes_.wake_fd(index_), &wake_value_, sizeof wake_value_, 0);
 }
 
 void Shard::OnWake(int, uint32_t) {
+  stats_.notes_received += mailboxes_.Drain(index_, [this](ShardNote note) {
+    OwnedDomain& d = owned_domains_[note.domain];
+    ++d.messages;
+    d.recipients += note.recipients;
+  });
   if (stop_requested_.load(std::memory_order_acquire) && !stopping_) BeginStop();
-  if (!stopping_) ArmWake();
+  ArmWake();
 }
 
 void Shard::RequestStop() {
   stop_requested_.store(true, std::memory_order_release);
   const uint64_t one = 1;
-  ssize_t n = write(wake_fd_, &one, sizeof one);
+  ssize_t n = write(mailboxes_.wake_fd(index_), &one, sizeof one);
   (void)n;
+}
+
+void Shard::AnnounceQueued(base::QueueId id, const std::vector<std::string>& recipients) {
+  // One note per distinct domain; recipients of a message are usually few
+  // domains, so a linear scan beats a map here.
+  std::vector<std::pair<std::string, uint32_t>> domains;
+  for (const std::string& r : recipients) {
+    const size_t at = r.rfind('@');
+    std::string domain = at == std::string::npos ? std::string() : r.substr(at + 1);
+    for (char& c : domain) c = base::AsciiLower(c);
+    auto it = std::find_if(domains.begin(), domains.end(),
+                           [&](const auto& d) { return d.first == domain; });
+    if (it == domains.end()) {
+      domains.emplace_back(std::move(domain), 1);
+    } else {
+      ++it->second;
+    }
+  }
+  for (auto& [domain, count] : domains) {
+    const int owner = OwnerShard(domain, mailboxes_.shards());
+    Post(owner, ShardNote{id, count, std::move(domain)});
+  }
+}
+
+void Shard::Post(int target, ShardNote note) {
+  // Order per target is kept: once anything waits in the outbox, new notes
+  // queue behind it.
+  if (outbox_.empty() && mailboxes_.Post(index_, target, std::move(note))) return;
+  outbox_.emplace_back(target, std::move(note));
+}
+
+void Shard::FlushOutbox() {
+  size_t sent = 0;
+  for (; sent < outbox_.size(); ++sent) {
+    auto& [target, note] = outbox_[sent];
+    if (!mailboxes_.Post(index_, target, std::move(note))) break;
+  }
+  outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<long>(sent));
 }
 
 void Shard::BeginStop() {
@@ -227,6 +269,9 @@ void Shard::Tick() {
 void Shard::Run() {
   for (auto& l : listeners_) ArmAccept(l.get());
   ArmWake();
+  for (auto& [id, recipients] : recovered_) AnnounceQueued(id, recipients);
+  recovered_.clear();
+  recovered_.shrink_to_fit();
   next_tick_ms_ = now_ms_ + kTickMs;
   while (true) {
     const int wait_ms = static_cast<int>(next_tick_ms_ > now_ms_ ? next_tick_ms_ - now_ms_ : 0);
@@ -250,6 +295,7 @@ void Shard::Run() {
     }
     spool_->Flush();
     log_->Flush();
+    if (!outbox_.empty()) FlushOutbox();
     if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle()) break;
   }
   // Let the last closes and log writes reach the kernel.

@@ -20,9 +20,12 @@
 
 #include "absl/status/status.h"
 #include "sluice/base/queue_id.h"
+#include "absl/container/flat_hash_map.h"
 #include "sluice/config/config.h"
+#include "sluice/io/mailbox.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
+#include "sluice/server/shard_note.h"
 #include "sluice/spool/spool_writer.h"
 
 namespace sluice::server {
@@ -35,16 +38,29 @@ struct ShardStats {
   uint64_t connections_refused = 0;
   uint64_t messages_queued = 0;
   uint64_t messages_failed = 0;
+  uint64_t notes_received = 0;
+};
+
+// What a shard knows about the destinations it owns (the seed of the
+// delivery engine's per-domain queues).
+struct OwnedDomain {
+  uint64_t messages = 0;
+  uint64_t recipients = 0;
 };
 
 class Shard {
  public:
   Shard(int index, const config::Config& config, int log_fd, base::QueueId id_floor,
-        std::atomic<int64_t>& open_connections);
+        std::atomic<int64_t>& open_connections, io::Mailboxes<ShardNote>& mailboxes);
   ~Shard();
 
   // Sets up the ring, buffers, spool and listeners. Runs on the shard thread.
   absl::Status Init();
+  // Messages found in the spool at start-up that this shard announces to
+  // their destinations' owners when it starts running.
+  void AdoptRecovered(std::vector<std::pair<base::QueueId, std::vector<std::string>>> messages) {
+    recovered_ = std::move(messages);
+  }
   // Runs until stopped. Runs on the shard thread.
   void Run();
   // Thread-safe: asks the loop to stop.
@@ -64,6 +80,12 @@ class Shard {
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   ShardStats& stats() { return stats_; }
+  const ShardStats& stats() const { return stats_; }
+  // Tells each destination's owner shard about a queued message.
+  void AnnounceQueued(base::QueueId id, const std::vector<std::string>& recipients);
+  const absl::flat_hash_map<std::string, OwnedDomain>& owned_domains() const {
+    return owned_domains_;
+  }
 
  private:
   struct Listener;
@@ -74,6 +96,8 @@ class Shard {
   void Tick();
   void BeginStop();
   void CheckSpoolSpace();
+  void Post(int target, ShardNote note);
+  void FlushOutbox();
 
   const int index_;
   const config::Config& config_;
@@ -95,7 +119,10 @@ class Shard {
   std::vector<Connection*> dying_;  // closed this turn
   std::vector<Connection*> dead_;   // closed last turn: safe to free now
 
-  int wake_fd_ = -1;
+  io::Mailboxes<ShardNote>& mailboxes_;
+  std::vector<std::pair<int, ShardNote>> outbox_;  // posts that found a full ring
+  absl::flat_hash_map<std::string, OwnedDomain> owned_domains_;
+  std::vector<std::pair<base::QueueId, std::vector<std::string>>> recovered_;
   uint64_t wake_value_ = 0;
   io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};
   std::atomic<bool> stop_requested_{false};
