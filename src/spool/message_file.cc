@@ -41,7 +41,7 @@ bool NextField(std::string_view& in, std::string_view& key, std::string_view& va
   uint64_t len = 0;
   if (!base::ParseUint64(in.substr(space + 1, nl - space - 1), len)) return false;
   in.remove_prefix(nl + 1);
-  if (len + 1 > in.size() || in[len] != '\n') return false;
+  if (len >= in.size() || in[len] != '\n') return false;  // no overflow: len < size
   value = in.substr(0, len);
   in.remove_prefix(len + 1);
   return true;
@@ -176,8 +176,10 @@ absl::StatusOr<ParsedFile> ParseFile(std::string_view file) {
   }
   auto footer = DecodeFooter(file.substr(file.size() - kFooterSize));
   if (!footer.ok()) return footer.status();
-  const uint64_t envelope_end = footer->envelope_offset + footer->envelope_size;
-  if (footer->envelope_offset < kPreambleSize || envelope_end != file.size() - kFooterSize) {
+  // Compared without adding: a crafted offset near 2^64 must not wrap.
+  const uint64_t envelope_room = file.size() - kFooterSize;
+  if (footer->envelope_offset < kPreambleSize || footer->envelope_offset > envelope_room ||
+      footer->envelope_size != envelope_room - footer->envelope_offset) {
     return absl::DataLossError("footer points outside the file");
   }
   std::string_view env_bytes = file.substr(footer->envelope_offset, footer->envelope_size);

@@ -84,8 +84,8 @@ absl::StatusOr<Envelope> ReadHead(const std::string& path) {
   }
   auto footer = DecodeFooter(footer_bytes);
   if (!footer.ok()) return footer.status();
-  if (footer->envelope_offset < kPreambleSize ||
-      footer->envelope_offset + footer->envelope_size != size - kFooterSize) {
+  if (footer->envelope_offset < kPreambleSize || footer->envelope_offset > size - kFooterSize ||
+      footer->envelope_size != size - kFooterSize - footer->envelope_offset) {
     return absl::DataLossError("footer points outside the file");
   }
   std::string env(footer->envelope_size, '\0');

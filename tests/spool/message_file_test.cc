@@ -81,3 +81,28 @@ TEST(MessageFile, EnvelopeNeedsRecipientsAndKnownVersion) {
 
 }  // namespace
 }  // namespace sluice::spool
+
+namespace sluice::spool {
+namespace {
+
+// Found by fuzz/message_file_fuzzer: an envelope offset near 2^64 wrapped
+// the bounds check and crashed ParseFile.
+TEST(MessageFile, CraftedFooterOffsetDoesNotWrap) {
+  Footer f;
+  f.envelope_offset = ~uint64_t{0} - 7;
+  f.envelope_size = 16;
+  std::string file = EncodePreamble(0) + EncodeFooter(f);
+  EXPECT_FALSE(ParseFile(file).ok());
+  file = std::string(kMagic) + EncodeFooter(f);  // the fuzzer's 48-byte shape
+  EXPECT_FALSE(ParseFile(file).ok());
+}
+
+// A field length of 2^64-1 must not wrap into "the rest of the envelope".
+TEST(MessageFile, HugeFieldLengthIsRejected) {
+  EXPECT_FALSE(DecodeEnvelope("version 1\n1\nid 13\n01HBZ5K2M3N4P\nbody_size 1\n0\n"
+                              "rcpt 18446744073709551615\nrcpt 3\na@b\n")
+                   .ok());
+}
+
+}  // namespace
+}  // namespace sluice::spool
