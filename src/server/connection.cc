@@ -83,8 +83,9 @@ void Connection::OnReceive(int result, uint32_t flags) {
       shard_.buffers().Release(id);
     } else {
       input_.push_back(Pending{id, 0, static_cast<uint32_t>(result)});
-      last_input_ms_ = shard_.now_ms();
+      const uint64_t progress = session_.progress();
       ProcessInput();
+      if (session_.progress() != progress) last_input_ms_ = shard_.now_ms();
       if (input_.size() > limits::kHeldBuffersPerConnectionMax && recv_armed_) {
         // The session is waiting (a commit, or a client that does not read
         // its replies): stop taking buffers from the shared ring.

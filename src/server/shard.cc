@@ -32,7 +32,6 @@ absl::Status Errno(std::string_view what) {
                       absl::StrCat(std::string(what), ": ", std::strerror(errno)));
 }
 
-const char kTooManyConnections[] = "421 4.7.0 Error: too many connections\r\n";
 
 }  // namespace
 
@@ -55,7 +54,9 @@ Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId 
       log_fd_(log_fd),
       open_connections_(open_connections),
       ids_(index),
-      mailboxes_(mailboxes) {
+      mailboxes_(mailboxes),
+      too_many_connections_(
+          absl::StrCat("421 4.7.0 ", config.hostname, " Error: too many connections\r\n")) {
   ids_.RaiseFloor(id_floor);
 }
 
@@ -132,7 +133,7 @@ void Shard::OnAccept(Listener* l, int result, uint32_t flags) {
       open_connections_.fetch_sub(1, std::memory_order_relaxed);
       ++stats_.connections_refused;
       io_uring_sqe* send = ring_->Prepare(nullptr);
-      io_uring_prep_send(send, fd, kTooManyConnections, sizeof kTooManyConnections - 1,
+      io_uring_prep_send(send, fd, too_many_connections_.data(), too_many_connections_.size(),
                          MSG_NOSIGNAL);
       send->flags |= IOSQE_IO_LINK;
       io_uring_sqe* closing = ring_->Prepare(nullptr);

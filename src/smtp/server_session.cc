@@ -118,6 +118,7 @@ size_t ServerSession::FeedCommands(const char* data, size_t size) {
 }
 
 void ServerSession::HandleLine(std::string_view line) {
+  ++progress_;
   const Command cmd = ParseCommand(line);
   switch (cmd.verb) {
     case Verb::kEhlo:
@@ -264,6 +265,7 @@ void ServerSession::AppendBody(const char* data, size_t size) {
 size_t ServerSession::FeedData(const char* data, size_t size) {
   const DotDecoder::Result r =
       decoder_.Decode(data, size, [this](const char* p, size_t n) { AppendBody(p, n); });
+  progress_ += r.consumed;
   if (r.done) FinishData();
   return r.consumed;
 }
@@ -325,6 +327,7 @@ void ServerSession::HandleBdat(const Command& cmd) {
 size_t ServerSession::FeedChunk(const char* data, size_t size) {
   const size_t take = chunk_remaining_ < size ? static_cast<size_t>(chunk_remaining_) : size;
   if (!chunk_discard_) AppendBody(data, take);
+  progress_ += take;
   chunk_remaining_ -= take;
   if (chunk_remaining_ == 0) FinishChunk();
   return take;

@@ -435,12 +435,13 @@ def check_stored(
     qid: str,
     sent: bytes,
     *,
-    esmtp: bool = True,
+    esmtp: Optional[bool] = True,
     headers_added: Optional[bool] = None,
 ) -> bytes:
     """The stored message is Sluice's headers followed by exactly `sent`.
 
-    Returns the prepended part. `headers_added`: True -> Date: and
+    Returns the prepended part. `esmtp`: the session began with EHLO (then
+    the Received header must say "with ESMTP"). `headers_added`: True -> Date: and
     Message-ID: must be in the prepended part; False -> they must not be;
     None -> not checked.
     """
@@ -455,6 +456,8 @@ def check_stored(
     assert re.search(rb"(?<!\r)\n", prefix) is None, f"bare LF in the prepended headers of {qid}: {prefix!r}"
     if esmtp:
         assert b"with ESMTP" in prefix, f"Received header of {qid} lacks 'with ESMTP': {prefix!r}"
+    else:  # a HELO session: RFC 3848 says "with SMTP"; accept either
+        assert re.search(rb"with E?SMTP", prefix), f"Received header of {qid} lacks 'with SMTP': {prefix!r}"
     assert re.search(rb"\bid\s+<?" + qid.encode() + rb"\b", prefix), f"Received header lacks 'id {qid}': {prefix!r}"
     if headers_added is not None:
         has_date = re.search(rb"(?im)^Date:", prefix) is not None

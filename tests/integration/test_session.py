@@ -26,7 +26,6 @@ from sluice_harness import (
     UNKNOWN_CMD,
     VRFY_TEXT,
     bad_param_value,
-    expect,
     expect_line,
     expect_queued,
     norm_addr,

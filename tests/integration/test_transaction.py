@@ -212,7 +212,7 @@ def test_helo_session_queues(sluice):
     s.quit()
     js = sluice.queue_json_by_id()[qid]
     assert js["helo"] == "old.client.example", js
-    check_stored(sluice.queue_show(qid), qid, msg, esmtp=False)
+    check_stored(sluice.queue_show(qid), qid, msg, esmtp=None)
 
 
 def test_data_line_limit(sluice):
@@ -232,3 +232,42 @@ def test_data_line_limit(sluice):
     expect_line(c.reply(), DATA_LINE_TOO_LONG)
     assert sluice.queue_ids() == {qid}
     check_stored(sluice.queue_show(qid), qid, ok)
+
+
+def exact_body(n: int) -> bytes:
+    """A message of exactly n bytes (CRLF lines, no leading dots)."""
+    head = b"Subject: boundary\r\n\r\n"
+    rest = n - len(head)
+    full, tail = divmod(rest, 80)
+    body = head + (b"x" * 78 + b"\r\n") * full
+    if tail:
+        if tail < 2:  # move one byte into a shorter last full line
+            body = body[:-80] + b"x" * 77 + b"\r\n"
+            tail += 1
+        body += b"y" * (tail - 2) + b"\r\n"
+    assert len(body) == n
+    return body
+
+
+@pytest.mark.parametrize("transfer", ["DATA", "BDAT"])
+def test_message_size_boundary(sluice_factory, transfer):
+    """max_message_size bytes are accepted, one more is refused (after the end)."""
+    limit = 10_000
+    d = sluice_factory(max_message_size=limit)
+    c = d.session()
+    queued = []
+    for n, ok in ((limit, True), (limit + 1, False)):
+        body = exact_body(n)
+        expect_line(c.cmd("MAIL FROM:<a@example.com>"), MAIL_OK)
+        expect_line(c.cmd("RCPT TO:<b@example.net>"), RCPT_OK)
+        if transfer == "DATA":
+            expect_line(c.cmd("DATA"), DATA_GO)
+            c.send(body + b".\r\n")
+        else:
+            c.send(f"BDAT {n} LAST\r\n".encode() + body)
+        r = c.reply()
+        if ok:
+            queued.append(expect_queued(r))
+        else:
+            expect_line(r, TOO_BIG)
+    assert d.queue_ids() == set(queued)

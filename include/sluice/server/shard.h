@@ -124,6 +124,7 @@ class Shard {
   absl::flat_hash_map<std::string, OwnedDomain> owned_domains_;
   std::vector<std::pair<base::QueueId, std::vector<std::string>>> recovered_;
   uint64_t wake_value_ = 0;
+  const std::string too_many_connections_;  // the reply, sent from this buffer
   io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};
   std::atomic<bool> stop_requested_{false};
   bool stopping_ = false;

@@ -101,6 +101,10 @@ class ServerSession {
   Mode mode() const { return mode_; }
   // True while receiving a message body (the DATA timeout applies).
   bool in_body() const { return mode_ == Mode::kData || mode_ == Mode::kChunk; }
+  // Grows with every complete command line and every body byte: the idle
+  // timer restarts only on progress, so trickling bytes of a command that
+  // never ends does not keep a session alive.
+  uint64_t progress() const { return progress_; }
   // The transaction being committed (valid until OnCommitted returns).
   const Envelope& envelope() const { return envelope_; }
 
@@ -137,6 +141,7 @@ class ServerSession {
   bool line_overflow_ = false;
 
   size_t errors_ = 0;
+  uint64_t progress_ = 0;
   bool greeted_ = false;
   bool shutdown_requested_ = false;
 
