@@ -151,6 +151,9 @@ absl::Status Serve(const config::Config& config) {
                  "%llu recipients queued\n",
                  i, s.owned_domains().size(), static_cast<unsigned long long>(messages),
                  static_cast<unsigned long long>(recipients));
+    std::fprintf(stderr, "sluice: shard %zu queued %llu messages with %llu segment flushes\n", i,
+                 static_cast<unsigned long long>(s.stats().messages_queued),
+                 static_cast<unsigned long long>(s.segment_flushes()));
   }
   shard_objects.clear();
   if (log_fd >= 0) {

@@ -21,12 +21,13 @@ inline constexpr size_t kPathMax = 256;
 
 // Receive buffers handed to the kernel through a provided-buffer ring. One
 // page each: a 2 KB message fits in one, a pipelined command burst in a few,
-// and the kernel touches no more memory than the data needs. 512 of them
-// (2 MiB per shard) serve thousands of connections, because an idle multishot
+// and the kernel touches no more memory than the data needs. 256 of them
+// (1 MiB per shard) serve thousands of connections, because an idle multishot
 // recv holds no buffer; when all are held (bodies waiting for their commit),
-// receives pause until writes hand buffers back.
+// receives pause until writes hand buffers back. 50 busy connections per
+// shard sending 20 KB messages hold about 125.
 inline constexpr size_t kRecvBufferSize = 4 * 1024;
-inline constexpr uint32_t kRecvBufferCount = 512;  // power of two (ring mask)
+inline constexpr uint32_t kRecvBufferCount = 256;  // power of two (ring mask)
 
 // A connection in DATA holds the receive buffers whose bytes are being written
 // to its spool file. Past this many it stops to let the writes drain, so one
@@ -43,8 +44,11 @@ inline constexpr int kShardsMax = 256;
 // Cross-shard mailboxes: slots per (source, target) pair.
 inline constexpr size_t kMailboxSlots = 4096;
 
-// io_uring submission queue entries per shard.
-inline constexpr unsigned kRingEntries = 4096;
+// io_uring submission queue entries per shard (the completion queue gets
+// four times as many). A full SQ is flushed, not an error, and the kernel
+// keeps overflowing completions (IORING_FEAT_NODROP), so this bounds memory,
+// not load: 1,024 SQEs and 4,096 CQEs are 128 KiB of rings per shard.
+inline constexpr unsigned kRingEntries = 1024;
 
 // The accounting log buffers at most this much per shard between flushes;
 // past it, records are written synchronously rather than dropped.

@@ -70,6 +70,7 @@ class Shard {
   io::Ring& ring() { return *ring_; }
   io::BufferRing& buffers() { return *buffers_; }
   spool::SpoolWriter& spool() { return *spool_; }
+  uint64_t segment_flushes() const { return spool_ ? spool_->segment_flushes() : 0; }
   log::AccountingLog& accounting() { return *log_; }
   const config::Config& config() const { return config_; }
   bool spool_available() const { return spool_available_; }
