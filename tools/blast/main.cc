@@ -1,0 +1,543 @@
+// sluice-blast: an SMTP load generator on Sluice's io runtime. See
+// docs/TOOLS.md. The protocol lives in ClientSession (pure); this file owns
+// sockets, the ring, time, rate limiting and the report.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "sluice/base/cidr.h"
+#include "sluice/base/strings.h"
+#include "sluice/io/ring.h"
+#include "tools/blast/client_session.h"
+#include "tools/blast/message_factory.h"
+#include "tools/common/histogram.h"
+
+namespace sluice::tools {
+namespace {
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+struct Options {
+  base::SocketAddress target;
+  bool have_target = false;
+  int connections = 1;
+  int threads = 1;
+  uint64_t messages = 0;
+  double duration_s = 0;
+  double rate = 0;
+  bool pipelining = true;
+  bool bdat = false;
+  bool json = false;
+  bool expect_failures = false;
+  uint64_t max_reconnects = 1000;
+  FactoryOptions factory;
+};
+
+Options g_opt;
+std::unique_ptr<MessageFactory> g_factory;
+std::atomic<uint64_t> g_next{0};
+std::atomic<uint64_t> g_reconnects{0};
+uint64_t g_start_ns = 0;
+uint64_t g_deadline_ns = 0;
+
+struct Totals {
+  uint64_t ok = 0, failed = 0, bytes = 0, rcpt_ok = 0, rcpt_failed = 0;
+  uint64_t connections = 0, connect_failed = 0, lost = 0, protocol_errors = 0;
+  bool server_pipelining = false, server_chunking = false;
+  std::map<int, uint64_t> reply_codes;   // every reply >= 400
+  std::map<int, uint64_t> failed_codes;  // deciding code of each failed message (0: lost)
+  LatencyHistogram latency;
+
+  void Merge(const Totals& o) {
+    ok += o.ok;
+    failed += o.failed;
+    bytes += o.bytes;
+    rcpt_ok += o.rcpt_ok;
+    rcpt_failed += o.rcpt_failed;
+    connections += o.connections;
+    connect_failed += o.connect_failed;
+    lost += o.lost;
+    protocol_errors += o.protocol_errors;
+    server_pipelining |= o.server_pipelining;
+    server_chunking |= o.server_chunking;
+    for (auto& [k, v] : o.reply_codes) reply_codes[k] += v;
+    for (auto& [k, v] : o.failed_codes) failed_codes[k] += v;
+    latency.Merge(o.latency);
+  }
+};
+
+constexpr uint16_t kBufferGroup = 1;
+
+class Worker;
+
+class Conn final : public ClientHandler {
+ public:
+  Conn(Worker& w);
+  void Start();
+  void ArmReceive();
+  void Resume() {
+    session_.Resume();
+    MaybeSend();
+    MaybeDestroy();
+  }
+  uint64_t wake_ns = 0;
+
+  Next NextMessage(OutMessage& out) override;
+  void DataSent(uint64_t) override { data_sent_ns_ = NowNs(); }
+  void MessageDone(const MessageResult& r) override;
+  void ReplySeen(const Reply& r) override;
+
+ private:
+  void OnConnect(int result, uint32_t flags);
+  void OnReceive(int result, uint32_t flags);
+  void OnSend(int result, uint32_t flags);
+  void MaybeSend();
+  void BeginShutdown();
+  void MaybeDestroy();
+
+  Worker& w_;
+  int fd_ = -1;
+  ClientSession session_;
+  std::string sending_;
+  size_t sent_ = 0;
+  bool connected_ = false, connect_in_flight_ = false, recv_armed_ = false, send_in_flight_ = false;
+  bool shut_ = false, destroyed_ = false, any_message_ = false;
+  uint64_t data_sent_ns_ = 0;
+  int64_t held_id_ = -1;  // claimed but waiting for its rate slot
+
+  io::MemberCompletion<Conn, &Conn::OnConnect> connect_done_{this};
+  io::MemberCompletion<Conn, &Conn::OnReceive> recv_done_{this};
+  io::MemberCompletion<Conn, &Conn::OnSend> send_done_{this};
+};
+
+class Worker {
+ public:
+  Worker(int index, int connections) : index_(index), connections_(connections) {}
+
+  void Run() {
+    auto ring = io::Ring::Create(4096);
+    if (!ring.ok()) Die(std::string(ring.status().message()));
+    ring_ = std::move(*ring);
+    auto buffers = io::BufferRing::Create(*ring_, kBufferGroup, 512, 16384);
+    if (!buffers.ok()) Die(std::string(buffers.status().message()));
+    buffers_ = std::move(*buffers);
+    for (int i = 0; i < connections_; ++i) Open();
+    while (live_ > 0) {
+      int timeout = 100;
+      const uint64_t now = NowNs();
+      if (!waiting_.empty()) {
+        uint64_t earliest = UINT64_MAX;
+        for (Conn* c : waiting_) earliest = std::min(earliest, c->wake_ns);
+        timeout = earliest <= now ? 0 : static_cast<int>(std::min<uint64_t>((earliest - now) / 1000000 + 1, 100));
+      }
+      ring_->RunOnce(timeout);
+      for (Conn* c : dead_) delete c;
+      dead_.swap(dying_);
+      dying_.clear();
+      if (!waiting_.empty()) {
+        const uint64_t t = NowNs();
+        std::vector<Conn*> due;
+        auto it = std::partition(waiting_.begin(), waiting_.end(), [t](Conn* c) { return c->wake_ns > t; });
+        due.assign(it, waiting_.end());
+        waiting_.erase(it, waiting_.end());
+        for (Conn* c : due) c->Resume();
+      }
+      buffers_->Publish();
+      if (!starved_.empty() && buffers_->available_estimate() > 0) {
+        std::vector<Conn*> s;
+        s.swap(starved_);
+        for (Conn* c : s) c->ArmReceive();
+      }
+    }
+    io_uring_submit(ring_->raw());
+    for (Conn* c : dead_) delete c;
+    for (Conn* c : dying_) delete c;
+  }
+
+  void Open() {
+    ++live_;
+    ++totals.connections;
+    auto* c = new Conn(*this);
+    c->Start();
+  }
+  // A connection is gone; `worked`: it completed at least one transaction.
+  void Closed(Conn* c, bool want_more) {
+    --live_;
+    starved_.erase(std::remove(starved_.begin(), starved_.end(), c), starved_.end());
+    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), c), waiting_.end());
+    dying_.push_back(c);
+    if (want_more && !Exhausted() &&
+        g_reconnects.fetch_add(1, std::memory_order_relaxed) < g_opt.max_reconnects) {
+      Open();
+    }
+  }
+  void Wait(Conn* c) { waiting_.push_back(c); }
+  void Starved(Conn* c) { starved_.push_back(c); }
+  static bool Exhausted() {
+    if (g_opt.messages > 0 && g_next.load(std::memory_order_relaxed) >= g_opt.messages) return true;
+    if (g_deadline_ns > 0 && NowNs() >= g_deadline_ns) return true;
+    return false;
+  }
+  [[noreturn]] static void Die(const std::string& why) {
+    std::fprintf(stderr, "sluice-blast: %s\n", why.c_str());
+    std::exit(2);
+  }
+
+  io::Ring& ring() { return *ring_; }
+  io::BufferRing& buffers() { return *buffers_; }
+  Totals totals;
+
+ private:
+  int index_;
+  int connections_;
+  int live_ = 0;
+  std::unique_ptr<io::Ring> ring_;
+  std::unique_ptr<io::BufferRing> buffers_;
+  std::vector<Conn*> dying_, dead_, starved_, waiting_;
+};
+
+Conn::Conn(Worker& w)
+    : w_(w),
+      session_(ClientOptions{"blast.sluice.test", g_opt.pipelining, g_opt.bdat}, *this) {}
+
+void Conn::Start() {
+  fd_ = socket(g_opt.target.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) Worker::Die(absl::StrCat("socket: ", strerror(errno)));
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  io_uring_sqe* sqe = w_.ring().Prepare(&connect_done_);
+  io_uring_prep_connect(sqe, fd_, g_opt.target.get(), g_opt.target.size);
+  connect_in_flight_ = true;
+}
+
+void Conn::OnConnect(int result, uint32_t) {
+  connect_in_flight_ = false;
+  if (result < 0) {
+    ++w_.totals.connect_failed;
+    if (w_.totals.connect_failed <= 3) {
+      std::fprintf(stderr, "sluice-blast: connect %s: %s\n", g_opt.target.ToString().c_str(),
+                   strerror(-result));
+    }
+    BeginShutdown();
+    MaybeDestroy();
+    return;
+  }
+  connected_ = true;
+  ArmReceive();
+}
+
+void Conn::ArmReceive() {
+  if (recv_armed_ || shut_) return;
+  io_uring_sqe* sqe = w_.ring().Prepare(&recv_done_);
+  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = kBufferGroup;
+  recv_armed_ = true;
+}
+
+void Conn::OnReceive(int result, uint32_t flags) {
+  if (!(flags & IORING_CQE_F_MORE)) recv_armed_ = false;
+  if (result > 0 && (flags & IORING_CQE_F_BUFFER)) {
+    const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    w_.buffers().Acquire(id);
+    if (!shut_) session_.Feed(std::string_view(w_.buffers().data(id), static_cast<size_t>(result)));
+    w_.buffers().Release(id);
+    if (session_.protocol_error()) ++w_.totals.protocol_errors;
+    MaybeSend();
+    if (!recv_armed_) ArmReceive();
+  } else if (result == -ENOBUFS) {
+    if (!shut_) w_.Starved(this);
+  } else if (!recv_armed_ || result <= 0) {
+    if (!session_.closed()) {
+      ++w_.totals.lost;
+      session_.ConnectionLost();
+    }
+    BeginShutdown();
+  }
+  MaybeDestroy();
+}
+
+void Conn::MaybeSend() {
+  if (send_in_flight_ || shut_) return;
+  if (sent_ == sending_.size()) {
+    sending_.clear();
+    sent_ = 0;
+    sending_.swap(session_.output());
+  }
+  if (sending_.empty()) {
+    if (session_.closed()) BeginShutdown();
+    return;
+  }
+  io_uring_sqe* sqe = w_.ring().Prepare(&send_done_);
+  io_uring_prep_send(sqe, fd_, sending_.data() + sent_, sending_.size() - sent_, MSG_NOSIGNAL);
+  send_in_flight_ = true;
+}
+
+void Conn::OnSend(int result, uint32_t) {
+  send_in_flight_ = false;
+  if (result < 0) {
+    sending_.clear();
+    sent_ = 0;
+    if (!session_.closed()) {
+      ++w_.totals.lost;
+      session_.ConnectionLost();
+    }
+    BeginShutdown();
+  } else {
+    sent_ += static_cast<size_t>(result);
+    MaybeSend();
+  }
+  MaybeDestroy();
+}
+
+void Conn::BeginShutdown() {
+  if (shut_) return;
+  shut_ = true;
+  if (session_.state() == ClientSession::State::kWaiting) session_.ConnectionLost();
+  if (held_id_ >= 0) {
+    // A claimed id that was never sent; it is counted as failed so totals add up.
+    ++w_.totals.failed;
+    ++w_.totals.failed_codes[0];
+    held_id_ = -1;
+  }
+  if (connected_) shutdown(fd_, SHUT_RDWR);
+  if (recv_armed_) {
+    io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
+    io_uring_prep_cancel(sqe, &recv_done_, 0);
+  }
+}
+
+void Conn::MaybeDestroy() {
+  if (!shut_ || recv_armed_ || send_in_flight_ || connect_in_flight_ || destroyed_) return;
+  destroyed_ = true;
+  if (session_.server_pipelining()) w_.totals.server_pipelining = true;
+  if (session_.server_chunking()) w_.totals.server_chunking = true;
+  io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
+  io_uring_prep_close(sqe, fd_);
+  // Reconnect unless this session ended because the work ran out.
+  const bool quit = session_.close_reason() == "quit";
+  w_.Closed(this, !quit);
+}
+
+Next Conn::NextMessage(OutMessage& out) {
+  uint64_t id;
+  if (held_id_ >= 0) {
+    id = static_cast<uint64_t>(held_id_);
+  } else {
+    if (g_deadline_ns > 0 && NowNs() >= g_deadline_ns) return Next::kDone;
+    id = g_next.fetch_add(1, std::memory_order_relaxed);
+    if (g_opt.messages > 0 && id >= g_opt.messages) return Next::kDone;
+  }
+  if (g_opt.rate > 0) {
+    const uint64_t due = g_start_ns + static_cast<uint64_t>(static_cast<double>(id) * 1e9 / g_opt.rate);
+    if (NowNs() < due) {
+      held_id_ = static_cast<int64_t>(id);
+      wake_ns = due;
+      w_.Wait(this);
+      return Next::kWait;
+    }
+  }
+  held_id_ = -1;
+  g_factory->Make(id, out);
+  return Next::kMessage;
+}
+
+void Conn::MessageDone(const MessageResult& r) {
+  Totals& t = w_.totals;
+  t.rcpt_ok += r.recipients_ok;
+  t.rcpt_failed += r.recipients_failed;
+  if (r.ok) {
+    ++t.ok;
+    t.bytes += r.bytes;
+    t.latency.Record((NowNs() - data_sent_ns_) / 1000);
+  } else {
+    ++t.failed;
+    ++t.failed_codes[r.code];
+  }
+}
+
+void Conn::ReplySeen(const Reply& r) {
+  if (r.code >= 400) ++w_.totals.reply_codes[r.code];
+}
+
+int Usage(const std::string& error) {
+  if (!error.empty()) std::fprintf(stderr, "sluice-blast: %s\n", error.c_str());
+  std::fprintf(stderr,
+      "usage: sluice-blast --target ADDR:PORT (--messages N | --duration S) [options]\n"
+      "  --connections N        concurrent SMTP sessions (default 1)\n"
+      "  --threads N            event loops sharing the connections (default 1)\n"
+      "  --size BYTES           approximate message size (default 2048)\n"
+      "  --sample-dir DIR       send these .eml files (round robin) instead\n"
+      "  --recipients N         recipients per message (default 1)\n"
+      "  --domains N            recipient domains d0..dN-1.example (default 1)\n"
+      "  --domain-weights W,..  relative weight of each domain (default uniform)\n"
+      "  --pipelining on|off    use PIPELINING when offered (default on)\n"
+      "  --bdat                 use BDAT (CHUNKING) when offered\n"
+      "  --rate MSGS_PER_S      global start rate\n"
+      "  --seed N               message and recipient seed (default 1)\n"
+      "  --max-reconnects N     stop replacing lost connections after N (default 1000)\n"
+      "  --expect-failures      exit 0 even if messages were refused\n"
+      "  --json                 JSON report on stdout\n");
+  return 2;
+}
+
+std::string CodesText(const std::map<int, uint64_t>& m) {
+  std::string s;
+  for (auto& [k, v] : m) absl::StrAppend(&s, s.empty() ? "" : ", ", k, " x ", v);
+  return s.empty() ? "none" : s;
+}
+std::string CodesJson(const std::map<int, uint64_t>& m) {
+  std::string s = "{";
+  for (auto& [k, v] : m) absl::StrAppend(&s, s.size() > 1 ? "," : "", "\"", k, "\":", v);
+  return s + "}";
+}
+
+int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") return Usage("");
+    if (a == "--bdat") { g_opt.bdat = true; continue; }
+    if (a == "--json") { g_opt.json = true; continue; }
+    if (a == "--expect-failures") { g_opt.expect_failures = true; continue; }
+    if (i + 1 >= argc) return Usage(absl::StrCat("missing value or unknown flag ", base::Av(a)));
+    const std::string v = argv[++i];
+    uint64_t n = 0;
+    const bool num = base::ParseUint64(v, n);
+    if (a == "--target") {
+      auto t = base::SocketAddress::Parse(v);
+      if (!t.ok()) return Usage(std::string(t.status().message()));
+      g_opt.target = *t;
+      g_opt.have_target = true;
+    } else if (a == "--connections" && num && n >= 1 && n <= 100000) {
+      g_opt.connections = static_cast<int>(n);
+    } else if (a == "--threads" && num && n >= 1 && n <= 64) {
+      g_opt.threads = static_cast<int>(n);
+    } else if (a == "--messages" && num && n >= 1) {
+      g_opt.messages = n;
+    } else if (a == "--duration") {
+      g_opt.duration_s = std::atof(v.c_str());
+      if (g_opt.duration_s <= 0) return Usage("--duration must be positive");
+    } else if (a == "--rate") {
+      g_opt.rate = std::atof(v.c_str());
+      if (g_opt.rate <= 0) return Usage("--rate must be positive");
+    } else if (a == "--size" && num && n >= 1) {
+      g_opt.factory.size = n;
+    } else if (a == "--sample-dir") {
+      g_opt.factory.sample_dir = v;
+    } else if (a == "--recipients" && num && n >= 1 && n <= 10000) {
+      g_opt.factory.recipients = n;
+    } else if (a == "--domains" && num && n >= 1 && n <= 1000000) {
+      g_opt.factory.domains = n;
+    } else if (a == "--domain-weights") {
+      for (absl::string_view w : absl::StrSplit(base::Av(v), ',')) {
+        g_opt.factory.domain_weights.push_back(std::atof(std::string(w).c_str()));
+      }
+    } else if (a == "--pipelining" && (v == "on" || v == "off")) {
+      g_opt.pipelining = v == "on";
+    } else if (a == "--seed" && num) {
+      g_opt.factory.seed = n;
+    } else if (a == "--max-reconnects" && num) {
+      g_opt.max_reconnects = n;
+    } else {
+      return Usage(absl::StrCat("bad flag or value: ", base::Av(a), " ", v));
+    }
+  }
+  if (!g_opt.have_target) return Usage("--target is required");
+  if ((g_opt.messages == 0) == (g_opt.duration_s == 0)) return Usage("give one of --messages, --duration");
+  auto factory = MessageFactory::Create(g_opt.factory);
+  if (!factory.ok()) return Usage(std::string(factory.status().message()));
+  g_factory = std::move(*factory);
+  signal(SIGPIPE, SIG_IGN);
+
+  g_opt.threads = std::min(g_opt.threads, g_opt.connections);
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < g_opt.threads; ++i) {
+    const int share = g_opt.connections / g_opt.threads + (i < g_opt.connections % g_opt.threads ? 1 : 0);
+    workers.push_back(std::make_unique<Worker>(i, share));
+  }
+  g_start_ns = NowNs();
+  if (g_opt.duration_s > 0) g_deadline_ns = g_start_ns + static_cast<uint64_t>(g_opt.duration_s * 1e9);
+  std::vector<std::thread> threads;
+  for (auto& w : workers) threads.emplace_back([w = w.get()] { w->Run(); });
+  for (auto& t : threads) t.join();
+  const double elapsed = static_cast<double>(NowNs() - g_start_ns) / 1e9;
+
+  Totals t;
+  for (auto& w : workers) t.Merge(w->totals);
+  const uint64_t claimed = std::min<uint64_t>(g_next.load(), g_opt.messages > 0 ? g_opt.messages : UINT64_MAX);
+  const uint64_t attempted = t.ok + t.failed;
+  const uint64_t not_sent = g_opt.messages > 0 && g_opt.messages > attempted ? g_opt.messages - attempted : 0;
+  (void)claimed;
+  const double mps = elapsed > 0 ? static_cast<double>(t.ok) / elapsed : 0;
+  const double bps = elapsed > 0 ? static_cast<double>(t.bytes) / elapsed : 0;
+  const auto& h = t.latency;
+  if (g_opt.json) {
+    std::printf(
+        "{\"target\":\"%s\",\"connections\":%d,\"threads\":%d,\"pipelining\":%s,\"server_pipelining\":%s,"
+        "\"bdat\":%s,\"server_chunking\":%s,\"elapsed_s\":%.6f,\"messages_ok\":%llu,"
+        "\"messages_failed\":%llu,\"messages_not_sent\":%llu,\"recipients_ok\":%llu,"
+        "\"recipients_failed\":%llu,\"bytes\":%llu,\"messages_per_s\":%.1f,\"bytes_per_s\":%.1f,"
+        "\"latency_us\":{\"count\":%llu,\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p99\":%llu,"
+        "\"p999\":%llu,\"max\":%llu},\"replies_4xx_5xx\":%s,\"failed_by_code\":%s,"
+        "\"sessions\":%llu,\"connect_failed\":%llu,\"connections_lost\":%llu,\"protocol_errors\":%llu}\n",
+        g_opt.target.ToString().c_str(), g_opt.connections, g_opt.threads,
+        g_opt.pipelining ? "true" : "false", t.server_pipelining ? "true" : "false",
+        g_opt.bdat ? "true" : "false", t.server_chunking ? "true" : "false", elapsed,
+        (unsigned long long)t.ok, (unsigned long long)t.failed, (unsigned long long)not_sent,
+        (unsigned long long)t.rcpt_ok, (unsigned long long)t.rcpt_failed,
+        (unsigned long long)t.bytes, mps, bps, (unsigned long long)h.count(),
+        (unsigned long long)h.min(), h.mean(), (unsigned long long)h.Quantile(0.5),
+        (unsigned long long)h.Quantile(0.99), (unsigned long long)h.Quantile(0.999),
+        (unsigned long long)h.max(), CodesJson(t.reply_codes).c_str(),
+        CodesJson(t.failed_codes).c_str(), (unsigned long long)t.connections,
+        (unsigned long long)t.connect_failed, (unsigned long long)t.lost,
+        (unsigned long long)t.protocol_errors);
+  } else {
+    std::printf("sluice-blast: %s, %d connections, %d thread(s), pipelining %s (server %s), %s\n",
+                g_opt.target.ToString().c_str(), g_opt.connections, g_opt.threads,
+                g_opt.pipelining ? "on" : "off", t.server_pipelining ? "offers it" : "does not offer it",
+                g_opt.bdat ? (t.server_chunking ? "BDAT" : "DATA (no CHUNKING)") : "DATA");
+    std::printf("messages: %llu ok, %llu failed, %llu not sent; recipients: %llu ok, %llu refused\n",
+                (unsigned long long)t.ok, (unsigned long long)t.failed, (unsigned long long)not_sent,
+                (unsigned long long)t.rcpt_ok, (unsigned long long)t.rcpt_failed);
+    std::printf("elapsed %.3f s: %.1f msgs/s, %.2f MB/s\n", elapsed, mps, bps / 1e6);
+    std::printf("latency end-of-data -> reply (us): p50 %llu  p99 %llu  p99.9 %llu  max %llu  mean %.1f\n",
+                (unsigned long long)h.Quantile(0.5), (unsigned long long)h.Quantile(0.99),
+                (unsigned long long)h.Quantile(0.999), (unsigned long long)h.max(), h.mean());
+    std::printf("replies >= 400: %s\n", CodesText(t.reply_codes).c_str());
+    if (t.failed > 0) std::printf("failed messages by code (0 = connection lost): %s\n", CodesText(t.failed_codes).c_str());
+    std::printf("sessions: %llu opened, %llu connect failures, %llu lost, %llu protocol errors\n",
+                (unsigned long long)t.connections, (unsigned long long)t.connect_failed,
+                (unsigned long long)t.lost, (unsigned long long)t.protocol_errors);
+  }
+  std::fflush(stdout);
+  if (!g_opt.expect_failures && (t.failed > 0 || not_sent > 0 || t.protocol_errors > 0)) return 1;
+  if (t.ok == 0) return 1;
+  return 0;
+}
+
+}  // namespace
+}  // namespace sluice::tools
+
+int main(int argc, char** argv) { return sluice::tools::Main(argc, argv); }
