@@ -170,6 +170,10 @@ DotDecoder::Result DotDecoder::Decode(const char* data, size_t size, SpanSink si
         // Drop the dot: close the span before it, open the next after it.
         if (span_start < i) sink(data + span_start, i - span_start);
         span_start = i + 1;
+      } else if (before == State::kDotCr && span_start < i) {
+        // ".\r" then not LF: the held CR was bare and is never body, however
+        // the input was split (the message is rejected anyway).
+        span_start = i;
       }
     }
   }
