@@ -1,4 +1,5 @@
-// The sluice command line: `serve`, `check-config`, `queue list|show`.
+// The sluice command line: `serve`, `check-config`, `queue list|show`,
+// `inject`.
 //
 // Configuration precedence: built-in defaults < --config FILE < flags. Exit
 // codes: 0 success, 1 run-time failure, 2 usage or configuration error.
@@ -15,6 +16,8 @@
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
 #include "sluice/log/json.h"
+#include "sluice/pickup/message_parser.h"
+#include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/server.h"
 #include "sluice/spool/spool_directory.h"
 
@@ -29,6 +32,10 @@ constexpr char kUsage[] =
     "  check-config          validate the configuration and exit (2 on error)\n"
     "  queue list            list queued messages: ID AGE SIZE SENDER RECIPIENTS [--json]\n"
     "  queue show ID         print a queued message as it will be delivered\n"
+    "  inject --from A --to B [--to C] < message.eml\n"
+    "  inject -t < message.eml\n"
+    "                        drop a message into the pickup directory (--pickup DIR or\n"
+    "                        pickup.dir); prints the file name (see docs/PICKUP.md)\n"
     "  version               print the version\n"
     "\n"
     "options (flags override the configuration file):\n"
@@ -41,6 +48,7 @@ constexpr char kUsage[] =
     "  --max-message-size BYTES  largest message accepted (SIZE)\n"
     "  --max-recipients N        recipients per transaction\n"
     "  --log FILE                accounting log (JSON lines)\n"
+    "  --pickup DIR              pickup directory (tmp/ new/ bad/), see docs/PICKUP.md\n"
     "  --json                    queue list: JSON lines\n";
 
 int Usage(const std::string& error) {
@@ -54,12 +62,17 @@ struct Options {
   std::vector<std::string> listen;
   std::vector<std::pair<std::string, std::string>> overrides;  // flag, value
   bool json = false;
+  bool recipients_from_headers = false;  // inject -t
+  std::string from;                      // inject --from
+  bool from_given = false;
+  std::vector<std::string> to;           // inject --to
   std::vector<std::string> positional;
 };
 
 bool TakesValue(std::string_view flag) {
   for (const char* f : {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
-                        "--max-message-size", "--max-recipients", "--log"}) {
+                        "--max-message-size", "--max-recipients", "--log", "--pickup",
+                        "--from", "--to"}) {
     if (flag == f) return true;
   }
   return false;
@@ -82,6 +95,13 @@ bool ParseArgs(int argc, char** argv, int first, Options& o, std::string& error)
     }
     if (flag == "--json") {
       o.json = true;
+    } else if (flag == "-t") {
+      o.recipients_from_headers = true;
+    } else if (flag == "--from") {
+      o.from = value;
+      o.from_given = true;
+    } else if (flag == "--to") {
+      o.to.push_back(value);
     } else if (flag == "--config") {
       o.config_file = value;
     } else if (flag == "--listen") {
@@ -126,6 +146,8 @@ bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
       c.hostname = value;
     } else if (flag == "--log") {
       c.log_file = value;
+    } else if (flag == "--pickup") {
+      c.pickup_dir = value;
     } else if (flag == "--shards") {
       if (!ParseSize(flag, value, n, error)) return false;
       c.shards = n > 100000 ? 100000 : static_cast<int>(n);
@@ -255,6 +277,71 @@ int QueueShow(const Options& o) {
   return 0;
 }
 
+// An address as an envelope line wants it: "<a@b>" ("" and "<>" are <>).
+std::string Bracketed(std::string_view a) {
+  if (!a.empty() && a.front() == '<') return std::string(a);
+  return absl::StrCat("<", base::Av(a), ">");
+}
+
+int Inject(const Options& o) {
+  config::Config c;
+  if (!o.config_file.empty()) {
+    if (absl::Status s = config::ApplyTomlFile(o.config_file, c); !s.ok()) {
+      std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  for (const auto& [flag, value] : o.overrides) {
+    uint64_t n = 0;
+    if (flag == "--pickup") c.pickup_dir = value;
+    if (flag == "--max-message-size" && base::ParseUint64(value, n)) c.max_message_size = n;
+    if (flag == "--max-recipients" && base::ParseUint64(value, n)) c.max_recipients = n;
+  }
+  if (c.pickup_dir.empty()) return Usage("inject needs --pickup DIR (or pickup.dir in --config)");
+  if (o.recipients_from_headers == !o.to.empty()) {
+    return Usage("inject needs either --to ADDRESS (repeatable, with --from) or -t");
+  }
+  if (!o.to.empty() && !o.from_given) return Usage("inject --to needs --from ADDRESS (\"\" is <>)");
+  std::string bytes;
+  if (!o.to.empty()) {
+    absl::StrAppend(&bytes, base::Av(pickup::kEnvelopeFrom), ": ", Bracketed(o.from), "\r\n");
+    for (const std::string& t : o.to) {
+      absl::StrAppend(&bytes, base::Av(pickup::kEnvelopeTo), ": ", Bracketed(t), "\r\n");
+    }
+  } else if (o.from_given) {
+    absl::StrAppend(&bytes, base::Av(pickup::kEnvelopeFrom), ": ", Bracketed(o.from), "\r\n");
+  }
+  char buf[64 * 1024];
+  while (true) {
+    const size_t n = std::fread(buf, 1, sizeof buf, stdin);
+    bytes.append(buf, n);
+    if (n < sizeof buf) break;
+    if (bytes.size() > c.max_message_size + 1) break;
+  }
+  if (std::ferror(stdin)) {
+    std::fprintf(stderr, "sluice: inject: cannot read the message from standard input\n");
+    return 1;
+  }
+  // The daemon checks again; checking here gives the producer the reason now.
+  pickup::Limits limits;
+  limits.max_message_size = c.max_message_size;
+  limits.max_line_length = c.max_data_line_length;
+  limits.max_recipients = c.max_recipients;
+  pickup::Result parsed = pickup::ParseMessage(bytes, limits);
+  if (!parsed.ok) {
+    std::fprintf(stderr, "sluice: inject: message not accepted: %s\n",
+                 parsed.error.ToString().c_str());
+    return 1;
+  }
+  auto name = pickup::Inject(c.pickup_dir, bytes);
+  if (!name.ok()) {
+    std::fprintf(stderr, "sluice: inject: %s\n", std::string(name.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s\n", name->c_str());
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   if (argc < 2) return Usage("no command given");
   const std::string_view command = argv[1];
@@ -268,6 +355,7 @@ int Main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, 1, o, error)) return Usage(error);
   if (command == "serve") return Serve(o);
   if (command == "check-config") return CheckConfig(o);
+  if (command == "inject") return Inject(o);
   if (command == "queue") {
     if (o.positional.size() >= 2 && o.positional[1] == "list") return QueueList(o);
     if (o.positional.size() >= 2 && o.positional[1] == "show") return QueueShow(o);

@@ -73,6 +73,8 @@ std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.
 //   server.data_timeout_s        1 .. 86,400     is the most that makes any sense.
 //   server.shutdown_grace_s      0 .. 3,600      0 = close at once on SIGTERM.
 //   spool.min_free_bytes         0 .. 1 PiB      0 = no free-space check.
+//   pickup.scan_interval_s       1 .. 86,400     inotify does the work; the scan catches
+//                                                what it missed (overflow, restarts).
 // ---------------------------------------------------------------------------
 
 struct Range {
@@ -145,6 +147,7 @@ const IntField kIntFields[] = {
     MakeIntField<&Config::data_timeout_s>("server", "data_timeout_s", kTimeoutRange),
     MakeIntField<&Config::shutdown_grace_s>("server", "shutdown_grace_s", kGraceRange),
     MakeIntField<&Config::spool_min_free_bytes>("spool", "min_free_bytes", kMinFreeRange),
+    MakeIntField<&Config::pickup_scan_interval_s>("pickup", "scan_interval_s", kTimeoutRange),
 };
 
 const IntField* FindIntField(absl::string_view table, absl::string_view key) {
@@ -162,6 +165,7 @@ constexpr absl::string_view kServerKeys[] = {
     "shutdown_grace_s", "bare_linefeed"};
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
+constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s"};
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -184,6 +188,7 @@ std::string Suggestion(absl::string_view table, absl::string_view key) {
   if (table == "server") known = kServerKeys;
   if (table == "spool") known = kSpoolKeys;
   if (table == "log") known = kLogKeys;
+  if (table == "pickup") known = kPickupKeys;
   absl::string_view best;
   size_t best_distance = 3;  // at most two typos
   for (absl::string_view candidate : known) {
@@ -354,7 +359,7 @@ class TomlReader {
     for (const auto& [key, node] : InFileOrder(root)) {
       const absl::string_view name = Sv(key->str());
       absl::Status status;
-      if (name == "server" || name == "spool" || name == "log") {
+      if (name == "server" || name == "spool" || name == "log" || name == "pickup") {
         const toml::table* table = node->as_table();
         if (table == nullptr) {
           return Error(*node, name, absl::StrCat("expected a table, got ", TypeName(*node)));
@@ -362,10 +367,11 @@ class TomlReader {
         status = ReadTable(name, *table);
       } else if (node->is_table()) {
         return Error(*key, KeyText(name),
-                     "unknown table (the tables are [server], [spool] and [log])");
+                     "unknown table (the tables are [server], [spool], [log] and [pickup])");
       } else {
         return Error(*key, KeyText(name),
-                     "unknown key outside any table (the tables are [server], [spool] and [log])");
+                     "unknown key outside any table (the tables are [server], [spool], [log] "
+                     "and [pickup])");
       }
       if (!status.ok()) return status;
     }
@@ -421,6 +427,9 @@ class TomlReader {
       check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/false); };
     } else if (table == "log" && key == "file") {
       target = &config_.log_file;
+      check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/true); };
+    } else if (table == "pickup" && key == "dir") {
+      target = &config_.pickup_dir;
       check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/true); };
     } else if (node.is_table()) {
       return Error(key_node, dotted, absl::StrCat("unknown table in [", table, "]"));
@@ -589,6 +598,9 @@ absl::Status Config::Finalize() {
   }
   if (absl::Status s = CheckPath(log_file, /*may_be_empty=*/true); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("log.file: ", s.message()));
+  }
+  if (absl::Status s = CheckPath(pickup_dir, /*may_be_empty=*/true); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("pickup.dir: ", s.message()));
   }
 
   hostname = std::move(host);

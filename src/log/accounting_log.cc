@@ -21,14 +21,33 @@ void AccountingLog::FormatTimestamp(std::string& out, uint64_t micros) {
                         static_cast<unsigned>(micros % 1000000));
 }
 
-void AccountingLog::Reception(const ReceptionRecord& r) {
-  if (fd_ < 0) return;
+void AccountingLog::MakeRoom() {
   if (buffer_.size() > limits::kLogBufferMax) {
     // Back-pressure without loss: write synchronously. Rare by design.
     ssize_t n = write(fd_, buffer_.data(), buffer_.size());
     (void)n;
     buffer_.clear();
   }
+}
+
+void AccountingLog::Rejection(const RejectionRecord& r) {
+  if (fd_ < 0) return;
+  MakeRoom();
+  std::string& o = buffer_;
+  o += "{\"type\":\"Rejection\",\"ts\":";
+  FormatTimestamp(o, r.ts_micros);
+  o += ",\"source\":";
+  AppendJsonString(o, r.source);
+  o += ",\"file\":";
+  AppendJsonString(o, r.file);
+  o += ",\"reason\":";
+  AppendJsonString(o, r.reason);
+  o += "}\n";
+}
+
+void AccountingLog::Reception(const ReceptionRecord& r) {
+  if (fd_ < 0) return;
+  MakeRoom();
   std::string& o = buffer_;
   o += "{\"type\":\"Reception\",\"ts\":";
   FormatTimestamp(o, r.ts_micros);

@@ -7,6 +7,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -16,7 +19,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "sluice/pickup/pickup_directory.h"
 #include "sluice/base/limits.h"
 #include "sluice/server/shard.h"
 #include "sluice/spool/spool_directory.h"
@@ -42,12 +47,72 @@ void PinToCpu(int shard) {
   pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
+// Finishes the pickup claims a crash interrupted (pickup_ingester.h): a
+// claimed file that is the origin of a recovered record was committed, so it
+// goes; any other is returned, to be processed again.
+absl::StatusOr<std::vector<std::string>> RecoverClaimed(const config::Config& config,
+                                                        const spool::RecoveryReport& report) {
+  absl::flat_hash_set<std::string> committed;
+  for (const spool::QueuedMessage& m : report.messages) {
+    if (!m.envelope.origin.empty()) committed.insert(m.envelope.origin);
+  }
+  std::vector<std::string> again;
+  size_t removed = 0;
+  for (int number : report.directories) {
+    const std::string dir =
+        absl::StrCat(config.spool_dir, "/", number, "/", std::string(pickup::kClaimedDir));
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) continue;  // none
+    std::vector<std::string> names;
+    while (dirent* e = readdir(d)) {
+      const std::string_view name = e->d_name;
+      if (name.size() > pickup::kClaimedSuffix.size() &&
+          name.substr(name.size() - pickup::kClaimedSuffix.size()) == pickup::kClaimedSuffix) {
+        names.emplace_back(name);
+      }
+    }
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      const std::string path = absl::StrCat(dir, "/", name);
+      if (committed.contains(name)) {
+        if (unlink(path.c_str()) != 0) {
+          return absl::Status(absl::ErrnoToStatusCode(errno),
+                              absl::StrCat("unlink ", path, ": ", std::strerror(errno)));
+        }
+        ++removed;
+      } else {
+        again.push_back(path);
+      }
+    }
+  }
+  if (removed > 0 || !again.empty()) {
+    std::fprintf(stderr,
+                 "sluice: pickup: %zu claimed files already queued (removed), %zu to process "
+                 "again\n",
+                 removed, again.size());
+  }
+  if (config.pickup_dir.empty() && !again.empty()) {
+    std::fprintf(stderr,
+                 "sluice: pickup: no pickup directory configured; %zu claimed files stay in "
+                 "<spool>/<n>/claimed/ until one is\n",
+                 again.size());
+    again.clear();
+  }
+  return again;
+}
+
 }  // namespace
 
 absl::Status Serve(const config::Config& config) {
   RaiseFileLimit();
   const int shards = config.shards;
   if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
+  if (!config.pickup_dir.empty()) {
+    if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0"); !s.ok()) {
+      return s;
+    }
+  }
 
   // Recovery: unfinished writes go, corrupt files are set aside, the rest
   // is the queue this process starts with.
@@ -61,6 +126,8 @@ absl::Status Serve(const config::Config& config) {
   }
   std::fprintf(stderr, "sluice: spool: %zu queued messages recovered, %zu unfinished removed\n",
                recovered->messages.size(), recovered->temporary_removed);
+  auto claimed = RecoverClaimed(config, *recovered);
+  if (!claimed.ok()) return claimed.status();
 
   int log_fd = -1;
   if (!config.log_file.empty()) {
@@ -99,6 +166,7 @@ absl::Status Serve(const config::Config& config) {
                                                                       std::move(recipients));
     }
     recovered->messages.clear();
+    shard_objects[0]->AdoptClaimed(*std::move(claimed));
     for (int i = 0; i < shards; ++i) {
       shard_objects[static_cast<size_t>(i)]->AdoptRecovered(
           std::move(adopted[static_cast<size_t>(i)]));

@@ -20,6 +20,7 @@
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
 #include "sluice/server/connection.h"
+#include "sluice/server/pickup_ingester.h"
 
 namespace sluice::server {
 namespace {
@@ -61,6 +62,10 @@ Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId 
 }
 
 Shard::~Shard() {
+  // An inotify read still in flight would write into the ingester: keep it
+  // (only possible when the stop deadline cut the wait short).
+  if (pickup_ && !pickup_->idle()) (void)pickup_.release();
+  pickup_.reset();
   for (Connection* c : connections_) delete c;
   for (Connection* c : dying_) delete c;
   for (Connection* c : dead_) delete c;
@@ -105,6 +110,12 @@ absl::Status Shard::Init() {
     }
     if (listen(l->fd, 4096) != 0) return Errno(absl::StrCat("listen ", addr.ToString()));
     listeners_.push_back(std::move(l));
+  }
+  if (index_ == 0 && !config_.pickup_dir.empty()) {
+    pickup_ = std::make_unique<PickupIngester>(*this, config_.pickup_dir);
+    if (auto s = pickup_->Init(); !s.ok()) return s;
+    pickup_->AdoptClaimed(std::move(claimed_));
+    claimed_.clear();
   }
   now_ms_ = base::MonotonicMillis();
   CheckSpoolSpace();
@@ -241,6 +252,7 @@ void Shard::BeginStop() {
     }
     shutdown(l->fd, SHUT_RDWR);
   }
+  if (pickup_) pickup_->Stop();
   // Shutdown() may destroy the connection: iterate over a copy.
   std::vector<Connection*> all = connections_;
   for (Connection* c : all) c->Shutdown();
@@ -259,6 +271,7 @@ void Shard::CheckSpoolSpace() {
 
 void Shard::Tick() {
   CheckSpoolSpace();
+  if (pickup_) pickup_->Tick(now_ms_);
   std::vector<Connection*> all = connections_;
   if (stopping_ && now_ms_ >= stop_deadline_ms_) {
     for (Connection* c : all) c->ForceClose();
@@ -273,9 +286,14 @@ void Shard::Run() {
   for (auto& [id, recipients] : recovered_) AnnounceQueued(id, recipients);
   recovered_.clear();
   recovered_.shrink_to_fit();
+  if (pickup_) {
+    pickup_->Start();
+    pickup_->Pump();
+  }
   next_tick_ms_ = now_ms_ + kTickMs;
   while (true) {
-    const int wait_ms = static_cast<int>(next_tick_ms_ > now_ms_ ? next_tick_ms_ - now_ms_ : 0);
+    int wait_ms = static_cast<int>(next_tick_ms_ > now_ms_ ? next_tick_ms_ - now_ms_ : 0);
+    if (pickup_ && pickup_->has_work()) wait_ms = 0;  // files waiting: do not sleep
     ring_->RunOnce(wait_ms);
     // RunOnce submitted every SQE of the last turn: its dead can go.
     for (Connection* c : dead_) delete c;
@@ -294,10 +312,14 @@ void Shard::Run() {
       starved.swap(starved_);
       for (Connection* c : starved) c->ArmReceive();
     }
+    if (pickup_) pickup_->Pump();
     spool_->Flush();
     log_->Flush();
     if (!outbox_.empty()) FlushOutbox();
-    if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle()) break;
+    if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle() &&
+        (!pickup_ || pickup_->idle() || now_ms_ >= stop_deadline_ms_)) {
+      break;
+    }
   }
   // Let the last closes and log writes reach the kernel.
   io_uring_submit(ring_->raw());

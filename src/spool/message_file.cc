@@ -64,6 +64,7 @@ std::string EncodeEnvelope(const Envelope& e) {
   PutField(out, "headers", e.added_headers);
   PutField(out, "body_size", absl::StrCat(e.body_size));
   for (const Recipient& r : e.recipients) PutField(out, "rcpt", r.address);
+  if (!e.origin.empty()) PutField(out, "origin", e.origin);
   return out;
 }
 
@@ -105,6 +106,8 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
       have_size = true;
     } else if (key == "rcpt") {
       e.recipients.push_back(Recipient{std::string(value)});
+    } else if (key == "origin") {
+      e.origin = std::string(value);
     }
     // Unknown keys are skipped: a newer writer may add fields.
   }

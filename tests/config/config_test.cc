@@ -56,6 +56,14 @@ TEST(ConfigTest, DefaultsFinalize) {
   EXPECT_TRUE(config.relay_networks.Contains(Ip("::1")));
   EXPECT_FALSE(config.relay_networks.Contains(Ip("10.0.0.1")));
   EXPECT_FALSE(config.relay_networks.Contains(Ip("::2")));
+  EXPECT_EQ(config.pickup_dir, "");  // no pickup directory unless asked
+  EXPECT_EQ(config.pickup_scan_interval_s, 10u);
+}
+
+TEST(ConfigTest, PickupScanIntervalRange) {
+  EXPECT_TRUE(IsError(Apply("[pickup]\nscan_interval_s = 0\n"),
+                      {"sluice.toml:2", "pickup.scan_interval_s", "between 1 and 86400"}));
+  EXPECT_TRUE(IsError(Apply("[pickup]\ndirr = \"x\"\n"), {"did you mean 'dir'"}));
 }
 
 TEST(ConfigTest, FinalizeFillsHostnameFromGethostname) {
@@ -108,6 +116,10 @@ min_free_bytes = 1073741824
 
 [log]
 file = "/var/log/sluice/accounting.log"
+
+[pickup]
+dir = "/var/spool/sluice-pickup"
+scan_interval_s = 30
 )toml",
                                     config);
   ASSERT_TRUE(status.ok()) << status;
@@ -128,6 +140,8 @@ file = "/var/log/sluice/accounting.log"
   EXPECT_EQ(config.spool_dir, "/var/spool/sluice");
   EXPECT_EQ(config.spool_min_free_bytes, 1073741824u);
   EXPECT_EQ(config.log_file, "/var/log/sluice/accounting.log");
+  EXPECT_EQ(config.pickup_dir, "/var/spool/sluice-pickup");
+  EXPECT_EQ(config.pickup_scan_interval_s, 30u);
 
   ASSERT_TRUE(config.Finalize().ok());
   ASSERT_EQ(config.listen_addresses.size(), 3u);

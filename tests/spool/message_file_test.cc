@@ -43,6 +43,20 @@ TEST(MessageFile, RoundTrip) {
   EXPECT_EQ(parsed->envelope.recipients[2].address, "\"odd name\"@example.com");
 }
 
+TEST(MessageFile, OriginRoundTripsAndIsOptional) {
+  Envelope e = SampleEnvelope("x");
+  // Without an origin the encoding has no "origin" field at all (records
+  // stay byte-identical to those written before the field existed).
+  EXPECT_EQ(EncodeEnvelope(e).find("origin"), std::string::npos);
+  e.origin = "0CRAQ0000000G.pickup";
+  auto decoded = DecodeEnvelope(EncodeEnvelope(e));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->origin, "0CRAQ0000000G.pickup");
+  // An unknown key (from a newer writer) is skipped.
+  auto skipped = DecodeEnvelope(EncodeEnvelope(e) + "future 3\nabc\n");
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+}
+
 TEST(MessageFile, EmptyBodyAndNullSender) {
   Envelope e = SampleEnvelope("");
   e.sender = "";

@@ -45,6 +45,10 @@ struct Config {
   // [log]
   std::string log_file;  // empty: no accounting log
 
+  // [pickup] (docs/PICKUP.md)
+  std::string pickup_dir;         // empty: no pickup directory
+  uint32_t pickup_scan_interval_s = 10;  // rescan of new/ besides inotify
+
   // Derived, filled by Finalize().
   base::NetworkSet relay_networks;
   std::vector<base::SocketAddress> listen_addresses;

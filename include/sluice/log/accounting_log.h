@@ -29,12 +29,23 @@ struct ReceptionRecord {
   std::string_view protocol;
 };
 
+// A dropped file that could not be accepted (source "pickup"): it went to
+// bad/ with an .error note.
+struct RejectionRecord {
+  uint64_t ts_micros = 0;
+  std::string_view source;  // "pickup"
+  std::string_view file;    // the name it had in new/ (or its claimed name)
+  std::string_view reason;  // "line N: ..." as in the .error file
+};
+
 class AccountingLog {
  public:
   // fd < 0: logging disabled, records are dropped silently.
   AccountingLog(io::Ring& ring, int fd) : ring_(ring), fd_(fd) {}
 
   void Reception(const ReceptionRecord& r);
+  // {"type":"Rejection","ts":...,"source":...,"file":...,"reason":...}
+  void Rejection(const RejectionRecord& r);
   // Starts a write of everything buffered if none is in flight.
   void Flush();
   bool idle() const { return !writing_ && buffer_.empty(); }
@@ -43,6 +54,7 @@ class AccountingLog {
 
  private:
   void OnWritten(int result, uint32_t flags);
+  void MakeRoom();
 
   io::Ring& ring_;
   int fd_;

@@ -31,6 +31,7 @@
 namespace sluice::server {
 
 class Connection;
+class PickupIngester;
 
 // Counters a shard keeps; read by tests and the admin side later.
 struct ShardStats {
@@ -61,6 +62,9 @@ class Shard {
   void AdoptRecovered(std::vector<std::pair<base::QueueId, std::vector<std::string>>> messages) {
     recovered_ = std::move(messages);
   }
+  // Claimed pickup files a crash left unfinished (absolute paths); shard 0
+  // processes them again when it starts (pickup_ingester.h).
+  void AdoptClaimed(std::vector<std::string> paths) { claimed_ = std::move(paths); }
   // Runs until stopped. Runs on the shard thread.
   void Run();
   // Thread-safe: asks the loop to stop.
@@ -73,6 +77,7 @@ class Shard {
   uint64_t segment_flushes() const { return spool_ ? spool_->segment_flushes() : 0; }
   log::AccountingLog& accounting() { return *log_; }
   const config::Config& config() const { return config_; }
+  int index() const { return index_; }
   bool spool_available() const { return spool_available_; }
   base::QueueId NextQueueId();
   uint64_t now_ms() const { return now_ms_; }
@@ -124,6 +129,9 @@ class Shard {
   std::vector<std::pair<int, ShardNote>> outbox_;  // posts that found a full ring
   absl::flat_hash_map<std::string, OwnedDomain> owned_domains_;
   std::vector<std::pair<base::QueueId, std::vector<std::string>>> recovered_;
+  // The pickup directory: shard 0 only, when configured.
+  std::unique_ptr<PickupIngester> pickup_;
+  std::vector<std::string> claimed_;
   uint64_t wake_value_ = 0;
   const std::string too_many_connections_;  // the reply, sent from this buffer
   io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};

@@ -57,6 +57,11 @@ struct Envelope {
   uint64_t body_size = 0;
   uint32_t body_crc = 0;
   std::vector<Recipient> recipients;
+  // Where the message came from, when that must be known after a crash: for
+  // a pickup file, its claimed name "<id>.pickup" (docs/PICKUP.md). Written
+  // only when set, so records without it are byte-identical to older ones;
+  // older readers skip the unknown key.
+  std::string origin;
 };
 
 // Serialises the envelope: "key len\nvalue\n" per field.

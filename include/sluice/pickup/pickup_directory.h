@@ -1,0 +1,38 @@
+// The pickup directory on disk (docs/PICKUP.md): DIR/tmp, DIR/new, DIR/bad.
+// Producers write DIR/tmp/NAME, fsync, and rename it into DIR/new/ (as with
+// Maildir); Sluice claims files from new/ by renaming them into its spool
+// (<spool>/<shard>/claimed/<id>.pickup) and puts rejected ones into bad/
+// with NAME.error beside them.
+//
+// Plain blocking POSIX calls: these run at start-up, in `sluice inject`, or
+// for a rejected file (rare); never on a hot path.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace sluice::pickup {
+
+inline constexpr std::string_view kClaimedDir = "claimed";
+inline constexpr std::string_view kClaimedSuffix = ".pickup";
+
+// Creates DIR and DIR/{tmp,new,bad} (mode 0700) when missing, and checks
+// that DIR/new lives on the same filesystem as `spool_shard_dir` (claims
+// are renames). Also creates <spool_shard_dir>/claimed.
+absl::Status PrepareDirectories(const std::string& dir, const std::string& spool_shard_dir);
+
+// `sluice inject`: writes `bytes` to DIR/tmp/UNIQUE, fsyncs it, renames it
+// to DIR/new/UNIQUE and fsyncs DIR/new. Returns UNIQUE. Fails (without
+// creating anything) when DIR/tmp or DIR/new is missing or not writable.
+absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view bytes);
+
+// A unique file name: "<seconds>.<micros>.P<pid>R<random>.<host>".
+std::string UniqueName();
+
+// Writes `text` to `path` (O_TRUNC) and fsyncs it.
+absl::Status WriteFileSynced(const std::string& path, std::string_view text);
+
+}  // namespace sluice::pickup

@@ -1,0 +1,407 @@
+#include "sluice/server/pickup_ingester.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/clock.h"
+#include "sluice/log/accounting_log.h"
+#include "sluice/pickup/message_parser.h"
+#include "sluice/pickup/pickup_directory.h"
+#include "sluice/server/shard.h"
+
+namespace sluice::server {
+namespace {
+
+absl::Status Errno(std::string_view what, const std::string& path) {
+  return absl::Status(absl::ErrnoToStatusCode(errno),
+                      absl::StrCat(std::string(what), " ", path, ": ", std::strerror(errno)));
+}
+
+std::string Rfc5322Date(uint64_t micros) {
+  const time_t secs = static_cast<time_t>(micros / 1000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+// A file name is ours to take unless it is hidden (".name": a producer's
+// scratch file, as in Maildir) or not a single path component.
+bool Takeable(std::string_view name) {
+  return !name.empty() && name.front() != '.' && name.find('/') == std::string_view::npos;
+}
+
+// Names are untrusted: keep what we print and log printable.
+std::string Printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 255)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  return out;
+}
+
+enum class ReadOutcome { kOk, kInvalid, kError };
+
+// Reads a claimed file: at most `max` bytes, with plain read(2) (the
+// file is local and at most max_message_size; see the header). Symlinks
+// are not followed: a producer must not make Sluice read other files.
+ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out,
+                        std::string& why) {
+  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP) {
+      why = "file: a symbolic link, not a regular file";
+      return ReadOutcome::kInvalid;
+    }
+    why = absl::StrCat("open ", path, ": ", std::strerror(errno));
+    return ReadOutcome::kError;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    why = absl::StrCat("stat ", path, ": ", std::strerror(errno));
+    close(fd);
+    return ReadOutcome::kError;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    why = "file: not a regular file";
+    return ReadOutcome::kInvalid;
+  }
+  if (static_cast<uint64_t>(st.st_size) > max) {
+    close(fd);
+    why = absl::StrCat("file: file of ", st.st_size, " bytes exceeds the message size limit (",
+                       max, " bytes)");
+    return ReadOutcome::kInvalid;
+  }
+  out.resize(static_cast<size_t>(st.st_size) + 1);
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      why = absl::StrCat("read ", path, ": ", std::strerror(errno));
+      close(fd);
+      return ReadOutcome::kError;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  out.resize(got);
+  if (got > max) {
+    why = absl::StrCat("file: file exceeds the message size limit (", max, " bytes)");
+    return ReadOutcome::kInvalid;
+  }
+  return ReadOutcome::kOk;
+}
+
+}  // namespace
+
+PickupIngester::PickupIngester(Shard& shard, std::string dir)
+    : shard_(shard),
+      dir_(std::move(dir)),
+      new_dir_(dir_ + "/new"),
+      bad_dir_(dir_ + "/bad"),
+      claimed_dir_(absl::StrCat(shard.config().spool_dir, "/", shard.index(), "/",
+                                std::string(pickup::kClaimedDir))) {
+  if (const char* at = std::getenv("SLUICE_TEST_ABORT_AT")) abort_at_ = at;
+}
+
+PickupIngester::~PickupIngester() {
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  if (bad_fd_ >= 0) close(bad_fd_);
+}
+
+absl::Status PickupIngester::Init() {
+  // A blocking descriptor: io_uring waits for readiness itself (poll-armed
+  // read), so the shard thread never blocks on it.
+  inotify_fd_ = inotify_init1(IN_CLOEXEC);
+  if (inotify_fd_ < 0) return Errno("inotify_init1 for", new_dir_);
+  if (inotify_add_watch(inotify_fd_, new_dir_.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR) <
+      0) {
+    return Errno("inotify_add_watch", new_dir_);
+  }
+  bad_fd_ = open(bad_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (bad_fd_ < 0) return Errno("open", bad_dir_);
+  return absl::OkStatus();
+}
+
+void PickupIngester::AdoptClaimed(std::vector<std::string> paths) {
+  for (std::string& p : paths) {
+    Item item;
+    const size_t slash = p.rfind('/');
+    item.claimed_name = p.substr(slash == std::string::npos ? 0 : slash + 1);
+    item.name = item.claimed_name;  // the original name did not survive the crash
+    item.claimed_path = std::move(p);
+    reclaim_.push_back(std::move(item));
+  }
+}
+
+void PickupIngester::Start() {
+  ArmRead();
+  Scan();
+  next_scan_ms_ = shard_.now_ms() + uint64_t{shard_.config().pickup_scan_interval_s} * 1000;
+}
+
+void PickupIngester::Stop() {
+  stopping_ = true;
+  if (read_armed_) {
+    io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
+    io_uring_prep_cancel(sqe, &read_done_, 0);
+  }
+}
+
+void PickupIngester::Tick(uint64_t now_ms) {
+  if (stopping_ || now_ms < next_scan_ms_) return;
+  next_scan_ms_ = now_ms + uint64_t{shard_.config().pickup_scan_interval_s} * 1000;
+  Scan();
+}
+
+void PickupIngester::Scan() {
+  for (Item& item : retry_) reclaim_.push_back(std::move(item));
+  retry_.clear();
+  DIR* d = opendir(new_dir_.c_str());
+  if (d == nullptr) {
+    std::fprintf(stderr, "sluice: pickup: cannot list %s: %s\n", new_dir_.c_str(),
+                 std::strerror(errno));
+    return;
+  }
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    if (e->d_type != DT_UNKNOWN && e->d_type != DT_REG && e->d_type != DT_LNK) {
+      // Directories and the like are not messages; leave them (a claim
+      // would move a directory into the spool).
+      if (e->d_type == DT_DIR) continue;
+    }
+    names.emplace_back(e->d_name);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());  // oldest first for time-based names
+  for (std::string& n : names) Enqueue(std::move(n));
+}
+
+void PickupIngester::Enqueue(std::string name) {
+  if (!Takeable(name) || queued_.contains(name)) return;
+  queued_.insert(name);
+  queue_.push_back(std::move(name));
+}
+
+void PickupIngester::ArmRead() {
+  if (read_armed_ || stopping_ || inotify_fd_ < 0) return;
+  io_uring_sqe* sqe = shard_.ring().Prepare(&read_done_);
+  io_uring_prep_read(sqe, inotify_fd_, events_, sizeof events_, 0);
+  read_armed_ = true;
+}
+
+void PickupIngester::OnRead(int result, uint32_t) {
+  read_armed_ = false;
+  if (result > 0) {
+    size_t pos = 0;
+    const size_t size = static_cast<size_t>(result);
+    while (pos + sizeof(inotify_event) <= size) {
+      inotify_event ev;
+      std::memcpy(&ev, events_ + pos, sizeof ev);
+      const size_t total = sizeof(inotify_event) + ev.len;
+      if (pos + total > size) break;
+      if (ev.mask & IN_Q_OVERFLOW) {
+        Scan();  // events were lost: list the directory instead
+      } else if (ev.len > 0 && !(ev.mask & IN_ISDIR)) {
+        const char* name = events_ + pos + sizeof(inotify_event);
+        Enqueue(std::string(name, strnlen(name, ev.len)));
+      }
+      pos += total;
+    }
+  } else if (result < 0 && result != -ECANCELED && result != -EINTR && result != -EAGAIN) {
+    // The periodic scan keeps working without inotify.
+    std::fprintf(stderr, "sluice: pickup: inotify read failed: %s; relying on scans\n",
+                 std::strerror(-result));
+    return;
+  }
+  ArmRead();
+}
+
+bool PickupIngester::has_work() const {
+  if (stopping_ || !shard_.spool_available()) return false;
+  return (!queue_.empty() || !reclaim_.empty()) && commits_in_flight_ < kMaxCommitsInFlight;
+}
+
+void PickupIngester::Pump() {
+  size_t taken = 0;
+  while (taken < kClaimsPerTurn && has_work()) {
+    ++taken;
+    Item item;
+    if (!reclaim_.empty()) {
+      item = std::move(reclaim_.front());
+      reclaim_.pop_front();
+      item.id = shard_.NextQueueId();
+    } else {
+      std::string name = std::move(queue_.front());
+      queue_.pop_front();
+      queued_.erase(name);
+      if (!Claim(name, item)) continue;
+      MaybeAbort("after-claim");
+    }
+    Process(std::move(item));
+  }
+}
+
+bool PickupIngester::Claim(const std::string& name, Item& item) {
+  item.id = shard_.NextQueueId();
+  item.name = name;
+  item.claimed_name = item.id.ToString() + std::string(pickup::kClaimedSuffix);
+  item.claimed_path = absl::StrCat(claimed_dir_, "/", item.claimed_name);
+  const std::string from = absl::StrCat(new_dir_, "/", name);
+  if (rename(from.c_str(), item.claimed_path.c_str()) != 0) {
+    // ENOENT: another process (or an earlier event of ours) took it.
+    if (errno != ENOENT) {
+      std::fprintf(stderr, "sluice: pickup: cannot claim %s: %s\n", Printable(from).c_str(),
+                   std::strerror(errno));
+    }
+    return false;
+  }
+  return true;
+}
+
+void PickupIngester::Process(Item item) {
+  const config::Config& config = shard_.config();
+  std::string bytes;
+  std::string why;
+  switch (ReadClaimed(item.claimed_path, config.max_message_size, bytes, why)) {
+    case ReadOutcome::kInvalid:
+      return Reject(item, why);
+    case ReadOutcome::kError:
+      // An I/O error is not the file's fault: keep it claimed, try again.
+      std::fprintf(stderr, "sluice: pickup: %s; will retry\n", why.c_str());
+      retry_.push_back(std::move(item));
+      return;
+    case ReadOutcome::kOk:
+      break;
+  }
+  pickup::Limits limits;
+  limits.max_message_size = config.max_message_size;
+  limits.max_line_length = config.max_data_line_length;
+  limits.max_recipients = config.max_recipients;
+  pickup::Result parsed = pickup::ParseMessage(bytes, limits);
+  bytes.clear();
+  bytes.shrink_to_fit();
+  if (!parsed.ok) return Reject(item, parsed.error.ToString());
+  pickup::Message& msg = parsed.message;
+
+  const uint64_t now = base::WallMicros();
+  const std::string id = item.id.ToString();
+  const std::string date = Rfc5322Date(now);
+  const std::string& host = config.hostname;
+  std::string headers =
+      absl::StrCat("Received: by ", host, " (Sluice) with local (pickup) id ", id);
+  if (msg.recipients.size() == 1) absl::StrAppend(&headers, "\r\n\tfor <", msg.recipients[0], ">");
+  absl::StrAppend(&headers, "; ", date, "\r\n");
+  if (!msg.has_date) absl::StrAppend(&headers, "Date: ", date, "\r\n");
+  if (!msg.has_message_id) absl::StrAppend(&headers, "Message-ID: <", id, "@", host, ">\r\n");
+
+  spool::Envelope env;
+  env.arrival_micros = now;
+  env.protocol = "pickup";
+  env.sender = msg.sender;
+  env.eight_bit = msg.eight_bit;
+  env.smtputf8 = msg.smtputf8;
+  env.added_headers = std::move(headers);
+  env.origin = item.claimed_name;
+  env.recipients.reserve(msg.recipients.size());
+  for (const std::string& r : msg.recipients) env.recipients.push_back(spool::Recipient{r});
+  const uint64_t size = msg.body.size();
+
+  spool::SpoolWriter& spool = shard_.spool();
+  spool::SpoolWriter::Message* m = spool.Begin(item.id);
+  spool.AppendOwned(m, std::move(msg.body));
+  ++commits_in_flight_;
+  spool.Commit(m, std::move(env),
+               [this, item = std::move(item), sender = std::move(msg.sender),
+                recipients = std::move(msg.recipients), size](const absl::Status& status) mutable {
+                 OnCommitted(item, status, std::move(sender), std::move(recipients), size);
+               });
+}
+
+void PickupIngester::OnCommitted(const Item& item, const absl::Status& status, std::string sender,
+                                 std::vector<std::string> recipients, uint64_t size) {
+  --commits_in_flight_;
+  if (!status.ok()) {
+    ++shard_.stats().messages_failed;
+    std::fprintf(stderr, "sluice: pickup: spool commit of %s failed: %s; will retry\n",
+                 item.claimed_name.c_str(), std::string(status.message()).c_str());
+    retry_.push_back(item);
+    return;
+  }
+  MaybeAbort("after-commit");
+  // Durable now: the claimed copy can go. If this unlink is lost in a
+  // crash, recovery finds the origin in the spool and removes the file.
+  if (unlink(item.claimed_path.c_str()) != 0 && errno != ENOENT) {
+    std::fprintf(stderr, "sluice: pickup: cannot remove %s: %s\n", item.claimed_path.c_str(),
+                 std::strerror(errno));
+  }
+  ++shard_.stats().messages_queued;
+  const std::string id = item.id.ToString();
+  log::ReceptionRecord r;
+  r.ts_micros = base::WallMicros();
+  r.id = id;
+  r.sender = sender;
+  r.recipients = &recipients;
+  r.size = size;
+  r.client = "";
+  r.helo = "";
+  r.protocol = "pickup";
+  shard_.accounting().Reception(r);
+  shard_.AnnounceQueued(item.id, recipients);
+}
+
+void PickupIngester::Reject(const Item& item, const std::string& reason) {
+  std::string bad_name = item.name;
+  struct stat st;
+  if (fstatat(bad_fd_, bad_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+      fstatat(bad_fd_, (bad_name + ".error").c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    bad_name = absl::StrCat(bad_name, ".", item.id.ToString());  // never overwrite
+  }
+  const std::string bad_path = absl::StrCat(bad_dir_, "/", bad_name);
+  // The note first: a crash between the two steps leaves the file claimed,
+  // it is processed again and the note rewritten.
+  absl::Status s = pickup::WriteFileSynced(bad_path + ".error", reason + "\n");
+  if (s.ok() && rename(item.claimed_path.c_str(), bad_path.c_str()) != 0) {
+    s = Errno("rename to", bad_path);
+  }
+  if (s.ok() && fsync(bad_fd_) != 0) s = Errno("fsync", bad_dir_);
+  if (!s.ok()) {
+    // Nothing is lost: the file stays in claimed/ and is processed again
+    // at the next start.
+    std::fprintf(stderr,
+                 "sluice: pickup: rejected %s (%s) but cannot move it to %s: %s; left as %s\n",
+                 Printable(item.name).c_str(), Printable(reason).c_str(), bad_dir_.c_str(),
+                 std::string(s.message()).c_str(), item.claimed_path.c_str());
+    return;
+  }
+  std::fprintf(stderr, "sluice: pickup: rejected %s: %s\n", Printable(item.name).c_str(),
+               Printable(reason).c_str());
+  log::RejectionRecord r;
+  r.ts_micros = base::WallMicros();
+  r.source = "pickup";
+  r.file = item.name;
+  r.reason = reason;
+  shard_.accounting().Rejection(r);
+}
+
+void PickupIngester::MaybeAbort(const char* point) const {
+  if (!abort_at_.empty() && abort_at_ == point) {
+    std::fprintf(stderr, "sluice: pickup: SLUICE_TEST_ABORT_AT=%s: aborting\n", point);
+    std::abort();
+  }
+}
+
+}  // namespace sluice::server
