@@ -11,6 +11,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/server/shard.h"
+#include "sluice/server/trace_headers.h"
 
 namespace sluice::server {
 namespace {
@@ -27,22 +28,6 @@ smtp::SessionConfig MakeSessionConfig(const config::Config& c, const std::string
   s.max_recipients = c.max_recipients;
   s.max_errors = c.max_errors;
   return s;
-}
-
-// HELO text is the client's: keep it printable and short in our headers.
-std::string Printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 255)) out.push_back(c > 0x20 && c < 0x7f ? c : '?');
-  return out;
-}
-
-std::string Rfc5322Date(uint64_t micros) {
-  const time_t secs = static_cast<time_t>(micros / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
 }
 
 }  // namespace
@@ -235,15 +220,17 @@ void Connection::AbortMessage() {
 
 std::string Connection::AddedHeaders(const smtp::Envelope& e, const smtp::MessageFacts& facts,
                                      const std::string& id) const {
-  const std::string date = Rfc5322Date(message_arrival_us_);
-  const std::string& host = shard_.config().hostname;
-  std::string h = absl::StrCat("Received: from ", Printable(e.helo), " (", client_ip_, ")\r\n\tby ",
-                               host, " (Sluice) with ", e.esmtp ? "ESMTP" : "SMTP", " id ", id);
-  if (e.recipients.size() == 1) absl::StrAppend(&h, "\r\n\tfor <", e.recipients[0], ">");
-  absl::StrAppend(&h, "; ", date, "\r\n");
-  if (!facts.has_date) absl::StrAppend(&h, "Date: ", date, "\r\n");
-  if (!facts.has_message_id) absl::StrAppend(&h, "Message-ID: <", id, "@", host, ">\r\n");
-  return h;
+  const std::string from = absl::StrCat(PrintableHeaderText(e.helo), " (", client_ip_, ")");
+  TraceFacts t;
+  t.from = from;
+  t.with = e.esmtp ? "ESMTP" : "SMTP";
+  t.hostname = shard_.config().hostname;
+  t.queue_id = id;
+  t.recipients = &e.recipients;
+  t.arrival_micros = message_arrival_us_;
+  t.has_date = facts.has_date;
+  t.has_message_id = facts.has_message_id;
+  return TraceHeaders(t);
 }
 
 void Connection::CommitMessage(const smtp::Envelope& e, const smtp::MessageFacts& facts) {

@@ -19,6 +19,7 @@
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
+#include "sluice/server/trace_headers.h"
 
 namespace sluice::server {
 namespace {
@@ -28,14 +29,6 @@ absl::Status Errno(std::string_view what, const std::string& path) {
                       absl::StrCat(std::string(what), " ", path, ": ", std::strerror(errno)));
 }
 
-std::string Rfc5322Date(uint64_t micros) {
-  const time_t secs = static_cast<time_t>(micros / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
-}
 
 // A file name is ours to take unless it is hidden (".name": a producer's
 // scratch file, as in Maildir) or not a single path component.
@@ -299,14 +292,15 @@ void PickupIngester::Process(Item item) {
 
   const uint64_t now = base::WallMicros();
   const std::string id = item.id.ToString();
-  const std::string date = Rfc5322Date(now);
-  const std::string& host = config.hostname;
-  std::string headers =
-      absl::StrCat("Received: by ", host, " (Sluice) with local (pickup) id ", id);
-  if (msg.recipients.size() == 1) absl::StrAppend(&headers, "\r\n\tfor <", msg.recipients[0], ">");
-  absl::StrAppend(&headers, "; ", date, "\r\n");
-  if (!msg.has_date) absl::StrAppend(&headers, "Date: ", date, "\r\n");
-  if (!msg.has_message_id) absl::StrAppend(&headers, "Message-ID: <", id, "@", host, ">\r\n");
+  TraceFacts trace;
+  trace.with = "local (pickup)";
+  trace.hostname = config.hostname;
+  trace.queue_id = id;
+  trace.recipients = &msg.recipients;
+  trace.arrival_micros = now;
+  trace.has_date = msg.has_date;
+  trace.has_message_id = msg.has_message_id;
+  std::string headers = TraceHeaders(trace);
 
   spool::Envelope env;
   env.arrival_micros = now;

@@ -44,6 +44,11 @@ inline constexpr int kShardsMax = 256;
 // Cross-shard mailboxes: slots per (source, target) pair.
 inline constexpr size_t kMailboxSlots = 4096;
 
+// Notes a shard keeps while a target's mailbox is full. Past this many the
+// shard answers MAIL with 452 4.3.1 until the target catches up, rather
+// than grow without bound (a note is ~64 bytes: 64 MiB at the limit).
+inline constexpr size_t kOutboxMax = 1 << 20;
+
 // io_uring submission queue entries per shard (the completion queue gets
 // four times as many). A full SQ is flushed, not an error, and the kernel
 // keeps overflowing completions (IORING_FEAT_NODROP), so this bounds memory,

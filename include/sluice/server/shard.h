@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "sluice/base/limits.h"
 #include "sluice/base/queue_id.h"
 #include "absl/container/flat_hash_map.h"
 #include "sluice/config/config.h"
@@ -78,7 +79,11 @@ class Shard {
   log::AccountingLog& accounting() { return *log_; }
   const config::Config& config() const { return config_; }
   int index() const { return index_; }
-  bool spool_available() const { return spool_available_; }
+  // False when the spool is short of space or this shard's undelivered
+  // cross-shard notes reached limits::kOutboxMax: new mail waits (452).
+  bool spool_available() const {
+    return spool_available_ && outbox_.size() < limits::kOutboxMax;
+  }
   base::QueueId NextQueueId();
   uint64_t now_ms() const { return now_ms_; }
   bool stopping() const { return stopping_; }

@@ -1,0 +1,81 @@
+#include "sluice/smtp/dot_encoder.h"
+
+#include <cstring>
+
+namespace sluice::smtp {
+
+void DotEncoder::Reset(bool stuff) {
+  state_ = State::kLineStart;
+  stuff_ = stuff;
+  normalised_ = false;
+  input_bytes_ = 0;
+}
+
+void DotEncoder::Encode(const char* data, size_t size, std::string& out) {
+  input_bytes_ += size;
+  size_t i = 0;
+  while (i < size) {
+    if (state_ == State::kCr) {
+      // The CR was held back: CRLF stays one line end, a bare CR becomes one.
+      out.append("\r\n", 2);
+      state_ = State::kLineStart;
+      if (data[i] == '\n') {
+        ++i;
+        continue;
+      }
+      normalised_ = true;
+    }
+    if (state_ == State::kLineStart) {
+      if (data[i] == '.' && stuff_) out.push_back('.');
+      state_ = State::kText;
+    }
+    // Inside a line: copy up to the next CR or LF in one append. The usual
+    // line is "text\r\n": one memchr finds the LF, a second shows the only
+    // CR is the one right before it.
+    const char* p = data + i;
+    const size_t avail = size - i;
+    const char* lf = static_cast<const char*>(std::memchr(p, '\n', avail));
+    const size_t run_end = lf ? static_cast<size_t>(lf - p) : avail;
+    const char* cr = static_cast<const char*>(std::memchr(p, '\r', run_end));
+    if (cr == nullptr) {
+      if (lf == nullptr) {
+        out.append(p, avail);
+        return;
+      }
+      // Bare LF.
+      out.append(p, run_end);
+      out.append("\r\n", 2);
+      normalised_ = true;
+      state_ = State::kLineStart;
+      i += run_end + 1;
+      continue;
+    }
+    const size_t cr_at = static_cast<size_t>(cr - p);
+    if (lf != nullptr && cr_at + 1 == run_end) {
+      // Text CRLF.
+      out.append(p, run_end + 1);
+      out.push_back('\n');
+      state_ = State::kLineStart;
+      i += run_end + 1;
+      continue;
+    }
+    // A CR not directly followed by LF here (or at the end of the span):
+    // copy up to it and decide on the next byte.
+    out.append(p, cr_at);
+    state_ = State::kCr;
+    i += cr_at + 1;
+  }
+}
+
+void DotEncoder::Finish(std::string& out) {
+  if (state_ == State::kCr) {
+    normalised_ = true;  // a bare CR at the very end
+    out.append("\r\n", 2);
+  } else if (state_ == State::kText) {
+    out.append("\r\n", 2);
+  }
+  state_ = State::kLineStart;
+  if (stuff_) out.append(".\r\n", 3);
+}
+
+}  // namespace sluice::smtp
