@@ -149,7 +149,8 @@ std::string SocketAddress::ToString() const {
   uint16_t port = storage.ss_family == AF_INET6
                       ? ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port)
                       : ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
-  return ip.v6 ? absl::StrCat("[", ip.ToString(), "]:", port) : absl::StrCat(ip.ToString(), ":", port);
+  return ip.v6 ? absl::StrCat("[", ip.ToString(), "]:", port)
+               : absl::StrCat(ip.ToString(), ":", port);
 }
 
 }  // namespace sluice::base

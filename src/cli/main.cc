@@ -65,14 +65,14 @@ struct Options {
   bool recipients_from_headers = false;  // inject -t
   std::string from;                      // inject --from
   bool from_given = false;
-  std::vector<std::string> to;           // inject --to
+  std::vector<std::string> to;  // inject --to
   std::vector<std::string> positional;
 };
 
 bool TakesValue(std::string_view flag) {
-  for (const char* f : {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
-                        "--max-message-size", "--max-recipients", "--log", "--pickup",
-                        "--from", "--to"}) {
+  for (const char* f :
+       {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
+        "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to"}) {
     if (flag == f) return true;
   }
   return false;

@@ -99,8 +99,10 @@ std::optional<uint32_t> NegativeTtlFromSoa(const unsigned char* msg, int len) {
 MxAnswer ParseMxAnswer(const unsigned char* msg, int len) {
   MxAnswer out;
   ares_mx_reply* head = nullptr;
-  if (ares_parse_mx_reply(msg, len, &head) != ARES_SUCCESS) {
+  const int rc = ares_parse_mx_reply(msg, len, &head);
+  if (rc != ARES_SUCCESS) {
     if (head != nullptr) ares_free_data(head);
+    if (rc == ARES_ENODATA) out.kind = MxAnswerKind::kNoData;
     return out;
   }
   std::vector<MxRecord> all;
@@ -113,7 +115,10 @@ MxAnswer ParseMxAnswer(const unsigned char* msg, int len) {
     all.push_back(std::move(rec));
   }
   ares_free_data(head);
-  if (all.empty()) return out;
+  if (all.empty()) {
+    out.kind = MxAnswerKind::kNoData;
+    return out;
+  }
   if (all.size() == 1 && all[0].host.empty()) {
     out.kind = MxAnswerKind::kNullMx;
     return out;

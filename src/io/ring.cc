@@ -13,8 +13,8 @@ namespace sluice::io {
 absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries) {
   std::unique_ptr<Ring> ring(new Ring());
   io_uring_params params{};
-  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
+                 IORING_SETUP_CQSIZE;
   params.cq_entries = entries * 4;
   int rc = io_uring_queue_init_params(entries, &ring->ring_, &params);
   if (rc == -EINVAL) {
@@ -107,9 +107,9 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::Create(Ring& ring, uint1
   if (rc < 0) {
     munmap(mem, ring_bytes);
     b->br_ = nullptr;
-    return absl::Status(absl::ErrnoToStatusCode(-rc),
-                        absl::StrCat("io_uring_register_buf_ring (needs Linux 5.19+): ",
-                                     std::strerror(-rc)));
+    return absl::Status(
+        absl::ErrnoToStatusCode(-rc),
+        absl::StrCat("io_uring_register_buf_ring (needs Linux 5.19+): ", std::strerror(-rc)));
   }
   b->storage_.reset(new char[static_cast<size_t>(count) * size]);
   b->refs_.assign(count, 0);

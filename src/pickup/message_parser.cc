@@ -27,7 +27,8 @@ std::string_view Trim(std::string_view s) {
 }
 
 bool HasNonAscii(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
 }
 
 // A header field name: printable US-ASCII except ':' (RFC 5322 2.2).
@@ -55,8 +56,9 @@ class Parser {
   Result Run() {
     if (file_.empty()) return Fail(0, "empty file");
     if (file_.size() > limits_.max_message_size) {
-      return Fail(0, absl::StrCat("file of ", file_.size(), " bytes exceeds the message size limit (",
-                                  limits_.max_message_size, " bytes)"));
+      return Fail(0,
+                  absl::StrCat("file of ", file_.size(), " bytes exceeds the message size limit (",
+                               limits_.max_message_size, " bytes)"));
     }
     if (!SplitLines()) return std::move(result_);
     if (!ParseHeader()) return std::move(result_);
@@ -126,7 +128,9 @@ class Parser {
       }
       const size_t colon = l.text.find(':');
       if (colon == std::string_view::npos) {
-        return Failed(l.number, "not a header field (no ':'); the header section must end with an empty line");
+        return Failed(
+            l.number,
+            "not a header field (no ':'); the header section must end with an empty line");
       }
       std::string_view name = l.text.substr(0, colon);
       // RFC 822 allowed white space before the colon; RFC 5322 obsoletes it.
@@ -162,9 +166,10 @@ class Parser {
       for (char& c : shown) {
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
       }
-      return Failed(line, absl::StrCat("bad ", base::Av(what), " address '", shown, "'",
-                                       parsed.ok() ? ": text after '>'"
-                                                   : absl::StrCat(": ", parsed.status().message())));
+      return Failed(line,
+                    absl::StrCat("bad ", base::Av(what), " address '", shown, "'",
+                                 parsed.ok() ? ": text after '>'"
+                                             : absl::StrCat(": ", parsed.status().message())));
     }
     out = parsed->mailbox.ToString();
     result_.message.smtputf8 |= utf8;
@@ -186,19 +191,21 @@ class Parser {
         continue;
       }
       if (!leading) {
-        return Failed(line, absl::StrCat(base::Av(f.name),
-                                         " must come before every other header field"));
+        return Failed(line,
+                      absl::StrCat(base::Av(f.name), " must come before every other header field"));
       }
       ++envelope_fields_;
       if (is_from) {
         if (m.envelope_from_given) return Failed(line, "more than one X-Sluice-Envelope-From");
-        if (!ParseAddress(f.value, line, smtp::PathKind::kReversePath, m.sender, "envelope sender")) {
+        if (!ParseAddress(f.value, line, smtp::PathKind::kReversePath, m.sender,
+                          "envelope sender")) {
           return false;
         }
         m.envelope_from_given = true;
       } else {
         std::string rcpt;
-        if (!ParseAddress(f.value, line, smtp::PathKind::kForwardPath, rcpt, "envelope recipient")) {
+        if (!ParseAddress(f.value, line, smtp::PathKind::kForwardPath, rcpt,
+                          "envelope recipient")) {
           return false;
         }
         if (!AddRecipient(std::move(rcpt), line)) return false;
@@ -227,8 +234,8 @@ class Parser {
         }
       }
       if (m.recipients.empty()) {
-        return Failed(0,
-                      "no recipients: no X-Sluice-Envelope-To line and no address in To, Cc or Bcc");
+        return Failed(
+            0, "no recipients: no X-Sluice-Envelope-To line and no address in To, Cc or Bcc");
       }
     }
     if (!m.envelope_from_given) {
@@ -252,7 +259,8 @@ class Parser {
       if (addresses.empty()) {
         return Failed(line, absl::StrCat("no address in ", base::Av(source->name)));
       }
-      if (!ParseAddress(addresses.front(), line, smtp::PathKind::kReversePath, m.sender, "sender")) {
+      if (!ParseAddress(addresses.front(), line, smtp::PathKind::kReversePath, m.sender,
+                        "sender")) {
         return false;
       }
     }
@@ -318,8 +326,8 @@ bool ExtractAddresses(std::string_view value, std::vector<std::string>& out) {
   // Walk the list once, tracking quotes, comments and angle brackets; a
   // top-level ',' ends an entry, a top-level ':' ends a group name and a
   // top-level ';' ends a group.
-  std::string plain;       // the entry with comments removed
-  std::string angle;       // the last <...> of the entry
+  std::string plain;  // the entry with comments removed
+  std::string angle;  // the last <...> of the entry
   bool have_angle = false;
   bool in_quote = false;
   int comment = 0;

@@ -51,10 +51,10 @@ absl::Status PrepareDirectories(const std::string& dir, const std::string& spool
   if (stat((dir + "/new").c_str(), &a) != 0) return Errno("stat", dir + "/new");
   if (stat(claimed.c_str(), &b) != 0) return Errno("stat", claimed);
   if (a.st_dev != b.st_dev) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "pickup directory ", dir, " and spool directory ", spool_shard_dir,
-        " are on different filesystems; files are claimed by rename(2), so the pickup "
-        "directory must be on the spool's filesystem"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("pickup directory ", dir, " and spool directory ", spool_shard_dir,
+                     " are on different filesystems; files are claimed by rename(2), so the pickup "
+                     "directory must be on the spool's filesystem"));
   }
   if (auto s = FsyncDir(dir); !s.ok()) return s;
   return FsyncDir(spool_shard_dir);
@@ -107,9 +107,10 @@ absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view byte
   for (const std::string& d : {tmp, fresh}) {
     struct stat st;
     if (stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return absl::NotFoundError(absl::StrCat(
-          "pickup directory ", d, " is missing (is this the directory given to sluice serve "
-          "--pickup? it creates tmp/, new/ and bad/)"));
+      return absl::NotFoundError(
+          absl::StrCat("pickup directory ", d,
+                       " is missing (is this the directory given to sluice serve "
+                       "--pickup? it creates tmp/, new/ and bad/)"));
     }
     if (access(d.c_str(), W_OK | X_OK) != 0) {
       return absl::PermissionDeniedError(

@@ -190,7 +190,8 @@ void Connection::CheckTimeouts(uint64_t now_ms) {
     return ForceClose();  // the peer stopped reading
   }
   if (commit_in_flight_ || session_.closed()) return;
-  const uint64_t limit_ms = uint64_t{session_.in_body() ? c.data_timeout_s : c.idle_timeout_s} * 1000;
+  const uint64_t limit_ms =
+      uint64_t{session_.in_body() ? c.data_timeout_s : c.idle_timeout_s} * 1000;
   if (now_ms - last_input_ms_ > limit_ms) {
     session_.OnTimeout();
     MaybeSend();

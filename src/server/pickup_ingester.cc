@@ -29,7 +29,6 @@ absl::Status Errno(std::string_view what, const std::string& path) {
                       absl::StrCat(std::string(what), " ", path, ": ", std::strerror(errno)));
 }
 
-
 // A file name is ours to take unless it is hidden (".name": a producer's
 // scratch file, as in Maildir) or not a single path component.
 bool Takeable(std::string_view name) {
@@ -48,8 +47,7 @@ enum class ReadOutcome { kOk, kInvalid, kError };
 // Reads a claimed file: at most `max` bytes, with plain read(2) (the
 // file is local and at most max_message_size; see the header). Symlinks
 // are not followed: a producer must not make Sluice read other files.
-ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out,
-                        std::string& why) {
+ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out, std::string& why) {
   int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ELOOP) {
@@ -72,8 +70,8 @@ ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out,
   }
   if (static_cast<uint64_t>(st.st_size) > max) {
     close(fd);
-    why = absl::StrCat("file: file of ", st.st_size, " bytes exceeds the message size limit (",
-                       max, " bytes)");
+    why = absl::StrCat("file: file of ", st.st_size, " bytes exceeds the message size limit (", max,
+                       " bytes)");
     return ReadOutcome::kInvalid;
   }
   out.resize(static_cast<size_t>(st.st_size) + 1);

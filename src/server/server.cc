@@ -1,13 +1,12 @@
 #include "sluice/server/server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-#include <dirent.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,8 +20,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "sluice/pickup/pickup_directory.h"
 #include "sluice/base/limits.h"
+#include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
 #include "sluice/spool/spool_directory.h"
 
@@ -150,8 +149,8 @@ absl::Status Serve(const config::Config& config) {
   io::Mailboxes<ShardNote> mailboxes(shards, limits::kMailboxSlots);
   std::vector<std::unique_ptr<Shard>> shard_objects;
   for (int i = 0; i < shards; ++i) {
-    shard_objects.push_back(std::make_unique<Shard>(i, config, log_fd, recovered->newest,
-                                                    open_connections, mailboxes));
+    shard_objects.push_back(
+        std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections, mailboxes));
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.
@@ -200,8 +199,7 @@ absl::Status Serve(const config::Config& config) {
     std::fprintf(stderr, "sluice: ready: %d shards, listening on%s\n", shards, where.c_str());
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig,
-                 config.shutdown_grace_s);
+    std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig, config.shutdown_grace_s);
     for (auto& s : shard_objects) s->RequestStop();
   }
   for (std::thread& t : threads) t.join();

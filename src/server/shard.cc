@@ -33,7 +33,6 @@ absl::Status Errno(std::string_view what) {
                       absl::StrCat(std::string(what), ": ", std::strerror(errno)));
 }
 
-
 }  // namespace
 
 struct Shard::Listener {

@@ -28,8 +28,7 @@ std::string TraceHeaders(const TraceFacts& f) {
   const std::string date = Rfc5322Date(f.arrival_micros);
   std::string h = "Received: ";
   if (!f.from.empty()) absl::StrAppend(&h, "from ", Av(f.from), "\r\n\t");
-  absl::StrAppend(&h, "by ", Av(f.hostname), " (Sluice) with ", Av(f.with), " id ",
-                  Av(f.queue_id));
+  absl::StrAppend(&h, "by ", Av(f.hostname), " (Sluice) with ", Av(f.with), " id ", Av(f.queue_id));
   if (f.recipients != nullptr && f.recipients->size() == 1) {
     absl::StrAppend(&h, "\r\n\tfor <", (*f.recipients)[0], ">");
   }

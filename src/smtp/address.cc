@@ -14,8 +14,24 @@ namespace {
 bool IsAtext(unsigned char c) {
   if (absl::ascii_isalnum(c)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '/': case '=': case '?': case '^': case '_': case '`': case '{': case '|': case '}':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
     case '~':
       return true;
     default:
@@ -195,9 +211,8 @@ absl::StatusOr<PathParse> ParsePath(std::string_view text, PathKind kind, bool u
     while (pos < route.size()) {
       if (route[pos] != '@') return absl::InvalidArgumentError("bad source route");
       size_t comma = route.find(',', pos);
-      std::string_view hop = route.substr(pos + 1, comma == std::string_view::npos
-                                                       ? std::string_view::npos
-                                                       : comma - pos - 1);
+      std::string_view hop = route.substr(
+          pos + 1, comma == std::string_view::npos ? std::string_view::npos : comma - pos - 1);
       if (!IsValidDomain(hop, utf8)) return absl::InvalidArgumentError("bad source route");
       if (comma == std::string_view::npos) break;
       pos = comma + 1;
@@ -215,7 +230,8 @@ absl::StatusOr<PathParse> ParsePath(std::string_view text, PathKind kind, bool u
   }
   std::string_view local = inner.substr(0, at);
   std::string_view domain = inner.substr(at + 1);
-  if (local.size() > limits::kLocalPartMax) return absl::InvalidArgumentError("local part too long");
+  if (local.size() > limits::kLocalPartMax)
+    return absl::InvalidArgumentError("local part too long");
   const bool local_ok =
       local.front() == '"' ? IsValidQuotedString(local, utf8) : IsValidDotString(local, utf8);
   if (!local_ok) return absl::InvalidArgumentError("bad local part");

@@ -17,10 +17,10 @@ struct VerbName {
 };
 
 constexpr VerbName kVerbs[] = {
-    {"EHLO", Verb::kEhlo}, {"HELO", Verb::kHelo}, {"MAIL", Verb::kMail},
-    {"RCPT", Verb::kRcpt}, {"DATA", Verb::kData}, {"BDAT", Verb::kBdat},
-    {"RSET", Verb::kRset}, {"NOOP", Verb::kNoop}, {"QUIT", Verb::kQuit},
-    {"VRFY", Verb::kVrfy}, {"HELP", Verb::kHelp}, {"EXPN", Verb::kExpn},
+    {"EHLO", Verb::kEhlo},         {"HELO", Verb::kHelo}, {"MAIL", Verb::kMail},
+    {"RCPT", Verb::kRcpt},         {"DATA", Verb::kData}, {"BDAT", Verb::kBdat},
+    {"RSET", Verb::kRset},         {"NOOP", Verb::kNoop}, {"QUIT", Verb::kQuit},
+    {"VRFY", Verb::kVrfy},         {"HELP", Verb::kHelp}, {"EXPN", Verb::kExpn},
     {"STARTTLS", Verb::kStartTls}, {"AUTH", Verb::kAuth}, {"ETRN", Verb::kEtrn},
     {"TURN", Verb::kTurn},
 };

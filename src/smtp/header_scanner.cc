@@ -1,7 +1,7 @@
 #include "sluice/smtp/header_scanner.h"
 
-#include "sluice/base/strings.h"
 #include "sluice/base/limits.h"
+#include "sluice/base/strings.h"
 
 namespace sluice::smtp {
 

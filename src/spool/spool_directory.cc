@@ -142,8 +142,12 @@ class SegmentScanner {
  public:
   SegmentScanner(const std::string& root, int dir, std::string path, std::string name,
                  const ScanOptions& options, RecoveryReport& report)
-      : root_(root), dir_(dir), path_(std::move(path)), name_(std::move(name)),
-        options_(options), report_(report) {}
+      : root_(root),
+        dir_(dir),
+        path_(std::move(path)),
+        name_(std::move(name)),
+        options_(options),
+        report_(report) {}
 
   absl::Status Run() {
     auto bytes = ReadWhole(path_);
@@ -154,8 +158,9 @@ class SegmentScanner {
       const std::string_view rest = all.substr(pos);
       if (rest.size() < kPreambleSize) return TornTail(pos, "partial preamble");
       const bool tombstone = rest.substr(0, kTombstone.size()) == kTombstone;
-      auto declared = tombstone ? DecodePreamble(std::string(kMagic) + std::string(rest.substr(8, 8)))
-                                : DecodePreamble(rest);
+      auto declared = tombstone
+                          ? DecodePreamble(std::string(kMagic) + std::string(rest.substr(8, 8)))
+                          : DecodePreamble(rest);
       if (!declared.ok()) {
         // No record boundary to resume from: set the remainder aside.
         if (rest.find_first_not_of('\0') == std::string_view::npos) {
@@ -171,7 +176,8 @@ class SegmentScanner {
       if (!tombstone) {
         auto parsed = ParseFile(rest.substr(0, length));
         if (!parsed.ok()) {
-          if (auto s = SetAside(pos, length, base::Sv(parsed.status().message()), false); !s.ok()) return s;
+          if (auto s = SetAside(pos, length, base::Sv(parsed.status().message()), false); !s.ok())
+            return s;
         } else {
           if (parsed->envelope.id > report_.newest) report_.newest = parsed->envelope.id;
           QueuedMessage m;
@@ -276,7 +282,8 @@ absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOpti
     for (const std::string& name : names) {
       const std::string path = absl::StrCat(dir, "/", name);
       const std::string_view stem = std::string_view(name).substr(0, base::QueueId::kTextSize);
-      const std::string_view ext = std::string_view(name).substr(std::min(name.size(), stem.size()));
+      const std::string_view ext =
+          std::string_view(name).substr(std::min(name.size(), stem.size()));
       auto id = base::QueueId::Parse(stem);
       if (!id) continue;  // not ours; leave it alone
       if (*id > report.newest) report.newest = *id;
@@ -285,8 +292,8 @@ absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOpti
         const size_t torn_before = report.temporary_removed;
         SegmentScanner scanner(root, number, path, name, options, report);
         if (auto s = scanner.Run(); !s.ok()) return s;
-        changed |= report.corrupt.size() != corrupt_before ||
-                   report.temporary_removed != torn_before;
+        changed |=
+            report.corrupt.size() != corrupt_before || report.temporary_removed != torn_before;
         continue;
       }
       if (ext == ".tmp") {
@@ -332,10 +339,9 @@ absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOpti
       if (auto s = FsyncPath(root + "/corrupt"); !s.ok()) return s;
     }
   }
-  std::sort(report.messages.begin(), report.messages.end(),
-            [](const QueuedMessage& a, const QueuedMessage& b) {
-              return a.envelope.id < b.envelope.id;
-            });
+  std::sort(
+      report.messages.begin(), report.messages.end(),
+      [](const QueuedMessage& a, const QueuedMessage& b) { return a.envelope.id < b.envelope.id; });
   return report;
 }
 

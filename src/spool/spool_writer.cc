@@ -452,8 +452,8 @@ void SpoolWriter::FinishBatch() {
     // Take the records back out, so none of them is delivered unasked
     // (their clients get 451 and send again), and move to a new segment.
     if (ftruncate(segment_fd_, static_cast<off_t>(batch->offset)) != 0) {
-      std::fprintf(stderr, "sluice: spool: cannot truncate segment %s: %s\n",
-                   segment_name_.c_str(), std::strerror(errno));
+      std::fprintf(stderr, "sluice: spool: cannot truncate segment %s: %s\n", segment_name_.c_str(),
+                   std::strerror(errno));
     }
     io_uring_sqe* sqe = ring_.Prepare(nullptr);
     io_uring_prep_close(sqe, segment_fd_);

@@ -37,7 +37,8 @@ TEST(PickupParser, ExplicitEnvelopeIsRemoved) {
       "Hello.\r\n");
   ASSERT_TRUE(r.ok) << r.error.ToString();
   EXPECT_EQ(r.message.sender, "alice@example.com");
-  EXPECT_EQ(r.message.recipients, (std::vector<std::string>{"bob@example.net", "carol@example.org"}));
+  EXPECT_EQ(r.message.recipients,
+            (std::vector<std::string>{"bob@example.net", "carol@example.org"}));
   EXPECT_EQ(r.message.body,
             "From: Someone Else <other@example.com>\r\nTo: nobody@example.com\r\nSubject: "
             "hi\r\n\r\nHello.\r\n");
@@ -48,7 +49,8 @@ TEST(PickupParser, ExplicitEnvelopeIsRemoved) {
 }
 
 TEST(PickupParser, NullSender) {
-  Result r = Parse("X-Sluice-Envelope-From: <>\nX-Sluice-Envelope-To: <b@example.net>\nS: x\n\nb\n");
+  Result r =
+      Parse("X-Sluice-Envelope-From: <>\nX-Sluice-Envelope-To: <b@example.net>\nS: x\n\nb\n");
   ASSERT_TRUE(r.ok) << r.error.ToString();
   EXPECT_EQ(r.message.sender, "");
 }
@@ -67,10 +69,10 @@ TEST(PickupParser, RecipientsFromHeadersLikeSendmailT) {
       Limits{});
   ASSERT_TRUE(r.ok) << r.error.ToString();
   EXPECT_EQ(r.message.sender, "alice@example.com");
-  EXPECT_EQ(r.message.recipients,
-            (std::vector<std::string>{"bob@example.net", "carol@example.org", "dave@example.com",
-                                      "erin@example.com", "hidden@example.org",
-                                      "hidden2@example.org"}));
+  EXPECT_EQ(
+      r.message.recipients,
+      (std::vector<std::string>{"bob@example.net", "carol@example.org", "dave@example.com",
+                                "erin@example.com", "hidden@example.org", "hidden2@example.org"}));
   EXPECT_EQ(r.message.body.find("Bcc"), std::string::npos);
   EXPECT_EQ(r.message.body.find("hidden2"), std::string::npos);  // continuation removed too
   EXPECT_TRUE(r.message.has_date);
@@ -85,7 +87,8 @@ TEST(PickupParser, SenderPrefersSender) {
 }
 
 TEST(PickupParser, EnvelopeFromOnlyTakesRecipientsFromHeaders) {
-  Result r = Parse("X-Sluice-Envelope-From: <e@example.com>\nFrom: a@example.com\nTo: b@example.net\n\nx\n");
+  Result r = Parse(
+      "X-Sluice-Envelope-From: <e@example.com>\nFrom: a@example.com\nTo: b@example.net\n\nx\n");
   ASSERT_TRUE(r.ok) << r.error.ToString();
   EXPECT_EQ(r.message.sender, "e@example.com");
   EXPECT_EQ(r.message.recipients, (std::vector<std::string>{"b@example.net"}));
@@ -129,12 +132,14 @@ TEST(PickupParser, Errors) {
   ExpectError(" folded: first\nTo: b@example.net\n\nx\n", 1, "continuation");
   ExpectError("From: a@example.com\nTo: b@example.net\nX-Sluice-Envelope-To: <c@x.org>\n\nx\n", 3,
               "must come before");
-  ExpectError("X-Sluice-Envelope-From: <a@x.org>\nX-Sluice-Envelope-From: <b@x.org>\n"
-              "X-Sluice-Envelope-To: <c@x.org>\n\nx\n",
-              2, "more than one");
+  ExpectError(
+      "X-Sluice-Envelope-From: <a@x.org>\nX-Sluice-Envelope-From: <b@x.org>\n"
+      "X-Sluice-Envelope-To: <c@x.org>\n\nx\n",
+      2, "more than one");
   ExpectError("From: a@example.com\nTo: \"unterminated <b@example.net>\n\nx\n", 2, "malformed");
-  ExpectError("From: a@example.com\nTo: a@x.org, b@x.org, c@x.org, d@x.org, e@x.org, f@x.org\n\nx\n",
-              2, "more than 5 recipients");
+  ExpectError(
+      "From: a@example.com\nTo: a@x.org, b@x.org, c@x.org, d@x.org, e@x.org, f@x.org\n\nx\n", 2,
+      "more than 5 recipients");
   ExpectError("Bad Name: x\nTo: b@example.net\n\nx\n", 1, "field name");
   std::string big = "From: a@example.com\nTo: b@example.net\n\n";
   while (big.size() < 5000) big += "0123456789012345678901234567890123456789\n";

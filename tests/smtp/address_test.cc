@@ -22,12 +22,26 @@ TEST(ParsePath, AcceptsRfc5321Mailboxes) {
 }
 
 TEST(ParsePath, RejectsBrokenPaths) {
-  for (const char* bad : {"user@example.com", "<user@example.com", "<>", "<user>", "<@example.com>",
-                          "<user@>", "<.user@example.com>", "<us..er@example.com>",
-                          "<user.@example.com>", "<us er@example.com>", "<user@exa mple.com>",
-                          "<user@-example.com>", "<user@example-.com>", "<user@example..com>",
-                          "<user@[300.1.1.1]>", "<user@[IPv6:zz]>", "<\"unterminated@x.com>",
-                          "<user@ex_ample.com>", "<@relay:user>", "<user@\xc3\xa9xample.com>"}) {
+  for (const char* bad : {"user@example.com",
+                          "<user@example.com",
+                          "<>",
+                          "<user>",
+                          "<@example.com>",
+                          "<user@>",
+                          "<.user@example.com>",
+                          "<us..er@example.com>",
+                          "<user.@example.com>",
+                          "<us er@example.com>",
+                          "<user@exa mple.com>",
+                          "<user@-example.com>",
+                          "<user@example-.com>",
+                          "<user@example..com>",
+                          "<user@[300.1.1.1]>",
+                          "<user@[IPv6:zz]>",
+                          "<\"unterminated@x.com>",
+                          "<user@ex_ample.com>",
+                          "<@relay:user>",
+                          "<user@\xc3\xa9xample.com>"}) {
     EXPECT_EQ(Forward(bad), "ERROR") << bad;
   }
 }
@@ -52,12 +66,14 @@ TEST(ParsePath, NullReversePathAndRest) {
 }
 
 TEST(ParsePath, Utf8OnlyWithSmtpUtf8) {
-  const char* addr = "<j\xc3\xb6rg@b\xc3\xbc" "cher.example>";
+  const char* addr =
+      "<j\xc3\xb6rg@b\xc3\xbc"
+      "cher.example>";
   EXPECT_EQ(Forward(addr, false), "ERROR");
   EXPECT_NE(Forward(addr, true), "ERROR");
-  EXPECT_EQ(Forward("<j\xc3@example.com>", true), "ERROR");      // truncated sequence
+  EXPECT_EQ(Forward("<j\xc3@example.com>", true), "ERROR");          // truncated sequence
   EXPECT_EQ(Forward("<j\xed\xa0\x80@example.com>", true), "ERROR");  // surrogate
-  EXPECT_EQ(Forward("<j\xc0\xaf@example.com>", true), "ERROR");  // overlong
+  EXPECT_EQ(Forward("<j\xc0\xaf@example.com>", true), "ERROR");      // overlong
 }
 
 }  // namespace

@@ -106,15 +106,15 @@ std::vector<std::string> Corpus() {
       ".a\r\n.b\r\n..\r\n.\r\nQUIT\r\n",
       long_body + ".\r\n",
       long_body + ".\r\nMAIL FROM:<x@y.z>\r\n",
-      "line\n.\nnot the end\r\n.\r\n",            // <LF>.<LF>
-      "line\n.\r\nnot the end\r\n.\r\n",          // <LF>.<CRLF>
-      "line\r\n.\nnot the end\r\n.\r\n",          // <CRLF>.<LF>
-      "line\r.\rnot the end\r\n.\r\n",            // <CR>.<CR>
-      "line\r\n.\rX\r\n.\r\n",                    // <CRLF>.<CR>X
-      "line\r\r\n.\r\n",                          // CR CR LF
+      "line\n.\nnot the end\r\n.\r\n",    // <LF>.<LF>
+      "line\n.\r\nnot the end\r\n.\r\n",  // <LF>.<CRLF>
+      "line\r\n.\nnot the end\r\n.\r\n",  // <CRLF>.<LF>
+      "line\r.\rnot the end\r\n.\r\n",    // <CR>.<CR>
+      "line\r\n.\rX\r\n.\r\n",            // <CRLF>.<CR>X
+      "line\r\r\n.\r\n",                  // CR CR LF
       "a\r\n.\r\r\n.\r\n",
-      std::string(999, 'x') + "\r\n" + ".\r\n",   // a line at the limit + 1
-      std::string(998, 'x') + "\r\n" + ".\r\n",   // exactly the limit
+      std::string(999, 'x') + "\r\n" + ".\r\n",  // a line at the limit + 1
+      std::string(998, 'x') + "\r\n" + ".\r\n",  // exactly the limit
       std::string(3000, 'y') + "\r\n" + ".\r\n",
       "." + std::string(998, 'z') + "\r\n.\r\n",  // stuffed line, counted raw
       "no end in sight\r\n..\r\n",

@@ -80,8 +80,9 @@ class SessionTest : public testing::Test {
 };
 
 TEST_F(SessionTest, WholeTransactionInOnePacket) {
-  Send("EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\n"
-       "DATA\r\nSubject: t\r\n\r\n..dot\r\n.\r\nQUIT\r\n");
+  Send(
+      "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\n"
+      "DATA\r\nSubject: t\r\n\r\n..dot\r\n.\r\nQUIT\r\n");
   auto r = Replies();
   ASSERT_EQ(r.size(), 13u);
   EXPECT_EQ(r[0], "250-mx.test Hello c.test");
@@ -184,14 +185,16 @@ TEST_F(SessionTest, RelayDeniedOutsideRelayNetworks) {
 
 TEST_F(SessionTest, RecipientLimit) {
   Restart(SessionConfig{.hostname = "mx.test", .relay_allowed = true, .max_recipients = 2});
-  Send("EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@y.test>\r\nRCPT TO:<2@y.test>\r\n"
-       "RCPT TO:<3@y.test>\r\n");
+  Send(
+      "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@y.test>\r\nRCPT TO:<2@y.test>\r\n"
+      "RCPT TO:<3@y.test>\r\n");
   EXPECT_EQ(Last(), "452 4.5.3 Error: too many recipients");
 }
 
 TEST_F(SessionTest, SmugglingLookAlikesAreRejectedAfterTheRealEnd) {
-  Send("EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n"
-       "hello\n.\nMAIL FROM:<evil@b.test>\r\nRCPT TO:<v@y.test>\r\nDATA\r\nevil\r\n.\r\n");
+  Send(
+      "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n"
+      "hello\n.\nMAIL FROM:<evil@b.test>\r\nRCPT TO:<v@y.test>\r\nDATA\r\nevil\r\n.\r\n");
   auto r = Replies();
   EXPECT_EQ(r.back(), "550 5.6.0 Error: bare CR or LF in message (RFC 5321 2.3.8)");
   EXPECT_TRUE(handler_.committed.empty());
@@ -200,8 +203,9 @@ TEST_F(SessionTest, SmugglingLookAlikesAreRejectedAfterTheRealEnd) {
 
 TEST_F(SessionTest, MessageTooLargeIsReadToTheEnd) {
   Restart(SessionConfig{.hostname = "mx.test", .relay_allowed = true, .max_message_size = 10});
-  Send("EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n"
-       "0123456789abcdef\r\n.\r\nNOOP\r\n");
+  Send(
+      "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n"
+      "0123456789abcdef\r\n.\r\nNOOP\r\n");
   auto r = Replies();
   EXPECT_EQ(r[r.size() - 2], "552 5.3.4 Error: message size exceeds fixed limit");
   EXPECT_EQ(r.back(), "250 2.0.0 Ok");
@@ -209,8 +213,9 @@ TEST_F(SessionTest, MessageTooLargeIsReadToTheEnd) {
 }
 
 TEST_F(SessionTest, BdatChunks) {
-  Send("EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nBDAT 5\r\nhel\r\n"
-       "BDAT 7 LAST\r\nlo\r\n.\r\n");
+  Send(
+      "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nBDAT 5\r\nhel\r\n"
+      "BDAT 7 LAST\r\nlo\r\n.\r\n");
   auto r = Replies();
   EXPECT_EQ(r[r.size() - 2], "250 2.0.0 5 octets received");
   EXPECT_EQ(r.back(), "250 2.0.0 Ok: queued as ID0");

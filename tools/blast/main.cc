@@ -149,7 +149,9 @@ class Worker {
       if (!waiting_.empty()) {
         uint64_t earliest = UINT64_MAX;
         for (Conn* c : waiting_) earliest = std::min(earliest, c->wake_ns);
-        timeout = earliest <= now ? 0 : static_cast<int>(std::min<uint64_t>((earliest - now) / 1000000 + 1, 100));
+        timeout = earliest <= now
+                      ? 0
+                      : static_cast<int>(std::min<uint64_t>((earliest - now) / 1000000 + 1, 100));
       }
       ring_->RunOnce(timeout);
       for (Conn* c : dead_) delete c;
@@ -158,7 +160,8 @@ class Worker {
       if (!waiting_.empty()) {
         const uint64_t t = NowNs();
         std::vector<Conn*> due;
-        auto it = std::partition(waiting_.begin(), waiting_.end(), [t](Conn* c) { return c->wake_ns > t; });
+        auto it = std::partition(waiting_.begin(), waiting_.end(),
+                                 [t](Conn* c) { return c->wake_ns > t; });
         due.assign(it, waiting_.end());
         waiting_.erase(it, waiting_.end());
         for (Conn* c : due) c->Resume();
@@ -218,8 +221,7 @@ class Worker {
 };
 
 Conn::Conn(Worker& w)
-    : w_(w),
-      session_(ClientOptions{"blast.sluice.test", g_opt.pipelining, g_opt.bdat}, *this) {}
+    : w_(w), session_(ClientOptions{"blast.sluice.test", g_opt.pipelining, g_opt.bdat}, *this) {}
 
 void Conn::Start() {
   fd_ = socket(g_opt.target.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -350,7 +352,8 @@ Next Conn::NextMessage(OutMessage& out) {
     if (g_opt.messages > 0 && id >= g_opt.messages) return Next::kDone;
   }
   if (g_opt.rate > 0) {
-    const uint64_t due = g_start_ns + static_cast<uint64_t>(static_cast<double>(id) * 1e9 / g_opt.rate);
+    const uint64_t due =
+        g_start_ns + static_cast<uint64_t>(static_cast<double>(id) * 1e9 / g_opt.rate);
     if (NowNs() < due) {
       held_id_ = static_cast<int64_t>(id);
       wake_ns = due;
@@ -384,21 +387,21 @@ void Conn::ReplySeen(const Reply& r) {
 int Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "sluice-blast: %s\n", error.c_str());
   std::fprintf(stderr,
-      "usage: sluice-blast --target ADDR:PORT (--messages N | --duration S) [options]\n"
-      "  --connections N        concurrent SMTP sessions (default 1)\n"
-      "  --threads N            event loops sharing the connections (default 1)\n"
-      "  --size BYTES           approximate message size (default 2048)\n"
-      "  --sample-dir DIR       send these .eml files (round robin) instead\n"
-      "  --recipients N         recipients per message (default 1)\n"
-      "  --domains N            recipient domains d0..dN-1.example (default 1)\n"
-      "  --domain-weights W,..  relative weight of each domain (default uniform)\n"
-      "  --pipelining on|off    use PIPELINING when offered (default on)\n"
-      "  --bdat                 use BDAT (CHUNKING) when offered\n"
-      "  --rate MSGS_PER_S      global start rate\n"
-      "  --seed N               message and recipient seed (default 1)\n"
-      "  --max-reconnects N     stop replacing lost connections after N (default 1000)\n"
-      "  --expect-failures      exit 0 even if messages were refused\n"
-      "  --json                 JSON report on stdout\n");
+               "usage: sluice-blast --target ADDR:PORT (--messages N | --duration S) [options]\n"
+               "  --connections N        concurrent SMTP sessions (default 1)\n"
+               "  --threads N            event loops sharing the connections (default 1)\n"
+               "  --size BYTES           approximate message size (default 2048)\n"
+               "  --sample-dir DIR       send these .eml files (round robin) instead\n"
+               "  --recipients N         recipients per message (default 1)\n"
+               "  --domains N            recipient domains d0..dN-1.example (default 1)\n"
+               "  --domain-weights W,..  relative weight of each domain (default uniform)\n"
+               "  --pipelining on|off    use PIPELINING when offered (default on)\n"
+               "  --bdat                 use BDAT (CHUNKING) when offered\n"
+               "  --rate MSGS_PER_S      global start rate\n"
+               "  --seed N               message and recipient seed (default 1)\n"
+               "  --max-reconnects N     stop replacing lost connections after N (default 1000)\n"
+               "  --expect-failures      exit 0 even if messages were refused\n"
+               "  --json                 JSON report on stdout\n");
   return 2;
 }
 
@@ -417,9 +420,18 @@ int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--help" || a == "-h") return Usage("");
-    if (a == "--bdat") { g_opt.bdat = true; continue; }
-    if (a == "--json") { g_opt.json = true; continue; }
-    if (a == "--expect-failures") { g_opt.expect_failures = true; continue; }
+    if (a == "--bdat") {
+      g_opt.bdat = true;
+      continue;
+    }
+    if (a == "--json") {
+      g_opt.json = true;
+      continue;
+    }
+    if (a == "--expect-failures") {
+      g_opt.expect_failures = true;
+      continue;
+    }
     if (i + 1 >= argc) return Usage(absl::StrCat("missing value or unknown flag ", base::Av(a)));
     const std::string v = argv[++i];
     uint64_t n = 0;
@@ -464,7 +476,8 @@ int Main(int argc, char** argv) {
     }
   }
   if (!g_opt.have_target) return Usage("--target is required");
-  if ((g_opt.messages == 0) == (g_opt.duration_s == 0)) return Usage("give one of --messages, --duration");
+  if ((g_opt.messages == 0) == (g_opt.duration_s == 0))
+    return Usage("give one of --messages, --duration");
   auto factory = MessageFactory::Create(g_opt.factory);
   if (!factory.ok()) return Usage(std::string(factory.status().message()));
   g_factory = std::move(*factory);
@@ -473,11 +486,13 @@ int Main(int argc, char** argv) {
   g_opt.threads = std::min(g_opt.threads, g_opt.connections);
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < g_opt.threads; ++i) {
-    const int share = g_opt.connections / g_opt.threads + (i < g_opt.connections % g_opt.threads ? 1 : 0);
+    const int share =
+        g_opt.connections / g_opt.threads + (i < g_opt.connections % g_opt.threads ? 1 : 0);
     workers.push_back(std::make_unique<Worker>(i, share));
   }
   g_start_ns = NowNs();
-  if (g_opt.duration_s > 0) g_deadline_ns = g_start_ns + static_cast<uint64_t>(g_opt.duration_s * 1e9);
+  if (g_opt.duration_s > 0)
+    g_deadline_ns = g_start_ns + static_cast<uint64_t>(g_opt.duration_s * 1e9);
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([w = w.get()] { w->Run(); });
   for (auto& t : threads) t.join();
@@ -485,22 +500,26 @@ int Main(int argc, char** argv) {
 
   Totals t;
   for (auto& w : workers) t.Merge(w->totals);
-  const uint64_t claimed = std::min<uint64_t>(g_next.load(), g_opt.messages > 0 ? g_opt.messages : UINT64_MAX);
+  const uint64_t claimed =
+      std::min<uint64_t>(g_next.load(), g_opt.messages > 0 ? g_opt.messages : UINT64_MAX);
   const uint64_t attempted = t.ok + t.failed;
-  const uint64_t not_sent = g_opt.messages > 0 && g_opt.messages > attempted ? g_opt.messages - attempted : 0;
+  const uint64_t not_sent =
+      g_opt.messages > 0 && g_opt.messages > attempted ? g_opt.messages - attempted : 0;
   (void)claimed;
   const double mps = elapsed > 0 ? static_cast<double>(t.ok) / elapsed : 0;
   const double bps = elapsed > 0 ? static_cast<double>(t.bytes) / elapsed : 0;
   const auto& h = t.latency;
   if (g_opt.json) {
     std::printf(
-        "{\"target\":\"%s\",\"connections\":%d,\"threads\":%d,\"pipelining\":%s,\"server_pipelining\":%s,"
+        "{\"target\":\"%s\",\"connections\":%d,\"threads\":%d,\"pipelining\":%s,\"server_"
+        "pipelining\":%s,"
         "\"bdat\":%s,\"server_chunking\":%s,\"elapsed_s\":%.6f,\"messages_ok\":%llu,"
         "\"messages_failed\":%llu,\"messages_not_sent\":%llu,\"recipients_ok\":%llu,"
         "\"recipients_failed\":%llu,\"bytes\":%llu,\"messages_per_s\":%.1f,\"bytes_per_s\":%.1f,"
         "\"latency_us\":{\"count\":%llu,\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p99\":%llu,"
         "\"p999\":%llu,\"max\":%llu},\"replies_4xx_5xx\":%s,\"failed_by_code\":%s,"
-        "\"sessions\":%llu,\"connect_failed\":%llu,\"connections_lost\":%llu,\"protocol_errors\":%llu}\n",
+        "\"sessions\":%llu,\"connect_failed\":%llu,\"connections_lost\":%llu,\"protocol_errors\":%"
+        "llu}\n",
         g_opt.target.ToString().c_str(), g_opt.connections, g_opt.threads,
         g_opt.pipelining ? "true" : "false", t.server_pipelining ? "true" : "false",
         g_opt.bdat ? "true" : "false", t.server_chunking ? "true" : "false", elapsed,
@@ -516,17 +535,22 @@ int Main(int argc, char** argv) {
   } else {
     std::printf("sluice-blast: %s, %d connections, %d thread(s), pipelining %s (server %s), %s\n",
                 g_opt.target.ToString().c_str(), g_opt.connections, g_opt.threads,
-                g_opt.pipelining ? "on" : "off", t.server_pipelining ? "offers it" : "does not offer it",
+                g_opt.pipelining ? "on" : "off",
+                t.server_pipelining ? "offers it" : "does not offer it",
                 g_opt.bdat ? (t.server_chunking ? "BDAT" : "DATA (no CHUNKING)") : "DATA");
-    std::printf("messages: %llu ok, %llu failed, %llu not sent; recipients: %llu ok, %llu refused\n",
-                (unsigned long long)t.ok, (unsigned long long)t.failed, (unsigned long long)not_sent,
-                (unsigned long long)t.rcpt_ok, (unsigned long long)t.rcpt_failed);
+    std::printf(
+        "messages: %llu ok, %llu failed, %llu not sent; recipients: %llu ok, %llu refused\n",
+        (unsigned long long)t.ok, (unsigned long long)t.failed, (unsigned long long)not_sent,
+        (unsigned long long)t.rcpt_ok, (unsigned long long)t.rcpt_failed);
     std::printf("elapsed %.3f s: %.1f msgs/s, %.2f MB/s\n", elapsed, mps, bps / 1e6);
-    std::printf("latency end-of-data -> reply (us): p50 %llu  p99 %llu  p99.9 %llu  max %llu  mean %.1f\n",
-                (unsigned long long)h.Quantile(0.5), (unsigned long long)h.Quantile(0.99),
-                (unsigned long long)h.Quantile(0.999), (unsigned long long)h.max(), h.mean());
+    std::printf(
+        "latency end-of-data -> reply (us): p50 %llu  p99 %llu  p99.9 %llu  max %llu  mean %.1f\n",
+        (unsigned long long)h.Quantile(0.5), (unsigned long long)h.Quantile(0.99),
+        (unsigned long long)h.Quantile(0.999), (unsigned long long)h.max(), h.mean());
     std::printf("replies >= 400: %s\n", CodesText(t.reply_codes).c_str());
-    if (t.failed > 0) std::printf("failed messages by code (0 = connection lost): %s\n", CodesText(t.failed_codes).c_str());
+    if (t.failed > 0)
+      std::printf("failed messages by code (0 = connection lost): %s\n",
+                  CodesText(t.failed_codes).c_str());
     std::printf("sessions: %llu opened, %llu connect failures, %llu lost, %llu protocol errors\n",
                 (unsigned long long)t.connections, (unsigned long long)t.connect_failed,
                 (unsigned long long)t.lost, (unsigned long long)t.protocol_errors);

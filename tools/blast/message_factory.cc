@@ -71,7 +71,8 @@ std::shared_ptr<SharedBody> MessageFactory::Seal(std::string rest) {
 
 absl::StatusOr<std::unique_ptr<MessageFactory>> MessageFactory::Create(const FactoryOptions& o) {
   std::unique_ptr<MessageFactory> f(new MessageFactory(o));
-  if (o.recipients == 0 || o.domains == 0) return absl::InvalidArgumentError("need recipients and domains");
+  if (o.recipients == 0 || o.domains == 0)
+    return absl::InvalidArgumentError("need recipients and domains");
   if (!o.domain_weights.empty()) {
     if (o.domain_weights.size() != o.domains) {
       return absl::InvalidArgumentError("--domain-weights needs one weight per domain");
@@ -101,7 +102,8 @@ absl::StatusOr<std::unique_ptr<MessageFactory>> MessageFactory::Create(const Fac
       ss << in.rdbuf();
       f->bodies_.push_back(Seal(NormalizeCrlf(ss.str())));
     }
-    if (f->bodies_.empty()) return absl::NotFoundError(absl::StrCat("no .eml files in ", o.sample_dir));
+    if (f->bodies_.empty())
+      return absl::NotFoundError(absl::StrCat("no .eml files in ", o.sample_dir));
     return f;
   }
   uint64_t s = o.seed * 0x2545f4914f6cdd1dull + 7;
@@ -148,8 +150,8 @@ void MessageFactory::Make(uint64_t id, OutMessage& out) const {
     }
     out.recipients.push_back(absl::StrCat("u", SplitMix(s) % 100000, "@d", dom, ".example"));
   }
-  out.head = absl::StrCat("Message-ID: <", id, ".", o_.seed, "@blast.sluice.test>\r\nX-Blast-Id: ",
-                          id, "\r\n");
+  out.head = absl::StrCat("Message-ID: <", id, ".", o_.seed,
+                          "@blast.sluice.test>\r\nX-Blast-Id: ", id, "\r\n");
   out.body = bodies_[id % bodies_.size()];
 }
 

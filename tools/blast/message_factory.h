@@ -15,13 +15,13 @@
 namespace sluice::tools {
 
 struct FactoryOptions {
-  size_t size = 2048;          // approximate total message size
-  std::string sample_dir;      // .eml files instead of generated bodies
+  size_t size = 2048;      // approximate total message size
+  std::string sample_dir;  // .eml files instead of generated bodies
   size_t recipients = 1;
   size_t domains = 1;
   std::vector<double> domain_weights;  // optional, one per domain
   uint64_t seed = 1;
-  size_t pool = 16;            // generated bodies
+  size_t pool = 16;  // generated bodies
   std::string sender = "blast@blast.sluice.test";
 };
 

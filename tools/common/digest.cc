@@ -10,8 +10,8 @@ namespace sluice::tools {
 std::string DigestHeaderFor(std::string_view body) {
   char buf[96];
   const uint32_t crc = base::Crc32c(0, body.data(), body.size());
-  const int n = std::snprintf(buf, sizeof buf, "X-Blast-Digest: crc32c=%08x; len=%zu\r\n", crc,
-                              body.size());
+  const int n =
+      std::snprintf(buf, sizeof buf, "X-Blast-Digest: crc32c=%08x; len=%zu\r\n", crc, body.size());
   return std::string(buf, static_cast<size_t>(n));
 }
 
@@ -36,10 +36,14 @@ DigestCheck CheckDigest(std::string_view message) {
     uint32_t crc = 0;
     for (char c : v.substr(7, 8)) {
       int d;
-      if (c >= '0' && c <= '9') d = c - '0';
-      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-      else return DigestCheck::kMismatch;
+      if (c >= '0' && c <= '9')
+        d = c - '0';
+      else if (c >= 'a' && c <= 'f')
+        d = c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        d = c - 'A' + 10;
+      else
+        return DigestCheck::kMismatch;
       crc = crc << 4 | static_cast<uint32_t>(d);
     }
     std::string_view rest = v.substr(15);

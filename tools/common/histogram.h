@@ -63,7 +63,9 @@ class LatencyHistogram {
   uint64_t count() const { return total_; }
   uint64_t max() const { return max_; }
   uint64_t min() const { return min_; }
-  double mean() const { return total_ ? static_cast<double>(sum_) / static_cast<double>(total_) : 0; }
+  double mean() const {
+    return total_ ? static_cast<double>(sum_) / static_cast<double>(total_) : 0;
+  }
 
  private:
   std::array<uint64_t, 64 * kSub> counts_{};

@@ -145,8 +145,10 @@ class Worker {
       int one = 1;
       setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-      if (a.storage.ss_family == AF_INET6) setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-      if (bind(l->fd, a.get(), a.size) != 0) Die(absl::StrCat("bind ", a.ToString(), ": ", strerror(errno)));
+      if (a.storage.ss_family == AF_INET6)
+        setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      if (bind(l->fd, a.get(), a.size) != 0)
+        Die(absl::StrCat("bind ", a.ToString(), ": ", strerror(errno)));
       if (listen(l->fd, 4096) != 0) Die("listen");
       listeners_.push_back(std::move(l));
     }
@@ -489,8 +491,8 @@ void Conn::Command(std::string_view line) {
       close_after_send_ = true;  // cannot find the end of the chunk: give up
       return Reply("501 5.5.4 Syntax: BDAT size [LAST]\r\n");
     }
-    bdat_last_ = sp != std::string_view::npos &&
-                 base::EqualsIgnoreCase(rest.substr(sp + 1), "LAST");
+    bdat_last_ =
+        sp != std::string_view::npos && base::EqualsIgnoreCase(rest.substr(sp + 1), "LAST");
     bdat_discard_ = rcpts_.empty();
     if (!bdat_discard_ && !bdat_started_) {
       msg_.clear();
@@ -536,7 +538,9 @@ void Conn::EndMessage() {
   g_stats.recipients.fetch_add(rcpts_.size(), std::memory_order_relaxed);
   g_stats.bytes.fetch_add(msg_.size(), std::memory_order_relaxed);
   switch (CheckDigest(msg_)) {
-    case DigestCheck::kOk: g_stats.digest_ok.fetch_add(1, std::memory_order_relaxed); break;
+    case DigestCheck::kOk:
+      g_stats.digest_ok.fetch_add(1, std::memory_order_relaxed);
+      break;
     case DigestCheck::kMismatch:
       g_stats.digest_mismatch.fetch_add(1, std::memory_order_relaxed);
       break;
@@ -552,8 +556,10 @@ void Conn::EndMessage() {
     size_t done = 0;
     while (ok && done < msg_.size()) {
       const ssize_t w = write(fd, msg_.data() + done, msg_.size() - done);
-      if (w <= 0) ok = false;
-      else done += static_cast<size_t>(w);
+      if (w <= 0)
+        ok = false;
+      else
+        done += static_cast<size_t>(w);
     }
     if (fd >= 0) close(fd);
     if (!ok) g_stats.store_errors.fetch_add(1, std::memory_order_relaxed);
@@ -650,8 +656,9 @@ std::string StatsJson() {
       ",\"open\":", v(g_stats.open), ",\"refused_max_connections\":", v(g_stats.refused_max),
       ",\"refused_script\":", v(g_stats.refused_script), ",\"messages\":", v(g_stats.messages),
       ",\"recipients\":", v(g_stats.recipients), ",\"bytes\":", v(g_stats.bytes),
-      ",\"data_messages\":", v(g_stats.data_messages), ",\"bdat_messages\":", v(g_stats.bdat_messages),
-      ",\"digest_ok\":", v(g_stats.digest_ok), ",\"digest_mismatch\":", v(g_stats.digest_mismatch),
+      ",\"data_messages\":", v(g_stats.data_messages),
+      ",\"bdat_messages\":", v(g_stats.bdat_messages), ",\"digest_ok\":", v(g_stats.digest_ok),
+      ",\"digest_mismatch\":", v(g_stats.digest_mismatch),
       ",\"digest_missing\":", v(g_stats.digest_missing), ",\"tempfail\":", v(g_stats.tempfail),
       ",\"permfail\":", v(g_stats.permfail), ",\"dropped\":", v(g_stats.dropped),
       ",\"delayed\":", v(g_stats.delayed), ",\"too_big\":", v(g_stats.too_big),
@@ -713,9 +720,18 @@ int Main(int argc, char** argv) {
     std::string v;
     uint64_t n = 0;
     if (a == "--help" || a == "-h") return Usage("");
-    if (a == "--no-pipelining") { g_opt.pipelining = false; continue; }
-    if (a == "--no-chunking") { g_opt.chunking = false; continue; }
-    if (a == "--no-8bitmime") { g_opt.eightbit = false; continue; }
+    if (a == "--no-pipelining") {
+      g_opt.pipelining = false;
+      continue;
+    }
+    if (a == "--no-chunking") {
+      g_opt.chunking = false;
+      continue;
+    }
+    if (a == "--no-8bitmime") {
+      g_opt.eightbit = false;
+      continue;
+    }
     if (!value(v)) return Usage(absl::StrCat("missing value or unknown flag ", base::Av(a)));
     if (a == "--listen") {
       auto addr = base::SocketAddress::Parse(v);

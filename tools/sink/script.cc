@@ -9,11 +9,16 @@ namespace sluice::tools {
 namespace {
 
 bool ParseAction(std::string_view v, SinkRule& r) {
-  if (v == "accept") r.action = SinkAction::kAccept;
-  else if (v == "tempfail") r.action = SinkAction::kTempfail;
-  else if (v == "permfail") r.action = SinkAction::kPermfail;
-  else if (v == "421-connect") r.action = SinkAction::kConnect421;
-  else if (v == "drop-data") r.action = SinkAction::kDropData;
+  if (v == "accept")
+    r.action = SinkAction::kAccept;
+  else if (v == "tempfail")
+    r.action = SinkAction::kTempfail;
+  else if (v == "permfail")
+    r.action = SinkAction::kPermfail;
+  else if (v == "421-connect")
+    r.action = SinkAction::kConnect421;
+  else if (v == "drop-data")
+    r.action = SinkAction::kDropData;
   else if (v.substr(0, 6) == "delay=") {
     uint64_t ms = 0;
     if (!base::ParseUint64(v.substr(6), ms) || ms > 3600000) return false;
@@ -29,12 +34,18 @@ bool ParseAction(std::string_view v, SinkRule& r) {
 
 std::string_view SinkActionName(SinkAction a) {
   switch (a) {
-    case SinkAction::kAccept: return "accept";
-    case SinkAction::kTempfail: return "tempfail";
-    case SinkAction::kPermfail: return "permfail";
-    case SinkAction::kConnect421: return "421-connect";
-    case SinkAction::kDropData: return "drop-data";
-    case SinkAction::kDelay: return "delay";
+    case SinkAction::kAccept:
+      return "accept";
+    case SinkAction::kTempfail:
+      return "tempfail";
+    case SinkAction::kPermfail:
+      return "permfail";
+    case SinkAction::kConnect421:
+      return "421-connect";
+    case SinkAction::kDropData:
+      return "drop-data";
+    case SinkAction::kDelay:
+      return "delay";
   }
   return "?";
 }

@@ -7,9 +7,9 @@ namespace sluice::base {
 [[noreturn]] void CheckFailed(const char* file, int line, const char* expr);
 }  // namespace sluice::base
 
-#define SLUICE_CHECK(expr)                                        \
-  do {                                                            \
-    if (__builtin_expect(!(expr), 0)) {                           \
-      ::sluice::base::CheckFailed(__FILE__, __LINE__, #expr);     \
-    }                                                             \
+#define SLUICE_CHECK(expr)                                    \
+  do {                                                        \
+    if (__builtin_expect(!(expr), 0)) {                       \
+      ::sluice::base::CheckFailed(__FILE__, __LINE__, #expr); \
+    }                                                         \
   } while (0)

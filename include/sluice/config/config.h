@@ -46,7 +46,7 @@ struct Config {
   std::string log_file;  // empty: no accounting log
 
   // [pickup] (docs/PICKUP.md)
-  std::string pickup_dir;         // empty: no pickup directory
+  std::string pickup_dir;                // empty: no pickup directory
   uint32_t pickup_scan_interval_s = 10;  // rescan of new/ besides inotify
 
   // Derived, filled by Finalize().
@@ -60,8 +60,7 @@ struct Config {
 
 // Parses TOML text into `config` (over whatever it holds). An unknown key or
 // a value of the wrong type or range is an error naming the key and line.
-absl::Status ApplyToml(std::string_view toml_text, std::string_view source_name,
-                       Config& config);
+absl::Status ApplyToml(std::string_view toml_text, std::string_view source_name, Config& config);
 absl::Status ApplyTomlFile(const std::string& path, Config& config);
 
 }  // namespace sluice::config

@@ -23,14 +23,15 @@ struct MxRecord {
   uint16_t preference = 0;
 };
 
-enum class MxAnswerKind { kRecords, kNullMx, kMalformed };
+enum class MxAnswerKind { kRecords, kNullMx, kNoData, kMalformed };
 
 struct MxAnswer {
   MxAnswerKind kind = MxAnswerKind::kMalformed;
   std::vector<MxRecord> records;  // kRecords: root targets dropped, unsorted
 };
 
-// Parses an MX answer (ancount > 0) with ares_parse_mx_reply. A single MX
+// Parses an MX answer (ancount > 0) with ares_parse_mx_reply; kNoData when
+// the answer holds no MX (e.g. only a CNAME). A single MX
 // whose target is "." is a null MX (RFC 7505 says its preference is 0, but
 // any preference is taken as null: the domain says it takes no mail).
 MxAnswer ParseMxAnswer(const unsigned char* msg, int len);

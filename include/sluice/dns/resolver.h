@@ -106,6 +106,8 @@ class Resolver {
   // Replaces the random source used to shuffle MX hosts of equal preference
   // (tests seed it). Returns values uniformly over uint64_t.
   void SetRandomForTest(std::function<uint64_t()> rng) { rng_ = std::move(rng); }
+  // Replaces the monotonic millisecond clock the cache uses (tests).
+  void SetClockForTest(std::function<uint64_t()> clock) { clock_ = std::move(clock); }
 
   // Counters.
   uint64_t queries_sent() const { return queries_sent_; }  // ares_query calls
@@ -156,8 +158,10 @@ class Resolver {
   ares_channeldata* channel_ = nullptr;
   bool destroying_ = false;
   std::function<uint64_t()> rng_;
+  std::function<uint64_t()> clock_;
 
   absl::flat_hash_map<int, PollWatch*> by_fd_;  // the current record per socket
+  std::vector<PollWatch*> all_records_;         // including those being removed
   size_t live_records_ = 0;
 
   absl::flat_hash_map<std::string, Lookup*> inflight_;

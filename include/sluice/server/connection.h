@@ -78,7 +78,7 @@ class Connection final : public smtp::SessionHandler {
   uint64_t send_started_ms_ = 0;
   bool recv_armed_ = false;
   bool recv_paused_ = false;  // too much unconsumed input: not reading
-  bool shut_down_ = false;  // socket shut down, waiting for ops to drain
+  bool shut_down_ = false;    // socket shut down, waiting for ops to drain
   bool destroyed_ = false;
   uint64_t last_input_ms_ = 0;
 

@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/queue_id.h"
-#include "absl/container/flat_hash_map.h"
 #include "sluice/config/config.h"
 #include "sluice/io/mailbox.h"
 #include "sluice/io/ring.h"
@@ -81,9 +81,7 @@ class Shard {
   int index() const { return index_; }
   // False when the spool is short of space or this shard's undelivered
   // cross-shard notes reached limits::kOutboxMax: new mail waits (452).
-  bool spool_available() const {
-    return spool_available_ && outbox_.size() < limits::kOutboxMax;
-  }
+  bool spool_available() const { return spool_available_ && outbox_.size() < limits::kOutboxMax; }
   base::QueueId NextQueueId();
   uint64_t now_ms() const { return now_ms_; }
   bool stopping() const { return stopping_; }

@@ -37,10 +37,10 @@ struct QueuedMessage {
 
 struct RecoveryReport {
   std::vector<QueuedMessage> messages;  // sorted by id
-  size_t temporary_removed = 0;  // .tmp files and torn segment tails
-  std::vector<std::string> corrupt;  // "path: reason", already moved aside
-  base::QueueId newest;              // the highest id seen, for the id generator
-  std::vector<int> directories;      // shard directory numbers present
+  size_t temporary_removed = 0;         // .tmp files and torn segment tails
+  std::vector<std::string> corrupt;     // "path: reason", already moved aside
+  base::QueueId newest;                 // the highest id seen, for the id generator
+  std::vector<int> directories;         // shard directory numbers present
 };
 
 struct ScanOptions {
