@@ -52,9 +52,8 @@ void DotEncoder::Encode(const char* data, size_t size, std::string& out) {
     }
     const size_t cr_at = static_cast<size_t>(cr - p);
     if (lf != nullptr && cr_at + 1 == run_end) {
-      // Text CRLF.
+      // Text CRLF, copied as it is.
       out.append(p, run_end + 1);
-      out.push_back('\n');
       state_ = State::kLineStart;
       i += run_end + 1;
       continue;

@@ -40,7 +40,8 @@ struct EnhancedCode {
 };
 
 struct Reply {
-  int code = 0;           // 200..599; 0: made up locally (no reply from the server)
+  int code = 0;           // 200..599
+  bool local = false;     // made up by the client (timeout, lost connection, ...)
   EnhancedCode enhanced;  // from the first line, when its class matches the code
   // The text of every line after "NNN-"/"NNN ", without the enhanced code
   // when one was found on that line, joined with '\n'.
