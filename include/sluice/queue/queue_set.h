@@ -1,0 +1,98 @@
+// A shard's scheduler: its DomainQueues, keyed by domain, the shared MX
+// gates, and one min-heap of wake-up times.
+//
+// Only the heap's top is ever looked at: Due(now) pops entries whose time
+// has come and stops at the first one in the future, so a throttled backlog
+// of any size costs nothing between its wake-ups, and the shard's loop sleeps
+// until NextWakeup(). Entries are invalidated lazily: a queue records the
+// time it is filed under (DomainQueue::scheduled_at) and older entries are
+// skipped when popped; the heap is rebuilt when stale entries outnumber the
+// live ones.
+//
+// After the shard works a domain returned by Due (or changes it in any other
+// way), it calls Reschedule so the domain is filed under its next wake-up.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "sluice/queue/domain_queue.h"
+#include "sluice/queue/retry_schedule.h"
+#include "sluice/queue/shaping.h"
+
+namespace sluice::queue {
+
+class QueueSet {
+ public:
+  QueueSet(ShapingPolicy policy, RetrySchedule retry);
+  QueueSet(const QueueSet&) = delete;
+  QueueSet& operator=(const QueueSet&) = delete;
+
+  // The domain's queue, created with its policy on first use. Domains are
+  // case-insensitive (stored lower-case).
+  DomainQueue& Get(std::string_view domain, Micros now);
+  DomainQueue* Find(std::string_view domain);
+
+  void Enqueue(std::string_view domain, Job job, Micros now);
+  void EnqueueDeferred(std::string_view domain, Job job, Micros when, Micros now);
+
+  // After resolution: if an MX rule matches `mx_host`, the domain also draws
+  // from that host's shared gate. A no-op while the domain has connections.
+  void BindMx(DomainQueue& q, std::string_view mx_host, Micros now);
+
+  // Appends the domains that can make progress at `now` and takes them out
+  // of the heap (Reschedule puts them back).
+  void Due(Micros now, std::vector<DomainQueue*>& out);
+  // When Due will next have something (kNever: nothing scheduled). May be
+  // early by one stale entry, never late.
+  Micros NextWakeup() const { return heap_.empty() ? kNever : heap_.front().when; }
+
+  void Reschedule(DomainQueue& q, Micros now);
+  // Closes a connection and reschedules every domain sharing its gates (a
+  // freed slot is usable at once by any of them).
+  void CloseConnection(DomainQueue& q, ConnectionId c, Micros now);
+
+  bool Suspend(std::string_view domain, Micros now);
+  bool Resume(std::string_view domain, Micros now);
+  bool Flush(std::string_view domain, Micros now);
+  void FlushAll(Micros now);
+
+  size_t domain_count() const { return queues_.size(); }
+  size_t heap_size() const { return heap_.size(); }
+  // Heap entries examined by the last Due call (tests: O(1) when nothing is due).
+  size_t last_due_touched() const { return last_due_touched_; }
+
+  template <typename F>
+  void ForEach(F&& f) {
+    for (auto& [name, q] : queues_) f(*q);
+  }
+
+ private:
+  struct Wake {
+    Micros when;
+    DomainQueue* q;
+  };
+  struct SharedGate {
+    explicit SharedGate(const ShapeParams& p, Micros now) : gate(p, now) {}
+    ShapingGate gate;
+    std::vector<DomainQueue*> members;
+  };
+  void Push(Micros when, DomainQueue* q);
+  void PopTop();
+  void MaybeCompact();
+
+  ShapingPolicy policy_;
+  RetrySchedule retry_;
+  absl::flat_hash_map<std::string, std::unique_ptr<DomainQueue>> queues_;
+  absl::flat_hash_map<std::string, std::unique_ptr<SharedGate>> mx_gates_;
+  absl::flat_hash_map<DomainQueue*, SharedGate*> membership_;
+  std::vector<Wake> heap_;  // min-heap on when
+  size_t live_ = 0;         // queues with scheduled_at != kNever
+  size_t last_due_touched_ = 0;
+};
+
+}  // namespace sluice::queue

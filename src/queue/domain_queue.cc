@@ -1,0 +1,246 @@
+#include "sluice/queue/domain_queue.h"
+
+#include <algorithm>
+
+#include "sluice/base/check.h"
+
+namespace sluice::queue {
+namespace {
+
+bool Later(const auto& a, const auto& b) { return a.when > b.when; }
+
+}  // namespace
+
+DomainQueue::DomainQueue(std::string domain, const ShapeParams& params, const RetrySchedule* retry,
+                         Micros now)
+    : domain_(std::move(domain)), gate_(params, now), retry_(retry) {
+  SLUICE_CHECK(retry_ != nullptr);
+}
+
+void DomainQueue::BindSharedGate(ShapingGate* gate) {
+  SLUICE_CHECK(open_ == 0);
+  shared_ = gate;
+}
+
+uint32_t DomainQueue::Store(Job job) {
+  if (!free_.empty()) {
+    const uint32_t slot = free_.back();
+    free_.pop_back();
+    slots_[slot] = std::move(job);
+    return slot;
+  }
+  slots_.push_back(std::move(job));
+  return static_cast<uint32_t>(slots_.size() - 1);
+}
+
+Job DomainQueue::Release(uint32_t slot) {
+  Job job = std::move(slots_[slot]);
+  slots_[slot].recipients.clear();
+  slots_[slot].recipients.shrink_to_fit();
+  if (slot + 1 == slots_.size()) {
+    slots_.pop_back();
+  } else {
+    free_.push_back(slot);
+  }
+  if (ready_count() == 0 && deferred_.empty()) {  // all gone: give the memory back
+    slots_.clear();
+    free_.clear();
+  }
+  return job;
+}
+
+void DomainQueue::Enqueue(Job job) {
+  SLUICE_CHECK(!job.recipients.empty());
+  ready_.push_back(Store(std::move(job)));
+}
+
+void DomainQueue::EnqueueDeferred(Job job, Micros when) {
+  SLUICE_CHECK(!job.recipients.empty());
+  deferred_.push_back({when, Store(std::move(job))});
+  std::push_heap(deferred_.begin(), deferred_.end(), Later<Deferred, Deferred>);
+}
+
+void DomainQueue::Promote(Micros now) {
+  while (!deferred_.empty() && deferred_.front().when <= now) {
+    std::pop_heap(deferred_.begin(), deferred_.end(), Later<Deferred, Deferred>);
+    ready_.push_back(deferred_.back().slot);
+    deferred_.pop_back();
+  }
+}
+
+void DomainQueue::Flush() {
+  std::sort_heap(deferred_.begin(), deferred_.end(), Later<Deferred, Deferred>);  // descending when
+  for (auto it = deferred_.rbegin(); it != deferred_.rend(); ++it) ready_.push_back(it->slot);
+  deferred_.clear();
+}
+
+std::vector<Job> DomainQueue::DrainAll() {
+  Flush();
+  std::vector<Job> out;
+  out.reserve(ready_count());
+  for (size_t i = ready_head_; i < ready_.size(); ++i) out.push_back(std::move(slots_[ready_[i]]));
+  ready_.clear();
+  ready_head_ = 0;
+  slots_.clear();
+  free_.clear();
+  return out;
+}
+
+uint32_t DomainQueue::MessageLimit() const {
+  uint32_t limit = gate_.params().max_messages_per_connection;
+  if (shared_ != nullptr) {
+    const uint32_t other = shared_->params().max_messages_per_connection;
+    if (limit == 0 || (other != 0 && other < limit)) limit = other;
+  }
+  return limit;
+}
+
+Micros DomainQueue::MessageAvailableAt(Micros now) const {
+  Micros at = gate_.MessageAvailableAt(now);
+  if (shared_ != nullptr) at = std::max(at, shared_->MessageAvailableAt(now));
+  return at;
+}
+
+Micros DomainQueue::ConnectionAvailableAt(Micros now) const {
+  Micros at = gate_.ConnectionAvailableAt(now);
+  if (shared_ != nullptr) at = std::max(at, shared_->ConnectionAvailableAt(now));
+  return at;
+}
+
+bool DomainQueue::HasIdleUsableConnection() const { return idle_usable_ > 0; }
+
+Micros DomainQueue::NextWakeup(Micros now) {
+  if (suspended_) return kNever;
+  Promote(now);
+  if (ready_count() == 0) return deferred_.empty() ? kNever : deferred_.front().when;
+  const Micros msg = MessageAvailableAt(now);
+  if (HasIdleUsableConnection()) return msg;
+  const Micros conn = ConnectionAvailableAt(now);
+  if (conn == kNever) return kNever;  // a close or a report will reschedule
+  return std::max(msg, conn);
+}
+
+GateDecision DomainQueue::MayOpenConnection(Micros now) const {
+  if (suspended_) return {Gate::kSuspended};
+  if (ready_count() == 0) return {Gate::kNoWork};
+  const Micros at = ConnectionAvailableAt(now);
+  if (at == kNever) return {Gate::kSlotsFull};
+  if (at > now) return {Gate::kWait, at};
+  return {Gate::kYes, now};
+}
+
+ConnectionId DomainQueue::OpenConnection(Micros now) {
+  SLUICE_CHECK(MayOpenConnection(now).ok());
+  gate_.TakeConnection(now);
+  if (shared_ != nullptr) shared_->TakeConnection(now);
+  ConnectionId id = 0;
+  while (id < conns_.size() && conns_[id].open) ++id;
+  if (id == conns_.size()) conns_.emplace_back();
+  conns_[id] = Conn{.sent = 0, .open = true, .busy = false};
+  ++open_;
+  ++idle_usable_;
+  return id;
+}
+
+void DomainQueue::CloseConnection(ConnectionId c) {
+  SLUICE_CHECK(c < conns_.size() && conns_[c].open);
+  Conn& conn = conns_[c];
+  const uint32_t limit = MessageLimit();
+  if (!conn.busy && (limit == 0 || conn.sent < limit)) --idle_usable_;
+  conn = Conn{};
+  --open_;
+  gate_.ReleaseConnection();
+  if (shared_ != nullptr) shared_->ReleaseConnection();
+  while (!conns_.empty() && !conns_.back().open) conns_.pop_back();
+}
+
+GateDecision DomainQueue::MaySend(ConnectionId c, Micros now) const {
+  SLUICE_CHECK(c < conns_.size() && conns_[c].open);
+  const Conn& conn = conns_[c];
+  if (conn.busy) return {Gate::kBusy};
+  const uint32_t limit = MessageLimit();
+  if (limit != 0 && conn.sent >= limit) return {Gate::kConnectionDone};
+  // Backoff lowered the connection cap below what is open: shed this one.
+  if (gate_.open_connections() > gate_.max_connections() ||
+      (shared_ != nullptr && shared_->open_connections() > shared_->max_connections())) {
+    return {Gate::kConnectionDone};
+  }
+  if (suspended_) return {Gate::kSuspended};
+  if (ready_count() == 0) return {Gate::kNoWork};
+  const Micros at = MessageAvailableAt(now);
+  if (at > now) return {Gate::kWait, at};
+  return {Gate::kYes, now};
+}
+
+std::optional<Job> DomainQueue::TakeReady(ConnectionId c, Micros now) {
+  if (!MaySend(c, now).ok()) return std::nullopt;
+  gate_.TakeMessage(now);
+  if (shared_ != nullptr) shared_->TakeMessage(now);
+  Conn& conn = conns_[c];
+  conn.busy = true;
+  ++conn.sent;
+  --idle_usable_;
+  const uint32_t slot = ready_[ready_head_++];
+  if (ready_head_ == ready_.size()) {
+    ready_.clear();
+    ready_head_ = 0;
+  } else if (ready_head_ >= 1024 && ready_head_ * 2 >= ready_.size()) {
+    ready_.erase(ready_.begin(), ready_.begin() + static_cast<ptrdiff_t>(ready_head_));
+    ready_head_ = 0;
+  }
+  ++in_flight_;
+  return Release(slot);
+}
+
+ReportResult DomainQueue::Report(ConnectionId c, Job job, const Reply& reply, Micros now) {
+  SLUICE_CHECK(in_flight_ > 0);
+  --in_flight_;
+  if (c != kNoConnection) {
+    SLUICE_CHECK(c < conns_.size() && conns_[c].open && conns_[c].busy);
+    Conn& conn = conns_[c];
+    conn.busy = false;
+    const uint32_t limit = MessageLimit();
+    if (limit == 0 || conn.sent < limit) ++idle_usable_;
+  }
+  ReportResult result;
+  result.backoff = gate_.OnReply(reply, now);
+  if (shared_ != nullptr) result.backoff = shared_->OnReply(reply, now) || result.backoff;
+  if (job.recipients.empty()) return result;  // done: delivered or bounced
+  ++job.failures;
+  const RetryDecision d = retry_->Next(job.message, job.failures, job.queued_at(), now);
+  if (d.expire) {
+    result.kind = ReportResult::kExpired;
+    result.expired = std::move(job);
+    return result;
+  }
+  result.kind = ReportResult::kDeferred;
+  result.next_attempt = d.next;
+  EnqueueDeferred(std::move(job), d.next);
+  return result;
+}
+
+bool DomainQueue::ReportConnectionReply(const Reply& reply, Micros now) {
+  bool backoff = gate_.OnReply(reply, now);
+  if (shared_ != nullptr) backoff = shared_->OnReply(reply, now) || backoff;
+  return backoff;
+}
+
+DomainStats DomainQueue::Stats() const {
+  DomainStats s;
+  s.ready = ready_count();
+  s.deferred = deferred_.size();
+  s.in_flight = in_flight_;
+  s.connections = open_;
+  s.scale_permille = gate_.scale_permille();
+  s.suspended = suspended_;
+  s.next_attempt = deferred_.empty() ? kNever : deferred_.front().when;
+  auto count = [&](uint32_t slot) {
+    s.recipients += slots_[slot].recipients.size();
+    s.oldest = std::min(s.oldest, slots_[slot].queued_at());
+  };
+  for (size_t i = ready_head_; i < ready_.size(); ++i) count(ready_[i]);
+  for (const Deferred& d : deferred_) count(d.slot);
+  return s;
+}
+
+}  // namespace sluice::queue

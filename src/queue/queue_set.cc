@@ -1,0 +1,172 @@
+#include "sluice/queue/queue_set.h"
+
+#include <algorithm>
+
+#include "sluice/base/check.h"
+#include "sluice/base/strings.h"
+
+namespace sluice::queue {
+namespace {
+
+std::string Lower(std::string_view s) {
+  while (!s.empty() && s.back() == '.') s.remove_suffix(1);
+  std::string out(s);
+  for (char& c : out) c = base::AsciiLower(c);
+  return out;
+}
+
+bool Later(const auto& a, const auto& b) { return a.when > b.when; }
+
+}  // namespace
+
+QueueSet::QueueSet(ShapingPolicy policy, RetrySchedule retry)
+    : policy_(std::move(policy)), retry_(std::move(retry)) {}
+
+DomainQueue& QueueSet::Get(std::string_view domain, Micros now) {
+  std::string key = Lower(domain);
+  auto it = queues_.find(key);
+  if (it != queues_.end()) return *it->second;
+  const ShapeParams& params = policy_.ForDomain(key);
+  auto q = std::make_unique<DomainQueue>(key, params, &retry_, now);
+  DomainQueue& ref = *q;
+  queues_.emplace(std::move(key), std::move(q));
+  return ref;
+}
+
+DomainQueue* QueueSet::Find(std::string_view domain) {
+  auto it = queues_.find(Lower(domain));
+  return it == queues_.end() ? nullptr : it->second.get();
+}
+
+void QueueSet::Enqueue(std::string_view domain, Job job, Micros now) {
+  DomainQueue& q = Get(domain, now);
+  q.Enqueue(std::move(job));
+  Reschedule(q, now);
+}
+
+void QueueSet::EnqueueDeferred(std::string_view domain, Job job, Micros when, Micros now) {
+  DomainQueue& q = Get(domain, now);
+  q.EnqueueDeferred(std::move(job), when);
+  Reschedule(q, now);
+}
+
+void QueueSet::BindMx(DomainQueue& q, std::string_view mx_host, Micros now) {
+  if (q.open_connections() != 0) return;
+  auto old = membership_.find(&q);
+  if (old != membership_.end()) {
+    auto& m = old->second->members;
+    m.erase(std::remove(m.begin(), m.end(), &q), m.end());
+    membership_.erase(old);
+  }
+  const ShapeParams* params = policy_.ForMx(mx_host);
+  if (params == nullptr) {
+    q.BindSharedGate(nullptr);
+  } else {
+    std::string key = Lower(mx_host);
+    auto it = mx_gates_.find(key);
+    if (it == mx_gates_.end()) {
+      it = mx_gates_.emplace(std::move(key), std::make_unique<SharedGate>(*params, now)).first;
+    }
+    SharedGate* g = it->second.get();
+    g->members.push_back(&q);
+    membership_[&q] = g;
+    q.BindSharedGate(&g->gate);
+  }
+  Reschedule(q, now);
+}
+
+void QueueSet::Push(Micros when, DomainQueue* q) {
+  heap_.push_back({when, q});
+  std::push_heap(heap_.begin(), heap_.end(), Later<Wake, Wake>);
+}
+
+void QueueSet::PopTop() {
+  std::pop_heap(heap_.begin(), heap_.end(), Later<Wake, Wake>);
+  heap_.pop_back();
+}
+
+void QueueSet::MaybeCompact() {
+  if (heap_.size() < 64 || heap_.size() < 2 * live_) return;
+  std::erase_if(heap_, [](const Wake& w) { return w.q->scheduled_at != w.when; });
+  std::make_heap(heap_.begin(), heap_.end(), Later<Wake, Wake>);
+  // Two entries may name the same queue and time; harmless (the second is
+  // skipped once the first clears scheduled_at).
+}
+
+void QueueSet::Reschedule(DomainQueue& q, Micros now) {
+  const Micros when = q.NextWakeup(now);
+  if (when == q.scheduled_at) return;
+  if (q.scheduled_at == kNever) ++live_;
+  if (when == kNever) --live_;
+  q.scheduled_at = when;
+  if (when != kNever) Push(when, &q);
+  MaybeCompact();
+}
+
+void QueueSet::Due(Micros now, std::vector<DomainQueue*>& out) {
+  size_t touched = 0;
+  while (!heap_.empty()) {
+    ++touched;
+    const Wake top = heap_.front();
+    if (top.when > now) break;
+    PopTop();
+    DomainQueue* q = top.q;
+    if (q->scheduled_at != top.when) continue;  // stale
+    q->scheduled_at = kNever;
+    --live_;
+    // Its time has come: deferred jobs ripen, tokens refill. Check it can
+    // really move (a shared gate may have been used up by a sibling).
+    const Micros when = q->NextWakeup(now);
+    if (when <= now) {
+      out.push_back(q);
+    } else if (when != kNever) {
+      q->scheduled_at = when;
+      ++live_;
+      Push(when, q);
+    }
+  }
+  last_due_touched_ = touched;
+}
+
+void QueueSet::CloseConnection(DomainQueue& q, ConnectionId c, Micros now) {
+  q.CloseConnection(c);
+  auto it = membership_.find(&q);
+  if (it == membership_.end()) {
+    Reschedule(q, now);
+    return;
+  }
+  for (DomainQueue* m : it->second->members) Reschedule(*m, now);
+}
+
+bool QueueSet::Suspend(std::string_view domain, Micros now) {
+  DomainQueue* q = Find(domain);
+  if (q == nullptr) return false;
+  q->Suspend();
+  Reschedule(*q, now);
+  return true;
+}
+
+bool QueueSet::Resume(std::string_view domain, Micros now) {
+  DomainQueue* q = Find(domain);
+  if (q == nullptr) return false;
+  q->Resume();
+  Reschedule(*q, now);
+  return true;
+}
+
+bool QueueSet::Flush(std::string_view domain, Micros now) {
+  DomainQueue* q = Find(domain);
+  if (q == nullptr) return false;
+  q->Flush();
+  Reschedule(*q, now);
+  return true;
+}
+
+void QueueSet::FlushAll(Micros now) {
+  for (auto& [name, q] : queues_) {
+    q->Flush();
+    Reschedule(*q, now);
+  }
+}
+
+}  // namespace sluice::queue
