@@ -2,8 +2,11 @@
 // shard's io::Ring.
 //
 // c-ares owns its sockets; it tells us which to watch through its
-// sock-state callback. Each watched socket gets a multishot IORING_OP_POLL_ADD
-// whose completion record (a PollWatch) lives here. Whenever c-ares changes
+// sock-state callback. Each watched socket gets an IORING_OP_POLL_ADD whose
+// completion record (a PollWatch) lives here. The poll is one-shot and
+// re-armed after each event, which makes it level-triggered: a multishot poll
+// is edge-triggered, and c-ares reads a TCP answer in pieces, so the rest of an
+// answer already waiting in the socket would never wake us. Whenever c-ares changes
 // what it wants from a socket, or closes it, that poll is removed with
 // IORING_OP_POLL_REMOVE and a new record is made if the socket is still
 // wanted. A removed record is freed only after both its poll's last CQE and
@@ -89,6 +92,10 @@ class Resolver {
  public:
   static absl::StatusOr<std::unique_ptr<Resolver>> Create(io::Ring& ring,
                                                           const ResolverConfig& config);
+  // Pending lookups end without their callbacks. Polls still in the kernel
+  // are removed; their records outlive the Resolver and free themselves when
+  // the cancellations complete, so run the ring a turn or two before
+  // destroying it (or those few records leak at exit).
   ~Resolver();
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
@@ -116,7 +123,7 @@ class Resolver {
   size_t cache_size() const { return lru_.size(); }
   size_t lookups_in_flight() const { return inflight_.size(); }
   size_t watched_sockets() const { return by_fd_.size(); }
-  size_t poll_records() const { return live_records_; }
+  size_t poll_records() const { return all_records_.size(); }  // incl. being removed
 
   // Drops every cached answer.
   void ClearCache();
@@ -162,7 +169,6 @@ class Resolver {
 
   absl::flat_hash_map<int, PollWatch*> by_fd_;  // the current record per socket
   std::vector<PollWatch*> all_records_;         // including those being removed
-  size_t live_records_ = 0;
 
   absl::flat_hash_map<std::string, Lookup*> inflight_;
 
