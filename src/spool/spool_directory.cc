@@ -243,8 +243,18 @@ class SegmentScanner {
 
 }  // namespace
 
+// mkdir -p: the default spool (./var/spool) lives under a directory that
+// may not exist yet.
+static absl::Status MakeDirs(const std::string& path) {
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
+    if (auto s = MakeDir(path.substr(0, slash)); !s.ok()) return s;
+  }
+  return MakeDir(path);
+}
+
 absl::Status PrepareSpool(const std::string& root, int shards) {
-  if (auto s = MakeDir(root); !s.ok()) return s;
+  if (auto s = MakeDirs(root); !s.ok()) return s;
   for (int i = 0; i < shards; ++i) {
     if (auto s = MakeDir(absl::StrCat(root, "/", i)); !s.ok()) return s;
   }

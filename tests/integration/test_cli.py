@@ -68,3 +68,27 @@ def test_queue_commands_on_an_empty_and_a_missing_spool(tmp_path):
     r = run("queue", "show", "--spool", str(tmp_path / "spool"), "0CRAR9BEAEG81")
     assert r.returncode == 1 and "no queued message" in r.stderr
     assert run("queue", "show", "--spool", str(tmp_path / "spool"), "not-an-id").returncode == 2
+
+
+def test_serve_creates_a_nested_spool_directory(tmp_path):
+    """The built-in default spool is ./var/spool: its parents may not exist."""
+    import signal
+    import socket
+    import time
+    from sluice_harness import free_port
+    port = free_port()
+    proc = subprocess.Popen([str(require_sluice_bin()), "serve", "--listen", f"127.0.0.1:{port}",
+                             "--shards", "1"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.05)
+        assert (tmp_path / "var" / "spool" / "0").is_dir()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
