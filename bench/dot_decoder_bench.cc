@@ -9,8 +9,8 @@
 // `vs_memcpy` counter (1.0 = as fast as memcpy).
 #include <benchmark/benchmark.h>
 
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -62,7 +62,8 @@ double ThreadSeconds() {
 }
 
 void CopyInPieces(const std::string& wire, std::vector<char>& dst) {
-  InPieces(wire, [&](const char* p, size_t n) { std::memcpy(dst.data() + (p - wire.data()), p, n); });
+  InPieces(wire,
+           [&](const char* p, size_t n) { std::memcpy(dst.data() + (p - wire.data()), p, n); });
   benchmark::ClobberMemory();
 }
 

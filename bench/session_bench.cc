@@ -33,7 +33,8 @@ std::string Transaction() {
       "Subject: Your weekly digest\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
       "Message-ID: <20240101100000.12345@lists.example.com>\r\n\r\n";
   const std::string line(76, 'x');
-  for (int i = 0; t.size() < 2048 + 150; ++i) t += (i % 25 == 24 ? ".." + line.substr(2) : line) + "\r\n";
+  for (int i = 0; t.size() < 2048 + 150; ++i)
+    t += (i % 25 == 24 ? ".." + line.substr(2) : line) + "\r\n";
   return t + ".\r\n";
 }
 
@@ -42,7 +43,8 @@ void Run(ServerSession& session, NullHandler& handler, const std::string& bytes)
   size_t used = 0;
   while (used < bytes.size() && !session.closed()) {
     used += session.Feed(bytes.data() + used, bytes.size() - used);
-    if (session.mode() == ServerSession::Mode::kCommit) session.OnCommitted(std::string("0ABCDEFGHJKMN"));
+    if (session.mode() == ServerSession::Mode::kCommit)
+      session.OnCommitted(std::string("0ABCDEFGHJKMN"));
   }
   session.output().clear();
   benchmark::DoNotOptimize(handler.commits);
@@ -52,10 +54,12 @@ void Run(ServerSession& session, NullHandler& handler, const std::string& bytes)
 void BM_SessionTransaction(benchmark::State& state) {
   const std::string tx = Transaction();
   NullHandler handler;
-  ServerSession session(SessionConfig{.hostname = "mx.example.com", .relay_allowed = true}, handler);
+  ServerSession session(SessionConfig{.hostname = "mx.example.com", .relay_allowed = true},
+                        handler);
   session.Start();
   for (auto _ : state) Run(session, handler, tx);
-  if (handler.commits != static_cast<uint64_t>(state.iterations())) state.SkipWithError("a transaction was not committed");
+  if (handler.commits != static_cast<uint64_t>(state.iterations()))
+    state.SkipWithError("a transaction was not committed");
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tx.size()));
 }
@@ -65,13 +69,15 @@ BENCHMARK(BM_SessionTransaction);
 void BM_SessionConnection(benchmark::State& state) {
   const std::string tx = Transaction() + "QUIT\r\n";
   NullHandler handler;
-  const SessionConfig config{.hostname = "mx.example.com", .client_ip = "192.0.2.10", .relay_allowed = true};
+  const SessionConfig config{
+      .hostname = "mx.example.com", .client_ip = "192.0.2.10", .relay_allowed = true};
   for (auto _ : state) {
     ServerSession session(config, handler);
     session.Start();
     Run(session, handler, tx);
   }
-  if (handler.commits != static_cast<uint64_t>(state.iterations())) state.SkipWithError("a transaction was not committed");
+  if (handler.commits != static_cast<uint64_t>(state.iterations()))
+    state.SkipWithError("a transaction was not committed");
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_SessionConnection);

@@ -14,7 +14,8 @@ using namespace sluice::smtp;
 #define FUZZ_CHECK(c) ((c) ? (void)0 : std::abort())
 
 static bool Inside(std::string_view part, std::string_view whole) {
-  return part.empty() || (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
+  return part.empty() ||
+         (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -38,7 +38,8 @@ void CheckRoundTrip(const spool::Envelope& e) {
 void Parse(std::string_view bytes) {
   auto parsed = spool::ParseFile(bytes);
   if (!parsed.ok()) return;
-  FUZZ_CHECK(parsed->body.data() == bytes.data() + 8 && parsed->body.size() == parsed->envelope.body_size);
+  FUZZ_CHECK(parsed->body.data() == bytes.data() + 8 &&
+             parsed->body.size() == parsed->envelope.body_size);
   CheckRoundTrip(parsed->envelope);
 }
 

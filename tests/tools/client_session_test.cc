@@ -30,7 +30,8 @@ class FakeHandler : public ClientHandler {
   void ReplySeen(const Reply& r) override { codes.push_back(r.code); }
 };
 
-OutMessage Msg(uint64_t id, std::vector<std::string> rcpts, std::string body = "S: x\r\n\r\n.hi\r\n") {
+OutMessage Msg(uint64_t id, std::vector<std::string> rcpts,
+               std::string body = "S: x\r\n\r\n.hi\r\n") {
   OutMessage m;
   m.id = id;
   m.sender = "s@x.example";
@@ -65,8 +66,9 @@ TEST(ClientSession, PipelinedTwoMessagesThenQuit) {
   EXPECT_EQ(Take(s), "EHLO blast.sluice.test\r\n");
   s.Feed(kEhloPipe);
   EXPECT_TRUE(s.server_pipelining());
-  EXPECT_EQ(Take(s),
-            "MAIL FROM:<s@x.example>\r\nRCPT TO:<a@d0.example>\r\nRCPT TO:<b@d1.example>\r\nDATA\r\n");
+  EXPECT_EQ(
+      Take(s),
+      "MAIL FROM:<s@x.example>\r\nRCPT TO:<a@d0.example>\r\nRCPT TO:<b@d1.example>\r\nDATA\r\n");
   s.Feed("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n");
   EXPECT_EQ(Take(s), "");
   s.Feed("354 go\r\n");

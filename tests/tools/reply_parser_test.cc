@@ -28,7 +28,8 @@ TEST(ReplyParser, MultiLine) {
 
 TEST(ReplyParser, EverySplitGivesTheSameReplies) {
   const std::string wire =
-      "220 hi\r\n250-a\r\n250-b\r\n250 c\r\n250 2.1.0 Ok\r\n451 4.7.1 later\r\n354 go\r\n250 ok\r\n";
+      "220 hi\r\n250-a\r\n250-b\r\n250 c\r\n250 2.1.0 Ok\r\n451 4.7.1 later\r\n354 go\r\n250 "
+      "ok\r\n";
   for (size_t i = 0; i <= wire.size(); ++i) {
     for (size_t j = i; j <= wire.size(); ++j) {
       ReplyParser p;

@@ -1,6 +1,6 @@
-#include "tools/sink/script.h"
-
 #include <gtest/gtest.h>
+
+#include "tools/sink/script.h"
 
 namespace sluice::tools {
 namespace {
