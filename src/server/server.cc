@@ -203,6 +203,9 @@ absl::Status Serve(const config::Config& config) {
     for (auto& s : shard_objects) s->RequestStop();
   }
   for (std::thread& t : threads) t.join();
+  // Notes posted after their owner left its loop: the threads have joined,
+  // so this thread may consume them.
+  for (auto& s : shard_objects) s->DrainNotes();
   uint64_t queued = 0;
   for (size_t i = 0; i < shard_objects.size(); ++i) {
     const Shard& s = *shard_objects[i];

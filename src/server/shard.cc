@@ -185,12 +185,16 @@ void Shard::ArmWake() {
   io_uring_prep_read(sqe, mailboxes_.wake_fd(index_), &wake_value_, sizeof wake_value_, 0);
 }
 
-void Shard::OnWake(int, uint32_t) {
+void Shard::DrainNotes() {
   stats_.notes_received += mailboxes_.Drain(index_, [this](ShardNote note) {
     OwnedDomain& d = owned_domains_[note.domain];
     ++d.messages;
     d.recipients += note.recipients;
   });
+}
+
+void Shard::OnWake(int, uint32_t) {
+  DrainNotes();
   if (stop_requested_.load(std::memory_order_acquire) && !stopping_) BeginStop();
   ArmWake();
 }
@@ -315,8 +319,12 @@ void Shard::Run() {
     spool_->Flush();
     log_->Flush();
     if (!outbox_.empty()) FlushOutbox();
+    // Notes still in the outbox must reach their owners before this shard
+    // goes; the owners may stop first, so the server drains their mailboxes
+    // once every shard has joined.
     if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle() &&
-        (!pickup_ || pickup_->idle() || now_ms_ >= stop_deadline_ms_)) {
+        (!pickup_ || pickup_->idle() || now_ms_ >= stop_deadline_ms_) &&
+        (outbox_.empty() || now_ms_ >= stop_deadline_ms_)) {
       break;
     }
   }

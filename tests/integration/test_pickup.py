@@ -191,9 +191,9 @@ def test_unwritable_bad_directory_keeps_the_file(sluice_factory, tmp_path):
     (pickup / "bad").unlink()
     os.rename(pickup / "bad.real", pickup / "bad")
     d2 = sluice_factory(spool=d.spool, args=["--pickup", str(pickup)])
-    wait_for(lambda: any(p.suffix == ".error" for p in (pickup / "bad").iterdir()), 10,
-             what="the file in bad/")
-    assert not claimed_files(d2)
+    # The .error note is written before the file moves: wait for both.
+    wait_for(lambda: any(p.suffix == ".error" for p in (pickup / "bad").iterdir())
+             and not claimed_files(d2), 10, what="the file in bad/")
 
 
 @pytest.mark.time_limit(120)

@@ -88,6 +88,10 @@ class Shard {
   void Starved(Connection* c) { starved_.push_back(c); }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
+  // Takes every note waiting in this shard's mailboxes. Only from the shard's
+  // own thread, or after it has joined.
+  void DrainNotes();
+
   ShardStats& stats() { return stats_; }
   const ShardStats& stats() const { return stats_; }
   // Tells each destination's owner shard about a queued message.
