@@ -77,6 +77,7 @@ class SpoolWriter::Message {
     envelope.id = id_;
     envelope.body_size = body_size_;
     envelope.body_crc = crc_;
+    recipients_ = static_cast<uint32_t>(envelope.recipients.size());
     trailer_ = EncodeTrailer(envelope);
     pending_.push_back(iovec{trailer_.data(), trailer_.size()});
     pending_buffers_.push_back(kNoBuffer);
@@ -84,6 +85,7 @@ class SpoolWriter::Message {
     committing_ = true;
     if (file_mode_) return MaybeFinish();
     // A record for the segment: its length goes in the preamble.
+    record_length_ = pending_bytes_;
     const std::string preamble = EncodePreamble(pending_bytes_);
     std::memcpy(preamble_, preamble.data(), kPreambleSize);
     writer_.Enqueue(this);
@@ -95,11 +97,17 @@ class SpoolWriter::Message {
     MaybeFinish();
   }
 
-  // The segment batch holding this record finished.
-  void BatchDone(const absl::Status& status) {
+  // The segment batch holding this record finished; the record starts at
+  // `offset` of the current segment.
+  void BatchDone(const absl::Status& status, uint64_t offset) {
     ReleasePending();
+    if (status.ok() && writer_.stored_hook_) {
+      writer_.stored_hook_(
+          StoredRecord{id_, writer_.segment_name_, offset, record_length_, recipients_});
+    }
     Report(status);
   }
+  uint64_t record_length() const { return record_length_; }
 
   // The directory fsync covering this message file's rename finished.
   void Durable(const absl::Status& status) {
@@ -110,6 +118,8 @@ class SpoolWriter::Message {
       io_uring_sqe* sqe = writer_.ring_.Prepare(nullptr);
       io_uring_prep_unlinkat(sqe, writer_.dir_fd_, final_name_.c_str(), 0);
       io_uring_submit(writer_.ring_.raw());
+    } else if (writer_.stored_hook_) {
+      writer_.stored_hook_(StoredRecord{id_, final_name_, 0, 0, recipients_});
     }
     Report(status);
   }
@@ -315,6 +325,8 @@ class SpoolWriter::Message {
   int ops_ = 0;  // operations in flight that reference this object
   uint64_t offset_ = 0;
   uint64_t body_size_ = 0;
+  uint64_t record_length_ = 0;  // segment mode, from Commit
+  uint32_t recipients_ = 0;
   uint32_t crc_ = 0;
   std::vector<iovec> pending_;
   std::vector<uint16_t> pending_buffers_;
@@ -387,7 +399,7 @@ void SpoolWriter::OnSegmentOpen(int result, uint32_t) {
     std::unique_ptr<Batch> batch = std::move(open_batch_);
     const absl::Status status = IoError("open spool segment", result);
     if (batch) {
-      for (Message* m : batch->messages) m->BatchDone(status);
+      for (Message* m : batch->messages) m->BatchDone(status, 0);
     }
     return;
   }
@@ -459,7 +471,12 @@ void SpoolWriter::FinishBatch() {
     io_uring_prep_close(sqe, segment_fd_);
     segment_fd_ = -1;
   }
-  for (Message* m : batch->messages) m->BatchDone(batch->status);
+  uint64_t offset = batch->offset;
+  for (Message* m : batch->messages) {
+    const uint64_t length = m->record_length();
+    m->BatchDone(batch->status, offset);
+    offset += length;
+  }
   StartBatch();  // records that arrived meanwhile
 }
 

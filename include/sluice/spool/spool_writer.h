@@ -34,10 +34,21 @@
 
 namespace sluice::spool {
 
+// Where a durable record landed, told to the shard's ledger (the delivery
+// engine's bookkeeping) before the commit callback runs.
+struct StoredRecord {
+  base::QueueId id;
+  std::string file;     // name inside the shard directory: "<id>.seg" or "<id>.msg"
+  uint64_t offset = 0;  // in a segment; 0 for a message file
+  uint64_t length = 0;  // record length; 0: to the end of the file
+  uint32_t recipients = 0;
+};
+
 class SpoolWriter {
  public:
   class Message;
   using CommitCallback = std::function<void(const absl::Status&)>;
+  using StoredHook = std::function<void(const StoredRecord&)>;
 
   // `dir_fd` is an open O_DIRECTORY descriptor of the shard directory;
   // `new_id` names new segments.
@@ -59,6 +70,11 @@ class SpoolWriter {
   // Starts this turn's group commits: the segment batch and the directory
   // fsync for renamed message files.
   void Flush();
+
+  // Runs for every record once it is durable, before its commit callback.
+  void set_stored_hook(StoredHook hook) { stored_hook_ = std::move(hook); }
+  // The segment new records are appended to ("" before the first).
+  const std::string& segment_name() const { return segment_name_; }
 
   size_t in_flight() const { return in_flight_; }
   uint64_t segment_flushes() const { return segment_flushes_; }
@@ -85,6 +101,7 @@ class SpoolWriter {
   int dir_fd_;
   std::function<base::QueueId()> new_id_;
   size_t in_flight_ = 0;  // messages begun and not finished
+  StoredHook stored_hook_;
 
   // The current segment.
   int segment_fd_ = -1;
