@@ -71,6 +71,46 @@ void AccountingLog::Reception(const ReceptionRecord& r) {
   o += "}\n";
 }
 
+void AccountingLog::FormatDelivery(std::string& o, std::string_view type, const DeliveryRecord& r) {
+  o += "{\"type\":";
+  AppendJsonString(o, type);
+  o += ",\"ts\":";
+  FormatTimestamp(o, r.ts_micros);
+  o += ",\"id\":";
+  AppendJsonString(o, r.id);
+  o += ",\"sender\":";
+  AppendJsonString(o, r.sender);
+  o += ",\"recipient\":";
+  AppendJsonString(o, r.recipient);
+  o += ",\"domain\":";
+  AppendJsonString(o, r.domain);
+  o += ",\"mx\":";
+  AppendJsonString(o, r.mx);
+  o += ",\"ip\":";
+  AppendJsonString(o, r.ip);
+  absl::StrAppend(&o, ",\"code\":", r.code, ",\"enhanced\":");
+  AppendJsonString(o, r.enhanced);
+  o += ",\"text\":";
+  AppendJsonString(o, r.text);
+  // Seconds with millisecond precision, rounded: "queue_time_s":3600.125.
+  const uint64_t ms = r.queue_time_micros / 1000 + (r.queue_time_micros % 1000 >= 500 ? 1 : 0);
+  absl::StrAppendFormat(&o, ",\"attempt\":%u,\"queue_time_s\":%u.%03u,\"tls\":", r.attempt,
+                        ms / 1000, static_cast<unsigned>(ms % 1000));
+  AppendJsonString(o, r.tls);
+  o += "}\n";
+}
+
+void AccountingLog::Append(std::string_view type, const DeliveryRecord& r) {
+  if (fd_ < 0) return;
+  MakeRoom();
+  FormatDelivery(buffer_, type, r);
+}
+
+void AccountingLog::Delivery(const DeliveryRecord& r) { Append("Delivery", r); }
+void AccountingLog::TransientFailure(const DeliveryRecord& r) { Append("TransientFailure", r); }
+void AccountingLog::Bounce(const DeliveryRecord& r) { Append("Bounce", r); }
+void AccountingLog::Expiration(const DeliveryRecord& r) { Append("Expiration", r); }
+
 void AccountingLog::Flush() {
   if (fd_ < 0 || writing_ || buffer_.empty()) return;
   in_flight_.swap(buffer_);

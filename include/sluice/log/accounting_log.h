@@ -1,5 +1,6 @@
-// The accounting log: one JSON line per event (Reception now; Delivery,
-// TransientFailure, Bounce and Expiration with the delivery engine).
+// The accounting log: one JSON line per event: Reception and Rejection on the
+// way in; Delivery, TransientFailure, Bounce and Expiration per recipient on
+// the way out. The fields are listed in docs/PROTOCOL.md.
 //
 // Each shard owns one AccountingLog writing to the same O_APPEND file: a
 // record is appended to the shard's buffer and the buffer goes out in one
@@ -29,6 +30,30 @@ struct ReceptionRecord {
   std::string_view protocol;
 };
 
+// One delivery attempt's outcome for one recipient. The same fields for all
+// four record types; the method called chooses "type":
+//   Delivery          2xx from the receiving server: done
+//   TransientFailure  4xx or a local failure (DNS, connect, timeout): will retry
+//   Bounce            5xx or a permanent local failure: a DSN goes to the sender
+//   Expiration        still failing when the message reached its queue lifetime
+// The strings are untrusted where they come from a peer (text, mx) and are
+// escaped like every other field.
+struct DeliveryRecord {
+  uint64_t ts_micros = 0;
+  std::string_view id;             // queue id
+  std::string_view sender;         // envelope sender, "" for <>
+  std::string_view recipient;      // envelope recipient
+  std::string_view domain;         // the recipient domain (the queue it came from)
+  std::string_view mx;             // host name of the server that answered, "" if none
+  std::string_view ip;             // its address, "" if no connection was made
+  int code = 0;                    // SMTP reply code, 0 when there was no reply
+  std::string_view enhanced;       // "5.1.1" or ""
+  std::string_view text;           // reply text after the codes, or the local reason (code 0)
+  uint32_t attempt = 0;            // 1 for the first attempt
+  uint64_t queue_time_micros = 0;  // since arrival; written as queue_time_s, ms precision
+  std::string_view tls;            // "" without TLS; "TLSv1.3 TLS_AES_128_GCM_SHA256"
+};
+
 // A dropped file that could not be accepted (source "pickup"): it went to
 // bad/ with an .error note.
 struct RejectionRecord {
@@ -46,13 +71,25 @@ class AccountingLog {
   void Reception(const ReceptionRecord& r);
   // {"type":"Rejection","ts":...,"source":...,"file":...,"reason":...}
   void Rejection(const RejectionRecord& r);
+  // {"type":"Delivery","ts":...,"id":...,"sender":...,"recipient":...,
+  //  "domain":...,"mx":...,"ip":...,"code":250,"enhanced":"2.0.0","text":...,
+  //  "attempt":1,"queue_time_s":0.042,"tls":""}
+  void Delivery(const DeliveryRecord& r);
+  // The same fields with "type":"TransientFailure", "Bounce", "Expiration".
+  void TransientFailure(const DeliveryRecord& r);
+  void Bounce(const DeliveryRecord& r);
+  void Expiration(const DeliveryRecord& r);
   // Starts a write of everything buffered if none is in flight.
   void Flush();
   bool idle() const { return !writing_ && buffer_.empty(); }
 
   static void FormatTimestamp(std::string& out, uint64_t micros);
+  // Appends one DeliveryRecord line of the given type (what the four
+  // methods above buffer); public so tests can check the bytes.
+  static void FormatDelivery(std::string& out, std::string_view type, const DeliveryRecord& r);
 
  private:
+  void Append(std::string_view type, const DeliveryRecord& r);
   void OnWritten(int result, uint32_t flags);
   void MakeRoom();
 

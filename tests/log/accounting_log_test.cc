@@ -1,0 +1,215 @@
+// JSON escaping of hostile text, the delivery record lines byte by byte, and
+// the four record methods through a real io_uring write to a file (each line
+// checked by Python's json module when Debian's python3 is there).
+#include "sluice/log/accounting_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "sluice/log/json.h"
+
+namespace sluice::log {
+namespace {
+
+std::string Json(std::string_view s) {
+  std::string out;
+  AppendJsonString(out, s);
+  return out;
+}
+
+TEST(AppendJsonString, HostileText) {
+  EXPECT_EQ(Json(""), "\"\"");
+  EXPECT_EQ(Json("plain 250 ok"), "\"plain 250 ok\"");
+  EXPECT_EQ(Json("say \"hi\""), "\"say \\\"hi\\\"\"");
+  EXPECT_EQ(Json("C:\\path\\"), "\"C:\\\\path\\\\\"");
+  EXPECT_EQ(Json("a\r\nb\tc"), "\"a\\r\\nb\\tc\"");
+  EXPECT_EQ(Json(std::string_view("\0\x01\x1b\x1f\x7f", 5)),
+            "\"\\u0000\\u0001\\u001b\\u001f\\u007f\"");
+  // A line break cannot end the record early, nor a quote end the string.
+  EXPECT_EQ(Json("x\"}\n{\"type\":\"Delivery"), "\"x\\\"}\\n{\\\"type\\\":\\\"Delivery\"");
+  // Valid UTF-8 passes; invalid bytes become \u00XX.
+  EXPECT_EQ(Json("caf\xc3\xa9 \xe7\x94\xa8 \xf0\x9f\x93\xa7"),
+            "\"caf\xc3\xa9 \xe7\x94\xa8 \xf0\x9f\x93\xa7\"");
+  EXPECT_EQ(Json("\xff\xfe"), "\"\\u00ff\\u00fe\"");
+  EXPECT_EQ(Json("\xc3"), "\"\\u00c3\"");             // truncated sequence at the end
+  EXPECT_EQ(Json("\xc3("), "\"\\u00c3(\"");           // bad continuation byte
+  EXPECT_EQ(Json("\xc0\xaf"), "\"\\u00c0\\u00af\"");  // overlong '/'
+  EXPECT_EQ(Json("\xe2\x82"), "\"\\u00e2\\u0082\"");
+}
+
+DeliveryRecord Sample() {
+  DeliveryRecord r;
+  r.ts_micros = 1772528707123456;  // 2026-03-03T09:05:07.123456Z
+  r.id = "0ABCDEFGHJKMN";
+  r.sender = "alice@example.com";
+  r.recipient = "bob@example.net";
+  r.domain = "example.net";
+  r.mx = "mx1.example.net";
+  r.ip = "192.0.2.25";
+  r.code = 250;
+  r.enhanced = "2.0.0";
+  r.text = "Ok: queued as 4F1";
+  r.attempt = 1;
+  r.queue_time_micros = 3600125400;
+  return r;
+}
+
+TEST(AccountingLog, DeliveryRecordLine) {
+  std::string out;
+  AccountingLog::FormatDelivery(out, "Delivery", Sample());
+  EXPECT_EQ(
+      out,
+      "{\"type\":\"Delivery\",\"ts\":\"2026-03-03T09:05:07.123456Z\",\"id\":\"0ABCDEFGHJKMN\","
+      "\"sender\":\"alice@example.com\",\"recipient\":\"bob@example.net\","
+      "\"domain\":\"example.net\",\"mx\":\"mx1.example.net\",\"ip\":\"192.0.2.25\","
+      "\"code\":250,\"enhanced\":\"2.0.0\",\"text\":\"Ok: queued as 4F1\",\"attempt\":1,"
+      "\"queue_time_s\":3600.125,\"tls\":\"\"}\n");
+}
+
+TEST(AccountingLog, QueueTimeMillisecondsRounded) {
+  auto queue_time = [](uint64_t micros) {
+    DeliveryRecord r;
+    r.queue_time_micros = micros;
+    std::string out;
+    AccountingLog::FormatDelivery(out, "Delivery", r);
+    const size_t at = out.find("\"queue_time_s\":");
+    return out.substr(at + 15, out.find(',', at) - at - 15);
+  };
+  EXPECT_EQ(queue_time(0), "0.000");
+  EXPECT_EQ(queue_time(499), "0.000");
+  EXPECT_EQ(queue_time(500), "0.001");
+  EXPECT_EQ(queue_time(42000), "0.042");
+  EXPECT_EQ(queue_time(999999), "1.000");
+  EXPECT_EQ(queue_time(5 * 86400 * 1000000ULL + 7000), "432000.007");
+  EXPECT_EQ(queue_time(UINT64_MAX), "18446744073709.552");
+}
+
+TEST(AccountingLog, LocalFailureHasCodeZero) {
+  DeliveryRecord r = Sample();
+  r.mx = "";
+  r.ip = "";
+  r.code = 0;
+  r.enhanced = "";
+  r.text = "Host or domain name not found";
+  r.attempt = 3;
+  r.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
+  std::string out;
+  AccountingLog::FormatDelivery(out, "TransientFailure", r);
+  EXPECT_NE(out.find("\"mx\":\"\",\"ip\":\"\",\"code\":0,\"enhanced\":\"\","
+                     "\"text\":\"Host or domain name not found\",\"attempt\":3,"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\"tls\":\"TLSv1.3 TLS_AES_256_GCM_SHA384\"}\n"), std::string::npos) << out;
+}
+
+TEST(AccountingLog, HostileReplyTextStaysOneLine) {
+  DeliveryRecord r = Sample();
+  r.code = 550;
+  r.enhanced = "5.1.1";
+  const std::string text =
+      std::string("550-5.1.1 \"quoted\" C:\\dir\\\r\n550 5.1.1 \x01\x1b[31mred\x7f ") +
+      std::string(1, '\0') + "nul \xff\xfe bad utf-8 \xc3\xa9 good\n\"}{\"type\":\"Delivery\"";
+  r.text = text;
+  r.mx = "mx\"\n.example";
+  std::string out;
+  AccountingLog::FormatDelivery(out, "Bounce", r);
+  EXPECT_EQ(out.find('\n'), out.size() - 1);  // one line
+  EXPECT_EQ(out.find('\r'), std::string::npos);
+  for (char c : out.substr(0, out.size() - 1)) {
+    EXPECT_GE(static_cast<unsigned char>(c), 0x20) << out;
+    EXPECT_NE(c, 0x7f) << out;
+  }
+  EXPECT_NE(out.find("\"text\":\"550-5.1.1 \\\"quoted\\\" C:\\\\dir\\\\\\r\\n550 5.1.1 "
+                     "\\u0001\\u001b[31mred\\u007f \\u0000nul \\u00ff\\u00fe bad utf-8 \xc3\xa9 "
+                     "good\\n\\\"}{\\\"type\\\":\\\"Delivery\\\"\""),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\"mx\":\"mx\\\"\\n.example\""), std::string::npos) << out;
+  EXPECT_EQ(out.rfind("{\"type\":\"Bounce\",", 0), 0u);
+}
+
+// The four methods through the real write path: one line each, in order,
+// with their type, and valid JSON for Python.
+TEST(AccountingLog, FourRecordTypesWritten) {
+  auto ring = io::Ring::Create(64);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  char path[] = "/tmp/sluice-log-test-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(fcntl(fd, F_SETFL, O_APPEND), 0);
+  {
+    AccountingLog log(**ring, fd);
+    DeliveryRecord r = Sample();
+    log.Delivery(r);
+    r.code = 451;
+    r.enhanced = "4.7.1";
+    r.text = "Greylisted \"try\" later\\\r\n";
+    log.TransientFailure(r);
+    r.code = 550;
+    r.enhanced = "5.1.1";
+    r.text = "\xff user unknown";
+    log.Bounce(r);
+    r.code = 0;
+    r.enhanced = "";
+    r.text = "connect to 192.0.2.25:25: Connection timed out";
+    log.Expiration(r);
+    log.Flush();
+    for (int i = 0; i < 100 && !log.idle(); ++i) (*ring)->RunOnce(100);
+    ASSERT_TRUE(log.idle());
+  }
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string content = ss.str();
+  std::vector<std::string> lines;
+  std::istringstream split(content);
+  for (std::string line; std::getline(split, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u) << content;
+  const char* types[] = {"Delivery", "TransientFailure", "Bounce", "Expiration"};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(lines[i].rfind(std::string("{\"type\":\"") + types[i] + "\",\"ts\":", 0), 0u)
+        << lines[i];
+  }
+  EXPECT_NE(lines[3].find("\"code\":0,\"enhanced\":\"\""), std::string::npos);
+
+  const char* python = "/usr/bin/python3";
+  if (access(python, X_OK) == 0) {
+    const std::string command =
+        std::string(python) +
+        " -c 'import json,sys\n"
+        "recs=[json.loads(l) for l in open(sys.argv[1],encoding=\"utf-8\")]\n"
+        "assert [r[\"type\"] for r in recs]==[\"Delivery\",\"TransientFailure\",\"Bounce\","
+        "\"Expiration\"], recs\n"
+        "assert recs[1][\"text\"]==\"Greylisted \\\"try\\\" later\\\\\\r\\n\", recs[1]\n"
+        "assert recs[2][\"text\"]==\"\\u00ff user unknown\", recs[2]\n"
+        "assert all(r[\"queue_time_s\"]==3600.125 and r[\"attempt\"]==1 for r in recs)\n"
+        "assert sorted(recs[0])==sorted([\"type\",\"ts\",\"id\",\"sender\",\"recipient\","
+        "\"domain\",\"mx\",\"ip\",\"code\",\"enhanced\",\"text\",\"attempt\",\"queue_time_s\","
+        "\"tls\"]), recs[0]\n"
+        "' " +
+        path;
+    EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  }
+  close(fd);
+  unlink(path);
+}
+
+TEST(AccountingLog, DisabledLogWritesNothing) {
+  auto ring = io::Ring::Create(8);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  AccountingLog log(**ring, -1);
+  log.Delivery(Sample());
+  log.Bounce(Sample());
+  log.Flush();
+  EXPECT_TRUE(log.idle());
+}
+
+}  // namespace
+}  // namespace sluice::log
