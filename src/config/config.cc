@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -34,11 +36,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/types/span.h"
 #include "sluice/base/limits.h"
+#include "sluice/base/strings.h"
+#include "sluice/queue/token_bucket.h"
 
 namespace sluice::config {
 namespace {
@@ -182,13 +188,8 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
   return row[b.size()];
 }
 
-// "; did you mean 'max_recipients'?" for a near miss, else "".
-std::string Suggestion(absl::string_view table, absl::string_view key) {
-  absl::Span<const absl::string_view> known;
-  if (table == "server") known = kServerKeys;
-  if (table == "spool") known = kSpoolKeys;
-  if (table == "log") known = kLogKeys;
-  if (table == "pickup") known = kPickupKeys;
+// "; did you mean 'max_recipients'?" for a near miss among `known`, else "".
+std::string SuggestFrom(absl::Span<const absl::string_view> known, absl::string_view key) {
   absl::string_view best;
   size_t best_distance = 3;  // at most two typos
   for (absl::string_view candidate : known) {
@@ -199,6 +200,15 @@ std::string Suggestion(absl::string_view table, absl::string_view key) {
     }
   }
   return best.empty() ? "" : absl::StrCat("; did you mean '", best, "'?");
+}
+
+std::string Suggestion(absl::string_view table, absl::string_view key) {
+  absl::Span<const absl::string_view> known;
+  if (table == "server") known = kServerKeys;
+  if (table == "spool") known = kSpoolKeys;
+  if (table == "log") known = kLogKeys;
+  if (table == "pickup") known = kPickupKeys;
+  return SuggestFrom(known, key);
 }
 
 // ---------------------------------------------------------------------------
@@ -236,6 +246,388 @@ absl::Status CheckBareLinefeed(absl::string_view policy) {
   if (policy == "reject") return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrCat("'", policy, "' is not a policy; the only one is \"reject\""));
+}
+
+// ---------------------------------------------------------------------------
+// Settings of the delivery tables ([delivery], [delivery.timeouts], [retry],
+// [[shaping]]). Unlike the [server] integers above, these come in several
+// kinds: durations are strings ("30s"), fractions are floats (0.5), and they
+// live in nested structs (DeliveryTimeouts, queue::RetryConfig,
+// queue::ShapeParams), so each Field reads and writes through a type-erased
+// pointer to the struct that holds it. Bounds, both ends inclusive:
+//
+//   delivery.dns_timeout        10ms .. 60s     per try; c-ares doubles it per round.
+//   delivery.dns_tries          1 .. 10
+//   delivery.mx_port            1 .. 65535
+//   delivery.max_recipients_per_transaction
+//                               1 .. 100,000    RFC 5321 4.5.3.1.8: servers take >= 100.
+//   delivery.idle_connection    0 .. 5m         0 = QUIT as soon as the queue is empty;
+//                                               servers drop idle clients after 5m.
+//   delivery.max_outbound_connections
+//                               1 .. 1,000,000  per shard; mind the open-file limit.
+//   delivery.timeouts.*         10ms .. 1h      RFC 5321 4.5.3.2 asks for 2-10 minutes;
+//                                               short values are for tests.
+//   retry.initial, .max_interval, .intervals[]
+//                               10ms .. 30d
+//   retry.max_age               10ms .. 365d
+//   retry.factor                1 .. 100        below 1 the intervals would shrink.
+//   retry.jitter                0 .. 0.5        RetrySchedule::Validate's limit.
+//   shaping.max_connections     1 .. 100,000
+//   shaping.max_messages_per_connection, the rates and bursts
+//                               0 .. 1,000,000  0 = unlimited (or "one second's
+//                                               worth" for bursts); TokenBucket's cap.
+//   shaping.backoff_factor      0.001 .. 1      ShapeParams' (0, 1] in thousandths.
+//   shaping.backoff_min         0.001 .. 1
+//   shaping.backoff_duration    0 .. 1d
+//   shaping.recovery_successes  1 .. 1,000,000
+// ---------------------------------------------------------------------------
+
+constexpr uint64_t kMilli = 1000;  // microseconds
+constexpr uint64_t kSecond = queue::kSecond;
+constexpr uint64_t kMinute = queue::kMinute;
+constexpr uint64_t kHour = queue::kHour;
+constexpr uint64_t kDay = queue::kDay;
+
+enum class Kind {
+  kUint,      // a TOML integer
+  kBool,      // a TOML boolean
+  kMillis,    // a duration string, stored in milliseconds
+  kMicros,    // a duration string, stored in microseconds
+  kPermille,  // a TOML float (or integer), stored in thousandths
+};
+
+struct Field {
+  absl::string_view key;
+  Kind kind;
+  Range range;                          // kUint: the value; durations: microseconds;
+                                        // kPermille: thousandths; kBool: unused
+  uint64_t (*get)(const void* target);  // in the unit of `range`
+  void (*set)(void* target, uint64_t value);
+};
+
+template <typename T>
+struct MemberTraits;
+template <typename C, typename M>
+struct MemberTraits<M C::*> {
+  using Class = C;
+  using Type = M;
+};
+
+// A Field for `kMember`, a pointer to a data member of the struct that the
+// reader passes as the target.
+template <auto kMember, Kind kKind>
+constexpr Field MakeField(absl::string_view key, Range range = {0, 1}) {
+  using C = typename MemberTraits<decltype(kMember)>::Class;
+  using M = typename MemberTraits<decltype(kMember)>::Type;
+  return Field{key, kKind, range,
+               [](const void* target) -> uint64_t {
+                 const uint64_t v = static_cast<uint64_t>(static_cast<const C*>(target)->*kMember);
+                 return kKind == Kind::kMillis ? v * kMilli : v;
+               },
+               [](void* target, uint64_t v) {
+                 static_cast<C*>(target)->*kMember =
+                     static_cast<M>(kKind == Kind::kMillis ? v / kMilli : v);
+               }};
+}
+
+constexpr Range kDnsTimeoutRange{10 * kMilli, 60 * kSecond};
+constexpr Range kDnsTriesRange{1, 10};
+constexpr Range kPortRange{1, 65535};
+constexpr Range kIdleConnectionRange{0, 5 * kMinute};
+constexpr Range kOutboundConnectionsRange{1, 1'000'000};
+constexpr Range kStepTimeoutRange{10 * kMilli, kHour};
+constexpr Range kRetryIntervalRange{10 * kMilli, 30 * kDay};
+constexpr Range kMaxAgeRange{10 * kMilli, 365 * kDay};
+constexpr Range kFactorRange{1000, 100'000};
+constexpr Range kJitterRange{0, 500};
+constexpr Range kShapeConnectionsRange{1, 100'000};
+constexpr Range kShapeCountRange{0, queue::TokenBucket::kMaxTokens};
+constexpr Range kBackoffFractionRange{1, 1000};
+constexpr Range kBackoffDurationRange{0, kDay};
+constexpr Range kRecoveryRange{1, 1'000'000};
+
+// Lists: most entries, longest entry.
+constexpr size_t kMaxRetryIntervals = 100;
+constexpr size_t kMaxBackoffPatterns = 100;
+constexpr size_t kMaxBackoffPatternLength = 256;
+
+// Target: Config.
+const Field kDeliveryFields[] = {
+    MakeField<&Config::delivery_enabled, Kind::kBool>("enabled"),
+    MakeField<&Config::dns_timeout_ms, Kind::kMillis>("dns_timeout", kDnsTimeoutRange),
+    MakeField<&Config::dns_tries, Kind::kUint>("dns_tries", kDnsTriesRange),
+    MakeField<&Config::mx_port, Kind::kUint>("mx_port", kPortRange),
+    MakeField<&Config::max_recipients_per_transaction, Kind::kUint>(
+        "max_recipients_per_transaction", kRecipientsRange),
+    MakeField<&Config::outbound_pipelining, Kind::kBool>("pipelining"),
+    MakeField<&Config::outbound_chunking, Kind::kBool>("chunking"),
+    MakeField<&Config::idle_connection_ms, Kind::kMillis>("idle_connection", kIdleConnectionRange),
+    MakeField<&Config::max_outbound_connections, Kind::kUint>("max_outbound_connections",
+                                                              kOutboundConnectionsRange),
+};
+// [delivery] keys that are not Fields.
+constexpr absl::string_view kDeliveryOtherKeys[] = {"dns", "source_address", "helo_name",
+                                                    "timeouts"};
+
+// Target: DeliveryTimeouts.
+const Field kTimeoutFields[] = {
+    MakeField<&DeliveryTimeouts::connect_ms, Kind::kMillis>("connect", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::greeting_ms, Kind::kMillis>("greeting", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::ehlo_ms, Kind::kMillis>("ehlo", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::starttls_ms, Kind::kMillis>("starttls", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::mail_ms, Kind::kMillis>("mail", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::rcpt_ms, Kind::kMillis>("rcpt", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::data_init_ms, Kind::kMillis>("data_init", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::data_block_ms, Kind::kMillis>("data_block", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::final_dot_ms, Kind::kMillis>("final_dot", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::rset_ms, Kind::kMillis>("rset", kStepTimeoutRange),
+    MakeField<&DeliveryTimeouts::quit_ms, Kind::kMillis>("quit", kStepTimeoutRange),
+};
+
+// Target: queue::RetryConfig.
+const Field kRetryFields[] = {
+    MakeField<&queue::RetryConfig::initial, Kind::kMicros>("initial", kRetryIntervalRange),
+    MakeField<&queue::RetryConfig::factor_permille, Kind::kPermille>("factor", kFactorRange),
+    MakeField<&queue::RetryConfig::max_interval, Kind::kMicros>("max_interval",
+                                                                kRetryIntervalRange),
+    MakeField<&queue::RetryConfig::max_age, Kind::kMicros>("max_age", kMaxAgeRange),
+    MakeField<&queue::RetryConfig::jitter_permille, Kind::kPermille>("jitter", kJitterRange),
+};
+constexpr absl::string_view kRetryOtherKeys[] = {"intervals"};
+
+// Target: queue::ShapeParams.
+const Field kShapingFields[] = {
+    MakeField<&queue::ShapeParams::max_connections, Kind::kUint>("max_connections",
+                                                                 kShapeConnectionsRange),
+    MakeField<&queue::ShapeParams::max_messages_per_connection, Kind::kUint>(
+        "max_messages_per_connection", kShapeCountRange),
+    MakeField<&queue::ShapeParams::messages_per_second, Kind::kUint>("messages_per_second",
+                                                                     kShapeCountRange),
+    MakeField<&queue::ShapeParams::message_burst, Kind::kUint>("message_burst", kShapeCountRange),
+    MakeField<&queue::ShapeParams::messages_per_hour, Kind::kUint>("messages_per_hour",
+                                                                   kShapeCountRange),
+    MakeField<&queue::ShapeParams::connections_per_second, Kind::kUint>("connections_per_second",
+                                                                        kShapeCountRange),
+    MakeField<&queue::ShapeParams::connection_burst, Kind::kUint>("connection_burst",
+                                                                  kShapeCountRange),
+    MakeField<&queue::ShapeParams::backoff_on_421, Kind::kBool>("backoff_on_421"),
+    MakeField<&queue::ShapeParams::backoff_factor_permille, Kind::kPermille>("backoff_factor",
+                                                                             kBackoffFractionRange),
+    MakeField<&queue::ShapeParams::backoff_min_permille, Kind::kPermille>("backoff_min",
+                                                                          kBackoffFractionRange),
+    MakeField<&queue::ShapeParams::backoff_duration, Kind::kMicros>("backoff_duration",
+                                                                    kBackoffDurationRange),
+    MakeField<&queue::ShapeParams::recovery_successes, Kind::kUint>("recovery_successes",
+                                                                    kRecoveryRange),
+};
+constexpr absl::string_view kShapingOtherKeys[] = {"pattern", "by_mx", "backoff_patterns"};
+
+constexpr absl::string_view kRouteKeys[] = {"domain", "next_hop"};
+constexpr absl::string_view kAdminKeys[] = {"control_dir"};
+
+constexpr absl::string_view kTables[] = {"server", "spool", "log",     "pickup", "delivery",
+                                         "retry",  "admin", "shaping", "route"};
+constexpr absl::string_view kTableList =
+    "the tables are [server], [spool], [log], [pickup], [delivery], [retry], [admin], "
+    "[[shaping]] and [[route]]";
+
+const Field* FindField(absl::Span<const Field> fields, absl::string_view key) {
+  for (const Field& f : fields) {
+    if (f.key == key) return &f;
+  }
+  return nullptr;
+}
+
+std::vector<absl::string_view> KeysOf(absl::Span<const Field> fields,
+                                      absl::Span<const absl::string_view> others) {
+  std::vector<absl::string_view> keys(others.begin(), others.end());
+  for (const Field& f : fields) keys.push_back(f.key);
+  return keys;
+}
+
+// 500 -> "0.5", 63 -> "0.063", 2000 -> "2".
+std::string PermilleText(uint64_t permille) {
+  std::string out = absl::StrCat(permille / 1000);
+  if (const uint64_t rest = permille % 1000; rest != 0) {
+    std::string frac = absl::StrCat(1000 + rest).substr(1);  // three digits
+    while (frac.back() == '0') frac.pop_back();
+    absl::StrAppend(&out, ".", frac);
+  }
+  return out;
+}
+
+std::string ValueText(Kind kind, uint64_t value) {
+  switch (kind) {
+    case Kind::kMillis:
+    case Kind::kMicros:
+      return FormatDuration(value);
+    case Kind::kPermille:
+      return PermilleText(value);
+    case Kind::kUint:
+    case Kind::kBool:
+      break;
+  }
+  return absl::StrCat(value);
+}
+
+std::string RangeText(Kind kind, Range r) {
+  return absl::StrCat("must be between ", ValueText(kind, r.min), " and ", ValueText(kind, r.max));
+}
+
+// Range checks of every Field in `fields` over `target`, for Finalize():
+// "<table>.<key><where>: must be between ..., got ...".
+absl::Status CheckFields(absl::Span<const Field> fields, const void* target,
+                         absl::string_view table, absl::string_view where = "") {
+  for (const Field& f : fields) {
+    if (f.kind == Kind::kBool) continue;
+    const uint64_t value = f.get(target);
+    if (value < f.range.min || value > f.range.max) {
+      return absl::InvalidArgumentError(absl::StrCat(table, ".", f.key, where, ": ",
+                                                     RangeText(f.kind, f.range), ", got ",
+                                                     ValueText(f.kind, value)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Lower case, without a trailing dot: the form patterns and names are
+// compared in.
+std::string NormalizeName(absl::string_view name) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  return absl::AsciiStrToLower(name);
+}
+
+// A destination pattern of [[shaping]] and [[route]]: "example.com",
+// "*.example.com" (the names below example.com) or "*".
+absl::Status CheckPattern(absl::string_view pattern) {
+  if (pattern == "*") return absl::OkStatus();
+  absl::string_view name = pattern;
+  if (absl::StartsWith(name, "*.")) name.remove_prefix(2);
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (pattern.empty() || !CheckHostname(name).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", pattern,
+        "' is not a domain pattern (write an exact name \"example.com\", \"*.example.com\" for "
+        "every name below example.com, or \"*\" for all)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOptionalHostname(absl::string_view s) {
+  return s.empty() ? absl::OkStatus() : CheckHostname(s);
+}
+
+absl::Status CheckSourceAddress(absl::string_view s) {
+  if (s.empty()) return absl::OkStatus();
+  if (!base::IpAddress::Parse(Std(s)).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", s, "' is not an IP address (a literal IPv4 or IPv6 address, no port, no name)"));
+  }
+  return absl::OkStatus();
+}
+
+// A DNS server as c-ares wants it, "ADDR:PORT" or "[v6]:PORT". A bare
+// address, "10.0.0.53" or "[2001:db8::53]", gets port 53. A bare IPv6
+// address without brackets is refused: in "::1:53" the 53 could be a port.
+absl::StatusOr<std::string> NormalizeDnsServer(absl::string_view text) {
+  absl::string_view bare = text;
+  const bool bracketed = absl::ConsumePrefix(&bare, "[") && absl::ConsumeSuffix(&bare, "]");
+  if (auto ip = base::IpAddress::Parse(Std(bracketed ? bare : text)); ip.ok()) {
+    if (ip->v6 != bracketed) {
+      return absl::InvalidArgumentError(
+          ip->v6 ? absl::StrCat("'", text, "': an IPv6 address needs brackets: \"[", text,
+                                "]\" (port 53) or \"[ADDR]:PORT\"")
+                 : absl::StrCat("'", text, "': brackets are for IPv6 addresses"));
+    }
+    return ip->v6 ? absl::StrCat("[", ip->ToString(), "]:53") : absl::StrCat(ip->ToString(), ":53");
+  }
+  auto addr = base::SocketAddress::Parse(Std(text));
+  if (!addr.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not ADDR:PORT or an IP address: ", addr.status().message()));
+  }
+  std::string normal = addr->ToString();
+  if (absl::EndsWith(normal, ":0")) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "': port 0"));
+  }
+  return normal;
+}
+
+// Checks and normalizes a list of DNS servers. On failure `*bad` is the
+// index of the culprit.
+absl::StatusOr<std::vector<std::string>> NormalizeDnsServers(const std::vector<std::string>& in,
+                                                             size_t* bad) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    *bad = i;
+    auto normal = NormalizeDnsServer(in[i]);
+    if (!normal.ok()) return normal.status();
+    if (std::find(out.begin(), out.end(), *normal) != out.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("'", in[i], "' is listed twice"));
+    }
+    out.push_back(*std::move(normal));
+  }
+  return out;
+}
+
+// The host and port of a next hop ("host", "host:port", "[host]:port",
+// "[v6]:port", ...), into `route`.
+absl::Status ParseNextHop(absl::string_view text, Route& route) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is not a next hop: ", why));
+  };
+  if (text.empty()) return absl::InvalidArgumentError("must not be empty");
+  absl::string_view host = text;
+  absl::string_view port_text;
+  bool has_port = false;
+  if (text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == absl::string_view::npos) return bad("no ']' after '['");
+    host = text.substr(1, close - 1);
+    const absl::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return bad("expected ':PORT' after ']'");
+      port_text = rest.substr(1);
+      has_port = true;
+    }
+  } else if (const size_t colon = text.find(':'); colon != absl::string_view::npos) {
+    if (text.find(':', colon + 1) != absl::string_view::npos) {
+      return bad(absl::StrCat("an IPv6 address needs brackets, as in \"[2001:db8::1]:25\""));
+    }
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    has_port = true;
+  }
+  uint64_t port = 25;
+  if (has_port && (!base::ParseUint64(Std(port_text), port) || port < 1 || port > 65535)) {
+    return bad(absl::StrCat("bad port '", port_text, "' (1 to 65535)"));
+  }
+  absl::string_view name = host;  // a trailing dot ends a fully qualified name
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  // A name of digits and dots is a mistyped address (no top-level domain is numeric).
+  const bool numeric = name.find_first_not_of("0123456789.") == absl::string_view::npos;
+  if (auto ip = base::IpAddress::Parse(Std(host)); ip.ok()) {
+    route.host = ip->ToString();
+  } else if (!numeric && CheckHostname(name).ok()) {
+    route.host = NormalizeName(host);
+  } else {
+    return bad(absl::StrCat("'", host, "' is neither an IP address nor a host name"));
+  }
+  route.port = static_cast<uint16_t>(port);
+  return absl::OkStatus();
+}
+
+absl::Status CheckOptionalPath(absl::string_view path) {
+  return CheckPath(path, /*may_be_empty=*/true);
+}
+
+absl::Status CheckBackoffPattern(absl::string_view pattern) {
+  if (pattern.empty()) return absl::InvalidArgumentError("a pattern must not be empty");
+  if (pattern.size() > kMaxBackoffPatternLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a pattern is longer than ", kMaxBackoffPatternLength, " characters"));
+  }
+  return absl::OkStatus();
 }
 
 // Parses the listen addresses. On failure `*bad` is the index of the culprit.
@@ -359,19 +751,28 @@ class TomlReader {
     for (const auto& [key, node] : InFileOrder(root)) {
       const absl::string_view name = Sv(key->str());
       absl::Status status;
-      if (name == "server" || name == "spool" || name == "log" || name == "pickup") {
+      if (name == "shaping" || name == "route") {
+        status = ReadArrayOfTables(name, *node);
+      } else if (std::find(std::begin(kTables), std::end(kTables), name) != std::end(kTables)) {
         const toml::table* table = node->as_table();
         if (table == nullptr) {
           return Error(*node, name, absl::StrCat("expected a table, got ", TypeName(*node)));
         }
-        status = ReadTable(name, *table);
-      } else if (node->is_table()) {
+        if (name == "delivery") {
+          status = ReadDelivery(*table);
+        } else if (name == "retry") {
+          status = ReadRetry(*table);
+        } else if (name == "admin") {
+          status = ReadAdmin(*table);
+        } else {
+          status = ReadTable(name, *table);
+        }
+      } else if (node->is_table() || node->is_array_of_tables()) {
         return Error(*key, KeyText(name),
-                     "unknown table (the tables are [server], [spool], [log] and [pickup])");
+                     absl::StrCat("unknown table (", kTableList, ")", SuggestFrom(kTables, name)));
       } else {
         return Error(*key, KeyText(name),
-                     "unknown key outside any table (the tables are [server], [spool], [log] "
-                     "and [pickup])");
+                     absl::StrCat("unknown key outside any table (", kTableList, ")"));
       }
       if (!status.ok()) return status;
     }
@@ -503,11 +904,445 @@ class TomlReader {
     return absl::OkStatus();
   }
 
+  // --- the delivery tables -------------------------------------------------
+
+  // Reads one Field's value from `node` into `target`.
+  absl::Status ReadField(const Field& f, const std::string& dotted, const toml::node& node,
+                         void* target) {
+    uint64_t value = 0;
+    switch (f.kind) {
+      case Kind::kBool: {
+        const auto* b = node.as_boolean();
+        if (b == nullptr) {
+          return Error(node, dotted,
+                       absl::StrCat("expected a boolean (true or false), got ", TypeName(node)));
+        }
+        f.set(target, b->get() ? 1 : 0);
+        return absl::OkStatus();
+      }
+      case Kind::kUint: {
+        const auto* i = node.as_integer();
+        if (i == nullptr) {
+          return Error(node, dotted, absl::StrCat("expected an integer, got ", TypeName(node)));
+        }
+        if (!InRange(i->get(), f.range)) {
+          return Error(node, dotted, absl::StrCat(RangeText(f.range), ", got ", i->get()));
+        }
+        value = static_cast<uint64_t>(i->get());
+        break;
+      }
+      case Kind::kMillis:
+      case Kind::kMicros: {
+        auto micros = ReadDuration(dotted, node);
+        if (!micros.ok()) return micros.status();
+        value = *micros;
+        if (!InRange(value, f.range)) {
+          return Error(node, dotted,
+                       absl::StrCat(RangeText(f.kind, f.range), ", got ", FormatDuration(value)));
+        }
+        break;
+      }
+      case Kind::kPermille: {
+        double x = 0;
+        if (const auto* d = node.as_floating_point()) {
+          x = d->get();
+        } else if (const auto* i = node.as_integer()) {
+          x = static_cast<double>(i->get());
+        } else {
+          return Error(node, dotted, absl::StrCat("expected a number, got ", TypeName(node)));
+        }
+        // Thousandths, rounded; the comparison also turns away NaN.
+        const bool finite = x >= 0 && x <= 1e12;
+        value = finite ? static_cast<uint64_t>(std::llround(x * 1000)) : 0;
+        if (!finite || !InRange(value, f.range)) {
+          return Error(node, dotted, absl::StrCat(RangeText(f.kind, f.range), ", got ", x));
+        }
+        break;
+      }
+    }
+    f.set(target, value);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> ReadDuration(const std::string& dotted, const toml::node& node) {
+    const auto* s = node.as_string();
+    if (s == nullptr) {
+      return Error(node, dotted,
+                   absl::StrCat("expected a duration string such as \"30s\" or \"5m\", got ",
+                                TypeName(node)));
+    }
+    auto micros = ParseDurationMicros(s->get());
+    if (!micros.ok()) return Error(node, dotted, micros.status().message());
+    return *micros;
+  }
+
+  // A string key checked by `check` and stored in `*target`.
+  absl::Status ReadString(const std::string& dotted, const toml::node& node,
+                          absl::Status (*check)(absl::string_view), std::string* target) {
+    const auto* value = node.as_string();
+    if (value == nullptr) {
+      return Error(node, dotted, absl::StrCat("expected a string, got ", TypeName(node)));
+    }
+    if (absl::Status s = check(value->get()); !s.ok()) return Error(node, dotted, s.message());
+    *target = value->get();
+    return absl::OkStatus();
+  }
+
+  // The strings of an array, each checked by `check`.
+  absl::StatusOr<std::vector<std::string>> ReadStrings(const std::string& dotted,
+                                                       const toml::node& node,
+                                                       absl::string_view what, size_t max_count,
+                                                       absl::Status (*check)(absl::string_view)) {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      return Error(node, dotted,
+                   absl::StrCat("expected an array of ", what, ", got ", TypeName(node)));
+    }
+    if (array->size() > max_count) {
+      return Error(node, dotted,
+                   absl::StrCat("at most ", max_count, " entries, got ", array->size()));
+    }
+    std::vector<std::string> out;
+    for (const toml::node& element : *array) {
+      const auto* s = element.as_string();
+      if (s == nullptr) {
+        return Error(element, dotted, absl::StrCat("expected ", what, ", got ", TypeName(element)));
+      }
+      if (absl::Status status = check(s->get()); !status.ok()) {
+        return Error(element, dotted, status.message());
+      }
+      out.push_back(s->get());
+    }
+    return out;
+  }
+
+  absl::Status Unknown(absl::string_view table, const std::string& dotted, const toml::key& key,
+                       const toml::node& node, absl::Span<const absl::string_view> known) {
+    if (node.is_table()) return Error(key, dotted, absl::StrCat("unknown table in [", table, "]"));
+    return Error(key, dotted,
+                 absl::StrCat("unknown key in [", table, "]", SuggestFrom(known, Sv(key.str()))));
+  }
+
+  absl::Status ReadDelivery(const toml::table& t) {
+    const std::vector<absl::string_view> known = KeysOf(kDeliveryFields, kDeliveryOtherKeys);
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("delivery.", KeyText(name));
+      absl::Status status;
+      if (const Field* f = FindField(kDeliveryFields, name)) {
+        status = ReadField(*f, dotted, *node, &config_);
+      } else if (name == "timeouts") {
+        status = ReadTimeouts(dotted, *node);
+      } else if (name == "dns") {
+        status = ReadDns(dotted, *node);
+      } else if (name == "source_address") {
+        status = ReadString(dotted, *node, CheckSourceAddress, &config_.source_address);
+      } else if (name == "helo_name") {
+        status = ReadString(dotted, *node, CheckOptionalHostname, &config_.helo_name);
+      } else {
+        status = Unknown("delivery", dotted, *key, *node, known);
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadTimeouts(const std::string& dotted, const toml::node& node) {
+    const toml::table* t = node.as_table();
+    if (t == nullptr) {
+      return Error(node, dotted, absl::StrCat("expected a table, got ", TypeName(node)));
+    }
+    const std::vector<absl::string_view> known = KeysOf(kTimeoutFields, {});
+    for (const auto& [key, value] : InFileOrder(*t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string key_dotted = absl::StrCat("delivery.timeouts.", KeyText(name));
+      const Field* f = FindField(kTimeoutFields, name);
+      absl::Status status = f != nullptr
+                                ? ReadField(*f, key_dotted, *value, &config_.timeouts)
+                                : Unknown("delivery.timeouts", key_dotted, *key, *value, known);
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadDns(const std::string& dotted, const toml::node& node) {
+    auto servers = ReadStrings(dotted, node, "\"ADDR:PORT\" strings", SIZE_MAX,
+                               [](absl::string_view s) { return NormalizeDnsServer(s).status(); });
+    if (!servers.ok()) return servers.status();
+    size_t bad = 0;
+    if (auto normal = NormalizeDnsServers(*servers, &bad); !normal.ok()) {
+      return Error(*node.as_array()->get(bad), dotted, normal.status().message());
+    }
+    config_.dns_servers = *std::move(servers);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadRetry(const toml::table& t) {
+    const std::vector<absl::string_view> known = KeysOf(kRetryFields, kRetryOtherKeys);
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("retry.", KeyText(name));
+      absl::Status status;
+      if (const Field* f = FindField(kRetryFields, name)) {
+        status = ReadField(*f, dotted, *node, &config_.retry);
+      } else if (name == "intervals") {
+        status = ReadRetryIntervals(dotted, *node);
+      } else {
+        status = Unknown("retry", dotted, *key, *node, known);
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadRetryIntervals(const std::string& dotted, const toml::node& node) {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      return Error(node, dotted,
+                   absl::StrCat("expected an array of durations such as [\"1m\", \"5m\"], got ",
+                                TypeName(node)));
+    }
+    if (array->size() > kMaxRetryIntervals) {
+      return Error(node, dotted,
+                   absl::StrCat("at most ", kMaxRetryIntervals, " entries, got ", array->size()));
+    }
+    std::vector<queue::Micros> intervals;
+    for (const toml::node& element : *array) {
+      auto micros = ReadDuration(dotted, element);
+      if (!micros.ok()) return micros.status();
+      if (!InRange(*micros, kRetryIntervalRange)) {
+        return Error(element, dotted,
+                     absl::StrCat(RangeText(Kind::kMicros, kRetryIntervalRange), ", got ",
+                                  FormatDuration(*micros)));
+      }
+      intervals.push_back(*micros);
+    }
+    config_.retry.intervals = std::move(intervals);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadAdmin(const toml::table& t) {
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("admin.", KeyText(name));
+      absl::Status status;
+      if (name == "control_dir") {
+        status = ReadString(dotted, *node, CheckOptionalPath, &config_.control_dir);
+      } else {
+        status = Unknown("admin", dotted, *key, *node, kAdminKeys);
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  // [[shaping]] or [[route]]. The file's list replaces the one before.
+  absl::Status ReadArrayOfTables(absl::string_view name, const toml::node& node) {
+    const toml::array* array = node.as_array();
+    // An empty array ("route = []") is no entries: it clears the list.
+    if (array == nullptr || (!array->empty() && !array->is_array_of_tables())) {
+      return Error(node, name,
+                   absl::StrCat("expected an array of tables, written [[", name, "]], got ",
+                                TypeName(node)));
+    }
+    std::vector<queue::ShapingRule> rules;
+    std::vector<Route> routes;
+    std::vector<int64_t> lines;  // where each entry's pattern is, for "already at line N"
+    for (const toml::node& element : *array) {
+      const toml::table& t = *element.as_table();
+      absl::Status status =
+          name == "shaping" ? ReadShapingRule(t, rules, lines) : ReadRoute(t, routes, lines);
+      if (!status.ok()) return status;
+    }
+    if (name == "shaping") {
+      config_.shaping = std::move(rules);
+    } else {
+      config_.routes = std::move(routes);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadShapingRule(const toml::table& t, std::vector<queue::ShapingRule>& rules,
+                               std::vector<int64_t>& lines) {
+    const std::vector<absl::string_view> known = KeysOf(kShapingFields, kShapingOtherKeys);
+    queue::ShapingRule rule;
+    const toml::node* pattern = nullptr;
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("shaping.", KeyText(name));
+      absl::Status status;
+      if (const Field* f = FindField(kShapingFields, name)) {
+        status = ReadField(*f, dotted, *node, &rule.params);
+      } else if (name == "pattern") {
+        status = ReadString(dotted, *node, CheckPattern, &rule.pattern);
+        rule.pattern = NormalizeName(rule.pattern);
+        pattern = node;
+      } else if (name == "by_mx") {
+        const auto* b = node->as_boolean();
+        if (b == nullptr) {
+          status = Error(*node, dotted,
+                         absl::StrCat("expected a boolean (true or false), got ", TypeName(*node)));
+        } else {
+          rule.by_mx = b->get();
+        }
+      } else if (name == "backoff_patterns") {
+        auto patterns =
+            ReadStrings(dotted, *node, "strings", kMaxBackoffPatterns, CheckBackoffPattern);
+        if (patterns.ok()) rule.params.backoff_patterns = *std::move(patterns);
+        status = patterns.status();
+      } else {
+        status = Unknown("[shaping]", dotted, *key, *node, known);
+      }
+      if (!status.ok()) return status;
+    }
+    if (pattern == nullptr) {
+      return Error(t, "shaping",
+                   "missing key 'pattern' (the domains the rule is for: \"example.com\", "
+                   "\"*.example.com\" or \"*\")");
+    }
+    for (size_t i = 0; i < rules.size(); ++i) {
+      if (rules[i].pattern == rule.pattern && rules[i].by_mx == rule.by_mx) {
+        return Error(*pattern, "shaping.pattern",
+                     absl::StrCat("'", rule.pattern, "'", rule.by_mx ? " (by_mx)" : "",
+                                  " already has a rule at line ", lines[i]));
+      }
+    }
+    rules.push_back(std::move(rule));
+    lines.push_back(pattern->source().begin.line);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadRoute(const toml::table& t, std::vector<Route>& routes,
+                         std::vector<int64_t>& lines) {
+    Route route;
+    const toml::node* domain = nullptr;
+    const toml::node* next_hop = nullptr;
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("route.", KeyText(name));
+      absl::Status status;
+      if (name == "domain") {
+        status = ReadString(dotted, *node, CheckPattern, &route.pattern);
+        route.pattern = NormalizeName(route.pattern);
+        domain = node;
+      } else if (name == "next_hop") {
+        const auto* s = node->as_string();
+        if (s == nullptr) {
+          status = Error(*node, dotted, absl::StrCat("expected a string, got ", TypeName(*node)));
+        } else if (absl::Status hop = ParseNextHop(s->get(), route); !hop.ok()) {
+          status = Error(*node, dotted, hop.message());
+        }
+        next_hop = node;
+      } else {
+        status = Unknown("[route]", dotted, *key, *node, kRouteKeys);
+      }
+      if (!status.ok()) return status;
+    }
+    if (domain == nullptr) {
+      return Error(t, "route",
+                   "missing key 'domain' (the domains the route is for: \"example.com\", "
+                   "\"*.example.com\" or \"*\")");
+    }
+    if (next_hop == nullptr) {
+      return Error(t, "route", "missing key 'next_hop' (where the mail goes: \"[192.0.2.1]:25\")");
+    }
+    for (size_t i = 0; i < routes.size(); ++i) {
+      if (routes[i].pattern == route.pattern) {
+        return Error(*domain, "route.domain",
+                     absl::StrCat("'", route.pattern, "' already has a route at line ", lines[i]));
+      }
+    }
+    routes.push_back(std::move(route));
+    lines.push_back(domain->source().begin.line);
+    return absl::OkStatus();
+  }
+
   absl::string_view source_;
   Config& config_;
 };
 
 }  // namespace
+
+absl::StatusOr<uint64_t> ParseDurationMicros(std::string_view text_in) {
+  const absl::string_view text = Sv(text_in);
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a duration: ", why,
+                     " (write a whole number and a unit: \"250ms\", \"30s\", \"5m\", \"4h\", "
+                     "\"5d\")"));
+  };
+  size_t digits = 0;
+  while (digits < text.size() && absl::ascii_isdigit(text[digits])) ++digits;
+  if (text.empty()) return bad("empty");
+  if (digits == 0) return bad(text.front() == '-' ? "negative" : "no number");
+  const absl::string_view unit = text.substr(digits);
+  uint64_t scale = 0;
+  if (unit == "ms") {
+    scale = kMilli;
+  } else if (unit == "s") {
+    scale = kSecond;
+  } else if (unit == "m") {
+    scale = kMinute;
+  } else if (unit == "h") {
+    scale = kHour;
+  } else if (unit == "d") {
+    scale = kDay;
+  } else if (unit.empty()) {
+    return bad("no unit");
+  } else if (unit.front() == '.' || unit.front() == ',') {
+    return bad("no fractions; use a smaller unit");
+  } else {
+    return bad(absl::StrCat("unknown unit '", unit, "'"));
+  }
+  uint64_t n = 0;
+  if (!base::ParseUint64(Std(text.substr(0, digits)), n) || n > UINT64_MAX / scale) {
+    return bad("too large");
+  }
+  return n * scale;
+}
+
+std::string FormatDuration(uint64_t micros) {
+  if (micros == 0) return "0s";
+  constexpr std::pair<uint64_t, absl::string_view> kUnits[] = {
+      {kDay, "d"}, {kHour, "h"}, {kMinute, "m"}, {kSecond, "s"}, {kMilli, "ms"}};
+  for (const auto& [scale, name] : kUnits) {
+    if (micros % scale == 0) return absl::StrCat(micros / scale, name);
+  }
+  return absl::StrCat(micros, "us");
+}
+
+const Route* FindRoute(const Config& config, std::string_view domain_in) {
+  absl::string_view domain = Sv(domain_in);
+  if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  const Route* suffix_match = nullptr;
+  size_t suffix_length = 0;
+  const Route* any = nullptr;
+  for (const Route& route : config.routes) {
+    absl::string_view pattern = route.pattern;
+    if (!pattern.empty() && pattern.back() == '.') pattern.remove_suffix(1);
+    if (pattern == "*") {
+      if (any == nullptr) any = &route;
+    } else if (absl::StartsWith(pattern, "*.")) {
+      const absl::string_view suffix = pattern.substr(1);  // ".example.com"
+      if (domain.size() > suffix.size() && suffix.size() > suffix_length &&
+          absl::EqualsIgnoreCase(domain.substr(domain.size() - suffix.size()), suffix)) {
+        suffix_match = &route;
+        suffix_length = suffix.size();
+      }
+    } else if (absl::EqualsIgnoreCase(pattern, domain)) {
+      return &route;
+    }
+  }
+  return suffix_match != nullptr ? suffix_match : any;
+}
+
+absl::StatusOr<Route> ParseRoute(std::string_view pattern, std::string_view next_hop) {
+  if (absl::Status s = CheckPattern(Sv(pattern)); !s.ok()) return s;
+  Route route;
+  route.pattern = NormalizeName(Sv(pattern));
+  if (absl::Status s = ParseNextHop(Sv(next_hop), route); !s.ok()) return s;
+  return route;
+}
 
 absl::Status ApplyToml(std::string_view toml_text, std::string_view source_name, Config& config) {
   const std::string source = source_name.empty() ? "<config>" : std::string(source_name);
@@ -602,10 +1437,102 @@ absl::Status Config::Finalize() {
   if (absl::Status s = CheckPath(pickup_dir, /*may_be_empty=*/true); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("pickup.dir: ", s.message()));
   }
+  if (absl::Status s = CheckPath(control_dir, /*may_be_empty=*/true); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("admin.control_dir: ", s.message()));
+  }
+
+  // [delivery]
+  if (absl::Status s = CheckFields(kDeliveryFields, this, "delivery"); !s.ok()) return s;
+  if (absl::Status s = CheckFields(kTimeoutFields, &timeouts, "delivery.timeouts"); !s.ok()) {
+    return s;
+  }
+  auto dns = NormalizeDnsServers(dns_servers, &bad);
+  if (!dns.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery.dns: ", dns.status().message()));
+  }
+  if (absl::Status s = CheckSourceAddress(source_address); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery.source_address: ", s.message()));
+  }
+  if (absl::Status s = CheckOptionalHostname(helo_name); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery.helo_name: ", s.message()));
+  }
+
+  // [retry]
+  if (absl::Status s = CheckFields(kRetryFields, &retry, "retry"); !s.ok()) return s;
+  if (retry.intervals.size() > kMaxRetryIntervals) {
+    return absl::InvalidArgumentError(absl::StrCat("retry.intervals: at most ", kMaxRetryIntervals,
+                                                   " entries, got ", retry.intervals.size()));
+  }
+  for (queue::Micros interval : retry.intervals) {
+    if (!InRange(interval, kRetryIntervalRange)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("retry.intervals: ", RangeText(Kind::kMicros, kRetryIntervalRange), ", got ",
+                       FormatDuration(interval)));
+    }
+  }
+  if (absl::Status s = queue::RetrySchedule::Validate(retry); !s.ok()) return s;
+
+  // [[shaping]]: the per-rule checks name the key; Create() then checks the
+  // set (duplicates) and stays the authority on what the queue accepts.
+  std::vector<queue::ShapingRule> rules = shaping;
+  for (queue::ShapingRule& rule : rules) {
+    const std::string where = absl::StrCat(" (rule '", rule.pattern, "')");
+    if (absl::Status s = CheckPattern(rule.pattern); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("shaping.pattern: ", s.message()));
+    }
+    rule.pattern = NormalizeName(rule.pattern);
+    if (absl::Status s = CheckFields(kShapingFields, &rule.params, "shaping", where); !s.ok()) {
+      return s;
+    }
+    if (rule.params.backoff_patterns.size() > kMaxBackoffPatterns) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shaping.backoff_patterns", where, ": at most ", kMaxBackoffPatterns,
+                       " entries, got ", rule.params.backoff_patterns.size()));
+    }
+    for (const std::string& p : rule.params.backoff_patterns) {
+      if (absl::Status s = CheckBackoffPattern(p); !s.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("shaping.backoff_patterns", where, ": ", s.message()));
+      }
+    }
+  }
+  if (auto policy = queue::ShapingPolicy::Create(rules); !policy.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("shaping: ", policy.status().message()));
+  }
+
+  // [[route]]
+  std::vector<Route> checked_routes;
+  for (const Route& route : routes) {
+    Route r = route;
+    if (absl::Status s = CheckPattern(r.pattern); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("route.domain: ", s.message()));
+    }
+    r.pattern = NormalizeName(r.pattern);
+    // The host and port as ParseNextHop would have produced them.
+    const std::string hop = absl::StrCat("[", r.host, "]:", r.port);
+    if (absl::Status s = ParseNextHop(hop, r); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("route.next_hop (domain '", r.pattern, "'): ", s.message()));
+    }
+    for (const Route& seen : checked_routes) {
+      if (seen.pattern == r.pattern) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("route.domain: '", r.pattern, "' has two routes"));
+      }
+    }
+    checked_routes.push_back(std::move(r));
+  }
 
   hostname = std::move(host);
   listen_addresses = *std::move(addresses);
   relay_networks = *std::move(networks);
+  if (helo_name.empty()) helo_name = hostname;
+  if (control_dir.empty()) {
+    control_dir = absl::StrCat(absl::StripSuffix(spool_dir, "/"), "/control");
+  }
+  dns_servers = *std::move(dns);
+  shaping = std::move(rules);
+  routes = std::move(checked_routes);
   return absl::OkStatus();
 }
 

@@ -8,10 +8,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "sluice/base/cidr.h"
+#include "sluice/queue/retry_schedule.h"
+#include "sluice/queue/shaping.h"
 
 namespace sluice::config {
 
@@ -19,6 +22,32 @@ namespace sluice::config {
 // DATA; this decides the fate of a message that contains a look-alike.
 enum class BareLinefeedPolicy {
   kReject,  // read to the real end of DATA, then 550 5.6.11; nothing queued
+};
+
+// How long the outbound client waits for each step of a transaction, in
+// milliseconds. The defaults are RFC 5321 4.5.3.2's minimums (connect has no
+// RFC value; 30 s is what Postfix uses).
+struct DeliveryTimeouts {
+  uint32_t connect_ms = 30000;      // TCP connect
+  uint32_t greeting_ms = 300000;    // the 220 banner (4.5.3.2.1)
+  uint32_t ehlo_ms = 300000;        // EHLO/HELO reply
+  uint32_t starttls_ms = 300000;    // STARTTLS reply and handshake
+  uint32_t mail_ms = 300000;        // MAIL FROM reply (4.5.3.2.2)
+  uint32_t rcpt_ms = 300000;        // each RCPT TO reply (4.5.3.2.3)
+  uint32_t data_init_ms = 120000;   // the 354 after DATA (4.5.3.2.4)
+  uint32_t data_block_ms = 180000;  // each write of the body (4.5.3.2.5)
+  uint32_t final_dot_ms = 600000;   // the reply to <CRLF>.<CRLF> or BDAT LAST (4.5.3.2.6)
+  uint32_t rset_ms = 300000;        // RSET reply
+  uint32_t quit_ms = 300000;        // QUIT reply
+};
+
+// A static next hop: mail for domains matching `pattern` goes to `host`
+// instead of the domain's MX hosts.
+struct Route {
+  std::string pattern;  // same syntax as shaping: exact, "*.example.com", "*"
+  std::string host;     // IP literal (no brackets) or host name, resolved for
+                        // A/AAAA like an implicit MX; never an MX lookup
+  uint16_t port = 25;
 };
 
 struct Config {
@@ -49,14 +78,65 @@ struct Config {
   std::string pickup_dir;                // empty: no pickup directory
   uint32_t pickup_scan_interval_s = 10;  // rescan of new/ besides inotify
 
+  // [delivery] (docs/CONFIGURATION.md)
+  bool delivery_enabled = true;          // false: accept and queue only (tests of ingestion)
+  std::vector<std::string> dns_servers;  // "ADDR:PORT" / "[v6]:PORT"; empty: /etc/resolv.conf
+  uint32_t dns_timeout_ms = 5000;        // per try
+  uint32_t dns_tries = 2;
+  uint16_t mx_port = 25;       // port of every MX host (tests point it at a sink)
+  std::string source_address;  // IP literal to bind outbound sockets to; empty: kernel
+  std::string helo_name;       // empty: hostname (Finalize fills it in)
+  uint32_t max_recipients_per_transaction = 100;
+  bool outbound_pipelining = true;           // use PIPELINING when the server offers it
+  bool outbound_chunking = false;            // use BDAT when the server offers CHUNKING
+  uint32_t idle_connection_ms = 2000;        // an idle outbound connection sends QUIT after this
+  uint32_t max_outbound_connections = 2000;  // per shard, all destinations together
+  DeliveryTimeouts timeouts;                 // [delivery.timeouts]
+
+  // [retry] (microseconds inside, see queue/retry_schedule.h)
+  queue::RetryConfig retry;
+
+  // [[shaping]]: checked with queue::ShapingPolicy::Create in Finalize().
+  std::vector<queue::ShapingRule> shaping;
+
+  // [[route]]: at most one per pattern.
+  std::vector<Route> routes;
+
+  // [admin]
+  std::string control_dir;  // empty: <spool_dir>/control (Finalize fills it in)
+
   // Derived, filled by Finalize().
   base::NetworkSet relay_networks;
   std::vector<base::SocketAddress> listen_addresses;
 
   // Checks values and relations, fills the derived fields. Call once after
-  // all sources are applied.
+  // all sources are applied. Besides the derived fields above it fills in
+  // `hostname` (gethostname()), `helo_name` (hostname) and `control_dir`
+  // (<spool_dir>/control) when empty, writes `dns_servers` as "ADDR:PORT"
+  // (a bare address gets port 53), and writes shaping and route patterns in
+  // lower case without a trailing dot.
   absl::Status Finalize();
 };
+
+// The route for a recipient domain, or nullptr when mail for it goes to its
+// MX hosts. The most specific pattern wins, as in queue::ShapingPolicy: an
+// exact name, then the longest "*.suffix", then "*". Case-insensitive; a
+// trailing dot on either side is ignored. Linear in the number of routes.
+const Route* FindRoute(const Config& config, std::string_view domain);
+
+// A route from its two halves as written in the file or in --route
+// PATTERN=NEXT_HOP. The next hop is "host", "host:port", "[host]:port",
+// "ip", "ip:port", "[ip]", "[ip]:port" or "[v6]:port" (an IPv6 address needs
+// the brackets); the port defaults to 25.
+absl::StatusOr<Route> ParseRoute(std::string_view pattern, std::string_view next_hop);
+
+// A duration as the configuration writes it: a non-negative integer and a
+// unit, no space: "250ms", "30s", "5m", "4h", "5d". Errors on anything else
+// (no unit, fractions, signs, overflow).
+absl::StatusOr<uint64_t> ParseDurationMicros(std::string_view text);
+// The inverse, in the largest unit that divides exactly: 90000000 -> "90s",
+// 5400000000 -> "90m", 1500 -> "1500us" (a value no configuration can hold).
+std::string FormatDuration(uint64_t micros);
 
 // Parses TOML text into `config` (over whatever it holds). An unknown key or
 // a value of the wrong type or range is an error naming the key and line.
