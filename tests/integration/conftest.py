@@ -23,6 +23,7 @@ from sluice_harness import (  # noqa: E402
     require_sluice_bin,
     scaled,
 )
+from conftest_delivery import *  # noqa: E402,F401,F403  (delivery peers: dns_server, receiver_factory, ...)
 
 DEFAULT_TIME_LIMIT = 60.0  # seconds for setup + call of one test
 
