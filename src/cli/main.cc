@@ -49,6 +49,14 @@ constexpr char kUsage[] =
     "  --max-recipients N        recipients per transaction\n"
     "  --log FILE                accounting log (JSON lines)\n"
     "  --pickup DIR              pickup directory (tmp/ new/ bad/), see docs/PICKUP.md\n"
+    "  --no-delivery             accept and queue only; deliver nothing (delivery.enabled)\n"
+    "  --dns ADDR:PORT           DNS server, repeatable (replaces delivery.dns; default\n"
+    "                            /etc/resolv.conf)\n"
+    "  --mx-port PORT            port to deliver to on every MX host (delivery.mx_port)\n"
+    "  --source-address IP       bind outbound connections to IP (delivery.source_address)\n"
+    "  --route PATTERN=NEXT_HOP  static route, repeatable (replaces the [[route]] list),\n"
+    "                            e.g. --route '*=[127.0.0.2]:2526'\n"
+    "  --control-dir DIR         control sockets (admin.control_dir; default SPOOL/control)\n"
     "  --json                    queue list: JSON lines\n";
 
 int Usage(const std::string& error) {
@@ -60,6 +68,9 @@ int Usage(const std::string& error) {
 struct Options {
   std::string config_file;
   std::vector<std::string> listen;
+  std::vector<std::string> dns;     // --dns, replaces delivery.dns when given
+  std::vector<std::string> routes;  // --route PATTERN=NEXT_HOP, replaces [[route]] when given
+  bool no_delivery = false;
   std::vector<std::pair<std::string, std::string>> overrides;  // flag, value
   bool json = false;
   bool recipients_from_headers = false;  // inject -t
@@ -72,7 +83,8 @@ struct Options {
 bool TakesValue(std::string_view flag) {
   for (const char* f :
        {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
-        "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to"}) {
+        "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to", "--dns",
+        "--mx-port", "--source-address", "--route", "--control-dir"}) {
     if (flag == f) return true;
   }
   return false;
@@ -106,6 +118,12 @@ bool ParseArgs(int argc, char** argv, int first, Options& o, std::string& error)
       o.config_file = value;
     } else if (flag == "--listen") {
       o.listen.push_back(value);
+    } else if (flag == "--dns") {
+      o.dns.push_back(value);
+    } else if (flag == "--route") {
+      o.routes.push_back(value);
+    } else if (flag == "--no-delivery") {
+      o.no_delivery = true;
     } else if (TakesValue(flag)) {
       o.overrides.emplace_back(flag, value);
     } else if (flag.rfind("--", 0) == 0) {
@@ -136,6 +154,25 @@ bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
     }
   }
   if (!o.listen.empty()) c.listen = o.listen;
+  if (!o.dns.empty()) c.dns_servers = o.dns;
+  if (o.no_delivery) c.delivery_enabled = false;
+  if (!o.routes.empty()) {
+    c.routes.clear();
+    for (const std::string& spec : o.routes) {
+      const size_t eq = spec.find('=');
+      if (eq == std::string::npos) {
+        error = absl::StrCat("--route: expected PATTERN=NEXT_HOP, got '", spec, "'");
+        return false;
+      }
+      auto route = config::ParseRoute(std::string_view(spec).substr(0, eq),
+                                      std::string_view(spec).substr(eq + 1));
+      if (!route.ok()) {
+        error = absl::StrCat("--route '", spec, "': ", route.status().message());
+        return false;
+      }
+      c.routes.push_back(*std::move(route));
+    }
+  }
   for (const auto& [flag, value] : o.overrides) {
     uint64_t n = 0;
     if (flag == "--spool") {
@@ -157,6 +194,17 @@ bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
     } else if (flag == "--max-recipients") {
       if (!ParseSize(flag, value, n, error)) return false;
       c.max_recipients = n;
+    } else if (flag == "--mx-port") {
+      if (!ParseSize(flag, value, n, error)) return false;
+      if (n > 65535) {
+        error = absl::StrCat("--mx-port: must be between 1 and 65535, got ", n);
+        return false;
+      }
+      c.mx_port = static_cast<uint16_t>(n);  // 0 is refused by Finalize()
+    } else if (flag == "--source-address") {
+      c.source_address = value;
+    } else if (flag == "--control-dir") {
+      c.control_dir = value;
     }
   }
   if (absl::Status s = c.Finalize(); !s.ok()) {
@@ -196,6 +244,19 @@ int CheckConfig(const Options& o) {
   for (const auto& a : c.listen_addresses) std::printf(" %s", a.ToString().c_str());
   std::printf(", spool %s, relay from %s\n", c.spool_dir.c_str(),
               c.relay_networks.ToString().c_str());
+  // The delivery settings flags can change, on a line of their own.
+  std::string dns = c.dns_servers.empty() ? "/etc/resolv.conf" : "";
+  for (const std::string& server : c.dns_servers) {
+    absl::StrAppend(&dns, dns.empty() ? "" : " ", server);
+  }
+  std::string routes;
+  for (const config::Route& r : c.routes) {
+    absl::StrAppend(&routes, routes.empty() ? "" : " ", r.pattern, "=[", r.host, "]:", r.port);
+  }
+  std::printf("delivery %s, mx port %u, dns %s, source address %s, control dir %s, routes %s\n",
+              c.delivery_enabled ? "on" : "off", unsigned{c.mx_port}, dns.c_str(),
+              c.source_address.empty() ? "any" : c.source_address.c_str(), c.control_dir.c_str(),
+              routes.empty() ? "none" : routes.c_str());
   return 0;
 }
 

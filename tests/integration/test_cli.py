@@ -46,6 +46,72 @@ def test_check_config_rejects_bad_flags():
     assert r.returncode == 2 and "unknown option" in r.stderr
 
 
+def test_check_config_names_bad_shaping_rule(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[[shaping]]\npattern = "*"\nmax_connections = 0\n')
+    r = run("check-config", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "bad.toml:3: shaping.max_connections: must be between 1 and 100000, got 0" in r.stderr
+    cfg.write_text('[[shaping]]\npattern = "*"\n\n[[shaping]]\nmax_connections = 5\n')
+    r = run("check-config", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "bad.toml:4: shaping: missing key 'pattern'" in r.stderr
+    cfg.write_text('[[shaping]]\npattern = "example.com"\n[[shaping]]\npattern = "Example.com"\n')
+    r = run("check-config", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "bad.toml:4: shaping.pattern: 'example.com' already has a rule at line 2" in r.stderr
+
+
+def test_check_config_names_bad_next_hop(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[[route]]\ndomain = "*"\nnext_hop = "::1:2526"\n')
+    r = run("check-config", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "bad.toml:3: route.next_hop:" in r.stderr and "needs brackets" in r.stderr
+    cfg.write_text('[[route]]\ndomain = "*"\nnext_hop = "[127.0.0.2]:0"\n')
+    r = run("check-config", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "bad.toml:3: route.next_hop:" in r.stderr and "bad port '0'" in r.stderr
+
+
+def test_check_config_shows_delivery_settings_from_file_and_flags(tmp_path):
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text('[delivery]\ndns = ["127.0.0.1:5353"]\nmx_port = 2600\n'
+                   '[[route]]\ndomain = "*"\nnext_hop = "[127.0.0.2]:2526"\n')
+    r = run("check-config", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert ("delivery on, mx port 2600, dns 127.0.0.1:5353, source address any, "
+            "control dir ./var/spool/control, routes *=[127.0.0.2]:2526") in r.stdout
+    # Flags win; --dns and --route replace the file's lists.
+    r = run("check-config", "--config", str(cfg), "--no-delivery", "--dns", "127.0.0.1:53",
+            "--dns", "[::1]", "--mx-port", "2526", "--source-address", "127.0.0.1",
+            "--route", "example.com=[::1]:2527", "--route=*.example.com=relay.example.net",
+            "--control-dir", "/run/sluice")
+    assert r.returncode == 0, r.stderr
+    assert ("delivery off, mx port 2526, dns 127.0.0.1:53 [::1]:53, source address 127.0.0.1, "
+            "control dir /run/sluice, routes example.com=[::1]:2527 "
+            "*.example.com=[relay.example.net]:25") in r.stdout
+
+
+def test_check_config_rejects_bad_delivery_flags():
+    cases = [
+        (["--mx-port", "0"], "delivery.mx_port: must be between 1 and 65535, got 0"),
+        (["--mx-port", "65536"], "--mx-port: must be between 1 and 65535, got 65536"),
+        (["--mx-port", "smtp"], "--mx-port: not a non-negative integer"),
+        (["--dns", "localhost:53"], "delivery.dns: 'localhost:53' is not ADDR:PORT"),
+        (["--source-address", "127.0.0.1:25"], "delivery.source_address"),
+        (["--route", "*"], "--route: expected PATTERN=NEXT_HOP, got '*'"),
+        (["--route", "*=[::1"], "--route '*=[::1': '[::1' is not a next hop"),
+        (["--route", "e*.com=h"], "'e*.com' is not a domain pattern"),
+        (["--route", "*=a", "--route", "*=b"], "route.domain: '*' has two routes"),
+        (["--control-dir"], "--control-dir needs a value"),
+    ]
+    for args, message in cases:
+        r = run("check-config", *args)
+        assert r.returncode == 2, args
+        assert message in r.stderr, (args, r.stderr)
+
+
 def test_built_in_defaults_are_valid():
     r = run("check-config")
     assert r.returncode == 0, r.stderr
