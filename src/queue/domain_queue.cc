@@ -86,6 +86,45 @@ std::vector<Job> DomainQueue::DrainAll() {
   return out;
 }
 
+std::vector<Job> DomainQueue::TakeAllReady() {
+  std::vector<uint32_t> slots(ready_.begin() + static_cast<ptrdiff_t>(ready_head_), ready_.end());
+  ready_.clear();
+  ready_head_ = 0;
+  std::vector<Job> out;
+  out.reserve(slots.size());
+  for (uint32_t slot : slots) out.push_back(Release(slot));
+  in_flight_ += out.size();
+  return out;
+}
+
+std::vector<Job> DomainQueue::RemoveMessage(base::QueueId id) {
+  std::vector<Job> out;
+  std::vector<uint32_t> ready;
+  for (size_t i = ready_head_; i < ready_.size(); ++i) {
+    if (slots_[ready_[i]].message == id) {
+      out.push_back(std::move(slots_[ready_[i]]));
+      free_.push_back(ready_[i]);
+    } else {
+      ready.push_back(ready_[i]);
+    }
+  }
+  ready_.swap(ready);
+  ready_head_ = 0;
+  std::vector<Deferred> deferred;
+  for (const Deferred& d : deferred_) {
+    if (slots_[d.slot].message == id) {
+      out.push_back(std::move(slots_[d.slot]));
+      free_.push_back(d.slot);
+    } else {
+      deferred.push_back(d);
+    }
+  }
+  deferred_.swap(deferred);
+  std::make_heap(deferred_.begin(), deferred_.end(), Later<Deferred, Deferred>);
+  for (uint32_t slot : free_) slots_[slot].recipients.clear();
+  return out;
+}
+
 uint32_t DomainQueue::MessageLimit() const {
   uint32_t limit = gate_.params().max_messages_per_connection;
   if (shared_ != nullptr) {

@@ -23,7 +23,9 @@
 #include "sluice/base/limits.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
+#include "sluice/spool/journal.h"
 #include "sluice/spool/spool_directory.h"
+#include "sluice/tls/credentials.h"
 
 namespace sluice::server {
 namespace {
@@ -101,6 +103,57 @@ absl::StatusOr<std::vector<std::string>> RecoverClaimed(const config::Config& co
   return again;
 }
 
+struct JournalState {
+  // Recipients already final, per message.
+  absl::flat_hash_map<base::QueueId, absl::flat_hash_set<uint32_t>> final;
+  // Per shard: the highest journal sequence number in its own directory.
+  std::vector<uint64_t> sequence;
+};
+
+// Reads every directory's delivery journal, then rewrites it with only the
+// entries of messages still queued (spool/journal.h): a journal never
+// outgrows the queue across restarts.
+absl::StatusOr<JournalState> RecoverJournals(const config::Config& config,
+                                             const spool::RecoveryReport& report) {
+  JournalState state;
+  state.sequence.assign(static_cast<size_t>(config.shards), 0);
+  absl::flat_hash_set<base::QueueId> queued;
+  for (const spool::QueuedMessage& m : report.messages) queued.insert(m.envelope.id);
+  for (int number : report.directories) {
+    const std::string dir = absl::StrCat(config.spool_dir, "/", number);
+    auto scan = spool::ReadJournals(dir);
+    if (!scan.ok()) return scan.status();
+    uint64_t seq = scan->highest_sequence;
+    if (!scan->files.empty()) {
+      std::string keep;
+      for (const spool::JournalEntry& e : scan->entries) {
+        if (!queued.contains(e.id)) continue;
+        if (state.final[e.id].insert(e.recipient).second) spool::AppendJournalEntry(keep, e);
+      }
+      if (!keep.empty()) {
+        ++seq;
+        const std::string path = absl::StrCat(dir, "/", spool::JournalFileName(seq));
+        const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, keep.data(), keep.size()) != static_cast<ssize_t>(keep.size()) ||
+            fdatasync(fd) != 0) {
+          const int err = errno;
+          if (fd >= 0) close(fd);
+          return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(err)));
+        }
+        close(fd);
+      }
+      const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        fsync(dfd);  // the compacted journal's name, before the old ones go
+        close(dfd);
+      }
+      for (const std::string& old : scan->files) unlink(old.c_str());
+    }
+    if (number < config.shards) state.sequence[static_cast<size_t>(number)] = seq;
+  }
+  return state;
+}
+
 }  // namespace
 
 absl::Status Serve(const config::Config& config) {
@@ -137,11 +190,17 @@ absl::Status Serve(const config::Config& config) {
     }
   }
 
+  // TLS and AUTH (tls/credentials.h): certificate, users and the failure
+  // limiter, shared by every shard; SIGHUP reloads them.
+  auto credentials = tls::Credentials::Create(config);
+  if (!credentials.ok()) return credentials.status();
+
   // Block the stop signals before any thread exists; threads inherit it.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);  // not a stop: reloads TLS/AUTH (below)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -151,24 +210,42 @@ absl::Status Serve(const config::Config& config) {
   for (int i = 0; i < shards; ++i) {
     shard_objects.push_back(
         std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections, mailboxes));
+    shard_objects.back()->set_credentials(credentials->get());
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.
   {
-    std::vector<std::vector<std::pair<base::QueueId, std::vector<std::string>>>> adopted(
-        static_cast<size_t>(shards));
+    auto journals = RecoverJournals(config, *recovered);
+    if (!journals.ok()) return journals.status();
+    std::vector<std::vector<RecoveredMessage>> adopted(static_cast<size_t>(shards));
+    size_t finished = 0;
     for (spool::QueuedMessage& m : recovered->messages) {
-      std::vector<std::string> recipients;
-      recipients.reserve(m.envelope.recipients.size());
-      for (spool::Recipient& r : m.envelope.recipients) recipients.push_back(std::move(r.address));
-      adopted[static_cast<size_t>(m.directory % shards)].emplace_back(m.envelope.id,
-                                                                      std::move(recipients));
+      RecoveredMessage r;
+      r.id = m.envelope.id;
+      const std::string_view path = m.where.path;
+      r.where.dir = static_cast<uint16_t>(m.directory);
+      r.where.file = std::string(path.substr(path.rfind('/') + 1));
+      r.where.offset = m.where.offset;
+      r.where.length = m.where.length;
+      r.recipients.reserve(m.envelope.recipients.size());
+      const auto done = journals->final.find(r.id);
+      for (uint32_t i = 0; i < m.envelope.recipients.size(); ++i) {
+        r.recipients.push_back(std::move(m.envelope.recipients[i].address));
+        if (done == journals->final.end() || !done->second.contains(i)) r.pending.push_back(i);
+      }
+      if (r.pending.empty()) ++finished;
+      adopted[static_cast<size_t>(m.directory % shards)].push_back(std::move(r));
     }
     recovered->messages.clear();
+    if (finished > 0) {
+      std::fprintf(stderr, "sluice: spool: %zu recovered messages were already finished\n",
+                   finished);
+    }
     shard_objects[0]->AdoptClaimed(*std::move(claimed));
     for (int i = 0; i < shards; ++i) {
       shard_objects[static_cast<size_t>(i)]->AdoptRecovered(
-          std::move(adopted[static_cast<size_t>(i)]));
+          std::move(adopted[static_cast<size_t>(i)]),
+          journals->sequence[static_cast<size_t>(i)]);
     }
   }
   std::latch ready(shards);
@@ -198,13 +275,24 @@ absl::Status Serve(const config::Config& config) {
     for (const auto& a : config.listen_addresses) absl::StrAppend(&where, " ", a.ToString());
     std::fprintf(stderr, "sluice: ready: %d shards, listening on%s\n", shards, where.c_str());
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    // SIGHUP: new connections get the re-read certificate and password
+    // file; running ones keep what they started with.
+    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+      const absl::Status r = (*credentials)->Reload();
+      if (r.ok()) {
+        std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
+      } else {
+        std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
+                     std::string(r.message()).c_str());
+      }
+    }
     std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig, config.shutdown_grace_s);
     for (auto& s : shard_objects) s->RequestStop();
   }
   for (std::thread& t : threads) t.join();
   // Notes posted after their owner left its loop: the threads have joined,
-  // so this thread may consume them.
+  // so this thread may consume them (for the counts below; finals that
+  // arrive this late are simply delivered again after the restart).
   for (auto& s : shard_objects) s->DrainNotes();
   uint64_t queued = 0;
   for (size_t i = 0; i < shard_objects.size(); ++i) {

@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -20,7 +21,9 @@
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
 #include "sluice/server/connection.h"
+#include "sluice/server/control_socket.h"
 #include "sluice/server/pickup_ingester.h"
+#include "sluice/tls/credentials.h"
 
 namespace sluice::server {
 namespace {
@@ -39,6 +42,7 @@ struct Shard::Listener {
   Shard* shard;
   int fd = -1;
   bool armed = false;
+  tls::ListenerPolicy policy;  // implicit TLS, require_tls, require_auth
   sockaddr_storage peer{};
   socklen_t peer_size = sizeof(sockaddr_storage);
   struct Done final : io::Completion {
@@ -89,11 +93,32 @@ absl::Status Shard::Init() {
   spool_ = std::make_unique<spool::SpoolWriter>(*ring_, *buffers_, spool_dir_fd_,
                                                 [this] { return NextQueueId(); });
   log_ = std::make_unique<log::AccountingLog>(*ring_, log_fd_);
+  ledger_ = std::make_unique<delivery::Ledger>(*ring_, config_.spool_dir, index_,
+                                               journal_sequence_,
+                                               [this] { return spool_->segment_name(); });
+  spool_->set_stored_hook([this](const spool::StoredRecord& r) {
+    ledger_->Add(r.id,
+                 delivery::RecordRef{static_cast<uint16_t>(index_), r.file, r.offset, r.length},
+                 r.recipients);
+  });
+  if (config_.delivery_enabled) {
+    engine_ = std::make_unique<delivery::Engine>(*ring_, config_, *this, config_.hostname);
+    if (auto s = engine_->Init(); !s.ok()) return s;
+  }
 
-  for (const base::SocketAddress& addr : config_.listen_addresses) {
+  // Plain listeners, then the implicit-TLS ones (tls.listen / --listen-tls).
+  std::vector<std::pair<base::SocketAddress, bool>> addresses;
+  for (const base::SocketAddress& addr : config_.listen_addresses) addresses.emplace_back(addr, false);
+  if (credentials_ != nullptr) {
+    for (const base::SocketAddress& addr : credentials_->implicit_tls_addresses()) {
+      addresses.emplace_back(addr, true);
+    }
+  }
+  for (const auto& [addr, implicit_tls] : addresses) {
     auto l = std::make_unique<Listener>();
     l->shard = this;
     l->done.l = l.get();
+    if (credentials_ != nullptr) l->policy = credentials_->PolicyFor(addr, implicit_tls);
     l->fd = socket(addr.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (l->fd < 0) return Errno("socket");
     int one = 1;
@@ -109,6 +134,12 @@ absl::Status Shard::Init() {
     }
     if (listen(l->fd, 4096) != 0) return Errno(absl::StrCat("listen ", addr.ToString()));
     listeners_.push_back(std::move(l));
+  }
+  if (!config_.control_dir.empty()) {
+    mkdir(config_.control_dir.c_str(), 0700);  // EEXIST is fine; bind reports the rest
+    control_ = std::make_unique<ControlSocket>(
+        *this, absl::StrCat(config_.control_dir, "/", index_, ".sock"));
+    if (auto s = control_->Init(); !s.ok()) return s;
   }
   if (index_ == 0 && !config_.pickup_dir.empty()) {
     pickup_ = std::make_unique<PickupIngester>(*this, config_.pickup_dir);
@@ -156,7 +187,8 @@ void Shard::OnAccept(Listener* l, int result, uint32_t flags) {
       const base::IpAddress ip = base::IpAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer));
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      auto* c = new Connection(*this, fd, ip.ToString(), config_.relay_networks.Contains(ip));
+      auto* c = new Connection(*this, fd, ip.ToString(), config_.relay_networks.Contains(ip),
+                               l->policy);
       c->shard_slot = connections_.size();
       connections_.push_back(c);
       c->Start();
@@ -187,9 +219,18 @@ void Shard::ArmWake() {
 
 void Shard::DrainNotes() {
   stats_.notes_received += mailboxes_.Drain(index_, [this](ShardNote note) {
+    if (note.kind == ShardNote::Kind::kFinal) {
+      // Only while the loop runs: after it the ledger can no longer write.
+      if (ledger_) ledger_->Final(note.id, note.recipients.data(), note.recipients.size());
+      return;
+    }
     OwnedDomain& d = owned_domains_[note.domain];
     ++d.messages;
-    d.recipients += note.recipients;
+    d.recipients += note.recipients.size();
+    if (engine_) {
+      engine_->AddJob(note.id, delivery::RecordRef{note.dir, note.file, note.offset, note.length},
+                      note.domain, note.recipients);
+    }
   });
 }
 
@@ -207,25 +248,98 @@ void Shard::RequestStop() {
 }
 
 void Shard::AnnounceQueued(base::QueueId id, const std::vector<std::string>& recipients) {
+  const std::optional<delivery::RecordRef> where = ledger_->Find(id);
+  SLUICE_CHECK(where.has_value());  // the stored hook ran before the commit callback
+  std::vector<uint32_t> all(recipients.size());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  AnnounceJobs(id, *where, recipients, all);
+}
+
+void Shard::AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
+                         const std::vector<std::string>& recipients,
+                         const std::vector<uint32_t>& indexes) {
   // One note per distinct domain; recipients of a message are usually few
   // domains, so a linear scan beats a map here.
-  std::vector<std::pair<std::string, uint32_t>> domains;
-  for (const std::string& r : recipients) {
+  std::vector<ShardNote> notes;
+  for (uint32_t i : indexes) {
+    const std::string& r = recipients[i];
     const size_t at = r.rfind('@');
     std::string domain = at == std::string::npos ? std::string() : r.substr(at + 1);
     for (char& c : domain) c = base::AsciiLower(c);
-    auto it = std::find_if(domains.begin(), domains.end(),
-                           [&](const auto& d) { return d.first == domain; });
-    if (it == domains.end()) {
-      domains.emplace_back(std::move(domain), 1);
+    auto it = std::find_if(notes.begin(), notes.end(),
+                           [&](const ShardNote& n) { return n.domain == domain; });
+    if (it == notes.end()) {
+      ShardNote n;
+      n.kind = ShardNote::Kind::kJob;
+      n.id = id;
+      n.dir = where.dir;
+      n.domain = std::move(domain);
+      n.file = where.file;
+      n.offset = where.offset;
+      n.length = where.length;
+      n.recipients.push_back(i);
+      notes.push_back(std::move(n));
     } else {
-      ++it->second;
+      it->recipients.push_back(i);
     }
   }
-  for (auto& [domain, count] : domains) {
-    const int owner = OwnerShard(domain, mailboxes_.shards());
-    Post(owner, ShardNote{id, count, std::move(domain)});
+  for (ShardNote& n : notes) {
+    const int owner = OwnerShard(n.domain, mailboxes_.shards());
+    Post(owner, std::move(n));
   }
+}
+
+void Shard::ReportFinal(base::QueueId id, uint16_t dir, std::vector<uint32_t> recipients) {
+  const int home = dir % mailboxes_.shards();
+  if (home == index_) {
+    ledger_->Final(id, recipients.data(), recipients.size());
+    return;
+  }
+  ShardNote n;
+  n.kind = ShardNote::Kind::kFinal;
+  n.id = id;
+  n.dir = dir;
+  n.recipients = std::move(recipients);
+  Post(home, std::move(n));
+}
+
+void Shard::QueueLocal(std::string recipient, std::string message, bool eight_bit,
+                       std::function<void(bool)> done) {
+  const base::QueueId id = NextQueueId();
+  spool::SpoolWriter::Message* m = spool_->Begin(id);
+  const uint64_t size = message.size();
+  spool_->AppendOwned(m, std::move(message));
+  spool::Envelope env;
+  env.arrival_micros = id.micros();
+  env.client_ip = "127.0.0.1";
+  env.helo = config_.hostname;
+  env.protocol = "DSN";
+  env.sender = "";
+  env.eight_bit = eight_bit;
+  env.recipients.push_back(spool::Recipient{recipient});
+  spool_->Commit(m, std::move(env),
+                 [this, id, size, recipient, done = std::move(done)](const absl::Status& s) {
+                   if (!s.ok()) {
+                     std::fprintf(stderr, "sluice: shard %d: cannot queue a DSN to <%s>: %s\n",
+                                  index_, recipient.c_str(), std::string(s.message()).c_str());
+                     return done(false);
+                   }
+                   ++stats_.messages_queued;
+                   const std::vector<std::string> rcpts = {recipient};
+                   const std::string id_text = id.ToString();
+                   log::ReceptionRecord r;
+                   r.ts_micros = base::WallMicros();
+                   r.id = id_text;
+                   r.sender = "";
+                   r.recipients = &rcpts;
+                   r.size = size;
+                   r.client = "127.0.0.1";
+                   r.helo = config_.hostname;
+                   r.protocol = "DSN";
+                   log_->Reception(r);
+                   AnnounceQueued(id, rcpts);
+                   done(true);
+                 });
 }
 
 void Shard::Post(int target, ShardNote note) {
@@ -256,6 +370,8 @@ void Shard::BeginStop() {
     shutdown(l->fd, SHUT_RDWR);
   }
   if (pickup_) pickup_->Stop();
+  if (engine_) engine_->BeginStop();
+  if (control_) control_->Stop();
   // Shutdown() may destroy the connection: iterate over a copy.
   std::vector<Connection*> all = connections_;
   for (Connection* c : all) c->Shutdown();
@@ -276,8 +392,11 @@ void Shard::Tick() {
   CheckSpoolSpace();
   if (pickup_) pickup_->Tick(now_ms_);
   std::vector<Connection*> all = connections_;
+  if (engine_) engine_->Tick(now_ms_);
+  ledger_->Tick();
   if (stopping_ && now_ms_ >= stop_deadline_ms_) {
     for (Connection* c : all) c->ForceClose();
+    if (engine_) engine_->AbortAll();
     return;
   }
   for (Connection* c : all) c->CheckTimeouts(now_ms_);
@@ -286,7 +405,10 @@ void Shard::Tick() {
 void Shard::Run() {
   for (auto& l : listeners_) ArmAccept(l.get());
   ArmWake();
-  for (auto& [id, recipients] : recovered_) AnnounceQueued(id, recipients);
+  for (RecoveredMessage& m : recovered_) {
+    ledger_->Add(m.id, m.where, static_cast<uint32_t>(m.pending.size()));
+    if (!m.pending.empty()) AnnounceJobs(m.id, m.where, m.recipients, m.pending);
+  }
   recovered_.clear();
   recovered_.shrink_to_fit();
   if (pickup_) {
@@ -296,6 +418,7 @@ void Shard::Run() {
   next_tick_ms_ = now_ms_ + kTickMs;
   while (true) {
     int wait_ms = static_cast<int>(next_tick_ms_ > now_ms_ ? next_tick_ms_ - now_ms_ : 0);
+    if (engine_) wait_ms = engine_->NextWakeupMs(now_ms_, wait_ms);
     if (pickup_ && pickup_->has_work()) wait_ms = 0;  // files waiting: do not sleep
     ring_->RunOnce(wait_ms);
     // RunOnce submitted every SQE of the last turn: its dead can go.
@@ -316,7 +439,9 @@ void Shard::Run() {
       for (Connection* c : starved) c->ArmReceive();
     }
     if (pickup_) pickup_->Pump();
+    if (engine_) engine_->Pump(now_ms_);
     spool_->Flush();
+    ledger_->Flush();
     log_->Flush();
     if (!outbox_.empty()) FlushOutbox();
     // Notes still in the outbox must reach their owners before this shard
@@ -324,7 +449,8 @@ void Shard::Run() {
     // once every shard has joined.
     if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle() &&
         (!pickup_ || pickup_->idle() || now_ms_ >= stop_deadline_ms_) &&
-        (outbox_.empty() || now_ms_ >= stop_deadline_ms_)) {
+        (outbox_.empty() || now_ms_ >= stop_deadline_ms_) && ledger_->idle() &&
+        (!engine_ || engine_->idle() || now_ms_ >= stop_deadline_ms_ + kTickMs * 8)) {
       break;
     }
   }

@@ -505,8 +505,12 @@ class Sluice:
         max_recipients: Optional[int] = 1000,
         relay_from: Optional[str] = None,
         listen_hosts: Sequence[str] = ("127.0.0.1",),
+        delivery: bool = False,
     ):
         self.bin = require_sluice_bin()
+        # Ingestion tests keep their mail queued: without --no-delivery the
+        # daemon would resolve test domains through /etc/resolv.conf.
+        self.delivery = delivery
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.spool = spool or (workdir / "spool")
@@ -544,8 +548,29 @@ class Sluice:
             cmd += ["--max-recipients", str(self.max_recipients)]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
+        if not self.delivery:
+            cmd += ["--no-delivery"]
         cmd += self.extra_args
         return cmd
+
+    def admin(self, line: str, timeout: float = 10.0) -> list:
+        """Sends one control command to every shard's socket (server/control_socket.h);
+        returns the replies, shard by shard."""
+        replies = []
+        for n in range(self.shards):
+            path = self.spool / "control" / f"{n}.sock"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(scaled(timeout))
+                s.connect(str(path))
+                s.sendall(line.encode() + b"\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            replies.append(data.decode())
+        return replies
 
     def start(self, ready_timeout: float = 20.0) -> "Sluice":
         if self.config_path is not None:

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,10 @@ class QueueId {
 
   friend bool operator==(QueueId, QueueId) = default;
   friend auto operator<=>(QueueId, QueueId) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, QueueId id) {
+    return H::combine(std::move(h), id.value_);
+  }
 
  private:
   uint64_t value_ = 0;

@@ -118,6 +118,12 @@ class DomainQueue {
   void Flush();
   // Removes and returns every queued (not in-flight) job: `queue bounce DOMAIN`.
   std::vector<Job> DrainAll();
+  // Takes every ready job without a connection or a token; they count as in
+  // flight until reported with kNoConnection. For outcomes that decide a whole
+  // destination at once: a DNS failure, no MX host reachable.
+  std::vector<Job> TakeAllReady();
+  // Removes and returns the queued jobs of one message: `queue bounce ID`.
+  std::vector<Job> RemoveMessage(base::QueueId id);
 
   DomainStats Stats() const;  // O(jobs) for `oldest`: an admin call
   size_t ready_count() const { return ready_.size() - ready_head_; }

@@ -26,13 +26,28 @@
 #include "sluice/io/mailbox.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
+#include "sluice/delivery/engine.h"
+#include "sluice/delivery/ledger.h"
 #include "sluice/server/shard_note.h"
 #include "sluice/spool/spool_writer.h"
+
+namespace sluice::tls {
+class Credentials;  // TLS/AUTH state shared by the shards (tls/credentials.h)
+}  // namespace sluice::tls
 
 namespace sluice::server {
 
 class Connection;
+class ControlSocket;
 class PickupIngester;
+
+// A message found in the spool at start-up, for its home shard.
+struct RecoveredMessage {
+  base::QueueId id;
+  delivery::RecordRef where;
+  std::vector<std::string> recipients;  // every envelope recipient, in order
+  std::vector<uint32_t> pending;        // indexes not yet final (the journal said)
+};
 
 // Counters a shard keeps; read by tests and the admin side later.
 struct ShardStats {
@@ -50,18 +65,19 @@ struct OwnedDomain {
   uint64_t recipients = 0;
 };
 
-class Shard {
+class Shard final : public delivery::EngineHost {
  public:
   Shard(int index, const config::Config& config, int log_fd, base::QueueId id_floor,
         std::atomic<int64_t>& open_connections, io::Mailboxes<ShardNote>& mailboxes);
-  ~Shard();
+  ~Shard() override;
 
   // Sets up the ring, buffers, spool and listeners. Runs on the shard thread.
   absl::Status Init();
   // Messages found in the spool at start-up that this shard announces to
   // their destinations' owners when it starts running.
-  void AdoptRecovered(std::vector<std::pair<base::QueueId, std::vector<std::string>>> messages) {
+  void AdoptRecovered(std::vector<RecoveredMessage> messages, uint64_t journal_sequence) {
     recovered_ = std::move(messages);
+    journal_sequence_ = journal_sequence;
   }
   // Claimed pickup files a crash left unfinished (absolute paths); shard 0
   // processes them again when it starts (pickup_ingester.h).
@@ -76,7 +92,7 @@ class Shard {
   io::BufferRing& buffers() { return *buffers_; }
   spool::SpoolWriter& spool() { return *spool_; }
   uint64_t segment_flushes() const { return spool_ ? spool_->segment_flushes() : 0; }
-  log::AccountingLog& accounting() { return *log_; }
+  log::AccountingLog& accounting() override { return *log_; }
   const config::Config& config() const { return config_; }
   int index() const { return index_; }
   // False when the spool is short of space or this shard's undelivered
@@ -86,6 +102,9 @@ class Shard {
   uint64_t now_ms() const { return now_ms_; }
   bool stopping() const { return stopping_; }
   void Starved(Connection* c) { starved_.push_back(c); }
+  // TLS/AUTH: set by the server before Init(); null means neither is offered.
+  void set_credentials(tls::Credentials* c) { credentials_ = c; }
+  tls::Credentials* credentials() const { return credentials_; }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   // Takes every note waiting in this shard's mailboxes. Only from the shard's
@@ -99,6 +118,14 @@ class Shard {
   const absl::flat_hash_map<std::string, OwnedDomain>& owned_domains() const {
     return owned_domains_;
   }
+  // Null with --no-delivery.
+  delivery::Engine* engine() { return engine_.get(); }
+  delivery::Ledger& ledger() { return *ledger_; }
+
+  // delivery::EngineHost
+  void ReportFinal(base::QueueId id, uint16_t dir, std::vector<uint32_t> recipients) override;
+  void QueueLocal(std::string recipient, std::string message, bool eight_bit,
+                  std::function<void(bool)> done) override;
 
  private:
   struct Listener;
@@ -110,6 +137,10 @@ class Shard {
   void BeginStop();
   void CheckSpoolSpace();
   void Post(int target, ShardNote note);
+  void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
+                    const std::vector<std::string>& recipients,
+                    const std::vector<uint32_t>& indexes);
+  void OnNote(ShardNote note);
   void FlushOutbox();
 
   const int index_;
@@ -135,7 +166,11 @@ class Shard {
   io::Mailboxes<ShardNote>& mailboxes_;
   std::vector<std::pair<int, ShardNote>> outbox_;  // posts that found a full ring
   absl::flat_hash_map<std::string, OwnedDomain> owned_domains_;
-  std::vector<std::pair<base::QueueId, std::vector<std::string>>> recovered_;
+  std::vector<RecoveredMessage> recovered_;
+  uint64_t journal_sequence_ = 0;
+  std::unique_ptr<delivery::Ledger> ledger_;
+  std::unique_ptr<delivery::Engine> engine_;
+  std::unique_ptr<ControlSocket> control_;
   // The pickup directory: shard 0 only, when configured.
   std::unique_ptr<PickupIngester> pickup_;
   std::vector<std::string> claimed_;
@@ -146,6 +181,7 @@ class Shard {
   bool stopping_ = false;
   uint64_t stop_deadline_ms_ = 0;
 
+  tls::Credentials* credentials_ = nullptr;  // TLS/AUTH, shared, owned by the server
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool spool_available_ = true;

@@ -1,11 +1,14 @@
 // What shards tell each other through io::Mailboxes: small values, moved
-// through a bounded ring. Today: "message ID holds N recipients at DOMAIN",
-// sent to the shard that owns DOMAIN (OwnerShard) when a message is queued
-// or recovered. The delivery engine builds its per-domain queues from these.
+// through a bounded ring. A queued or recovered message's home shard (the one
+// owning its spool directory) sends one kJob per recipient domain to the
+// domain's owner (OwnerShard), whose delivery engine queues it; the owner
+// sends kFinal back when recipients are delivered, bounced or expired, and
+// the home shard's ledger makes that durable.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "sluice/base/queue_id.h"
@@ -13,9 +16,18 @@
 namespace sluice::server {
 
 struct ShardNote {
+  enum class Kind : uint8_t {
+    kJob,    // to a domain's owner: deliver `recipients` of `id` at `domain`
+    kFinal,  // to a record's home: `recipients` of `id` reached a final outcome
+  };
+  Kind kind = Kind::kJob;
   base::QueueId id;
-  uint32_t recipients = 0;
-  std::string domain;  // lower-case
+  uint16_t dir = 0;      // the spool directory holding the record
+  std::string domain;    // kJob: lower-case
+  std::string file;      // kJob: the record's file in `dir`
+  uint64_t offset = 0;   // kJob
+  uint64_t length = 0;   // kJob (0: to the end of the file)
+  std::vector<uint32_t> recipients;  // indexes into the envelope's recipients
 };
 
 // The shard that owns a destination domain. FNV-1a: stable across threads,

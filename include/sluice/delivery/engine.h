@@ -1,0 +1,160 @@
+// The delivery engine of one shard: the "owner" side of delivery.
+//
+// Each recipient domain is owned by one shard (server/shard_note.h's
+// OwnerShard). Jobs (message, domain, recipient indexes) arrive here through
+// the mailboxes; the engine keeps them in the pure queue::QueueSet (per-domain
+// queues, shaping gates, retry heap), resolves the domain with the shard's
+// dns::Resolver (or follows a configured route), opens OutboundConnections
+// within the shaping limits, reads each message's record back from the spool
+// and hands it to the connection's smtp::ClientSession.
+//
+// Outcomes: delivered, bounced (5xx, null MX, NXDOMAIN) and expired
+// recipients are final; the engine writes the accounting record, queues a DSN
+// to the sender for bounced and expired ones (never for a <> sender, never
+// for a DSN), and tells the record's home shard (Host::ReportFinal) once the
+// DSN is durable. Transient failures are deferred on the retry schedule, in
+// memory: after a restart every recovered job is tried again at once.
+//
+// Nothing here blocks: the shard's loop calls Pump() every turn (it only
+// touches domains whose wake-up time has come), Tick() from its timer and
+// NextWakeupMs() to bound its sleep.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "sluice/base/queue_id.h"
+#include "sluice/config/config.h"
+#include "sluice/delivery/ledger.h"
+#include "sluice/delivery/outbound_connection.h"
+#include "sluice/dns/resolver.h"
+#include "sluice/io/ring.h"
+#include "sluice/log/accounting_log.h"
+#include "sluice/queue/queue_set.h"
+#include "sluice/spool/message_file.h"
+
+namespace sluice::delivery {
+
+// What the engine needs from its shard.
+class EngineHost {
+ public:
+  virtual ~EngineHost() = default;
+  // Recipients of message `id` (record in spool directory `dir`) are final.
+  virtual void ReportFinal(base::QueueId id, uint16_t dir, std::vector<uint32_t> recipients) = 0;
+  // Spools a locally generated message (a DSN) from <> and announces it;
+  // `done(ok)` once it is durable (or failed).
+  virtual void QueueLocal(std::string recipient, std::string message, bool eight_bit,
+                          std::function<void(bool)> done) = 0;
+  virtual log::AccountingLog& accounting() = 0;
+};
+
+struct EngineStats {
+  uint64_t jobs_received = 0;
+  uint64_t delivered = 0;  // recipients
+  uint64_t deferred = 0;
+  uint64_t bounced = 0;
+  uint64_t expired = 0;
+  uint64_t dsns = 0;
+  uint64_t connections_opened = 0;
+  uint64_t connection_failures = 0;
+  uint64_t record_errors = 0;
+};
+
+class Engine final : public ConnectionDelegate {
+ public:
+  Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname);
+  ~Engine() override;
+
+  absl::Status Init();
+
+  // A job from a home shard: `recipients` of message `id` are for `domain`.
+  void AddJob(base::QueueId id, const RecordRef& where, const std::string& domain,
+              const std::vector<uint32_t>& recipients);
+
+  // Every loop turn: starts the work whose time has come.
+  void Pump(uint64_t now_ms);
+  // From the shard's timer: session timeouts, idle connections, DNS timers.
+  void Tick(uint64_t now_ms);
+  // Milliseconds until the engine next needs the loop (capped at max_ms).
+  int NextWakeupMs(uint64_t now_ms, int max_ms);
+
+  // Stop: no new connections; idle ones say QUIT, busy ones finish their
+  // message. idle() once every connection is gone.
+  void BeginStop();
+  void AbortAll();
+  bool idle() const;
+
+  // Administration (the shard's control socket). JSON text.
+  std::string ListJson();
+  size_t Flush(std::string_view domain);  // "" = every domain; returns domains touched
+  bool Suspend(std::string_view domain);
+  bool Resume(std::string_view domain);
+  // Bounces every queued job of `domain`, or of message id when `domain`
+  // parses as a queue id. Returns recipients bounced.
+  size_t BounceQueued(std::string_view what);
+
+  const EngineStats& stats() const { return stats_; }
+  size_t queued_domains() { return queues_.domain_count(); }
+
+  // ConnectionDelegate
+  void OnReady(OutboundConnection& c) override;
+  void OnBodyWanted(OutboundConnection& c) override;
+  void OnRecipientResult(OutboundConnection& c, size_t index, smtp::Outcome outcome,
+                         const smtp::Reply& reply) override;
+  void OnMessageDone(OutboundConnection& c, const smtp::MessageResult& result) override;
+  void OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool ever_ready) override;
+  void Released(OutboundConnection& c) override;
+
+ private:
+  struct Destination;
+  struct Message;
+  struct Active;
+  struct Final;
+
+  Destination& DestinationFor(queue::DomainQueue& q);
+  void Work(queue::DomainQueue& q, uint64_t now_us);
+  void Resolve(Destination& d);
+  void OnResolved(const std::string& domain, const dns::MxResult& result);
+  void FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
+                 const std::string& mx);
+  void OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us);
+  void StartJob(OutboundConnection& c, queue::Job job);
+  void OnRecord(Active* a, absl::StatusOr<std::string> bytes);
+  void FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive);
+  void Conclude(const queue::Job& job, const std::string& domain, const spool::Envelope* envelope,
+                std::vector<Final> finals, const std::string& mx, const std::string& ip);
+  void SendDsnThenReport(base::QueueId id, uint16_t dir, std::vector<Final> failed,
+                         std::vector<uint32_t> done_already, bool expired, const std::string& mx);
+  void ReleaseMessage(base::QueueId id, size_t recipients_done);
+  void ReadRecord(const RecordRef& where, std::function<void(absl::StatusOr<std::string>)> done);
+  void Record(const char* type, base::QueueId id, const std::string& sender,
+              const std::string& recipient, const std::string& domain, const std::string& mx,
+              const std::string& ip, const smtp::Reply& reply, uint32_t attempt);
+
+  io::Ring& ring_;
+  const config::Config& config_;
+  EngineHost& host_;
+  const std::string hostname_;
+  OutboundOptions options_;
+  queue::QueueSet queues_;
+  std::unique_ptr<dns::Resolver> resolver_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Destination>> destinations_;
+  absl::flat_hash_map<base::QueueId, Message> messages_;
+  std::vector<OutboundConnection*> connections_;
+  std::vector<OutboundConnection*> dying_;
+  std::vector<OutboundConnection*> dead_;
+  std::vector<queue::DomainQueue*> due_;
+  absl::flat_hash_map<int, int> dir_fds_;
+  std::vector<std::pair<std::string, int>> file_fds_;  // small LRU: "dir/name" -> fd
+  uint64_t now_ms_ = 0;
+  bool stopping_ = false;
+  EngineStats stats_;
+};
+
+}  // namespace sluice::delivery

@@ -1,0 +1,131 @@
+// The ledger: a shard's record of the messages whose spool records live in
+// the directories it owns ("home" side of delivery).
+//
+// Delivery happens on the shard that owns a recipient's domain, which is
+// usually not the shard that wrote the message. The owners tell the home
+// shard, through the mailboxes, which recipients reached a final outcome
+// (delivered, bounced, expired). The ledger makes that durable:
+//
+// - when a message's last pending recipients become final, its record is
+//   retired: the 8-byte tombstone magic is written over its preamble and the
+//   segment fdatasynced (one fdatasync per touched segment per loop turn), or
+//   a message file is unlinked and the directory fsynced;
+// - when only some become final, they are appended to the journal
+//   (spool/journal.h), fdatasynced once per turn;
+// - a segment whose records are all retired is unlinked (no directory fsync
+//   needed: its tombstones are already durable), unless the spool writer is
+//   still appending to it; a journal file goes once every message it names
+//   is retired.
+//
+// Crash window (docs/ARCHITECTURE.md): a recipient whose receiver said 250 but
+// whose final note was not yet durable is delivered again after a restart.
+// Nothing is ever lost: a record is retired only after all its recipients
+// were reported final.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "sluice/base/queue_id.h"
+#include "sluice/io/ring.h"
+
+namespace sluice::delivery {
+
+// Where a record lives: a directory number and a file name inside it.
+struct RecordRef {
+  uint16_t dir = 0;
+  std::string file;     // "<id>.seg" or "<id>.msg"
+  uint64_t offset = 0;  // in a segment
+  uint64_t length = 0;  // 0: to the end of the file
+};
+
+struct LedgerStats {
+  uint64_t messages_added = 0;
+  uint64_t messages_retired = 0;
+  uint64_t journal_entries = 0;
+  uint64_t segments_removed = 0;
+  uint64_t journals_removed = 0;
+  uint64_t io_errors = 0;
+};
+
+class Ledger {
+ public:
+  // `spool_root` holds the numbered directories; `own_dir` is where this
+  // shard's journal goes; `current_segment` names the segment the spool
+  // writer of own_dir still appends to (never removed).
+  Ledger(io::Ring& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
+         std::function<std::string()> current_segment);
+  ~Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  // A record that is durable now, with `pending` recipients not yet final.
+  void Add(base::QueueId id, const RecordRef& where, uint32_t pending);
+  // Where a live message's record is (nullptr if unknown or retired).
+  std::optional<RecordRef> Find(base::QueueId id) const;
+
+  // Recipients of `id` reached a final outcome (indexes into its envelope;
+  // each reported once).
+  void Final(base::QueueId id, const uint32_t* recipients, size_t count);
+
+  // Once per loop turn: starts the journal append and the retirements due.
+  void Flush();
+  // Every few hundred milliseconds: removes emptied segments and journals.
+  void Tick();
+  bool idle() const;
+
+  size_t live_messages() const { return live_.size(); }
+  const LedgerStats& stats() const { return stats_; }
+
+ private:
+  struct File;
+  struct Live {
+    File* file;
+    uint64_t offset;
+    uint64_t length;
+    uint32_t pending;
+    absl::InlinedVector<uint32_t, 1> journals;  // sequence numbers naming this message
+  };
+  struct Journal {
+    uint64_t seq;
+    int fd = -1;
+    uint64_t size = 0;
+    uint32_t live = 0;  // live messages with entries in it
+  };
+  struct RetireBatch;
+  struct JournalWrite;
+
+  File* FileFor(const RecordRef& where);
+  void Retire(base::QueueId id);
+  void OnRetired(RetireBatch* batch, int result);
+  void OnJournalWritten(JournalWrite* write, int result);
+  void ReleaseJournals(const Live& m);
+  void MaybeRemove(File* f);
+  void OpenJournal();
+
+  io::Ring& ring_;
+  const std::string root_;
+  const int own_dir_;
+  std::function<std::string()> current_segment_;
+  absl::flat_hash_map<base::QueueId, Live> live_;
+  absl::flat_hash_map<std::string, std::unique_ptr<File>> files_;  // by "dir/name"
+  absl::flat_hash_map<uint64_t, Journal> journals_;
+  uint64_t journal_seq_;
+  Journal* journal_ = nullptr;  // the one appended to
+
+  // This turn's work.
+  std::string journal_buffer_;
+  std::vector<std::pair<base::QueueId, uint32_t>> journal_pending_;  // (id, count)
+  std::vector<base::QueueId> retire_pending_;
+  size_t in_flight_ = 0;  // batches and journal writes
+  std::vector<File*> maybe_empty_;
+  LedgerStats stats_;
+};
+
+}  // namespace sluice::delivery

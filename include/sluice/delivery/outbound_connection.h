@@ -1,0 +1,154 @@
+// One outbound SMTP connection: the io_uring glue around the pure
+// smtp::ClientSession (connect, receive, send, timeouts). It knows nothing of
+// queues or jobs; its Delegate (the delivery engine) decides what to send.
+//
+// A connection is given the destination's targets in delivery order (MX
+// hosts by preference, each host's addresses). A target that cannot be
+// reached, or that refuses us before the session is ready (greeting or EHLO
+// not 2xx, 421, timeout), is skipped for the next one on a fresh socket; when
+// all are exhausted the delegate hears OnFinished with ever_ready = false.
+//
+// I/O: connect with a linked timeout; one receive (into a 16 KiB buffer) and
+// at most one send in flight. The session's timeouts are checked from the
+// engine's tick. The object is freed by the engine only after every operation
+// it started has completed (Released).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <linux/time_types.h>
+#include <sys/socket.h>
+
+#include "sluice/base/cidr.h"
+#include "sluice/dns/resolver.h"
+#include "sluice/io/ring.h"
+#include "sluice/smtp/client_session.h"
+
+namespace sluice::delivery {
+
+struct Target {
+  std::string host;  // MX host name (or the route's host)
+  dns::IpAddress ip;
+};
+
+class OutboundConnection;
+
+class ConnectionDelegate {
+ public:
+  virtual ~ConnectionDelegate() = default;
+  // The session is idle: start a message on it, or Quit().
+  virtual void OnReady(OutboundConnection& c) = 0;
+  virtual void OnBodyWanted(OutboundConnection& c) = 0;
+  virtual void OnRecipientResult(OutboundConnection& c, size_t index, smtp::Outcome outcome,
+                                 const smtp::Reply& reply) = 0;
+  virtual void OnMessageDone(OutboundConnection& c, const smtp::MessageResult& result) = 0;
+  // The connection is over. ever_ready: some target reached an idle session.
+  virtual void OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool ever_ready) = 0;
+  // Every operation has completed: the object may be freed (after this turn).
+  virtual void Released(OutboundConnection& c) = 0;
+};
+
+struct OutboundOptions {
+  smtp::ClientConfig client;
+  std::optional<base::SocketAddress> source;  // bind before connect
+  uint32_t connect_timeout_ms = 30000;
+};
+
+class OutboundConnection final : public smtp::ClientHandler {
+ public:
+  OutboundConnection(io::Ring& ring, ConnectionDelegate& delegate, const OutboundOptions& options,
+                     std::vector<Target> targets, uint16_t port);
+  ~OutboundConnection() override;
+  OutboundConnection(const OutboundConnection&) = delete;
+  OutboundConnection& operator=(const OutboundConnection&) = delete;
+
+  void Start(uint64_t now_ms);
+  // Sends whatever the session has produced (call after StartMessage,
+  // AppendBody, EndBody, Quit).
+  void Send();
+  // Checks the session's timeout and the idle limit.
+  void Tick(uint64_t now_ms);
+  // Closes at once (shutdown, no QUIT): the session reports its losses.
+  void Abort();
+
+  smtp::ClientSession& session() { return *session_; }
+  const Target& target() const { return targets_[target_index_]; }
+  bool finished() const { return finished_; }
+  uint64_t idle_since_ms() const { return idle_since_ms_; }
+  void set_idle_since_ms(uint64_t ms) { idle_since_ms_ = ms; }
+
+  // The engine's bookkeeping.
+  void* owner = nullptr;     // the destination it serves
+  uint32_t queue_slot = 0;   // queue::ConnectionId
+  void* job = nullptr;       // the job in flight, if any
+
+ private:
+  struct Op final : io::Completion {
+    Op(OutboundConnection* owner, void (OutboundConnection::*method)(int))
+        : c(owner), fn(method) {}
+    void OnComplete(int result, uint32_t) override { (c->*fn)(result); }
+    OutboundConnection* c;
+    void (OutboundConnection::*fn)(int);
+  };
+
+  // smtp::ClientHandler
+  void OnCapabilities(const smtp::Capabilities&) override {}
+  void OnSessionReady() override;
+  void OnBodyWanted() override;
+  void OnRecipientResult(size_t index, smtp::Outcome outcome, const smtp::Reply& reply) override;
+  void OnMessageDone(const smtp::MessageResult& result) override;
+  void OnClosed(const smtp::CloseInfo& info) override;
+
+  void Connect();
+  void OnConnect(int result);
+  void OnConnectTimeout(int result);
+  void ArmReceive();
+  void OnReceive(int result);
+  void OnSent(int result);
+  void CloseSocket();
+  void NextTargetOrFinish(const smtp::CloseInfo& info);
+  void MaybeReleased();
+
+  io::Ring& ring_;
+  ConnectionDelegate& delegate_;
+  const OutboundOptions& options_;
+  std::vector<Target> targets_;
+  const uint16_t port_;
+  size_t target_index_ = 0;
+  std::unique_ptr<smtp::ClientSession> session_;
+  int fd_ = -1;
+  sockaddr_storage peer_{};
+  socklen_t peer_size_ = 0;
+  bool connected_ = false;
+  bool ever_ready_ = false;
+  bool finished_ = false;
+  bool closing_ = false;  // the session closed: flush output, then close the socket
+  bool receiving_ = false;
+  bool sending_ = false;
+  bool connecting_ = false;
+  int ops_ = 0;
+  bool released_ = false;
+  bool pending_next_ = false;
+  std::vector<int> closed_fds_;  // closed sockets of earlier targets, freed when ops end
+  smtp::CloseInfo last_failure_;
+  std::string sending_buffer_;
+  size_t sent_ = 0;
+  char receive_buffer_[16384];
+  uint64_t now_ms_ = 0;
+  uint64_t timer_epoch_ = ~0ull;
+  uint64_t deadline_ms_ = 0;
+  uint64_t idle_since_ms_ = 0;
+  smtp::CloseInfo last_close_;
+  __kernel_timespec connect_timeout_{};
+  Op connect_op_{this, &OutboundConnection::OnConnect};
+  Op timeout_op_{this, &OutboundConnection::OnConnectTimeout};
+  Op receive_op_{this, &OutboundConnection::OnReceive};
+  Op send_op_{this, &OutboundConnection::OnSent};
+};
+
+}  // namespace sluice::delivery

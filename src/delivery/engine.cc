@@ -1,0 +1,840 @@
+#include "sluice/delivery/engine.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/check.h"
+#include "sluice/base/clock.h"
+#include "sluice/base/strings.h"
+#include "sluice/dsn/dsn.h"
+#include "sluice/log/json.h"
+
+namespace sluice::delivery {
+namespace {
+
+constexpr size_t kFileCache = 64;      // open spool files kept for reading records
+constexpr size_t kMaxTargets = 20;     // addresses tried per connection
+constexpr size_t kBodyPiece = 64 * 1024;
+
+smtp::Reply MakeReply(int code, std::string_view enhanced, std::string text, bool local = true) {
+  smtp::Reply r;
+  r.code = code;
+  r.local = local;
+  size_t used = 0;
+  smtp::EnhancedCode::Parse(enhanced, r.enhanced, used);
+  r.text = std::move(text);
+  r.lines = 1;
+  return r;
+}
+
+std::string DomainOf(std::string_view address) {
+  const size_t at = address.rfind('@');
+  std::string d(at == std::string_view::npos ? std::string_view() : address.substr(at + 1));
+  for (char& c : d) c = base::AsciiLower(c);
+  return d;
+}
+
+// "550 5.1.1 text; more text": the reply as a receiver would quote it.
+std::string Diagnostic(const smtp::Reply& r) {
+  std::string out = absl::StrCat(r.code);
+  if (r.enhanced.valid()) absl::StrAppend(&out, " ", r.enhanced.ToString());
+  std::string text = r.text;
+  std::replace(text.begin(), text.end(), '\n', ';');
+  if (!text.empty()) absl::StrAppend(&out, " ", text);
+  return out;
+}
+
+std::string StatusOf(const smtp::Reply& r, bool expired) {
+  if (r.enhanced.valid() && (r.enhanced.cls == 5 || !expired)) return r.enhanced.ToString();
+  if (expired) return "4.4.7";
+  return r.code >= 500 ? "5.0.0" : "4.0.0";
+}
+
+// Finalize() validated the rules: a failure here is a bug.
+queue::ShapingPolicy PolicyFrom(const config::Config& config) {
+  auto policy = queue::ShapingPolicy::Create(config.shaping);
+  SLUICE_CHECK(policy.ok());
+  return std::move(*policy);
+}
+
+}  // namespace
+
+struct Engine::Destination {
+  std::string domain;
+  queue::DomainQueue* q = nullptr;
+  std::vector<Target> targets;
+  uint16_t port = 25;
+  uint64_t expires_ms = 0;  // 0: not resolved
+  bool resolving = false;
+  std::vector<OutboundConnection*> conns;
+};
+
+struct Engine::Message {
+  RecordRef where;
+  uint32_t jobs = 0;
+};
+
+// One job on its way: on a connection, or decided without one (DNS failure,
+// unreachable destination, administrator's bounce).
+struct Engine::Active {
+  queue::Job job;
+  std::string domain;
+  OutboundConnection* conn = nullptr;
+  bool detached = false;  // decided without a connection: `preset` is every result
+  bool abandoned = false;  // its connection ended before the message started
+  bool reported = false;   // already out of the queue (administrator's bounce)
+  smtp::Reply preset;
+  std::string record;
+  std::optional<spool::ParsedFile> parsed;
+  std::vector<std::optional<std::pair<smtp::Outcome, smtp::Reply>>> results;
+  size_t body_pos = 0;
+  bool body_ended = false;
+};
+
+struct Engine::Final {
+  uint32_t index;
+  smtp::Reply reply;
+};
+
+namespace {
+
+// A read of one spool record through the ring.
+struct ReadOp final : io::Completion {
+  io::Ring* ring;
+  int fd;
+  uint64_t offset;
+  std::string bytes;
+  size_t done = 0;
+  std::function<void(absl::StatusOr<std::string>)> callback;
+
+  void Submit() {
+    io_uring_sqe* sqe = ring->Prepare(this);
+    io_uring_prep_read(sqe, fd, bytes.data() + done, static_cast<unsigned>(bytes.size() - done),
+                       offset + done);
+  }
+  void OnComplete(int result, uint32_t) override {
+    if (result < 0) {
+      auto cb = std::move(callback);
+      const int err = -result;
+      delete this;
+      return cb(absl::InternalError(absl::StrCat("read spool record: ", std::strerror(err))));
+    }
+    if (result == 0) {
+      auto cb = std::move(callback);
+      delete this;
+      return cb(absl::DataLossError("spool record shorter than recorded"));
+    }
+    done += static_cast<size_t>(result);
+    if (done < bytes.size()) return Submit();
+    auto cb = std::move(callback);
+    std::string out = std::move(bytes);
+    delete this;
+    cb(std::move(out));
+  }
+};
+
+}  // namespace
+
+Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host,
+               std::string hostname)
+    : ring_(ring),
+      config_(config),
+      host_(host),
+      hostname_(std::move(hostname)),
+      queues_(PolicyFrom(config), queue::RetrySchedule(config.retry)) {
+  smtp::ClientConfig& c = options_.client;
+  c.helo_name = config.helo_name.empty() ? hostname_ : config.helo_name;
+  c.max_recipients_per_transaction = config.max_recipients_per_transaction;
+  c.use_pipelining = config.outbound_pipelining;
+  c.use_chunking = config.outbound_chunking;
+  const config::DeliveryTimeouts& t = config.timeouts;
+  using ms = std::chrono::milliseconds;
+  c.timeouts.greeting = ms(t.greeting_ms);
+  c.timeouts.ehlo = ms(t.ehlo_ms);
+  c.timeouts.starttls = ms(t.starttls_ms);
+  c.timeouts.mail = ms(t.mail_ms);
+  c.timeouts.rcpt = ms(t.rcpt_ms);
+  c.timeouts.data_init = ms(t.data_init_ms);
+  c.timeouts.data_block = ms(t.data_block_ms);
+  c.timeouts.final_dot = ms(t.final_dot_ms);
+  c.timeouts.rset = ms(t.rset_ms);
+  c.timeouts.quit = ms(t.quit_ms);
+  options_.connect_timeout_ms = t.connect_ms;
+  if (!config.source_address.empty()) {
+    auto a = base::SocketAddress::Parse(config.source_address.find(':') == std::string::npos
+                                            ? absl::StrCat(config.source_address, ":0")
+                                            : absl::StrCat("[", config.source_address, "]:0"));
+    if (a.ok()) options_.source = *a;
+  }
+}
+
+Engine::~Engine() {
+  for (OutboundConnection* c : dead_) delete c;
+  for (OutboundConnection* c : dying_) delete c;
+  for (auto& [k, fd] : dir_fds_) close(fd);
+  for (auto& [k, fd] : file_fds_) close(fd);
+}
+
+absl::Status Engine::Init() {
+  dns::ResolverConfig rc;
+  rc.servers = config_.dns_servers;
+  rc.timeout_ms = static_cast<int>(config_.dns_timeout_ms);
+  rc.tries = static_cast<int>(config_.dns_tries);
+  auto resolver = dns::Resolver::Create(ring_, rc);
+  if (!resolver.ok()) return resolver.status();
+  resolver_ = std::move(*resolver);
+  return absl::OkStatus();
+}
+
+void Engine::AddJob(base::QueueId id, const RecordRef& where, const std::string& domain,
+                    const std::vector<uint32_t>& recipients) {
+  const uint64_t now_us = base::WallMicros();
+  Message& m = messages_[id];
+  if (m.jobs == 0) m.where = where;
+  // One job per transaction's worth of recipients.
+  const size_t per = std::max<size_t>(1, config_.max_recipients_per_transaction);
+  for (size_t i = 0; i < recipients.size(); i += per) {
+    queue::Job job;
+    job.message = id;
+    for (size_t k = i; k < std::min(recipients.size(), i + per); ++k) {
+      job.recipients.push_back(recipients[k]);
+    }
+    ++m.jobs;
+    ++stats_.jobs_received;
+    queues_.Enqueue(domain, std::move(job), now_us);
+  }
+  // Enqueue filed the domain under "now": the next Pump works it.
+}
+
+Engine::Destination& Engine::DestinationFor(queue::DomainQueue& q) {
+  auto& slot = destinations_[q.domain()];
+  if (!slot) {
+    slot = std::make_unique<Destination>();
+    slot->domain = q.domain();
+    slot->q = &q;
+  }
+  return *slot;
+}
+
+void Engine::Pump(uint64_t now_ms) {
+  now_ms_ = now_ms;
+  for (OutboundConnection* c : dead_) delete c;
+  dead_.swap(dying_);
+  dying_.clear();
+  const uint64_t now_us = base::WallMicros();
+  due_.clear();
+  queues_.Due(now_us, due_);
+  for (queue::DomainQueue* q : due_) {
+    Work(*q, now_us);
+    queues_.Reschedule(*q, now_us);
+  }
+}
+
+int Engine::NextWakeupMs(uint64_t, int max_ms) {
+  int wait = max_ms;
+  const queue::Micros next = queues_.NextWakeup();
+  if (next != queue::kNever) {
+    const uint64_t now_us = base::WallMicros();
+    const uint64_t ms = next <= now_us ? 0 : (next - now_us + 999) / 1000;
+    wait = static_cast<int>(std::min<uint64_t>(ms, static_cast<uint64_t>(wait)));
+  }
+  if (resolver_) wait = resolver_->NextTickMs(wait);
+  return wait;
+}
+
+void Engine::Work(queue::DomainQueue& q, uint64_t now_us) {
+  Destination& d = DestinationFor(q);
+  if (stopping_ || q.ready_count() == 0) return;
+  if (d.expires_ms <= now_ms_) {
+    if (!d.resolving) Resolve(d);
+    if (d.targets.empty() || d.resolving) return;
+  }
+  // Idle connections take work first.
+  for (OutboundConnection* c : std::vector<OutboundConnection*>(d.conns)) {
+    if (q.ready_count() == 0) break;
+    if (!c->finished() && c->job == nullptr && c->idle_since_ms() != 0) {
+      c->set_idle_since_ms(0);
+      OnReady(*c);
+    }
+  }
+  // Then new connections, one per ready job not yet covered by a connection
+  // that is still opening, within the shaping gate and the shard's limit.
+  auto unbusy = [&] {
+    size_t n = 0;
+    for (OutboundConnection* c : d.conns) n += (!c->finished() && c->job == nullptr);
+    return n;
+  };
+  while (q.ready_count() > unbusy() && connections_.size() < config_.max_outbound_connections &&
+         q.MayOpenConnection(now_us).ok()) {
+    OpenConnection(d, q, now_us);
+  }
+}
+
+void Engine::Resolve(Destination& d) {
+  d.resolving = true;
+  const config::Route* route = config::FindRoute(config_, d.domain);
+  d.port = route != nullptr ? route->port : config_.mx_port;
+  std::string name = route != nullptr ? route->host : d.domain;
+  if (route != nullptr) {
+    // A literal next hop needs no lookup.
+    dns::IpAddress ip;
+    std::string literal = name;
+    if (!literal.empty() && literal.front() == '[') literal = literal.substr(1, literal.size() - 2);
+    if (inet_pton(AF_INET, literal.c_str(), ip.bytes) == 1) {
+      ip.family = AF_INET;
+    } else if (inet_pton(AF_INET6, literal.c_str(), ip.bytes) == 1) {
+      ip.family = AF_INET6;
+    }
+    if (ip.family != 0) {
+      d.resolving = false;
+      d.targets = {Target{literal, ip}};
+      d.expires_ms = UINT64_MAX;
+      return;
+    }
+  }
+  const std::string domain = d.domain;
+  resolver_->ResolveMx(name, [this, domain](const dns::MxResult& r) { OnResolved(domain, r); });
+}
+
+void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) {
+  auto it = destinations_.find(domain);
+  if (it == destinations_.end()) return;
+  Destination& d = *it->second;
+  d.resolving = false;
+  queue::DomainQueue& q = *d.q;
+  const uint64_t now_us = base::WallMicros();
+  if (result.ok()) {
+    d.targets.clear();
+    for (const dns::MxHost& h : result.hosts) {
+      for (const dns::IpAddress& ip : h.addresses) {
+        if (d.targets.size() < kMaxTargets) d.targets.push_back(Target{h.name, ip});
+      }
+    }
+    // The resolver caches by TTL; this only spares a callback per turn.
+    d.expires_ms = now_ms_ + 1000ull * std::clamp<uint32_t>(result.ttl_s, 1, 300);
+    if (!result.hosts.empty() && q.open_connections() == 0) {
+      queues_.BindMx(q, result.hosts.front().name, now_us);
+    }
+    Work(q, now_us);
+  } else {
+    const bool permanent = result.kind == dns::ResultKind::kPermanent;
+    d.targets.clear();
+    d.expires_ms = 0;
+    const std::string code = result.enhanced_code.empty() ? (permanent ? "5.4.4" : "4.4.3")
+                                                          : result.enhanced_code;
+    FailReady(q, MakeReply(permanent ? 550 : 451, code, result.text), permanent, "");
+  }
+  queues_.Reschedule(q, now_us);
+}
+
+void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
+                       const std::string&) {
+  for (queue::Job& job : q.TakeAllReady()) {
+    auto* a = new Active();
+    a->domain = q.domain();
+    a->detached = true;
+    a->preset = reply;
+    a->preset.code = permanent ? std::max(reply.code, 550) : reply.code;
+    a->job = std::move(job);
+    auto m = messages_.find(a->job.message);
+    SLUICE_CHECK(m != messages_.end());
+    ReadRecord(m->second.where, [this, a](absl::StatusOr<std::string> bytes) {
+      OnRecord(a, std::move(bytes));
+    });
+  }
+}
+
+void Engine::OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us) {
+  const queue::ConnectionId slot = q.OpenConnection(now_us);
+  auto* c = new OutboundConnection(ring_, *this, options_, d.targets, d.port);
+  c->owner = &d;
+  c->queue_slot = slot;
+  d.conns.push_back(c);
+  connections_.push_back(c);
+  ++stats_.connections_opened;
+  c->Start(now_ms_);
+}
+
+void Engine::OnReady(OutboundConnection& c) {
+  auto& d = *static_cast<Destination*>(c.owner);
+  queue::DomainQueue& q = *d.q;
+  if (stopping_) {
+    c.session().Quit();
+    c.Send();
+    return;
+  }
+  const uint64_t now_us = base::WallMicros();
+  std::optional<queue::Job> job = q.TakeReady(c.queue_slot, now_us);
+  if (!job) {
+    const queue::GateDecision why = q.MaySend(c.queue_slot, now_us);
+    if (why.gate == queue::Gate::kConnectionDone || why.gate == queue::Gate::kSuspended) {
+      c.session().Quit();
+      c.Send();
+    } else {
+      c.set_idle_since_ms(std::max<uint64_t>(now_ms_, 1));
+    }
+    queues_.Reschedule(q, now_us);
+    return;
+  }
+  c.set_idle_since_ms(0);
+  StartJob(c, std::move(*job));
+}
+
+void Engine::StartJob(OutboundConnection& c, queue::Job job) {
+  auto* a = new Active();
+  a->domain = static_cast<Destination*>(c.owner)->domain;
+  a->conn = &c;
+  a->job = std::move(job);
+  c.job = a;
+  auto m = messages_.find(a->job.message);
+  SLUICE_CHECK(m != messages_.end());
+  ReadRecord(m->second.where,
+             [this, a](absl::StatusOr<std::string> bytes) { OnRecord(a, std::move(bytes)); });
+}
+
+void Engine::OnRecord(Active* a, absl::StatusOr<std::string> bytes) {
+  if (bytes.ok()) {
+    a->record = std::move(*bytes);
+    auto parsed = spool::ParseFile(a->record);
+    if (parsed.ok()) {
+      a->parsed = std::move(*parsed);
+    } else {
+      bytes = parsed.status();
+    }
+  }
+  if (!bytes.ok()) {
+    ++stats_.record_errors;
+    std::fprintf(stderr, "sluice: delivery: message %s: %s\n", a->job.message.ToString().c_str(),
+                 std::string(bytes.status().message()).c_str());
+  }
+  a->results.resize(a->job.recipients.size());
+  if (a->detached || a->abandoned || !a->parsed) {
+    smtp::Reply reply = a->preset;
+    if (!a->detached) {
+      reply = MakeReply(451, "4.3.0",
+                        a->parsed ? "connection ended before the message started"
+                                  : "spool record unreadable");
+    }
+    OutboundConnection* c = a->detached || a->abandoned ? nullptr : a->conn;
+    if (c != nullptr) c->job = nullptr;
+    FinishJob(c, a, reply);
+    if (c != nullptr) OnReady(*c);  // the session is still idle
+    return;
+  }
+  // Build the transaction.
+  const spool::Envelope& env = a->parsed->envelope;
+  smtp::OutboundMessage msg;
+  msg.sender = env.sender;
+  for (uint32_t idx : a->job.recipients) {
+    msg.recipients.push_back(idx < env.recipients.size() ? env.recipients[idx].address
+                                                         : std::string());
+  }
+  msg.size = env.added_headers.size() + a->parsed->body.size();
+  msg.eight_bit = env.eight_bit;
+  msg.smtputf8 = env.smtputf8;
+  OutboundConnection& c = *a->conn;
+  if (!c.session().StartMessage(msg)) {
+    c.job = nullptr;
+    FinishJob(&c, a, MakeReply(451, "4.3.0", "session not ready"));
+    return;
+  }
+  c.Send();
+}
+
+void Engine::OnBodyWanted(OutboundConnection& c) {
+  auto* a = static_cast<Active*>(c.job);
+  if (a == nullptr || !a->parsed || a->body_ended) return;
+  const std::string& head = a->parsed->envelope.added_headers;
+  const std::string_view body = a->parsed->body;
+  const size_t total = head.size() + body.size();
+  smtp::ClientSession& s = c.session();
+  while (a->body_pos < total && !s.body_paused()) {
+    if (a->body_pos < head.size()) {
+      s.AppendBody(std::string_view(head).substr(a->body_pos));
+      a->body_pos = head.size();
+    } else {
+      const size_t n = std::min(kBodyPiece, total - a->body_pos);
+      s.AppendBody(body.substr(a->body_pos - head.size(), n));
+      a->body_pos += n;
+    }
+  }
+  if (a->body_pos == total && !a->body_ended && s.state() == smtp::ClientSession::State::kBody) {
+    a->body_ended = true;
+    s.EndBody();
+  }
+  c.Send();
+}
+
+void Engine::OnRecipientResult(OutboundConnection& c, size_t index, smtp::Outcome outcome,
+                               const smtp::Reply& reply) {
+  auto* a = static_cast<Active*>(c.job);
+  if (a == nullptr || index >= a->results.size()) return;
+  a->results[index] = std::make_pair(outcome, reply);
+}
+
+void Engine::OnMessageDone(OutboundConnection& c, const smtp::MessageResult& result) {
+  auto* a = static_cast<Active*>(c.job);
+  if (a == nullptr) return;
+  c.job = nullptr;
+  FinishJob(&c, a, result.reply);
+}
+
+void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive) {
+  const uint64_t now_us = base::WallMicros();
+  queue::DomainQueue* q = queues_.Find(a->domain);
+  SLUICE_CHECK(q != nullptr);
+  const spool::Envelope* env = a->parsed ? &a->parsed->envelope : nullptr;
+  const std::string mx = c != nullptr ? c->target().host : std::string();
+  const std::string ip = c != nullptr ? c->target().ip.ToString() : std::string();
+  const uint32_t attempt = a->job.failures + 1u;
+
+  std::vector<uint32_t> delivered;
+  std::vector<Final> failed;
+  queue::Job pending = a->job;
+  pending.recipients.clear();
+  for (size_t k = 0; k < a->job.recipients.size(); ++k) {
+    const uint32_t idx = a->job.recipients[k];
+    smtp::Outcome outcome;
+    smtp::Reply reply;
+    if (a->detached || !a->results[k]) {
+      reply = a->detached ? a->preset : decisive;
+      outcome = reply.code >= 500 ? smtp::Outcome::kPermanent : smtp::Outcome::kTransient;
+      if (reply.code >= 200 && reply.code < 300) outcome = smtp::Outcome::kDelivered;
+    } else {
+      outcome = a->results[k]->first;
+      reply = a->results[k]->second;
+    }
+    const std::string rcpt = env && idx < env->recipients.size() ? env->recipients[idx].address
+                                                                  : std::string();
+    const std::string sender = env ? env->sender : std::string();
+    switch (outcome) {
+      case smtp::Outcome::kDelivered:
+        ++stats_.delivered;
+        Record("Delivery", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt);
+        delivered.push_back(idx);
+        break;
+      case smtp::Outcome::kPermanent:
+        ++stats_.bounced;
+        Record("Bounce", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt);
+        failed.push_back(Final{idx, reply});
+        break;
+      case smtp::Outcome::kTransient:
+        ++stats_.deferred;
+        Record("TransientFailure", a->job.message, sender, rcpt, a->domain, mx, ip, reply,
+               attempt);
+        pending.recipients.push_back(idx);
+        break;
+    }
+  }
+  bool expired = false;
+  if (!a->reported) {
+    const queue::Reply qr{decisive.code, decisive.text};
+    queue::ReportResult rr =
+        q->Report(c != nullptr ? c->queue_slot : queue::kNoConnection, pending, qr, now_us);
+    if (rr.kind == queue::ReportResult::kExpired) {
+      expired = true;
+      for (uint32_t idx : rr.expired->recipients) {
+        ++stats_.expired;
+        const std::string rcpt = env && idx < env->recipients.size()
+                                     ? env->recipients[idx].address
+                                     : std::string();
+        smtp::Reply why = decisive;
+        Record("Expiration", a->job.message, env ? env->sender : std::string(), rcpt, a->domain,
+               mx, ip, why, attempt);
+        failed.push_back(Final{idx, why});
+      }
+      pending.recipients.clear();
+    }
+  }
+  auto m = messages_.find(a->job.message);
+  SLUICE_CHECK(m != messages_.end());
+  const uint16_t dir = m->second.where.dir;
+  if (!delivered.empty()) host_.ReportFinal(a->job.message, dir, delivered);
+  if (!failed.empty()) {
+    std::vector<uint32_t> indexes;
+    for (const Final& f : failed) indexes.push_back(f.index);
+    const bool want_dsn = env != nullptr && !dsn::LooksLikeDsn(env->sender, a->record.empty()
+                                                                               ? std::string_view()
+                                                                               : a->parsed->body);
+    if (!want_dsn) {
+      host_.ReportFinal(a->job.message, dir, indexes);
+    } else {
+      dsn::DsnInput in;
+      in.reporting_mta = hostname_;
+      in.original_id = a->job.message.ToString();
+      in.original_sender = env->sender;
+      in.arrival_micros = env->arrival_micros;
+      in.now_micros = now_us;
+      in.expired = expired;
+      in.max_queue_time_micros = config_.retry.max_age;
+      std::string original = env->added_headers;
+      original.append(a->parsed->body);
+      in.original_message = original;
+      for (const Final& f : failed) {
+        dsn::FailedRecipient r;
+        r.address = f.index < env->recipients.size() ? env->recipients[f.index].address : "";
+        r.status = StatusOf(f.reply, expired && f.reply.code < 500);
+        r.remote_mta = f.reply.local ? std::string() : mx;
+        r.diagnostic = f.reply.local ? f.reply.text : Diagnostic(f.reply);
+        r.last_attempt_micros = now_us;
+        in.recipients.push_back(std::move(r));
+      }
+      auto built = dsn::BuildDsn(in);
+      if (!built.ok()) {
+        std::fprintf(stderr, "sluice: delivery: no DSN for %s: %s\n",
+                     a->job.message.ToString().c_str(),
+                     std::string(built.status().message()).c_str());
+        host_.ReportFinal(a->job.message, dir, indexes);
+      } else {
+        ++stats_.dsns;
+        const base::QueueId id = a->job.message;
+        host_.QueueLocal(env->sender, std::move(built->message), built->eight_bit,
+                         [this, id, dir, indexes](bool ok) {
+                           // Not durable: keep the recipients, so the next
+                           // start bounces them again rather than silently.
+                           if (ok) host_.ReportFinal(id, dir, indexes);
+                         });
+      }
+    }
+  }
+  if (pending.recipients.empty()) {
+    if (--m->second.jobs == 0) messages_.erase(m);
+  }
+  delete a;
+  queues_.Reschedule(*q, now_us);
+}
+
+void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool ever_ready) {
+  auto& d = *static_cast<Destination*>(c.owner);
+  queue::DomainQueue& q = *d.q;
+  const uint64_t now_us = base::WallMicros();
+  if (c.job != nullptr) {
+    // Its record is still being read: the message never started.
+    auto* a = static_cast<Active*>(c.job);
+    a->abandoned = true;
+    c.job = nullptr;
+  }
+  d.conns.erase(std::remove(d.conns.begin(), d.conns.end(), &c), d.conns.end());
+  connections_.erase(std::remove(connections_.begin(), connections_.end(), &c),
+                     connections_.end());
+  if (info.reason == smtp::CloseReason::kServerClosing ||
+      info.reason == smtp::CloseReason::kRefused) {
+    q.ReportConnectionReply(queue::Reply{info.reply.code, info.reply.text}, now_us);
+  }
+  queues_.CloseConnection(q, c.queue_slot, now_us);
+  if (!ever_ready) {
+    ++stats_.connection_failures;
+    // No target would talk to us. Unless a sibling connection works, the
+    // destination is unreachable: every ready job waits for its retry.
+    bool sibling = false;
+    for (OutboundConnection* o : d.conns) sibling |= !o->finished();
+    if (!sibling) {
+      smtp::Reply r = info.reply;
+      if (r.code >= 500 || r.code == 0) r.code = 451;  // a refusal at connect is not final
+      FailReady(q, r, false, c.target().host);
+    }
+  }
+  if (!stopping_) Work(q, now_us);
+  queues_.Reschedule(q, now_us);
+}
+
+void Engine::Released(OutboundConnection& c) { dying_.push_back(&c); }
+
+void Engine::Tick(uint64_t now_ms) {
+  now_ms_ = now_ms;
+  for (OutboundConnection* c : std::vector<OutboundConnection*>(connections_)) {
+    c->Tick(now_ms);
+    if (!c->finished() && c->job == nullptr && c->idle_since_ms() != 0 &&
+        (stopping_ || now_ms - c->idle_since_ms() >= config_.idle_connection_ms)) {
+      c->set_idle_since_ms(0);
+      c->session().Quit();
+      c->Send();
+    }
+  }
+  if (resolver_) resolver_->Tick(now_ms);
+}
+
+void Engine::BeginStop() {
+  stopping_ = true;
+  Tick(now_ms_);
+}
+
+void Engine::AbortAll() {
+  for (OutboundConnection* c : std::vector<OutboundConnection*>(connections_)) c->Abort();
+}
+
+bool Engine::idle() const { return connections_.empty(); }
+
+void Engine::ReadRecord(const RecordRef& where,
+                        std::function<void(absl::StatusOr<std::string>)> done) {
+  const std::string key = absl::StrCat(where.dir, "/", where.file);
+  int fd = -1;
+  for (size_t i = 0; i < file_fds_.size(); ++i) {
+    if (file_fds_[i].first == key) {
+      fd = file_fds_[i].second;
+      std::rotate(file_fds_.begin(), file_fds_.begin() + static_cast<long>(i),
+                  file_fds_.begin() + static_cast<long>(i) + 1);
+      break;
+    }
+  }
+  if (fd < 0) {
+    auto dfd = dir_fds_.find(where.dir);
+    if (dfd == dir_fds_.end()) {
+      const std::string path = absl::StrCat(config_.spool_dir, "/", where.dir);
+      const int f = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (f < 0) {
+        return done(absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno))));
+      }
+      dfd = dir_fds_.emplace(where.dir, f).first;
+    }
+    fd = openat(dfd->second, where.file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return done(absl::InternalError(
+          absl::StrCat("open spool file ", key, ": ", std::strerror(errno))));
+    }
+    // Message files are read once per attempt and may be large: do not cache.
+    if (where.length != 0) {
+      if (file_fds_.size() >= kFileCache) {
+        close(file_fds_.back().second);
+        file_fds_.pop_back();
+      }
+      file_fds_.insert(file_fds_.begin(), {key, fd});
+    }
+  }
+  uint64_t length = where.length;
+  const bool owned_fd = where.length == 0;
+  if (length == 0) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      close(fd);
+      return done(absl::InternalError("fstat spool file"));
+    }
+    length = static_cast<uint64_t>(st.st_size);
+  }
+  auto* op = new ReadOp();
+  op->ring = &ring_;
+  op->fd = fd;
+  op->offset = where.offset;
+  op->bytes.resize(length);
+  if (owned_fd) {
+    op->callback = [fd, done = std::move(done)](absl::StatusOr<std::string> r) {
+      close(fd);
+      done(std::move(r));
+    };
+  } else {
+    op->callback = std::move(done);
+  }
+  op->Submit();
+}
+
+void Engine::Record(const char* type, base::QueueId id, const std::string& sender,
+                    const std::string& recipient, const std::string& domain, const std::string& mx,
+                    const std::string& ip, const smtp::Reply& reply, uint32_t attempt) {
+  const uint64_t now = base::WallMicros();
+  const std::string id_text = id.ToString();
+  const std::string enhanced = reply.enhanced.valid() ? reply.enhanced.ToString() : std::string();
+  log::DeliveryRecord r;
+  r.ts_micros = now;
+  r.id = id_text;
+  r.sender = sender;
+  r.recipient = recipient;
+  r.domain = domain;
+  r.mx = mx;
+  r.ip = ip;
+  r.code = reply.local ? 0 : reply.code;
+  r.enhanced = enhanced;
+  r.text = reply.text;
+  r.attempt = attempt;
+  r.queue_time_micros = now > id.micros() ? now - id.micros() : 0;
+  log::AccountingLog& log = host_.accounting();
+  if (std::strcmp(type, "Delivery") == 0) {
+    log.Delivery(r);
+  } else if (std::strcmp(type, "Bounce") == 0) {
+    log.Bounce(r);
+  } else if (std::strcmp(type, "Expiration") == 0) {
+    log.Expiration(r);
+  } else {
+    log.TransientFailure(r);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Administration.
+
+std::string Engine::ListJson() {
+  std::string out = "[";
+  bool first = true;
+  queues_.ForEach([&](queue::DomainQueue& q) {
+    const queue::DomainStats s = q.Stats();
+    if (s.ready + s.deferred + s.in_flight == 0 && s.connections == 0) return;
+    if (!first) out += ",";
+    first = false;
+    absl::StrAppend(&out, "{\"domain\":");
+    log::AppendJsonString(out, q.domain());
+    absl::StrAppend(&out, ",\"ready\":", s.ready, ",\"deferred\":", s.deferred,
+                    ",\"in_flight\":", s.in_flight, ",\"recipients\":", s.recipients,
+                    ",\"connections\":", s.connections, ",\"oldest_us\":",
+                    s.oldest == queue::kNever ? 0 : s.oldest, ",\"next_attempt_us\":",
+                    s.next_attempt == queue::kNever ? 0 : s.next_attempt,
+                    ",\"rate_permille\":", s.scale_permille,
+                    ",\"suspended\":", s.suspended ? "true" : "false", "}");
+  });
+  out += "]";
+  return out;
+}
+
+size_t Engine::Flush(std::string_view domain) {
+  const uint64_t now_us = base::WallMicros();
+  if (domain.empty()) {
+    queues_.FlushAll(now_us);
+    return queues_.domain_count();
+  }
+  return queues_.Flush(domain, now_us) ? 1 : 0;
+}
+
+bool Engine::Suspend(std::string_view domain) {
+  // Also before any mail for it arrived: the suspension waits for it.
+  const uint64_t now_us = base::WallMicros();
+  queues_.Get(domain, now_us);
+  return queues_.Suspend(domain, now_us);
+}
+
+bool Engine::Resume(std::string_view domain) { return queues_.Resume(domain, base::WallMicros()); }
+
+size_t Engine::BounceQueued(std::string_view what) {
+  const std::optional<base::QueueId> id = base::QueueId::Parse(what);
+  std::vector<std::pair<std::string, queue::Job>> jobs;
+  queues_.ForEach([&](queue::DomainQueue& q) {
+    if (id) {
+      for (queue::Job& j : q.RemoveMessage(*id)) jobs.emplace_back(q.domain(), std::move(j));
+    } else if (base::EqualsIgnoreCase(q.domain(), what)) {
+      for (queue::Job& j : q.DrainAll()) jobs.emplace_back(q.domain(), std::move(j));
+    }
+  });
+  size_t recipients = 0;
+  for (auto& [domain, job] : jobs) {
+    recipients += job.recipients.size();
+    auto* a = new Active();
+    a->domain = domain;
+    a->detached = true;
+    a->reported = true;
+    a->preset = MakeReply(550, "5.0.0", "bounced by the administrator (sluice queue bounce)");
+    a->job = std::move(job);
+    auto m = messages_.find(a->job.message);
+    SLUICE_CHECK(m != messages_.end());
+    ReadRecord(m->second.where,
+               [this, a](absl::StatusOr<std::string> bytes) { OnRecord(a, std::move(bytes)); });
+  }
+  return recipients;
+}
+
+}  // namespace sluice::delivery

@@ -1,0 +1,314 @@
+#include "sluice/delivery/ledger.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/check.h"
+#include "sluice/spool/journal.h"
+#include "sluice/spool/spool_directory.h"
+
+namespace sluice::delivery {
+namespace {
+
+constexpr uint64_t kJournalRotateBytes = 4ull << 20;
+
+bool IsSegment(std::string_view name) {
+  return name.size() > 4 && name.substr(name.size() - 4) == ".seg";
+}
+
+}  // namespace
+
+struct Ledger::File {
+  std::string path;
+  std::string name;
+  uint16_t dir = 0;
+  bool segment = false;
+  int fd = -1;        // segments: opened for the tombstone writes
+  int dir_fd = -1;    // message files: for the directory fsync after unlink
+  uint32_t live = 0;  // live messages in it
+};
+
+// The retirements of one turn: per file a linked chain (tombstone writes then
+// fdatasync, or unlink then directory fsync).
+struct Ledger::RetireBatch final : io::Completion {
+  Ledger* ledger;
+  std::vector<base::QueueId> ids;
+  int ops = 0;
+  int failed = 0;
+  void OnComplete(int result, uint32_t) override {
+    if (result < 0 && failed == 0) failed = result;
+    if (--ops == 0) ledger->OnRetired(this, failed);
+  }
+};
+
+struct Ledger::JournalWrite final : io::Completion {
+  Ledger* ledger;
+  std::string bytes;
+  int ops = 0;
+  int failed = 0;
+  void OnComplete(int result, uint32_t) override {
+    if (result < 0 && failed == 0) failed = result;
+    if (--ops == 0) ledger->OnJournalWritten(this, failed);
+  }
+};
+
+Ledger::Ledger(io::Ring& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
+               std::function<std::string()> current_segment)
+    : ring_(ring),
+      root_(std::move(spool_root)),
+      own_dir_(own_dir),
+      current_segment_(std::move(current_segment)),
+      journal_seq_(first_journal_seq) {}
+
+Ledger::~Ledger() {
+  for (auto& [key, f] : files_) {
+    if (f->fd >= 0) close(f->fd);
+    if (f->dir_fd >= 0) close(f->dir_fd);
+  }
+  for (auto& [seq, j] : journals_) {
+    if (j.fd >= 0) close(j.fd);
+  }
+}
+
+Ledger::File* Ledger::FileFor(const RecordRef& where) {
+  const std::string key = absl::StrCat(where.dir, "/", where.file);
+  auto& slot = files_[key];
+  if (!slot) {
+    slot = std::make_unique<File>();
+    slot->path = absl::StrCat(root_, "/", key);
+    slot->name = where.file;
+    slot->dir = where.dir;
+    slot->segment = IsSegment(where.file);
+  }
+  return slot.get();
+}
+
+void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending) {
+  File* f = FileFor(where);
+  auto [it, inserted] = live_.try_emplace(id, Live{f, where.offset, where.length, pending, {}});
+  SLUICE_CHECK(inserted);
+  ++f->live;
+  ++stats_.messages_added;
+  if (pending == 0) {
+    it->second.pending = 0;
+    retire_pending_.push_back(id);
+  }
+}
+
+std::optional<RecordRef> Ledger::Find(base::QueueId id) const {
+  auto it = live_.find(id);
+  if (it == live_.end()) return std::nullopt;
+  const Live& m = it->second;
+  return RecordRef{m.file->dir, m.file->name, m.offset, m.length};
+}
+
+void Ledger::Final(base::QueueId id, const uint32_t* recipients, size_t count) {
+  auto it = live_.find(id);
+  if (it == live_.end() || count == 0) return;  // already retired (a duplicate note)
+  Live& m = it->second;
+  if (m.pending == 0) return;  // retiring
+  if (count >= m.pending) {
+    m.pending = 0;
+    retire_pending_.push_back(id);
+    return;
+  }
+  m.pending -= static_cast<uint32_t>(count);
+  if (journal_ == nullptr) OpenJournal();
+  if (journal_ == nullptr) return;  // logged; the recipients are delivered again after a crash
+  for (size_t i = 0; i < count; ++i) {
+    spool::AppendJournalEntry(journal_buffer_, spool::JournalEntry{id, recipients[i]});
+  }
+  stats_.journal_entries += count;
+  if (std::find(m.journals.begin(), m.journals.end(), journal_->seq) == m.journals.end()) {
+    m.journals.push_back(static_cast<uint32_t>(journal_->seq));
+    ++journal_->live;
+  }
+}
+
+void Ledger::OpenJournal() {
+  const std::string dir = absl::StrCat(root_, "/", own_dir_);
+  ++journal_seq_;
+  const std::string path = absl::StrCat(dir, "/", spool::JournalFileName(journal_seq_));
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::fprintf(stderr, "sluice: ledger: cannot create %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+    ++stats_.io_errors;
+    return;
+  }
+  // The journal's name must survive a crash too (rare: once per rotation).
+  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  Journal& j = journals_[journal_seq_];
+  j.seq = journal_seq_;
+  j.fd = fd;
+  journal_ = &j;
+}
+
+void Ledger::Flush() {
+  if (!journal_buffer_.empty() && journal_ != nullptr) {
+    auto* w = new JournalWrite();
+    w->ledger = this;
+    w->bytes.swap(journal_buffer_);
+    io_uring_sqe* sqe = ring_.Prepare(w);
+    io_uring_prep_write(sqe, journal_->fd, w->bytes.data(), static_cast<unsigned>(w->bytes.size()),
+                        journal_->size);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe* sync = ring_.Prepare(w);
+    io_uring_prep_fsync(sync, journal_->fd, IORING_FSYNC_DATASYNC);
+    w->ops = 2;
+    journal_->size += w->bytes.size();
+    ++in_flight_;
+    if (journal_->size >= kJournalRotateBytes) journal_ = nullptr;  // the next entry opens one
+  }
+  if (retire_pending_.empty()) return;
+  auto* batch = new RetireBatch();
+  batch->ledger = this;
+  batch->ids.swap(retire_pending_);
+  // Group by file, keeping one chain per file.
+  absl::flat_hash_map<File*, std::vector<uint64_t>> by_file;
+  for (base::QueueId id : batch->ids) {
+    const Live& m = live_.at(id);
+    by_file[m.file].push_back(m.offset);
+  }
+  for (auto& [f, offsets] : by_file) {
+    if (f->segment) {
+      if (f->fd < 0) f->fd = open(f->path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (f->fd < 0) {
+        std::fprintf(stderr, "sluice: ledger: cannot open %s: %s\n", f->path.c_str(),
+                     std::strerror(errno));
+        ++stats_.io_errors;
+        continue;
+      }
+      for (uint64_t offset : offsets) {
+        io_uring_sqe* sqe = ring_.Prepare(batch);
+        io_uring_prep_write(sqe, f->fd, spool::kTombstone.data(),
+                            static_cast<unsigned>(spool::kTombstone.size()), offset);
+        sqe->flags |= IOSQE_IO_LINK;
+        ++batch->ops;
+      }
+      io_uring_sqe* sync = ring_.Prepare(batch);
+      io_uring_prep_fsync(sync, f->fd, IORING_FSYNC_DATASYNC);
+      ++batch->ops;
+    } else {
+      if (f->dir_fd < 0) {
+        f->dir_fd = open(absl::StrCat(root_, "/", f->dir).c_str(),
+                         O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      }
+      if (f->dir_fd < 0) {
+        ++stats_.io_errors;
+        continue;
+      }
+      io_uring_sqe* sqe = ring_.Prepare(batch);
+      io_uring_prep_unlinkat(sqe, f->dir_fd, f->name.c_str(), 0);
+      sqe->flags |= IOSQE_IO_LINK;
+      io_uring_sqe* sync = ring_.Prepare(batch);
+      io_uring_prep_fsync(sync, f->dir_fd, 0);
+      batch->ops += 2;
+    }
+  }
+  ++in_flight_;
+  if (batch->ops == 0) {
+    OnRetired(batch, 0);
+  } else {
+    // The unlink SQEs point at File::name: submit now, while it exists.
+    io_uring_submit(ring_.raw());
+  }
+}
+
+void Ledger::OnRetired(RetireBatch* batch, int result) {
+  --in_flight_;
+  if (result < 0) {
+    ++stats_.io_errors;
+    std::fprintf(stderr,
+                 "sluice: ledger: retiring %zu finished messages failed (%s); they may be "
+                 "delivered again after a restart\n",
+                 batch->ids.size(), std::strerror(-result));
+  }
+  for (base::QueueId id : batch->ids) {
+    auto it = live_.find(id);
+    if (it == live_.end()) continue;
+    File* f = it->second.file;
+    ReleaseJournals(it->second);
+    live_.erase(it);
+    ++stats_.messages_retired;
+    if (--f->live == 0) maybe_empty_.push_back(f);
+  }
+  delete batch;
+}
+
+void Ledger::OnJournalWritten(JournalWrite* write, int result) {
+  --in_flight_;
+  if (result < 0) {
+    ++stats_.io_errors;
+    std::fprintf(stderr,
+                 "sluice: ledger: journal write failed (%s); final recipients may be delivered "
+                 "again after a restart\n",
+                 std::strerror(-result));
+  }
+  delete write;
+}
+
+void Ledger::ReleaseJournals(const Live& m) {
+  for (uint32_t seq : m.journals) {
+    auto it = journals_.find(seq);
+    if (it != journals_.end() && it->second.live > 0) --it->second.live;
+  }
+}
+
+void Ledger::Tick() {
+  if (!maybe_empty_.empty()) {
+    const std::string current = current_segment_ ? current_segment_() : std::string();
+    std::vector<File*> keep;
+    for (File* f : maybe_empty_) {
+      if (f->live != 0) continue;
+      if (f->segment && f->dir == own_dir_ && f->name == current) {
+        keep.push_back(f);  // still being appended to: look again later
+        continue;
+      }
+      if (f->segment) {
+        if (unlink(f->path.c_str()) != 0 && errno != ENOENT) {
+          ++stats_.io_errors;
+          std::fprintf(stderr, "sluice: ledger: cannot remove %s: %s\n", f->path.c_str(),
+                       std::strerror(errno));
+        } else {
+          ++stats_.segments_removed;
+        }
+      }
+      if (f->fd >= 0) close(f->fd);
+      if (f->dir_fd >= 0) close(f->dir_fd);
+      files_.erase(absl::StrCat(f->dir, "/", f->name));
+    }
+    maybe_empty_.swap(keep);
+  }
+  if (in_flight_ == 0) {
+    for (auto it = journals_.begin(); it != journals_.end();) {
+      Journal& j = it->second;
+      if (j.live == 0 && &j != journal_) {
+        close(j.fd);
+        const std::string path =
+            absl::StrCat(root_, "/", own_dir_, "/", spool::JournalFileName(j.seq));
+        unlink(path.c_str());
+        ++stats_.journals_removed;
+        journals_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+bool Ledger::idle() const {
+  return in_flight_ == 0 && journal_buffer_.empty() && retire_pending_.empty();
+}
+
+}  // namespace sluice::delivery

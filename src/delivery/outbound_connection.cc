@@ -1,0 +1,293 @@
+#include "sluice/delivery/outbound_connection.h"
+
+#include <arpa/inet.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/check.h"
+
+namespace sluice::delivery {
+namespace {
+
+smtp::Reply LocalReply(int code, std::string text) {
+  smtp::Reply r;
+  r.code = code;
+  r.local = true;
+  r.text = std::move(text);
+  r.lines = 1;
+  return r;
+}
+
+}  // namespace
+
+OutboundConnection::OutboundConnection(io::Ring& ring, ConnectionDelegate& delegate,
+                                       const OutboundOptions& options, std::vector<Target> targets,
+                                       uint16_t port)
+    : ring_(ring),
+      delegate_(delegate),
+      options_(options),
+      targets_(std::move(targets)),
+      port_(port) {
+  SLUICE_CHECK(!targets_.empty());
+}
+
+OutboundConnection::~OutboundConnection() {
+  SLUICE_CHECK(ops_ == 0);
+  if (fd_ >= 0) close(fd_);
+}
+
+void OutboundConnection::Start(uint64_t now_ms) {
+  now_ms_ = now_ms;
+  Connect();
+}
+
+void OutboundConnection::Connect() {
+  const Target& t = targets_[target_index_];
+  session_ = std::make_unique<smtp::ClientSession>(options_.client, *this);
+  timer_epoch_ = ~0ull;
+  connected_ = false;
+  closing_ = false;
+  sending_buffer_.clear();
+  sent_ = 0;
+  std::memset(&peer_, 0, sizeof peer_);
+  if (t.ip.family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&peer_);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port_);
+    std::memcpy(&a->sin_addr, t.ip.bytes, 4);
+    peer_size_ = sizeof(sockaddr_in);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&peer_);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port_);
+    std::memcpy(&a->sin6_addr, t.ip.bytes, 16);
+    peer_size_ = sizeof(sockaddr_in6);
+  }
+  fd_ = socket(t.ip.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    const int err = errno;
+    return NextTargetOrFinish(smtp::CloseInfo{smtp::CloseReason::kConnectionLost,
+                                              smtp::Outcome::kTransient,
+                                              LocalReply(451, absl::StrCat("4.4.0 socket: ",
+                                                                           std::strerror(err)))});
+  }
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (options_.source && options_.source->storage.ss_family == t.ip.family) {
+    // Port 0 in the source address: the kernel picks the port.
+    if (bind(fd_, options_.source->get(), options_.source->size) != 0) {
+      const int err = errno;
+      CloseSocket();
+      return NextTargetOrFinish(smtp::CloseInfo{
+          smtp::CloseReason::kConnectionLost, smtp::Outcome::kTransient,
+          LocalReply(451, absl::StrCat("4.4.0 bind to the source address: ", std::strerror(err)))});
+    }
+  }
+  connecting_ = true;
+  io_uring_sqe* sqe = ring_.Prepare(&connect_op_);
+  io_uring_prep_connect(sqe, fd_, reinterpret_cast<sockaddr*>(&peer_), peer_size_);
+  sqe->flags |= IOSQE_IO_LINK;
+  connect_timeout_.tv_sec = options_.connect_timeout_ms / 1000;
+  connect_timeout_.tv_nsec = static_cast<long long>(options_.connect_timeout_ms % 1000) * 1000000;
+  io_uring_sqe* timeout = ring_.Prepare(&timeout_op_);
+  io_uring_prep_link_timeout(timeout, &connect_timeout_, 0);
+  ops_ += 2;
+}
+
+void OutboundConnection::OnConnectTimeout(int) {
+  --ops_;
+  MaybeReleased();
+}
+
+void OutboundConnection::OnConnect(int result) {
+  --ops_;
+  connecting_ = false;
+  if (finished_) return MaybeReleased();
+  if (result < 0) {
+    const std::string why =
+        result == -ECANCELED ? std::string("connection timed out") : std::strerror(-result);
+    CloseSocket();
+    return NextTargetOrFinish(
+        smtp::CloseInfo{smtp::CloseReason::kConnectionLost, smtp::Outcome::kTransient,
+                        LocalReply(451, absl::StrCat("4.4.1 connect to ", target().host, "[",
+                                                     target().ip.ToString(), "]: ", why))});
+  }
+  connected_ = true;
+  ArmReceive();
+  Tick(now_ms_);  // arms the greeting timeout
+}
+
+void OutboundConnection::ArmReceive() {
+  if (receiving_ || fd_ < 0 || closing_) return;
+  receiving_ = true;
+  ++ops_;
+  io_uring_sqe* sqe = ring_.Prepare(&receive_op_);
+  io_uring_prep_recv(sqe, fd_, receive_buffer_, sizeof receive_buffer_, 0);
+}
+
+void OutboundConnection::OnReceive(int result) {
+  --ops_;
+  receiving_ = false;
+  if (finished_ || closing_ || session_->closed()) return MaybeReleased();
+  if (result <= 0) {
+    session_->OnConnectionLost();
+  } else {
+    session_->Feed(receive_buffer_, static_cast<size_t>(result));
+  }
+  if (session_ && !session_->closed() && !closing_) ArmReceive();
+  Send();
+  MaybeReleased();
+}
+
+void OutboundConnection::Send() {
+  if (fd_ < 0 || !connected_ || sending_) return;
+  if (sending_buffer_.size() == sent_) {
+    sending_buffer_.clear();
+    sent_ = 0;
+    if (session_->output().empty()) {
+      if (closing_) CloseSocket(), NextTargetOrFinish(last_close_);
+      return;
+    }
+    sending_buffer_.swap(session_->output());
+  }
+  sending_ = true;
+  ++ops_;
+  io_uring_sqe* sqe = ring_.Prepare(&send_op_);
+  io_uring_prep_send(sqe, fd_, sending_buffer_.data() + sent_, sending_buffer_.size() - sent_,
+                     MSG_NOSIGNAL);
+}
+
+void OutboundConnection::OnSent(int result) {
+  --ops_;
+  sending_ = false;
+  if (finished_) return MaybeReleased();
+  if (result <= 0) {
+    sending_buffer_.clear();
+    sent_ = 0;
+    if (closing_) {
+      CloseSocket();
+      NextTargetOrFinish(last_close_);
+      return MaybeReleased();
+    }
+    session_->OnConnectionLost();
+    Send();
+    return MaybeReleased();
+  }
+  sent_ += static_cast<size_t>(result);
+  // A long body goes out in pieces: the session takes more once its output
+  // fell below the high-water mark.
+  if (sent_ == sending_buffer_.size() && session_->state() == smtp::ClientSession::State::kBody &&
+      !session_->body_paused()) {
+    delegate_.OnBodyWanted(*this);
+  }
+  Send();
+  MaybeReleased();
+}
+
+void OutboundConnection::Tick(uint64_t now_ms) {
+  now_ms_ = now_ms;
+  if (finished_ || !connected_ || closing_ || !session_) return;
+  if (session_->timer_epoch() != timer_epoch_) {
+    timer_epoch_ = session_->timer_epoch();
+    const auto t = session_->timeout();
+    deadline_ms_ = t.count() == 0 ? 0 : now_ms + static_cast<uint64_t>(t.count());
+    return;
+  }
+  if (deadline_ms_ != 0 && now_ms >= deadline_ms_) {
+    session_->OnTimeout();
+    Send();
+  }
+}
+
+void OutboundConnection::Abort() {
+  if (finished_) return;
+  if (fd_ >= 0 && connected_ && session_ && !session_->closed()) {
+    session_->OnConnectionLost();
+  }
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  if (connecting_) {
+    io_uring_sqe* sqe = ring_.Prepare(nullptr);
+    io_uring_prep_cancel(sqe, &connect_op_, 0);
+  }
+}
+
+void OutboundConnection::CloseSocket() {
+  if (fd_ < 0) return;
+  // shutdown(2) ends a pending receive; the descriptor itself is closed once
+  // no operation can still name it.
+  shutdown(fd_, SHUT_RDWR);
+  if (ops_ == 0) {
+    close(fd_);
+    fd_ = -1;
+  } else {
+    closed_fds_.push_back(fd_);
+    fd_ = -1;
+  }
+}
+
+void OutboundConnection::OnSessionReady() {
+  ever_ready_ = true;
+  delegate_.OnReady(*this);
+}
+
+void OutboundConnection::OnBodyWanted() { delegate_.OnBodyWanted(*this); }
+
+void OutboundConnection::OnRecipientResult(size_t index, smtp::Outcome outcome,
+                                           const smtp::Reply& reply) {
+  delegate_.OnRecipientResult(*this, index, outcome, reply);
+}
+
+void OutboundConnection::OnMessageDone(const smtp::MessageResult& result) {
+  delegate_.OnMessageDone(*this, result);
+}
+
+void OutboundConnection::OnClosed(const smtp::CloseInfo& info) {
+  // Send what the session still has (QUIT), then close.
+  last_close_ = info;
+  closing_ = true;
+  if (!sending_) Send();
+}
+
+void OutboundConnection::NextTargetOrFinish(const smtp::CloseInfo& info) {
+  if (finished_) return;
+  if (!ever_ready_ && target_index_ + 1 < targets_.size() &&
+      info.outcome == smtp::Outcome::kTransient) {
+    // RFC 5321 5.1: try the next MX (or address) when one cannot be used.
+    // The old socket's operations must end first: their completions share
+    // this object's records.
+    ++target_index_;
+    last_failure_ = info;
+    pending_next_ = true;
+    return MaybeReleased();
+  }
+  finished_ = true;
+  delegate_.OnFinished(*this, info, ever_ready_);
+  MaybeReleased();
+}
+
+void OutboundConnection::MaybeReleased() {
+  if (ops_ != 0) return;
+  for (int fd : closed_fds_) close(fd);
+  closed_fds_.clear();
+  if (pending_next_) {
+    pending_next_ = false;
+    return Connect();
+  }
+  if (finished_ && !released_) {
+    released_ = true;
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    delegate_.Released(*this);
+  }
+}
+
+}  // namespace sluice::delivery
