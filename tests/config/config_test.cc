@@ -470,6 +470,34 @@ TEST(ExampleConfigTest, DeployExampleIsValid) {
   const absl::Status applied = ApplyTomlFile(path, config);
   ASSERT_TRUE(applied.ok()) << applied;
   EXPECT_EQ(config.spool_dir, "/var/spool/sluice");
+  // The file lists the delivery keys with their defaults, and says so.
+  const Config defaults;
+  EXPECT_EQ(config.delivery_enabled, defaults.delivery_enabled);
+  EXPECT_EQ(config.dns_timeout_ms, defaults.dns_timeout_ms);
+  EXPECT_EQ(config.mx_port, defaults.mx_port);
+  EXPECT_EQ(config.max_outbound_connections, defaults.max_outbound_connections);
+  EXPECT_EQ(config.idle_connection_ms, defaults.idle_connection_ms);
+  EXPECT_EQ(config.timeouts.connect_ms, defaults.timeouts.connect_ms);
+  EXPECT_EQ(config.timeouts.data_init_ms, defaults.timeouts.data_init_ms);
+  EXPECT_EQ(config.timeouts.final_dot_ms, defaults.timeouts.final_dot_ms);
+  EXPECT_EQ(config.retry.initial, defaults.retry.initial);
+  EXPECT_EQ(config.retry.factor_permille, defaults.retry.factor_permille);
+  EXPECT_EQ(config.retry.max_interval, defaults.retry.max_interval);
+  EXPECT_EQ(config.retry.max_age, defaults.retry.max_age);
+  EXPECT_EQ(config.retry.jitter_permille, defaults.retry.jitter_permille);
+  ASSERT_EQ(config.shaping.size(), 1u);  // "*" with the built-in values
+  const queue::ShapeParams& p = config.shaping[0].params;
+  const queue::ShapeParams d;
+  EXPECT_EQ(p.max_connections, d.max_connections);
+  EXPECT_EQ(p.max_messages_per_connection, d.max_messages_per_connection);
+  EXPECT_EQ(p.messages_per_second, d.messages_per_second);
+  EXPECT_EQ(p.backoff_on_421, d.backoff_on_421);
+  EXPECT_EQ(p.backoff_patterns, d.backoff_patterns);
+  EXPECT_EQ(p.backoff_factor_permille, d.backoff_factor_permille);
+  EXPECT_EQ(p.backoff_min_permille, d.backoff_min_permille);
+  EXPECT_EQ(p.backoff_duration, d.backoff_duration);
+  EXPECT_EQ(p.recovery_successes, d.recovery_successes);
+  EXPECT_TRUE(config.routes.empty());
   const absl::Status finalized = config.Finalize();
   EXPECT_TRUE(finalized.ok()) << finalized;
 }
