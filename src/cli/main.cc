@@ -1,5 +1,5 @@
 // The sluice command line: `serve`, `check-config`, `queue list|show`,
-// `inject`.
+// `inject`, `passwd`.
 //
 // Configuration precedence: built-in defaults < --config FILE < flags. Exit
 // codes: 0 success, 1 run-time failure, 2 usage or configuration error.
@@ -20,6 +20,7 @@
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/server.h"
 #include "sluice/spool/spool_directory.h"
+#include "sluice/tls/password.h"
 
 namespace sluice::cli {
 namespace {
@@ -36,6 +37,8 @@ constexpr char kUsage[] =
     "  inject -t < message.eml\n"
     "                        drop a message into the pickup directory (--pickup DIR or\n"
     "                        pickup.dir); prints the file name (see docs/PICKUP.md)\n"
+    "  passwd USER           add or change USER in the AUTH password file (--password-file\n"
+    "                        FILE or auth.password_file); the password is read from stdin\n"
     "  version               print the version\n"
     "\n"
     "options (flags override the configuration file):\n"
@@ -57,7 +60,11 @@ constexpr char kUsage[] =
     "  --route PATTERN=NEXT_HOP  static route, repeatable (replaces the [[route]] list),\n"
     "                            e.g. --route '*=[127.0.0.2]:2526'\n"
     "  --control-dir DIR         control sockets (admin.control_dir; default SPOOL/control)\n"
-    "  --json                    queue list: JSON lines\n";
+    "  --json                    queue list: JSON lines\n"
+    "  --listen-tls ADDR:PORT    implicit-TLS listener (RFC 8314), repeatable (replaces tls.listen)\n"
+    "  --tls-cert FILE           TLS certificate chain (PEM), enables STARTTLS\n"
+    "  --tls-key FILE            its private key (PEM)\n"
+    "  --password-file FILE      AUTH users (see sluice passwd), enables AUTH\n";
 
 int Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "sluice: %s\n\n", error.c_str());
@@ -84,7 +91,9 @@ bool TakesValue(std::string_view flag) {
   for (const char* f :
        {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
         "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to", "--dns",
-        "--mx-port", "--source-address", "--route", "--control-dir"}) {
+        "--mx-port", "--source-address", "--route", "--control-dir",
+        // TLS/AUTH
+        "--listen-tls", "--tls-cert", "--tls-key", "--password-file"}) {
     if (flag == f) return true;
   }
   return false;
@@ -173,8 +182,21 @@ bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
       c.routes.push_back(*std::move(route));
     }
   }
+  bool listen_tls_given = false;  // the first --listen-tls replaces the file's list
   for (const auto& [flag, value] : o.overrides) {
     uint64_t n = 0;
+    // TLS/AUTH flags.
+    if (flag == "--listen-tls") {
+      if (!listen_tls_given) c.listen_tls.clear();
+      listen_tls_given = true;
+      c.listen_tls.push_back(value);
+    } else if (flag == "--tls-cert") {
+      c.tls_cert_file = value;
+    } else if (flag == "--tls-key") {
+      c.tls_key_file = value;
+    } else if (flag == "--password-file") {
+      c.auth_password_file = value;
+    }
     if (flag == "--spool") {
       c.spool_dir = value;
     } else if (flag == "--relay-from") {
@@ -403,6 +425,42 @@ int Inject(const Options& o) {
   return 0;
 }
 
+// `sluice passwd USER`: the password is the first line of standard input
+// (so it never shows in `ps` or the shell history).
+int Passwd(const Options& o) {
+  if (o.positional.size() != 2) return Usage("passwd needs exactly one user name");
+  config::Config c;
+  if (!o.config_file.empty()) {
+    if (absl::Status s = config::ApplyTomlFile(o.config_file, c); !s.ok()) {
+      std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  for (const auto& [flag, value] : o.overrides) {
+    if (flag == "--password-file") c.auth_password_file = value;
+  }
+  if (c.auth_password_file.empty()) {
+    return Usage("passwd needs --password-file FILE (or auth.password_file in --config)");
+  }
+  std::string password;
+  char buf[512];
+  while (password.size() < 1024 && std::fgets(buf, sizeof buf, stdin) != nullptr) {
+    password += buf;
+    if (!password.empty() && password.back() == '\n') break;
+  }
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+    password.pop_back();
+  }
+  const std::string& user = o.positional[1];
+  if (absl::Status s = tls::SetPassword(c.auth_password_file, user, password); !s.ok()) {
+    std::fprintf(stderr, "sluice: passwd: %s\n", std::string(s.message()).c_str());
+    return absl::IsInvalidArgument(s) ? 2 : 1;
+  }
+  std::printf("%s: password set for %s (pbkdf2-sha256, %u iterations)\n",
+              c.auth_password_file.c_str(), user.c_str(), tls::kDefaultIterations);
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   if (argc < 2) return Usage("no command given");
   const std::string_view command = argv[1];
@@ -417,6 +475,7 @@ int Main(int argc, char** argv) {
   if (command == "serve") return Serve(o);
   if (command == "check-config") return CheckConfig(o);
   if (command == "inject") return Inject(o);
+  if (command == "passwd") return Passwd(o);
   if (command == "queue") {
     if (o.positional.size() >= 2 && o.positional[1] == "list") return QueueList(o);
     if (o.positional.size() >= 2 && o.positional[1] == "show") return QueueShow(o);

@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <ctime>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
+#include "sluice/base/strings.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/trace_headers.h"
 
@@ -17,7 +19,8 @@ namespace sluice::server {
 namespace {
 
 smtp::SessionConfig MakeSessionConfig(const config::Config& c, const std::string& client_ip,
-                                      bool relay_allowed) {
+                                      bool relay_allowed, tls::Credentials* creds,
+                                      const tls::ListenerPolicy& policy) {
   smtp::SessionConfig s;
   s.hostname = c.hostname;
   s.client_ip = client_ip;
@@ -27,16 +30,39 @@ smtp::SessionConfig MakeSessionConfig(const config::Config& c, const std::string
   s.max_message_size = c.max_message_size;
   s.max_recipients = c.max_recipients;
   s.max_errors = c.max_errors;
+  if (creds != nullptr) {
+    s.tls_available = creds->server_context() != nullptr;
+    s.tls_active = policy.implicit_tls;
+    s.require_tls = policy.require_tls;
+    s.auth_available = creds->verifier() != nullptr;
+    s.auth_plaintext = creds->auth_plaintext();
+    s.require_auth = policy.require_auth;
+  }
   return s;
 }
 
+// RFC 3848's protocol names for Received: and the accounting log.
+std::string ProtocolName(const smtp::Envelope& e) {
+  std::string p = e.esmtp ? "ESMTP" : "SMTP";
+  if (e.tls) p += 'S';
+  if (!e.auth_user.empty()) p += 'A';
+  return p;
+}
+
+// An untrusted string for a log line: printable ASCII, escaped, bounded.
+std::string Printable(std::string_view s) { return absl::CHexEscape(base::Av(s.substr(0, 64))); }
+
 }  // namespace
 
-Connection::Connection(Shard& shard, int fd, std::string client_ip, bool relay_allowed)
+Connection::Connection(Shard& shard, int fd, std::string client_ip, bool relay_allowed,
+                       tls::ListenerPolicy policy)
     : shard_(shard),
       fd_(fd),
       client_ip_(std::move(client_ip)),
-      session_(MakeSessionConfig(shard.config(), client_ip_, relay_allowed), *this) {}
+      session_(
+          MakeSessionConfig(shard.config(), client_ip_, relay_allowed, shard.credentials(), policy),
+          *this),
+      policy_(policy) {}
 
 Connection::~Connection() {
   for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
@@ -44,6 +70,9 @@ Connection::~Connection() {
 
 void Connection::Start() {
   last_input_ms_ = shard_.now_ms();
+  // On an implicit-TLS listener the greeting waits, queued, until the
+  // handshake is done (MaybeSend encrypts only an established session).
+  if (policy_.implicit_tls) BeginTls();
   session_.Start();
   if (shard_.stopping()) session_.OnShutdown();
   MaybeSend();
@@ -90,7 +119,7 @@ void Connection::OnReceive(int result, uint32_t flags) {
   MaybeDestroy();
 }
 
-void Connection::ProcessInput() {
+void Connection::ProcessPlainInput() {
   while (!input_.empty() && !session_.paused() && !session_.closed()) {
     Pending& p = input_.front();
     feeding_buffer_ = p.buffer;
@@ -102,7 +131,99 @@ void Connection::ProcessInput() {
       input_.pop_front();
     }
   }
-  if (session_.closed()) {
+  if (session_.starttls_pending() && !tls_) {
+    // Whatever the client sent after STARTTLS left it before our 220 could
+    // reach it: plaintext injection. Drop it unread (RFC 3207 section 5).
+    for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
+    input_.clear();
+    BeginTls();
+  }
+}
+
+void Connection::ProcessTlsInput() {
+  while (!tls_failed_ && !shut_down_) {
+    bool moved = false;
+    // Ciphertext into the TLS session, as far as its bounded input takes it.
+    while (!input_.empty() && tls_->cipher_room() > 0) {
+      Pending& p = input_.front();
+      const size_t took =
+          tls_->PutCiphertext(shard_.buffers().data(p.buffer) + p.offset, p.size - p.offset);
+      p.offset += static_cast<uint32_t>(took);
+      moved = moved || took > 0;
+      if (p.offset == p.size) {
+        shard_.buffers().Release(p.buffer);
+        input_.pop_front();
+      }
+    }
+    if (tls_handshaking_) {
+      const tls::Session::Progress progress = tls_->Handshake();
+      if (progress == tls::Session::Progress::kFailed) return TlsFailed(tls_->error());
+      if (progress == tls::Session::Progress::kInProgress) {
+        if (moved && !input_.empty()) continue;  // room appeared: feed more
+        return;
+      }
+      tls_handshaking_ = false;
+      session_.OnTlsStarted();  // STARTTLS: start over (a no-op when implicit)
+    }
+    // Plaintext into the SMTP session while it takes input.
+    bool fed = false;
+    while (!session_.paused() && !session_.closed()) {
+      if (plain_pos_ == plain_end_) {
+        auto n = tls_->Read(plain_.get(), kPlainBuffer);
+        if (!n.ok()) return TlsFailed(base::Sv(n.status().message()));
+        plain_pos_ = 0;
+        plain_end_ = *n;
+        if (*n == 0) break;  // needs more ciphertext (or the peer said close_notify)
+      }
+      const size_t used = session_.Feed(plain_.get() + plain_pos_, plain_end_ - plain_pos_);
+      plain_pos_ += used;
+      fed = fed || used > 0;
+    }
+    if (tls_->peer_closed() && !session_.closed()) {
+      // close_notify: nothing more will come; finish like an EOF.
+      return BeginShutdown();
+    }
+    if (!moved && !fed) return;
+    if (input_.empty() && !fed) return;
+  }
+}
+
+void Connection::BeginTls() {
+  std::shared_ptr<const tls::Context> ctx =
+      shard_.credentials() != nullptr ? shard_.credentials()->server_context() : nullptr;
+  absl::StatusOr<std::unique_ptr<tls::Session>> s =
+      ctx ? tls::Session::NewServer(std::move(ctx))
+          : absl::FailedPreconditionError("no TLS context");
+  if (!s.ok()) return TlsFailed(base::Sv(s.status().message()));
+  tls_ = *std::move(s);
+  tls_handshaking_ = true;
+  plain_ = std::make_unique<char[]>(kPlainBuffer);
+  // Replies so far (ending with STARTTLS's 220) leave in clear, before any
+  // byte of the handshake.
+  clear_out_.append(session_.output());
+  session_.output().clear();
+}
+
+void Connection::TlsFailed(std::string_view why) {
+  if (tls_failed_) return;
+  tls_failed_ = true;
+  std::fprintf(stderr, "sluice: tls: %s: %s\n", client_ip_.c_str(), std::string(why).c_str());
+  for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
+  input_.clear();
+  // An alert wolfSSL produced may still go out; then the connection closes.
+  MaybeSend();
+  if (!send_in_flight_) BeginShutdown();
+}
+
+void Connection::ProcessInput() {
+  if (tls_ && !tls_failed_) {
+    ProcessTlsInput();
+  } else if (!tls_) {
+    ProcessPlainInput();
+    // STARTTLS may have begun TLS with ciphertext already queued.
+    if (tls_ && !input_.empty()) ProcessTlsInput();
+  }
+  if (session_.closed() || tls_failed_) {
     for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
     input_.clear();
   }
@@ -118,10 +239,32 @@ void Connection::MaybeSend() {
   if (sent_ == sending_.size()) {
     sending_.clear();
     sent_ = 0;
-    sending_.swap(session_.output());
+    if (!clear_out_.empty()) {
+      sending_.swap(clear_out_);
+    } else if (tls_) {
+      if (tls_->established() && !tls_failed_) {
+        // Encrypt only once the last ciphertext went: the TLS output then
+        // never holds more than one round of replies (<= kOutputHighWater).
+        if (!session_.output().empty()) {
+          if (absl::Status st = tls_->Write(session_.output()); !st.ok()) {
+            session_.output().clear();
+            TlsFailed(base::Sv(st.message()));
+            return;
+          }
+          session_.output().clear();
+        }
+        if (session_.closed() && !tls_closing_) {
+          tls_closing_ = true;
+          tls_->Shutdown();  // close_notify after the last reply
+        }
+      }
+      sending_.swap(tls_->ciphertext_out());
+    } else {
+      sending_.swap(session_.output());
+    }
   }
   if (sending_.empty()) {
-    if (session_.closed()) BeginShutdown();
+    if (session_.closed() || tls_failed_) BeginShutdown();
     return;
   }
   io_uring_sqe* sqe = shard_.ring().Prepare(&send_done_);
@@ -173,6 +316,8 @@ void Connection::MaybeDestroy() {
 }
 
 void Connection::Shutdown() {
+  // Mid-handshake there is no channel to say 421 on: just close.
+  if (tls_handshaking_) return ForceClose();
   session_.OnShutdown();
   MaybeSend();
   MaybeDestroy();
@@ -192,6 +337,7 @@ void Connection::CheckTimeouts(uint64_t now_ms) {
   if (commit_in_flight_ || session_.closed()) return;
   const uint64_t limit_ms =
       uint64_t{session_.in_body() ? c.data_timeout_s : c.idle_timeout_s} * 1000;
+  if (tls_handshaking_ && now_ms - last_input_ms_ > limit_ms) return ForceClose();
   if (now_ms - last_input_ms_ > limit_ms) {
     session_.OnTimeout();
     MaybeSend();
@@ -210,7 +356,35 @@ void Connection::BeginMessage(const smtp::Envelope&) {
 
 void Connection::AppendBody(const char* data, size_t size) {
   SLUICE_CHECK(message_ != nullptr);
+  if (tls_) {
+    // Plaintext lives in plain_, which the next read overwrites.
+    shard_.spool().AppendOwned(message_, std::string(data, size));
+    return;
+  }
   shard_.spool().Append(message_, data, size, feeding_buffer_);
+}
+
+void Connection::Authenticate(std::string_view user, std::string_view password) {
+  tls::Credentials* creds = shard_.credentials();
+  std::shared_ptr<tls::Verifier> verifier = creds != nullptr ? creds->verifier() : nullptr;
+  if (verifier == nullptr) return session_.OnAuthResult(smtp::AuthVerdict::kTempFail);
+  tls::AuthLimiter& limiter = creds->limiter();
+  const uint64_t now = shard_.now_ms();
+  if (limiter.Locked(client_ip_, now)) {
+    std::fprintf(stderr, "sluice: auth: %s is locked out; AUTH as \"%s\" refused unchecked\n",
+                 client_ip_.c_str(), Printable(user).c_str());
+    return session_.OnAuthResult(smtp::AuthVerdict::kLocked);
+  }
+  // PBKDF2 on the shard's thread (tls/password.h says what it costs and why
+  // that is bounded); a cached success is a single HMAC.
+  if (verifier->Check(user, password)) {
+    limiter.Succeeded(client_ip_);
+    return session_.OnAuthResult(smtp::AuthVerdict::kOk);
+  }
+  const bool locked = limiter.Failed(client_ip_, now);
+  std::fprintf(stderr, "sluice: auth: failed for \"%s\" from %s%s\n", Printable(user).c_str(),
+               client_ip_.c_str(), locked ? "; address locked out" : "");
+  session_.OnAuthResult(locked ? smtp::AuthVerdict::kLocked : smtp::AuthVerdict::kBad);
 }
 
 void Connection::AbortMessage() {
@@ -224,7 +398,8 @@ std::string Connection::AddedHeaders(const smtp::Envelope& e, const smtp::Messag
   const std::string from = absl::StrCat(PrintableHeaderText(e.helo), " (", client_ip_, ")");
   TraceFacts t;
   t.from = from;
-  t.with = e.esmtp ? "ESMTP" : "SMTP";
+  const std::string with = ProtocolName(e);
+  t.with = with;
   t.hostname = shard_.config().hostname;
   t.queue_id = id;
   t.recipients = &e.recipients;
@@ -241,7 +416,7 @@ void Connection::CommitMessage(const smtp::Envelope& e, const smtp::MessageFacts
   env.arrival_micros = message_arrival_us_;
   env.client_ip = client_ip_;
   env.helo = e.helo;
-  env.protocol = e.esmtp ? "ESMTP" : "SMTP";
+  env.protocol = ProtocolName(e);
   env.sender = e.sender;
   env.eight_bit = e.params.body == smtp::BodyType::k8BitMime;
   env.smtputf8 = e.params.smtputf8;
@@ -270,7 +445,8 @@ void Connection::OnCommitted(const absl::Status& status, const std::string& id, 
     r.size = size;
     r.client = client_ip_;
     r.helo = e.helo;
-    r.protocol = e.esmtp ? "ESMTP" : "SMTP";
+    const std::string protocol = ProtocolName(e);
+    r.protocol = protocol;
     shard_.accounting().Reception(r);
     if (auto qid = base::QueueId::Parse(id)) shard_.AnnounceQueued(*qid, e.recipients);
     session_.OnCommitted(id);

@@ -12,6 +12,7 @@ namespace sluice::smtp {
 ServerSession::ServerSession(SessionConfig config, SessionHandler& handler)
     : config_(std::move(config)), handler_(handler), decoder_(config_.max_data_line_length) {
   envelope_.client_ip = config_.client_ip;
+  envelope_.tls = config_.tls_active;
 }
 
 void ServerSession::Start() { Reply(absl::StrCat("220 ", config_.hostname, " ESMTP Sluice")); }
@@ -66,6 +67,8 @@ size_t ServerSession::Feed(const char* data, size_t size) {
         used += FeedChunk(data + used, size - used);
         break;
       case Mode::kCommit:
+      case Mode::kStartTls:
+      case Mode::kAuth:
       case Mode::kClosed:
         return used;
     }
@@ -119,6 +122,7 @@ size_t ServerSession::FeedCommands(const char* data, size_t size) {
 
 void ServerSession::HandleLine(std::string_view line) {
   ++progress_;
+  if (auth_step_ != AuthStep::kNone) return HandleAuthResponse(line);
   const Command cmd = ParseCommand(line);
   switch (cmd.verb) {
     case Verb::kEhlo:
@@ -147,9 +151,11 @@ void ServerSession::HandleLine(std::string_view line) {
       return Reply("252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
     case Verb::kHelp:
       return Reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
-    case Verb::kExpn:
     case Verb::kStartTls:
+      return HandleStartTls(cmd);
     case Verb::kAuth:
+      return HandleAuth(cmd);
+    case Verb::kExpn:
     case Verb::kEtrn:
     case Verb::kTurn:
       return Error("502 5.5.1 Error: command not implemented");
@@ -176,12 +182,20 @@ void ServerSession::HandleEhlo(const Command& cmd, bool esmtp) {
   Reply("250-8BITMIME");
   Reply("250-ENHANCEDSTATUSCODES");
   Reply("250-CHUNKING");
+  if (config_.tls_available && !config_.tls_active) Reply("250-STARTTLS");
+  if (auth_offered()) Reply("250-AUTH PLAIN LOGIN");
   Reply("250 SMTPUTF8");
 }
 
 void ServerSession::HandleMail(const Command& cmd) {
   if (!greeted_) return Error("503 5.5.1 Error: send HELO/EHLO first");
   if (mail_given_) return Error("503 5.5.1 Error: nested MAIL command");
+  if (config_.require_tls && !config_.tls_active) {
+    return Error("530 5.7.0 Must issue a STARTTLS command first");
+  }
+  if (config_.require_auth && !authenticated()) {
+    return Error("530 5.7.0 Authentication required");
+  }
   if (!cmd.has_prefix) return Error("501 5.5.4 Syntax: MAIL FROM:<address>");
   // Parameters first, so SMTPUTF8 can widen the address syntax. The path
   // ends at the first '>' that is outside quotes; ParsePath finds it.
@@ -230,7 +244,7 @@ void ServerSession::HandleRcpt(const Command& cmd) {
   if (path->mailbox.domain.empty()) {
     // Bare "Postmaster" (RFC 5321 4.5.1) means ours.
     rcpt = absl::StrCat(path->mailbox.local_part, "@", config_.hostname);
-  } else if (!config_.relay_allowed) {
+  } else if (!config_.relay_allowed && !authenticated()) {
     return Error(absl::StrCat("550 5.7.1 <", rcpt, ">: Relay access denied"));
   }
   envelope_.recipients.push_back(std::move(rcpt));
@@ -369,6 +383,158 @@ void ServerSession::OnCommitted(const absl::StatusOr<std::string>& queue_id) {
   }
 }
 
+void ServerSession::HandleStartTls(const Command& cmd) {
+  if (!config_.tls_available && !config_.tls_active) {
+    return Error("502 5.5.1 Error: command not implemented");
+  }
+  if (config_.tls_active) return Error("503 5.5.1 Error: TLS already active");
+  if (!cmd.argument.empty()) return Error("501 5.5.4 Syntax: STARTTLS");
+  ResetTransaction();
+  Reply("220 2.0.0 Ready to start TLS");
+  // Nothing more is consumed: whatever followed the command in this read
+  // was sent before the client could see the 220, and the glue drops it.
+  mode_ = Mode::kStartTls;
+}
+
+void ServerSession::OnTlsStarted() {
+  if (mode_ != Mode::kStartTls) return;
+  mode_ = Mode::kCommand;
+  config_.tls_active = true;
+  // RFC 3207 4.2: discard all knowledge obtained from the client before.
+  ResetTransaction();
+  greeted_ = false;
+  envelope_.helo.clear();
+  envelope_.esmtp = false;
+  envelope_.tls = true;
+  envelope_.auth_user.clear();
+  auth_user_.clear();
+  auth_step_ = AuthStep::kNone;
+  line_.clear();
+  line_overflow_ = false;
+  if (shutdown_requested_) {
+    Close(absl::StrCat("421 4.3.2 ", config_.hostname, " Service shutting down"));
+  }
+}
+
+void ServerSession::HandleAuth(const Command& cmd) {
+  if (!config_.auth_available) return Error("502 5.5.1 Error: command not implemented");
+  if (!greeted_) return Error("503 5.5.1 Error: send HELO/EHLO first");
+  if (config_.require_tls && !config_.tls_active) {
+    return Error("530 5.7.0 Must issue a STARTTLS command first");
+  }
+  if (!auth_offered()) {
+    return Error("538 5.7.11 Encryption required for requested authentication mechanism");
+  }
+  if (authenticated()) return Error("503 5.5.1 Error: already authenticated");
+  if (mail_given_) return Error("503 5.5.1 Error: MAIL transaction in progress");
+  const AuthArgument a = ParseAuthArgument(cmd.argument);
+  if (!a.syntax_ok) return Error("501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+  if (a.mechanism == SaslMechanism::kUnknown) {
+    return Error("504 5.5.4 Error: unsupported authentication mechanism");
+  }
+  if (a.mechanism == SaslMechanism::kPlain) {
+    if (!a.has_initial) {
+      auth_step_ = AuthStep::kPlain;
+      return Reply("334 ");
+    }
+    const auto decoded = DecodeSaslResponse(a.initial);
+    const auto creds = decoded ? ParsePlain(*decoded) : std::nullopt;
+    if (!creds) return Error("501 5.5.2 Error: cannot decode response");
+    if (!creds->authzid.empty() && creds->authzid != creds->user) {
+      return Error("535 5.7.8 Error: authentication failed");  // no proxy logins
+    }
+    return FinishAuth(creds->user, creds->password);
+  }
+  // LOGIN: an initial response is the user name.
+  if (!a.has_initial) {
+    auth_step_ = AuthStep::kLoginUser;
+    return Reply(absl::StrCat("334 ", base::Av(kLoginUserPrompt)));
+  }
+  const auto user = DecodeSaslResponse(a.initial);
+  if (!user || user->empty() || user->size() > kSaslFieldMax) {
+    return Error("501 5.5.2 Error: cannot decode response");
+  }
+  auth_login_user_ = *user;
+  auth_step_ = AuthStep::kLoginPassword;
+  Reply(absl::StrCat("334 ", base::Av(kLoginPasswordPrompt)));
+}
+
+void ServerSession::HandleAuthResponse(std::string_view line) {
+  const AuthStep step = auth_step_;
+  auth_step_ = AuthStep::kNone;
+  if (line.size() < 2 || line.substr(line.size() - 2) != "\r\n") {
+    auth_login_user_.clear();
+    return Error("501 5.5.2 Error: cannot decode response");
+  }
+  line.remove_suffix(2);
+  if (line == "*") {
+    auth_login_user_.clear();
+    return Error("501 5.0.0 Error: authentication cancelled");
+  }
+  const auto decoded = DecodeSaslResponse(line);
+  if (!decoded) {
+    auth_login_user_.clear();
+    return Error("501 5.5.2 Error: cannot decode response");
+  }
+  switch (step) {
+    case AuthStep::kPlain: {
+      const auto creds = ParsePlain(*decoded);
+      if (!creds) return Error("501 5.5.2 Error: cannot decode response");
+      if (!creds->authzid.empty() && creds->authzid != creds->user) {
+        return Error("535 5.7.8 Error: authentication failed");
+      }
+      return FinishAuth(creds->user, creds->password);
+    }
+    case AuthStep::kLoginUser:
+      if (decoded->empty() || decoded->size() > kSaslFieldMax) {
+        return Error("501 5.5.2 Error: cannot decode response");
+      }
+      auth_login_user_ = *decoded;
+      auth_step_ = AuthStep::kLoginPassword;
+      return Reply(absl::StrCat("334 ", base::Av(kLoginPasswordPrompt)));
+    case AuthStep::kLoginPassword: {
+      const std::string user = std::move(auth_login_user_);
+      auth_login_user_.clear();
+      if (decoded->size() > kSaslFieldMax) return Error("501 5.5.2 Error: cannot decode response");
+      return FinishAuth(user, *decoded);
+    }
+    case AuthStep::kNone:
+      break;
+  }
+}
+
+void ServerSession::FinishAuth(std::string_view user, std::string_view password) {
+  auth_pending_user_ = std::string(user);
+  mode_ = Mode::kAuth;
+  handler_.Authenticate(user, password);  // may answer before it returns
+}
+
+void ServerSession::OnAuthResult(AuthVerdict verdict) {
+  if (mode_ != Mode::kAuth) return;  // closed meanwhile
+  mode_ = Mode::kCommand;
+  switch (verdict) {
+    case AuthVerdict::kOk:
+      auth_user_ = std::move(auth_pending_user_);
+      envelope_.auth_user = auth_user_;
+      Reply("235 2.7.0 Authentication successful");
+      break;
+    case AuthVerdict::kBad:
+      Error("535 5.7.8 Error: authentication failed");
+      break;
+    case AuthVerdict::kLocked:
+      Close(absl::StrCat("421 4.7.0 ", config_.hostname,
+                         " Error: too many failed authentication attempts"));
+      break;
+    case AuthVerdict::kTempFail:
+      Reply("454 4.7.0 Temporary authentication failure");
+      break;
+  }
+  auth_pending_user_.clear();
+  if (shutdown_requested_ && mode_ == Mode::kCommand) {
+    Close(absl::StrCat("421 4.3.2 ", config_.hostname, " Service shutting down"));
+  }
+}
+
 void ServerSession::OnTimeout() {
   if (mode_ == Mode::kCommit) return;  // our fault, not the client's
   Close(absl::StrCat("421 4.4.2 ", config_.hostname, " Error: timeout exceeded"));
@@ -378,7 +544,7 @@ void ServerSession::OnShutdown() {
   shutdown_requested_ = true;
   // A message on its way in is finished and answered first, then the
   // session closes; the glue's grace timer bounds how long that may take.
-  if (mode_ == Mode::kCommit || in_body()) return;
+  if (mode_ == Mode::kCommit || mode_ == Mode::kAuth || in_body()) return;
   Close(absl::StrCat("421 4.3.2 ", config_.hostname, " Service shutting down"));
 }
 

@@ -78,6 +78,20 @@ struct Config {
   std::string pickup_dir;                // empty: no pickup directory
   uint32_t pickup_scan_interval_s = 10;  // rescan of new/ besides inotify
 
+  // ---- [tls] and [auth] (docs/CONFIGURATION.md); read by tls::Credentials,
+  // which checks them at start-up and on SIGHUP. ----
+  std::string tls_cert_file;                // PEM: leaf, then the chain; empty: no TLS
+  std::string tls_key_file;                 // PEM private key of tls_cert_file
+  std::string tls_min_version = "1.2";      // "1.2" or "1.3"
+  std::vector<std::string> listen_tls;      // implicit-TLS listeners (RFC 8314), ADDR:PORT
+  std::vector<std::string> require_tls_on;  // listeners (ADDR:PORT or "*"): TLS before MAIL
+  std::string auth_password_file;           // "user:$pbkdf2-sha256$..." lines; empty: no AUTH
+  bool auth_allow_plaintext = false;        // offer AUTH without TLS
+  std::vector<std::string> require_auth_on;  // listeners (ADDR:PORT or "*"): AUTH before MAIL
+  uint32_t auth_max_failures = 3;            // failed AUTHs per address before a lock
+  uint32_t auth_lock_s = 300;                // the lock, and the window failures count in
+  // ---- end of [tls] and [auth] ----
+
   // [delivery] (docs/CONFIGURATION.md)
   bool delivery_enabled = true;          // false: accept and queue only (tests of ingestion)
   std::vector<std::string> dns_servers;  // "ADDR:PORT" / "[v6]:PORT"; empty: /etc/resolv.conf

@@ -9,16 +9,30 @@
 // Replies produced by one round of input leave in one send; one send is in
 // flight at a time.
 //
+// TLS (STARTTLS, or an implicit-TLS listener): received buffers are
+// ciphertext. They are fed to a tls::Session (bounded input), the plaintext
+// it yields goes through a 16 KiB buffer to the session, and body bytes are
+// copied to the spool (AppendOwned) since the plaintext buffer is reused.
+// Replies are encrypted into the TLS session's output before sending. At
+// STARTTLS every byte received after the command line is dropped unread
+// (RFC 3207 command injection), the 220 goes out in clear, and the
+// handshake runs as input arrives; its failure or a peer that vanishes
+// mid-handshake just closes the connection.
+//
 // Lifetime: the shard creates it on accept; it deletes itself once the
 // socket is shut down and no receive, send or spool commit references it.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "sluice/smtp/server_session.h"
 #include "sluice/spool/spool_writer.h"
+#include "sluice/tls/credentials.h"
+#include "sluice/tls/tls.h"
 
 namespace sluice::server {
 
@@ -26,7 +40,8 @@ class Shard;
 
 class Connection final : public smtp::SessionHandler {
  public:
-  Connection(Shard& shard, int fd, std::string client_ip, bool relay_allowed);
+  Connection(Shard& shard, int fd, std::string client_ip, bool relay_allowed,
+             tls::ListenerPolicy policy = {});
   ~Connection() override;
 
   void Start();
@@ -47,6 +62,7 @@ class Connection final : public smtp::SessionHandler {
   void AppendBody(const char* data, size_t size) override;
   void CommitMessage(const smtp::Envelope& envelope, const smtp::MessageFacts& facts) override;
   void AbortMessage() override;
+  void Authenticate(std::string_view user, std::string_view password) override;
 
  private:
   struct Pending {
@@ -59,6 +75,10 @@ class Connection final : public smtp::SessionHandler {
   void OnSend(int result, uint32_t flags);
   void OnCommitted(const absl::Status& status, const std::string& id, uint64_t size);
   void ProcessInput();
+  void ProcessPlainInput();
+  void ProcessTlsInput();
+  void BeginTls();  // after STARTTLS's 220, or at once on an implicit-TLS listener
+  void TlsFailed(std::string_view why);
   void MaybeSend();
   void BeginShutdown();  // stop reading, close once everything drained
   void MaybeDestroy();
@@ -86,6 +106,18 @@ class Connection final : public smtp::SessionHandler {
   base::QueueId message_id_;
   uint64_t message_arrival_us_ = 0;
   bool commit_in_flight_ = false;
+
+  // TLS: null until STARTTLS (or from the start on an implicit listener).
+  tls::ListenerPolicy policy_;
+  std::unique_ptr<tls::Session> tls_;
+  bool tls_handshaking_ = false;
+  bool tls_failed_ = false;
+  bool tls_closing_ = false;       // close_notify queued
+  std::string clear_out_;          // replies up to STARTTLS's 220, sent before any ciphertext
+  std::unique_ptr<char[]> plain_;  // decrypted input, kPlainBuffer bytes
+  size_t plain_pos_ = 0;
+  size_t plain_end_ = 0;
+  static constexpr size_t kPlainBuffer = 16384;
 
   io::MemberCompletion<Connection, &Connection::OnReceive> recv_done_{this};
   io::MemberCompletion<Connection, &Connection::OnSend> send_done_{this};

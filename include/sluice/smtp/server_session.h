@@ -6,7 +6,15 @@
 // Transitions (mode_):
 //   kCommand --DATA 354--> kData --CRLF.CRLF--> kCommit --OnCommitted--> kCommand
 //   kCommand --BDAT n--> kChunk --n bytes--> kCommand, or kCommit after LAST
+//   kCommand --STARTTLS 220--> kStartTls --OnTlsStarted--> kCommand (state reset)
+//   kCommand --AUTH with credentials--> kAuth --OnAuthResult--> kCommand
 //   any --QUIT / too many errors / timeout / shutdown--> kClosed
+//
+// STARTTLS (RFC 3207): after "220 2.0.0 Ready to start TLS" the session
+// consumes nothing more; the glue discards every plaintext byte that
+// followed the command (pipelined plaintext is never executed), sends the
+// 220 in clear, runs the handshake and calls OnTlsStarted(), which forgets
+// HELO, transaction and authentication as the RFC requires.
 //
 // Trust: everything fed to it comes from the network. Limits: a command line
 // is at most max_line_length bytes (longer ones are dropped whole and
@@ -26,6 +34,7 @@
 #include "sluice/smtp/command.h"
 #include "sluice/smtp/dot_decoder.h"
 #include "sluice/smtp/header_scanner.h"
+#include "sluice/smtp/sasl.h"
 
 namespace sluice::smtp {
 
@@ -38,6 +47,23 @@ struct SessionConfig {
   uint64_t max_message_size = 50ull << 20;
   size_t max_recipients = 1000;
   size_t max_errors = 10;
+  // TLS and AUTH (docs/PROTOCOL.md). STARTTLS is offered when tls_available
+  // and TLS is not already on; tls_active is true from the start on an
+  // implicit-TLS listener.
+  bool tls_available = false;
+  bool tls_active = false;
+  bool require_tls = false;     // 530 5.7.0 for MAIL and AUTH before TLS
+  bool auth_available = false;  // a password file is configured
+  bool auth_plaintext = false;  // offer AUTH without TLS too
+  bool require_auth = false;    // 530 5.7.0 for MAIL before AUTH
+};
+
+// The glue's answer to SessionHandler::Authenticate.
+enum class AuthVerdict : uint8_t {
+  kOk,        // 235 2.7.0
+  kBad,       // 535 5.7.8 (counts toward max_errors)
+  kLocked,    // too many failures from this address: 421 4.7.0 and close
+  kTempFail,  // 454 4.7.0
 };
 
 struct Envelope {
@@ -47,6 +73,8 @@ struct Envelope {
   std::string sender;  // "" is the null reverse path <>
   MailParameters params;
   std::vector<std::string> recipients;
+  bool tls = false;       // the session runs over TLS
+  std::string auth_user;  // "" unless AUTH succeeded
 };
 
 struct MessageFacts {
@@ -72,11 +100,15 @@ class SessionHandler {
   virtual void CommitMessage(const Envelope& envelope, const MessageFacts& facts) = 0;
   // The message begun with BeginMessage will not be committed.
   virtual void AbortMessage() = 0;
+  // AUTH gave credentials: check them and answer with
+  // ServerSession::OnAuthResult (now, from inside this call, or later).
+  // Called only when SessionConfig::auth_available.
+  virtual void Authenticate(std::string_view /*user*/, std::string_view /*password*/) {}
 };
 
 class ServerSession {
  public:
-  enum class Mode : uint8_t { kCommand, kData, kChunk, kCommit, kClosed };
+  enum class Mode : uint8_t { kCommand, kData, kChunk, kCommit, kStartTls, kAuth, kClosed };
 
   ServerSession(SessionConfig config, SessionHandler& handler);
 
@@ -93,10 +125,22 @@ class ServerSession {
   // The server is stopping: 421 4.3.2 now if no message is in flight, or
   // right after the in-flight one is answered.
   void OnShutdown();
+  // STARTTLS was answered 220 (mode() == kStartTls): the glue discards the
+  // rest of the input, sends output() in clear, then runs the handshake.
+  bool starttls_pending() const { return mode_ == Mode::kStartTls; }
+  // The handshake completed: commands are accepted again, from scratch.
+  void OnTlsStarted();
+  // The glue's answer to SessionHandler::Authenticate.
+  void OnAuthResult(AuthVerdict verdict);
+  bool authenticated() const { return !auth_user_.empty(); }
+  bool tls_active() const { return config_.tls_active; }
 
   // Replies waiting to be sent. The glue sends them and clears the string.
   std::string& output() { return output_; }
-  bool paused() const { return mode_ == Mode::kCommit || output_.size() >= kOutputHighWater; }
+  bool paused() const {
+    return mode_ == Mode::kCommit || mode_ == Mode::kStartTls || mode_ == Mode::kAuth ||
+           output_.size() >= kOutputHighWater;
+  }
   bool closed() const { return mode_ == Mode::kClosed; }
   Mode mode() const { return mode_; }
   // True while receiving a message body (the DATA timeout applies).
@@ -121,6 +165,13 @@ class ServerSession {
   void HandleRcpt(const Command& cmd);
   void HandleData();
   void HandleBdat(const Command& cmd);
+  void HandleStartTls(const Command& cmd);
+  void HandleAuth(const Command& cmd);
+  void HandleAuthResponse(std::string_view line);
+  void FinishAuth(std::string_view user, std::string_view password);
+  bool auth_offered() const {
+    return config_.auth_available && (config_.tls_active || config_.auth_plaintext);
+  }
   void FinishData();
   void FinishChunk();
   void AppendBody(const char* data, size_t size);
@@ -144,6 +195,13 @@ class ServerSession {
   uint64_t progress_ = 0;
   bool greeted_ = false;
   bool shutdown_requested_ = false;
+
+  // AUTH: the exchange in progress, and who logged in.
+  enum class AuthStep : uint8_t { kNone, kPlain, kLoginUser, kLoginPassword };
+  AuthStep auth_step_ = AuthStep::kNone;
+  std::string auth_login_user_;  // LOGIN: the user name, until the password
+  std::string auth_pending_user_;
+  std::string auth_user_;
 
   // The transaction.
   Envelope envelope_;
