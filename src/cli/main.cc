@@ -18,6 +18,7 @@
 #include "sluice/log/json.h"
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
+#include "admin_client.h"
 #include "sluice/server/server.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/tls/password.h"
@@ -31,8 +32,16 @@ constexpr char kUsage[] =
     "commands:\n"
     "  serve                 run the relay (defaults: listen 127.0.0.1:2525, spool ./var/spool)\n"
     "  check-config          validate the configuration and exit (2 on error)\n"
-    "  queue list            list queued messages: ID AGE SIZE SENDER RECIPIENTS [--json]\n"
+    "  queue list            the running daemon's destination queues: DOMAIN READY DEFERRED\n"
+    "                        IN-FLIGHT RCPTS CONNS OLDEST NEXT-ATTEMPT [--json]\n"
+    "  queue messages        list the spool's messages: ID AGE SIZE SENDER RECIPIENTS [--json]\n"
+    "                        (reads the files; works with or without a daemon)\n"
     "  queue show ID         print a queued message as it will be delivered\n"
+    "  queue flush [DOMAIN]  retry deferred mail now (all domains, or one)\n"
+    "  queue suspend DOMAIN  hold DOMAIN's mail (in-flight messages finish)\n"
+    "  queue resume DOMAIN   deliver DOMAIN's mail again\n"
+    "  queue bounce ID|DOMAIN  bounce the queued mail of a message or a domain (DSNs sent)\n"
+    "  queue stats           the running daemon's delivery counters per shard (JSON)\n"
     "  inject --from A --to B [--to C] < message.eml\n"
     "  inject -t < message.eml\n"
     "                        drop a message into the pickup directory (--pickup DIR or\n"
@@ -60,7 +69,7 @@ constexpr char kUsage[] =
     "  --route PATTERN=NEXT_HOP  static route, repeatable (replaces the [[route]] list),\n"
     "                            e.g. --route '*=[127.0.0.2]:2526'\n"
     "  --control-dir DIR         control sockets (admin.control_dir; default SPOOL/control)\n"
-    "  --json                    queue list: JSON lines\n"
+    "  --json                    queue list/messages: JSON lines\n"
     "  --listen-tls ADDR:PORT    implicit-TLS listener (RFC 8314), repeatable (replaces tls.listen)\n"
     "  --tls-cert FILE           TLS certificate chain (PEM), enables STARTTLS\n"
     "  --tls-key FILE            its private key (PEM)\n"
@@ -334,6 +343,45 @@ int QueueList(const Options& o) {
   return 0;
 }
 
+std::string ControlDir(const Options& o) {
+  config::Config c;
+  if (!o.config_file.empty()) (void)config::ApplyTomlFile(o.config_file, c);
+  std::string dir = c.control_dir;
+  for (const auto& [flag, value] : o.overrides) {
+    if (flag == "--spool") c.spool_dir = value;
+    if (flag == "--control-dir") dir = value;
+  }
+  return dir.empty() ? c.spool_dir + "/control" : dir;
+}
+
+// queue list|flush|suspend|resume|bounce|stats: one command to every shard.
+int QueueAdmin(const Options& o) {
+  const std::string& verb = o.positional[1];
+  std::string line = verb;
+  if (verb == "suspend" || verb == "resume" || verb == "bounce") {
+    if (o.positional.size() != 3) return Usage(absl::StrCat("queue ", verb, " needs one argument"));
+    line += " " + o.positional[2];
+  } else if (verb == "flush") {
+    if (o.positional.size() > 3) return Usage("queue flush takes at most one domain");
+    if (o.positional.size() == 3) line += " " + o.positional[2];
+  } else if (o.positional.size() != 2) {
+    return Usage(absl::StrCat("queue ", verb, " takes no argument"));
+  }
+  auto replies = AdminCall(ControlDir(o), line);
+  if (!replies.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(replies.status().message()).c_str());
+    return 1;
+  }
+  if (verb == "list") return PrintDomains(*replies, o.json);
+  int rc = 0;
+  for (size_t i = 0; i < replies->size(); ++i) {
+    const std::string& r = (*replies)[i];
+    if (r.rfind("error", 0) == 0) rc = 1;
+    std::printf("shard %zu: %s\n", i, r.c_str());
+  }
+  return rc;
+}
+
 int QueueShow(const Options& o) {
   if (o.positional.size() != 3) return Usage("queue show needs one queue id");
   auto id = base::QueueId::Parse(o.positional[2]);
@@ -477,9 +525,14 @@ int Main(int argc, char** argv) {
   if (command == "inject") return Inject(o);
   if (command == "passwd") return Passwd(o);
   if (command == "queue") {
-    if (o.positional.size() >= 2 && o.positional[1] == "list") return QueueList(o);
-    if (o.positional.size() >= 2 && o.positional[1] == "show") return QueueShow(o);
-    return Usage("queue needs 'list' or 'show ID'");
+    const std::string verb = o.positional.size() >= 2 ? o.positional[1] : "";
+    if (verb == "messages") return QueueList(o);
+    if (verb == "show") return QueueShow(o);
+    if (verb == "list" || verb == "flush" || verb == "suspend" || verb == "resume" ||
+        verb == "bounce" || verb == "stats") {
+      return QueueAdmin(o);
+    }
+    return Usage("queue needs list, messages, show, flush, suspend, resume, bounce or stats");
   }
   return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));
 }

@@ -36,13 +36,6 @@ smtp::Reply MakeReply(int code, std::string_view enhanced, std::string text, boo
   return r;
 }
 
-std::string DomainOf(std::string_view address) {
-  const size_t at = address.rfind('@');
-  std::string d(at == std::string_view::npos ? std::string_view() : address.substr(at + 1));
-  for (char& c : d) c = base::AsciiLower(c);
-  return d;
-}
-
 // "550 5.1.1 text; more text": the reply as a receiver would quote it.
 std::string Diagnostic(const smtp::Reply& r) {
   std::string out = absl::StrCat(r.code);
@@ -93,6 +86,7 @@ struct Engine::Active {
   bool abandoned = false;  // its connection ended before the message started
   bool reported = false;   // already out of the queue (administrator's bounce)
   smtp::Reply preset;
+  std::string mx, ip;  // detached: the host that failed, if any
   std::string record;
   std::optional<spool::ParsedFile> parsed;
   std::vector<std::optional<std::pair<smtp::Outcome, smtp::Reply>>> results;
@@ -331,16 +325,18 @@ void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) 
     d.expires_ms = 0;
     const std::string code = result.enhanced_code.empty() ? (permanent ? "5.4.4" : "4.4.3")
                                                           : result.enhanced_code;
-    FailReady(q, MakeReply(permanent ? 550 : 451, code, result.text), permanent, "");
+    FailReady(q, MakeReply(permanent ? 550 : 451, code, result.text), permanent, "", "");
   }
   queues_.Reschedule(q, now_us);
 }
 
 void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
-                       const std::string&) {
+                       const std::string& mx, const std::string& ip) {
   for (queue::Job& job : q.TakeAllReady()) {
     auto* a = new Active();
     a->domain = q.domain();
+    a->mx = mx;
+    a->ip = ip;
     a->detached = true;
     a->preset = reply;
     a->preset.code = permanent ? std::max(reply.code, 550) : reply.code;
@@ -493,8 +489,8 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   queue::DomainQueue* q = queues_.Find(a->domain);
   SLUICE_CHECK(q != nullptr);
   const spool::Envelope* env = a->parsed ? &a->parsed->envelope : nullptr;
-  const std::string mx = c != nullptr ? c->target().host : std::string();
-  const std::string ip = c != nullptr ? c->target().ip.ToString() : std::string();
+  const std::string mx = c != nullptr ? c->target().host : a->mx;
+  const std::string ip = c != nullptr ? c->target().ip.ToString() : a->ip;
   const uint32_t attempt = a->job.failures + 1u;
 
   std::vector<uint32_t> delivered;
@@ -635,12 +631,14 @@ void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool
     ++stats_.connection_failures;
     // No target would talk to us. Unless a sibling connection works, the
     // destination is unreachable: every ready job waits for its retry.
+    // (A sibling still connecting proves nothing: counting it would open
+    // connection after connection to a dead host.)
     bool sibling = false;
-    for (OutboundConnection* o : d.conns) sibling |= !o->finished();
+    for (OutboundConnection* o : d.conns) sibling |= !o->finished() && o->ever_ready();
     if (!sibling) {
       smtp::Reply r = info.reply;
       if (r.code >= 500 || r.code == 0) r.code = 451;  // a refusal at connect is not final
-      FailReady(q, r, false, c.target().host);
+      FailReady(q, r, false, c.target().host, c.target().ip.ToString());
     }
   }
   if (!stopping_) Work(q, now_us);

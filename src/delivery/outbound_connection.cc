@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -16,10 +17,15 @@
 namespace sluice::delivery {
 namespace {
 
+// `text` starts with its enhanced code ("4.4.1 connect to ...").
 smtp::Reply LocalReply(int code, std::string text) {
   smtp::Reply r;
   r.code = code;
   r.local = true;
+  size_t used = 0;
+  if (smtp::EnhancedCode::Parse(text, r.enhanced, used)) {
+    text.erase(0, std::min(text.size(), used + 1));
+  }
   r.text = std::move(text);
   r.lines = 1;
   return r;

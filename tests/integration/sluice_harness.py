@@ -725,7 +725,7 @@ class Sluice:
         )
 
     def queue_list(self) -> list:
-        r = self.cli("queue", "list", "--spool", str(self.spool))
+        r = self.cli("queue", "messages", "--spool", str(self.spool))
         assert r.returncode == 0, f"sluice queue list failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
         entries = []
         for line in r.stdout.decode("utf-8", "replace").splitlines():
@@ -741,7 +741,7 @@ class Sluice:
         return {e.id for e in self.queue_list()}
 
     def queue_json(self) -> list:
-        r = self.cli("queue", "list", "--spool", str(self.spool), "--json")
+        r = self.cli("queue", "messages", "--spool", str(self.spool), "--json")
         assert r.returncode == 0, f"sluice queue list --json failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
         out = []
         for line in r.stdout.decode("utf-8").splitlines():

@@ -127,10 +127,15 @@ def test_usage_errors_exit_2():
 
 def test_queue_commands_on_an_empty_and_a_missing_spool(tmp_path):
     (tmp_path / "spool" / "0").mkdir(parents=True)
-    r = run("queue", "list", "--spool", str(tmp_path / "spool"))
+    r = run("queue", "messages", "--spool", str(tmp_path / "spool"))
     assert r.returncode == 0 and r.stdout == ""
-    r = run("queue", "list", "--spool", str(tmp_path / "missing"))
+    r = run("queue", "messages", "--spool", str(tmp_path / "missing"))
     assert r.returncode == 1 and "missing" in r.stderr
+    # The live commands need a running daemon.
+    r = run("queue", "list", "--spool", str(tmp_path / "spool"))
+    assert r.returncode == 1 and "no running sluice" in r.stderr
+    assert run("queue", "suspend", "--spool", str(tmp_path / "spool")).returncode == 2
+    assert run("queue", "frobnicate", "--spool", str(tmp_path / "spool")).returncode == 2
     r = run("queue", "show", "--spool", str(tmp_path / "spool"), "0CRAR9BEAEG81")
     assert r.returncode == 1 and "no queued message" in r.stderr
     assert run("queue", "show", "--spool", str(tmp_path / "spool"), "not-an-id").returncode == 2

@@ -122,7 +122,7 @@ class Engine final : public ConnectionDelegate {
   void Resolve(Destination& d);
   void OnResolved(const std::string& domain, const dns::MxResult& result);
   void FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
-                 const std::string& mx);
+                 const std::string& mx, const std::string& ip);
   void OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us);
   void StartJob(OutboundConnection& c, queue::Job job);
   void OnRecord(Active* a, absl::StatusOr<std::string> bytes);

@@ -79,6 +79,8 @@ class OutboundConnection final : public smtp::ClientHandler {
   smtp::ClientSession& session() { return *session_; }
   const Target& target() const { return targets_[target_index_]; }
   bool finished() const { return finished_; }
+  // Some target reached an idle session (the destination answers).
+  bool ever_ready() const { return ever_ready_; }
   uint64_t idle_since_ms() const { return idle_since_ms_; }
   void set_idle_since_ms(uint64_t ms) { idle_since_ms_ = ms; }
 
