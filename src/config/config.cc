@@ -425,11 +425,17 @@ constexpr absl::string_view kShapingOtherKeys[] = {"pattern", "by_mx", "backoff_
 constexpr absl::string_view kRouteKeys[] = {"domain", "next_hop"};
 constexpr absl::string_view kAdminKeys[] = {"control_dir"};
 
-constexpr absl::string_view kTables[] = {"server", "spool", "log",     "pickup", "delivery",
-                                         "retry",  "admin", "shaping", "route"};
+constexpr absl::string_view kTables[] = {"server",   "spool", "log",   "pickup",
+                                         "delivery", "retry", "admin", "shaping",
+                                         "route",    "tls",   "auth"};
 constexpr absl::string_view kTableList =
     "the tables are [server], [spool], [log], [pickup], [delivery], [retry], [admin], "
-    "[[shaping]] and [[route]]";
+    "[tls], [auth], [[shaping]] and [[route]]";
+// [tls] and [auth]: checked further by tls::Credentials (files, listeners).
+constexpr absl::string_view kTlsKeys[] = {"cert_file", "key_file", "min_version", "listen",
+                                          "require_tls_on"};
+constexpr absl::string_view kAuthKeys[] = {"password_file", "allow_plaintext", "require_auth_on",
+                                           "max_failures", "lock_s"};
 
 const Field* FindField(absl::Span<const Field> fields, absl::string_view key) {
   for (const Field& f : fields) {
@@ -764,6 +770,8 @@ class TomlReader {
           status = ReadRetry(*table);
         } else if (name == "admin") {
           status = ReadAdmin(*table);
+        } else if (name == "tls" || name == "auth") {
+          status = ReadTlsAuth(name, *table);
         } else {
           status = ReadTable(name, *table);
         }
@@ -1130,6 +1138,56 @@ class TomlReader {
         status = ReadString(dotted, *node, CheckOptionalPath, &config_.control_dir);
       } else {
         status = Unknown("admin", dotted, *key, *node, kAdminKeys);
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  // [tls] and [auth] (docs/CONFIGURATION.md).
+  absl::Status ReadTlsAuth(absl::string_view table, const toml::table& t) {
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat(table, ".", KeyText(name));
+      absl::Status status;
+      auto any = [](absl::string_view) { return absl::OkStatus(); };
+      auto version = [](absl::string_view v) {
+        return v == "1.2" || v == "1.3" ? absl::OkStatus()
+                                        : absl::InvalidArgumentError("must be \"1.2\" or \"1.3\"");
+      };
+      if (table == "tls" && name == "cert_file") {
+        status = ReadString(dotted, *node, CheckOptionalPath, &config_.tls_cert_file);
+      } else if (table == "tls" && name == "key_file") {
+        status = ReadString(dotted, *node, CheckOptionalPath, &config_.tls_key_file);
+      } else if (table == "tls" && name == "min_version") {
+        status = ReadString(dotted, *node, version, &config_.tls_min_version);
+      } else if ((table == "tls" && (name == "listen" || name == "require_tls_on")) ||
+                 (table == "auth" && name == "require_auth_on")) {
+        auto list = ReadStrings(dotted, *node, "\"ADDR:PORT\" strings", 1000, any);
+        if (!list.ok()) return list.status();
+        (name == "listen"           ? config_.listen_tls
+         : name == "require_tls_on" ? config_.require_tls_on
+                                    : config_.require_auth_on) = *std::move(list);
+      } else if (table == "auth" && name == "password_file") {
+        status = ReadString(dotted, *node, CheckOptionalPath, &config_.auth_password_file);
+      } else if (table == "auth" && name == "allow_plaintext") {
+        const auto* b = node->as_boolean();
+        if (b == nullptr) {
+          return Error(*node, dotted, absl::StrCat("expected a boolean, got ", TypeName(*node)));
+        }
+        config_.auth_allow_plaintext = b->get();
+      } else if (table == "auth" && (name == "max_failures" || name == "lock_s")) {
+        const auto* i = node->as_integer();
+        const int64_t max = name == "max_failures" ? 1000 : 86400;
+        if (i == nullptr || i->get() < 1 || i->get() > max) {
+          return Error(*node, dotted, absl::StrCat("expected an integer between 1 and ", max));
+        }
+        (name == "max_failures" ? config_.auth_max_failures : config_.auth_lock_s) =
+            static_cast<uint32_t>(i->get());
+      } else {
+        status = Unknown(table, dotted, *key, *node,
+                         table == "tls" ? absl::Span<const absl::string_view>(kTlsKeys)
+                                        : absl::Span<const absl::string_view>(kAuthKeys));
       }
       if (!status.ok()) return status;
     }
