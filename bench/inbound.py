@@ -127,7 +127,7 @@ def run_sluice(messages, size, work):
         wait_port(port)
         rate = smtp_source(port, messages, size)
         peak = hwm()
-        listing = subprocess.run([SLUICE, "queue", "list", "--spool", spool],
+        listing = subprocess.run([SLUICE, "queue", "messages", "--spool", spool],
                                  capture_output=True, text=True, check=True).stdout
         queued = len(listing.splitlines())
         if queued != messages:

@@ -32,6 +32,7 @@ struct Ledger::File {
   int fd = -1;        // segments: opened for the tombstone writes
   int dir_fd = -1;    // message files: for the directory fsync after unlink
   uint32_t live = 0;  // live messages in it
+  bool removal_queued = false;  // in maybe_empty_ (at most once: Tick may free it)
 };
 
 // The retirements of one turn: per file a linked chain (tombstone writes then
@@ -91,8 +92,14 @@ Ledger::File* Ledger::FileFor(const RecordRef& where) {
 
 void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending) {
   File* f = FileFor(where);
-  auto [it, inserted] = live_.try_emplace(id, Live{f, where.offset, where.length, pending, {}});
+  // Filled in place rather than from a Live temporary: GCC 12 sees the
+  // moved-from InlinedVector as "maybe uninitialized" (-Werror builds).
+  auto [it, inserted] = live_.try_emplace(id);
   SLUICE_CHECK(inserted);
+  it->second.file = f;
+  it->second.offset = where.offset;
+  it->second.length = where.length;
+  it->second.pending = pending;
   ++f->live;
   ++stats_.messages_added;
   if (pending == 0) {
@@ -241,7 +248,10 @@ void Ledger::OnRetired(RetireBatch* batch, int result) {
     ReleaseJournals(it->second);
     live_.erase(it);
     ++stats_.messages_retired;
-    if (--f->live == 0) maybe_empty_.push_back(f);
+    if (--f->live == 0 && !f->removal_queued) {
+      f->removal_queued = true;
+      maybe_empty_.push_back(f);
+    }
   }
   delete batch;
 }
@@ -270,7 +280,10 @@ void Ledger::Tick() {
     const std::string current = current_segment_ ? current_segment_() : std::string();
     std::vector<File*> keep;
     for (File* f : maybe_empty_) {
-      if (f->live != 0) continue;
+      if (f->live != 0) {  // new records arrived: no longer empty
+        f->removal_queued = false;
+        continue;
+      }
       if (f->segment && f->dir == own_dir_ && f->name == current) {
         keep.push_back(f);  // still being appended to: look again later
         continue;
@@ -291,6 +304,10 @@ void Ledger::Tick() {
     maybe_empty_.swap(keep);
   }
   if (in_flight_ == 0) {
+    // The journal being appended to goes too once every message it names is
+    // retired: otherwise an empty queue would keep a stale journal until the
+    // next restart compacts it. The next partial final opens a new one.
+    if (journal_ != nullptr && journal_->live == 0 && journal_buffer_.empty()) journal_ = nullptr;
     for (auto it = journals_.begin(); it != journals_.end();) {
       Journal& j = it->second;
       if (j.live == 0 && &j != journal_) {
