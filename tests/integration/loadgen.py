@@ -130,7 +130,7 @@ def verify_spool_after_restart(d, loaders):
 
     meta = d.queue_json_by_id()
     listed = {e.id for e in d.queue_list()}
-    assert listed == set(meta), "queue list and queue list --json disagree"
+    assert listed == set(meta), "queue messages and queue messages --json disagree"
 
     missing = {seq: qid for seq, qid in acked.items() if qid not in meta}
     assert not missing, (

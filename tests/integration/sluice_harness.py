@@ -726,14 +726,14 @@ class Sluice:
 
     def queue_list(self) -> list:
         r = self.cli("queue", "messages", "--spool", str(self.spool))
-        assert r.returncode == 0, f"sluice queue list failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
+        assert r.returncode == 0, f"sluice queue messages failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
         entries = []
         for line in r.stdout.decode("utf-8", "replace").splitlines():
             if not line.strip():
                 continue
             fields = line.split()
-            assert len(fields) == 5, f"queue list line is not 'ID AGE SIZE SENDER RCPTCOUNT': {line!r}"
-            assert ID_RE.match(fields[0]), f"bad queue id in queue list line {line!r}"
+            assert len(fields) == 5, f"queue messages line is not 'ID AGE SIZE SENDER RCPTCOUNT': {line!r}"
+            assert ID_RE.match(fields[0]), f"bad queue id in queue messages line {line!r}"
             entries.append(QueueEntry(fields[0], fields[1], int(fields[2]), fields[3], int(fields[4]), line))
         return entries
 
@@ -742,7 +742,7 @@ class Sluice:
 
     def queue_json(self) -> list:
         r = self.cli("queue", "messages", "--spool", str(self.spool), "--json")
-        assert r.returncode == 0, f"sluice queue list --json failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
+        assert r.returncode == 0, f"sluice queue messages --json failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
         out = []
         for line in r.stdout.decode("utf-8").splitlines():
             if line.strip():

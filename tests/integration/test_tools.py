@@ -125,9 +125,9 @@ def test_smtp_source_ten_thousand(sluice, smtp_source_bin, smtp_source_sample):
     sluice.assert_alive()
 
     entries = sluice.queue_list()
-    assert len(entries) == n, f"queue list has {len(entries)} lines, expected {n}"
+    assert len(entries) == n, f"queue messages has {len(entries)} lines, expected {n}"
     ids = [e.id for e in entries]
-    assert len(set(ids)) == n, "duplicate ids in queue list"
+    assert len(set(ids)) == n, "duplicate ids in queue messages"
     for e in entries:
         assert norm_addr(e.sender) == "from@example.com" and e.rcptcount == 1, e.line
 
