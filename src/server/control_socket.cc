@@ -175,13 +175,16 @@ std::string ControlSocket::Execute(std::string_view line) {
                     l.journal_entries, ",\"segments_removed\":", l.segments_removed, "}");
     return out;
   }
+  // Unknown verbs first, so that a typo is not answered "needs an argument".
+  if (verb != "flush" && verb != "suspend" && verb != "resume" && verb != "bounce") {
+    return absl::StrCat("error: unknown command \"", std::string(verb).substr(0, 32), "\"");
+  }
   if (engine == nullptr) return "error: delivery is disabled (--no-delivery)";
   if (verb == "flush") return absl::StrCat("ok ", engine->Flush(arg), " domains flushed");
   if (arg.empty()) return absl::StrCat("error: ", base::Av(verb), " needs an argument");
   if (verb == "suspend") return engine->Suspend(arg) ? "ok suspended" : "ok suspended (empty)";
   if (verb == "resume") return engine->Resume(arg) ? "ok resumed" : "ok not queued here";
-  if (verb == "bounce") return absl::StrCat("ok ", engine->BounceQueued(arg), " recipients bounced");
-  return absl::StrCat("error: unknown command \"", std::string(verb).substr(0, 32), "\"");
+  return absl::StrCat("ok ", engine->BounceQueued(arg), " recipients bounced");
 }
 
 }  // namespace sluice::server
