@@ -153,19 +153,31 @@ class SpoolWriter::Message {
 
   void Flush(bool final) {
     if (fd_ < 0 || pending_.empty()) return;  // the open completes first
-    auto* w = new Write();
-    w->message = this;
-    w->iov.swap(pending_);
-    w->buffers.swap(pending_buffers_);
-    w->offset = offset_;
-    w->bytes = pending_bytes_;
-    w->final = final;
-    offset_ += pending_bytes_;
+    // While the open was in flight, spans kept coming (a body of short
+    // dot-stuffed lines is one span per line): no writev may exceed IOV_MAX.
+    for (size_t first = 0; first < pending_.size(); first += kIovMax) {
+      const size_t n = std::min(kIovMax, pending_.size() - first);
+      auto* w = new Write();
+      w->message = this;
+      w->iov.assign(pending_.begin() + static_cast<long>(first),
+                    pending_.begin() + static_cast<long>(first + n));
+      w->buffers.assign(pending_buffers_.begin() + static_cast<long>(first),
+                        pending_buffers_.begin() + static_cast<long>(first + n));
+      w->bytes = 0;
+      for (const iovec& v : w->iov) w->bytes += v.iov_len;
+      w->offset = offset_;
+      w->final = final;  // in the commit chain: a short write fails it (no resubmit)
+      offset_ += w->bytes;
+      io_uring_sqe* sqe = writer_.ring_.Prepare(w);
+      io_uring_prep_writev(sqe, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
+                           w->offset);
+      // The commit chain (writes, fdatasync, rename) runs in order.
+      if (final) sqe->flags |= IOSQE_IO_LINK;
+      ++ops_;
+    }
+    pending_.clear();
+    pending_buffers_.clear();
     pending_bytes_ = 0;
-    io_uring_sqe* sqe = writer_.ring_.Prepare(w);
-    io_uring_prep_writev(sqe, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()), w->offset);
-    if (final) sqe->flags |= IOSQE_IO_LINK;
-    ++ops_;
   }
 
   void ReleaseBuffers(const std::vector<uint16_t>& ids) {

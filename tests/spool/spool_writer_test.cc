@@ -93,6 +93,34 @@ TEST_F(SpoolWriterTest, LargeMessagesGetTheirOwnFiles) {
   EXPECT_EQ(report->temporary_removed, 0u);
 }
 
+// A body of many short spans (dot-stuffed lines arrive one span per line)
+// piles up more than IOV_MAX iovecs while the file's open is in flight: they
+// must go out in several writev calls, not one that fails with EINVAL.
+TEST_F(SpoolWriterTest, ManySpansWhileTheFileOpens) {
+  SpoolWriter::Message* m = writer_->Begin(ids_.Next(++clock_));
+  std::string expected = "Subject: spans\r\n\r\n";
+  writer_->AppendOwned(m, expected);
+  for (int i = 0; i < 5000; ++i) {
+    std::string line = "." + std::to_string(i) + "\r\n";
+    expected += line;
+    writer_->AppendOwned(m, line);
+  }
+  bool done = false;
+  writer_->Commit(m, MakeEnvelope(), [&](const absl::Status& s) {
+    EXPECT_TRUE(s.ok()) << s;
+    done = true;
+  });
+  RunUntil(done);
+  auto report = ScanSpool(root_, ScanOptions{.repair = false, .verify_body = true});
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->messages.size(), 1u);
+  auto bytes = ReadRecord(report->messages[0].where);
+  ASSERT_TRUE(bytes.ok());
+  auto parsed = ParseFile(*bytes);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->body, expected);
+}
+
 TEST_F(SpoolWriterTest, ReceiveBuffersAreHeldUntilWritten) {
   const uint16_t id = 3;
   buffers_->Acquire(id);
