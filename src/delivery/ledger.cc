@@ -4,12 +4,14 @@
 #include <liburing.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/check.h"
+#include "sluice/base/clock.h"
 #include "sluice/spool/journal.h"
 #include "sluice/spool/spool_directory.h"
 
@@ -17,6 +19,9 @@ namespace sluice::delivery {
 namespace {
 
 constexpr uint64_t kJournalRotateBytes = 4ull << 20;
+// Tombstones are made durable together: at most this late, or this many at once.
+constexpr uint64_t kTombstoneSyncMs = 100;
+constexpr size_t kTombstoneBatch = 16384;
 
 bool IsSegment(std::string_view name) {
   return name.size() > 4 && name.substr(name.size() - 4) == ".seg";
@@ -44,7 +49,27 @@ struct Ledger::RetireBatch final : io::Completion {
   int failed = 0;
   void OnComplete(int result, uint32_t) override {
     if (result < 0 && failed == 0) failed = result;
-    if (--ops == 0) ledger->OnRetired(this, failed);
+    if (--ops == 0) ledger->OnRetired(this, failed, /*owned=*/true);
+  }
+};
+
+// Tombstones written since the last fdatasync of their segments: `writes`
+// still in flight, then (syncing) one fdatasync per file.
+struct Ledger::TombstoneBatch final : io::Completion {
+  Ledger* ledger;
+  std::vector<base::QueueId> ids;
+  std::vector<File*> files;
+  int writes = 0;
+  int syncs = 0;
+  bool syncing = false;
+  int failed = 0;
+  void OnComplete(int result, uint32_t) override {
+    if (result < 0 && failed == 0) failed = result;
+    if (!syncing) {
+      --writes;
+      return;
+    }
+    if (--syncs == 0) ledger->OnTombstones(this);
   }
 };
 
@@ -65,9 +90,11 @@ Ledger::Ledger(io::Ring& ring, std::string spool_root, int own_dir, uint64_t fir
       root_(std::move(spool_root)),
       own_dir_(own_dir),
       current_segment_(std::move(current_segment)),
-      journal_seq_(first_journal_seq) {}
+      journal_seq_(first_journal_seq),
+      recovered_journal_seq_(first_journal_seq) {}
 
 Ledger::~Ledger() {
+  delete syncing_;  // only when the loop ended with its fdatasync in flight
   for (auto& [key, f] : files_) {
     if (f->fd >= 0) close(f->fd);
     if (f->dir_fd >= 0) close(f->dir_fd);
@@ -90,7 +117,8 @@ Ledger::File* Ledger::FileFor(const RecordRef& where) {
   return slot.get();
 }
 
-void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending) {
+void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending,
+                 bool in_recovered_journal) {
   File* f = FileFor(where);
   // Filled in place rather than from a Live temporary: GCC 12 sees the
   // moved-from InlinedVector as "maybe uninitialized" (-Werror builds).
@@ -102,6 +130,16 @@ void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending) {
   it->second.pending = pending;
   ++f->live;
   ++stats_.messages_added;
+  if (in_recovered_journal && recovered_journal_seq_ != 0) {
+    // Never appended to (OpenJournal starts past it): fd stays -1. Recovered
+    // messages are added before any journal is opened; inserting later could
+    // rehash journals_ under journal_.
+    SLUICE_CHECK(journal_ == nullptr || journals_.contains(recovered_journal_seq_));
+    Journal& j = journals_[recovered_journal_seq_];
+    j.seq = recovered_journal_seq_;
+    ++j.live;
+    it->second.journals.push_back(static_cast<uint32_t>(recovered_journal_seq_));
+  }
   if (pending == 0) {
     it->second.pending = 0;
     retire_pending_.push_back(id);
@@ -177,62 +215,97 @@ void Ledger::Flush() {
     ++in_flight_;
     if (journal_->size >= kJournalRotateBytes) journal_ = nullptr;  // the next entry opens one
   }
-  if (retire_pending_.empty()) return;
-  auto* batch = new RetireBatch();
-  batch->ledger = this;
-  batch->ids.swap(retire_pending_);
-  // Group by file, keeping one chain per file.
-  absl::flat_hash_map<File*, std::vector<uint64_t>> by_file;
-  for (base::QueueId id : batch->ids) {
+  if (!retire_pending_.empty()) StartRetirements();
+  MaybeSyncTombstones();
+}
+
+void Ledger::StartRetirements() {
+  std::vector<base::QueueId> ids;
+  ids.swap(retire_pending_);
+  RetireBatch* unlinks = nullptr;  // message files: unlink, then fsync the directory
+  for (base::QueueId id : ids) {
     const Live& m = live_.at(id);
-    by_file[m.file].push_back(m.offset);
-  }
-  for (auto& [f, offsets] : by_file) {
+    File* f = m.file;
     if (f->segment) {
       if (f->fd < 0) f->fd = open(f->path.c_str(), O_WRONLY | O_CLOEXEC);
       if (f->fd < 0) {
         std::fprintf(stderr, "sluice: ledger: cannot open %s: %s\n", f->path.c_str(),
                      std::strerror(errno));
         ++stats_.io_errors;
-        continue;
+        continue;  // stays live: delivered again after a restart, never lost
       }
-      for (uint64_t offset : offsets) {
-        io_uring_sqe* sqe = ring_.Prepare(batch);
-        io_uring_prep_write(sqe, f->fd, spool::kTombstone.data(),
-                            static_cast<unsigned>(spool::kTombstone.size()), offset);
-        sqe->flags |= IOSQE_IO_LINK;
-        ++batch->ops;
+      // The tombstone is written now and made durable with the others of the
+      // next ~100 ms by one fdatasync per segment (MaybeSyncTombstones).
+      if (!tombstones_) {
+        tombstones_ = std::make_unique<TombstoneBatch>();
+        tombstones_->ledger = this;
+        tombstones_since_ms_ = base::MonotonicMillis();
       }
-      io_uring_sqe* sync = ring_.Prepare(batch);
-      io_uring_prep_fsync(sync, f->fd, IORING_FSYNC_DATASYNC);
-      ++batch->ops;
-    } else {
-      if (f->dir_fd < 0) {
-        f->dir_fd = open(absl::StrCat(root_, "/", f->dir).c_str(),
-                         O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      }
-      if (f->dir_fd < 0) {
-        ++stats_.io_errors;
-        continue;
-      }
-      io_uring_sqe* sqe = ring_.Prepare(batch);
-      io_uring_prep_unlinkat(sqe, f->dir_fd, f->name.c_str(), 0);
-      sqe->flags |= IOSQE_IO_LINK;
-      io_uring_sqe* sync = ring_.Prepare(batch);
-      io_uring_prep_fsync(sync, f->dir_fd, 0);
-      batch->ops += 2;
+      TombstoneBatch& t = *tombstones_;
+      io_uring_sqe* sqe = ring_.Prepare(&t);
+      io_uring_prep_write(sqe, f->fd, spool::kTombstone.data(),
+                          static_cast<unsigned>(spool::kTombstone.size()), m.offset);
+      ++t.writes;
+      t.ids.push_back(id);
+      if (std::find(t.files.begin(), t.files.end(), f) == t.files.end()) t.files.push_back(f);
+      continue;
     }
+    if (f->dir_fd < 0) {
+      f->dir_fd =
+          open(absl::StrCat(root_, "/", f->dir).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (f->dir_fd < 0) {
+      ++stats_.io_errors;
+      continue;
+    }
+    if (unlinks == nullptr) {
+      unlinks = new RetireBatch();
+      unlinks->ledger = this;
+      ++in_flight_;
+    }
+    unlinks->ids.push_back(id);
+    io_uring_sqe* sqe = ring_.Prepare(unlinks);
+    io_uring_prep_unlinkat(sqe, f->dir_fd, f->name.c_str(), 0);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe* sync = ring_.Prepare(unlinks);
+    io_uring_prep_fsync(sync, f->dir_fd, 0);
+    unlinks->ops += 2;
   }
+  // The unlink SQEs point at File::name: submit now, while it exists.
+  if (unlinks != nullptr) io_uring_submit(ring_.raw());
+}
+
+void Ledger::MaybeSyncTombstones() {
+  if (!tombstones_ || syncing_ != nullptr || tombstones_->writes > 0) return;
+  const uint64_t now = base::MonotonicMillis();
+  if (now - tombstones_since_ms_ < kTombstoneSyncMs && tombstones_->ids.size() < kTombstoneBatch) {
+    return;
+  }
+  syncing_ = tombstones_.release();
+  syncing_->syncing = true;
   ++in_flight_;
-  if (batch->ops == 0) {
-    OnRetired(batch, 0);
-  } else {
-    // The unlink SQEs point at File::name: submit now, while it exists.
-    io_uring_submit(ring_.raw());
+  for (File* f : syncing_->files) {
+    io_uring_sqe* sync = ring_.Prepare(syncing_);
+    io_uring_prep_fsync(sync, f->fd, IORING_FSYNC_DATASYNC);
+    ++syncing_->syncs;
   }
 }
 
-void Ledger::OnRetired(RetireBatch* batch, int result) {
+void Ledger::OnTombstones(TombstoneBatch* t) {
+  if (!t->syncing) {
+    // A tombstone write finished; its batch syncs when due.
+    return;
+  }
+  SLUICE_CHECK(t == syncing_);
+  syncing_ = nullptr;
+  RetireBatch done;
+  done.ids.swap(t->ids);
+  const int failed = t->failed;
+  delete t;
+  OnRetired(&done, failed, /*owned=*/false);  // counts down MaybeSyncTombstones' in_flight_
+}
+
+void Ledger::OnRetired(RetireBatch* batch, int result, bool owned) {
   --in_flight_;
   if (result < 0) {
     ++stats_.io_errors;
@@ -253,7 +326,7 @@ void Ledger::OnRetired(RetireBatch* batch, int result) {
       maybe_empty_.push_back(f);
     }
   }
-  delete batch;
+  if (owned) delete batch;
 }
 
 void Ledger::OnJournalWritten(JournalWrite* write, int result) {
@@ -276,6 +349,7 @@ void Ledger::ReleaseJournals(const Live& m) {
 }
 
 void Ledger::Tick() {
+  MaybeSyncTombstones();  // a quiet shard has no turns to do it in
   if (!maybe_empty_.empty()) {
     const std::string current = current_segment_ ? current_segment_() : std::string();
     std::vector<File*> keep;
@@ -311,7 +385,7 @@ void Ledger::Tick() {
     for (auto it = journals_.begin(); it != journals_.end();) {
       Journal& j = it->second;
       if (j.live == 0 && &j != journal_) {
-        close(j.fd);
+        if (j.fd >= 0) close(j.fd);
         const std::string path =
             absl::StrCat(root_, "/", own_dir_, "/", spool::JournalFileName(j.seq));
         unlink(path.c_str());
@@ -325,7 +399,7 @@ void Ledger::Tick() {
 }
 
 bool Ledger::idle() const {
-  return in_flight_ == 0 && journal_buffer_.empty() && retire_pending_.empty();
+  return in_flight_ == 0 && journal_buffer_.empty() && retire_pending_.empty() && !tombstones_;
 }
 
 }  // namespace sluice::delivery

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -104,53 +105,69 @@ absl::StatusOr<std::vector<std::string>> RecoverClaimed(const config::Config& co
 }
 
 struct JournalState {
-  // Recipients already final, per message.
+  // Recipients already final, per message. A message listed here has its
+  // entries in the compacted journal of its home shard (`sequence` below).
   absl::flat_hash_map<base::QueueId, absl::flat_hash_set<uint32_t>> final;
-  // Per shard: the highest journal sequence number in its own directory.
+  // Per shard: the highest journal sequence number in its own directory;
+  // the compacted journal, when one was written, has exactly this number.
   std::vector<uint64_t> sequence;
 };
 
-// Reads every directory's delivery journal, then rewrites it with only the
-// entries of messages still queued (spool/journal.h): a journal never
-// outgrows the queue across restarts.
+// Reads every directory's delivery journal, then rewrites the entries of
+// messages still queued (spool/journal.h) into one journal per shard, in the
+// directory of the shard that is the message's home in this run: that
+// shard's ledger adopts the file (RecoveredMessage::journaled) and removes it
+// once those messages are retired, so a journal neither outgrows the queue
+// nor outlives it. (Entries are grouped by the new home, not by the
+// directory they were found in, because --shards may have changed.)
 absl::StatusOr<JournalState> RecoverJournals(const config::Config& config,
                                              const spool::RecoveryReport& report) {
   JournalState state;
-  state.sequence.assign(static_cast<size_t>(config.shards), 0);
-  absl::flat_hash_set<base::QueueId> queued;
-  for (const spool::QueuedMessage& m : report.messages) queued.insert(m.envelope.id);
+  const size_t shards = static_cast<size_t>(config.shards);
+  state.sequence.assign(shards, 0);
+  absl::flat_hash_map<base::QueueId, size_t> home;  // queued message -> home shard now
+  for (const spool::QueuedMessage& m : report.messages) {
+    home[m.envelope.id] = static_cast<size_t>(m.directory) % shards;
+  }
+  std::vector<std::string> keep(shards);
+  std::vector<std::string> old_files;
   for (int number : report.directories) {
     const std::string dir = absl::StrCat(config.spool_dir, "/", number);
     auto scan = spool::ReadJournals(dir);
     if (!scan.ok()) return scan.status();
-    uint64_t seq = scan->highest_sequence;
-    if (!scan->files.empty()) {
-      std::string keep;
-      for (const spool::JournalEntry& e : scan->entries) {
-        if (!queued.contains(e.id)) continue;
-        if (state.final[e.id].insert(e.recipient).second) spool::AppendJournalEntry(keep, e);
-      }
-      if (!keep.empty()) {
-        ++seq;
-        const std::string path = absl::StrCat(dir, "/", spool::JournalFileName(seq));
-        const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0 || write(fd, keep.data(), keep.size()) != static_cast<ssize_t>(keep.size()) ||
-            fdatasync(fd) != 0) {
-          const int err = errno;
-          if (fd >= 0) close(fd);
-          return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(err)));
-        }
-        close(fd);
-      }
-      const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd >= 0) {
-        fsync(dfd);  // the compacted journal's name, before the old ones go
-        close(dfd);
-      }
-      for (const std::string& old : scan->files) unlink(old.c_str());
+    if (number >= 0 && static_cast<size_t>(number) < shards) {
+      state.sequence[static_cast<size_t>(number)] = scan->highest_sequence;
     }
-    if (number < config.shards) state.sequence[static_cast<size_t>(number)] = seq;
+    for (const spool::JournalEntry& e : scan->entries) {
+      const auto h = home.find(e.id);
+      if (h == home.end()) continue;  // retired since: the entry is moot
+      if (state.final[e.id].insert(e.recipient).second) {
+        spool::AppendJournalEntry(keep[h->second], e);
+      }
+    }
+    old_files.insert(old_files.end(), scan->files.begin(), scan->files.end());
   }
+  for (size_t i = 0; i < shards; ++i) {
+    if (keep[i].empty()) continue;
+    const std::string dir = absl::StrCat(config.spool_dir, "/", i);
+    mkdir(dir.c_str(), 0700);  // a shard added since the last run; EEXIST is fine
+    const uint64_t seq = ++state.sequence[i];
+    const std::string path = absl::StrCat(dir, "/", spool::JournalFileName(seq));
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, keep[i].data(), keep[i].size()) != static_cast<ssize_t>(keep[i].size()) ||
+        fdatasync(fd) != 0) {
+      const int err = errno;
+      if (fd >= 0) close(fd);
+      return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(err)));
+    }
+    close(fd);
+    const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);  // the compacted journal's name, before the old ones go
+      close(dfd);
+    }
+  }
+  for (const std::string& old : old_files) unlink(old.c_str());
   return state;
 }
 
@@ -233,6 +250,7 @@ absl::Status Serve(const config::Config& config) {
         r.recipients.push_back(std::move(m.envelope.recipients[i].address));
         if (done == journals->final.end() || !done->second.contains(i)) r.pending.push_back(i);
       }
+      r.journaled = done != journals->final.end();
       if (r.pending.empty()) ++finished;
       adopted[static_cast<size_t>(m.directory % shards)].push_back(std::move(r));
     }
@@ -311,6 +329,19 @@ absl::Status Serve(const config::Config& config) {
     std::fprintf(stderr, "sluice: shard %zu queued %llu messages with %llu segment flushes\n", i,
                  static_cast<unsigned long long>(s.stats().messages_queued),
                  static_cast<unsigned long long>(s.segment_flushes()));
+    if (Shard& m = *shard_objects[i]; m.engine() != nullptr) {
+      const delivery::EngineStats& e = m.engine()->stats();
+      std::fprintf(stderr,
+                   "sluice: shard %zu delivered %llu, deferred %llu, bounced %llu, expired %llu "
+                   "recipients over %llu connections (%llu failed); %llu DSNs\n",
+                   i, static_cast<unsigned long long>(e.delivered),
+                   static_cast<unsigned long long>(e.deferred),
+                   static_cast<unsigned long long>(e.bounced),
+                   static_cast<unsigned long long>(e.expired),
+                   static_cast<unsigned long long>(e.connections_opened),
+                   static_cast<unsigned long long>(e.connection_failures),
+                   static_cast<unsigned long long>(e.dsns));
+    }
   }
   shard_objects.clear();
   if (log_fd >= 0) {
