@@ -406,7 +406,7 @@ void Shard::Run() {
   for (auto& l : listeners_) ArmAccept(l.get());
   ArmWake();
   for (RecoveredMessage& m : recovered_) {
-    ledger_->Add(m.id, m.where, static_cast<uint32_t>(m.pending.size()));
+    ledger_->Add(m.id, m.where, static_cast<uint32_t>(m.pending.size()), m.journaled);
     if (!m.pending.empty()) AnnounceJobs(m.id, m.where, m.recipients, m.pending);
   }
   recovered_.clear();

@@ -47,6 +47,10 @@ struct RecoveredMessage {
   delivery::RecordRef where;
   std::vector<std::string> recipients;  // every envelope recipient, in order
   std::vector<uint32_t> pending;        // indexes not yet final (the journal said)
+  // Some recipients are final: their entries are in the compacted journal of
+  // this shard's directory (server.cc's RecoverJournals), which the ledger
+  // adopts and removes once every such message is retired.
+  bool journaled = false;
 };
 
 // Counters a shard keeps; read by tests and the admin side later.
