@@ -564,6 +564,96 @@ def test_final_reply_slower_than_timeout(sluice_factory, delivery_world):
     assert_exactly_once(world, {"bob@d1.test": (body, qid)})
 
 
+def test_every_mx_fails_then_retried_in_order(sluice_factory, delivery_world):
+    """Both MX hosts refuse the first attempt (421 greeting): one transient
+    failure, and the retry starts again at the preferred host, which takes it."""
+    world = delivery_world(mx={"d1.test": [(10, "127.0.0.2"), (20, "127.0.0.3")], "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(connect_421=1), "127.0.0.3": dict(connect_421=True)})
+    relay = start_relay(sluice_factory, world)
+    body = msg("all mx down once")
+    qid = send(relay, ["bob@d1.test"], body)
+    world["127.0.0.2"].wait_messages(1, timeout=10)
+    recs = wait_finals(relay, 1)
+    (t,) = records(relay, "TransientFailure")
+    assert t["attempt"] == 1 and t["code"] == 421, t
+    assert recs[0]["attempt"] == 2 and recs[0]["ip"] == "127.0.0.2", recs
+    opens = sorted([(c["t"], "127.0.0.2") for c in world["127.0.0.2"].connections()] +
+                   [(c["t"], "127.0.0.3") for c in world["127.0.0.3"].connections()])
+    assert [h for _, h in opens] == ["127.0.0.2", "127.0.0.3", "127.0.0.2"], opens
+    assert_exactly_once(world, {"bob@d1.test": (body, qid)})
+
+
+def test_large_message_body_byte_identical(sluice_factory, delivery_world):
+    """A 600 KB message (its own spool file) with dot-leading lines, a lone
+    dot line, 8-bit text and 998-octet lines arrives byte for byte, and its
+    file leaves the spool once delivered."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST})
+    relay = start_relay(sluice_factory, world)
+    lines = []
+    for i in range(7000):
+        lines.append(["." , "..double", ".leading dot", "plain line", "caf\u00e9 8-bit", "x" * 996][i % 6]
+                     + (f" {i}" if i % 6 not in (0, 5) else ""))
+    body = msg("large", body=lines, extra_headers=["Content-Type: text/plain; charset=utf-8"])
+    assert len(body) > 600_000
+    with relay.smtp() as c:
+        c.ehlo("client.sluice.test")
+        c.mail(SENDER, ["BODY=8BITMIME"])
+        c.rcpt("bob@d1.test")
+        code, resp = c.data(body)
+        qid = queued_id_from_smtplib(code, resp)
+    (m,) = world["127.0.0.2"].wait_messages(1, timeout=15)
+    original_part(m["body"], body, qid)
+    assert "BODY=8BITMIME" in m["mail_params"], m["mail_params"]
+    wait_for(lambda: not list(relay.spool.glob("*/*.msg")), timeout=5, what="the message file removed")
+
+
+def test_recipients_per_transaction(sluice_factory, delivery_world):
+    """max_recipients_per_transaction = 2: five recipients of one domain go in
+    three transactions (over one connection), each with the whole message."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST})
+    relay = start_relay(sluice_factory, world, delivery={"max_recipients_per_transaction": 2})
+    rcpts = [f"r{i}@d1.test" for i in range(5)]
+    body = msg("split", to=rcpts[0])
+    qid = send(relay, rcpts, body)
+    msgs = world["127.0.0.2"].wait_messages(3)
+    wait_finals(relay, 5)
+    assert sorted(len(m["rcpts"]) for m in msgs) == [1, 2, 2]
+    assert_exactly_once(world, {r: (body, qid) for r in rcpts})
+
+
+def test_receiver_recipient_limit_452(sluice_factory, delivery_world):
+    """A receiver that takes two RCPTs per transaction (452 4.5.3 after):
+    the rest are deferred and delivered on the retry, nothing bounces."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(max_rcpts=2)})
+    relay = start_relay(sluice_factory, world)
+    rcpts = [f"r{i}@d1.test" for i in range(5)]
+    body = msg("452", to=rcpts[0])
+    qid = send(relay, rcpts, body)
+    wait_finals(relay, 5, timeout=20)
+    assert records(relay, "Bounce") == []
+    assert_exactly_once(world, {r: (body, qid) for r in rcpts})
+
+
+def test_helo_fallback_and_connection_reuse(sluice_factory, delivery_world):
+    """A receiver that answers EHLO with 502 gets HELO; messages queued while
+    a connection is open reuse it; an idle connection says QUIT."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(no_ehlo=True)})
+    relay = start_relay(sluice_factory, world, delivery={"idle_connection": "1s"},
+                        shaping=[{"pattern": "d1.test", "max_connections": 1}])
+    sent = {}
+    for i in range(3):
+        body = msg(f"helo {i}", to=f"u{i}@d1.test")
+        sent[f"u{i}@d1.test"] = (body, send(relay, [f"u{i}@d1.test"], body))
+    r = world["127.0.0.2"]
+    msgs = r.wait_messages(3)
+    assert all(not m["esmtp"] and m["mail_params"] == [] for m in msgs), msgs
+    assert len({m["conn"] for m in msgs}) == 1, "one connection carried all three"
+    wait_for(lambda: r.connections()[0]["reason"] == "quit", timeout=5, what="QUIT after the idle time")
+    assert_exactly_once(world, sent)
+
+
 # --------------------------------------------------------------------------
 # Shaping
 # --------------------------------------------------------------------------
@@ -866,3 +956,49 @@ def test_route_to_host_name_uses_its_address_not_its_mx(sluice_factory, delivery
     world["127.0.0.3"].wait_messages(1)
     assert world["127.0.0.2"].connections() == []
     assert_exactly_once(world, {"bob@d1.test": (body, qid)})
+
+
+# --------------------------------------------------------------------------
+# Restarts: recipients already final are never sent again
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9", "kill9-one-shard"])
+def test_partial_delivery_survives_restart(sluice_factory, delivery_world, receiver_factory, how):
+    """Recipients delivered, one deferred (the journal records the first ones):
+    after a restart on the same spool only the deferred ones are tried, at
+    once, and each message and its journal entries leave the spool when it
+    is delivered. "kill9-one-shard" restarts with one shard instead of two,
+    so shard 0 takes over the messages (and journal) of directory 1."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "d2.test": "127.0.0.3", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.3": dict(tempfail=["*"])})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"})
+    sent = {}
+    for k in range(6):  # over separate connections: both shards get some
+        body = msg(f"half and half {k}", to=f"ok{k}@d1.test")
+        sent[k] = (body, send(relay, [f"ok{k}@d1.test", f"x{k}@d2.test", f"ok2{k}@d1.test"], body))
+    world["127.0.0.2"].wait_messages(6)
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 6, timeout=10, what="the deferrals")
+    assert sum(json.loads(s)["journal_entries"] for s in relay.admin("stats")) == 12
+    if how.startswith("kill9"):
+        time.sleep(0.5)  # the journal is fdatasynced within the turn; leave it ample time
+        relay.kill9()
+    else:
+        relay.stop()
+    assert any(f.split("/")[1].startswith("journal-") for f in spool_files(relay))
+    if how == "kill9-one-shard":
+        relay.shards = 1
+    # d2.test's host comes back willing.
+    world["127.0.0.3"].stop()
+    fresh = receiver_factory("127.0.0.3")
+    relay.start()
+    got = fresh.wait_messages(6, timeout=10)
+    assert sorted(m["rcpts"][0] for m in got) == [f"x{k}@d2.test" for k in range(6)]
+    for m in got:
+        k = int(m["rcpts"][0][1:].split("@")[0])
+        original_part(m["body"], sent[k][0], sent[k][1])
+    time.sleep(1.0)
+    assert len(world["127.0.0.2"].messages()) == 6, "a recipient recorded as delivered was sent again"
+    assert len(fresh.messages()) == 6
+    wait_for(lambda: relay.queue_ids() == set(), timeout=5, what="the finished messages leaving the spool")
+    wait_for(lambda: all(f.endswith(".seg") for f in spool_files(relay)), timeout=3, what="journals removed")
