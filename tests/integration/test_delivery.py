@@ -654,6 +654,180 @@ def test_helo_fallback_and_connection_reuse(sluice_factory, delivery_world):
     assert_exactly_once(world, sent)
 
 
+def test_mx_host_with_two_addresses(sluice_factory, delivery_world):
+    """An MX host name with two A records, the first unreachable: the second
+    address takes the message in the same attempt."""
+    world = delivery_world(mx={"snd.test": SENDER_HOST}, receivers={"127.0.0.3": {}})
+    world.dns.mx("d1.test", [(10, "multi.test")]).a("multi.test", ["127.0.0.4", "127.0.0.3"]).apply()
+    relay = start_relay(sluice_factory, world)
+    body = msg("two addresses")
+    qid = send(relay, ["bob@d1.test"], body)
+    world["127.0.0.3"].wait_messages(1)
+    (d,) = wait_finals(relay, 1)
+    assert d["type"] == "Delivery" and d["mx"] == "multi.test" and d["ip"] == "127.0.0.3" and d["attempt"] == 1, d
+    assert_exactly_once(world, {"bob@d1.test": (body, qid)})
+
+
+def test_ipv6_mx(sluice_factory, delivery_world):
+    """An MX host with only an AAAA record (::1)."""
+    from sluice_harness import have_ipv6_loopback
+
+    if not have_ipv6_loopback():
+        pytest.skip("no ::1 on this machine")
+    world = delivery_world(mx={"d1.test": "::1", "snd.test": SENDER_HOST})
+    relay = start_relay(sluice_factory, world)
+    body = msg("over ipv6")
+    qid = send(relay, ["bob@d1.test"], body)
+    world["::1"].wait_messages(1)
+    (d,) = wait_finals(relay, 1)
+    assert d["ip"] == "::1", d
+    assert_exactly_once(world, {"bob@d1.test": (body, qid)})
+
+
+def test_expiry_after_repeated_4xx(sluice_factory, delivery_world):
+    """A recipient that is always deferred (451 4.7.1) expires at max_age:
+    Expiration in the log, and a DSN quoting the last reply."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(tempfail=["late@*"])})
+    relay = start_relay(sluice_factory, world, retry={"initial": "500ms", "factor": 1, "max_age": "2s"})
+    body = msg("expires", to="late@d1.test")
+    qid = send(relay, ["late@d1.test", "fine@d1.test"], body)
+    ((_, dsn),) = wait_dsns(world[SENDER_HOST], 1, timeout=15)
+    (x,) = dsn["recipients"]
+    assert x["final_recipient"] == "rfc822; late@d1.test", x
+    assert x["status"] == "4.4.7", x  # expired; the last reply is in the diagnostic
+    assert x["diagnostic"].startswith("smtp; 451 4.7.1"), x
+    assert x["remote_mta"] == "dns; mx-127-0-0-2.test", x
+    (e,) = records(relay, "Expiration")
+    assert (e["id"], e["recipient"], e["code"], e["enhanced"]) == (qid, "late@d1.test", 451, "4.7.1"), e
+    # Attempts at 0, 0.5, 1, 1.5 and 2 s (max_age exactly): the last failure expires it.
+    transient = records(relay, "TransientFailure")
+    assert [t["attempt"] for t in transient] == [1, 2, 3, 4, 5], transient
+    assert e["attempt"] == 5 and 2.0 <= e["queue_time_s"] <= 2.0 + scaled(0.5), e
+    assert [r["recipient"] for r in records(relay, "Delivery")].count("fine@d1.test") == 1
+    assert "could not be delivered" in dsn["text"], dsn["text"]
+    wait_for(lambda: qid not in relay.queue_ids(), timeout=5, what="the expired message leaving the spool")
+
+
+def test_421_at_rcpt_slows_the_destination(sluice_factory, delivery_world):
+    """A 421 ("too many") in the middle of a transaction closes the connection:
+    the recipients are deferred, the destination backs off (rate_permille in
+    `list` drops below 1000) and the retry delivers."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(rcpt_rules=[["x@*", "421 4.7.0 Too many connections, slow down"]])})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"})
+    qid = send(relay, ["a@d1.test", "x@d1.test"], msg("421 at rcpt"))
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 2, timeout=10, what="the deferrals")
+    for t in records(relay, "TransientFailure"):
+        assert t["code"] == 421 or t["enhanced"].startswith("4."), t
+    (q,) = [x for x in admin_list(relay) if x["domain"] == "d1.test"]
+    assert q["rate_permille"] < 1000, q
+    assert q["deferred"] == 1 and q["recipients"] == 2, q
+    assert world["127.0.0.2"].messages() == []
+    del qid
+
+
+def test_smtputf8_required_but_not_offered(sluice_factory, delivery_world):
+    """A message that needs SMTPUTF8 cannot go to a host that does not offer
+    it: Bounce 5.6.7 with a DSN (RFC 6531 3.4)."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(extensions=["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"])})
+    relay = start_relay(sluice_factory, world)
+    body = msg("utf8", to="bob@d1.test")
+    with relay.smtp() as c:
+        c.ehlo("client.sluice.test")
+        code, resp = c.mail(SENDER, ["SMTPUTF8"])
+        assert code == 250, resp
+        assert c.rcpt("j\u00fcrgen@d1.test")[0] == 250
+        code, resp = c.data(body)
+        qid = queued_id_from_smtplib(code, resp)
+    ((_, dsn),) = wait_dsns(world[SENDER_HOST], 1)
+    (x,) = dsn["recipients"]
+    assert x["status"] == "5.6.7", x
+    (b,) = records(relay, "Bounce")
+    assert b["id"] == qid and b["enhanced"] == "5.6.7", b
+    assert world["127.0.0.2"].transactions() == []
+
+
+def test_message_larger_than_receivers_size(sluice_factory, delivery_world):
+    """SIZE 1000 advertised, a 5 KB message: bounced with 5.3.4 without
+    sending it, and a DSN."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(size_limit=1000)})
+    relay = start_relay(sluice_factory, world)
+    qid = send(relay, ["bob@d1.test"], msg("too big", body=["z" * 70] * 70))
+    ((_, dsn),) = wait_dsns(world[SENDER_HOST], 1)
+    assert dsn["recipients"][0]["status"] == "5.3.4", dsn["recipients"]
+    (b,) = records(relay, "Bounce")
+    assert b["id"] == qid and b["enhanced"] == "5.3.4", b
+    assert world["127.0.0.2"].commands("MAIL") == []
+
+
+def test_sigterm_lets_a_delivery_in_progress_finish(sluice_factory, delivery_world):
+    """SIGTERM while the receiver holds its reply to the final dot for 1.5 s:
+    Sluice waits for it (within the grace period), records the delivery and
+    exits; after a restart nothing is sent again."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(slow_reply={"data_end": 1500})})
+    relay = start_relay(sluice_factory, world)
+    body = msg("finish before stopping")
+    qid = send(relay, ["bob@d1.test"], body)
+    r = world["127.0.0.2"]
+    wait_for(lambda: any(c["cmd"] == "DATA" for conn in r.connections() for c in conn["commands"]), timeout=5,
+             what="DATA under way")
+    time.sleep(0.2)
+    relay.signal(15)
+    assert relay.wait_exit(20) == 0
+    (d,) = records(relay, "Delivery")
+    assert d["id"] == qid
+    (m,) = r.messages()
+    assert m["reply_sent"] is True
+    relay.start()
+    time.sleep(1.5)
+    assert len(r.messages()) == 1, "delivered again after a clean stop"
+    assert relay.queue_ids() == set()
+
+
+def test_max_outbound_connections_per_shard(sluice_factory, delivery_world):
+    """delivery.max_outbound_connections = 2 with one shard: six slow
+    destinations never see more than two connections between them."""
+    hosts = [f"127.0.0.{i}" for i in range(2, 8)]
+    domains = {f"o{i}.test": h for i, h in enumerate(hosts)}
+    world = delivery_world(mx={**domains, "snd.test": SENDER_HOST},
+                           default=dict(slow_reply={"data_end": 150}))
+    relay = start_relay(sluice_factory, world, args=["--shards", "1"], delivery={"max_outbound_connections": 2})
+    items = [([f"u{k}@{d}"], msg(f"cap {d} {k}", to=f"u{k}@{d}")) for d in domains for k in range(3)]
+    ids = send_many(relay, items)
+    world.wait_messages(len(items), timeout=30)
+    spans = []
+    for h in hosts:
+        for c in world[h].connections():
+            spans.append((c["t"], c["t_close"] or time.monotonic()))
+    peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert peak <= 2, peak
+    assert_exactly_once(world, {rc[0]: (b, q) for (rc, b), q in zip(items, ids)})
+
+
+def test_shaping_connection_rate(sluice_factory, delivery_world):
+    """connections_per_second = 5 (burst 1), one message per connection: 16
+    connections open at about 5 per second."""
+    n, rate = 16, 5
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST})
+    relay = start_relay(sluice_factory, world, delivery={"idle_connection": "0s"}, shaping=[
+        {"pattern": "d1.test", "connections_per_second": rate, "connection_burst": 1,
+         "max_messages_per_connection": 1}])
+    sent = queue_suspended(relay, world, "d1.test", n, "cr")
+    relay.admin("resume d1.test")
+    r = world["127.0.0.2"]
+    r.wait_messages(n, timeout=20)
+    opens = sorted(c["t"] for c in r.connections())
+    assert len(opens) == n, len(opens)
+    observed = (n - 1) / (opens[-1] - opens[0])
+    print(f"observed connection rate {observed:.2f}/s for {rate}/s configured")
+    assert abs(observed - rate) <= 0.1 * rate, observed
+    assert_exactly_once(world, sent)
+
+
 # --------------------------------------------------------------------------
 # Shaping
 # --------------------------------------------------------------------------
@@ -913,6 +1087,33 @@ def test_admin_errors(sluice_factory, delivery_world):
     assert all(r.startswith("ok 0 recipients bounced") for r in relay.admin("bounce nothing.test"))
     stats = [json.loads(s) for s in relay.admin("stats")]
     assert [s["shard"] for s in stats] == [0, 1]
+
+
+def test_admin_long_line_and_concurrent_clients(sluice_factory, delivery_world):
+    import socket as so
+
+    world = delivery_world(mx={"snd.test": SENDER_HOST})
+    relay = start_relay(sluice_factory, world)
+    path = str(relay.spool / "control" / "0.sock")
+    with so.socket(so.AF_UNIX, so.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(b"x" * 5000)
+        data = s.recv(1000)
+        assert data.startswith(b"error: command line too long"), data
+    # Sixteen clients at once, each answered.
+    socks = []
+    for _ in range(16):
+        s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(path)
+        socks.append(s)
+    for s in socks:
+        s.sendall(b"stats\n")
+    for s in socks:
+        assert json.loads(s.recv(4096).decode())["shard"] == 0
+        s.close()
+    assert all(json.loads(x)["shard"] in (0, 1) for x in relay.admin("stats"))
 
 
 # --------------------------------------------------------------------------
