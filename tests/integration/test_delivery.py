@@ -944,6 +944,37 @@ def test_shaping_messages_per_connection(sluice_factory, delivery_world):
     assert_exactly_once(world, sent)
 
 
+def cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_waiting_costs_no_cpu(sluice_factory, delivery_world):
+    """A backlog held back by a rate of 2 messages/s, a deferred job an hour
+    away and a suspended domain: the relay sleeps between tokens instead of
+    polling (well under 5% of a core)."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "d2.test": "127.0.0.3", "d3.test": "127.0.0.4",
+                               "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.3": dict(tempfail=["*"])})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"},
+                        shaping=[{"pattern": "d1.test", "messages_per_second": 2, "message_burst": 1}])
+    send_many(relay, [([f"r{i}@d1.test"], msg(f"slow {i}")) for i in range(200)])
+    send(relay, ["x@d2.test"], msg("deferred"))
+    relay.admin("suspend d3.test")
+    send(relay, ["x@d3.test"], msg("suspended"))
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 1, timeout=10, what="the deferral")
+    time.sleep(0.5)
+    c0, t0 = cpu_seconds(relay.pid), time.monotonic()
+    time.sleep(4.0)
+    used = (cpu_seconds(relay.pid) - c0) / (time.monotonic() - t0)
+    delivered = len(world["127.0.0.2"].messages())
+    print(f"CPU {used * 100:.2f}% of a core while waiting; {delivered} of 200 delivered at 2/s")
+    assert used < 0.05, used
+    assert delivered <= 2 * (time.monotonic() - t0 + 1.5) + 2, delivered
+
+
 # --------------------------------------------------------------------------
 # Accounting, spool, administration
 # --------------------------------------------------------------------------
