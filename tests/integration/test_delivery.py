@@ -1147,6 +1147,48 @@ def test_admin_long_line_and_concurrent_clients(sluice_factory, delivery_world):
     assert all(json.loads(x)["shard"] in (0, 1) for x in relay.admin("stats"))
 
 
+def test_queue_cli_against_the_running_daemon(sluice_factory, delivery_world):
+    """`sluice queue list/suspend/resume/flush/bounce/stats --spool S` reach the
+    daemon's control sockets (the same operations as admin() above)."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "d2.test": "127.0.0.3", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.3": dict(tempfail_first=True)})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"})
+    spool = ["--spool", str(relay.spool)]
+
+    def cli(*args):
+        r = relay.cli("queue", *args, *spool)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r.stdout.decode()
+
+    cli("suspend", "d1.test")
+    qid = send(relay, ["a@d1.test"], msg("held"))
+    send(relay, ["b@d2.test"], msg("deferred"))
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 1, timeout=10, what="the deferral")
+    listing = {}
+    for line in cli("list").splitlines():
+        fields = line.split()
+        if fields and fields[0].endswith(".test"):
+            listing[fields[0]] = fields
+    assert set(listing) == {"d1.test", "d2.test"}, cli("list")
+    assert listing["d1.test"][1:3] == ["1", "0"] and listing["d2.test"][1:3] == ["0", "1"], listing
+    as_json = [json.loads(line) for line in cli("list", "--json").splitlines() if line.strip()]  # JSON lines
+    assert {q["domain"] for q in as_json} == {"d1.test", "d2.test"}, as_json
+    cli("flush", "d2.test")
+    world["127.0.0.3"].wait_messages(1)
+    cli("resume", "d1.test")
+    world["127.0.0.2"].wait_messages(1)
+    cli("suspend", "d1.test")
+    q2 = send(relay, ["c@d1.test"], msg("to bounce"))
+    wait_for(lambda: any(q["domain"] == "d1.test" and q["ready"] == 1 for q in admin_list(relay)), timeout=5,
+             what="the held job")
+    cli("bounce", q2)
+    (b,) = wait_for(lambda: records(relay, "Bounce"), timeout=5, what="the bounce")
+    assert b["id"] == q2 and b["recipient"] == "c@d1.test", b
+    stats = cli("stats")
+    assert '"delivered"' in stats, stats
+    del qid
+
+
 # --------------------------------------------------------------------------
 # Routes
 # --------------------------------------------------------------------------
