@@ -1276,3 +1276,23 @@ def test_partial_delivery_survives_restart(sluice_factory, delivery_world, recei
     assert len(fresh.messages()) == 6
     wait_for(lambda: relay.queue_ids() == set(), timeout=5, what="the finished messages leaving the spool")
     wait_for(lambda: all(f.endswith(".seg") for f in spool_files(relay)), timeout=3, what="journals removed")
+
+
+def test_message_age_survives_restart(sluice_factory, delivery_world):
+    """The age of a message comes from its queue id: stopped for longer than
+    max_age, the relay tries a recovered message once more after the restart
+    and then expires it (no fresh lifetime)."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(tempfail=["*"])})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "3s"})
+    qid = send(relay, ["old@d1.test"], msg("ages while stopped"))
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 1, timeout=10, what="the first deferral")
+    relay.stop()
+    time.sleep(3.2)
+    relay.start()
+    ((_, dsn),) = wait_dsns(world[SENDER_HOST], 1, timeout=10)
+    assert dsn["recipients"][0]["status"] == "4.4.7", dsn["recipients"]
+    (e,) = records(relay, "Expiration")
+    assert e["id"] == qid and e["queue_time_s"] >= 3.0, e
+    assert world["127.0.0.2"].rcpt_attempts("old@d1.test") == 2
+    wait_for(lambda: relay.queue_ids() == set(), timeout=5, what="the expired message leaving the spool")
