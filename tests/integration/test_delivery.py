@@ -229,6 +229,44 @@ def test_421_at_connect_next_mx(sluice_factory, delivery_world):
     assert_exactly_once(world, {"bob@d1.test": (body, qid)})
 
 
+class Blackhole:
+    """A listener whose accept queue is full: further SYNs go unanswered, so a
+    connect to it hangs until the client's timeout (loopback only)."""
+
+    def __init__(self, host: str, port: int):
+        import socket
+
+        self.listener = socket.socket()
+        self.listener.bind((host, port))
+        self.listener.listen(0)
+        self.filler = socket.create_connection((host, port), timeout=2)
+
+    def close(self):
+        self.filler.close()
+        self.listener.close()
+
+
+def test_connect_timeout_next_mx(sluice_factory, delivery_world):
+    """The preferred MX never answers the SYN: after timeouts.connect (500 ms)
+    the next MX gets the message, in the same attempt."""
+    world = delivery_world(mx={"d1.test": [(10, "127.0.0.7"), (20, "127.0.0.3")], "snd.test": SENDER_HOST},
+                           down=["127.0.0.7"])
+    hole = Blackhole("127.0.0.7", world.port)
+    try:
+        relay = start_relay(sluice_factory, world, timeouts={"connect": "500ms"})
+        body = msg("connect timeout")
+        t0 = time.monotonic()
+        qid = send(relay, ["bob@d1.test"], body)
+        world["127.0.0.3"].wait_messages(1, timeout=10)
+        took = time.monotonic() - t0
+        (d,) = wait_finals(relay, 1)
+        assert d["ip"] == "127.0.0.3" and d["attempt"] == 1, d
+        assert 0.45 <= took <= 0.5 + scaled(1.0), took
+        assert_exactly_once(world, {"bob@d1.test": (body, qid)})
+    finally:
+        hole.close()
+
+
 def test_421_at_connect_single_mx_retried(sluice_factory, delivery_world):
     """The only MX greets with 421 twice: the message waits for its retries
     (1 s, then 2 s) and goes on the third attempt."""
