@@ -71,9 +71,14 @@ struct Engine::Destination {
   std::vector<OutboundConnection*> conns;
 };
 
+// 20 bytes per queued message: the file name is interned (a segment holds
+// thousands of records), the rest is the record's place.
 struct Engine::Message {
-  RecordRef where;
+  uint32_t file = 0;  // index into file_names_
   uint32_t jobs = 0;
+  uint32_t offset = 0;  // segments rotate at 64 MiB
+  uint32_t length = 0;
+  uint16_t dir = 0;
 };
 
 // One job on its way: on a connection, or decided without one (DNS failure,
@@ -85,6 +90,7 @@ struct Engine::Active {
   bool detached = false;  // decided without a connection: `preset` is every result
   bool abandoned = false;  // its connection ended before the message started
   bool reported = false;   // already out of the queue (administrator's bounce)
+  bool counted = false;    // detached: `preset` already reached the shaping gate
   smtp::Reply preset;
   std::string mx, ip;  // detached: the host that failed, if any
   std::string record;
@@ -193,7 +199,15 @@ void Engine::AddJob(base::QueueId id, const RecordRef& where, const std::string&
                     const std::vector<uint32_t>& recipients) {
   const uint64_t now_us = base::WallMicros();
   Message& m = messages_[id];
-  if (m.jobs == 0) m.where = where;
+  if (m.jobs == 0) {
+    auto [it, added] = file_index_.try_emplace(where.file, file_names_.size());
+    if (added) file_names_.push_back(where.file);
+    m.file = it->second;
+    m.dir = where.dir;
+    SLUICE_CHECK(where.offset <= UINT32_MAX && where.length <= UINT32_MAX);
+    m.offset = static_cast<uint32_t>(where.offset);
+    m.length = static_cast<uint32_t>(where.length);
+  }
   // One job per transaction's worth of recipients.
   const size_t per = std::max<size_t>(1, config_.max_recipients_per_transaction);
   for (size_t i = 0; i < recipients.size(); i += per) {
@@ -325,15 +339,17 @@ void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) 
     d.expires_ms = 0;
     const std::string code = result.enhanced_code.empty() ? (permanent ? "5.4.4" : "4.4.3")
                                                           : result.enhanced_code;
-    FailReady(q, MakeReply(permanent ? 550 : 451, code, result.text), permanent, "", "");
+    FailReady(q, MakeReply(permanent ? 550 : 451, code, result.text), permanent, "", "", false);
   }
   queues_.Reschedule(q, now_us);
 }
 
 void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
-                       const std::string& mx, const std::string& ip) {
+                       const std::string& mx, const std::string& ip, bool counted) {
   for (queue::Job& job : q.TakeAllReady()) {
     auto* a = new Active();
+    a->counted = counted;
+    ++actives_;
     a->domain = q.domain();
     a->mx = mx;
     a->ip = ip;
@@ -343,7 +359,7 @@ void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool per
     a->job = std::move(job);
     auto m = messages_.find(a->job.message);
     SLUICE_CHECK(m != messages_.end());
-    ReadRecord(m->second.where, [this, a](absl::StatusOr<std::string> bytes) {
+    ReadRecord(WhereOf(m->second), [this, a](absl::StatusOr<std::string> bytes) {
       OnRecord(a, std::move(bytes));
     });
   }
@@ -387,13 +403,14 @@ void Engine::OnReady(OutboundConnection& c) {
 
 void Engine::StartJob(OutboundConnection& c, queue::Job job) {
   auto* a = new Active();
+  ++actives_;
   a->domain = static_cast<Destination*>(c.owner)->domain;
   a->conn = &c;
   a->job = std::move(job);
   c.job = a;
   auto m = messages_.find(a->job.message);
   SLUICE_CHECK(m != messages_.end());
-  ReadRecord(m->second.where,
+  ReadRecord(WhereOf(m->second),
              [this, a](absl::StatusOr<std::string> bytes) { OnRecord(a, std::move(bytes)); });
 }
 
@@ -533,7 +550,11 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   }
   bool expired = false;
   if (!a->reported) {
-    const queue::Reply qr{decisive.code, decisive.text};
+    // A reply the gate has already seen (the 421 greeting that failed every
+    // ready job) is reported as "no reply": it must not back off once per job.
+    const queue::Reply qr{a->counted ? 0 : decisive.code, decisive.text};
+    // A 421 closes the connection; OnFinished would count it again.
+    if (c != nullptr && decisive.code == 421) c->close_reply_counted = true;
     queue::ReportResult rr =
         q->Report(c != nullptr ? c->queue_slot : queue::kNoConnection, pending, qr, now_us);
     if (rr.kind == queue::ReportResult::kExpired) {
@@ -553,7 +574,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   }
   auto m = messages_.find(a->job.message);
   SLUICE_CHECK(m != messages_.end());
-  const uint16_t dir = m->second.where.dir;
+  const uint16_t dir = m->second.dir;
   if (!delivered.empty()) host_.ReportFinal(a->job.message, dir, delivered);
   if (!failed.empty()) {
     std::vector<uint32_t> indexes;
@@ -606,6 +627,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
     if (--m->second.jobs == 0) messages_.erase(m);
   }
   delete a;
+  --actives_;
   queues_.Reschedule(*q, now_us);
 }
 
@@ -622,8 +644,11 @@ void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool
   d.conns.erase(std::remove(d.conns.begin(), d.conns.end(), &c), d.conns.end());
   connections_.erase(std::remove(connections_.begin(), connections_.end(), &c),
                      connections_.end());
-  if (info.reason == smtp::CloseReason::kServerClosing ||
-      info.reason == smtp::CloseReason::kRefused) {
+  // One closing reply is one backoff step: counted here unless the job it
+  // ended already counted it (FinishJob), and never again per failed job.
+  if ((info.reason == smtp::CloseReason::kServerClosing ||
+       info.reason == smtp::CloseReason::kRefused) &&
+      !c.close_reply_counted) {
     q.ReportConnectionReply(queue::Reply{info.reply.code, info.reply.text}, now_us);
   }
   queues_.CloseConnection(q, c.queue_slot, now_us);
@@ -638,7 +663,7 @@ void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool
     if (!sibling) {
       smtp::Reply r = info.reply;
       if (r.code >= 500 || r.code == 0) r.code = 451;  // a refusal at connect is not final
-      FailReady(q, r, false, c.target().host, c.target().ip.ToString());
+      FailReady(q, r, false, c.target().host, c.target().ip.ToString(), /*counted=*/true);
     }
   }
   if (!stopping_) Work(q, now_us);
@@ -670,7 +695,11 @@ void Engine::AbortAll() {
   for (OutboundConnection* c : std::vector<OutboundConnection*>(connections_)) c->Abort();
 }
 
-bool Engine::idle() const { return connections_.empty(); }
+bool Engine::idle() const { return connections_.empty() && actives_ == 0; }
+
+RecordRef Engine::WhereOf(const Message& m) const {
+  return RecordRef{m.dir, file_names_[m.file], m.offset, m.length};
+}
 
 void Engine::ReadRecord(const RecordRef& where,
                         std::function<void(absl::StatusOr<std::string>)> done) {
@@ -822,6 +851,7 @@ size_t Engine::BounceQueued(std::string_view what) {
   for (auto& [domain, job] : jobs) {
     recipients += job.recipients.size();
     auto* a = new Active();
+    ++actives_;
     a->domain = domain;
     a->detached = true;
     a->reported = true;
@@ -829,7 +859,7 @@ size_t Engine::BounceQueued(std::string_view what) {
     a->job = std::move(job);
     auto m = messages_.find(a->job.message);
     SLUICE_CHECK(m != messages_.end());
-    ReadRecord(m->second.where,
+    ReadRecord(WhereOf(m->second),
                [this, a](absl::StatusOr<std::string> bytes) { OnRecord(a, std::move(bytes)); });
   }
   return recipients;

@@ -120,13 +120,13 @@ Ledger::File* Ledger::FileFor(const RecordRef& where) {
 void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending,
                  bool in_recovered_journal) {
   File* f = FileFor(where);
-  // Filled in place rather than from a Live temporary: GCC 12 sees the
-  // moved-from InlinedVector as "maybe uninitialized" (-Werror builds).
+  // Segments rotate at 64 MiB and hold records of at most ~128 KiB.
+  SLUICE_CHECK(where.offset <= UINT32_MAX && where.length <= UINT32_MAX);
   auto [it, inserted] = live_.try_emplace(id);
   SLUICE_CHECK(inserted);
   it->second.file = f;
-  it->second.offset = where.offset;
-  it->second.length = where.length;
+  it->second.offset = static_cast<uint32_t>(where.offset);
+  it->second.length = static_cast<uint32_t>(where.length);
   it->second.pending = pending;
   ++f->live;
   ++stats_.messages_added;
@@ -138,7 +138,7 @@ void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending,
     Journal& j = journals_[recovered_journal_seq_];
     j.seq = recovered_journal_seq_;
     ++j.live;
-    it->second.journals.push_back(static_cast<uint32_t>(recovered_journal_seq_));
+    journaled_[id].push_back(static_cast<uint32_t>(recovered_journal_seq_));
   }
   if (pending == 0) {
     it->second.pending = 0;
@@ -170,8 +170,9 @@ void Ledger::Final(base::QueueId id, const uint32_t* recipients, size_t count) {
     spool::AppendJournalEntry(journal_buffer_, spool::JournalEntry{id, recipients[i]});
   }
   stats_.journal_entries += count;
-  if (std::find(m.journals.begin(), m.journals.end(), journal_->seq) == m.journals.end()) {
-    m.journals.push_back(static_cast<uint32_t>(journal_->seq));
+  auto& journals = journaled_[id];
+  if (std::find(journals.begin(), journals.end(), journal_->seq) == journals.end()) {
+    journals.push_back(static_cast<uint32_t>(journal_->seq));
     ++journal_->live;
   }
 }
@@ -318,7 +319,7 @@ void Ledger::OnRetired(RetireBatch* batch, int result, bool owned) {
     auto it = live_.find(id);
     if (it == live_.end()) continue;
     File* f = it->second.file;
-    ReleaseJournals(it->second);
+    ReleaseJournals(id);
     live_.erase(it);
     ++stats_.messages_retired;
     if (--f->live == 0 && !f->removal_queued) {
@@ -341,11 +342,14 @@ void Ledger::OnJournalWritten(JournalWrite* write, int result) {
   delete write;
 }
 
-void Ledger::ReleaseJournals(const Live& m) {
-  for (uint32_t seq : m.journals) {
+void Ledger::ReleaseJournals(base::QueueId id) {
+  auto entry = journaled_.find(id);
+  if (entry == journaled_.end()) return;
+  for (uint32_t seq : entry->second) {
     auto it = journals_.find(seq);
     if (it != journals_.end() && it->second.live > 0) --it->second.live;
   }
+  journaled_.erase(entry);
 }
 
 void Ledger::Tick() {

@@ -164,7 +164,10 @@ GateDecision DomainQueue::MayOpenConnection(Micros now) const {
   if (ready_count() == 0) return {Gate::kNoWork};
   const Micros at = ConnectionAvailableAt(now);
   if (at == kNever) return {Gate::kSlotsFull};
-  if (at > now) return {Gate::kWait, at};
+  // A connection that could carry nothing until the next message token
+  // would idle out and be opened again and again: wait for the token.
+  const Micros when = std::max(at, MessageAvailableAt(now));
+  if (when > now) return {Gate::kWait, when};
   return {Gate::kYes, now};
 }
 

@@ -266,6 +266,8 @@ absl::Status Serve(const config::Config& config) {
           journals->sequence[static_cast<size_t>(i)]);
     }
   }
+  std::atomic<int> stop_barrier{shards};
+  for (auto& s : shard_objects) s->set_stop_barrier(&stop_barrier);
   std::latch ready(shards);
   std::vector<absl::Status> init_status(static_cast<size_t>(shards));
   std::atomic<bool> abort_start{false};

@@ -444,14 +444,28 @@ void Shard::Run() {
     ledger_->Flush();
     log_->Flush();
     if (!outbox_.empty()) FlushOutbox();
-    // Notes still in the outbox must reach their owners before this shard
-    // goes; the owners may stop first, so the server drains their mailboxes
-    // once every shard has joined.
-    if (stopping_ && connections_.empty() && spool_->in_flight() == 0 && log_->idle() &&
-        (!pickup_ || pickup_->idle() || now_ms_ >= stop_deadline_ms_) &&
-        (outbox_.empty() || now_ms_ >= stop_deadline_ms_) && ledger_->idle() &&
-        (!engine_ || engine_->idle() || now_ms_ >= stop_deadline_ms_ + kTickMs * 8)) {
-      break;
+    // Stopping, in two steps. First this shard's own work ends: sessions,
+    // spool writes, deliveries, and the notes it still has to post. From then
+    // on it sends no note; it says so on the shared barrier. It leaves only
+    // when every shard got that far (so no final outcome can still be on its
+    // way here) and its ledger has made the last ones durable. Past the
+    // deadline it goes regardless: what is not durable is delivered again
+    // after the restart, never lost.
+    const bool late = now_ms_ >= stop_deadline_ms_;
+    if (stopping_ && !posted_last_ && connections_.empty() && spool_->in_flight() == 0 &&
+        (!pickup_ || pickup_->idle() || late) && (!engine_ || engine_->idle() || late) &&
+        (outbox_.empty() || late)) {
+      posted_last_ = true;
+      if (stop_barrier_ != nullptr) stop_barrier_->fetch_sub(1, std::memory_order_acq_rel);
+    }
+    if (posted_last_) {
+      const bool others_done =
+          stop_barrier_ == nullptr || stop_barrier_->load(std::memory_order_acquire) == 0;
+      if (others_done) DrainNotes();  // the last finals, if any came in this turn
+      if ((others_done || now_ms_ >= stop_deadline_ms_ + kTickMs * 8) && ledger_->idle() &&
+          log_->idle()) {
+        break;
+      }
     }
   }
   // Let the last closes and log writes reach the kernel.

@@ -209,6 +209,55 @@ TEST(DomainQueue, HourlyRateCaps) {
   EXPECT_EQ(q.NextWakeup(0), kMinute);
 }
 
+// With no message token left, a new connection could carry nothing: it is
+// not opened until the token is due (it would idle out and reopen forever).
+TEST(DomainQueue, NoNewConnectionBeforeTheNextToken) {
+  RetrySchedule retry = NoJitter();
+  ShapeParams p;
+  p.messages_per_hour = 1;
+  DomainQueue q("example.com", p, &retry);
+  for (uint64_t i = 0; i < 3; ++i) q.Enqueue(MakeJob(1, i));
+  ASSERT_TRUE(q.MayOpenConnection(0).ok());
+  const ConnectionId c = q.OpenConnection(0);
+  auto job = q.TakeReady(c, 0);
+  ASSERT_TRUE(job.has_value());
+  job->recipients.clear();
+  q.Report(c, std::move(*job), {250, "ok"}, 0);
+  q.CloseConnection(c);
+  const GateDecision d = q.MayOpenConnection(kSecond);
+  EXPECT_EQ(d.gate, Gate::kWait);
+  EXPECT_EQ(d.at, kHour);
+  EXPECT_TRUE(q.MayOpenConnection(kHour).ok());
+}
+
+TEST(DomainQueue, TakeAllReadyAndRemoveMessage) {
+  RetrySchedule retry = NoJitter();
+  const ShapeParams defaults;
+  DomainQueue q("example.com", defaults, &retry);
+  for (uint64_t i = 0; i < 4; ++i) q.Enqueue(MakeJob(1, i));
+  q.EnqueueDeferred(MakeJob(1, 1, {5}), kHour);
+  q.EnqueueDeferred(MakeJob(1, 9), kHour);
+  // Message 1 has one ready job and one deferred.
+  std::vector<Job> removed = q.RemoveMessage(IdAt(1, 1));
+  ASSERT_EQ(removed.size(), 2u);
+  for (const Job& j : removed) EXPECT_EQ(j.message, IdAt(1, 1));
+  EXPECT_EQ(q.ready_count(), 3u);
+  EXPECT_EQ(q.deferred_count(), 1u);
+  // The ready ones, without a connection: in flight until reported.
+  std::vector<Job> ready = q.TakeAllReady();
+  ASSERT_EQ(ready.size(), 3u);
+  EXPECT_EQ(ready[0].message, IdAt(1, 0));
+  EXPECT_EQ(ready[2].message, IdAt(1, 3));
+  EXPECT_EQ(q.ready_count(), 0u);
+  EXPECT_EQ(q.in_flight(), 3u);
+  for (Job& j : ready) {
+    EXPECT_EQ(q.Report(kNoConnection, std::move(j), {451, "later"}, kSecond).kind,
+              ReportResult::kDeferred);
+  }
+  EXPECT_EQ(q.in_flight(), 0u);
+  EXPECT_EQ(q.deferred_count(), 4u);
+}
+
 TEST(DomainQueue, TransientRetriesThenExpires) {
   RetrySchedule retry = NoJitter();
   const ShapeParams defaults;

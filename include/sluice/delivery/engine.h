@@ -121,8 +121,10 @@ class Engine final : public ConnectionDelegate {
   void Work(queue::DomainQueue& q, uint64_t now_us);
   void Resolve(Destination& d);
   void OnResolved(const std::string& domain, const dns::MxResult& result);
+  // `counted`: the reply already reached the shaping gate (one event is one
+  // backoff step, however many jobs it fails).
   void FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
-                 const std::string& mx, const std::string& ip);
+                 const std::string& mx, const std::string& ip, bool counted);
   void OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us);
   void StartJob(OutboundConnection& c, queue::Job job);
   void OnRecord(Active* a, absl::StatusOr<std::string> bytes);
@@ -133,6 +135,7 @@ class Engine final : public ConnectionDelegate {
                          std::vector<uint32_t> done_already, bool expired, const std::string& mx);
   void ReleaseMessage(base::QueueId id, size_t recipients_done);
   void ReadRecord(const RecordRef& where, std::function<void(absl::StatusOr<std::string>)> done);
+  RecordRef WhereOf(const Message& m) const;
   void Record(const char* type, base::QueueId id, const std::string& sender,
               const std::string& recipient, const std::string& domain, const std::string& mx,
               const std::string& ip, const smtp::Reply& reply, uint32_t attempt);
@@ -146,6 +149,8 @@ class Engine final : public ConnectionDelegate {
   std::unique_ptr<dns::Resolver> resolver_;
   absl::flat_hash_map<std::string, std::unique_ptr<Destination>> destinations_;
   absl::flat_hash_map<base::QueueId, Message> messages_;
+  std::vector<std::string> file_names_;  // interned record file names
+  absl::flat_hash_map<std::string, uint32_t> file_index_;
   std::vector<OutboundConnection*> connections_;
   std::vector<OutboundConnection*> dying_;
   std::vector<OutboundConnection*> dead_;
@@ -153,6 +158,7 @@ class Engine final : public ConnectionDelegate {
   absl::flat_hash_map<int, int> dir_fds_;
   std::vector<std::pair<std::string, int>> file_fds_;  // small LRU: "dir/name" -> fd
   uint64_t now_ms_ = 0;
+  size_t actives_ = 0;  // jobs being attempted (incl. record reads, detached ones)
   bool stopping_ = false;
   EngineStats stats_;
 };

@@ -92,12 +92,13 @@ class Ledger {
 
  private:
   struct File;
+  // 24 bytes per queued message: the journals that name it, rare, live in
+  // journaled_.
   struct Live {
     File* file;
-    uint64_t offset;
-    uint64_t length;
+    uint32_t offset;
+    uint32_t length;
     uint32_t pending;
-    absl::InlinedVector<uint32_t, 1> journals;  // sequence numbers naming this message
   };
   struct Journal {
     uint64_t seq;
@@ -115,7 +116,7 @@ class Ledger {
   void OnTombstones(TombstoneBatch* t);
   void OnRetired(RetireBatch* batch, int result, bool owned);
   void OnJournalWritten(JournalWrite* write, int result);
-  void ReleaseJournals(const Live& m);
+  void ReleaseJournals(base::QueueId id);
   void MaybeRemove(File* f);
   void OpenJournal();
 
@@ -124,6 +125,8 @@ class Ledger {
   const int own_dir_;
   std::function<std::string()> current_segment_;
   absl::flat_hash_map<base::QueueId, Live> live_;
+  // Messages with journal entries: the sequence numbers of those journals.
+  absl::flat_hash_map<base::QueueId, absl::InlinedVector<uint32_t, 1>> journaled_;
   absl::flat_hash_map<std::string, std::unique_ptr<File>> files_;  // by "dir/name"
   absl::flat_hash_map<uint64_t, Journal> journals_;
   uint64_t journal_seq_;

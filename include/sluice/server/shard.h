@@ -88,6 +88,9 @@ class Shard final : public delivery::EngineHost {
   void AdoptClaimed(std::vector<std::string> paths) { claimed_ = std::move(paths); }
   // Runs until stopped. Runs on the shard thread.
   void Run();
+  // Shared by all shards: how many have not yet posted their last note
+  // while stopping (starts at the shard count).
+  void set_stop_barrier(std::atomic<int>* barrier) { stop_barrier_ = barrier; }
   // Thread-safe: asks the loop to stop.
   void RequestStop();
 
@@ -183,6 +186,8 @@ class Shard final : public delivery::EngineHost {
   io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};
   std::atomic<bool> stop_requested_{false};
   bool stopping_ = false;
+  bool posted_last_ = false;  // stopping: this shard will post no more notes
+  std::atomic<int>* stop_barrier_ = nullptr;
   uint64_t stop_deadline_ms_ = 0;
 
   tls::Credentials* credentials_ = nullptr;  // TLS/AUTH, shared, owned by the server
