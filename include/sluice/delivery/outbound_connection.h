@@ -88,6 +88,9 @@ class OutboundConnection final : public smtp::ClientHandler {
   void* owner = nullptr;     // the destination it serves
   uint32_t queue_slot = 0;   // queue::ConnectionId
   void* job = nullptr;       // the job in flight, if any
+  // A job's report already gave the shaping gate the 421 that closes this
+  // connection: OnFinished must not count it a second time.
+  bool close_reply_counted = false;
 
  private:
   struct Op final : io::Completion {
