@@ -759,10 +759,45 @@ def test_421_at_rcpt_slows_the_destination(sluice_factory, delivery_world):
     for t in records(relay, "TransientFailure"):
         assert t["code"] == 421 or t["enhanced"].startswith("4."), t
     (q,) = [x for x in admin_list(relay) if x["domain"] == "d1.test"]
-    assert q["rate_permille"] < 1000, q
+    assert q["rate_permille"] == 500, q  # one 421, one step (backoff_factor 0.5)
     assert q["deferred"] == 1 and q["recipients"] == 2, q
     assert world["127.0.0.2"].messages() == []
     del qid
+
+
+def test_backoff_recovers_after_successes(sluice_factory, delivery_world):
+    """A 421 greeting halves the destination's limits (rate_permille 500);
+    with backoff_duration 0s and recovery_successes 2, a few deliveries undo it."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(connect_421=1)})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"},
+                        shaping=[{"pattern": "d1.test", "backoff_duration": "0s", "recovery_successes": 2}])
+    send(relay, ["first@d1.test"], msg("meets a 421"))
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 1, timeout=10, what="the deferral")
+    (q,) = [x for x in admin_list(relay) if x["domain"] == "d1.test"]
+    assert q["rate_permille"] == 500, q
+    relay.admin("flush d1.test")
+    for i in range(4):
+        send(relay, [f"r{i}@d1.test"], msg(f"recovery {i}"))
+    world["127.0.0.2"].wait_messages(5)
+    wait_for(lambda: all(x["rate_permille"] == 1000 for x in admin_list(relay) if x["domain"] == "d1.test"),
+             timeout=5, what=f"recovery: {admin_list(relay)}")
+
+
+def test_one_421_greeting_is_one_backoff_step(sluice_factory, delivery_world):
+    """A 421 greeting that fails eight ready jobs at once backs the destination
+    off by one step, not eight (which would pin it at backoff_min)."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(connect_421=True)})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"},
+                        shaping=[{"pattern": "d1.test", "max_connections": 1}])
+    queue_suspended(relay, world, "d1.test", 8, "many")
+    relay.admin("resume d1.test")
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 8, timeout=10, what="eight deferrals")
+    (q,) = [x for x in admin_list(relay) if x["domain"] == "d1.test"]
+    assert q["deferred"] == 8, q
+    refused = len(world["127.0.0.2"].connections())
+    assert q["rate_permille"] == max(63, 1000 >> refused), (q, refused)
 
 
 def test_smtputf8_required_but_not_offered(sluice_factory, delivery_world):
