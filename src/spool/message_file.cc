@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/base/check.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
 
@@ -47,11 +48,8 @@ bool NextField(std::string_view& in, std::string_view& key, std::string_view& va
   return true;
 }
 
-}  // namespace
-
-std::string EncodeEnvelope(const Envelope& e) {
-  std::string out;
-  out.reserve(256 + e.added_headers.size() + e.recipients.size() * 40);
+// The fields before the recipients, in the order records have always had.
+void AppendHead(std::string& out, const Envelope& e) {
   PutField(out, "version", absl::StrCat(kFormatVersion));
   PutField(out, "id", e.id.ToString());
   PutField(out, "arrival", absl::StrCat(e.arrival_micros));
@@ -63,8 +61,52 @@ std::string EncodeEnvelope(const Envelope& e) {
   PutField(out, "smtputf8", e.smtputf8 ? "1" : "0");
   PutField(out, "headers", e.added_headers);
   PutField(out, "body_size", absl::StrCat(e.body_size));
-  for (const Recipient& r : e.recipients) PutField(out, "rcpt", r.address);
+}
+
+// The optional fields after the recipients, each only when set.
+void AppendTail(std::string& out, const Envelope& e) {
   if (!e.origin.empty()) PutField(out, "origin", e.origin);
+  if (!e.campaign.empty()) PutField(out, "campaign", e.campaign);
+  if (!e.tenant.empty()) PutField(out, "tenant", e.tenant);
+  for (const std::string& f : e.merge_fields) PutField(out, "field", f);
+}
+
+}  // namespace
+
+void PackRecipient(std::string& out, std::string_view address,
+                   const std::vector<std::string_view>& values) {
+  PutField(out, "rcpt", address);
+  for (std::string_view v : values) PutField(out, "value", v);
+}
+
+std::string EncodeEnvelope(const Envelope& e) {
+  std::string out;
+  if (e.packed_count > 0) {
+    // Packed recipients go first (see EncodeEnvelope(Envelope&&)).
+    out.reserve(e.packed_recipients.size() + 512 + e.added_headers.size());
+    out = e.packed_recipients;
+    AppendHead(out, e);
+    AppendTail(out, e);
+    return out;
+  }
+  out.reserve(256 + e.added_headers.size() + e.recipients.size() * 40);
+  AppendHead(out, e);
+  for (const Recipient& r : e.recipients) {
+    PutField(out, "rcpt", r.address);
+    for (const std::string& v : r.values) PutField(out, "value", v);
+  }
+  AppendTail(out, e);
+  return out;
+}
+
+std::string EncodeEnvelope(Envelope&& e) {
+  if (e.packed_count == 0) return EncodeEnvelope(static_cast<const Envelope&>(e));
+  // The decoder takes fields in any order, so the packed block (possibly
+  // tens of megabytes) becomes the start of the encoding without a copy.
+  std::string out = std::move(e.packed_recipients);
+  e.packed_recipients.clear();
+  AppendHead(out, e);
+  AppendTail(out, e);
   return out;
 }
 
@@ -105,9 +147,23 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
       if (!base::ParseUint64(value, e.body_size)) return absl::DataLossError("bad body size");
       have_size = true;
     } else if (key == "rcpt") {
-      e.recipients.push_back(Recipient{std::string(value)});
+      e.recipients.push_back(Recipient{std::string(value), {}});
+    } else if (key == "value") {
+      if (e.recipients.empty()) return absl::DataLossError("merge value before any recipient");
+      std::vector<std::string>& values = e.recipients.back().values;
+      if (values.size() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
+      values.emplace_back(value);
+    } else if (key == "field") {
+      if (e.merge_fields.size() >= kMaxMergeFields) {
+        return absl::DataLossError("too many merge fields");
+      }
+      e.merge_fields.emplace_back(value);
     } else if (key == "origin") {
       e.origin = std::string(value);
+    } else if (key == "campaign") {
+      e.campaign = std::string(value);
+    } else if (key == "tenant") {
+      e.tenant = std::string(value);
     }
     // Unknown keys are skipped: a newer writer may add fields.
   }
@@ -115,6 +171,13 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
     return absl::DataLossError("envelope lacks version, id or body size");
   }
   if (e.recipients.empty()) return absl::DataLossError("envelope has no recipients");
+  // A merge record gives every recipient exactly one value per field; any
+  // other record gives none.
+  for (const Recipient& r : e.recipients) {
+    if (r.values.size() != e.merge_fields.size()) {
+      return absl::DataLossError("a recipient's merge values do not match the merge fields");
+    }
+  }
   return e;
 }
 
@@ -146,15 +209,31 @@ absl::StatusOr<Footer> DecodeFooter(std::string_view b) {
   return f;
 }
 
-std::string EncodeTrailer(const Envelope& e) {
-  std::string trailer = EncodeEnvelope(e);
+namespace {
+
+std::string SealTrailer(std::string trailer, uint64_t body_size, uint32_t body_crc) {
+  // The footer holds the envelope size in 32 bits; batch producers bound
+  // their envelopes far below (pickup/batch.h).
+  SLUICE_CHECK(trailer.size() <= UINT32_MAX);
   Footer f;
-  f.envelope_offset = kPreambleSize + e.body_size;
+  f.envelope_offset = kPreambleSize + body_size;
   f.envelope_size = static_cast<uint32_t>(trailer.size());
   f.envelope_crc = base::Crc32c(0, trailer.data(), trailer.size());
-  f.body_crc = e.body_crc;
+  f.body_crc = body_crc;
   trailer += EncodeFooter(f);
   return trailer;
+}
+
+}  // namespace
+
+std::string EncodeTrailer(const Envelope& e) {
+  return SealTrailer(EncodeEnvelope(e), e.body_size, e.body_crc);
+}
+
+std::string EncodeTrailer(Envelope&& e) {
+  const uint64_t body_size = e.body_size;
+  const uint32_t body_crc = e.body_crc;
+  return SealTrailer(EncodeEnvelope(std::move(e)), body_size, body_crc);
 }
 
 std::string EncodePreamble(uint64_t record_length) {

@@ -77,8 +77,8 @@ class SpoolWriter::Message {
     envelope.id = id_;
     envelope.body_size = body_size_;
     envelope.body_crc = crc_;
-    recipients_ = static_cast<uint32_t>(envelope.recipients.size());
-    trailer_ = EncodeTrailer(envelope);
+    recipients_ = static_cast<uint32_t>(envelope.recipient_count());
+    trailer_ = EncodeTrailer(std::move(envelope));
     pending_.push_back(iovec{trailer_.data(), trailer_.size()});
     pending_buffers_.push_back(kNoBuffer);
     pending_bytes_ += trailer_.size();

@@ -237,3 +237,49 @@ TEST_F(SpoolWriterTest, FailedOpenIsReported) {
 
 }  // namespace
 }  // namespace sluice::spool
+
+namespace sluice::spool {
+namespace {
+
+// A mail-merge batch record: the template once, 200,000 packed recipients
+// with two values each, in one segment record; the stored hook counts the
+// packed recipients, and recovery reads every value back.
+TEST_F(SpoolWriterTest, PackedBatchRecord) {
+  constexpr uint32_t kRecipients = 200'000;
+  uint32_t hooked = 0;
+  writer_->set_stored_hook([&](const StoredRecord& r) { hooked = r.recipients; });
+  Envelope e = MakeEnvelope();
+  e.recipients.clear();
+  e.protocol = "pickup";
+  e.campaign = "c1";
+  e.merge_fields = {"name", "n"};
+  for (uint32_t i = 0; i < kRecipients; ++i) {
+    const std::string address = "user" + std::to_string(i) + "@d" + std::to_string(i % 97) + ".test";
+    const std::string n = std::to_string(i);
+    PackRecipient(e.packed_recipients, address, {"Name", n});
+    ++e.packed_count;
+  }
+  const std::string body = "Subject: hi {{name}}\r\n\r\nnumber {{n}}\r\n";
+  SpoolWriter::Message* m = writer_->Begin(ids_.Next(++clock_));
+  writer_->AppendOwned(m, body);
+  bool done = false;
+  writer_->Commit(m, std::move(e), [&](const absl::Status& s) {
+    EXPECT_TRUE(s.ok()) << s;
+    done = true;
+  });
+  RunUntil(done);
+  EXPECT_EQ(hooked, kRecipients);
+  auto report = ScanSpool(root_, ScanOptions{.repair = false, .verify_body = true});
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->messages.size(), 1u);
+  const Envelope& got = report->messages[0].envelope;
+  ASSERT_EQ(got.recipients.size(), kRecipients);
+  EXPECT_EQ(got.campaign, "c1");
+  EXPECT_EQ(got.merge_fields, (std::vector<std::string>{"name", "n"}));
+  EXPECT_EQ(got.recipients[12345].address, "user12345@d26.test");
+  EXPECT_EQ(got.recipients[12345].values, (std::vector<std::string>{"Name", "12345"}));
+  EXPECT_EQ(got.body_size, body.size());
+}
+
+}  // namespace
+}  // namespace sluice::spool

@@ -40,9 +40,13 @@ inline constexpr uint32_t kFormatVersion = 1;
 
 struct Recipient {
   std::string address;
-  // Per-recipient delivery state comes with the delivery engine; recipients
-  // start out pending.
+  // A mail-merge batch (docs/PICKUP.md): this recipient's value of each of
+  // the envelope's merge_fields, in that order. Empty otherwise.
+  std::vector<std::string> values;
 };
+
+// Bounds a decoded envelope must respect (untrusted bytes on disk).
+inline constexpr size_t kMaxMergeFields = 64;
 
 struct Envelope {
   base::QueueId id;
@@ -62,11 +66,41 @@ struct Envelope {
   // only when set, so records without it are byte-identical to older ones;
   // older readers skip the unknown key.
   std::string origin;
+
+  // Bulk batches (docs/PICKUP.md). Each is written only when set, so other
+  // records stay byte-identical to those written before they existed.
+  std::string campaign;  // the manifest's campaign id
+  std::string tenant;    // the manifest's tenant id
+  // A mail merge: the body is a template (merge/template.h) and each
+  // recipient carries its values of these fields, in this order. Empty: the
+  // body is the message itself, the same for every recipient.
+  std::vector<std::string> merge_fields;
+
+  // Encoding only, for batches of up to a million recipients: recipients
+  // already serialised with PackRecipient, used instead of `recipients`
+  // (which must then be empty), so a batch is never held as a million
+  // Recipient objects. EncodeEnvelope writes them first; DecodeEnvelope
+  // never fills these (it fills `recipients`).
+  std::string packed_recipients;
+  uint32_t packed_count = 0;
+
+  bool is_merge() const { return !merge_fields.empty(); }
+  size_t recipient_count() const { return recipients.size() + packed_count; }
 };
 
-// Serialises the envelope: "key len\nvalue\n" per field.
+// Serialises the envelope: "key len\nvalue\n" per field. A recipient is
+// "rcpt" followed by one "value" per merge field; merge fields are "field"
+// keys, in order.
 std::string EncodeEnvelope(const Envelope& envelope);
+// The same, taking packed_recipients over as the start of the result
+// instead of copying it (the encoding is identical).
+std::string EncodeEnvelope(Envelope&& envelope);
 absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes);
+
+// Appends one recipient, encoded as EncodeEnvelope encodes it, to `out`
+// (Envelope::packed_recipients).
+void PackRecipient(std::string& out, std::string_view address,
+                   const std::vector<std::string_view>& values);
 
 struct Footer {
   uint64_t envelope_offset = 0;
@@ -83,6 +117,7 @@ absl::StatusOr<Footer> DecodeFooter(std::string_view bytes);
 
 // Everything after the body: envelope and footer, ready to append.
 std::string EncodeTrailer(const Envelope& envelope);
+std::string EncodeTrailer(Envelope&& envelope);  // takes packed_recipients over
 
 // The 16-byte preamble of a record of `record_length` bytes (0: unknown,
 // the record runs to the end of its file).
