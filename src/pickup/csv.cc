@@ -1,0 +1,221 @@
+#include "sluice/pickup/csv.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace sluice::pickup {
+namespace {
+
+constexpr std::string_view kBom = "\xEF\xBB\xBF";
+
+bool Plain(char c) { return c != ',' && c != '\n' && c != '\r' && c != '"'; }
+
+}  // namespace
+
+CsvReader::CsvReader(CsvLimits limits, Callback each) : limits_(limits), each_(std::move(each)) {}
+
+bool CsvReader::Grow(size_t n) {
+  record_bytes_ += n;
+  if (record_bytes_ <= limits_.max_record_size) return true;
+  Error(absl::StrCat("record longer than ", limits_.max_record_size, " bytes"));
+  return false;
+}
+
+void CsvReader::EndField() {
+  if (ends_.size() >= limits_.max_fields) {
+    Error(absl::StrCat("more than ", limits_.max_fields, " fields"));
+    return;
+  }
+  ends_.push_back(data_.size());
+}
+
+void CsvReader::EndRecord() {
+  record_.line = record_line_;
+  record_.error.clear();
+  record_.fields.clear();
+  size_t start = 0;
+  for (size_t end : ends_) {
+    record_.fields.push_back(std::string_view(data_).substr(start, end - start));
+    start = end;
+  }
+  each_(record_);
+  data_.clear();
+  ends_.clear();
+  record_bytes_ = 0;
+  record_started_ = false;
+  state_ = State::kFieldStart;
+}
+
+void CsvReader::Error(std::string reason) {
+  record_.line = record_line_;
+  record_.fields.clear();
+  record_.error = std::move(reason);
+  each_(record_);
+  data_.clear();
+  ends_.clear();
+  record_bytes_ = 0;
+  record_started_ = false;
+  state_ = State::kSkip;
+}
+
+void CsvReader::Feed(std::string_view in) {
+  if (!bom_checked_) {
+    // The first three bytes may arrive in pieces.
+    while (!in.empty() && bom_.size() < kBom.size() && kBom[bom_.size()] == in.front()) {
+      bom_.push_back(in.front());
+      in.remove_prefix(1);
+    }
+    if (bom_.size() == kBom.size()) {
+      bom_checked_ = true;  // a BOM: dropped
+      bom_.clear();
+    } else if (!in.empty()) {
+      bom_checked_ = true;  // not a BOM: what was held back is data
+      std::string held;
+      held.swap(bom_);
+      Feed(held);
+    } else {
+      return;  // still undecided
+    }
+  }
+  size_t i = 0;
+  const size_t n = in.size();
+  while (i < n) {
+    const char c = in[i];
+    if (state_ == State::kSkip) {
+      if (c == '\n') {
+        ++line_;
+        record_line_ = line_;
+        state_ = State::kFieldStart;
+      }
+      ++i;
+      continue;
+    }
+    if (!record_started_) {
+      record_started_ = true;
+      record_line_ = line_;
+    }
+    switch (state_) {
+      case State::kFieldStart:
+      case State::kUnquoted: {
+        if (Plain(c) || (c == '"' && state_ == State::kUnquoted)) {
+          // A run of ordinary bytes at once ('"' inside an unquoted field is
+          // kept as it is, as most CSV readers do).
+          size_t j = i + 1;
+          while (j < n && (Plain(in[j]) || in[j] == '"')) ++j;
+          if (!Grow(j - i)) {
+            i = j;
+            continue;
+          }
+          data_.append(in.data() + i, j - i);
+          state_ = State::kUnquoted;
+          i = j;
+          continue;
+        }
+        if (!Grow(1)) break;
+        if (c == '"') {
+          state_ = State::kQuoted;
+        } else if (c == ',') {
+          EndField();
+          if (state_ != State::kSkip) state_ = State::kFieldStart;
+        } else if (c == '\r') {
+          EndField();
+          if (state_ != State::kSkip) state_ = State::kCr;
+        } else {  // '\n'
+          EndField();
+          if (state_ != State::kSkip) EndRecord();
+          state_ = State::kFieldStart;  // this LF ends even a record in error
+          ++line_;
+          record_line_ = line_;
+        }
+        ++i;
+        continue;
+      }
+      case State::kQuoted: {
+        size_t j = i;
+        while (j < n && in[j] != '"') {
+          if (in[j] == '\n') ++line_;
+          ++j;
+        }
+        if (j > i) {
+          if (!Grow(j - i)) {
+            i = j;
+            continue;
+          }
+          data_.append(in.data() + i, j - i);
+          i = j;
+          continue;
+        }
+        if (!Grow(1)) break;
+        state_ = State::kQuote;
+        ++i;
+        continue;
+      }
+      case State::kQuote: {
+        if (!Grow(1)) break;
+        if (c == '"') {
+          data_.push_back('"');
+          state_ = State::kQuoted;
+        } else if (c == ',') {
+          EndField();
+          if (state_ != State::kSkip) state_ = State::kFieldStart;
+        } else if (c == '\r') {
+          EndField();
+          if (state_ != State::kSkip) state_ = State::kCr;
+        } else if (c == '\n') {
+          EndField();
+          if (state_ != State::kSkip) EndRecord();
+          state_ = State::kFieldStart;  // this LF ends even a record in error
+          ++line_;
+          record_line_ = line_;
+        } else {
+          Error("text after the closing quote of a field");
+          continue;  // this byte is skipped (or ends the skip) in kSkip
+        }
+        ++i;
+        continue;
+      }
+      case State::kCr: {
+        if (c != '\n') {
+          Error("CR not followed by LF");
+          continue;
+        }
+        if (!Grow(1)) break;
+        EndRecord();
+        ++line_;
+        record_line_ = line_;
+        ++i;
+        continue;
+      }
+      case State::kSkip:
+        break;  // handled above
+    }
+    // Grow() failed on byte i: it is now skipped like the rest of the record.
+  }
+}
+
+void CsvReader::Finish() {
+  if (!bom_checked_) {
+    bom_checked_ = true;
+    std::string held;
+    held.swap(bom_);
+    if (!held.empty()) Feed(held);
+  }
+  switch (state_) {
+    case State::kSkip:
+      return;
+    case State::kQuoted:
+      Error("unterminated quoted field at the end of the file (truncated file?)");
+      return;
+    case State::kCr:
+      EndRecord();
+      return;
+    case State::kFieldStart:
+    case State::kUnquoted:
+    case State::kQuote:
+      if (!record_started_) return;
+      EndField();
+      if (state_ != State::kSkip) EndRecord();
+      return;
+  }
+}
+
+}  // namespace sluice::pickup
