@@ -48,7 +48,10 @@ void AccountingLog::Rejection(const RejectionRecord& r) {
 void AccountingLog::Reception(const ReceptionRecord& r) {
   if (fd_ < 0) return;
   MakeRoom();
-  std::string& o = buffer_;
+  FormatReception(buffer_, r);
+}
+
+void AccountingLog::FormatReception(std::string& o, const ReceptionRecord& r) {
   o += "{\"type\":\"Reception\",\"ts\":";
   FormatTimestamp(o, r.ts_micros);
   o += ",\"id\":";
@@ -61,6 +64,11 @@ void AccountingLog::Reception(const ReceptionRecord& r) {
       if (i > 0) o.push_back(',');
       AppendJsonString(o, (*r.recipients)[i]);
     }
+  } else if (r.recipient_views != nullptr) {
+    for (size_t i = 0; i < r.recipient_views->size(); ++i) {
+      if (i > 0) o.push_back(',');
+      AppendJsonString(o, (*r.recipient_views)[i]);
+    }
   }
   absl::StrAppend(&o, "],\"size\":", r.size, ",\"client\":");
   AppendJsonString(o, r.client);
@@ -68,6 +76,15 @@ void AccountingLog::Reception(const ReceptionRecord& r) {
   AppendJsonString(o, r.helo);
   o += ",\"protocol\":";
   AppendJsonString(o, r.protocol);
+  if (!r.campaign.empty()) {
+    o += ",\"campaign\":";
+    AppendJsonString(o, r.campaign);
+  }
+  if (!r.tenant.empty()) {
+    o += ",\"tenant\":";
+    AppendJsonString(o, r.tenant);
+  }
+  if (r.skipped.has_value()) absl::StrAppend(&o, ",\"skipped\":", *r.skipped);
   o += "}\n";
 }
 
@@ -97,6 +114,14 @@ void AccountingLog::FormatDelivery(std::string& o, std::string_view type, const 
   absl::StrAppendFormat(&o, ",\"attempt\":%u,\"queue_time_s\":%u.%03u,\"tls\":", r.attempt,
                         ms / 1000, static_cast<unsigned>(ms % 1000));
   AppendJsonString(o, r.tls);
+  if (!r.campaign.empty()) {
+    o += ",\"campaign\":";
+    AppendJsonString(o, r.campaign);
+  }
+  if (!r.tenant.empty()) {
+    o += ",\"tenant\":";
+    AppendJsonString(o, r.tenant);
+  }
   o += "}\n";
 }
 

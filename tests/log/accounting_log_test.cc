@@ -213,3 +213,58 @@ TEST(AccountingLog, DisabledLogWritesNothing) {
 
 }  // namespace
 }  // namespace sluice::log
+
+namespace sluice::log {
+namespace {
+
+// Batch ids travel on every delivery record of the batch, after "tls"; a
+// record without them is byte for byte what it was before they existed.
+TEST(AccountingLogBatch, DeliveryRecordCarriesCampaignAndTenant) {
+  DeliveryRecord r = Sample();
+  std::string plain;
+  AccountingLog::FormatDelivery(plain, "Bounce", r);
+  EXPECT_EQ(plain.find("campaign"), std::string::npos);
+  EXPECT_EQ(plain.find("tenant"), std::string::npos);
+  r.campaign = "nov-2026";
+  r.tenant = "ac\"me";
+  for (const char* type : {"Delivery", "TransientFailure", "Bounce", "Expiration"}) {
+    std::string out;
+    AccountingLog::FormatDelivery(out, type, r);
+    EXPECT_NE(out.find(",\"tls\":\"\",\"campaign\":\"nov-2026\",\"tenant\":\"ac\\\"me\"}\n"),
+              std::string::npos)
+        << out;
+  }
+  r.tenant = "";
+  std::string only_campaign;
+  AccountingLog::FormatDelivery(only_campaign, "Delivery", r);
+  EXPECT_NE(only_campaign.find(",\"campaign\":\"nov-2026\"}\n"), std::string::npos);
+  EXPECT_EQ(only_campaign.find("tenant"), std::string::npos);
+}
+
+TEST(AccountingLogBatch, ReceptionOfABatch) {
+  ReceptionRecord r;
+  r.ts_micros = 1772528707123456;
+  r.id = "0ABCDEFGHJKMN";
+  r.sender = "news@example.com";
+  const std::vector<std::string_view> views = {"a@example.net", "b@example.org"};
+  r.recipient_views = &views;
+  r.size = 123;
+  r.protocol = "pickup";
+  std::string out;
+  AccountingLog::FormatReception(out, r);
+  EXPECT_EQ(out,
+            "{\"type\":\"Reception\",\"ts\":\"2026-03-03T09:05:07.123456Z\",\"id\":\"0ABCDEFGHJKMN\","
+            "\"sender\":\"news@example.com\",\"recipients\":[\"a@example.net\",\"b@example.org\"],"
+            "\"size\":123,\"client\":\"\",\"helo\":\"\",\"protocol\":\"pickup\"}\n");
+  r.campaign = "c1";
+  r.tenant = "t1";
+  r.skipped = 0;
+  out.clear();
+  AccountingLog::FormatReception(out, r);
+  EXPECT_NE(out.find(",\"protocol\":\"pickup\",\"campaign\":\"c1\",\"tenant\":\"t1\",\"skipped\":0}\n"),
+            std::string::npos)
+      << out;
+}
+
+}  // namespace
+}  // namespace sluice::log

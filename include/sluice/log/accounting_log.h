@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,10 +25,17 @@ struct ReceptionRecord {
   std::string_view id;
   std::string_view sender;
   const std::vector<std::string>* recipients = nullptr;
+  // Instead of `recipients` (a batch: views into one buffer, no copy per
+  // recipient); used when `recipients` is null.
+  const std::vector<std::string_view>* recipient_views = nullptr;
   uint64_t size = 0;
   std::string_view client;
   std::string_view helo;
   std::string_view protocol;
+  // Batches (docs/PICKUP.md): written only when set.
+  std::string_view campaign;
+  std::string_view tenant;
+  std::optional<uint64_t> skipped;  // recipient rows skipped as invalid
 };
 
 // One delivery attempt's outcome for one recipient. The same fields for all
@@ -52,6 +60,10 @@ struct DeliveryRecord {
   uint32_t attempt = 0;            // 1 for the first attempt
   uint64_t queue_time_micros = 0;  // since arrival; written as queue_time_s, ms precision
   std::string_view tls;            // "" without TLS; "TLSv1.3 TLS_AES_128_GCM_SHA256"
+  // The batch's ids (spool::Envelope::campaign/tenant); each written only
+  // when non-empty, after "tls".
+  std::string_view campaign;
+  std::string_view tenant;
 };
 
 // A dropped file that could not be accepted (source "pickup"): it went to
@@ -87,6 +99,8 @@ class AccountingLog {
   // Appends one DeliveryRecord line of the given type (what the four
   // methods above buffer); public so tests can check the bytes.
   static void FormatDelivery(std::string& out, std::string_view type, const DeliveryRecord& r);
+  // The same for a Reception line.
+  static void FormatReception(std::string& out, const ReceptionRecord& r);
 
  private:
   void Append(std::string_view type, const DeliveryRecord& r);
