@@ -366,8 +366,8 @@ const Field kDeliveryFields[] = {
                                                               kOutboundConnectionsRange),
 };
 // [delivery] keys that are not Fields.
-constexpr absl::string_view kDeliveryOtherKeys[] = {"dns", "source_address", "helo_name",
-                                                    "timeouts"};
+constexpr absl::string_view kDeliveryOtherKeys[] = {
+    "dns", "source_address", "helo_name", "timeouts", "tls", "tls_ca_file", "tls_policy"};
 
 // Target: DeliveryTimeouts.
 const Field kTimeoutFields[] = {
@@ -1047,11 +1047,57 @@ class TomlReader {
         status = ReadString(dotted, *node, CheckSourceAddress, &config_.source_address);
       } else if (name == "helo_name") {
         status = ReadString(dotted, *node, CheckOptionalHostname, &config_.helo_name);
+      } else if (name == "tls") {
+        status = ReadOutboundTls(dotted, *node, &config_.outbound_tls);
+      } else if (name == "tls_ca_file") {
+        status = ReadString(
+            dotted, *node, [](absl::string_view) { return absl::OkStatus(); },
+            &config_.outbound_tls_ca_file);
+      } else if (name == "tls_policy") {
+        status = ReadTlsPolicies(dotted, *node);
       } else {
         status = Unknown("delivery", dotted, *key, *node, known);
       }
       if (!status.ok()) return status;
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadOutboundTls(const std::string& dotted, const toml::node& node,
+                               OutboundTls* out) {
+    const auto* v = node.as_string();
+    if (v == nullptr) {
+      return Error(node, dotted, absl::StrCat("expected a string, got ", TypeName(node)));
+    }
+    auto policy = ParseOutboundTls(v->get());
+    if (!policy.ok()) return Error(node, dotted, policy.status().message());
+    *out = *policy;
+    return absl::OkStatus();
+  }
+
+  // [delivery.tls_policy]: "pattern" = "policy", most specific pattern wins.
+  absl::Status ReadTlsPolicies(const std::string& dotted, const toml::node& node) {
+    const toml::table* t = node.as_table();
+    if (t == nullptr) {
+      return Error(node, dotted, absl::StrCat("expected a table, got ", TypeName(node)));
+    }
+    std::vector<TlsPolicyEntry> entries;
+    for (const auto& [key, value] : InFileOrder(*t)) {
+      const std::string key_dotted = absl::StrCat(dotted, ".", KeyText(Sv(key->str())));
+      if (absl::Status p = CheckPattern(Sv(key->str())); !p.ok()) {
+        return Error(*value, key_dotted, p.message());
+      }
+      TlsPolicyEntry e;
+      e.pattern = NormalizeName(Sv(key->str()));
+      if (absl::Status r = ReadOutboundTls(key_dotted, *value, &e.policy); !r.ok()) return r;
+      for (const TlsPolicyEntry& seen : entries) {
+        if (seen.pattern == e.pattern) {
+          return Error(*value, key_dotted, absl::StrCat("'", e.pattern, "' appears twice"));
+        }
+      }
+      entries.push_back(std::move(e));
+    }
+    config_.tls_policies = std::move(entries);
     return absl::OkStatus();
   }
 
@@ -1369,29 +1415,69 @@ std::string FormatDuration(uint64_t micros) {
   return absl::StrCat(micros, "us");
 }
 
-const Route* FindRoute(const Config& config, std::string_view domain_in) {
+namespace {
+
+// The entry whose pattern matches `domain_in` most specifically: the exact
+// name, else the longest "*." suffix, else "*". Null when none matches.
+template <typename Entry>
+const Entry* MostSpecific(const std::vector<Entry>& entries, std::string_view domain_in) {
   absl::string_view domain = Sv(domain_in);
   if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
-  const Route* suffix_match = nullptr;
+  const Entry* suffix_match = nullptr;
   size_t suffix_length = 0;
-  const Route* any = nullptr;
-  for (const Route& route : config.routes) {
-    absl::string_view pattern = route.pattern;
+  const Entry* any = nullptr;
+  for (const Entry& entry : entries) {
+    absl::string_view pattern = entry.pattern;
     if (!pattern.empty() && pattern.back() == '.') pattern.remove_suffix(1);
     if (pattern == "*") {
-      if (any == nullptr) any = &route;
+      if (any == nullptr) any = &entry;
     } else if (absl::StartsWith(pattern, "*.")) {
       const absl::string_view suffix = pattern.substr(1);  // ".example.com"
       if (domain.size() > suffix.size() && suffix.size() > suffix_length &&
           absl::EqualsIgnoreCase(domain.substr(domain.size() - suffix.size()), suffix)) {
-        suffix_match = &route;
+        suffix_match = &entry;
         suffix_length = suffix.size();
       }
     } else if (absl::EqualsIgnoreCase(pattern, domain)) {
-      return &route;
+      return &entry;
     }
   }
   return suffix_match != nullptr ? suffix_match : any;
+}
+
+}  // namespace
+
+const Route* FindRoute(const Config& config, std::string_view domain) {
+  return MostSpecific(config.routes, domain);
+}
+
+OutboundTls FindOutboundTls(const Config& config, std::string_view domain) {
+  const TlsPolicyEntry* e = MostSpecific(config.tls_policies, domain);
+  return e != nullptr ? e->policy : config.outbound_tls;
+}
+
+absl::StatusOr<OutboundTls> ParseOutboundTls(std::string_view name) {
+  if (name == "disabled") return OutboundTls::kDisabled;
+  if (name == "opportunistic") return OutboundTls::kOpportunistic;
+  if (name == "required") return OutboundTls::kRequired;
+  if (name == "verify") return OutboundTls::kVerify;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown TLS policy '", Sv(name),
+                   "' (disabled, opportunistic, required or verify)"));
+}
+
+const char* OutboundTlsName(OutboundTls policy) {
+  switch (policy) {
+    case OutboundTls::kDisabled:
+      return "disabled";
+    case OutboundTls::kOpportunistic:
+      return "opportunistic";
+    case OutboundTls::kRequired:
+      return "required";
+    case OutboundTls::kVerify:
+      return "verify";
+  }
+  return "?";
 }
 
 absl::StatusOr<Route> ParseRoute(std::string_view pattern, std::string_view next_hop) {

@@ -63,6 +63,8 @@ queue::ShapingPolicy PolicyFrom(const config::Config& config) {
 
 struct Engine::Destination {
   std::string domain;
+  config::OutboundTls tls = config::OutboundTls::kOpportunistic;
+  uint64_t plaintext_until_ms = 0;  // opportunistic TLS failed here: clear for a while
   queue::DomainQueue* q = nullptr;
   std::vector<Target> targets;
   uint16_t port = 25;
@@ -192,6 +194,22 @@ absl::Status Engine::Init() {
   auto resolver = dns::Resolver::Create(ring_, rc);
   if (!resolver.ok()) return resolver.status();
   resolver_ = std::move(*resolver);
+  tls::ContextOptions plain;
+  plain.mode = tls::Mode::kClient;
+  auto ctx = tls::Context::Create(plain);
+  if (!ctx.ok()) return ctx.status();
+  tls_plain_ = *std::move(ctx);
+  tls::ContextOptions verify = plain;
+  verify.verify_peer = true;
+  verify.ca_file = config_.outbound_tls_ca_file;
+  auto vctx = tls::Context::Create(verify);
+  if (vctx.ok()) {
+    tls_verify_ = *std::move(vctx);
+  } else {
+    // Only domains under the "verify" policy need it: they defer (451 4.7.5).
+    std::fprintf(stderr, "sluice: delivery: no verifying TLS context (%s)\n",
+                 std::string(vctx.status().message()).c_str());
+  }
   return absl::OkStatus();
 }
 
@@ -287,8 +305,32 @@ void Engine::Work(queue::DomainQueue& q, uint64_t now_us) {
   }
 }
 
+OutboundTlsSetup Engine::TlsFor(const Destination& d) const {
+  OutboundTlsSetup s;
+  switch (d.tls) {
+    case config::OutboundTls::kDisabled:
+      break;
+    case config::OutboundTls::kOpportunistic:
+      if (d.plaintext_until_ms <= now_ms_) {
+        s.policy = smtp::TlsPolicy::kOpportunistic;
+        s.context = tls_plain_;
+      }
+      break;
+    case config::OutboundTls::kRequired:
+      s.policy = smtp::TlsPolicy::kRequired;
+      s.context = tls_plain_;
+      break;
+    case config::OutboundTls::kVerify:
+      s.policy = smtp::TlsPolicy::kRequired;
+      s.context = tls_verify_;  // null: every attempt fails with 4.7.5
+      break;
+  }
+  return s;
+}
+
 void Engine::Resolve(Destination& d) {
   d.resolving = true;
+  d.tls = config::FindOutboundTls(config_, d.domain);
   const config::Route* route = config::FindRoute(config_, d.domain);
   d.port = route != nullptr ? route->port : config_.mx_port;
   std::string name = route != nullptr ? route->host : d.domain;
@@ -367,7 +409,7 @@ void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool per
 
 void Engine::OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us) {
   const queue::ConnectionId slot = q.OpenConnection(now_us);
-  auto* c = new OutboundConnection(ring_, *this, options_, d.targets, d.port);
+  auto* c = new OutboundConnection(ring_, *this, options_, d.targets, d.port, TlsFor(d));
   c->owner = &d;
   c->queue_slot = slot;
   d.conns.push_back(c);
@@ -508,6 +550,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   const spool::Envelope* env = a->parsed ? &a->parsed->envelope : nullptr;
   const std::string mx = c != nullptr ? c->target().host : a->mx;
   const std::string ip = c != nullptr ? c->target().ip.ToString() : a->ip;
+  const std::string tls = c != nullptr ? c->tls_description() : std::string();
   const uint32_t attempt = a->job.failures + 1u;
 
   std::vector<uint32_t> delivered;
@@ -532,18 +575,18 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
     switch (outcome) {
       case smtp::Outcome::kDelivered:
         ++stats_.delivered;
-        Record("Delivery", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt);
+        Record("Delivery", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt, tls);
         delivered.push_back(idx);
         break;
       case smtp::Outcome::kPermanent:
         ++stats_.bounced;
-        Record("Bounce", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt);
+        Record("Bounce", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt, tls);
         failed.push_back(Final{idx, reply});
         break;
       case smtp::Outcome::kTransient:
         ++stats_.deferred;
         Record("TransientFailure", a->job.message, sender, rcpt, a->domain, mx, ip, reply,
-               attempt);
+               attempt, tls);
         pending.recipients.push_back(idx);
         break;
     }
@@ -566,7 +609,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
                                      : std::string();
         smtp::Reply why = decisive;
         Record("Expiration", a->job.message, env ? env->sender : std::string(), rcpt, a->domain,
-               mx, ip, why, attempt);
+               mx, ip, why, attempt, tls);
         failed.push_back(Final{idx, why});
       }
       pending.recipients.clear();
@@ -640,6 +683,11 @@ void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool
     auto* a = static_cast<Active*>(c.job);
     a->abandoned = true;
     c.job = nullptr;
+  }
+  if (c.tls_failed() && d.tls == config::OutboundTls::kOpportunistic) {
+    // The next connections go in the clear for an hour (RFC 3207 4.1: a
+    // client may; otherwise a broken TLS stack would keep mail from moving).
+    d.plaintext_until_ms = now_ms_ + 3600 * 1000;
   }
   d.conns.erase(std::remove(d.conns.begin(), d.conns.end(), &c), d.conns.end());
   connections_.erase(std::remove(connections_.begin(), connections_.end(), &c),
@@ -765,7 +813,8 @@ void Engine::ReadRecord(const RecordRef& where,
 
 void Engine::Record(const char* type, base::QueueId id, const std::string& sender,
                     const std::string& recipient, const std::string& domain, const std::string& mx,
-                    const std::string& ip, const smtp::Reply& reply, uint32_t attempt) {
+                    const std::string& ip, const smtp::Reply& reply, uint32_t attempt,
+                    const std::string& tls) {
   const uint64_t now = base::WallMicros();
   const std::string id_text = id.ToString();
   const std::string enhanced = reply.enhanced.valid() ? reply.enhanced.ToString() : std::string();
@@ -782,6 +831,7 @@ void Engine::Record(const char* type, base::QueueId id, const std::string& sende
   r.text = reply.text;
   r.attempt = attempt;
   r.queue_time_micros = now > id.micros() ? now - id.micros() : 0;
+  r.tls = tls;
   log::AccountingLog& log = host_.accounting();
   if (std::strcmp(type, "Delivery") == 0) {
     log.Delivery(r);

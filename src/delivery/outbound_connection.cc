@@ -35,12 +35,13 @@ smtp::Reply LocalReply(int code, std::string text) {
 
 OutboundConnection::OutboundConnection(io::Ring& ring, ConnectionDelegate& delegate,
                                        const OutboundOptions& options, std::vector<Target> targets,
-                                       uint16_t port)
+                                       uint16_t port, OutboundTlsSetup tls)
     : ring_(ring),
       delegate_(delegate),
       options_(options),
       targets_(std::move(targets)),
-      port_(port) {
+      port_(port),
+      tls_setup_(std::move(tls)) {
   SLUICE_CHECK(!targets_.empty());
 }
 
@@ -56,7 +57,11 @@ void OutboundConnection::Start(uint64_t now_ms) {
 
 void OutboundConnection::Connect() {
   const Target& t = targets_[target_index_];
-  session_ = std::make_unique<smtp::ClientSession>(options_.client, *this);
+  smtp::ClientConfig client = options_.client;
+  client.tls = tls_fallback_ ? smtp::TlsPolicy::kNone : tls_setup_.policy;
+  session_ = std::make_unique<smtp::ClientSession>(std::move(client), *this);
+  tls_.reset();
+  tls_shutdown_sent_ = false;
   timer_epoch_ = ~0ull;
   connected_ = false;
   closing_ = false;
@@ -143,7 +148,10 @@ void OutboundConnection::OnReceive(int result) {
   receiving_ = false;
   if (finished_ || closing_ || session_->closed()) return MaybeReleased();
   if (result <= 0) {
+    if (tls_ && !tls_->established()) return TlsBroken("connection closed during the TLS handshake");
     session_->OnConnectionLost();
+  } else if (tls_) {
+    if (!FeedCiphertext(receive_buffer_, static_cast<size_t>(result))) return MaybeReleased();
   } else {
     session_->Feed(receive_buffer_, static_cast<size_t>(result));
   }
@@ -157,11 +165,28 @@ void OutboundConnection::Send() {
   if (sending_buffer_.size() == sent_) {
     sending_buffer_.clear();
     sent_ = 0;
-    if (session_->output().empty()) {
+    if (tls_) {
+      // Plaintext is encrypted only now, after the previous ciphertext left:
+      // the session's flow control (body_paused) keeps bounding the output.
+      if (tls_->established() && !session_->output().empty()) {
+        if (!tls_->Write(session_->output()).ok()) {
+          session_->output().clear();
+          session_->OnConnectionLost();
+        }
+        session_->output().clear();
+      }
+      if (closing_ && tls_->established() && !tls_shutdown_sent_ && session_->output().empty()) {
+        tls_->Shutdown();
+        tls_shutdown_sent_ = true;
+      }
+      sending_buffer_.swap(tls_->ciphertext_out());
+    } else {
+      sending_buffer_.swap(session_->output());
+    }
+    if (sending_buffer_.empty()) {
       if (closing_) CloseSocket(), NextTargetOrFinish(last_close_);
       return;
     }
-    sending_buffer_.swap(session_->output());
   }
   sending_ = true;
   ++ops_;
@@ -238,6 +263,81 @@ void OutboundConnection::CloseSocket() {
   }
 }
 
+void OutboundConnection::OnStartTls() {
+  // The server said 220 to STARTTLS: from here on the socket carries TLS.
+  if (!tls_setup_.context) return TlsBroken("no TLS client context (see the start-up log)");
+  auto session = tls::Session::NewClient(tls_setup_.context, target().host);
+  if (!session.ok()) return TlsBroken(std::string(session.status().message()));
+  tls_ = std::move(*session);
+  DriveHandshake();
+}
+
+void OutboundConnection::DriveHandshake() {
+  const tls::Session::Progress p = tls_->Handshake();
+  if (p == tls::Session::Progress::kFailed) return TlsBroken(tls_->error());
+  if (p == tls::Session::Progress::kEstablished) {
+    session_->OnTlsReady();  // EHLO again, over TLS
+  }
+  Send();
+}
+
+bool OutboundConnection::FeedCiphertext(const char* data, size_t size) {
+  char plain[16384];
+  size_t off = 0;
+  while (off < size || tls_->established()) {
+    const size_t took = off < size ? tls_->PutCiphertext(data + off, size - off) : 0;
+    off += took;
+    if (!tls_->established()) {
+      DriveHandshake();
+      if (tls_ == nullptr || session_->closed()) return false;
+      if (!tls_->established()) {
+        if (took == 0 && off < size) {
+          TlsBroken("TLS input overflow during the handshake");
+          return false;
+        }
+        continue;
+      }
+    }
+    // Established: decrypt all that is complete.
+    size_t got_total = 0;
+    for (;;) {
+      absl::StatusOr<size_t> got = tls_->Read(plain, sizeof plain);
+      if (!got.ok()) {
+        session_->OnConnectionLost();
+        return false;
+      }
+      if (*got == 0) break;
+      got_total += *got;
+      if (!session_->Feed(plain, *got)) return false;
+    }
+    if (off >= size) break;
+    if (took == 0 && got_total == 0) {
+      session_->OnConnectionLost();  // cannot make progress: a broken peer
+      return false;
+    }
+  }
+  if (tls_->peer_closed()) session_->OnConnectionLost();
+  return !session_->closed();
+}
+
+void OutboundConnection::TlsBroken(const std::string& why) {
+  tls_failed_ = true;
+  if (tls_setup_.policy == smtp::TlsPolicy::kOpportunistic) tls_fallback_ = true;
+  // Nothing more goes over the broken layer, in either form.
+  tls_.reset();
+  sending_buffer_.clear();
+  sent_ = 0;
+  session_->output().clear();
+  tls_error_ = LocalReply(451, absl::StrCat("4.7.5 TLS handshake with ", target().host, ": ", why));
+  if (!session_->closed()) session_->OnConnectionLost();  // OnClosed takes tls_error_
+  MaybeReleased();
+}
+
+std::string OutboundConnection::tls_description() const {
+  if (!tls_ || !tls_->established()) return std::string();
+  return absl::StrCat(tls_->version(), " ", tls_->cipher());
+}
+
 void OutboundConnection::OnSessionReady() {
   ever_ready_ = true;
   delegate_.OnReady(*this);
@@ -257,12 +357,22 @@ void OutboundConnection::OnMessageDone(const smtp::MessageResult& result) {
 void OutboundConnection::OnClosed(const smtp::CloseInfo& info) {
   // Send what the session still has (QUIT), then close.
   last_close_ = info;
+  if (tls_error_) {
+    last_close_.reply = *std::move(tls_error_);
+    tls_error_.reset();
+  }
   closing_ = true;
   if (!sending_) Send();
 }
 
 void OutboundConnection::NextTargetOrFinish(const smtp::CloseInfo& info) {
   if (finished_) return;
+  if (!ever_ready_ && tls_fallback_ && !fallback_used_ && info.outcome == smtp::Outcome::kTransient) {
+    // Opportunistic TLS failed: the same target once more, in the clear.
+    fallback_used_ = true;
+    pending_next_ = true;
+    return MaybeReleased();
+  }
   if (!ever_ready_ && target_index_ + 1 < targets_.size() &&
       info.outcome == smtp::Outcome::kTransient) {
     // RFC 5321 5.1: try the next MX (or address) when one cannot be used.

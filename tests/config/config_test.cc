@@ -1343,3 +1343,47 @@ TEST(RouteConfigTest, FindRouteMostSpecificWins) {
 
 }  // namespace
 }  // namespace sluice::config
+
+namespace sluice::config {
+namespace {
+
+TEST(OutboundTlsConfigTest, DefaultPolicyAndPerDomainOverrides) {
+  Config config;
+  EXPECT_EQ(FindOutboundTls(config, "example.com"), OutboundTls::kOpportunistic);
+  const absl::Status status = Apply(R"toml(
+[delivery]
+tls = "required"
+tls_ca_file = "/etc/ssl/certs/ca-certificates.crt"
+
+[delivery.tls_policy]
+"*" = "opportunistic"
+"*.bank.example" = "verify"
+"Legacy.Example" = "disabled"
+)toml",
+                                    config);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(config.outbound_tls, OutboundTls::kRequired);
+  EXPECT_EQ(config.outbound_tls_ca_file, "/etc/ssl/certs/ca-certificates.crt");
+  EXPECT_EQ(FindOutboundTls(config, "mail.bank.example"), OutboundTls::kVerify);
+  EXPECT_EQ(FindOutboundTls(config, "bank.example"), OutboundTls::kOpportunistic);  // "*"
+  EXPECT_EQ(FindOutboundTls(config, "legacy.example."), OutboundTls::kDisabled);
+  EXPECT_EQ(FindOutboundTls(config, "other.test"), OutboundTls::kOpportunistic);
+}
+
+TEST(OutboundTlsConfigTest, Errors) {
+  const absl::Status unknown = Apply("[delivery]\ntls = \"sometimes\"\n");
+  EXPECT_FALSE(unknown.ok());
+  EXPECT_NE(std::string(unknown.message()).find("unknown TLS policy 'sometimes'"),
+            std::string::npos)
+      << unknown;
+  EXPECT_FALSE(Apply("[delivery]\ntls = true\n").ok());
+  EXPECT_FALSE(Apply("[delivery.tls_policy]\n\"a.example\" = \"verify\"\n\"A.example\" = "
+                     "\"disabled\"\n")
+                   .ok());  // the same pattern twice
+  EXPECT_FALSE(Apply("[delivery.tls_policy]\n\"ex*ample\" = \"verify\"\n").ok());
+  EXPECT_EQ(ParseOutboundTls("verify").value(), OutboundTls::kVerify);
+  EXPECT_STREQ(OutboundTlsName(OutboundTls::kDisabled), "disabled");
+}
+
+}  // namespace
+}  // namespace sluice::config

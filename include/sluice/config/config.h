@@ -43,6 +43,22 @@ struct DeliveryTimeouts {
 
 // A static next hop: mail for domains matching `pattern` goes to `host`
 // instead of the domain's MX hosts.
+// Outbound STARTTLS, per destination domain (docs/CONFIGURATION.md):
+//   disabled       never STARTTLS
+//   opportunistic  STARTTLS when offered; a failed handshake is retried in
+//                  the clear on the next connection (the default)
+//   required       no TLS (not offered, refused, failed): transient failure
+//   verify         required, and the certificate must chain to a trusted CA
+//                  (tls_ca_file, else the system store) and match the MX host name
+enum class OutboundTls : uint8_t { kDisabled, kOpportunistic, kRequired, kVerify };
+absl::StatusOr<OutboundTls> ParseOutboundTls(std::string_view name);
+const char* OutboundTlsName(OutboundTls policy);
+
+struct TlsPolicyEntry {
+  std::string pattern;  // exact, "*.example.com" or "*"
+  OutboundTls policy = OutboundTls::kOpportunistic;
+};
+
 struct Route {
   std::string pattern;  // same syntax as shaping: exact, "*.example.com", "*"
   std::string host;     // IP literal (no brackets) or host name, resolved for
@@ -105,6 +121,9 @@ struct Config {
   bool outbound_chunking = false;            // use BDAT when the server offers CHUNKING
   uint32_t idle_connection_ms = 2000;        // an idle outbound connection sends QUIT after this
   uint32_t max_outbound_connections = 2000;  // per shard, all destinations together
+  OutboundTls outbound_tls = OutboundTls::kOpportunistic;  // delivery.tls
+  std::string outbound_tls_ca_file;        // delivery.tls_ca_file; empty: the system CA store
+  std::vector<TlsPolicyEntry> tls_policies;  // [delivery.tls_policy] "pattern" = "policy"
   DeliveryTimeouts timeouts;                 // [delivery.timeouts]
 
   // [retry] (microseconds inside, see queue/retry_schedule.h)
@@ -137,6 +156,9 @@ struct Config {
 // exact name, then the longest "*.suffix", then "*". Case-insensitive; a
 // trailing dot on either side is ignored. Linear in the number of routes.
 const Route* FindRoute(const Config& config, std::string_view domain);
+// The outbound TLS policy for a recipient domain: the most specific
+// [delivery.tls_policy] pattern, else delivery.tls.
+OutboundTls FindOutboundTls(const Config& config, std::string_view domain);
 
 // A route from its two halves as written in the file or in --route
 // PATTERN=NEXT_HOP. The next hop is "host", "host:port", "[host]:port",

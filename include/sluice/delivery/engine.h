@@ -138,13 +138,18 @@ class Engine final : public ConnectionDelegate {
   RecordRef WhereOf(const Message& m) const;
   void Record(const char* type, base::QueueId id, const std::string& sender,
               const std::string& recipient, const std::string& domain, const std::string& mx,
-              const std::string& ip, const smtp::Reply& reply, uint32_t attempt);
+              const std::string& ip, const smtp::Reply& reply, uint32_t attempt,
+              const std::string& tls);
 
   io::Ring& ring_;
   const config::Config& config_;
   EngineHost& host_;
   const std::string hostname_;
   OutboundOptions options_;
+  // STARTTLS client contexts: plain (opportunistic, required) and verifying.
+  std::shared_ptr<const tls::Context> tls_plain_;
+  std::shared_ptr<const tls::Context> tls_verify_;
+  OutboundTlsSetup TlsFor(const Destination& d) const;
   queue::QueueSet queues_;
   std::unique_ptr<dns::Resolver> resolver_;
   absl::flat_hash_map<std::string, std::unique_ptr<Destination>> destinations_;

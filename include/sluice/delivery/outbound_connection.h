@@ -9,7 +9,13 @@
 // all are exhausted the delegate hears OnFinished with ever_ready = false.
 //
 // I/O: connect with a linked timeout; one receive (into a 16 KiB buffer) and
-// at most one send in flight. The session's timeouts are checked from the
+// at most one send in flight. STARTTLS: when the session asks (OnStartTls),
+// a tls::Session (client mode) is put between the socket and the session:
+// ciphertext in, plaintext to ClientSession::Feed; the session's output is
+// encrypted only once the previous ciphertext was sent, so it stays bounded.
+// An opportunistic handshake that fails is retried once in the clear with
+// the same target (RFC 3207 leaves that to the client; Postfix does the
+// same); required/verify policies make it a transient failure. The session's timeouts are checked from the
 // engine's tick. The object is freed by the engine only after every operation
 // it started has completed (Released).
 #pragma once
@@ -28,6 +34,7 @@
 #include "sluice/dns/resolver.h"
 #include "sluice/io/ring.h"
 #include "sluice/smtp/client_session.h"
+#include "sluice/tls/tls.h"
 
 namespace sluice::delivery {
 
@@ -53,6 +60,13 @@ class ConnectionDelegate {
   virtual void Released(OutboundConnection& c) = 0;
 };
 
+// STARTTLS for one connection: the session's policy and the client context
+// (verifying or not). kNone: plaintext.
+struct OutboundTlsSetup {
+  smtp::TlsPolicy policy = smtp::TlsPolicy::kNone;
+  std::shared_ptr<const tls::Context> context;
+};
+
 struct OutboundOptions {
   smtp::ClientConfig client;
   std::optional<base::SocketAddress> source;  // bind before connect
@@ -62,7 +76,7 @@ struct OutboundOptions {
 class OutboundConnection final : public smtp::ClientHandler {
  public:
   OutboundConnection(io::Ring& ring, ConnectionDelegate& delegate, const OutboundOptions& options,
-                     std::vector<Target> targets, uint16_t port);
+                     std::vector<Target> targets, uint16_t port, OutboundTlsSetup tls = {});
   ~OutboundConnection() override;
   OutboundConnection(const OutboundConnection&) = delete;
   OutboundConnection& operator=(const OutboundConnection&) = delete;
@@ -81,6 +95,11 @@ class OutboundConnection final : public smtp::ClientHandler {
   bool finished() const { return finished_; }
   // Some target reached an idle session (the destination answers).
   bool ever_ready() const { return ever_ready_; }
+  // A TLS handshake failed on this connection (opportunistic: it went on in
+  // the clear with the same target).
+  bool tls_failed() const { return tls_failed_; }
+  // "TLSv1.3 TLS_AES_256_GCM_SHA384" while TLS is up, "" otherwise.
+  std::string tls_description() const;
   uint64_t idle_since_ms() const { return idle_since_ms_; }
   void set_idle_since_ms(uint64_t ms) { idle_since_ms_ = ms; }
 
@@ -103,6 +122,7 @@ class OutboundConnection final : public smtp::ClientHandler {
 
   // smtp::ClientHandler
   void OnCapabilities(const smtp::Capabilities&) override {}
+  void OnStartTls() override;
   void OnSessionReady() override;
   void OnBodyWanted() override;
   void OnRecipientResult(size_t index, smtp::Outcome outcome, const smtp::Reply& reply) override;
@@ -118,6 +138,9 @@ class OutboundConnection final : public smtp::ClientHandler {
   void CloseSocket();
   void NextTargetOrFinish(const smtp::CloseInfo& info);
   void MaybeReleased();
+  void DriveHandshake();
+  void TlsBroken(const std::string& why);
+  bool FeedCiphertext(const char* data, size_t size);
 
   io::Ring& ring_;
   ConnectionDelegate& delegate_;
@@ -138,6 +161,13 @@ class OutboundConnection final : public smtp::ClientHandler {
   bool connecting_ = false;
   int ops_ = 0;
   bool released_ = false;
+  OutboundTlsSetup tls_setup_;
+  std::unique_ptr<tls::Session> tls_;
+  bool tls_failed_ = false;
+  bool tls_fallback_ = false;  // opportunistic TLS failed: this target again in the clear
+  bool fallback_used_ = false;
+  std::optional<smtp::Reply> tls_error_;  // why the handshake failed, for OnClosed
+  bool tls_shutdown_sent_ = false;
   bool pending_next_ = false;
   std::vector<int> closed_fds_;  // closed sockets of earlier targets, freed when ops end
   smtp::CloseInfo last_failure_;
