@@ -183,7 +183,7 @@ Engine::~Engine() {
   for (OutboundConnection* c : dead_) delete c;
   for (OutboundConnection* c : dying_) delete c;
   for (auto& [k, fd] : dir_fds_) close(fd);
-  for (auto& [k, fd] : file_fds_) close(fd);
+  for (auto& [k, f] : file_fds_) close(f.fd);
 }
 
 absl::Status Engine::Init() {
@@ -352,7 +352,12 @@ void Engine::Resolve(Destination& d) {
     }
   }
   const std::string domain = d.domain;
-  resolver_->ResolveMx(name, [this, domain](const dns::MxResult& r) { OnResolved(domain, r); });
+  auto done = [this, domain](const dns::MxResult& r) { OnResolved(domain, r); };
+  if (route != nullptr) {
+    resolver_->ResolveHost(name, std::move(done));  // a next hop: its addresses, no MX
+  } else {
+    resolver_->ResolveMx(name, std::move(done));
+  }
 }
 
 void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) {
@@ -732,6 +737,7 @@ void Engine::Tick(uint64_t now_ms) {
     }
   }
   if (resolver_) resolver_->Tick(now_ms);
+  CloseUnlinkedFiles();
 }
 
 void Engine::BeginStop() {
@@ -753,13 +759,12 @@ void Engine::ReadRecord(const RecordRef& where,
                         std::function<void(absl::StatusOr<std::string>)> done) {
   const std::string key = absl::StrCat(where.dir, "/", where.file);
   int fd = -1;
-  for (size_t i = 0; i < file_fds_.size(); ++i) {
-    if (file_fds_[i].first == key) {
-      fd = file_fds_[i].second;
-      std::rotate(file_fds_.begin(), file_fds_.begin() + static_cast<long>(i),
-                  file_fds_.begin() + static_cast<long>(i) + 1);
-      break;
-    }
+  bool cached = false;  // fd belongs to file_fds_[key] (pinned by this read)
+  if (auto it = file_fds_.find(key); it != file_fds_.end()) {
+    fd = it->second.fd;
+    ++it->second.reads;
+    it->second.last_use = ++file_use_;
+    cached = true;
   }
   if (fd < 0) {
     auto dfd = dir_fds_.find(where.dir);
@@ -778,15 +783,13 @@ void Engine::ReadRecord(const RecordRef& where,
     }
     // Message files are read once per attempt and may be large: do not cache.
     if (where.length != 0) {
-      if (file_fds_.size() >= kFileCache) {
-        close(file_fds_.back().second);
-        file_fds_.pop_back();
-      }
-      file_fds_.insert(file_fds_.begin(), {key, fd});
+      if (file_fds_.size() >= kFileCache) EvictIdleFile();
+      file_fds_[key] = OpenFile{fd, 1, ++file_use_};
+      cached = true;
     }
   }
   uint64_t length = where.length;
-  const bool owned_fd = where.length == 0;
+  const bool owned_fd = !cached;
   if (length == 0) {
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -806,9 +809,42 @@ void Engine::ReadRecord(const RecordRef& where,
       done(std::move(r));
     };
   } else {
-    op->callback = std::move(done);
+    op->callback = [this, key, done = std::move(done)](absl::StatusOr<std::string> r) {
+      auto it = file_fds_.find(key);
+      SLUICE_CHECK(it != file_fds_.end() && it->second.reads > 0);  // pinned while we read
+      --it->second.reads;
+      done(std::move(r));
+    };
   }
   op->Submit();
+}
+
+void Engine::EvictIdleFile() {
+  // The least recently used entry without a read in flight. If every entry
+  // is busy the cache grows past kFileCache for a moment rather than close
+  // a descriptor a queued read still names.
+  auto victim = file_fds_.end();
+  for (auto it = file_fds_.begin(); it != file_fds_.end(); ++it) {
+    if (it->second.reads == 0 &&
+        (victim == file_fds_.end() || it->second.last_use < victim->second.last_use)) {
+      victim = it;
+    }
+  }
+  if (victim == file_fds_.end()) return;
+  close(victim->second.fd);
+  file_fds_.erase(victim);
+}
+
+void Engine::CloseUnlinkedFiles() {
+  for (auto it = file_fds_.begin(); it != file_fds_.end();) {
+    struct stat st;
+    if (it->second.reads == 0 && fstat(it->second.fd, &st) == 0 && st.st_nlink == 0) {
+      close(it->second.fd);
+      file_fds_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Engine::Record(const char* type, base::QueueId id, const std::string& sender,

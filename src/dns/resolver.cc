@@ -78,6 +78,7 @@ struct Resolver::PollWatch {
 // One ResolveMx in flight: the MX query, then address queries per host.
 struct Resolver::Lookup {
   std::string domain;
+  std::string cache_key;  // "" : domain
   std::vector<MxCallback> callbacks;
   std::vector<MxHost> hosts;
   std::vector<std::vector<IpAddress>> v4, v6;  // per host
@@ -286,6 +287,42 @@ void Resolver::ResolveMx(std::string_view domain_in, MxCallback callback) {
   SendQuery(lookup, domain, ns_t_mx, -1);
 }
 
+void Resolver::ResolveHost(std::string_view host_in, MxCallback callback) {
+  const std::string host = NormalizeDomain(host_in);
+  if (host.empty()) {
+    MxResult r;
+    r.kind = ResultKind::kPermanent;
+    r.enhanced_code = "5.1.2";
+    r.text = "empty host name";
+    callback(r);
+    return;
+  }
+  // Its own cache and coalescing keys: "example.com" as a host (A/AAAA
+  // only) and as a mail domain (MX first) are different questions.
+  const std::string key = absl::StrCat("host:", host);
+  if (const MxResult* hit = CacheFind(key, clock_())) {
+    ++cache_hits_;
+    MxResult copy = *hit;
+    copy.from_cache = true;
+    callback(copy);
+    return;
+  }
+  if (auto it = inflight_.find(key); it != inflight_.end()) {
+    ++coalesced_;
+    it->second->callbacks.push_back(std::move(callback));
+    return;
+  }
+  auto* lookup = new Lookup();
+  lookup->domain = host;
+  lookup->cache_key = key;
+  lookup->callbacks.push_back(std::move(callback));
+  inflight_[key] = lookup;
+  lookup->implicit = true;
+  lookup->ttl = config_.positive_ttl_cap_s;
+  lookup->hosts.push_back(MxHost{host, 0, {}});
+  StartAddressLookups(lookup);
+}
+
 void Resolver::SendQuery(Lookup* lookup, const std::string& name, int type, int host_index) {
   auto* q = new Query{this, lookup, type, host_index};
   ++queries_sent_;
@@ -482,8 +519,9 @@ void Resolver::FinishAddresses(Lookup* lookup) {
 }
 
 void Resolver::Finish(Lookup* lookup, MxResult result) {
-  inflight_.erase(lookup->domain);
-  if (result.kind != ResultKind::kTransient) CacheStore(lookup->domain, result, clock_());
+  const std::string& key = lookup->cache_key.empty() ? lookup->domain : lookup->cache_key;
+  inflight_.erase(key);
+  if (result.kind != ResultKind::kTransient) CacheStore(key, result, clock_());
   std::vector<MxCallback> callbacks = std::move(lookup->callbacks);
   delete lookup;
   // A callback may start another lookup (even of the same domain).

@@ -309,6 +309,35 @@ TEST_F(ResolverTest, ImplicitMxFromTheDomainsAddress) {
   EXPECT_EQ(r.hosts[0].addresses[0].ToString(), "127.0.0.9");
 }
 
+// A route's next hop: the host's own addresses, never its MX records, and
+// cached apart from the MX answer for the same name.
+TEST_F(ResolverTest, ResolveHostLooksUpAddressesOnly) {
+  StartDns();
+  auto host = [&](const std::string& name) {
+    bool done = false;
+    MxResult out;
+    resolver_->ResolveHost(name, [&](const MxResult& r) {
+      out = r;
+      done = true;
+    });
+    EXPECT_TRUE(RunUntil([&] { return done; }, 5000)) << "no answer for " << name;
+    return out;
+  };
+  MxResult r = host("MX1.multi.test.");
+  ASSERT_TRUE(r.ok()) << r.text;
+  ASSERT_EQ(r.hosts.size(), 1u);
+  EXPECT_EQ(r.hosts[0].name, "mx1.multi.test");
+  ASSERT_EQ(r.hosts[0].addresses.size(), 1u);
+  EXPECT_EQ(r.hosts[0].addresses[0].ToString(), "127.0.0.2");
+  // multi.test has MX records but no address of its own.
+  MxResult multi = host("multi.test");
+  EXPECT_FALSE(multi.ok());
+  MxResult mx = Resolve("multi.test");  // the MX question is another cache entry
+  ASSERT_TRUE(mx.ok()) << mx.text;
+  EXPECT_FALSE(mx.from_cache);
+  EXPECT_EQ(mx.hosts.size(), 5u);
+}
+
 TEST_F(ResolverTest, NullMxIsPermanent5110) {
   StartDns();
   MxResult r = Resolve("nullmx.test");

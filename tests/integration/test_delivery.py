@@ -1289,8 +1289,6 @@ def test_route_everything_to_a_literal_next_hop(sluice_factory, delivery_world, 
         assert d["ip"] == "127.0.0.2" and d["mx"] == "127.0.0.2", d
 
 
-@pytest.mark.xfail(strict=True, reason="engine looks a route's host name up with ResolveMx; dns::Resolver "
-                   "has no address-only lookup yet (reported to the integrator)")
 def test_route_to_host_name_uses_its_address_not_its_mx(sluice_factory, delivery_world):
     """A route to a host name goes to that host's A record, never to MX records
     of the name (docs/CONFIGURATION.md, [[route]])."""
@@ -1369,3 +1367,33 @@ def test_message_age_survives_restart(sluice_factory, delivery_world):
     assert e["id"] == qid and e["queue_time_s"] >= 3.0, e
     assert world["127.0.0.2"].rcpt_attempts("old@d1.test") == 2
     wait_for(lambda: relay.queue_ids() == set(), timeout=5, what="the expired message leaving the spool")
+
+
+def test_delivered_segments_are_not_held_open(sluice_factory, delivery_world):
+    """Once the ledger unlinks a delivered segment, no descriptor of the relay
+    keeps it (its disk space comes back): the engine's read cache lets go."""
+    import os
+
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST})
+    relay = start_relay(sluice_factory, world)
+    relay.admin("suspend d1.test")
+    send_many(relay, [([f"u{i}@d1.test"], msg(f"m{i}")) for i in range(20)])
+    relay.stop()
+    old = set(spool_files(relay))
+    assert old, "the messages are in segments"
+    relay.start()  # the old segments are recovered, delivered, then unlinked
+    world["127.0.0.2"].wait_messages(20)
+    wait_for(lambda: not (old & set(spool_files(relay))), timeout=5, what="the old segments unlinked")
+
+    def held_deleted() -> list:
+        out = []
+        for fd in os.listdir(f"/proc/{relay.pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{relay.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if str(relay.spool) in target and target.endswith("(deleted)"):
+                out.append(target)
+        return out
+
+    wait_for(lambda: held_deleted() == [], timeout=3, what=f"deleted spool files closed: {held_deleted()}")

@@ -102,6 +102,9 @@ class Resolver {
 
   // `domain` is matched case-insensitively; a trailing dot is ignored.
   void ResolveMx(std::string_view domain, MxCallback callback);
+  // A host's own addresses (A/AAAA), no MX lookup: a route's next hop
+  // ("[host]" in Postfix terms). The result has one MxHost, the host.
+  void ResolveHost(std::string_view host, MxCallback callback);
 
   // Runs c-ares timeouts and retries. Call from the loop at least when
   // NextTickMs() says.
