@@ -161,7 +161,20 @@ class Engine final : public ConnectionDelegate {
   std::vector<OutboundConnection*> dead_;
   std::vector<queue::DomainQueue*> due_;
   absl::flat_hash_map<int, int> dir_fds_;
-  std::vector<std::pair<std::string, int>> file_fds_;  // small LRU: "dir/name" -> fd
+  // Segments kept open for reading records, by "dir/name" (at most
+  // kFileCache idle ones). An entry with reads in flight is never closed: a
+  // read SQE names its descriptor by number, which a new open could reuse.
+  // Tick closes idle entries whose file the ledger unlinked, so a delivered
+  // segment's disk space is not held by a cached descriptor.
+  struct OpenFile {
+    int fd = -1;
+    uint32_t reads = 0;     // ReadOps using fd
+    uint64_t last_use = 0;  // file_use_ at the last read
+  };
+  absl::flat_hash_map<std::string, OpenFile> file_fds_;
+  uint64_t file_use_ = 0;
+  void EvictIdleFile();
+  void CloseUnlinkedFiles();
   uint64_t now_ms_ = 0;
   size_t actives_ = 0;  // jobs being attempted (incl. record reads, detached ones)
   bool stopping_ = false;
