@@ -1,5 +1,6 @@
 #include "sluice/pickup/pickup_directory.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -101,9 +102,11 @@ absl::Status WriteFileSynced(const std::string& path, std::string_view text) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view bytes) {
-  const std::string tmp = dir + "/tmp";
-  const std::string fresh = dir + "/new";
+namespace {
+
+// DIR/tmp and DIR/new must exist and be writable: `inject` never creates
+// them (a typo in the path must not make a directory nobody reads).
+absl::Status CheckInjectDirs(const std::string& tmp, const std::string& fresh) {
   for (const std::string& d : {tmp, fresh}) {
     struct stat st;
     if (stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -117,6 +120,85 @@ absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view byte
           absl::StrCat("pickup directory ", d, " is not writable: ", std::strerror(errno)));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, const char* data, size_t size, const std::string& path) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = write(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Errno("write", path);
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+// Creates `path` (O_EXCL) with `f`'s bytes, fsynced.
+absl::Status WriteBatchFile(const std::string& path, const BatchFile& f) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Errno("create", path);
+  absl::Status s = WriteAll(fd, f.contents.data(), f.contents.size(), path);
+  if (s.ok() && !f.copy_from.empty()) {
+    int in = open(f.copy_from.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+      s = Errno("open", f.copy_from);
+    } else {
+      char buf[256 * 1024];
+      while (s.ok()) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          s = Errno("read", f.copy_from);
+          break;
+        }
+        if (n == 0) break;
+        s = WriteAll(fd, buf, static_cast<size_t>(n), path);
+      }
+      close(in);
+    }
+  }
+  if (s.ok() && fsync(fd) != 0) s = Errno("fsync", path);
+  if (close(fd) != 0 && s.ok()) s = Errno("close", path);
+  return s;
+}
+
+absl::Status RemoveTreeAt(int parent, const std::string& name, const std::string& path,
+                          int depth) {
+  if (unlinkat(parent, name.c_str(), 0) == 0 || errno == ENOENT) return absl::OkStatus();
+  if (errno != EISDIR && errno != EPERM) return Errno("unlink", path);
+  if (depth >= 8) return absl::FailedPreconditionError(path + ": directories nested too deep");
+  int fd = openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Errno("open", path);
+  DIR* d = fdopendir(fd);
+  if (d == nullptr) {
+    close(fd);
+    return Errno("opendir", path);
+  }
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    const std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  absl::Status s;
+  for (const std::string& n : names) {
+    s = RemoveTreeAt(dirfd(d), n, path + "/" + n, depth + 1);
+    if (!s.ok()) break;
+  }
+  closedir(d);
+  if (!s.ok()) return s;
+  if (unlinkat(parent, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    return Errno("rmdir", path);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view bytes) {
+  const std::string tmp = dir + "/tmp";
+  const std::string fresh = dir + "/new";
+  if (auto s = CheckInjectDirs(tmp, fresh); !s.ok()) return s;
   const std::string name = UniqueName();
   const std::string tmp_path = absl::StrCat(tmp, "/", name);
   const std::string new_path = absl::StrCat(fresh, "/", name);
@@ -134,6 +216,45 @@ absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view byte
   }
   if (auto s = FsyncDir(fresh); !s.ok()) return s;
   return name;
+}
+
+absl::StatusOr<std::string> InjectBatch(const std::string& dir,
+                                        const std::vector<BatchFile>& files) {
+  const std::string tmp = dir + "/tmp";
+  const std::string fresh = dir + "/new";
+  if (auto s = CheckInjectDirs(tmp, fresh); !s.ok()) return s;
+  const std::string name = UniqueName() + ".batch";
+  const std::string tmp_path = absl::StrCat(tmp, "/", name);
+  const std::string new_path = absl::StrCat(fresh, "/", name);
+  if (mkdir(tmp_path.c_str(), 0700) != 0) return Errno("mkdir", tmp_path);
+  absl::Status s;
+  for (const BatchFile& f : files) {
+    s = WriteBatchFile(absl::StrCat(tmp_path, "/", f.name), f);
+    if (!s.ok()) break;
+  }
+  // The files' names must be durable before the directory can appear in new/.
+  if (s.ok()) s = FsyncDir(tmp_path);
+  if (s.ok() && rename(tmp_path.c_str(), new_path.c_str()) != 0) {
+    s = Errno("rename into", new_path);
+  }
+  if (!s.ok()) {
+    (void)RemoveTree(tmp_path);
+    return s;
+  }
+  if (auto st = FsyncDir(fresh); !st.ok()) return st;
+  if (auto st = FsyncDir(tmp); !st.ok()) return st;
+  return name;
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  int fd = open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? absl::OkStatus() : Errno("open", parent);
+  absl::Status s = RemoveTreeAt(fd, name, path, 0);
+  close(fd);
+  return s;
 }
 
 }  // namespace sluice::pickup

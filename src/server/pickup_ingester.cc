@@ -15,7 +15,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/clock.h"
+#include "sluice/base/strings.h"
 #include "sluice/log/accounting_log.h"
+#include "sluice/pickup/batch.h"
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
@@ -35,6 +37,12 @@ bool Takeable(std::string_view name) {
   return !name.empty() && name.front() != '.' && name.find('/') == std::string_view::npos;
 }
 
+// A batch directory: NAME.batch (docs/PICKUP.md).
+bool IsBatchName(std::string_view name) {
+  return Takeable(name) && name.size() > pickup::kBatchSuffix.size() &&
+         name.substr(name.size() - pickup::kBatchSuffix.size()) == pickup::kBatchSuffix;
+}
+
 // Names are untrusted: keep what we print and log printable.
 std::string Printable(std::string_view s) {
   std::string out;
@@ -44,34 +52,43 @@ std::string Printable(std::string_view s) {
 
 enum class ReadOutcome { kOk, kInvalid, kError };
 
-// Reads a claimed file: at most `max` bytes, with plain read(2) (the
-// file is local and at most max_message_size; see the header). Symlinks
-// are not followed: a producer must not make Sluice read other files.
-ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out, std::string& why) {
-  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+// Reads a claimed file, or a file inside a claimed batch directory (`dir_fd`
+// and a name): at most `max` bytes, with plain read(2) (the file is local
+// and bounded; see the header). Symlinks are not followed: a producer must
+// not make Sluice read other files. `what` names the file in reasons ("file"
+// for a single message); `limit` names the limit. A missing file is invalid
+// when `missing_is_invalid` (a batch without its manifest), else an error.
+ReadOutcome ReadAt(int dir_fd, const std::string& name, size_t max, std::string_view what,
+                   std::string_view limit, bool missing_is_invalid, std::string& out,
+                   std::string& why) {
+  int fd = openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ELOOP) {
-      why = "file: a symbolic link, not a regular file";
+      why = absl::StrCat(base::Av(what), ": a symbolic link, not a regular file");
       return ReadOutcome::kInvalid;
     }
-    why = absl::StrCat("open ", path, ": ", std::strerror(errno));
+    if (errno == ENOENT && missing_is_invalid) {
+      why = absl::StrCat(base::Av(what), ": missing");
+      return ReadOutcome::kInvalid;
+    }
+    why = absl::StrCat("open ", name, ": ", std::strerror(errno));
     return ReadOutcome::kError;
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
-    why = absl::StrCat("stat ", path, ": ", std::strerror(errno));
+    why = absl::StrCat("stat ", name, ": ", std::strerror(errno));
     close(fd);
     return ReadOutcome::kError;
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    why = "file: not a regular file";
+    why = absl::StrCat(base::Av(what), ": not a regular file");
     return ReadOutcome::kInvalid;
   }
   if (static_cast<uint64_t>(st.st_size) > max) {
     close(fd);
-    why = absl::StrCat("file: file of ", st.st_size, " bytes exceeds the message size limit (", max,
-                       " bytes)");
+    why = absl::StrCat(base::Av(what), ": file of ", st.st_size, " bytes exceeds the ",
+                       base::Av(limit), " (", max, " bytes)");
     return ReadOutcome::kInvalid;
   }
   out.resize(static_cast<size_t>(st.st_size) + 1);
@@ -80,7 +97,7 @@ ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out, s
     ssize_t n = read(fd, out.data() + got, out.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      why = absl::StrCat("read ", path, ": ", std::strerror(errno));
+      why = absl::StrCat("read ", name, ": ", std::strerror(errno));
       close(fd);
       return ReadOutcome::kError;
     }
@@ -90,13 +107,39 @@ ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out, s
   close(fd);
   out.resize(got);
   if (got > max) {
-    why = absl::StrCat("file: file exceeds the message size limit (", max, " bytes)");
+    why = absl::StrCat(base::Av(what), ": file exceeds the ", base::Av(limit), " (", max,
+                       " bytes)");
     return ReadOutcome::kInvalid;
   }
   return ReadOutcome::kOk;
 }
 
+ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out, std::string& why) {
+  return ReadAt(AT_FDCWD, path, max, "file", "message size limit", false, out, why);
+}
+
 }  // namespace
+
+struct PickupIngester::Batch {
+  Item item;
+  int dir_fd = -1;  // the claimed directory
+  int csv_fd = -1;  // its recipients file
+  pickup::BatchLimits limits;
+  pickup::Manifest manifest;
+  pickup::PreparedTemplate tmpl;
+  std::unique_ptr<pickup::BatchBuilder> builder;
+  uint64_t csv_bytes = 0;
+  bool committing = false;
+  uint64_t size = 0;  // of the stored body
+  std::string chunk;
+
+  ~Batch() { CloseFiles(); }
+  void CloseFiles() {
+    if (csv_fd >= 0) close(csv_fd);
+    if (dir_fd >= 0) close(dir_fd);
+    csv_fd = dir_fd = -1;
+  }
+};
 
 PickupIngester::PickupIngester(Shard& shard, std::string dir)
     : shard_(shard),
@@ -169,11 +212,10 @@ void PickupIngester::Scan() {
   }
   std::vector<std::string> names;
   while (dirent* e = readdir(d)) {
-    if (e->d_type != DT_UNKNOWN && e->d_type != DT_REG && e->d_type != DT_LNK) {
-      // Directories and the like are not messages; leave them (a claim
-      // would move a directory into the spool).
-      if (e->d_type == DT_DIR) continue;
-    }
+    // A directory is taken only as a batch (NAME.batch); other directories
+    // are left alone. Anything else that is not a regular file is claimed
+    // and rejected ("not a regular file").
+    if (e->d_type == DT_DIR && !IsBatchName(e->d_name)) continue;
     names.emplace_back(e->d_name);
   }
   closedir(d);
@@ -206,9 +248,11 @@ void PickupIngester::OnRead(int result, uint32_t) {
       if (pos + total > size) break;
       if (ev.mask & IN_Q_OVERFLOW) {
         Scan();  // events were lost: list the directory instead
-      } else if (ev.len > 0 && !(ev.mask & IN_ISDIR)) {
+      } else if (ev.len > 0) {
         const char* name = events_ + pos + sizeof(inotify_event);
-        Enqueue(std::string(name, strnlen(name, ev.len)));
+        std::string n(name, strnlen(name, ev.len));
+        // A batch directory arrives by rename (IN_MOVED_TO | IN_ISDIR).
+        if (!(ev.mask & IN_ISDIR) || IsBatchName(n)) Enqueue(std::move(n));
       }
       pos += total;
     }
@@ -221,14 +265,28 @@ void PickupIngester::OnRead(int result, uint32_t) {
   ArmRead();
 }
 
-bool PickupIngester::has_work() const {
+bool PickupIngester::can_claim() const {
   if (stopping_ || !shard_.spool_available()) return false;
   return (!queue_.empty() || !reclaim_.empty()) && commits_in_flight_ < kMaxCommitsInFlight;
 }
 
+bool PickupIngester::has_work() const {
+  if (stopping_ || !shard_.spool_available()) return false;
+  if (batch_ ? !batch_->committing : !batches_waiting_.empty()) return true;
+  return can_claim();
+}
+
 void PickupIngester::Pump() {
+  if (!stopping_ && shard_.spool_available()) {
+    if (!batch_ && !batches_waiting_.empty()) {
+      Item next = std::move(batches_waiting_.front());
+      batches_waiting_.pop_front();
+      StartBatch(std::move(next));
+    }
+    if (batch_ && !batch_->committing) ContinueBatch();
+  }
   size_t taken = 0;
-  while (taken < kClaimsPerTurn && has_work()) {
+  while (taken < kClaimsPerTurn && can_claim()) {
     ++taken;
     Item item;
     if (!reclaim_.empty()) {
@@ -264,6 +322,16 @@ bool PickupIngester::Claim(const std::string& name, Item& item) {
 }
 
 void PickupIngester::Process(Item item) {
+  struct stat st;
+  if (lstat(item.claimed_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    // A batch: read over several turns, one batch at a time.
+    if (batch_) {
+      batches_waiting_.push_back(std::move(item));
+    } else {
+      StartBatch(std::move(item));
+    }
+    return;
+  }
   const config::Config& config = shard_.config();
   std::string bytes;
   std::string why;
@@ -355,14 +423,18 @@ void PickupIngester::OnCommitted(const Item& item, const absl::Status& status, s
   shard_.AnnounceQueued(item.id, recipients);
 }
 
-void PickupIngester::Reject(const Item& item, const std::string& reason) {
+std::string PickupIngester::BadName(const Item& item) const {
   std::string bad_name = item.name;
   struct stat st;
   if (fstatat(bad_fd_, bad_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ||
       fstatat(bad_fd_, (bad_name + ".error").c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     bad_name = absl::StrCat(bad_name, ".", item.id.ToString());  // never overwrite
   }
-  const std::string bad_path = absl::StrCat(bad_dir_, "/", bad_name);
+  return bad_name;
+}
+
+void PickupIngester::Reject(const Item& item, const std::string& reason) {
+  const std::string bad_path = absl::StrCat(bad_dir_, "/", BadName(item));
   // The note first: a crash between the two steps leaves the file claimed,
   // it is processed again and the note rewritten.
   absl::Status s = pickup::WriteFileSynced(bad_path + ".error", reason + "\n");
@@ -388,6 +460,249 @@ void PickupIngester::Reject(const Item& item, const std::string& reason) {
   r.reason = reason;
   shard_.accounting().Rejection(r);
 }
+
+// ---------------------------------------------------------------------------
+// Batches
+
+void PickupIngester::StartBatch(Item item) {
+  const config::Config& config = shard_.config();
+  auto b = std::make_unique<Batch>();
+  b->item = std::move(item);
+  const Item& it = b->item;
+  b->limits.max_template_size = config.max_message_size;
+  b->limits.max_message_size = config.max_message_size;
+  b->limits.max_line_length = config.max_data_line_length;
+  b->dir_fd = open(it.claimed_path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (b->dir_fd < 0) {
+    std::fprintf(stderr, "sluice: pickup: cannot open batch %s: %s; will retry\n",
+                 it.claimed_path.c_str(), std::strerror(errno));
+    retry_.push_back(std::move(b->item));
+    return;
+  }
+  // The manifest and the template: small, read and checked at once.
+  std::string bytes, why;
+  const std::string manifest_name(pickup::kManifestName);
+  auto read = [&](const std::string& name, size_t max, std::string_view limit) {
+    return ReadAt(b->dir_fd, name, max, name, limit, true, bytes, why);
+  };
+  ReadOutcome got = read(manifest_name, b->limits.max_manifest_size, "manifest size limit");
+  if (got == ReadOutcome::kOk) {
+    pickup::BatchError e;
+    if (!pickup::ParseManifest(bytes, b->limits, b->manifest, e)) {
+      why = e.ToString();
+      got = ReadOutcome::kInvalid;
+    }
+  }
+  if (got == ReadOutcome::kOk) {
+    got = read(b->manifest.template_file, b->limits.max_template_size, "message size limit");
+  }
+  if (got == ReadOutcome::kOk) {
+    pickup::BatchError e;
+    if (!pickup::PrepareTemplate(b->manifest.template_file, bytes, b->limits, b->tmpl, e)) {
+      why = e.ToString();
+      got = ReadOutcome::kInvalid;
+    }
+  }
+  if (got == ReadOutcome::kOk) {
+    // The recipients file: opened now, read kBatchBytesPerTurn per turn.
+    const std::string& name = b->manifest.recipients_file;
+    b->csv_fd = openat(b->dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (b->csv_fd < 0) {
+      why = errno == ELOOP    ? absl::StrCat(name, ": a symbolic link, not a regular file")
+            : errno == ENOENT ? absl::StrCat(name, ": missing")
+                              : absl::StrCat("open ", name, ": ", std::strerror(errno));
+      got = errno == ELOOP || errno == ENOENT ? ReadOutcome::kInvalid : ReadOutcome::kError;
+    } else if (fstat(b->csv_fd, &st) != 0) {
+      why = absl::StrCat("stat ", name, ": ", std::strerror(errno));
+      got = ReadOutcome::kError;
+    } else if (!S_ISREG(st.st_mode)) {
+      why = absl::StrCat(name, ": not a regular file");
+      got = ReadOutcome::kInvalid;
+    } else if (static_cast<uint64_t>(st.st_size) > b->limits.max_recipients_file_size) {
+      why = absl::StrCat(name, ": file of ", st.st_size, " bytes exceeds the limit (",
+                         b->limits.max_recipients_file_size, " bytes)");
+      got = ReadOutcome::kInvalid;
+    }
+  }
+  bytes.clear();
+  bytes.shrink_to_fit();
+  switch (got) {
+    case ReadOutcome::kInvalid:
+      b->CloseFiles();
+      return Reject(b->item, why);
+    case ReadOutcome::kError:
+      std::fprintf(stderr, "sluice: pickup: batch %s: %s; will retry\n",
+                   Printable(b->item.name).c_str(), why.c_str());
+      retry_.push_back(std::move(b->item));
+      return;
+    case ReadOutcome::kOk:
+      break;
+  }
+  b->builder = std::make_unique<pickup::BatchBuilder>(b->tmpl, b->manifest.template_file,
+                                                      b->manifest.recipients_file, b->limits);
+  b->chunk.resize(kBatchBytesPerTurn);
+  batch_ = std::move(b);
+}
+
+void PickupIngester::ContinueBatch() {
+  Batch& b = *batch_;
+  size_t got = 0;
+  bool eof = false;
+  while (got < b.chunk.size()) {
+    ssize_t n = read(b.csv_fd, b.chunk.data() + got, b.chunk.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::fprintf(stderr, "sluice: pickup: batch %s: read %s: %s; will retry\n",
+                   Printable(b.item.name).c_str(), b.manifest.recipients_file.c_str(),
+                   std::strerror(errno));
+      retry_.push_back(std::move(b.item));
+      return EndBatch();
+    }
+    if (n == 0) {
+      eof = true;
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  const bool first = b.csv_bytes == 0;
+  b.csv_bytes += got;
+  if (b.csv_bytes > b.limits.max_recipients_file_size) {
+    // It grew after the claim: a producer still writing into it.
+    Reject(b.item, absl::StrCat(b.manifest.recipients_file, ": file exceeds the limit (",
+                                b.limits.max_recipients_file_size, " bytes)"));
+    return EndBatch();
+  }
+  bool ok = b.builder->Feed(std::string_view(b.chunk.data(), got));
+  if (ok && first && !eof) MaybeAbort("batch-mid-csv");
+  if (ok && eof) ok = b.builder->Finish();
+  if (!ok) {
+    Reject(b.item, b.builder->error().ToString());
+    return EndBatch();
+  }
+  if (eof) CommitBatch();
+}
+
+void PickupIngester::CommitBatch() {
+  Batch& b = *batch_;
+  const config::Config& config = shard_.config();
+  pickup::BatchBuilder& builder = *b.builder;
+  b.CloseFiles();
+  b.chunk.clear();
+  b.chunk.shrink_to_fit();
+  const std::string id = b.item.id.ToString();
+  // Skipped rows are reported before the commit: a crash after it must not
+  // lose the report (a crash before it reports them again, under the
+  // claimed name; docs/PICKUP.md).
+  if (builder.skipped() > 0) {
+    std::string note;
+    for (const std::string& line : builder.notes()) absl::StrAppend(&note, Printable(line), "\n");
+    if (builder.skipped() > builder.notes().size()) {
+      absl::StrAppend(&note, "... and ", builder.skipped() - builder.notes().size(),
+                      " more rows skipped (only the first ", builder.notes().size(),
+                      " are listed)\n");
+    }
+    absl::StrAppend(&note, "batch accepted: ", builder.accepted(), " recipients queued, ",
+                    builder.skipped(), " rows of ", b.manifest.recipients_file, " skipped\n");
+    const std::string path = absl::StrCat(bad_dir_, "/", BadName(b.item), ".error");
+    absl::Status s = pickup::WriteFileSynced(path, note);
+    if (s.ok() && fsync(bad_fd_) != 0) s = Errno("fsync", bad_dir_);
+    if (!s.ok()) {
+      // The valid recipients are not held back for a report: it goes to
+      // stderr instead.
+      std::fprintf(stderr,
+                   "sluice: pickup: batch %s: cannot write %s: %s; skipped rows:\n%s",
+                   Printable(b.item.name).c_str(), path.c_str(), std::string(s.message()).c_str(),
+                   note.c_str());
+    }
+  }
+  const uint64_t now = base::WallMicros();
+  TraceFacts trace;
+  trace.with = "local (pickup)";
+  trace.hostname = config.hostname;
+  trace.queue_id = id;
+  trace.arrival_micros = now;
+  trace.has_date = b.tmpl.has_date;
+  trace.has_message_id = b.tmpl.has_message_id;
+
+  spool::Envelope env;
+  env.arrival_micros = now;
+  env.protocol = "pickup";
+  env.sender = b.manifest.sender;
+  env.eight_bit = b.tmpl.eight_bit || builder.eight_bit();
+  env.smtputf8 = b.manifest.smtputf8 || builder.smtputf8();
+  env.added_headers = TraceHeaders(trace);
+  env.origin = b.item.claimed_name;
+  env.campaign = b.manifest.campaign;
+  env.tenant = b.manifest.tenant;
+  if (b.tmpl.compiled.has_placeholders()) env.merge_fields = b.tmpl.compiled.fields;
+  env.packed_count = builder.accepted();
+  env.packed_recipients = builder.TakePacked();
+  b.size = b.tmpl.stored.size();
+
+  spool::SpoolWriter& spool = shard_.spool();
+  spool::SpoolWriter::Message* m = spool.Begin(b.item.id);
+  spool.AppendOwned(m, std::move(b.tmpl.stored));
+  b.committing = true;
+  ++commits_in_flight_;
+  spool.Commit(m, std::move(env), [this](const absl::Status& status) { OnBatchCommitted(status); });
+}
+
+void PickupIngester::OnBatchCommitted(const absl::Status& status) {
+  --commits_in_flight_;
+  Batch& b = *batch_;
+  if (!status.ok()) {
+    ++shard_.stats().messages_failed;
+    std::fprintf(stderr, "sluice: pickup: spool commit of batch %s failed: %s; will retry\n",
+                 b.item.claimed_name.c_str(), std::string(status.message()).c_str());
+    retry_.push_back(std::move(b.item));
+    return EndBatch();
+  }
+  MaybeAbort("after-commit");
+  ReleaseBatch(b.item);
+  ++shard_.stats().messages_queued;
+  const std::string id = b.item.id.ToString();
+  const std::vector<std::string_view> addresses = b.builder->Addresses();
+  log::ReceptionRecord r;
+  r.ts_micros = base::WallMicros();
+  r.id = id;
+  r.sender = b.manifest.sender;
+  r.recipient_views = &addresses;
+  r.size = b.size;
+  r.client = "";
+  r.helo = "";
+  r.protocol = "pickup";
+  r.campaign = b.manifest.campaign;
+  r.tenant = b.manifest.tenant;
+  r.skipped = b.builder->skipped();
+  shard_.accounting().Reception(r);
+  shard_.AnnounceQueued(b.item.id, addresses);
+  std::fprintf(stderr, "sluice: pickup: batch %s queued as %s: %u recipients, %zu rows skipped\n",
+               Printable(b.item.name).c_str(), id.c_str(), b.builder->accepted(),
+               b.builder->skipped());
+  EndBatch();
+}
+
+void PickupIngester::ReleaseBatch(const Item& item) {
+  // Renamed first, in one step: from here on recovery removes whatever is
+  // left without looking for its record (which delivery may retire).
+  const std::string done = item.claimed_path + std::string(pickup::kReleasedSuffix);
+  if (rename(item.claimed_path.c_str(), done.c_str()) != 0) {
+    std::fprintf(stderr, "sluice: pickup: cannot rename %s: %s\n", item.claimed_path.c_str(),
+                 std::strerror(errno));
+    return;  // start-up recovery finds the record's origin and removes it
+  }
+  if (abort_at_ == "batch-mid-release") {
+    (void)unlink(absl::StrCat(done, "/", base::Av(pickup::kManifestName)).c_str());
+    MaybeAbort("batch-mid-release");
+  }
+  if (absl::Status s = pickup::RemoveTree(done); !s.ok()) {
+    std::fprintf(stderr, "sluice: pickup: cannot remove %s: %s (removed at the next start)\n",
+                 done.c_str(), std::string(s.message()).c_str());
+  }
+}
+
+void PickupIngester::EndBatch() { batch_.reset(); }
 
 void PickupIngester::MaybeAbort(const char* point) const {
   if (!abort_at_.empty() && abort_at_ == point) {

@@ -22,6 +22,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/base/limits.h"
+#include "sluice/base/strings.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
 #include "sluice/spool/journal.h"
@@ -50,8 +51,10 @@ void PinToCpu(int shard) {
 }
 
 // Finishes the pickup claims a crash interrupted (pickup_ingester.h): a
-// claimed file that is the origin of a recovered record was committed, so it
-// goes; any other is returned, to be processed again.
+// claimed file (or batch directory) that is the origin of a recovered record
+// was committed, so it goes; a batch directory already renamed
+// "<id>.pickup.done" was committed too (its record may even be delivered and
+// gone), so it goes; any other is returned, to be processed again.
 absl::StatusOr<std::vector<std::string>> RecoverClaimed(const config::Config& config,
                                                         const spool::RecoveryReport& report) {
   absl::flat_hash_set<std::string> committed;
@@ -65,11 +68,15 @@ absl::StatusOr<std::vector<std::string>> RecoverClaimed(const config::Config& co
         absl::StrCat(config.spool_dir, "/", number, "/", std::string(pickup::kClaimedDir));
     DIR* d = opendir(dir.c_str());
     if (d == nullptr) continue;  // none
+    auto ends_with = [](std::string_view name, std::string_view suffix) {
+      return name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+    };
+    const std::string released =
+        absl::StrCat(base::Av(pickup::kClaimedSuffix), base::Av(pickup::kReleasedSuffix));
     std::vector<std::string> names;
     while (dirent* e = readdir(d)) {
       const std::string_view name = e->d_name;
-      if (name.size() > pickup::kClaimedSuffix.size() &&
-          name.substr(name.size() - pickup::kClaimedSuffix.size()) == pickup::kClaimedSuffix) {
+      if (ends_with(name, pickup::kClaimedSuffix) || ends_with(name, released)) {
         names.emplace_back(name);
       }
     }
@@ -77,11 +84,9 @@ absl::StatusOr<std::vector<std::string>> RecoverClaimed(const config::Config& co
     std::sort(names.begin(), names.end());
     for (const std::string& name : names) {
       const std::string path = absl::StrCat(dir, "/", name);
-      if (committed.contains(name)) {
-        if (unlink(path.c_str()) != 0) {
-          return absl::Status(absl::ErrnoToStatusCode(errno),
-                              absl::StrCat("unlink ", path, ": ", std::strerror(errno)));
-        }
+      if (committed.contains(name) || ends_with(name, released)) {
+        // A file, or a batch directory with its files.
+        if (auto s = pickup::RemoveTree(path); !s.ok()) return s;
         ++removed;
       } else {
         again.push_back(path);

@@ -255,33 +255,61 @@ void Shard::AnnounceQueued(base::QueueId id, const std::vector<std::string>& rec
   AnnounceJobs(id, *where, recipients, all);
 }
 
+void Shard::AnnounceQueued(base::QueueId id, const std::vector<std::string_view>& recipients) {
+  const std::optional<delivery::RecordRef> where = ledger_->Find(id);
+  SLUICE_CHECK(where.has_value());  // the stored hook ran before the commit callback
+  std::vector<uint32_t> all(recipients.size());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  AnnounceJobs(
+      id, *where, [&](uint32_t i) { return recipients[i]; }, all);
+}
+
 void Shard::AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
                          const std::vector<std::string>& recipients,
                          const std::vector<uint32_t>& indexes) {
-  // One note per distinct domain; recipients of a message are usually few
-  // domains, so a linear scan beats a map here.
+  AnnounceJobs(
+      id, where, [&](uint32_t i) { return std::string_view(recipients[i]); }, indexes);
+}
+
+void Shard::AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
+                         absl::FunctionRef<std::string_view(uint32_t)> recipient,
+                         const std::vector<uint32_t>& indexes) {
+  // One note per distinct domain. A message has few domains, scanned
+  // linearly; a batch may have thousands, found through a map once the
+  // list grows (a linear scan would cost recipients x domains).
   std::vector<ShardNote> notes;
+  absl::flat_hash_map<std::string, size_t> by_domain;
+  std::string domain;
   for (uint32_t i : indexes) {
-    const std::string& r = recipients[i];
+    const std::string_view r = recipient(i);
     const size_t at = r.rfind('@');
-    std::string domain = at == std::string::npos ? std::string() : r.substr(at + 1);
+    domain.assign(at == std::string_view::npos ? std::string_view() : r.substr(at + 1));
     for (char& c : domain) c = base::AsciiLower(c);
-    auto it = std::find_if(notes.begin(), notes.end(),
-                           [&](const ShardNote& n) { return n.domain == domain; });
-    if (it == notes.end()) {
+    size_t k = notes.size();
+    if (notes.size() <= 8) {
+      for (size_t j = 0; j < notes.size(); ++j) {
+        if (notes[j].domain == domain) k = j;
+      }
+    } else {
+      if (by_domain.empty()) {
+        for (size_t j = 0; j < notes.size(); ++j) by_domain.emplace(notes[j].domain, j);
+      }
+      auto it = by_domain.find(domain);
+      if (it != by_domain.end()) k = it->second;
+    }
+    if (k == notes.size()) {
+      if (!by_domain.empty()) by_domain.emplace(domain, k);
       ShardNote n;
       n.kind = ShardNote::Kind::kJob;
       n.id = id;
       n.dir = where.dir;
-      n.domain = std::move(domain);
+      n.domain = domain;
       n.file = where.file;
       n.offset = where.offset;
       n.length = where.length;
-      n.recipients.push_back(i);
       notes.push_back(std::move(n));
-    } else {
-      it->recipients.push_back(i);
     }
+    notes[k].recipients.push_back(i);
   }
   for (ShardNote& n : notes) {
     const int owner = OwnerShard(n.domain, mailboxes_.shards());

@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -18,6 +19,10 @@ namespace sluice::pickup {
 
 inline constexpr std::string_view kClaimedDir = "claimed";
 inline constexpr std::string_view kClaimedSuffix = ".pickup";
+// A claimed batch directory whose record is durable is renamed
+// "<id>.pickup.done" before its files are removed: whatever is left under
+// that name is removed at start-up, never processed again.
+inline constexpr std::string_view kReleasedSuffix = ".done";
 
 // Creates DIR and DIR/{tmp,new,bad} (mode 0700) when missing, and checks
 // that DIR/new lives on the same filesystem as `spool_shard_dir` (claims
@@ -29,10 +34,31 @@ absl::Status PrepareDirectories(const std::string& dir, const std::string& spool
 // creating anything) when DIR/tmp or DIR/new is missing or not writable.
 absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view bytes);
 
+// One file of a batch for InjectBatch: `contents`, or the file at
+// `copy_from` (streamed, so a recipients file of any size is never held).
+struct BatchFile {
+  std::string name;  // inside NAME.batch/
+  std::string contents;
+  std::string copy_from;
+};
+
+// `sluice inject --batch`: creates DIR/tmp/UNIQUE.batch/, writes each file
+// and fsyncs it, fsyncs the directory, renames it to DIR/new/UNIQUE.batch
+// and fsyncs DIR/new. Returns "UNIQUE.batch". Fails like Inject when DIR/tmp
+// or DIR/new is missing or not writable; on any failure the half-written
+// directory is removed.
+absl::StatusOr<std::string> InjectBatch(const std::string& dir,
+                                        const std::vector<BatchFile>& files);
+
 // A unique file name: "<seconds>.<micros>.P<pid>R<random>.<host>".
 std::string UniqueName();
 
 // Writes `text` to `path` (O_TRUNC) and fsyncs it.
 absl::Status WriteFileSynced(const std::string& path, std::string_view text);
+
+// Removes `path`: a file, or a directory with everything in it (at most 8
+// levels deep). Symbolic links are removed, never followed. A missing path
+// is not an error.
+absl::Status RemoveTree(const std::string& path);
 
 }  // namespace sluice::pickup

@@ -1,5 +1,6 @@
-// Takes single-message files from the pickup directory (docs/PICKUP.md) into
-// the spool. Runs inside shard 0's loop; one per process.
+// Takes single-message files and batch directories (NAME.batch/, mail merge)
+// from the pickup directory (docs/PICKUP.md) into the spool. Runs inside
+// shard 0's loop; one per process.
 //
 // Noticing files: an inotify descriptor watching DIR/new (IN_MOVED_TO |
 // IN_CLOSE_WRITE) is read through the shard's io_uring; besides, DIR/new is
@@ -21,19 +22,35 @@
 // file whose name is the origin of a recovered record is unlinked, any other
 // is processed again.
 //
+// A batch directory is claimed the same way (one rename), then read over
+// several loop turns: manifest and template at once (pickup::ParseManifest,
+// PrepareTemplate), the recipients file kBatchBytesPerTurn at a time through
+// pickup::BatchBuilder, so shard 0 keeps serving SMTP meanwhile. One batch
+// is read at a time; more wait, claimed. Its record is one spool record (the
+// template once, packed recipients, origin=<id>.pickup); skipped rows go to
+// DIR/bad/NAME.error before the commit. Once durable, the claimed directory
+// is renamed <id>.pickup.done and removed; start-up recovery removes any
+// *.pickup.done left by a crash and, like a file, a claimed directory whose
+// record exists.
+//
 // The renames, the read (at most max_message_size bytes, plain read(2)) and
 // the unlinks are plain syscalls on the shard thread: each costs
 // microseconds, and at most kClaimsPerTurn files are taken per loop turn so
 // SMTP clients on shard 0 are not starved. inotify and the spool commit go
 // through io_uring.
 //
-// Test hook: SLUICE_TEST_ABORT_AT=after-claim|after-commit makes the process
-// abort() right after step 1 or right after the commit succeeded (before the
-// unlink). Read only when set.
+// Test hook: SLUICE_TEST_ABORT_AT=<point> makes the process abort() at a
+// named point, so tests can crash it there (tests/integration/test_pickup*.py):
+//   after-claim        right after step 1 (files and batches)
+//   after-commit       right after the commit succeeded, before the release
+//   batch-mid-csv      a batch: after its first chunk of recipients was read
+//   batch-mid-release  a batch: renamed .done, one file removed, the rest not
+// Always compiled in; read once at start, only when set.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,7 +78,8 @@ class PickupIngester {
   void Tick(uint64_t now_ms);
   // End of a loop turn: claims and processes up to kClaimsPerTurn files.
   void Pump();
-  // More files are waiting and could be taken now (the loop should not sleep).
+  // More files are waiting and could be taken now, or a batch is being read
+  // (the loop should not sleep).
   bool has_work() const;
   // Stop taking files; cancels the inotify read.
   void Stop();
@@ -70,6 +88,9 @@ class PickupIngester {
 
   static constexpr size_t kClaimsPerTurn = 64;
   static constexpr size_t kMaxCommitsInFlight = 512;
+  // Recipients-file bytes a batch reads and checks per loop turn: about
+  // 20,000 rows, a few milliseconds of shard 0.
+  static constexpr size_t kBatchBytesPerTurn = 1 << 20;
 
  private:
   struct Item {
@@ -78,7 +99,10 @@ class PickupIngester {
     std::string claimed_name;  // <id>.pickup: the envelope's origin
     base::QueueId id;          // the message's queue id
   };
+  struct Batch;  // a batch directory being read or committed
 
+  // Names or reclaimed items wait and a commit slot is free.
+  bool can_claim() const;
   void Scan();
   void Enqueue(std::string name);
   void ArmRead();
@@ -89,6 +113,15 @@ class PickupIngester {
   void OnCommitted(const Item& item, const absl::Status& status, std::string sender,
                    std::vector<std::string> recipients, uint64_t size);
   void MaybeAbort(const char* point) const;
+  // Batches.
+  void StartBatch(Item item);
+  void ContinueBatch();
+  void CommitBatch();
+  void OnBatchCommitted(const absl::Status& status);
+  void ReleaseBatch(const Item& item);
+  void EndBatch();
+  // bad/NAME, or bad/NAME.<id> when NAME or NAME.error is taken.
+  std::string BadName(const Item& item) const;
 
   Shard& shard_;
   const std::string dir_;
@@ -103,6 +136,8 @@ class PickupIngester {
   absl::flat_hash_set<std::string> queued_;
   std::deque<Item> reclaim_;  // already claimed: process again
   std::vector<Item> retry_;   // commit or read failed: again at the next scan
+  std::unique_ptr<Batch> batch_;      // the batch being read or committed
+  std::deque<Item> batches_waiting_;  // claimed batches, read one after another
   size_t commits_in_flight_ = 0;
   bool stopping_ = false;
   bool read_armed_ = false;

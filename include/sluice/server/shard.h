@@ -16,9 +16,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/queue_id.h"
@@ -122,6 +124,8 @@ class Shard final : public delivery::EngineHost {
   const ShardStats& stats() const { return stats_; }
   // Tells each destination's owner shard about a queued message.
   void AnnounceQueued(base::QueueId id, const std::vector<std::string>& recipients);
+  // The same for a batch: its addresses as views (no string per recipient).
+  void AnnounceQueued(base::QueueId id, const std::vector<std::string_view>& recipients);
   const absl::flat_hash_map<std::string, OwnedDomain>& owned_domains() const {
     return owned_domains_;
   }
@@ -146,6 +150,10 @@ class Shard final : public delivery::EngineHost {
   void Post(int target, ShardNote note);
   void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
                     const std::vector<std::string>& recipients,
+                    const std::vector<uint32_t>& indexes);
+  // recipient(i) is the address of envelope recipient i.
+  void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
+                    absl::FunctionRef<std::string_view(uint32_t)> recipient,
                     const std::vector<uint32_t>& indexes);
   void OnNote(ShardNote note);
   void FlushOutbox();
