@@ -5,6 +5,7 @@
 // codes: 0 success, 1 run-time failure, 2 usage or configuration error.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -16,6 +17,8 @@
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
 #include "sluice/log/json.h"
+#include "sluice/merge/template.h"
+#include "sluice/pickup/batch.h"
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "admin_client.h"
@@ -36,7 +39,9 @@ constexpr char kUsage[] =
     "                        IN-FLIGHT RCPTS CONNS OLDEST NEXT-ATTEMPT [--json]\n"
     "  queue messages        list the spool's messages: ID AGE SIZE SENDER RECIPIENTS [--json]\n"
     "                        (reads the files; works with or without a daemon)\n"
-    "  queue show ID         print a queued message as it will be delivered\n"
+    "  queue show ID [--recipient ADDRESS]\n"
+    "                        print a queued message as it will be delivered (a mail-merge\n"
+    "                        batch: its template, or ADDRESS's own message)\n"
     "  queue flush [DOMAIN]  retry deferred mail now (all domains, or one)\n"
     "  queue suspend DOMAIN  hold DOMAIN's mail (in-flight messages finish)\n"
     "  queue resume DOMAIN   deliver DOMAIN's mail again\n"
@@ -44,8 +49,10 @@ constexpr char kUsage[] =
     "  queue stats           the running daemon's delivery counters per shard (JSON)\n"
     "  inject --from A --to B [--to C] < message.eml\n"
     "  inject -t < message.eml\n"
-    "                        drop a message into the pickup directory (--pickup DIR or\n"
-    "                        pickup.dir); prints the file name (see docs/PICKUP.md)\n"
+    "  inject --batch DIR/manifest.toml\n"
+    "                        drop a message (or a batch: the manifest, its template and\n"
+    "                        recipients file, checked first) into the pickup directory\n"
+    "                        (--pickup DIR or pickup.dir); prints the name (docs/PICKUP.md)\n"
     "  passwd USER           add or change USER in the AUTH password file (--password-file\n"
     "                        FILE or auth.password_file); the password is read from stdin\n"
     "  version               print the version\n"
@@ -93,6 +100,8 @@ struct Options {
   std::string from;                      // inject --from
   bool from_given = false;
   std::vector<std::string> to;  // inject --to
+  std::string batch;            // inject --batch MANIFEST
+  std::string recipient;        // queue show --recipient ADDRESS
   std::vector<std::string> positional;
 };
 
@@ -100,7 +109,7 @@ bool TakesValue(std::string_view flag) {
   for (const char* f :
        {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
         "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to", "--dns",
-        "--mx-port", "--source-address", "--route", "--control-dir",
+        "--mx-port", "--source-address", "--route", "--control-dir", "--batch", "--recipient",
         // TLS/AUTH
         "--listen-tls", "--tls-cert", "--tls-key", "--password-file"}) {
     if (flag == f) return true;
@@ -132,6 +141,10 @@ bool ParseArgs(int argc, char** argv, int first, Options& o, std::string& error)
       o.from_given = true;
     } else if (flag == "--to") {
       o.to.push_back(value);
+    } else if (flag == "--batch") {
+      o.batch = value;
+    } else if (flag == "--recipient") {
+      o.recipient = value;
     } else if (flag == "--config") {
       o.config_file = value;
     } else if (flag == "--listen") {
@@ -328,7 +341,34 @@ int QueueList(const Options& o) {
       log::AppendJsonString(out, e.helo);
       out += ",\"client\":";
       log::AppendJsonString(out, e.client_ip);
-      absl::StrAppend(&out, ",\"arrival_us\":", e.arrival_micros, "}\n");
+      absl::StrAppend(&out, ",\"arrival_us\":", e.arrival_micros);
+      // Batches (docs/PICKUP.md): only when set.
+      if (!e.campaign.empty()) {
+        out += ",\"campaign\":";
+        log::AppendJsonString(out, e.campaign);
+      }
+      if (!e.tenant.empty()) {
+        out += ",\"tenant\":";
+        log::AppendJsonString(out, e.tenant);
+      }
+      if (e.is_merge()) {
+        out += ",\"merge_fields\":[";
+        for (size_t i = 0; i < e.merge_fields.size(); ++i) {
+          if (i > 0) out += ',';
+          log::AppendJsonString(out, e.merge_fields[i]);
+        }
+        out += "],\"values\":[";  // per recipient, in the order of "recipients"
+        for (size_t i = 0; i < e.recipients.size(); ++i) {
+          out += i > 0 ? ",[" : "[";
+          for (size_t k = 0; k < e.recipients[i].values.size(); ++k) {
+            if (k > 0) out += ',';
+            log::AppendJsonString(out, e.recipients[i].values[k]);
+          }
+          out += ']';
+        }
+        out += ']';
+      }
+      out += "}\n";
     } else {
       absl::StrAppend(&out, e.id.ToString(), " ", age_s, "s ", size, " ",
                       e.sender.empty() ? "<>" : e.sender, " ", e.recipients.size(), "\n");
@@ -402,9 +442,32 @@ int QueueShow(const Options& o) {
                  std::string(parsed.status().message()).c_str());
     return 1;
   }
-  std::fwrite(parsed->envelope.added_headers.data(), 1, parsed->envelope.added_headers.size(),
-              stdout);
-  std::fwrite(parsed->body.data(), 1, parsed->body.size(), stdout);
+  const spool::Envelope& e = parsed->envelope;
+  std::string body(parsed->body);
+  if (!o.recipient.empty()) {
+    // One recipient's message: for a mail merge, rendered from the stored
+    // template with that recipient's values (what delivery sends).
+    const spool::Recipient* r = nullptr;
+    for (const spool::Recipient& each : e.recipients) {
+      if (each.address == o.recipient) r = &each;
+    }
+    if (r == nullptr) {
+      std::fprintf(stderr, "sluice: message %s has no recipient %s\n", o.positional[2].c_str(),
+                   o.recipient.c_str());
+      return 1;
+    }
+    if (e.is_merge()) {
+      auto rendered = merge::RenderStored(parsed->body, e.merge_fields, r->values);
+      if (!rendered.ok()) {
+        std::fprintf(stderr, "sluice: %s: %s\n", path->path.c_str(),
+                     std::string(rendered.status().message()).c_str());
+        return 1;
+      }
+      body = std::move(*rendered);
+    }
+  }
+  std::fwrite(e.added_headers.data(), 1, e.added_headers.size(), stdout);
+  std::fwrite(body.data(), 1, body.size(), stdout);
   return 0;
 }
 
@@ -412,6 +475,108 @@ int QueueShow(const Options& o) {
 std::string Bracketed(std::string_view a) {
   if (!a.empty() && a.front() == '<') return std::string(a);
   return absl::StrCat("<", base::Av(a), ">");
+}
+
+// `inject --batch DIR/manifest.toml`: the manifest names its template and
+// recipients file, beside it. All three are checked as the daemon checks
+// them (so the producer hears of an unknown field or a missing email column
+// now), then copied into DIR/tmp/UNIQUE.batch/ and renamed into new/.
+int InjectBatchCommand(const Options& o, const config::Config& c) {
+  if (!o.to.empty() || o.from_given || o.recipients_from_headers) {
+    return Usage("inject --batch takes no --from, --to or -t: the manifest gives the envelope");
+  }
+  const std::string& manifest_path = o.batch;
+  const size_t slash = manifest_path.rfind('/');
+  const std::string source_dir = slash == std::string::npos ? "." : manifest_path.substr(0, slash);
+  auto read = [](const std::string& path, size_t max, std::string& out) -> bool {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) {
+      std::fprintf(stderr, "sluice: inject: cannot read %s: %s\n", path.c_str(),
+                   std::strerror(errno));
+      return false;
+    }
+    char buf[64 * 1024];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && out.size() <= max) out.append(buf, n);
+    const bool failed = std::ferror(f);
+    std::fclose(f);
+    if (failed) std::fprintf(stderr, "sluice: inject: cannot read %s\n", path.c_str());
+    return !failed;
+  };
+  pickup::BatchLimits limits;
+  limits.max_template_size = c.max_message_size;
+  limits.max_message_size = c.max_message_size;
+  limits.max_line_length = c.max_data_line_length;
+  std::string manifest_text;
+  if (!read(manifest_path, limits.max_manifest_size, manifest_text)) return 1;
+  pickup::Manifest manifest;
+  pickup::BatchError error;
+  auto refuse = [&](const pickup::BatchError& e) {
+    std::fprintf(stderr, "sluice: inject: batch not accepted: %s\n", e.ToString().c_str());
+    return 1;
+  };
+  if (!pickup::ParseManifest(manifest_text, limits, manifest, error)) return refuse(error);
+  const std::string template_path = absl::StrCat(source_dir, "/", manifest.template_file);
+  const std::string recipients_path = absl::StrCat(source_dir, "/", manifest.recipients_file);
+  std::string template_bytes;
+  if (!read(template_path, limits.max_template_size, template_bytes)) return 1;
+  pickup::PreparedTemplate prepared;
+  if (!pickup::PrepareTemplate(manifest.template_file, template_bytes, limits, prepared, error)) {
+    return refuse(error);
+  }
+  {
+    FILE* f = std::fopen(recipients_path.c_str(), "rb");
+    if (f == nullptr) {
+      std::fprintf(stderr, "sluice: inject: cannot read %s: %s\n", recipients_path.c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+    pickup::BatchBuilder builder(prepared, manifest.template_file, manifest.recipients_file,
+                                 limits);
+    char buf[256 * 1024];
+    size_t n;
+    uint64_t total = 0;
+    bool ok = true;
+    while (ok && (n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+      total += n;
+      if (total > limits.max_recipients_file_size) {
+        std::fclose(f);
+        return refuse(pickup::BatchError{manifest.recipients_file, 0, 0,
+                                         absl::StrCat("file exceeds the limit (",
+                                                      limits.max_recipients_file_size,
+                                                      " bytes)")});
+      }
+      ok = builder.Feed(std::string_view(buf, n));
+    }
+    const bool failed = std::ferror(f);
+    std::fclose(f);
+    if (failed) {
+      std::fprintf(stderr, "sluice: inject: cannot read %s\n", recipients_path.c_str());
+      return 1;
+    }
+    if (!ok || !builder.Finish()) return refuse(builder.error());
+    if (builder.skipped() > 0) {
+      // Injected anyway, as the daemon queues the valid rows; it reports
+      // the skipped ones in DIR/bad/NAME.error.
+      std::fprintf(stderr, "sluice: inject: %zu rows of %s will be skipped, first: %s\n",
+                   builder.skipped(), manifest.recipients_file.c_str(),
+                   builder.notes().front().c_str());
+    }
+  }
+  std::vector<pickup::BatchFile> files(3);
+  files[0].name = std::string(pickup::kManifestName);
+  files[0].contents = std::move(manifest_text);
+  files[1].name = manifest.template_file;
+  files[1].contents = std::move(template_bytes);
+  files[2].name = manifest.recipients_file;
+  files[2].copy_from = recipients_path;
+  auto name = pickup::InjectBatch(c.pickup_dir, files);
+  if (!name.ok()) {
+    std::fprintf(stderr, "sluice: inject: %s\n", std::string(name.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s\n", name->c_str());
+  return 0;
 }
 
 int Inject(const Options& o) {
@@ -429,6 +594,7 @@ int Inject(const Options& o) {
     if (flag == "--max-recipients" && base::ParseUint64(value, n)) c.max_recipients = n;
   }
   if (c.pickup_dir.empty()) return Usage("inject needs --pickup DIR (or pickup.dir in --config)");
+  if (!o.batch.empty()) return InjectBatchCommand(o, c);
   if (o.recipients_from_headers == !o.to.empty()) {
     return Usage("inject needs either --to ADDRESS (repeatable, with --from) or -t");
   }
