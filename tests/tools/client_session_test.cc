@@ -28,6 +28,8 @@ class FakeHandler : public ClientHandler {
   void DataSent(uint64_t id) override { data_sent.push_back(id); }
   void MessageDone(const MessageResult& r) override { done.push_back(r); }
   void ReplySeen(const Reply& r) override { codes.push_back(r.code); }
+  void StartTls() override { ++start_tls; }
+  int start_tls = 0;
 };
 
 OutMessage Msg(uint64_t id, std::vector<std::string> rcpts,
@@ -279,6 +281,110 @@ TEST(ClientSession, HeloFallback) {
   EXPECT_EQ(Take(s), "HELO blast.sluice.test\r\n");
   s.Feed("250 mx\r\n");
   EXPECT_EQ(Take(s), "QUIT\r\n");
+}
+
+constexpr char kEhloTls[] = "250-mx\r\n250-STARTTLS\r\n250 SIZE 1000\r\n";
+
+ClientOptions TlsOptions() {
+  ClientOptions o;
+  o.starttls = true;
+  return o;
+}
+
+TEST(ClientSession, StartTlsThenEhloAgainThenMail) {
+  FakeHandler h;
+  h.queue.push_back(Msg(1, {"a@x"}));
+  ClientSession s(TlsOptions(), h);
+  s.Feed("220 mx\r\n");
+  EXPECT_EQ(Take(s), "EHLO blast.sluice.test\r\n");
+  s.Feed(kEhloTls);
+  EXPECT_TRUE(s.server_starttls());
+  EXPECT_EQ(Take(s), "STARTTLS\r\n");
+  EXPECT_EQ(h.start_tls, 0);
+  s.Feed("220 2.0.0 Ready to start TLS\r\n");
+  EXPECT_EQ(h.start_tls, 1);
+  EXPECT_EQ(s.state(), ClientSession::State::kTlsHandshake);
+  EXPECT_EQ(Take(s), "");  // nothing in the clear until the handshake is done
+  s.TlsReady();
+  EXPECT_TRUE(s.tls_active());
+  EXPECT_FALSE(s.server_starttls());  // forgotten: RFC 3207 4.2
+  EXPECT_EQ(Take(s), "EHLO blast.sluice.test\r\n");
+  // Over TLS the server offers PIPELINING (and no STARTTLS): no second STARTTLS.
+  s.Feed(kEhloPipe);
+  EXPECT_EQ(Take(s), "MAIL FROM:<s@x.example>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+  s.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  Take(s);
+  s.Feed("250 ok\r\n");
+  ASSERT_EQ(h.done.size(), 1u);
+  EXPECT_TRUE(h.done[0].ok);
+  EXPECT_EQ(h.start_tls, 1);
+}
+
+TEST(ClientSession, StartTlsNotOfferedClosesWithoutSending) {
+  FakeHandler h;
+  h.queue.push_back(Msg(1, {"a@x"}));
+  ClientSession s(TlsOptions(), h);
+  s.Feed("220 mx\r\n");
+  Take(s);
+  s.Feed(kEhloPipe);
+  EXPECT_TRUE(s.closed());
+  EXPECT_EQ(s.close_reason(), "STARTTLS not offered");
+  EXPECT_EQ(Take(s), "");
+  EXPECT_TRUE(h.done.empty());  // no message was taken
+  EXPECT_EQ(h.queue.size(), 1u);
+}
+
+TEST(ClientSession, StartTlsNotOfferedAfterHeloFallback) {
+  FakeHandler h;
+  ClientSession s(TlsOptions(), h);
+  s.Feed("220 mx\r\n");
+  Take(s);
+  s.Feed("502 no ehlo\r\n");
+  EXPECT_EQ(Take(s), "HELO blast.sluice.test\r\n");
+  s.Feed("250 mx\r\n");
+  EXPECT_TRUE(s.closed());
+  EXPECT_EQ(s.close_reason(), "STARTTLS not offered");
+}
+
+TEST(ClientSession, StartTlsRefused) {
+  FakeHandler h;
+  ClientSession s(TlsOptions(), h);
+  s.Feed("220 mx\r\n");
+  Take(s);
+  s.Feed(kEhloTls);
+  Take(s);
+  s.Feed("454 4.7.0 TLS not available\r\n");
+  EXPECT_TRUE(s.closed());
+  EXPECT_EQ(s.close_reason(), "STARTTLS refused: 454");
+  EXPECT_EQ(h.start_tls, 0);
+}
+
+TEST(ClientSession, BytesAfterStartTls220AreAProtocolError) {
+  for (const char* extra : {"250 injected\r\n", "250 inj"}) {
+    FakeHandler h;
+    ClientSession s(TlsOptions(), h);
+    s.Feed("220 mx\r\n");
+    Take(s);
+    s.Feed(kEhloTls);
+    Take(s);
+    s.Feed(std::string("220 go ahead\r\n") + extra);
+    EXPECT_TRUE(s.closed()) << extra;
+    EXPECT_TRUE(s.protocol_error()) << extra;
+    EXPECT_EQ(s.close_reason(), "bytes after the 220 to STARTTLS");
+    s.TlsReady();  // too late: stays closed, sends nothing
+    EXPECT_EQ(Take(s), "");
+  }
+}
+
+TEST(ClientSession, WithoutStartTlsOptionStartTlsIsIgnored) {
+  FakeHandler h;
+  h.queue.push_back(Msg(1, {"a@x"}));
+  ClientSession s(ClientOptions{}, h);
+  s.Feed("220 mx\r\n");
+  Take(s);
+  s.Feed(kEhloTls);
+  EXPECT_EQ(Take(s), "MAIL FROM:<s@x.example>\r\n");
+  EXPECT_EQ(h.start_tls, 0);
 }
 
 }  // namespace

@@ -17,8 +17,19 @@ void ClientSession::Feed(std::string_view data) {
   const bool ok = parser_.Feed(data, replies_);
   for (const Reply& r : replies_) {
     if (state_ == State::kClosed) break;
+    if (state_ == State::kTlsHandshake) {
+      // A reply in the same read as the 220 to STARTTLS was sent in the clear
+      // after it: the stream is not what the handshake expects.
+      protocol_error_ = true;
+      Close("bytes after the 220 to STARTTLS");
+      break;
+    }
     handler_.ReplySeen(r);
     OnReply(r);
+  }
+  if (state_ == State::kTlsHandshake && parser_.partial()) {
+    protocol_error_ = true;
+    Close("bytes after the 220 to STARTTLS");
   }
   if (!ok && state_ != State::kClosed) {
     protocol_error_ = true;
@@ -36,6 +47,16 @@ void ClientSession::ConnectionLost() {
   expect_.clear();
   state_ = State::kClosed;
   if (close_reason_.empty()) close_reason_ = "connection lost";
+}
+
+void ClientSession::TlsReady() {
+  if (state_ != State::kTlsHandshake) return;
+  tls_active_ = true;
+  // RFC 3207 4.2: discard what the server said before TLS and ask again.
+  caps_pipelining_ = caps_chunking_ = caps_starttls_ = false;
+  state_ = State::kHello;
+  Send(absl::StrCat("EHLO ", options_.helo, "\r\n"));
+  expect_.push_back(Expect::kEhlo);
 }
 
 void ClientSession::Close(std::string reason) {
@@ -75,11 +96,26 @@ void ClientSession::OnReply(const Reply& r) {
         kw = kw.substr(0, kw.find(' '));
         if (base::EqualsIgnoreCase(kw, "PIPELINING")) caps_pipelining_ = true;
         if (base::EqualsIgnoreCase(kw, "CHUNKING")) caps_chunking_ = true;
+        if (base::EqualsIgnoreCase(kw, "STARTTLS")) caps_starttls_ = true;
+      }
+      if (options_.starttls && !tls_active_) {
+        if (!caps_starttls_) return Close("STARTTLS not offered");
+        state_ = State::kStartTls;
+        Send("STARTTLS\r\n");
+        expect_.push_back(Expect::kStartTls);
+        return;
       }
       return StartTransaction();
     case Expect::kHelo:
       if (r.code != 250) return Close(absl::StrCat("HELO ", r.code));
+      // HELO has no extensions: no STARTTLS either.
+      if (options_.starttls && !tls_active_) return Close("STARTTLS not offered");
       return StartTransaction();
+    case Expect::kStartTls:
+      if (r.code != 220) return Close(absl::StrCat("STARTTLS refused: ", r.code));
+      state_ = State::kTlsHandshake;
+      handler_.StartTls();
+      return;
     case Expect::kMail:
       mail_ok_ = r.positive();
       if (!mail_ok_ && !failed_) {

@@ -13,6 +13,13 @@
 // Expected replies are kept in order in `expect_`; a 421 anywhere ends the
 // session (the message in flight fails with 421); a reply that does not parse
 // ends it with a protocol error.
+//
+// With `starttls`, the session sends STARTTLS after the first EHLO (and
+// closes, failing nothing yet, when the server does not offer it or refuses
+// it); after the 220 it calls ClientHandler::StartTls() and waits: the
+// driver runs the TLS handshake over its socket and calls TlsReady(), and
+// the session says EHLO again, now over TLS (RFC 3207: the first EHLO's
+// capabilities are forgotten).
 #pragma once
 
 #include <cstdint>
@@ -68,17 +75,31 @@ class ClientHandler {
   virtual void MessageDone(const MessageResult& result) = 0;
   // Every reply, in order (for counting codes).
   virtual void ReplySeen(const Reply&) {}
+  // The server said 220 to STARTTLS: the next bytes on the socket are a TLS
+  // handshake. Call TlsReady() once it is established.
+  virtual void StartTls() {}
 };
 
 struct ClientOptions {
   std::string helo = "blast.sluice.test";
   bool pipelining = true;  // use PIPELINING when the server offers it
   bool bdat = false;       // use BDAT when the server offers CHUNKING
+  bool starttls = false;   // STARTTLS before the first transaction (required)
 };
 
 class ClientSession {
  public:
-  enum class State { kGreeting, kHello, kIdle, kWaiting, kTransaction, kQuit, kClosed };
+  enum class State {
+    kGreeting,
+    kHello,
+    kStartTls,
+    kTlsHandshake,
+    kIdle,
+    kWaiting,
+    kTransaction,
+    kQuit,
+    kClosed
+  };
 
   ClientSession(ClientOptions options, ClientHandler& handler);
 
@@ -88,6 +109,8 @@ class ClientSession {
   void Resume();
   // The connection went away: a message in flight fails with code 0.
   void ConnectionLost();
+  // The TLS handshake after StartTls() completed: EHLO again.
+  void TlsReady();
 
   std::string& output() { return output_; }
   State state() const { return state_; }
@@ -95,11 +118,25 @@ class ClientSession {
   bool closed() const { return state_ == State::kClosed; }
   bool server_pipelining() const { return caps_pipelining_; }
   bool server_chunking() const { return caps_chunking_; }
+  bool server_starttls() const { return caps_starttls_; }
+  bool tls_active() const { return tls_active_; }
   bool protocol_error() const { return protocol_error_; }
   const std::string& close_reason() const { return close_reason_; }
 
  private:
-  enum class Expect { kGreeting, kEhlo, kHelo, kMail, kRcpt, kData, kBdat, kBody, kRset, kQuit };
+  enum class Expect {
+    kGreeting,
+    kEhlo,
+    kHelo,
+    kStartTls,
+    kMail,
+    kRcpt,
+    kData,
+    kBdat,
+    kBody,
+    kRset,
+    kQuit
+  };
 
   void OnReply(const Reply& r);
   void StartTransaction();
@@ -120,6 +157,8 @@ class ClientSession {
   State state_ = State::kGreeting;
   bool caps_pipelining_ = false;
   bool caps_chunking_ = false;
+  bool caps_starttls_ = false;
+  bool tls_active_ = false;
   bool protocol_error_ = false;
   std::string close_reason_;
 

@@ -25,6 +25,7 @@
 #include "sluice/base/cidr.h"
 #include "sluice/base/strings.h"
 #include "sluice/io/ring.h"
+#include "sluice/tls/tls.h"
 #include "tools/blast/client_session.h"
 #include "tools/blast/message_factory.h"
 #include "tools/common/histogram.h"
@@ -50,12 +51,16 @@ struct Options {
   bool bdat = false;
   bool json = false;
   bool expect_failures = false;
+  bool starttls = false;
+  std::string tls_servername = "localhost";  // SNI; the certificate is not verified
   uint64_t max_reconnects = 1000;
   FactoryOptions factory;
 };
 
 Options g_opt;
 std::unique_ptr<MessageFactory> g_factory;
+std::shared_ptr<const tls::Context> g_tls;  // client context, with --starttls
+std::atomic<bool> g_tls_reported{false};    // "STARTTLS not offered" printed once
 std::atomic<uint64_t> g_next{0};
 std::atomic<uint64_t> g_reconnects{0};
 uint64_t g_start_ns = 0;
@@ -64,6 +69,8 @@ uint64_t g_deadline_ns = 0;
 struct Totals {
   uint64_t ok = 0, failed = 0, bytes = 0, rcpt_ok = 0, rcpt_failed = 0;
   uint64_t connections = 0, connect_failed = 0, lost = 0, protocol_errors = 0;
+  uint64_t tls_established = 0, tls_failed = 0;
+  std::string tls_version, tls_cipher;  // of the first session that got TLS
   bool server_pipelining = false, server_chunking = false;
   std::map<int, uint64_t> reply_codes;   // every reply >= 400
   std::map<int, uint64_t> failed_codes;  // deciding code of each failed message (0: lost)
@@ -79,6 +86,12 @@ struct Totals {
     connect_failed += o.connect_failed;
     lost += o.lost;
     protocol_errors += o.protocol_errors;
+    tls_established += o.tls_established;
+    tls_failed += o.tls_failed;
+    if (tls_version.empty()) {
+      tls_version = o.tls_version;
+      tls_cipher = o.tls_cipher;
+    }
     server_pipelining |= o.server_pipelining;
     server_chunking |= o.server_chunking;
     for (auto& [k, v] : o.reply_codes) reply_codes[k] += v;
@@ -107,6 +120,7 @@ class Conn final : public ClientHandler {
   void DataSent(uint64_t) override { data_sent_ns_ = NowNs(); }
   void MessageDone(const MessageResult& r) override;
   void ReplySeen(const Reply& r) override;
+  void StartTls() override;
 
  private:
   void OnConnect(int result, uint32_t flags);
@@ -115,6 +129,9 @@ class Conn final : public ClientHandler {
   void MaybeSend();
   void BeginShutdown();
   void MaybeDestroy();
+  void FeedCiphertext(std::string_view data);
+  void DriveHandshake();
+  void TlsBroken(const std::string& why);
 
   Worker& w_;
   int fd_ = -1;
@@ -125,6 +142,8 @@ class Conn final : public ClientHandler {
   bool shut_ = false, destroyed_ = false, any_message_ = false;
   uint64_t data_sent_ns_ = 0;
   int64_t held_id_ = -1;  // claimed but waiting for its rate slot
+  // After the 220 to STARTTLS every byte on the socket goes through this.
+  std::unique_ptr<tls::Session> tls_;
 
   io::MemberCompletion<Conn, &Conn::OnConnect> connect_done_{this};
   io::MemberCompletion<Conn, &Conn::OnReceive> recv_done_{this};
@@ -221,7 +240,9 @@ class Worker {
 };
 
 Conn::Conn(Worker& w)
-    : w_(w), session_(ClientOptions{"blast.sluice.test", g_opt.pipelining, g_opt.bdat}, *this) {}
+    : w_(w),
+      session_(ClientOptions{"blast.sluice.test", g_opt.pipelining, g_opt.bdat, g_opt.starttls},
+               *this) {}
 
 void Conn::Start() {
   fd_ = socket(g_opt.target.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -263,7 +284,14 @@ void Conn::OnReceive(int result, uint32_t flags) {
   if (result > 0 && (flags & IORING_CQE_F_BUFFER)) {
     const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
     w_.buffers().Acquire(id);
-    if (!shut_) session_.Feed(std::string_view(w_.buffers().data(id), static_cast<size_t>(result)));
+    if (!shut_) {
+      const std::string_view data(w_.buffers().data(id), static_cast<size_t>(result));
+      if (tls_) {
+        FeedCiphertext(data);
+      } else {
+        session_.Feed(data);
+      }
+    }
     w_.buffers().Release(id);
     if (session_.protocol_error()) ++w_.totals.protocol_errors;
     MaybeSend();
@@ -285,7 +313,18 @@ void Conn::MaybeSend() {
   if (sent_ == sending_.size()) {
     sending_.clear();
     sent_ = 0;
-    sending_.swap(session_.output());
+    if (tls_) {
+      // Plaintext is encrypted only after the previous ciphertext left, so
+      // the output stays bounded by one message.
+      if (tls_->established() && !session_.output().empty()) {
+        const absl::Status st = tls_->Write(session_.output());
+        session_.output().clear();
+        if (!st.ok()) return TlsBroken(std::string(st.message()));
+      }
+      sending_.swap(tls_->ciphertext_out());
+    } else {
+      sending_.swap(session_.output());
+    }
   }
   if (sending_.empty()) {
     if (session_.closed()) BeginShutdown();
@@ -313,6 +352,78 @@ void Conn::OnSend(int result, uint32_t) {
   MaybeDestroy();
 }
 
+void Conn::StartTls() {
+  // The 220 to STARTTLS arrived, and nothing else was sent after STARTTLS:
+  // the next bytes out are the ClientHello.
+  auto s = tls::Session::NewClient(g_tls, g_opt.tls_servername);
+  if (!s.ok()) return TlsBroken(std::string(s.status().message()));
+  tls_ = std::move(*s);
+  DriveHandshake();
+}
+
+void Conn::DriveHandshake() {
+  switch (tls_->Handshake()) {
+    case tls::Session::Progress::kFailed:
+      return TlsBroken(tls_->error());
+    case tls::Session::Progress::kEstablished:
+      ++w_.totals.tls_established;
+      if (w_.totals.tls_version.empty()) {
+        w_.totals.tls_version = tls_->version();
+        w_.totals.tls_cipher = tls_->cipher();
+      }
+      session_.TlsReady();  // EHLO again, over TLS
+      return;
+    case tls::Session::Progress::kInProgress:
+      return;
+  }
+}
+
+void Conn::FeedCiphertext(std::string_view data) {
+  char plain[16384];
+  while (tls_ && !session_.closed()) {
+    const size_t took = tls_->PutCiphertext(data.data(), data.size());
+    data.remove_prefix(took);
+    if (!tls_->established()) {
+      DriveHandshake();
+      if (!tls_ || !tls_->established()) {
+        if (data.empty()) return;
+        if (took == 0) return TlsBroken("TLS input overflow during the handshake");
+        continue;
+      }
+    }
+    // Established: decrypt everything that is complete.
+    size_t got_total = 0;
+    for (;;) {
+      absl::StatusOr<size_t> got = tls_->Read(plain, sizeof plain);
+      if (!got.ok()) return TlsBroken(std::string(got.status().message()));
+      if (*got == 0) break;
+      got_total += *got;
+      session_.Feed(std::string_view(plain, *got));
+      if (session_.closed()) return;
+    }
+    if (tls_->peer_closed()) {
+      if (!session_.closed()) {
+        ++w_.totals.lost;
+        session_.ConnectionLost();
+      }
+      return;
+    }
+    if (data.empty()) return;
+    if (took == 0 && got_total == 0) return TlsBroken("TLS: no progress on the input");
+  }
+}
+
+void Conn::TlsBroken(const std::string& why) {
+  ++w_.totals.tls_failed;
+  if (w_.totals.tls_failed <= 3) std::fprintf(stderr, "sluice-blast: TLS: %s\n", why.c_str());
+  tls_.reset();
+  sending_.clear();
+  sent_ = 0;
+  session_.output().clear();
+  if (!session_.closed()) session_.ConnectionLost();
+  BeginShutdown();
+}
+
 void Conn::BeginShutdown() {
   if (shut_) return;
   shut_ = true;
@@ -337,9 +448,15 @@ void Conn::MaybeDestroy() {
   if (session_.server_chunking()) w_.totals.server_chunking = true;
   io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
   io_uring_prep_close(sqe, fd_);
-  // Reconnect unless this session ended because the work ran out.
-  const bool quit = session_.close_reason() == "quit";
-  w_.Closed(this, !quit);
+  // Reconnect unless this session ended because the work ran out, or
+  // because the server cannot do STARTTLS (every new session would end the
+  // same way).
+  const std::string& why = session_.close_reason();
+  const bool no_tls = why.rfind("STARTTLS", 0) == 0;
+  if (no_tls && !g_tls_reported.exchange(true)) {
+    std::fprintf(stderr, "sluice-blast: %s\n", why.c_str());
+  }
+  w_.Closed(this, why != "quit" && !no_tls);
 }
 
 Next Conn::NextMessage(OutMessage& out) {
@@ -397,6 +514,8 @@ int Usage(const std::string& error) {
                "  --domain-weights W,..  relative weight of each domain (default uniform)\n"
                "  --pipelining on|off    use PIPELINING when offered (default on)\n"
                "  --bdat                 use BDAT (CHUNKING) when offered\n"
+               "  --starttls             STARTTLS before sending (required; no verification)\n"
+               "  --tls-servername NAME  SNI sent with --starttls (default localhost)\n"
                "  --rate MSGS_PER_S      global start rate\n"
                "  --seed N               message and recipient seed (default 1)\n"
                "  --max-reconnects N     stop replacing lost connections after N (default 1000)\n"
@@ -430,6 +549,10 @@ int Main(int argc, char** argv) {
     }
     if (a == "--expect-failures") {
       g_opt.expect_failures = true;
+      continue;
+    }
+    if (a == "--starttls") {
+      g_opt.starttls = true;
       continue;
     }
     if (i + 1 >= argc) return Usage(absl::StrCat("missing value or unknown flag ", base::Av(a)));
@@ -469,6 +592,8 @@ int Main(int argc, char** argv) {
       g_opt.pipelining = v == "on";
     } else if (a == "--seed" && num) {
       g_opt.factory.seed = n;
+    } else if (a == "--tls-servername" && !v.empty()) {
+      g_opt.tls_servername = v;
     } else if (a == "--max-reconnects" && num) {
       g_opt.max_reconnects = n;
     } else {
@@ -481,6 +606,15 @@ int Main(int argc, char** argv) {
   auto factory = MessageFactory::Create(g_opt.factory);
   if (!factory.ok()) return Usage(std::string(factory.status().message()));
   g_factory = std::move(*factory);
+  if (g_opt.starttls) {
+    // A load generator measures the server, not PKI: the server's
+    // certificate is not verified (test certificates are self-signed).
+    tls::ContextOptions o;
+    o.mode = tls::Mode::kClient;
+    auto ctx = tls::Context::Create(o);
+    if (!ctx.ok()) return Usage(std::string(ctx.status().message()));
+    g_tls = std::move(*ctx);
+  }
   signal(SIGPIPE, SIG_IGN);
 
   g_opt.threads = std::min(g_opt.threads, g_opt.connections);
@@ -519,7 +653,8 @@ int Main(int argc, char** argv) {
         "\"latency_us\":{\"count\":%llu,\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p99\":%llu,"
         "\"p999\":%llu,\"max\":%llu},\"replies_4xx_5xx\":%s,\"failed_by_code\":%s,"
         "\"sessions\":%llu,\"connect_failed\":%llu,\"connections_lost\":%llu,\"protocol_errors\":%"
-        "llu}\n",
+        "llu,\"starttls\":%s,\"tls_established\":%llu,\"tls_failed\":%llu,\"tls_version\":\"%s\","
+        "\"tls_cipher\":\"%s\"}\n",
         g_opt.target.ToString().c_str(), g_opt.connections, g_opt.threads,
         g_opt.pipelining ? "true" : "false", t.server_pipelining ? "true" : "false",
         g_opt.bdat ? "true" : "false", t.server_chunking ? "true" : "false", elapsed,
@@ -531,7 +666,9 @@ int Main(int argc, char** argv) {
         (unsigned long long)h.max(), CodesJson(t.reply_codes).c_str(),
         CodesJson(t.failed_codes).c_str(), (unsigned long long)t.connections,
         (unsigned long long)t.connect_failed, (unsigned long long)t.lost,
-        (unsigned long long)t.protocol_errors);
+        (unsigned long long)t.protocol_errors, g_opt.starttls ? "true" : "false",
+        (unsigned long long)t.tls_established, (unsigned long long)t.tls_failed,
+        t.tls_version.c_str(), t.tls_cipher.c_str());
   } else {
     std::printf("sluice-blast: %s, %d connections, %d thread(s), pipelining %s (server %s), %s\n",
                 g_opt.target.ToString().c_str(), g_opt.connections, g_opt.threads,
@@ -554,6 +691,11 @@ int Main(int argc, char** argv) {
     std::printf("sessions: %llu opened, %llu connect failures, %llu lost, %llu protocol errors\n",
                 (unsigned long long)t.connections, (unsigned long long)t.connect_failed,
                 (unsigned long long)t.lost, (unsigned long long)t.protocol_errors);
+    if (g_opt.starttls) {
+      std::printf("STARTTLS: %llu sessions established (%s %s), %llu failed\n",
+                  (unsigned long long)t.tls_established, t.tls_version.c_str(),
+                  t.tls_cipher.c_str(), (unsigned long long)t.tls_failed);
+    }
   }
   std::fflush(stdout);
   if (!g_opt.expect_failures && (t.failed > 0 || not_sent > 0 || t.protocol_errors > 0)) return 1;
