@@ -280,8 +280,8 @@ def test_421_at_connect_single_mx_retried(sluice_factory, delivery_world):
     opens = [c["t"] for c in r.connections()]  # "t": accept time
     assert len(opens) == 3, r.connections()
     gaps = [b - a for a, b in zip(opens, opens[1:])]
-    assert 0.9 <= gaps[0] <= 1.0 + scaled(0.6), gaps
-    assert 1.9 <= gaps[1] <= 2.0 + scaled(0.6), gaps
+    assert 0.9 <= gaps[0] <= 1.0 + scaled(1.0), gaps
+    assert 1.9 <= gaps[1] <= 2.0 + scaled(1.0), gaps
     recs = wait_finals(relay, 1)
     transient = records(relay, "TransientFailure")
     assert [t["attempt"] for t in transient] == [1, 2], transient
@@ -391,7 +391,7 @@ def test_tempfail_first_then_delivered_on_schedule(sluice_factory, delivery_worl
     for rcpt, seen in times.items():
         (t1, c1), (t2, c2) = seen
         assert (c1, c2) == (451, 250), seen
-        assert 0.95 <= t2 - t1 <= 1.0 + scaled(0.6), (rcpt, t2 - t1)
+        assert 0.95 <= t2 - t1 <= 1.0 + scaled(1.0), (rcpt, t2 - t1)  # loaded machines are late, never early
     transient = records(relay, "TransientFailure")
     assert sorted(t["recipient"] for t in transient) == sorted(sent)
     for t in transient:
