@@ -1,161 +1,171 @@
 #!/usr/bin/python3
-"""Inbound acceptance, side by side in one run: Postfix's smtp-source pours
-messages over 50 connections into (a) smtp-sink, which stores nothing (the
-client's own ceiling), (b) Sluice, fsyncing every message before its 250, and
-(c) a private Postfix whose smtpd/cleanup fsync each message into the hold
-queue (durable, never delivered). Runs are interleaved and repeated; only the
-ratios within one run mean anything on a noisy machine.
+"""Inbound acceptance, side by side in one run, with two drivers:
 
-    bench/inbound.py [--reps 3] [--messages 10000] [--postfix-messages 4000]
+  smtp-source (Postfix's, one message per session, 50 sessions) into
+    (a) smtp-sink, which stores nothing (the client's own ceiling),
+    (b) Sluice, fdatasyncing every message before its 250 (--no-delivery),
+    (c) a private Postfix whose smtpd/cleanup fsync each message into the
+        hold queue (durable, never delivered);
+  sluice-blast (connections reused, pipelined, 50 connections) into
+    (a) sluice-sink (the loopback ceiling), (b) Sluice, (c) the same Postfix.
+
+Runs are interleaved and repeated; only the ratios within one run mean
+anything on a noisy machine.
+
+    bench/inbound.py [--driver smtp-source|blast|both] [--reps 3]
+                     [--messages 10000] [--postfix-messages 4000]
+                     [--sizes 2048,20480] [--connections 50]
 
 Prints a Markdown table (median/min/max msgs/s, ratios) and peak memory:
 Sluice's peak RSS (VmHWM) and the peak total PSS of Postfix's processes.
+As a module: measure(...) returns the numbers; the run_* functions are one
+run each (bench/suite.py interleaves them with the other benchmarks).
 """
+from __future__ import annotations
+
 import argparse
-import os
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
-import time
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice"))
-LIB = os.path.join(ROOT, "bench", "lib.sh")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# --- smtp-source driven ------------------------------------------------------
 
 
-def wait_port(port, seconds=15):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
+def run_source_sink(work: Path, size: int, messages: int) -> dict:
+    """smtp-source -> smtp-sink: the outside reference's own ceiling."""
+    with common.SmtpSink() as sink:
+        return {"rate": common.smtp_source(sink.port, messages, size)}
 
 
-def pss_tree_kib(root_pid):
-    """Total PSS of a process and all its descendants."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-class PeakSampler(threading.Thread):
-    def __init__(self, fn):
-        super().__init__(daemon=True)
-        self.fn, self.peak, self.stop = fn, 0, threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                self.peak = max(self.peak, self.fn())
-            except Exception:
-                pass
-            time.sleep(0.2)
-
-
-def smtp_source(port, messages, size):
-    start = time.monotonic()
-    r = subprocess.run(["smtp-source", "-s", "50", "-m", str(messages), "-l", str(size),
-                        "-f", "bench@source.test", "-t", "rcpt@dest.test",
-                        f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=600)
-    elapsed = time.monotonic() - start
-    if r.returncode != 0:
-        raise RuntimeError(f"smtp-source failed: {r.stderr.strip()}")
-    return messages / elapsed
-
-
-def run_sink(messages, size, work):
-    port = free_port()
-    p = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{port}", "1000"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        return smtp_source(port, messages, size), 0
-    finally:
-        p.terminate()
-        p.wait()
-
-
-def run_sluice(messages, size, work):
-    port = free_port()
-    spool = os.path.join(work, "sluice-spool")
-    shutil.rmtree(spool, ignore_errors=True)
-    p = subprocess.Popen([SLUICE, "serve", "--listen", f"127.0.0.1:{port}", "--spool", spool,
-                          "--log", os.path.join(work, "sluice.log")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def hwm():
-        with open(f"/proc/{p.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
-    try:
-        wait_port(port)
-        rate = smtp_source(port, messages, size)
-        peak = hwm()
-        listing = subprocess.run([SLUICE, "queue", "messages", "--spool", spool],
-                                 capture_output=True, text=True, check=True).stdout
-        queued = len(listing.splitlines())
+def run_source_sluice(work: Path, size: int, messages: int) -> dict:
+    """smtp-source -> Sluice (accept and fdatasync only)."""
+    with common.Sluice(work, ["--no-delivery"]) as s:
+        rate = common.smtp_source(s.port, messages, size)
+        peak = s.peak_rss_kib()
+        queued = s.queued_messages()
         if queued != messages:
             raise RuntimeError(f"sluice queued {queued} of {messages}")
-        return rate, peak
-    finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=30)
+        return {"rate": rate, "peak_rss_kib": peak}
 
 
-def run_postfix(messages, size, work):
-    port = free_port()
-    pf = os.path.join(work, "postfix")
-    subprocess.run(["bash", "-c", f"source {LIB}; postfix_setup {pf} {port} hold"], check=True)
-    try:
-        wait_port(port)
-        with open(os.path.join(pf, "queue", "pid", "master.pid")) as f:
-            master = int(f.read().strip())
-        sampler = PeakSampler(lambda: pss_tree_kib(master))
+def run_source_postfix(work: Path, size: int, messages: int) -> dict:
+    """smtp-source -> Postfix (fsync into the hold queue)."""
+    with common.Postfix(work) as pf:
+        sampler = common.PeakSampler(pf.pss_kib)
         sampler.start()
-        rate = smtp_source(port, messages, size)
-        sampler.stop.set()
-        sampler.join()
-        return rate, sampler.peak
+        try:
+            rate = common.smtp_source(pf.port, messages, size)
+        finally:
+            peak = sampler.finish()
+        return {"rate": rate, "peak_pss_kib": peak}
+
+
+# --- sluice-blast driven -----------------------------------------------------
+
+
+def _blast_result(report: dict) -> dict:
+    lat = report["latency_us"]
+    return {"rate": report["messages_per_s"], "p50_us": lat["p50"], "p99_us": lat["p99"],
+            "p999_us": lat["p999"]}
+
+
+def run_blast_sink(work: Path, size: int, messages: int, connections=50) -> dict:
+    """sluice-blast -> sluice-sink: the loopback ceiling (nothing stored)."""
+    with common.Sink(work) as sink:
+        r = _blast_result(common.blast(sink.port, messages, size, connections=connections))
+        got = sink.messages()
+        if got != messages:
+            raise RuntimeError(f"sink counted {got} of {messages}")
+        return r
+
+
+def run_blast_sluice(work: Path, size: int, messages: int, connections=50) -> dict:
+    """sluice-blast -> Sluice: inbound acceptance, every message fdatasynced
+    (group commit) before its 250; rate over blast's whole run."""
+    with common.Sluice(work, ["--no-delivery"]) as s:
+        r = _blast_result(common.blast(s.port, messages, size, connections=connections))
+        r["peak_rss_kib"] = s.peak_rss_kib()
+        queued = s.queued_messages()
+        if queued != messages:
+            raise RuntimeError(f"sluice queued {queued} of {messages}")
+        return r
+
+
+def run_blast_postfix(work: Path, size: int, messages: int, connections=50) -> dict:
+    """sluice-blast -> Postfix (hold queue, fsync per message)."""
+    with common.Postfix(work) as pf:
+        sampler = common.PeakSampler(pf.pss_kib)
+        sampler.start()
+        try:
+            r = _blast_result(common.blast(pf.port, messages, size, connections=connections))
+        finally:
+            r_peak = sampler.finish()
+        r["peak_pss_kib"] = r_peak
+        return r
+
+
+ROWS = {
+    # name: (driver, label, runner, uses postfix_messages)
+    "source_sink": ("smtp-source", "smtp-source → smtp-sink (no storage)", run_source_sink, False),
+    "source_sluice": ("smtp-source", "smtp-source → Sluice (fsync)", run_source_sluice, False),
+    "source_postfix": ("smtp-source", "smtp-source → Postfix (fsync)", run_source_postfix, True),
+    "blast_sink": ("blast", "blast → sluice-sink (ceiling)", run_blast_sink, False),
+    "blast_sluice": ("blast", "blast → Sluice (fsync)", run_blast_sluice, False),
+    "blast_postfix": ("blast", "blast → Postfix (fsync)", run_blast_postfix, True),
+}
+RATIOS = {  # row: (Postfix row, ceiling row)
+    "source_sluice": ("source_postfix", "source_sink"),
+    "source_postfix": (None, "source_sink"),
+    "blast_sluice": ("blast_postfix", "blast_sink"),
+    "blast_postfix": (None, "blast_sink"),
+}
+
+
+def measure(*, reps=3, messages=10000, postfix_messages=4000, sizes=(2048, 20480),
+            driver="smtp-source", connections=50, work=None) -> dict:
+    """Runs the rows of `driver` ("smtp-source", "blast" or "both"),
+    interleaved; returns {size: {row: [result, ...]}}."""
+    names = [n for n, r in ROWS.items() if driver in ("both", r[0])]
+    own = work is None
+    work = Path(work) if work else common.make_workdir("sluice-inbound-")
+    runners = {}
+    for n in names:
+        _, _, fn, pf = ROWS[n]
+        count = postfix_messages if pf else messages
+        if ROWS[n][0] == "blast":
+            runners[n] = lambda size, fn=fn, c=count: fn(work, size, c, connections)
+        else:
+            runners[n] = lambda size, fn=fn, c=count: fn(work, size, c)
+    try:
+        return common.interleave(runners, names, list(sizes), reps)
     finally:
-        subprocess.run(["postfix", "-c", os.path.join(pf, "etc"), "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def table(results: dict) -> str:
+    """Markdown: one line per (size, row) with median (min–max), the ratio to
+    Postfix and to the ceiling of the same driver, and peak memory."""
+    lines = ["| message | row | msgs/s median (min–max) | / Postfix | / ceiling | peak memory |",
+             "|---|---|---|---|---|---|"]
+    for size, rows in results.items():
+        med = {n: common.rates(r)["median"] for n, r in rows.items()}
+        for n, res in rows.items():
+            pf, ceil = RATIOS.get(n, (None, None))
+            vs_pf = f"{med[n] / med[pf]:.1f}×" if pf in med else ""
+            vs_ceil = f"{med[n] / med[ceil]:.2f}" if ceil in med else ""
+            mem = ""
+            if any("peak_rss_kib" in r for r in res):
+                mem = f"RSS {max(r['peak_rss_kib'] for r in res) / 1024:.1f} MiB"
+            elif any("peak_pss_kib" in r for r in res):
+                mem = f"PSS {max(r['peak_pss_kib'] for r in res) / 1024:.1f} MiB"
+            lines.append(f"| {size // 1024} KB | {ROWS[n][1]} | {common.fmt_rate(common.rates(res))} "
+                         f"| {vs_pf} | {vs_ceil} | {mem} |")
+    return "\n".join(lines)
 
 
 def main():
@@ -164,36 +174,15 @@ def main():
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--postfix-messages", type=int, default=4000)
     ap.add_argument("--sizes", default="2048,20480")
+    ap.add_argument("--driver", choices=["smtp-source", "blast", "both"], default="smtp-source")
+    ap.add_argument("--connections", type=int, default=50, help="blast connections")
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="sluice-bench-")
-    os.chmod(work, 0o755)  # Postfix daemons run as the postfix user
-    rows = []
-    try:
-        for size in [int(s) for s in args.sizes.split(",")]:
-            rates = {"sink": [], "sluice": [], "postfix": []}
-            mem = {"sluice": 0, "postfix": 0}
-            for rep in range(args.reps):
-                for name, fn, n in (("sink", run_sink, args.messages),
-                                    ("sluice", run_sluice, args.messages),
-                                    ("postfix", run_postfix, args.postfix_messages)):
-                    rate, peak = fn(n, size, work)
-                    rates[name].append(rate)
-                    mem[name] = max(mem.get(name, 0), peak)
-                    print(f"size={size} rep={rep} {name}: {rate:.0f} msgs/s"
-                          + (f", peak {peak/1024:.1f} MiB" if peak else ""),
-                          file=sys.stderr, flush=True)
-            rows.append((size, rates, mem))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print("| message | smtp-sink (no storage) | Sluice (fsync) | Postfix (fsync) "
-          "| Sluice / sink | Sluice / Postfix | Sluice peak RSS | Postfix peak PSS |")
-    print("|---|---|---|---|---|---|---|---|")
-    for size, rates, mem in rows:
-        med = {k: statistics.median(v) for k, v in rates.items()}
-        fmt = lambda k: f"{med[k]:.0f} ({min(rates[k]):.0f}–{max(rates[k]):.0f})"
-        print(f"| {size // 1024} KB | {fmt('sink')} | {fmt('sluice')} | {fmt('postfix')} "
-              f"| {med['sluice'] / med['sink']:.2f} | {med['sluice'] / med['postfix']:.1f}× "
-              f"| {mem['sluice'] / 1024:.1f} MiB | {mem['postfix'] / 1024:.1f} MiB |")
+    common.raise_nofile()
+    results = measure(reps=args.reps, messages=args.messages,
+                      postfix_messages=args.postfix_messages,
+                      sizes=[int(s) for s in args.sizes.split(",")], driver=args.driver,
+                      connections=args.connections)
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # Installs everything Sluice needs to build, test and benchmark on Debian 12,
 # from Debian's archive only. Safe to run again. Postfix is preseeded to "No
 # configuration" so installing it starts no system mail service; we only use
-# its smtp-source/smtp-sink tools and private instances in benchmarks.
+# its smtp-source/smtp-sink tools and private instances in benchmarks;
+# gnuplot-nox draws the benchmark plot (bench/run) without X11 or Qt.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "tools/deps.sh: run as root (it uses apt-get)" >&2
@@ -16,4 +17,4 @@ apt-get install -y -q --no-install-recommends \
   liburing-dev libwolfssl-dev libc-ares-dev libabsl-dev libtomlplusplus-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   python3 python3-pytest python3-aiosmtpd \
-  postfix swaks dnsmasq-base openssl jq procps iproute2 valgrind
+  postfix swaks dnsmasq-base openssl jq procps iproute2 valgrind gnuplot-nox

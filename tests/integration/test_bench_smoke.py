@@ -1,0 +1,149 @@
+"""The benchmark suite still runs: bench/run --quick (a few hundred messages,
+one repetition, every part: the interleaved rows with Postfix and dnsmasq,
+the concurrency sweep and its gnuplot PNG, the backlog, the microbenchmarks)
+into a copy of docs/BENCHMARKS.md, and each script's command line in a tiny
+configuration. The numbers are not checked, only that every part produced
+them and that the report around the generated section survives.
+
+Needs Postfix (smtp-source, smtp-sink, postfix), dnsmasq and gnuplot
+(tools/deps.sh installs them); uses the binaries of SLUICE_BIN's build
+directory (no build, no install)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sluice_harness import scaled, sluice_bin
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import suite  # noqa: E402  (bench/suite.py: write_doc and the row ids)
+
+
+def require_peers():
+    missing = [c for c in ("smtp-source", "smtp-sink", "postfix", "dnsmasq", "gnuplot")
+               if not shutil.which(c) and not Path(f"/usr/sbin/{c}").exists()]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)} (tools/deps.sh installs them)", pytrace=False)
+    if not os.access(sluice_bin().parent / "tools" / "sluice-blast", os.X_OK):
+        pytest.fail("sluice-blast is not built next to SLUICE_BIN", pytrace=False)
+
+
+def env():
+    e = dict(os.environ)
+    e.pop("SLUICE_BENCH_BUILD", None)
+    return e
+
+
+# -- the generated section of BENCHMARKS.md (pure) --------------------------------------
+
+
+def test_write_doc_replaces_only_between_markers(tmp_path):
+    doc = tmp_path / "B.md"
+    doc.write_text(f"# B\n\nintro\n\n{suite.BEGIN}\nold numbers\n{suite.END}\n\n## analysis\n"
+                   "kept\n")
+    suite.write_doc(doc, "new numbers\n")
+    text = doc.read_text()
+    assert "old numbers" not in text
+    assert f"{suite.BEGIN}\nnew numbers\n{suite.END}" in text
+    assert text.startswith("# B\n\nintro\n") and text.endswith("## analysis\nkept\n")
+
+
+def test_write_doc_appends_a_section_when_markers_are_missing(tmp_path):
+    doc = tmp_path / "B.md"
+    doc.write_text("# B\nhand-written\n")
+    suite.write_doc(doc, "numbers\n")
+    text = doc.read_text()
+    assert text.startswith("# B\nhand-written\n")
+    assert text.count(suite.BEGIN) == 1 and text.rstrip().endswith(suite.END)
+
+
+def test_write_doc_refuses_swapped_markers(tmp_path):
+    doc = tmp_path / "B.md"
+    doc.write_text(f"{suite.END}\nx\n{suite.BEGIN}\n")
+    with pytest.raises(RuntimeError, match="before"):
+        suite.write_doc(doc, "numbers\n")
+    assert doc.read_text() == f"{suite.END}\nx\n{suite.BEGIN}\n"
+
+
+def test_suite_rejects_unknown_rows():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "suite.py"), "--skip-rows", "nope"],
+                       capture_output=True, text=True, timeout=scaled(30))
+    assert r.returncode == 2 and "unknown row 'nope'" in r.stderr
+
+
+# -- bench/run --quick ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.time_limit(300)
+def test_bench_run_quick(tmp_path):
+    require_peers()
+    build = sluice_bin().parent
+    doc = tmp_path / "BENCHMARKS.md"
+    shutil.copy(ROOT / "docs" / "BENCHMARKS.md", doc)
+    before = doc.read_text()
+    png, out = tmp_path / "plot.png", tmp_path / "results.json"
+    args = [str(ROOT / "bench" / "run"), "--build-dir", str(build), "--no-install", "--no-build",
+            "--quick", "--doc", str(doc), "--plot", str(png), "--json", str(out)]
+    micro = (build / "bench" / "sluice_bench").exists()
+    if not micro:
+        args.append("--no-micro")
+    r = subprocess.run(args, capture_output=True, text=True, timeout=scaled(280), env=env(),
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "bench/run: elapsed" in r.stderr
+
+    res = json.loads(out.read_text())
+    assert res["errors"] == []
+    rows = res["throughput"]["2048"]
+    assert set(rows) == set(suite.ROWS)
+    for name, results in rows.items():
+        assert len(results) == 1 and results[0]["rate"] > 0, (name, results)
+    assert set(res["concurrency"]) == {"1", "10"}
+    assert [b["mode"] for b in res["backlog"]] == ["deferred", "throttled"]
+    assert res["backlog"][0]["queued"] == 400
+    if micro:
+        assert res["micro"]["benchmarks"]
+
+    text = doc.read_text()
+    # Hand-written parts outside the markers are untouched.
+    head = before.split(suite.BEGIN)[0] if suite.BEGIN in before else before
+    assert text.startswith(head)
+    if suite.END in before:
+        assert text.endswith(before.split(suite.END, 1)[1])
+    section = text.split(suite.BEGIN, 1)[1].split(suite.END, 1)[0]
+    for label, *_ in suite.ROWS.values():
+        assert f"| {label} |" in section, label
+    assert "Targets of issue 3" in section
+    assert "| CPU |" in section and "| Sluice | `" in section and "Postfix 3." in section
+    assert f"]({png.name})" in section  # linked relative to the document
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.time_limit(240)
+@pytest.mark.parametrize("script,args,expect", [
+    ("inbound.py", ["--reps", "1", "--messages", "200", "--postfix-messages", "100", "--sizes",
+                    "2048", "--driver", "both"], ["blast → Sluice (fsync)", "smtp-source → Postfix"]),
+    ("relay.py", ["--reps", "1", "--messages", "200", "--postfix-messages", "100", "--domains",
+                  "10", "--sizes", "2048"], ["blast → Sluice → sinks", "| 2 KB |"]),
+    ("backlog.py", ["--messages", "200", "--domains", "10", "--idle", "0.5"],
+     ["| deferred | 200 |", "| throttled |"]),
+])
+def test_bench_script_command_lines(script, args, expect):
+    require_peers()
+    e = env()
+    e["SLUICE_BIN"] = str(sluice_bin())
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True,
+                       text=True, timeout=scaled(220), env=e)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for s in expect:
+        assert s in r.stdout, r.stdout
