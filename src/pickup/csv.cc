@@ -1,5 +1,7 @@
 #include "sluice/pickup/csv.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace sluice::pickup {
@@ -101,13 +103,12 @@ void CsvReader::Feed(std::string_view in) {
           // kept as it is, as most CSV readers do).
           size_t j = i + 1;
           while (j < n && (Plain(in[j]) || in[j] == '"')) ++j;
-          if (!Grow(j - i)) {
-            i = j;
-            continue;
-          }
-          data_.append(in.data() + i, j - i);
+          const size_t take = std::min(j - i, Room());
+          data_.append(in.data() + i, take);
+          record_bytes_ += take;
           state_ = State::kUnquoted;
-          i = j;
+          i += take;
+          if (i < j) Grow(1);  // byte i is one too many: the error, then skipped
           continue;
         }
         if (!Grow(1)) break;
@@ -131,17 +132,16 @@ void CsvReader::Feed(std::string_view in) {
       }
       case State::kQuoted: {
         size_t j = i;
-        while (j < n && in[j] != '"') {
-          if (in[j] == '\n') ++line_;
-          ++j;
-        }
+        while (j < n && in[j] != '"') ++j;
         if (j > i) {
-          if (!Grow(j - i)) {
-            i = j;
-            continue;
-          }
-          data_.append(in.data() + i, j - i);
-          i = j;
+          // Exactly as many bytes as the limit allows, so where an over-long
+          // record is cut (and skipping starts) does not depend on chunks.
+          const size_t take = std::min(j - i, Room());
+          for (size_t k = i; k < i + take; ++k) line_ += in[k] == '\n';
+          data_.append(in.data() + i, take);
+          record_bytes_ += take;
+          i += take;
+          if (i < j) Grow(1);  // byte i is one too many: the error, then skipped
           continue;
         }
         if (!Grow(1)) break;

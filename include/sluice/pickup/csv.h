@@ -62,6 +62,7 @@ class CsvReader {
   void EndRecord();
   void Error(std::string reason);
   bool Grow(size_t n);  // counts n record bytes; false (and an error) past the limit
+  size_t Room() const { return limits_.max_record_size - record_bytes_; }
 
   const CsvLimits limits_;
   Callback each_;
