@@ -112,6 +112,12 @@ void OutboundConnection::Connect() {
   ops_ += 2;
 }
 
+void OutboundConnection::OnReconnect(int) {
+  --ops_;
+  if (finished_) return MaybeReleased();
+  Connect();
+}
+
 void OutboundConnection::OnConnectTimeout(int) {
   --ops_;
   MaybeReleased();
@@ -147,17 +153,26 @@ void OutboundConnection::OnReceive(int result) {
   --ops_;
   receiving_ = false;
   if (finished_ || closing_ || session_->closed()) return MaybeReleased();
+  bool more = true;
+  ++session_depth_;
   if (result <= 0) {
-    if (tls_ && !tls_->established()) return TlsBroken("connection closed during the TLS handshake");
-    session_->OnConnectionLost();
+    if (tls_ && !tls_->established()) {
+      TlsBroken("connection closed during the TLS handshake");
+      more = false;
+    } else {
+      session_->OnConnectionLost();
+    }
   } else if (tls_) {
-    if (!FeedCiphertext(receive_buffer_, static_cast<size_t>(result))) return MaybeReleased();
+    more = FeedCiphertext(receive_buffer_, static_cast<size_t>(result));
   } else {
     session_->Feed(receive_buffer_, static_cast<size_t>(result));
   }
-  if (session_ && !session_->closed() && !closing_) ArmReceive();
-  Send();
-  MaybeReleased();
+  --session_depth_;
+  if (more) {
+    if (session_ && !session_->closed() && !closing_) ArmReceive();
+    Send();
+  }
+  MaybeReleased();  // now that the session is off the stack
 }
 
 void OutboundConnection::Send() {
@@ -171,7 +186,9 @@ void OutboundConnection::Send() {
       if (tls_->established() && !session_->output().empty()) {
         if (!tls_->Write(session_->output()).ok()) {
           session_->output().clear();
+          ++session_depth_;
           session_->OnConnectionLost();
+          --session_depth_;
         }
         session_->output().clear();
       }
@@ -207,7 +224,9 @@ void OutboundConnection::OnSent(int result) {
       NextTargetOrFinish(last_close_);
       return MaybeReleased();
     }
+    ++session_depth_;
     session_->OnConnectionLost();
+    --session_depth_;
     Send();
     return MaybeReleased();
   }
@@ -232,21 +251,27 @@ void OutboundConnection::Tick(uint64_t now_ms) {
     return;
   }
   if (deadline_ms_ != 0 && now_ms >= deadline_ms_) {
+    ++session_depth_;
     session_->OnTimeout();
+    --session_depth_;
     Send();
+    MaybeReleased();
   }
 }
 
 void OutboundConnection::Abort() {
   if (finished_) return;
   if (fd_ >= 0 && connected_ && session_ && !session_->closed()) {
+    ++session_depth_;
     session_->OnConnectionLost();
+    --session_depth_;
   }
   if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
   if (connecting_) {
     io_uring_sqe* sqe = ring_.Prepare(nullptr);
     io_uring_prep_cancel(sqe, &connect_op_, 0);
   }
+  MaybeReleased();
 }
 
 void OutboundConnection::CloseSocket() {
@@ -274,7 +299,8 @@ void OutboundConnection::OnStartTls() {
 
 void OutboundConnection::DriveHandshake() {
   const tls::Session::Progress p = tls_->Handshake();
-  if (p == tls::Session::Progress::kFailed) return TlsBroken(tls_->error());
+  // A copy: TlsBroken frees the session that owns error().
+  if (p == tls::Session::Progress::kFailed) return TlsBroken(std::string(tls_->error()));
   if (p == tls::Session::Progress::kEstablished) {
     session_->OnTlsReady();  // EHLO again, over TLS
   }
@@ -389,12 +415,18 @@ void OutboundConnection::NextTargetOrFinish(const smtp::CloseInfo& info) {
 }
 
 void OutboundConnection::MaybeReleased() {
-  if (ops_ != 0) return;
+  if (ops_ != 0 || session_depth_ != 0) return;
   for (int fd : closed_fds_) close(fd);
   closed_fds_.clear();
   if (pending_next_) {
+    // Not from here: this may run inside the old session's Feed (a 421 that
+    // closed it), and Connect replaces the session. A no-op through the
+    // ring comes back once the stack has unwound.
     pending_next_ = false;
-    return Connect();
+    ++ops_;
+    io_uring_sqe* sqe = ring_.Prepare(&reconnect_op_);
+    io_uring_prep_nop(sqe);
+    return;
   }
   if (finished_ && !released_) {
     released_ = true;

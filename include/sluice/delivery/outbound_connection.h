@@ -132,6 +132,7 @@ class OutboundConnection final : public smtp::ClientHandler {
   void Connect();
   void OnConnect(int result);
   void OnConnectTimeout(int result);
+  void OnReconnect(int result);
   void ArmReceive();
   void OnReceive(int result);
   void OnSent(int result);
@@ -161,6 +162,13 @@ class OutboundConnection final : public smtp::ClientHandler {
   bool connecting_ = false;
   int ops_ = 0;
   bool released_ = false;
+  // Calls into session_ on the stack. Its callbacks can end the session and,
+  // through Send and NextTargetOrFinish, reach MaybeReleased, which replaces
+  // session_ (Connect to the next target) or releases this object. That must
+  // wait until the session has returned (ClientSession::Feed goes on parsing
+  // after a reply's callbacks): MaybeReleased does nothing while this is
+  // non-zero, and each entry point calls it again once the call is over.
+  int session_depth_ = 0;
   OutboundTlsSetup tls_setup_;
   std::unique_ptr<tls::Session> tls_;
   bool tls_failed_ = false;
@@ -184,6 +192,7 @@ class OutboundConnection final : public smtp::ClientHandler {
   Op timeout_op_{this, &OutboundConnection::OnConnectTimeout};
   Op receive_op_{this, &OutboundConnection::OnReceive};
   Op send_op_{this, &OutboundConnection::OnSent};
+  Op reconnect_op_{this, &OutboundConnection::OnReconnect};
 };
 
 }  // namespace sluice::delivery
