@@ -17,6 +17,7 @@
 #include "sluice/base/strings.h"
 #include "sluice/dsn/dsn.h"
 #include "sluice/log/json.h"
+#include "sluice/merge/template.h"
 
 namespace sluice::delivery {
 namespace {
@@ -97,6 +98,10 @@ struct Engine::Active {
   std::string mx, ip;  // detached: the host that failed, if any
   std::string record;
   std::optional<spool::ParsedFile> parsed;
+  // What goes out after the added headers: the spooled body, or for a mail
+  // merge this recipient's rendering of the stored template.
+  std::string_view body;
+  std::string rendered;
   std::vector<std::optional<std::pair<smtp::Outcome, smtp::Reply>>> results;
   size_t body_pos = 0;
   bool body_ended = false;
@@ -476,6 +481,7 @@ void Engine::OnRecord(Active* a, absl::StatusOr<std::string> bytes) {
     std::fprintf(stderr, "sluice: delivery: message %s: %s\n", a->job.message.ToString().c_str(),
                  std::string(bytes.status().message()).c_str());
   }
+  if (a->parsed) PrepareBody(a);
   a->results.resize(a->job.recipients.size());
   if (a->detached || a->abandoned || !a->parsed) {
     smtp::Reply reply = a->preset;
@@ -498,7 +504,7 @@ void Engine::OnRecord(Active* a, absl::StatusOr<std::string> bytes) {
     msg.recipients.push_back(idx < env.recipients.size() ? env.recipients[idx].address
                                                          : std::string());
   }
-  msg.size = env.added_headers.size() + a->parsed->body.size();
+  msg.size = env.added_headers.size() + a->body.size();
   msg.eight_bit = env.eight_bit;
   msg.smtputf8 = env.smtputf8;
   OutboundConnection& c = *a->conn;
@@ -510,11 +516,53 @@ void Engine::OnRecord(Active* a, absl::StatusOr<std::string> bytes) {
   c.Send();
 }
 
+void Engine::PrepareBody(Active* a) {
+  const spool::Envelope& env = a->parsed->envelope;
+  a->body = a->parsed->body;
+  if (!env.is_merge() || a->job.recipients.empty()) return;
+  // A mail merge: every recipient gets its own rendering, so its own
+  // transaction. The job's other recipients become jobs of their own,
+  // ready at once and with the same attempt count.
+  if (!a->detached && a->job.recipients.size() > 1) {
+    queue::DomainQueue* q = queues_.Find(a->domain);
+    auto m = messages_.find(a->job.message);
+    SLUICE_CHECK(q != nullptr && m != messages_.end());
+    for (size_t k = 1; k < a->job.recipients.size(); ++k) {
+      queue::Job j;
+      j.message = a->job.message;
+      j.failures = a->job.failures;
+      j.recipients.push_back(a->job.recipients[k]);
+      q->Enqueue(std::move(j));
+      ++m->second.jobs;
+    }
+    a->job.recipients.resize(1);
+    queues_.Reschedule(*q, base::WallMicros());
+  }
+  // Detached outcomes (a DNS failure for the whole domain) render for the
+  // first recipient: the DSN quotes that recipient's headers.
+  const uint32_t idx = a->job.recipients.front();
+  static const std::vector<std::string> kNoValues;
+  const std::vector<std::string>& values =
+      idx < env.recipients.size() ? env.recipients[idx].values : kNoValues;
+  auto rendered = merge::RenderStored(a->parsed->body, env.merge_fields, values);
+  if (!rendered.ok()) {
+    ++stats_.record_errors;
+    std::fprintf(stderr, "sluice: delivery: message %s: cannot render the merge template: %s\n",
+                 a->job.message.ToString().c_str(),
+                 std::string(rendered.status().message()).c_str());
+    a->parsed.reset();  // handled like an unreadable record: deferred, then expired
+    a->body = std::string_view();
+    return;
+  }
+  a->rendered = *std::move(rendered);
+  a->body = a->rendered;
+}
+
 void Engine::OnBodyWanted(OutboundConnection& c) {
   auto* a = static_cast<Active*>(c.job);
   if (a == nullptr || !a->parsed || a->body_ended) return;
   const std::string& head = a->parsed->envelope.added_headers;
-  const std::string_view body = a->parsed->body;
+  const std::string_view body = a->body;
   const size_t total = head.size() + body.size();
   smtp::ClientSession& s = c.session();
   while (a->body_pos < total && !s.body_paused()) {
@@ -558,6 +606,9 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   const std::string tls = c != nullptr ? c->tls_description() : std::string();
   const uint32_t attempt = a->job.failures + 1u;
 
+  // The batch ids every record of this job carries (Record reads them).
+  record_campaign_ = env != nullptr ? env->campaign : std::string();
+  record_tenant_ = env != nullptr ? env->tenant : std::string();
   std::vector<uint32_t> delivered;
   std::vector<Final> failed;
   queue::Job pending = a->job;
@@ -629,7 +680,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
     for (const Final& f : failed) indexes.push_back(f.index);
     const bool want_dsn = env != nullptr && !dsn::LooksLikeDsn(env->sender, a->record.empty()
                                                                                ? std::string_view()
-                                                                               : a->parsed->body);
+                                                                               : a->body);
     if (!want_dsn) {
       host_.ReportFinal(a->job.message, dir, indexes);
     } else {
@@ -642,7 +693,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
       in.expired = expired;
       in.max_queue_time_micros = config_.retry.max_age;
       std::string original = env->added_headers;
-      original.append(a->parsed->body);
+      original.append(a->body);
       in.original_message = original;
       for (const Final& f : failed) {
         dsn::FailedRecipient r;
@@ -868,6 +919,8 @@ void Engine::Record(const char* type, base::QueueId id, const std::string& sende
   r.attempt = attempt;
   r.queue_time_micros = now > id.micros() ? now - id.micros() : 0;
   r.tls = tls;
+  r.campaign = record_campaign_;
+  r.tenant = record_tenant_;
   log::AccountingLog& log = host_.accounting();
   if (std::strcmp(type, "Delivery") == 0) {
     log.Delivery(r);

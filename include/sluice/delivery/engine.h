@@ -128,6 +128,7 @@ class Engine final : public ConnectionDelegate {
   void OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us);
   void StartJob(OutboundConnection& c, queue::Job job);
   void OnRecord(Active* a, absl::StatusOr<std::string> bytes);
+  void PrepareBody(Active* a);
   void FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive);
   void Conclude(const queue::Job& job, const std::string& domain, const spool::Envelope* envelope,
                 std::vector<Final> finals, const std::string& mx, const std::string& ip);
@@ -176,7 +177,9 @@ class Engine final : public ConnectionDelegate {
   void EvictIdleFile();
   void CloseUnlinkedFiles();
   uint64_t now_ms_ = 0;
-  size_t actives_ = 0;  // jobs being attempted (incl. record reads, detached ones)
+  size_t actives_ = 0;
+  std::string record_campaign_;  // of the job FinishJob is recording
+  std::string record_tenant_;  // jobs being attempted (incl. record reads, detached ones)
   bool stopping_ = false;
   EngineStats stats_;
 };
