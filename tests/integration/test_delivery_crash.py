@@ -86,10 +86,12 @@ def test_kill9_during_delivery_loses_nothing(sluice_factory, delivery_world, sha
     assert set(got) == good, f"unexpected recipients accepted: {sorted(set(got) - good)[:10]}"
     # Duplicates. A receiver that was holding its 250 when the relay died
     # keeps a copy the relay never heard about ("reply_sent": False): every
-    # MTA resends those. A copy whose 250 did reach the relay is sent again
-    # only in the documented window: the 250 came, the final note was not
-    # yet durable. Both kinds come from transactions in flight at the kill,
-    # so there are at most as many as connections (MAX_CONN per domain).
+    # MTA resends those; at most one per connection. A copy whose 250 did
+    # reach the relay is sent again only in the documented window: the 250
+    # came, the final outcome was not yet written by the home shard's ledger.
+    # A connection starts its next message right after a 250, so that is
+    # about one more per connection (the receiver holds each reply 40 ms);
+    # a slow build (ASan) sees a few of these.
     dups = {x: ms for x, ms in got.items() if len(ms) > 1}
     unacknowledged = window = 0
     for x, ms in dups.items():
@@ -101,10 +103,10 @@ def test_kill9_during_delivery_loses_nothing(sluice_factory, delivery_world, sha
             window += 1
         else:
             unacknowledged += 1
-    in_flight_bound = MAX_CONN * len(DOMAINS)
+    in_flight_bound = 2 * MAX_CONN * len(DOMAINS)
     print(f"shards={shards}: {done_before} transactions before the kill; recipients delivered twice: "
           f"{unacknowledged} whose 250 never reached the relay, {window} in the 250-to-durable window "
-          f"(bound {in_flight_bound} connections)")
+          f"(bound {in_flight_bound}: two per connection)")
     assert unacknowledged + window <= in_flight_bound, sorted(dups)
     # Every body arrived intact.
     for rcpts, body in items:
