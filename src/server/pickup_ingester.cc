@@ -120,6 +120,16 @@ ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out, s
 
 }  // namespace
 
+// The unlink of a committed file's claimed copy, in flight.
+struct PickupIngester::Release final : io::Completion {
+  PickupIngester* self = nullptr;
+  Item item;
+  std::string sender;
+  std::vector<std::string> recipients;
+  uint64_t size = 0;
+  void OnComplete(int result, uint32_t) override { self->OnReleased(this, result); }
+};
+
 struct PickupIngester::Batch {
   Item item;
   int dir_fd = -1;  // the claimed directory
@@ -267,7 +277,8 @@ void PickupIngester::OnRead(int result, uint32_t) {
 
 bool PickupIngester::can_claim() const {
   if (stopping_ || !shard_.spool_available()) return false;
-  return (!queue_.empty() || !reclaim_.empty()) && commits_in_flight_ < kMaxCommitsInFlight;
+  return (!queue_.empty() || !reclaim_.empty()) && commits_in_flight_ < kMaxCommitsInFlight &&
+         bytes_in_flight_ < kMaxBytesInFlight;
 }
 
 bool PickupIngester::has_work() const {
@@ -384,6 +395,7 @@ void PickupIngester::Process(Item item) {
   spool::SpoolWriter::Message* m = spool.Begin(item.id);
   spool.AppendOwned(m, std::move(msg.body));
   ++commits_in_flight_;
+  bytes_in_flight_ += size;
   spool.Commit(m, std::move(env),
                [this, item = std::move(item), sender = std::move(msg.sender),
                 recipients = std::move(msg.recipients), size](const absl::Status& status) mutable {
@@ -394,6 +406,7 @@ void PickupIngester::Process(Item item) {
 void PickupIngester::OnCommitted(const Item& item, const absl::Status& status, std::string sender,
                                  std::vector<std::string> recipients, uint64_t size) {
   --commits_in_flight_;
+  bytes_in_flight_ -= size;
   if (!status.ok()) {
     ++shard_.stats().messages_failed;
     std::fprintf(stderr, "sluice: pickup: spool commit of %s failed: %s; will retry\n",
@@ -402,25 +415,44 @@ void PickupIngester::OnCommitted(const Item& item, const absl::Status& status, s
     return;
   }
   MaybeAbort("after-commit");
-  // Durable now: the claimed copy can go. If this unlink is lost in a
-  // crash, recovery finds the origin in the spool and removes the file.
-  if (unlink(item.claimed_path.c_str()) != 0 && errno != ENOENT) {
+  // Durable now: the claimed copy can go. The unlink runs on io_uring's
+  // workers (it costs tens of microseconds on a busy journal, which capped
+  // shard 0 near 10,000 files/s when done here); the message is announced
+  // only once it completed, so delivery can never retire the record while
+  // its claimed file still exists. If the unlink is lost in a crash,
+  // recovery finds the origin in the spool and removes the file.
+  auto* release = new Release();
+  release->self = this;
+  release->item = item;
+  release->sender = std::move(sender);
+  release->recipients = std::move(recipients);
+  release->size = size;
+  io_uring_sqe* sqe = shard_.ring().Prepare(release);
+  io_uring_prep_unlinkat(sqe, AT_FDCWD, release->item.claimed_path.c_str(), 0);
+  ++releases_in_flight_;
+}
+
+void PickupIngester::OnReleased(Release* release, int result) {
+  std::unique_ptr<Release> owned(release);
+  --releases_in_flight_;
+  const Item& item = release->item;
+  if (result < 0 && result != -ENOENT) {
     std::fprintf(stderr, "sluice: pickup: cannot remove %s: %s\n", item.claimed_path.c_str(),
-                 std::strerror(errno));
+                 std::strerror(-result));
   }
   ++shard_.stats().messages_queued;
   const std::string id = item.id.ToString();
   log::ReceptionRecord r;
   r.ts_micros = base::WallMicros();
   r.id = id;
-  r.sender = sender;
-  r.recipients = &recipients;
-  r.size = size;
+  r.sender = release->sender;
+  r.recipients = &release->recipients;
+  r.size = release->size;
   r.client = "";
   r.helo = "";
   r.protocol = "pickup";
   shard_.accounting().Reception(r);
-  shard_.AnnounceQueued(item.id, recipients);
+  shard_.AnnounceQueued(item.id, release->recipients);
 }
 
 std::string PickupIngester::BadName(const Item& item) const {

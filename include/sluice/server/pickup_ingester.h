@@ -15,7 +15,7 @@
 //   2. read and validate it (pickup::ParseMessage)
 //   3a. valid: commit a spool record whose envelope says origin=<id>.pickup
 //       (SpoolWriter: durable before the callback), then unlink the claimed
-//       file
+//       file (through io_uring), then log and announce the message
 //   3b. invalid: write DIR/bad/NAME.error, rename the claimed file to
 //       DIR/bad/NAME, fsync DIR/bad, log a Rejection record
 // Start-up recovery (server.cc) finishes what a crash interrupted: a claimed
@@ -33,8 +33,8 @@
 // *.pickup.done left by a crash and, like a file, a claimed directory whose
 // record exists.
 //
-// The renames, the read (at most max_message_size bytes, plain read(2)) and
-// the unlinks are plain syscalls on the shard thread: each costs
+// The renames and the read (at most max_message_size bytes, plain read(2))
+// are plain syscalls on the shard thread: each costs
 // microseconds, and at most kClaimsPerTurn files are taken per loop turn so
 // SMTP clients on shard 0 are not starved. inotify and the spool commit go
 // through io_uring.
@@ -84,10 +84,16 @@ class PickupIngester {
   // Stop taking files; cancels the inotify read.
   void Stop();
   // Nothing in flight (commits, inotify read): the shard may exit.
-  bool idle() const { return commits_in_flight_ == 0 && !read_armed_; }
+  bool idle() const {
+    return commits_in_flight_ == 0 && releases_in_flight_ == 0 && !read_armed_;
+  }
 
   static constexpr size_t kClaimsPerTurn = 64;
-  static constexpr size_t kMaxCommitsInFlight = 512;
+  // Files read and waiting for their commit: enough to keep group commits
+  // large when an fdatasync takes tens of milliseconds (a busy journal: the
+  // producers' renames share it), bounded in count and in bytes held.
+  static constexpr size_t kMaxCommitsInFlight = 4096;
+  static constexpr uint64_t kMaxBytesInFlight = 64ull << 20;
   // Recipients-file bytes a batch reads and checks per loop turn: about
   // 20,000 rows, a few milliseconds of shard 0.
   static constexpr size_t kBatchBytesPerTurn = 1 << 20;
@@ -99,7 +105,8 @@ class PickupIngester {
     std::string claimed_name;  // <id>.pickup: the envelope's origin
     base::QueueId id;          // the message's queue id
   };
-  struct Batch;  // a batch directory being read or committed
+  struct Batch;    // a batch directory being read or committed
+  struct Release;  // a committed file's claimed copy being unlinked
 
   // Names or reclaimed items wait and a commit slot is free.
   bool can_claim() const;
@@ -112,6 +119,7 @@ class PickupIngester {
   void Reject(const Item& item, const std::string& reason);
   void OnCommitted(const Item& item, const absl::Status& status, std::string sender,
                    std::vector<std::string> recipients, uint64_t size);
+  void OnReleased(Release* release, int result);
   void MaybeAbort(const char* point) const;
   // Batches.
   void StartBatch(Item item);
@@ -139,6 +147,8 @@ class PickupIngester {
   std::unique_ptr<Batch> batch_;      // the batch being read or committed
   std::deque<Item> batches_waiting_;  // claimed batches, read one after another
   size_t commits_in_flight_ = 0;
+  uint64_t bytes_in_flight_ = 0;  // message bytes of single files not yet committed
+  size_t releases_in_flight_ = 0;
   bool stopping_ = false;
   bool read_armed_ = false;
   uint64_t next_scan_ms_ = 0;
