@@ -2,12 +2,16 @@
 // parsed a second time with its checksums made valid (preamble, footer magic,
 // version and CRCs patched in), so the fuzzer gets past the CRC-32C checks
 // into the offset arithmetic and the envelope decoder. A decoded envelope
-// must survive EncodeEnvelope/DecodeEnvelope unchanged.
+// must survive EncodeEnvelope/DecodeEnvelope unchanged, and so must the same
+// envelope with its recipients packed (PackRecipient, the batch path),
+// merge fields, values, campaign and tenant included.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "sluice/base/crc32c.h"
 #include "sluice/spool/message_file.h"
@@ -27,12 +31,40 @@ uint64_t Get(const char* p, int bytes) {
   return v;
 }
 
+bool SameRecipients(const spool::Envelope& a, const spool::Envelope& b) {
+  if (a.recipients.size() != b.recipients.size()) return false;
+  for (size_t i = 0; i < a.recipients.size(); ++i) {
+    if (a.recipients[i].address != b.recipients[i].address ||
+        a.recipients[i].values != b.recipients[i].values) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Same(const spool::Envelope& a, const spool::Envelope& b) {
+  return a.id == b.id && a.sender == b.sender && a.helo == b.helo && a.body_size == b.body_size &&
+         a.added_headers == b.added_headers && a.origin == b.origin &&
+         a.campaign == b.campaign && a.tenant == b.tenant && a.merge_fields == b.merge_fields &&
+         SameRecipients(a, b);
+}
+
 void CheckRoundTrip(const spool::Envelope& e) {
+  FUZZ_CHECK(e.merge_fields.size() <= spool::kMaxMergeFields);
+  for (const spool::Recipient& r : e.recipients) FUZZ_CHECK(r.values.size() == e.merge_fields.size());
   auto again = spool::DecodeEnvelope(spool::EncodeEnvelope(e));
-  FUZZ_CHECK(again.ok() && again->id == e.id && again->sender == e.sender &&
-             again->helo == e.helo && again->body_size == e.body_size &&
-             again->added_headers == e.added_headers &&
-             again->recipients.size() == e.recipients.size());
+  FUZZ_CHECK(again.ok() && Same(*again, e));
+  // The batch path: recipients packed, encoded by move.
+  spool::Envelope packed = e;
+  packed.recipients.clear();
+  for (const spool::Recipient& r : e.recipients) {
+    std::vector<std::string_view> values(r.values.begin(), r.values.end());
+    spool::PackRecipient(packed.packed_recipients, r.address, values);
+    ++packed.packed_count;
+  }
+  FUZZ_CHECK(packed.recipient_count() == e.recipients.size());
+  auto unpacked = spool::DecodeEnvelope(spool::EncodeEnvelope(std::move(packed)));
+  FUZZ_CHECK(unpacked.ok() && Same(*unpacked, e));
 }
 
 void Parse(std::string_view bytes) {
