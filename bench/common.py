@@ -139,6 +139,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU of a process, its live descendants, and the children
+    each of them has reaped (Postfix's master and its daemons)."""
+    children: dict = {}
+    stats: dict = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(d))
+                stats[int(d)] = sum(int(x) for x in fields[11:15])
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        total += stats.get(pid, 0)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def pss_tree_kib(root_pid: int) -> int:
     """Total PSS of a process and all its descendants."""
     children: dict = {}
@@ -357,16 +379,19 @@ class Sluice:
 class Postfix:
     """A private Postfix (bench/lib.sh postfix_setup) on a free port, with its
     own configuration and queue under work/postfix; relay_port None holds
-    every message (accepted, fsynced into the hold queue, never delivered)."""
+    every message (accepted, fsynced into the hold queue, never delivered).
+    tls=(cert, key) turns on STARTTLS in smtpd with that certificate and
+    opportunistic TLS in the smtp client (postfix_setup's TLS arguments)."""
 
-    def __init__(self, work: Path, relay_port=None):
+    def __init__(self, work: Path, relay_port=None, tls=None):
         if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
             raise RuntimeError("postfix is not installed (bench/run installs it)")
         self.port = free_port()
         self.dir = Path(work) / "postfix"
         relay = "hold" if relay_port is None else str(relay_port)
+        tls_args = f' "{tls[0]}" "{tls[1]}"' if tls else ""
         subprocess.run(["bash", "-c", f'source "{LIB}"; postfix_setup "{self.dir}" {self.port} '
-                        f"{relay}"], check=True, timeout=60)
+                        f"{relay}{tls_args}"], check=True, timeout=60)
         try:
             wait_port(self.port)
             self.master = int((self.dir / "queue" / "pid" / "master.pid").read_text().strip())

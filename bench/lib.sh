@@ -16,8 +16,13 @@ bench_wait_port() {  # host port [seconds]
 # A private Postfix: its own config and queue under $1, smtpd on 127.0.0.1:$2,
 # relaying everything to [127.0.0.1]:$3, or holding it when $3 is "hold"
 # (accepted, fsynced into the hold queue, never delivered: pure acceptance).
+# With $4 and $5 (a PEM certificate and its key), TLS both ways: smtpd offers
+# STARTTLS with that certificate, and the smtp client uses STARTTLS when the
+# next hop offers it (security level "may" on both sides), reusing TLS
+# connections through tlsproxy and resuming sessions from a cache, which is
+# how a bulk relay would be tuned (bench/tls.py).
 postfix_setup() {
-  local dir=$1 port=$2 relay=$3
+  local dir=$1 port=$2 relay=$3 tls_cert=${4:-} tls_key=${5:-}
   rm -rf "$dir"
   mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
   cp /etc/postfix/master.cf "$dir/etc/master.cf"
@@ -60,6 +65,21 @@ alias_database =
 local_recipient_maps =
 smtpd_banner = \$myhostname ESMTP
 CONF
+  if [ -n "$tls_cert" ]; then
+    # tlsproxy is commented out in Debian's master.cf; the client needs it
+    # for smtp_tls_connection_reuse (without it every delivery is a new
+    # connection and a new handshake).
+    sed -i -E 's/^#(tlsproxy +unix +- +- +)[yn]/\1n/' "$dir/etc/master.cf"
+    cat >> "$dir/etc/main.cf" <<CONF
+smtpd_tls_cert_file = $tls_cert
+smtpd_tls_key_file = $tls_key
+smtpd_tls_security_level = may
+smtpd_tls_session_cache_database = btree:$dir/data/smtpd_scache
+smtp_tls_security_level = may
+smtp_tls_connection_reuse = yes
+smtp_tls_session_cache_database = btree:$dir/data/smtp_scache
+CONF
+  fi
   chown postfix "$dir/data"
   # `postfix check` creates the queue directories with the right owners.
   postfix -c "$dir/etc" check >/dev/null 2>&1 || true

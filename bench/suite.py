@@ -13,7 +13,9 @@ packages and builds the release binaries first):
   3. a waiting backlog (bench/backlog.py): memory per queued recipient, CPU
      while idle;
   4. the Google Benchmark microbenchmarks (JSON);
-  5. optionally bench/batch.py (pickup batches), when it exists (--batch).
+  5. optionally bench/batch.py (pickup batches), when it exists (--batch);
+  6. optionally bench/tls.py (STARTTLS in, TLS relay, against Postfix with
+     TLS; --tls).
 
 It then rewrites the generated part of docs/BENCHMARKS.md (between
 <!-- bench/run:begin --> and <!-- bench/run:end -->; everything outside is
@@ -44,6 +46,7 @@ import backlog  # noqa: E402
 import common  # noqa: E402
 import inbound  # noqa: E402
 import relay  # noqa: E402
+import tls  # noqa: E402
 
 BEGIN = "<!-- bench/run:begin -->"
 END = "<!-- bench/run:end -->"
@@ -216,6 +219,16 @@ def microbenchmarks(args, build_dir: Path, out_json: Path) -> dict:
     if r.returncode != 0:
         raise RuntimeError(f"sluice_bench failed: {r.stderr.strip()[-500:]}")
     return json.loads(out_json.read_text())
+
+
+def tls_part(args, work: Path) -> dict:
+    """bench/tls.py's rows, interleaved among themselves (a separate block:
+    they need certificates and their own Postfix configuration)."""
+    if args.quick:
+        return tls.measure(reps=1, keys=("rsa",), handshakes=40, per_round=20, messages=200,
+                           postfix_messages=100, relay_messages=200, relay_postfix_messages=100,
+                           work=work / "tls")
+    return tls.measure(reps=args.reps, work=work / "tls")
 
 
 def batch(args) -> str:
@@ -404,6 +417,12 @@ def render(res: dict, doc_dir: Path, png: Path | None) -> str:
         L.append(res["batch"])
         L.append("")
 
+    if res.get("tls"):
+        L.append("### TLS (`bench/tls.py`, 2 KB, msgs/s)")
+        L.append("")
+        L.append(tls.report(res["tls"]))
+        L.append("")
+
     if res.get("errors"):
         L.append("### Parts that failed in this run")
         L.append("")
@@ -460,6 +479,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch", action="store_true", help="also run bench/batch.py if it exists")
     ap.add_argument("--batch-args", default="--recipients 300000 --files 10000",
                     help="arguments for bench/batch.py (default: sized for the 15-minute budget)")
+    ap.add_argument("--tls", action="store_true",
+                    help="also run bench/tls.py's rows (TLS against Postfix with TLS, ~4 min)")
     ap.add_argument("--quick", action="store_true",
                     help="a tiny configuration (a few hundred messages, 1 rep): checks the suite")
     ap.add_argument("--doc", default=str(common.ROOT / "docs" / "BENCHMARKS.md"))
@@ -541,6 +562,8 @@ def main(argv=None) -> int:
             res["micro"] = microbenchmarks(args, build_dir, work / "micro.json")
         if args.batch:
             res["batch"] = batch(args)
+        if args.tls:
+            res["tls"] = tls_part(args, work)
         if res.get("concurrency") and png:
             plot(res["concurrency"], png, work)
     except Exception as e:  # report what was measured, then fail
