@@ -528,10 +528,10 @@ void Engine::PrepareBody(Active* a) {
     auto m = messages_.find(a->job.message);
     SLUICE_CHECK(q != nullptr && m != messages_.end());
     for (size_t k = 1; k < a->job.recipients.size(); ++k) {
-      queue::Job j;
-      j.message = a->job.message;
-      j.failures = a->job.failures;
-      j.recipients.push_back(a->job.recipients[k]);
+      // Copied whole, then narrowed: GCC 12 sees a default-built Job's
+      // InlinedVector as "maybe uninitialized" when moved (-Werror).
+      queue::Job j = a->job;
+      j.recipients.assign(1, a->job.recipients[k]);
       q->Enqueue(std::move(j));
       ++m->second.jobs;
     }

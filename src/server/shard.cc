@@ -23,6 +23,7 @@
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
 #include "sluice/server/pickup_ingester.h"
+#include "sluice/tls/tls.h"
 #include "sluice/tls/credentials.h"
 
 namespace sluice::server {
@@ -498,6 +499,7 @@ void Shard::Run() {
   }
   // Let the last closes and log writes reach the kernel.
   io_uring_submit(ring_->raw());
+  tls::ReleaseThreadState();
 }
 
 }  // namespace sluice::server

@@ -4,6 +4,7 @@
 // with, and ssl.h's struct layouts depend on them.
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <cstring>
 #include <mutex>
@@ -13,6 +14,12 @@
 #include "sluice/base/strings.h"
 
 namespace sluice::tls {
+
+void ReleaseThreadState() {
+#if defined(HAVE_ECC) && defined(FP_ECC)
+  wc_ecc_fp_free();
+#endif
+}
 namespace {
 
 void InitLibrary() {

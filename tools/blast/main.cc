@@ -195,6 +195,7 @@ class Worker {
     io_uring_submit(ring_->raw());
     for (Conn* c : dead_) delete c;
     for (Conn* c : dying_) delete c;
+    tls::ReleaseThreadState();  // wolfSSL's per-thread ECC cache
   }
 
   void Open() {
@@ -364,7 +365,7 @@ void Conn::StartTls() {
 void Conn::DriveHandshake() {
   switch (tls_->Handshake()) {
     case tls::Session::Progress::kFailed:
-      return TlsBroken(tls_->error());
+      return TlsBroken(std::string(tls_->error()));  // a copy: TlsBroken frees tls_
     case tls::Session::Progress::kEstablished:
       ++w_.totals.tls_established;
       if (w_.totals.tls_version.empty()) {

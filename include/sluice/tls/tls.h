@@ -44,6 +44,11 @@ struct WOLFSSL;
 
 namespace sluice::tls {
 
+// Frees this thread's wolfSSL state: Debian builds wolfSSL with FP_ECC, whose
+// fixed-point cache for ECDHE is per thread and outlives the thread unless
+// freed. Call it at the end of every thread that ran handshakes.
+void ReleaseThreadState();
+
 enum class Mode : uint8_t { kServer, kClient };
 
 struct ContextOptions {
