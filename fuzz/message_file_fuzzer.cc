@@ -4,7 +4,8 @@
 // into the offset arithmetic and the envelope decoder. A decoded envelope
 // must survive EncodeEnvelope/DecodeEnvelope unchanged, and so must the same
 // envelope with its recipients packed (PackRecipient, the batch path),
-// merge fields, values, campaign and tenant included.
+// merge fields, values, campaign and tenant included. Decoding without the
+// values (DecodeOptions) must give the same verdict and addresses.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -79,7 +80,18 @@ void Parse(std::string_view bytes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view raw(reinterpret_cast<const char*>(data), size);
-  if (auto env = spool::DecodeEnvelope(raw); env.ok()) CheckRoundTrip(*env);
+  auto env = spool::DecodeEnvelope(raw);
+  if (env.ok()) CheckRoundTrip(*env);
+  // Without the values: the same verdict and the same addresses.
+  auto bare = spool::DecodeEnvelope(raw, spool::DecodeOptions{.merge_values = false});
+  FUZZ_CHECK(bare.ok() == env.ok());
+  if (env.ok()) {
+    FUZZ_CHECK(bare->recipients.size() == env->recipients.size());
+    for (size_t i = 0; i < env->recipients.size(); ++i) {
+      FUZZ_CHECK(bare->recipients[i].address == env->recipients[i].address &&
+                 bare->recipients[i].values.empty());
+    }
+  }
   Parse(raw);
 
   if (size < 48) return 0;

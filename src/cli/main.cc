@@ -317,6 +317,7 @@ std::string SpoolDir(const Options& o) {
 int QueueList(const Options& o) {
   const std::string root = SpoolDir(o);
   spool::ScanOptions scan;  // read-only: safe while the daemon runs
+  scan.merge_values = o.json;  // only --json shows a batch's values
   auto report = spool::ScanSpool(root, scan);
   if (!report.ok()) {
     std::fprintf(stderr, "sluice: %s\n", std::string(report.status().message()).c_str());

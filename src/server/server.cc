@@ -193,6 +193,7 @@ absl::Status Serve(const config::Config& config) {
   spool::ScanOptions scan;
   scan.repair = true;
   scan.verify_body = true;
+  scan.merge_values = false;  // recovery needs the addresses only
   auto recovered = spool::ScanSpool(config.spool_dir, scan);
   if (!recovered.ok()) return recovered.status();
   for (const std::string& c : recovered->corrupt) {

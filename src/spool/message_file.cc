@@ -111,7 +111,12 @@ std::string EncodeEnvelope(Envelope&& e) {
 }
 
 absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
+  return DecodeEnvelope(in, DecodeOptions{});
+}
+
+absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in, const DecodeOptions& options) {
   Envelope e;
+  std::vector<uint8_t> counts;  // values per recipient, when they are not kept
   bool have_version = false, have_id = false, have_size = false;
   std::string_view key, value;
   while (!in.empty()) {
@@ -148,8 +153,14 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
       have_size = true;
     } else if (key == "rcpt") {
       e.recipients.push_back(Recipient{std::string(value), {}});
+      if (!options.merge_values) counts.push_back(0);
     } else if (key == "value") {
       if (e.recipients.empty()) return absl::DataLossError("merge value before any recipient");
+      if (!options.merge_values) {
+        if (counts.back() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
+        ++counts.back();
+        continue;
+      }
       std::vector<std::string>& values = e.recipients.back().values;
       if (values.size() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
       values.emplace_back(value);
@@ -173,8 +184,9 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
   if (e.recipients.empty()) return absl::DataLossError("envelope has no recipients");
   // A merge record gives every recipient exactly one value per field; any
   // other record gives none.
-  for (const Recipient& r : e.recipients) {
-    if (r.values.size() != e.merge_fields.size()) {
+  for (size_t i = 0; i < e.recipients.size(); ++i) {
+    const size_t n = options.merge_values ? e.recipients[i].values.size() : counts[i];
+    if (n != e.merge_fields.size()) {
       return absl::DataLossError("a recipient's merge values do not match the merge fields");
     }
   }
@@ -250,6 +262,10 @@ absl::StatusOr<uint64_t> DecodePreamble(std::string_view b) {
 }
 
 absl::StatusOr<ParsedFile> ParseFile(std::string_view file) {
+  return ParseFile(file, DecodeOptions{});
+}
+
+absl::StatusOr<ParsedFile> ParseFile(std::string_view file, const DecodeOptions& options) {
   if (file.size() < kPreambleSize + kFooterSize) return absl::DataLossError("record too short");
   auto declared = DecodePreamble(file);
   if (!declared.ok()) return declared.status();
@@ -268,7 +284,7 @@ absl::StatusOr<ParsedFile> ParseFile(std::string_view file) {
   if (base::Crc32c(0, env_bytes.data(), env_bytes.size()) != footer->envelope_crc) {
     return absl::DataLossError("envelope checksum mismatch");
   }
-  auto envelope = DecodeEnvelope(env_bytes);
+  auto envelope = DecodeEnvelope(env_bytes, options);
   if (!envelope.ok()) return envelope.status();
   std::string_view body = file.substr(kPreambleSize, footer->envelope_offset - kPreambleSize);
   if (body.size() != envelope->body_size) return absl::DataLossError("body size mismatch");

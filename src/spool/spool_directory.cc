@@ -71,7 +71,7 @@ absl::StatusOr<std::string> ReadWhole(const std::string& path) {
 }
 
 // Footer and envelope only: enough to list and queue a message file.
-absl::StatusOr<Envelope> ReadHead(const std::string& path) {
+absl::StatusOr<Envelope> ReadHead(const std::string& path, const DecodeOptions& options) {
   Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return Errno("open", path);
   struct stat st;
@@ -95,7 +95,7 @@ absl::StatusOr<Envelope> ReadHead(const std::string& path) {
   if (base::Crc32c(0, env.data(), env.size()) != footer->envelope_crc) {
     return absl::DataLossError("envelope checksum mismatch");
   }
-  auto envelope = DecodeEnvelope(env);
+  auto envelope = DecodeEnvelope(env, options);
   if (!envelope.ok()) return envelope.status();
   if (envelope->body_size + kPreambleSize != footer->envelope_offset) {
     return absl::DataLossError("body size mismatch");
@@ -174,7 +174,7 @@ class SegmentScanner {
       }
       if (length > rest.size()) return TornTail(pos, "record runs past the end");
       if (!tombstone) {
-        auto parsed = ParseFile(rest.substr(0, length));
+        auto parsed = ParseFile(rest.substr(0, length), DecodeOptions{options_.merge_values});
         if (!parsed.ok()) {
           if (auto s = SetAside(pos, length, base::Sv(parsed.status().message()), false); !s.ok())
             return s;
@@ -316,12 +316,13 @@ absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOpti
         continue;
       }
       if (ext != ".msg") continue;
-      absl::StatusOr<Envelope> envelope = ReadHead(path);
+      const DecodeOptions decode{options.merge_values};
+      absl::StatusOr<Envelope> envelope = ReadHead(path, decode);
       if (envelope.ok() && options.verify_body) {
         auto bytes = ReadWhole(path);
         if (!bytes.ok()) {
           envelope = bytes.status();
-        } else if (auto parsed = ParseFile(*bytes); !parsed.ok()) {
+        } else if (auto parsed = ParseFile(*bytes, decode); !parsed.ok()) {
           envelope = parsed.status();
         }
       }

@@ -200,6 +200,28 @@ TEST(MessageFileBatch, PackedRecipientsEqualUnpacked) {
   EXPECT_EQ(parsed->envelope.recipients[2].values[1], std::string(300, 'z'));
 }
 
+// Readers that need only the addresses skip the values but still check
+// their count.
+TEST(MessageFileBatch, DecodeWithoutValues) {
+  const DecodeOptions no_values{.merge_values = false};
+  auto d = DecodeEnvelope(EncodeEnvelope(MergeEnvelope()), no_values);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->recipients.size(), 3u);
+  EXPECT_EQ(d->recipients[2].address, "c@example.com");
+  EXPECT_TRUE(d->recipients[2].values.empty());
+  EXPECT_EQ(d->merge_fields, MergeEnvelope().merge_fields);
+  Envelope short_one = MergeEnvelope();
+  short_one.recipients[0].values.pop_back();
+  EXPECT_FALSE(DecodeEnvelope(EncodeEnvelope(short_one), no_values).ok());
+  const std::string body = "Hello {{name}}\r\n";
+  Envelope e = MergeEnvelope();
+  e.body_size = body.size();
+  e.body_crc = base::Crc32c(0, body.data(), body.size());
+  auto parsed = ParseFile(EncodePreamble(0) + body + EncodeTrailer(e), no_values);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->envelope.recipients[0].values.empty());
+}
+
 TEST(MessageFileBatch, InconsistentMergeValuesAreRejected) {
   Envelope e = MergeEnvelope();
   e.recipients[1].values.pop_back();  // one value short

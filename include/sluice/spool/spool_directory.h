@@ -46,6 +46,7 @@ struct RecoveryReport {
 struct ScanOptions {
   bool repair = false;       // remove *.tmp, move corrupt files to corrupt/
   bool verify_body = false;  // read whole files and check the body CRC
+  bool merge_values = true;  // keep merge records' per-recipient values (DecodeOptions)
 };
 
 // Creates <root> and <root>/<n> for n < shards, and <root>/corrupt.
