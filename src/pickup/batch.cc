@@ -183,32 +183,6 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
   return true;
 }
 
-std::string FormatManifest(const Manifest& m) {
-  auto quoted = [](std::string_view s) {
-    std::string out = "\"";
-    for (char c : s) {
-      const auto u = static_cast<unsigned char>(c);
-      if (c == '"' || c == '\\') {
-        out.push_back('\\');
-        out.push_back(c);
-      } else if (u < 0x20 || u == 0x7f) {
-        absl::StrAppend(&out, "\\u00", u < 0x10 ? "0" : "", absl::Hex(u));
-      } else {
-        out.push_back(c);
-      }
-    }
-    out.push_back('"');
-    return out;
-  };
-  std::string out;
-  absl::StrAppend(&out, "sender = ", quoted(m.sender), "\n");
-  absl::StrAppend(&out, "template = ", quoted(m.template_file), "\n");
-  absl::StrAppend(&out, "recipients = ", quoted(m.recipients_file), "\n");
-  if (!m.campaign.empty()) absl::StrAppend(&out, "campaign = ", quoted(m.campaign), "\n");
-  if (!m.tenant.empty()) absl::StrAppend(&out, "tenant = ", quoted(m.tenant), "\n");
-  return out;
-}
-
 // ---------------------------------------------------------------------------
 // The template
 

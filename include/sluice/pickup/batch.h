@@ -84,9 +84,6 @@ bool ParseManifest(std::string_view toml, const BatchLimits& limits, Manifest& o
 // hidden, not the manifest, at most 255 bytes.
 bool IsBatchFileName(std::string_view name);
 
-// Writes a manifest ParseManifest accepts (TOML basic strings, escaped).
-std::string FormatManifest(const Manifest& m);
-
 struct PreparedTemplate {
   // What the spool stores as the body: the template with CRLF line ends
   // (placeholders kept) for a merge; without placeholders, the message
