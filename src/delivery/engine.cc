@@ -262,12 +262,29 @@ void Engine::Pump(uint64_t now_ms) {
   dead_.swap(dying_);
   dying_.clear();
   const uint64_t now_us = base::WallMicros();
+  // Parked domains take the slots freed since, first come first served.
+  // One that no longer needs its slot leaves it free for the next Pump
+  // (NextWakeupMs returns 0 while that can happen).
+  for (size_t free = FreeSlots(); free > 0 && !parked_.empty();) {
+    queue::DomainQueue* q = parked_.front();
+    parked_.pop_front();
+    if (parked_set_.erase(q) == 0) continue;  // worked (unparked) since
+    queues_.Reschedule(*q, now_us);
+    --free;
+  }
   due_.clear();
   queues_.Due(now_us, due_);
   for (queue::DomainQueue* q : due_) {
+    if (parked_set_.contains(q)) continue;  // out of the heap until a slot frees
     Work(*q, now_us);
     queues_.Reschedule(*q, now_us);
   }
+}
+
+size_t Engine::FreeSlots() const {
+  return connections_.size() < config_.max_outbound_connections
+             ? config_.max_outbound_connections - connections_.size()
+             : 0;
 }
 
 int Engine::NextWakeupMs(uint64_t, int max_ms) {
@@ -279,11 +296,18 @@ int Engine::NextWakeupMs(uint64_t, int max_ms) {
     wait = static_cast<int>(std::min<uint64_t>(ms, static_cast<uint64_t>(wait)));
   }
   if (resolver_) wait = resolver_->NextTickMs(wait);
+  if (!parked_.empty() && FreeSlots() > 0) wait = 0;
   return wait;
 }
 
 void Engine::Work(queue::DomainQueue& q, uint64_t now_us) {
   Destination& d = DestinationFor(q);
+  parked_set_.erase(&q);  // parks again below if still blocked (its deque entry goes stale)
+  if (q.shared_gate() != nullptr) {
+    if (auto w = shared_waiting_.find(q.shared_gate()); w != shared_waiting_.end()) {
+      w->second.erase(&q);
+    }
+  }
   if (stopping_ || q.ready_count() == 0) return;
   if (d.expires_ms <= now_ms_) {
     if (!d.resolving) Resolve(d);
@@ -307,6 +331,46 @@ void Engine::Work(queue::DomainQueue& q, uint64_t now_us) {
   while (q.ready_count() > unbusy() && connections_.size() < config_.max_outbound_connections &&
          q.MayOpenConnection(now_us).ok()) {
     OpenConnection(d, q, now_us);
+  }
+  const size_t uncovered = q.ready_count() > unbusy() ? q.ready_count() - unbusy() : 0;
+  if (uncovered == 0) return;
+  const queue::GateDecision gate = q.MayOpenConnection(now_us);
+  if (gate.ok()) {
+    // Only the shard's cap stops it. Without parking, the queue's own
+    // wake-up time would stay "now" and the shard would spin until a
+    // connection closed.
+    if (parked_set_.insert(&q).second) parked_.push_back(&q);
+    ReclaimIdle(q, uncovered, nullptr);
+  } else if (gate.gate == queue::Gate::kSlotsFull && q.shared_gate() != nullptr &&
+             q.shared_gate()->ConnectionAvailableAt(now_us) == queue::kNever &&
+             q.gate().ConnectionAvailableAt(now_us) != queue::kNever) {
+    // The by_mx budget is what is full: its other domains' idle connections
+    // would hold it for idle_connection. (A close reschedules every domain
+    // of the gate: QueueSet::CloseConnection.)
+    shared_waiting_[q.shared_gate()].insert(&q);
+    ReclaimIdle(q, uncovered, q.shared_gate());
+  }
+}
+
+bool Engine::SlotWanted(const queue::DomainQueue& q) const {
+  if (!parked_set_.empty()) return true;  // the shard's cap
+  if (q.shared_gate() == nullptr) return false;
+  const auto w = shared_waiting_.find(q.shared_gate());
+  if (w == shared_waiting_.end()) return false;
+  return w->second.size() > (w->second.contains(&q) ? 1u : 0u);
+}
+
+void Engine::ReclaimIdle(const queue::DomainQueue& q, size_t wanted,
+                         const queue::ShapingGate* shared) {
+  for (OutboundConnection* c : std::vector<OutboundConnection*>(connections_)) {
+    if (wanted == 0) return;
+    if (c->finished() || c->job != nullptr || c->idle_since_ms() == 0) continue;
+    const auto* d = static_cast<Destination*>(c->owner);
+    if (d->q == &q || (shared != nullptr && d->q->shared_gate() != shared)) continue;
+    c->set_idle_since_ms(0);
+    c->session().Quit();
+    c->Send();
+    --wanted;
   }
 }
 
@@ -440,7 +504,10 @@ void Engine::OnReady(OutboundConnection& c) {
   std::optional<queue::Job> job = q.TakeReady(c.queue_slot, now_us);
   if (!job) {
     const queue::GateDecision why = q.MaySend(c.queue_slot, now_us);
-    if (why.gate == queue::Gate::kConnectionDone || why.gate == queue::Gate::kSuspended) {
+    // Out of work while another domain waits for the slot this connection
+    // holds: give it up now rather than after idle_connection.
+    if (why.gate == queue::Gate::kConnectionDone || why.gate == queue::Gate::kSuspended ||
+        (why.gate == queue::Gate::kNoWork && SlotWanted(q))) {
       c.session().Quit();
       c.Send();
     } else {

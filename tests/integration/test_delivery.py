@@ -870,8 +870,12 @@ def test_max_outbound_connections_per_shard(sluice_factory, delivery_world):
                            default=dict(slow_reply={"data_end": 150}))
     relay = start_relay(sluice_factory, world, args=["--shards", "1"], delivery={"max_outbound_connections": 2})
     items = [([f"u{k}@{d}"], msg(f"cap {d} {k}", to=f"u{k}@{d}")) for d in domains for k in range(3)]
+    t0 = time.monotonic()
     ids = send_many(relay, items)
     world.wait_messages(len(items), timeout=30)
+    took = time.monotonic() - t0
+    print(f"18 messages to six domains over 2 connections in {took:.2f}s")
+    assert took < 1.0 + scaled(3.0), took  # no idle_connection wait at the cap (8 s before)
     spans = []
     for h in hosts:
         for c in world[h].connections():
@@ -966,10 +970,17 @@ def test_shaping_max_connections_by_mx(sluice_factory, delivery_world):
     relay = start_relay(sluice_factory, world, args=["--shards", "1"],
                         shaping=[{"pattern": "mx-127-0-0-2.test", "by_mx": True, "max_connections": 2}])
     items = [([f"u{i}@{d}"], msg(f"bymx {d} {i}", to=f"u{i}@{d}")) for d in domains for i in range(3)]
+    t0 = time.monotonic()
     ids = send_many(relay, items)
     r = world["127.0.0.2"]
     r.wait_messages(len(items), timeout=20)
+    took = time.monotonic() - t0
     assert r.peak_connections() <= 2, [(c["conn"], c["open"]) for c in r.connections()]
+    # A connection whose domain has no more mail gives its slot to a waiting
+    # domain at once; it used to idle for idle_connection (2 s) on it, so
+    # ten domains took 12 s for what two connections do in about 1.6 s.
+    print(f"30 messages over a shared budget of 2 connections in {took:.2f}s")
+    assert took < 1.0 + scaled(3.0), took
     assert_exactly_once(world, {rc[0]: (b, q) for (rc, b), q in zip(items, ids)})
 
 
@@ -1046,6 +1057,26 @@ def test_waiting_costs_no_cpu(sluice_factory, delivery_world):
     print(f"CPU {used * 100:.2f}% of a core while waiting; {delivered} of 200 delivered at 2/s")
     assert used < 0.05, used
     assert delivered <= 2 * (time.monotonic() - t0 + 1.5) + 2, delivered
+
+
+def test_waiting_at_the_connection_cap_costs_no_cpu(sluice_factory, delivery_world):
+    """max_outbound_connections = 1 and a receiver holding its reply for 3 s:
+    the second domain waits for the shard's only slot without spinning (it
+    took two thirds of a core before domains parked), then goes."""
+    world = delivery_world(mx={"a.test": "127.0.0.2", "b.test": "127.0.0.3", "snd.test": SENDER_HOST},
+                           default=dict(slow_reply={"data_end": 3000}, slow_reply_count=1))
+    relay = start_relay(sluice_factory, world, args=["--shards", "1"], delivery={"max_outbound_connections": 1})
+    send_many(relay, [(["x@a.test"], msg("a")), (["y@b.test"], msg("b"))])
+    time.sleep(0.5)
+    c0, t0 = cpu_seconds(relay.pid), time.monotonic()
+    time.sleep(2.0)
+    used = (cpu_seconds(relay.pid) - c0) / (time.monotonic() - t0)
+    print(f"CPU {used * 100:.2f}% of a core while a domain waits at the connection cap")
+    assert used < 0.05, used
+    world.wait_messages(2, timeout=10)
+    spans = sorted((c["t"], c["t_close"] or time.monotonic()) for h in ("127.0.0.2", "127.0.0.3")
+                   for c in world[h].connections())
+    assert spans[1][0] >= spans[0][1] - 0.05, spans  # one at a time
 
 
 # --------------------------------------------------------------------------

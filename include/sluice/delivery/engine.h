@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/config/config.h"
@@ -119,6 +121,12 @@ class Engine final : public ConnectionDelegate {
 
   Destination& DestinationFor(queue::DomainQueue& q);
   void Work(queue::DomainQueue& q, uint64_t now_us);
+  // Asks up to `wanted` idle connections of other destinations to QUIT now
+  // (those sharing `shared` only, when it is set): they hold slots `q` needs.
+  void ReclaimIdle(const queue::DomainQueue& q, size_t wanted, const queue::ShapingGate* shared);
+  size_t FreeSlots() const;
+  // Another domain waits for a slot this idle connection of `q` holds.
+  bool SlotWanted(const queue::DomainQueue& q) const;
   void Resolve(Destination& d);
   void OnResolved(const std::string& domain, const dns::MxResult& result);
   // `counted`: the reply already reached the shaping gate (one event is one
@@ -161,6 +169,17 @@ class Engine final : public ConnectionDelegate {
   std::vector<OutboundConnection*> dying_;
   std::vector<OutboundConnection*> dead_;
   std::vector<queue::DomainQueue*> due_;
+  // Domains with mail waiting for the shard's connection cap
+  // (max_outbound_connections), in arrival order. A parked domain is left
+  // out of the wake-up heap (Pump drops it when Due returns it), so it costs
+  // nothing until a connection closes; then Pump reschedules one per free slot.
+  std::deque<queue::DomainQueue*> parked_;
+  absl::flat_hash_set<const queue::DomainQueue*> parked_set_;
+  // Domains with mail waiting for a full by_mx budget, per shared gate. A
+  // connection of another domain of that gate that runs out of work QUITs at
+  // once instead of idling on the slot (OnReady).
+  absl::flat_hash_map<const queue::ShapingGate*, absl::flat_hash_set<const queue::DomainQueue*>>
+      shared_waiting_;
   absl::flat_hash_map<int, int> dir_fds_;
   // Segments kept open for reading records, by "dir/name" (at most
   // kFileCache idle ones). An entry with reads in flight is never closed: a
