@@ -96,8 +96,8 @@ struct Engine::Active {
   bool counted = false;    // detached: `preset` already reached the shaping gate
   smtp::Reply preset;
   std::string mx, ip;  // detached: the host that failed, if any
-  std::string record;
-  std::optional<spool::ParsedFile> parsed;
+  RecordPtr record;  // shared with every job of the message (record_cache.h)
+  const spool::ParsedFile* parsed = nullptr;  // into record
   // What goes out after the added headers: the spooled body, or for a mail
   // merge this recipient's rendering of the stored template.
   std::string_view body;
@@ -475,9 +475,7 @@ void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool per
     a->job = std::move(job);
     auto m = messages_.find(a->job.message);
     SLUICE_CHECK(m != messages_.end());
-    ReadRecord(WhereOf(m->second), [this, a](absl::StatusOr<std::string> bytes) {
-      OnRecord(a, std::move(bytes));
-    });
+    LoadRecord(a, WhereOf(m->second));
   }
 }
 
@@ -529,24 +527,26 @@ void Engine::StartJob(OutboundConnection& c, queue::Job job) {
   c.job = a;
   auto m = messages_.find(a->job.message);
   SLUICE_CHECK(m != messages_.end());
-  ReadRecord(WhereOf(m->second),
-             [this, a](absl::StatusOr<std::string> bytes) { OnRecord(a, std::move(bytes)); });
+  LoadRecord(a, WhereOf(m->second));
 }
 
-void Engine::OnRecord(Active* a, absl::StatusOr<std::string> bytes) {
-  if (bytes.ok()) {
-    a->record = std::move(*bytes);
-    auto parsed = spool::ParseFile(a->record);
-    if (parsed.ok()) {
-      a->parsed = std::move(*parsed);
-    } else {
-      bytes = parsed.status();
-    }
-  }
-  if (!bytes.ok()) {
+void Engine::LoadRecord(Active* a, const RecordRef& where) {
+  records_.Get(
+      a->job.message,
+      [this, where](std::function<void(absl::StatusOr<std::string>)> done) {
+        ReadRecord(where, std::move(done));
+      },
+      [this, a](absl::StatusOr<RecordPtr> record) { OnRecord(a, std::move(record)); });
+}
+
+void Engine::OnRecord(Active* a, absl::StatusOr<RecordPtr> record) {
+  if (record.ok()) {
+    a->record = *std::move(record);
+    a->parsed = &a->record->parsed;
+  } else {
     ++stats_.record_errors;
     std::fprintf(stderr, "sluice: delivery: message %s: %s\n", a->job.message.ToString().c_str(),
-                 std::string(bytes.status().message()).c_str());
+                 std::string(record.status().message()).c_str());
   }
   if (a->parsed) PrepareBody(a);
   a->results.resize(a->job.recipients.size());
@@ -611,17 +611,9 @@ void Engine::PrepareBody(Active* a) {
   static const std::vector<std::string> kNoValues;
   const std::vector<std::string>& values =
       idx < env.recipients.size() ? env.recipients[idx].values : kNoValues;
-  auto rendered = merge::RenderStored(a->parsed->body, env.merge_fields, values);
-  if (!rendered.ok()) {
-    ++stats_.record_errors;
-    std::fprintf(stderr, "sluice: delivery: message %s: cannot render the merge template: %s\n",
-                 a->job.message.ToString().c_str(),
-                 std::string(rendered.status().message()).c_str());
-    a->parsed.reset();  // handled like an unreadable record: deferred, then expired
-    a->body = std::string_view();
-    return;
-  }
-  a->rendered = *std::move(rendered);
+  // Compiled once per record (RecordCache checked it against merge_fields).
+  SLUICE_CHECK(a->record->compiled.has_value());
+  a->rendered = merge::Render(*a->record->compiled, values);
   a->body = a->rendered;
 }
 
@@ -745,7 +737,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   if (!failed.empty()) {
     std::vector<uint32_t> indexes;
     for (const Final& f : failed) indexes.push_back(f.index);
-    const bool want_dsn = env != nullptr && !dsn::LooksLikeDsn(env->sender, a->record.empty()
+    const bool want_dsn = env != nullptr && !dsn::LooksLikeDsn(env->sender, a->record == nullptr
                                                                                ? std::string_view()
                                                                                : a->body);
     if (!want_dsn) {
@@ -790,7 +782,10 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
     }
   }
   if (pending.recipients.empty()) {
-    if (--m->second.jobs == 0) messages_.erase(m);
+    if (--m->second.jobs == 0) {
+      records_.Forget(m->first);
+      messages_.erase(m);
+    }
   }
   delete a;
   --actives_;
@@ -1065,8 +1060,7 @@ size_t Engine::BounceQueued(std::string_view what) {
     a->job = std::move(job);
     auto m = messages_.find(a->job.message);
     SLUICE_CHECK(m != messages_.end());
-    ReadRecord(WhereOf(m->second),
-               [this, a](absl::StatusOr<std::string> bytes) { OnRecord(a, std::move(bytes)); });
+    LoadRecord(a, WhereOf(m->second));
   }
   return recipients;
 }

@@ -35,6 +35,7 @@
 #include "sluice/config/config.h"
 #include "sluice/delivery/ledger.h"
 #include "sluice/delivery/outbound_connection.h"
+#include "sluice/delivery/record_cache.h"
 #include "sluice/dns/resolver.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
@@ -135,7 +136,8 @@ class Engine final : public ConnectionDelegate {
                  const std::string& mx, const std::string& ip, bool counted);
   void OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us);
   void StartJob(OutboundConnection& c, queue::Job job);
-  void OnRecord(Active* a, absl::StatusOr<std::string> bytes);
+  void LoadRecord(Active* a, const RecordRef& where);
+  void OnRecord(Active* a, absl::StatusOr<RecordPtr> record);
   void PrepareBody(Active* a);
   void FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive);
   void Conclude(const queue::Job& job, const std::string& domain, const spool::Envelope* envelope,
@@ -164,6 +166,8 @@ class Engine final : public ConnectionDelegate {
   absl::flat_hash_map<std::string, std::unique_ptr<Destination>> destinations_;
   absl::flat_hash_map<base::QueueId, Message> messages_;
   std::vector<std::string> file_names_;  // interned record file names
+  // Loaded records, shared by a message's jobs; 64 MiB of idle ones kept.
+  RecordCache records_{64u << 20};
   absl::flat_hash_map<std::string, uint32_t> file_index_;
   std::vector<OutboundConnection*> connections_;
   std::vector<OutboundConnection*> dying_;
