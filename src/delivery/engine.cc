@@ -71,6 +71,10 @@ struct Engine::Destination {
   uint16_t port = 25;
   uint64_t expires_ms = 0;  // 0: not resolved
   bool resolving = false;
+  // A connection failed before its session was ready while others were
+  // still open or opening: no new connection until one of them is ready or
+  // ends (they tell whether the host answers and how many it takes).
+  bool doubtful = false;
   std::vector<OutboundConnection*> conns;
 };
 
@@ -277,6 +281,9 @@ void Engine::Pump(uint64_t now_ms) {
   for (queue::DomainQueue* q : due_) {
     if (parked_set_.contains(q)) continue;  // out of the heap until a slot frees
     Work(*q, now_us);
+    // A doubtful destination is woken by its connections (OnReady,
+    // OnFinished), not by the clock, which would say "now" until they do.
+    if (DestinationFor(*q).doubtful) continue;
     queues_.Reschedule(*q, now_us);
   }
 }
@@ -328,12 +335,12 @@ void Engine::Work(queue::DomainQueue& q, uint64_t now_us) {
     for (OutboundConnection* c : d.conns) n += (!c->finished() && c->job == nullptr);
     return n;
   };
-  while (q.ready_count() > unbusy() && connections_.size() < config_.max_outbound_connections &&
-         q.MayOpenConnection(now_us).ok()) {
+  while (!d.doubtful && q.ready_count() > unbusy() &&
+         connections_.size() < config_.max_outbound_connections && q.MayOpenConnection(now_us).ok()) {
     OpenConnection(d, q, now_us);
   }
   const size_t uncovered = q.ready_count() > unbusy() ? q.ready_count() - unbusy() : 0;
-  if (uncovered == 0) return;
+  if (uncovered == 0 || d.doubtful) return;
   const queue::GateDecision gate = q.MayOpenConnection(now_us);
   if (gate.ok()) {
     // Only the shard's cap stops it. Without parking, the queue's own
@@ -499,6 +506,13 @@ void Engine::OnReady(OutboundConnection& c) {
     return;
   }
   const uint64_t now_us = base::WallMicros();
+  if (!c.seen_ready) {
+    c.seen_ready = true;
+    if (d.doubtful) {
+      d.doubtful = false;  // the host answers: more connections may try
+      queues_.Reschedule(q, now_us);
+    }
+  }
   std::optional<queue::Job> job = q.TakeReady(c.queue_slot, now_us);
   if (!job) {
     const queue::GateDecision why = q.MaySend(c.queue_slot, now_us);
@@ -818,14 +832,22 @@ void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool
     q.ReportConnectionReply(queue::Reply{info.reply.code, info.reply.text}, now_us);
   }
   queues_.CloseConnection(q, c.queue_slot, now_us);
-  if (!ever_ready) {
+  if (ever_ready) {
+    d.doubtful = false;  // a working connection ended: a new one may try
+  } else {
     ++stats_.connection_failures;
-    // No target would talk to us. Unless a sibling connection works, the
-    // destination is unreachable: every ready job waits for its retry.
-    // (A sibling still connecting proves nothing: counting it would open
-    // connection after connection to a dead host.)
+    // No target would talk to this connection. While siblings are open or
+    // opening, that may be a limit ("421 too many connections" at the
+    // greeting) rather than a dead host: the jobs stay ready for them, but
+    // no new connection opens until one of them is ready or ends (opening
+    // one per failure was a connection storm against a dead host). When
+    // none is left, the destination is unreachable: every ready job waits
+    // for its retry. (Failing them while siblings were still in their
+    // greeting deferred a whole backlog whenever the receiver limited
+    // connections: 40 messages deferred for one 421 out of eight.)
     bool sibling = false;
-    for (OutboundConnection* o : d.conns) sibling |= !o->finished() && o->ever_ready();
+    for (OutboundConnection* o : d.conns) sibling |= !o->finished();
+    d.doubtful = sibling;
     if (!sibling) {
       smtp::Reply r = info.reply;
       if (r.code >= 500 || r.code == 0) r.code = 451;  // a refusal at connect is not final

@@ -984,6 +984,43 @@ def test_shaping_max_connections_by_mx(sluice_factory, delivery_world):
     assert_exactly_once(world, {rc[0]: (b, q) for (rc, b), q in zip(items, ids)})
 
 
+def test_receiver_connection_limit_defers_nothing(sluice_factory, delivery_world):
+    """The receiver takes two connections and greets the others with 421 "too
+    many connections": the refused ones back the destination off, and the
+    mail goes over the two that were accepted. Before, the first 421 arrived
+    while the accepted ones were still in their greeting, so the whole
+    backlog was deferred for the retry interval."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(max_connections=2, slow_reply={"data_end": 50})})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"},
+                        shaping=[{"pattern": "d1.test", "max_connections": 8}])
+    sent = queue_suspended(relay, world, "d1.test", 40, "rl")
+    relay.admin("resume d1.test")
+    r = world["127.0.0.2"]
+    r.wait_messages(40, timeout=20)
+    assert records(relay, "TransientFailure") == []
+    refused = [c for c in r.connections() if c["refused"] == "max-connections"]
+    assert refused, "the receiver's limit was never reached: nothing tested"
+    (q,) = [x for x in admin_list(relay) if x["domain"] == "d1.test"]
+    assert q["rate_permille"] < 1000, q  # each refusal is a 421
+    assert_exactly_once(world, sent)
+
+
+def test_unreachable_destination_no_connection_storm(sluice_factory, delivery_world):
+    """Every connection is refused at the greeting: the first attempt opens
+    one connection per ready job up to max_connections, then defers them all;
+    no connection is opened per failure."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(connect_421=True)})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"},
+                        shaping=[{"pattern": "d1.test", "max_connections": 4}])
+    queue_suspended(relay, world, "d1.test", 10, "dead")
+    relay.admin("resume d1.test")
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 10, timeout=10, what="all ten deferred")
+    time.sleep(0.5)
+    assert len(world["127.0.0.2"].connections()) <= 4, len(world["127.0.0.2"].connections())
+
+
 def test_shaping_message_rate(sluice_factory, delivery_world):
     """messages_per_second = 20 with a burst of 1: 81 messages take about 4 s
     at the receiver, the observed rate within 10% of 20/s."""

@@ -110,6 +110,7 @@ class OutboundConnection final : public smtp::ClientHandler {
   // A job's report already gave the shaping gate the 421 that closes this
   // connection: OnFinished must not count it a second time.
   bool close_reply_counted = false;
+  bool seen_ready = false;  // the engine has had its first OnReady
 
  private:
   struct Op final : io::Completion {
