@@ -52,7 +52,8 @@ const pickup::PreparedTemplate& Template() {
     auto* p = new pickup::PreparedTemplate;
     pickup::BatchError e;
     pickup::BatchLimits l;
-    if (!pickup::PrepareTemplate("t.eml", "To: {{name}} <{{email}}>\r\nSubject: {{s}}\r\n\r\n{{s}}{{s}}\r\n",
+    if (!pickup::PrepareTemplate("t.eml",
+                                 "To: {{name}} <{{email}}>\r\nSubject: {{s}}\r\n\r\n{{s}}{{s}}\r\n",
                                  l, *p, e)) {
       std::abort();
     }

@@ -45,14 +45,14 @@ bool SameRecipients(const spool::Envelope& a, const spool::Envelope& b) {
 
 bool Same(const spool::Envelope& a, const spool::Envelope& b) {
   return a.id == b.id && a.sender == b.sender && a.helo == b.helo && a.body_size == b.body_size &&
-         a.added_headers == b.added_headers && a.origin == b.origin &&
-         a.campaign == b.campaign && a.tenant == b.tenant && a.merge_fields == b.merge_fields &&
-         SameRecipients(a, b);
+         a.added_headers == b.added_headers && a.origin == b.origin && a.campaign == b.campaign &&
+         a.tenant == b.tenant && a.merge_fields == b.merge_fields && SameRecipients(a, b);
 }
 
 void CheckRoundTrip(const spool::Envelope& e) {
   FUZZ_CHECK(e.merge_fields.size() <= spool::kMaxMergeFields);
-  for (const spool::Recipient& r : e.recipients) FUZZ_CHECK(r.values.size() == e.merge_fields.size());
+  for (const spool::Recipient& r : e.recipients)
+    FUZZ_CHECK(r.values.size() == e.merge_fields.size());
   auto again = spool::DecodeEnvelope(spool::EncodeEnvelope(e));
   FUZZ_CHECK(again.ok() && Same(*again, e));
   // The batch path: recipients packed, encoded by move.

@@ -116,8 +116,10 @@ int PrintDomains(const std::vector<std::string>& replies, bool json) {
     for (size_t i = 1; i < r.size(); ++i) {
       const char c = r[i];
       if (in_string) {
-        if (c == '\\') ++i;
-        else if (c == '"') in_string = false;
+        if (c == '\\')
+          ++i;
+        else if (c == '"')
+          in_string = false;
       } else if (c == '"') {
         in_string = true;
       } else if (c == '{') {

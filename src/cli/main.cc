@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "admin_client.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
@@ -21,7 +22,6 @@
 #include "sluice/pickup/batch.h"
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
-#include "admin_client.h"
 #include "sluice/server/server.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/tls/password.h"
@@ -77,7 +77,8 @@ constexpr char kUsage[] =
     "                            e.g. --route '*=[127.0.0.2]:2526'\n"
     "  --control-dir DIR         control sockets (admin.control_dir; default SPOOL/control)\n"
     "  --json                    queue list/messages: JSON lines\n"
-    "  --listen-tls ADDR:PORT    implicit-TLS listener (RFC 8314), repeatable (replaces tls.listen)\n"
+    "  --listen-tls ADDR:PORT    implicit-TLS listener (RFC 8314), repeatable (replaces "
+    "tls.listen)\n"
     "  --tls-cert FILE           TLS certificate chain (PEM), enables STARTTLS\n"
     "  --tls-key FILE            its private key (PEM)\n"
     "  --password-file FILE      AUTH users (see sluice passwd), enables AUTH\n";
@@ -316,7 +317,7 @@ std::string SpoolDir(const Options& o) {
 
 int QueueList(const Options& o) {
   const std::string root = SpoolDir(o);
-  spool::ScanOptions scan;  // read-only: safe while the daemon runs
+  spool::ScanOptions scan;     // read-only: safe while the daemon runs
   scan.merge_values = o.json;  // only --json shows a batch's values
   auto report = spool::ScanSpool(root, scan);
   if (!report.ok()) {
@@ -542,10 +543,9 @@ int InjectBatchCommand(const Options& o, const config::Config& c) {
       total += n;
       if (total > limits.max_recipients_file_size) {
         std::fclose(f);
-        return refuse(pickup::BatchError{manifest.recipients_file, 0, 0,
-                                         absl::StrCat("file exceeds the limit (",
-                                                      limits.max_recipients_file_size,
-                                                      " bytes)")});
+        return refuse(pickup::BatchError{
+            manifest.recipients_file, 0, 0,
+            absl::StrCat("file exceeds the limit (", limits.max_recipients_file_size, " bytes)")});
       }
       ok = builder.Feed(std::string_view(buf, n));
     }

@@ -1461,9 +1461,8 @@ absl::StatusOr<OutboundTls> ParseOutboundTls(std::string_view name) {
   if (name == "opportunistic") return OutboundTls::kOpportunistic;
   if (name == "required") return OutboundTls::kRequired;
   if (name == "verify") return OutboundTls::kVerify;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown TLS policy '", Sv(name),
-                   "' (disabled, opportunistic, required or verify)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown TLS policy '", Sv(name), "' (disabled, opportunistic, required or verify)"));
 }
 
 const char* OutboundTlsName(OutboundTls policy) {

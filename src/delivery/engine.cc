@@ -22,8 +22,8 @@
 namespace sluice::delivery {
 namespace {
 
-constexpr size_t kFileCache = 64;      // open spool files kept for reading records
-constexpr size_t kMaxTargets = 20;     // addresses tried per connection
+constexpr size_t kFileCache = 64;   // open spool files kept for reading records
+constexpr size_t kMaxTargets = 20;  // addresses tried per connection
 constexpr size_t kBodyPiece = 64 * 1024;
 
 smtp::Reply MakeReply(int code, std::string_view enhanced, std::string text, bool local = true) {
@@ -94,13 +94,13 @@ struct Engine::Active {
   queue::Job job;
   std::string domain;
   OutboundConnection* conn = nullptr;
-  bool detached = false;  // decided without a connection: `preset` is every result
+  bool detached = false;   // decided without a connection: `preset` is every result
   bool abandoned = false;  // its connection ended before the message started
   bool reported = false;   // already out of the queue (administrator's bounce)
   bool counted = false;    // detached: `preset` already reached the shaping gate
   smtp::Reply preset;
   std::string mx, ip;  // detached: the host that failed, if any
-  RecordPtr record;  // shared with every job of the message (record_cache.h)
+  RecordPtr record;    // shared with every job of the message (record_cache.h)
   const spool::ParsedFile* parsed = nullptr;  // into record
   // What goes out after the added headers: the spooled body, or for a mail
   // merge this recipient's rendering of the stored template.
@@ -155,8 +155,7 @@ struct ReadOp final : io::Completion {
 
 }  // namespace
 
-Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host,
-               std::string hostname)
+Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname)
     : ring_(ring),
       config_(config),
       host_(host),
@@ -336,7 +335,8 @@ void Engine::Work(queue::DomainQueue& q, uint64_t now_us) {
     return n;
   };
   while (!d.doubtful && q.ready_count() > unbusy() &&
-         connections_.size() < config_.max_outbound_connections && q.MayOpenConnection(now_us).ok()) {
+         connections_.size() < config_.max_outbound_connections &&
+         q.MayOpenConnection(now_us).ok()) {
     OpenConnection(d, q, now_us);
   }
   const size_t uncovered = q.ready_count() > unbusy() ? q.ready_count() - unbusy() : 0;
@@ -460,8 +460,8 @@ void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) 
     const bool permanent = result.kind == dns::ResultKind::kPermanent;
     d.targets.clear();
     d.expires_ms = 0;
-    const std::string code = result.enhanced_code.empty() ? (permanent ? "5.4.4" : "4.4.3")
-                                                          : result.enhanced_code;
+    const std::string code =
+        result.enhanced_code.empty() ? (permanent ? "5.4.4" : "4.4.3") : result.enhanced_code;
     FailReady(q, MakeReply(permanent ? 550 : 451, code, result.text), permanent, "", "", false);
   }
   queues_.Reschedule(q, now_us);
@@ -567,9 +567,9 @@ void Engine::OnRecord(Active* a, absl::StatusOr<RecordPtr> record) {
   if (a->detached || a->abandoned || !a->parsed) {
     smtp::Reply reply = a->preset;
     if (!a->detached) {
-      reply = MakeReply(451, "4.3.0",
-                        a->parsed ? "connection ended before the message started"
-                                  : "spool record unreadable");
+      reply = MakeReply(
+          451, "4.3.0",
+          a->parsed ? "connection ended before the message started" : "spool record unreadable");
     }
     OutboundConnection* c = a->detached || a->abandoned ? nullptr : a->conn;
     if (c != nullptr) c->job = nullptr;
@@ -698,8 +698,8 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
       outcome = a->results[k]->first;
       reply = a->results[k]->second;
     }
-    const std::string rcpt = env && idx < env->recipients.size() ? env->recipients[idx].address
-                                                                  : std::string();
+    const std::string rcpt =
+        env && idx < env->recipients.size() ? env->recipients[idx].address : std::string();
     const std::string sender = env ? env->sender : std::string();
     switch (outcome) {
       case smtp::Outcome::kDelivered:
@@ -714,8 +714,8 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
         break;
       case smtp::Outcome::kTransient:
         ++stats_.deferred;
-        Record("TransientFailure", a->job.message, sender, rcpt, a->domain, mx, ip, reply,
-               attempt, tls);
+        Record("TransientFailure", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt,
+               tls);
         pending.recipients.push_back(idx);
         break;
     }
@@ -733,12 +733,11 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
       expired = true;
       for (uint32_t idx : rr.expired->recipients) {
         ++stats_.expired;
-        const std::string rcpt = env && idx < env->recipients.size()
-                                     ? env->recipients[idx].address
-                                     : std::string();
+        const std::string rcpt =
+            env && idx < env->recipients.size() ? env->recipients[idx].address : std::string();
         smtp::Reply why = decisive;
-        Record("Expiration", a->job.message, env ? env->sender : std::string(), rcpt, a->domain,
-               mx, ip, why, attempt, tls);
+        Record("Expiration", a->job.message, env ? env->sender : std::string(), rcpt, a->domain, mx,
+               ip, why, attempt, tls);
         failed.push_back(Final{idx, why});
       }
       pending.recipients.clear();
@@ -751,9 +750,9 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   if (!failed.empty()) {
     std::vector<uint32_t> indexes;
     for (const Final& f : failed) indexes.push_back(f.index);
-    const bool want_dsn = env != nullptr && !dsn::LooksLikeDsn(env->sender, a->record == nullptr
-                                                                               ? std::string_view()
-                                                                               : a->body);
+    const bool want_dsn =
+        env != nullptr &&
+        !dsn::LooksLikeDsn(env->sender, a->record == nullptr ? std::string_view() : a->body);
     if (!want_dsn) {
       host_.ReportFinal(a->job.message, dir, indexes);
     } else {
@@ -822,8 +821,7 @@ void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool
     d.plaintext_until_ms = now_ms_ + 3600 * 1000;
   }
   d.conns.erase(std::remove(d.conns.begin(), d.conns.end(), &c), d.conns.end());
-  connections_.erase(std::remove(connections_.begin(), connections_.end(), &c),
-                     connections_.end());
+  connections_.erase(std::remove(connections_.begin(), connections_.end(), &c), connections_.end());
   // One closing reply is one backoff step: counted here unless the job it
   // ended already counted it (FinishJob), and never again per failed job.
   if ((info.reason == smtp::CloseReason::kServerClosing ||
@@ -913,8 +911,8 @@ void Engine::ReadRecord(const RecordRef& where,
     }
     fd = openat(dfd->second, where.file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      return done(absl::InternalError(
-          absl::StrCat("open spool file ", key, ": ", std::strerror(errno))));
+      return done(
+          absl::InternalError(absl::StrCat("open spool file ", key, ": ", std::strerror(errno))));
     }
     // Message files are read once per attempt and may be large: do not cache.
     if (where.length != 0) {
@@ -1032,9 +1030,9 @@ std::string Engine::ListJson() {
     log::AppendJsonString(out, q.domain());
     absl::StrAppend(&out, ",\"ready\":", s.ready, ",\"deferred\":", s.deferred,
                     ",\"in_flight\":", s.in_flight, ",\"recipients\":", s.recipients,
-                    ",\"connections\":", s.connections, ",\"oldest_us\":",
-                    s.oldest == queue::kNever ? 0 : s.oldest, ",\"next_attempt_us\":",
-                    s.next_attempt == queue::kNever ? 0 : s.next_attempt,
+                    ",\"connections\":", s.connections,
+                    ",\"oldest_us\":", s.oldest == queue::kNever ? 0 : s.oldest,
+                    ",\"next_attempt_us\":", s.next_attempt == queue::kNever ? 0 : s.next_attempt,
                     ",\"rate_permille\":", s.scale_permille,
                     ",\"suspended\":", s.suspended ? "true" : "false", "}");
   });

@@ -34,9 +34,9 @@ struct Ledger::File {
   std::string name;
   uint16_t dir = 0;
   bool segment = false;
-  int fd = -1;        // segments: opened for the tombstone writes
-  int dir_fd = -1;    // message files: for the directory fsync after unlink
-  uint32_t live = 0;  // live messages in it
+  int fd = -1;                  // segments: opened for the tombstone writes
+  int dir_fd = -1;              // message files: for the directory fsync after unlink
+  uint32_t live = 0;            // live messages in it
   bool removal_queued = false;  // in maybe_empty_ (at most once: Tick may free it)
 };
 

@@ -7,8 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -84,10 +84,9 @@ void OutboundConnection::Connect() {
   fd_ = socket(t.ip.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     const int err = errno;
-    return NextTargetOrFinish(smtp::CloseInfo{smtp::CloseReason::kConnectionLost,
-                                              smtp::Outcome::kTransient,
-                                              LocalReply(451, absl::StrCat("4.4.0 socket: ",
-                                                                           std::strerror(err)))});
+    return NextTargetOrFinish(
+        smtp::CloseInfo{smtp::CloseReason::kConnectionLost, smtp::Outcome::kTransient,
+                        LocalReply(451, absl::StrCat("4.4.0 socket: ", std::strerror(err)))});
   }
   int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -393,7 +392,8 @@ void OutboundConnection::OnClosed(const smtp::CloseInfo& info) {
 
 void OutboundConnection::NextTargetOrFinish(const smtp::CloseInfo& info) {
   if (finished_) return;
-  if (!ever_ready_ && tls_fallback_ && !fallback_used_ && info.outcome == smtp::Outcome::kTransient) {
+  if (!ever_ready_ && tls_fallback_ && !fallback_used_ &&
+      info.outcome == smtp::Outcome::kTransient) {
     // Opportunistic TLS failed: the same target once more, in the clear.
     fallback_used_ = true;
     pending_next_ = true;

@@ -54,8 +54,8 @@ class Compiler {
     if (!t_.pieces.empty() && t_.pieces.back().field < 0) {
       t_.pieces.back().size += static_cast<uint32_t>(s.size());
     } else {
-      t_.pieces.push_back({static_cast<uint32_t>(t_.literals.size()),
-                           static_cast<uint32_t>(s.size()), -1});
+      t_.pieces.push_back(
+          {static_cast<uint32_t>(t_.literals.size()), static_cast<uint32_t>(s.size()), -1});
     }
     t_.literals.append(s);
   }

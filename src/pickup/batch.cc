@@ -157,8 +157,7 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
       if (!out.sender.empty() && out.sender != "<>") {
         std::string why, parsed;
         if (!ParseAddress(out.sender, smtp::PathKind::kReversePath, parsed, out.smtputf8, why)) {
-          return fail(line,
-                      absl::StrCat("sender: bad address '", Shown(out.sender), "': ", why));
+          return fail(line, absl::StrCat("sender: bad address '", Shown(out.sender), "': ", why));
         }
         out.sender = std::move(parsed);
       } else {
@@ -253,8 +252,9 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
         }
         if (base::StartsWithIgnoreCase(name, "X-Sluice-Envelope-")) {
           return fail(number, 0,
-                      absl::StrCat(Av(name), " in a batch template (the envelope comes from the "
-                                             "manifest and the recipients file)"));
+                      absl::StrCat(Av(name),
+                                   " in a batch template (the envelope comes from the "
+                                   "manifest and the recipients file)"));
         }
         if (base::EqualsIgnoreCase(name, "Date")) out.has_date = true;
         if (base::EqualsIgnoreCase(name, "Message-ID")) out.has_message_id = true;
@@ -289,9 +289,7 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
 
 struct BatchBuilder::ArenaHash {
   const BatchBuilder* b;
-  size_t operator()(uint32_t i) const {
-    return absl::Hash<absl::string_view>()(Av(b->Address(i)));
-  }
+  size_t operator()(uint32_t i) const { return absl::Hash<absl::string_view>()(Av(b->Address(i))); }
 };
 struct BatchBuilder::ArenaEq {
   const BatchBuilder* b;
@@ -306,8 +304,8 @@ BatchBuilder::BatchBuilder(const PreparedTemplate& t, std::string template_file,
       limits_(limits),
       reader_(CsvLimits{limits.max_record_size, limits.max_columns},
               [this](const CsvRecord& r) { OnRecord(r); }),
-      seen_(std::make_unique<absl::flat_hash_set<uint32_t, ArenaHash, ArenaEq>>(
-          0, ArenaHash{this}, ArenaEq{this})) {}
+      seen_(std::make_unique<absl::flat_hash_set<uint32_t, ArenaHash, ArenaEq>>(0, ArenaHash{this},
+                                                                                ArenaEq{this})) {}
 
 BatchBuilder::~BatchBuilder() = default;
 
@@ -374,8 +372,8 @@ void BatchBuilder::Header(const CsvRecord& r) {
   bool have_email = false;
   for (size_t i = 0; i < r.fields.size(); ++i) {
     const std::string_view name = Trim(r.fields[i]);
-    if (name.empty()) return Reject(r.line, 0, file_, absl::StrCat("header row: column ", i + 1,
-                                                                   " has no name"));
+    if (name.empty())
+      return Reject(r.line, 0, file_, absl::StrCat("header row: column ", i + 1, " has no name"));
     for (const std::string& seen : columns_) {
       if (seen == name) {
         return Reject(r.line, 0, file_,
@@ -421,8 +419,7 @@ void BatchBuilder::Row(const CsvRecord& r) {
   const std::string_view email = Trim(r.fields[email_column_]);
   if (email.empty()) return Skip(r.line, "empty email");
   if (email.size() > limits_.max_address_length) {
-    return Skip(r.line, absl::StrCat("address longer than ", limits_.max_address_length,
-                                     " bytes"));
+    return Skip(r.line, absl::StrCat("address longer than ", limits_.max_address_length, " bytes"));
   }
   std::string address, why;
   bool utf8 = false;
@@ -433,9 +430,9 @@ void BatchBuilder::Row(const CsvRecord& r) {
     const std::string_view v = r.fields[field_columns_[f]];
     const std::string& name = t_.compiled.fields[f];
     if (v.size() > limits_.max_value_length) {
-      return Skip(r.line, absl::StrCat("field '", name, "': value of ", v.size(),
-                                       " bytes exceeds the limit (", limits_.max_value_length,
-                                       ")"));
+      return Skip(r.line,
+                  absl::StrCat("field '", name, "': value of ", v.size(),
+                               " bytes exceeds the limit (", limits_.max_value_length, ")"));
     }
     if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
       return Skip(r.line, absl::StrCat("field '", name,
@@ -475,8 +472,8 @@ void BatchBuilder::Row(const CsvRecord& r) {
   spool::PackRecipient(packed_, address, values_);
   if (packed_.size() > limits_.max_packed_size) {
     return Reject(0, 0, file_,
-                  absl::StrCat("the recipients and their values exceed ",
-                               limits_.max_packed_size, " bytes: split the batch"));
+                  absl::StrCat("the recipients and their values exceed ", limits_.max_packed_size,
+                               " bytes: split the batch"));
   }
   ++accepted_;
   smtputf8_ |= utf8;

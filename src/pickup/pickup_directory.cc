@@ -163,8 +163,7 @@ absl::Status WriteBatchFile(const std::string& path, const BatchFile& f) {
   return s;
 }
 
-absl::Status RemoveTreeAt(int parent, const std::string& name, const std::string& path,
-                          int depth) {
+absl::Status RemoveTreeAt(int parent, const std::string& name, const std::string& path, int depth) {
   if (unlinkat(parent, name.c_str(), 0) == 0 || errno == ENOENT) return absl::OkStatus();
   if (errno != EISDIR && errno != EPERM) return Errno("unlink", path);
   if (depth >= 8) return absl::FailedPreconditionError(path + ": directories nested too deep");
@@ -248,7 +247,9 @@ absl::StatusOr<std::string> InjectBatch(const std::string& dir,
 
 absl::Status RemoveTree(const std::string& path) {
   const size_t slash = path.rfind('/');
-  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : path.substr(0, slash);
   const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   int fd = open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? absl::OkStatus() : Errno("open", parent);

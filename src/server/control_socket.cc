@@ -11,8 +11,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "sluice/delivery/engine.h"
 #include "sluice/base/strings.h"
+#include "sluice/delivery/engine.h"
 #include "sluice/log/json.h"
 #include "sluice/server/shard.h"
 
@@ -138,8 +138,7 @@ void ControlSocket::OnSent(Client* c, int result) {
   c->sent += static_cast<size_t>(result);
   if (c->sent < c->out.size()) {
     io_uring_sqe* sqe = shard_.ring().Prepare(&c->send);
-    io_uring_prep_send(sqe, c->fd, c->out.data() + c->sent, c->out.size() - c->sent,
-                       MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, c->fd, c->out.data() + c->sent, c->out.size() - c->sent, MSG_NOSIGNAL);
     return;
   }
   Finish(c);
@@ -165,14 +164,16 @@ std::string ControlSocket::Execute(std::string_view line) {
     if (engine != nullptr) {
       const delivery::EngineStats& s = engine->stats();
       absl::StrAppend(&out, ",\"jobs_received\":", s.jobs_received, ",\"delivered\":", s.delivered,
-                      ",\"deferred\":", s.deferred, ",\"bounced\":", s.bounced, ",\"expired\":",
-                      s.expired, ",\"dsns\":", s.dsns, ",\"connections_opened\":",
-                      s.connections_opened, ",\"connection_failures\":", s.connection_failures);
+                      ",\"deferred\":", s.deferred, ",\"bounced\":", s.bounced,
+                      ",\"expired\":", s.expired, ",\"dsns\":", s.dsns,
+                      ",\"connections_opened\":", s.connections_opened,
+                      ",\"connection_failures\":", s.connection_failures);
     }
     const delivery::LedgerStats& l = shard_.ledger().stats();
     absl::StrAppend(&out, ",\"live_messages\":", shard_.ledger().live_messages(),
-                    ",\"messages_retired\":", l.messages_retired, ",\"journal_entries\":",
-                    l.journal_entries, ",\"segments_removed\":", l.segments_removed, "}");
+                    ",\"messages_retired\":", l.messages_retired,
+                    ",\"journal_entries\":", l.journal_entries,
+                    ",\"segments_removed\":", l.segments_removed, "}");
     return out;
   }
   // Unknown verbs first, so that a typo is not answered "needs an argument".

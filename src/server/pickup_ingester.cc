@@ -107,8 +107,8 @@ ReadOutcome ReadAt(int dir_fd, const std::string& name, size_t max, std::string_
   close(fd);
   out.resize(got);
   if (got > max) {
-    why = absl::StrCat(base::Av(what), ": file exceeds the ", base::Av(limit), " (", max,
-                       " bytes)");
+    why =
+        absl::StrCat(base::Av(what), ": file exceeds the ", base::Av(limit), " (", max, " bytes)");
     return ReadOutcome::kInvalid;
   }
   return ReadOutcome::kOk;
@@ -642,8 +642,7 @@ void PickupIngester::CommitBatch() {
     if (!s.ok()) {
       // The valid recipients are not held back for a report: it goes to
       // stderr instead.
-      std::fprintf(stderr,
-                   "sluice: pickup: batch %s: cannot write %s: %s; skipped rows:\n%s",
+      std::fprintf(stderr, "sluice: pickup: batch %s: cannot write %s: %s; skipped rows:\n%s",
                    Printable(b.item.name).c_str(), path.c_str(), std::string(s.message()).c_str(),
                    note.c_str());
     }

@@ -159,7 +159,8 @@ absl::StatusOr<JournalState> RecoverJournals(const config::Config& config,
     const uint64_t seq = ++state.sequence[i];
     const std::string path = absl::StrCat(dir, "/", spool::JournalFileName(seq));
     const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, keep[i].data(), keep[i].size()) != static_cast<ssize_t>(keep[i].size()) ||
+    if (fd < 0 ||
+        write(fd, keep[i].data(), keep[i].size()) != static_cast<ssize_t>(keep[i].size()) ||
         fdatasync(fd) != 0) {
       const int err = errno;
       if (fd >= 0) close(fd);
@@ -268,8 +269,7 @@ absl::Status Serve(const config::Config& config) {
     shard_objects[0]->AdoptClaimed(*std::move(claimed));
     for (int i = 0; i < shards; ++i) {
       shard_objects[static_cast<size_t>(i)]->AdoptRecovered(
-          std::move(adopted[static_cast<size_t>(i)]),
-          journals->sequence[static_cast<size_t>(i)]);
+          std::move(adopted[static_cast<size_t>(i)]), journals->sequence[static_cast<size_t>(i)]);
     }
   }
   std::atomic<int> stop_barrier{shards};

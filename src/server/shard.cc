@@ -23,8 +23,8 @@
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
 #include "sluice/server/pickup_ingester.h"
-#include "sluice/tls/tls.h"
 #include "sluice/tls/credentials.h"
+#include "sluice/tls/tls.h"
 
 namespace sluice::server {
 namespace {
@@ -94,8 +94,7 @@ absl::Status Shard::Init() {
   spool_ = std::make_unique<spool::SpoolWriter>(*ring_, *buffers_, spool_dir_fd_,
                                                 [this] { return NextQueueId(); });
   log_ = std::make_unique<log::AccountingLog>(*ring_, log_fd_);
-  ledger_ = std::make_unique<delivery::Ledger>(*ring_, config_.spool_dir, index_,
-                                               journal_sequence_,
+  ledger_ = std::make_unique<delivery::Ledger>(*ring_, config_.spool_dir, index_, journal_sequence_,
                                                [this] { return spool_->segment_name(); });
   spool_->set_stored_hook([this](const spool::StoredRecord& r) {
     ledger_->Add(r.id,
@@ -109,7 +108,8 @@ absl::Status Shard::Init() {
 
   // Plain listeners, then the implicit-TLS ones (tls.listen / --listen-tls).
   std::vector<std::pair<base::SocketAddress, bool>> addresses;
-  for (const base::SocketAddress& addr : config_.listen_addresses) addresses.emplace_back(addr, false);
+  for (const base::SocketAddress& addr : config_.listen_addresses)
+    addresses.emplace_back(addr, false);
   if (credentials_ != nullptr) {
     for (const base::SocketAddress& addr : credentials_->implicit_tls_addresses()) {
       addresses.emplace_back(addr, true);
@@ -188,8 +188,8 @@ void Shard::OnAccept(Listener* l, int result, uint32_t flags) {
       const base::IpAddress ip = base::IpAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer));
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      auto* c = new Connection(*this, fd, ip.ToString(), config_.relay_networks.Contains(ip),
-                               l->policy);
+      auto* c =
+          new Connection(*this, fd, ip.ToString(), config_.relay_networks.Contains(ip), l->policy);
       c->shard_slot = connections_.size();
       connections_.push_back(c);
       c->Start();

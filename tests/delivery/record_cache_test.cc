@@ -74,9 +74,8 @@ TEST(RecordCache, IdleRecordsTrimmedPastTheBudgetHeldOnesKept) {
   // ~2.1 KB each: the budget keeps two; the held oldest one is never dropped.
   EXPECT_LE(cache.bytes(), 5000u + 2200u);
   EXPECT_EQ(cache.size(), 2u);
-  cache.Get(base::QueueId(1 << 8), reads.reader(), [&](absl::StatusOr<RecordPtr> r) {
-    EXPECT_EQ(r->get(), held.get());
-  });
+  cache.Get(base::QueueId(1 << 8), reads.reader(),
+            [&](absl::StatusOr<RecordPtr> r) { EXPECT_EQ(r->get(), held.get()); });
   EXPECT_EQ(reads.pending.size(), 4u);  // no new read for the held one
 }
 

@@ -252,17 +252,19 @@ TEST(AccountingLogBatch, ReceptionOfABatch) {
   r.protocol = "pickup";
   std::string out;
   AccountingLog::FormatReception(out, r);
-  EXPECT_EQ(out,
-            "{\"type\":\"Reception\",\"ts\":\"2026-03-03T09:05:07.123456Z\",\"id\":\"0ABCDEFGHJKMN\","
-            "\"sender\":\"news@example.com\",\"recipients\":[\"a@example.net\",\"b@example.org\"],"
-            "\"size\":123,\"client\":\"\",\"helo\":\"\",\"protocol\":\"pickup\"}\n");
+  EXPECT_EQ(
+      out,
+      "{\"type\":\"Reception\",\"ts\":\"2026-03-03T09:05:07.123456Z\",\"id\":\"0ABCDEFGHJKMN\","
+      "\"sender\":\"news@example.com\",\"recipients\":[\"a@example.net\",\"b@example.org\"],"
+      "\"size\":123,\"client\":\"\",\"helo\":\"\",\"protocol\":\"pickup\"}\n");
   r.campaign = "c1";
   r.tenant = "t1";
   r.skipped = 0;
   out.clear();
   AccountingLog::FormatReception(out, r);
-  EXPECT_NE(out.find(",\"protocol\":\"pickup\",\"campaign\":\"c1\",\"tenant\":\"t1\",\"skipped\":0}\n"),
-            std::string::npos)
+  EXPECT_NE(
+      out.find(",\"protocol\":\"pickup\",\"campaign\":\"c1\",\"tenant\":\"t1\",\"skipped\":0}\n"),
+      std::string::npos)
       << out;
 }
 

@@ -51,13 +51,15 @@ TEST(Template, PlaceholdersFieldsAndRender) {
   EXPECT_EQ(merge::RenderedSize(t, views), out.size());
   EXPECT_EQ(merge::Render(t, views), out);
   // The longest line holding a placeholder, with its CRLF.
-  EXPECT_EQ(merge::LongestMergedLine(t, views), std::string("To: Ann <ann@example.net>\r\n").size());
+  EXPECT_EQ(merge::LongestMergedLine(t, views),
+            std::string("To: Ann <ann@example.net>\r\n").size());
 }
 
 TEST(Template, EscapesAndLoneBraces) {
   const CompiledTemplate t = MustCompile("S: x\n\n{{{{literal}} { } }} {{{{{{{{ {{v}}}}\n");
   EXPECT_EQ(t.fields, std::vector<std::string>{"v"});
-  EXPECT_EQ(merge::Render(t, std::vector<std::string>{"V"}), "S: x\n\n{{literal}} { } }} {{{{ V}}\n");
+  EXPECT_EQ(merge::Render(t, std::vector<std::string>{"V"}),
+            "S: x\n\n{{literal}} { } }} {{{{ V}}\n");
   // No placeholders at all: the literals are the message.
   const CompiledTemplate plain = MustCompile("S: {{{{x}}\n\nbody {{{{\n");
   EXPECT_FALSE(plain.has_placeholders());
@@ -218,10 +220,11 @@ TEST(PrepareTemplate, LineLengthAndSizeEdges) {
 TEST(Manifest, FullAndMinimal) {
   Manifest m;
   BatchError e;
-  ASSERT_TRUE(ParseManifest("# a batch\nsender = \"<news@example.com>\"\n"
-                            "template = \"t.eml\"\nrecipients = \"r.csv\"\n"
-                            "campaign = \"nov-2026\"\ntenant = \"acme\"\n",
-                            BatchLimits{}, m, e))
+  ASSERT_TRUE(
+      ParseManifest("# a batch\nsender = \"<news@example.com>\"\n"
+                    "template = \"t.eml\"\nrecipients = \"r.csv\"\n"
+                    "campaign = \"nov-2026\"\ntenant = \"acme\"\n",
+                    BatchLimits{}, m, e))
       << e.ToString();
   EXPECT_EQ(m.sender, "news@example.com");
   EXPECT_EQ(m.template_file, "t.eml");
@@ -229,9 +232,9 @@ TEST(Manifest, FullAndMinimal) {
   EXPECT_EQ(m.campaign, "nov-2026");
   EXPECT_EQ(m.tenant, "acme");
   for (const char* null_sender : {"\"\"", "\"<>\""}) {
-    ASSERT_TRUE(ParseManifest(std::string("sender = ") + null_sender +
-                                  "\ntemplate = \"a\"\nrecipients = \"b\"\n",
-                              BatchLimits{}, m, e))
+    ASSERT_TRUE(ParseManifest(
+        std::string("sender = ") + null_sender + "\ntemplate = \"a\"\nrecipients = \"b\"\n",
+        BatchLimits{}, m, e))
         << e.ToString();
     EXPECT_EQ(m.sender, "");
     EXPECT_EQ(m.campaign, "");
@@ -348,17 +351,21 @@ TEST(Csv, Rfc4180) {
   };
   EXPECT_EQ(ReadCsv(in), want);
   // Any split of the input gives the same records.
-  for (size_t chunk : {1, 2, 3, 5, 7, 64}) EXPECT_EQ(ReadCsv(in, CsvLimits{}, chunk), want) << chunk;
+  for (size_t chunk : {1, 2, 3, 5, 7, 64})
+    EXPECT_EQ(ReadCsv(in, CsvLimits{}, chunk), want) << chunk;
 }
 
 TEST(Csv, ByteOrderMark) {
   const std::vector<Got> want = {{1, {"email"}, ""}, {2, {"a@b.c"}, ""}};
   for (size_t chunk : {0, 1, 2}) {
-    EXPECT_EQ(ReadCsv("\xEF\xBB\xBF" "email\na@b.c\n", CsvLimits{}, chunk), want) << chunk;
+    EXPECT_EQ(ReadCsv("\xEF\xBB\xBF"
+                      "email\na@b.c\n",
+                      CsvLimits{}, chunk),
+              want)
+        << chunk;
   }
   // Not a BOM: kept.
-  EXPECT_EQ(ReadCsv("\xEF\xBBx\n", CsvLimits{}, 1),
-            (std::vector<Got>{{1, {"\xEF\xBBx"}, ""}}));
+  EXPECT_EQ(ReadCsv("\xEF\xBBx\n", CsvLimits{}, 1), (std::vector<Got>{{1, {"\xEF\xBBx"}, ""}}));
   EXPECT_EQ(ReadCsv("\xEF"), (std::vector<Got>{{1, {"\xEF"}, ""}}));
   EXPECT_TRUE(ReadCsv("").empty());
   EXPECT_TRUE(ReadCsv("\xEF\xBB\xBF").empty());
@@ -366,11 +373,11 @@ TEST(Csv, ByteOrderMark) {
 
 TEST(Csv, MalformedRecordsAreReportedAndSkipped) {
   const std::vector<Got> got = ReadCsv(
-      "a,\"b\"x,c\n"     // text after a closing quote
+      "a,\"b\"x,c\n"  // text after a closing quote
       "ok,1\n"
-      "bad\rcr\n"        // bare CR
+      "bad\rcr\n"  // bare CR
       "ok,2\n"
-      "\"open,quote");   // truncated inside quotes
+      "\"open,quote");  // truncated inside quotes
   const std::vector<Got> want = {
       {1, {}, "text after the closing quote of a field"},
       {2, {"ok", "1"}, ""},
@@ -385,7 +392,8 @@ TEST(Csv, RecordSizeAndFieldCountEdges) {
   CsvLimits l;
   l.max_record_size = 10;  // bytes with the line end
   l.max_fields = 3;
-  EXPECT_EQ(ReadCsv("123456789\nx\n", l), (std::vector<Got>{{1, {"123456789"}, ""}, {2, {"x"}, ""}}));
+  EXPECT_EQ(ReadCsv("123456789\nx\n", l),
+            (std::vector<Got>{{1, {"123456789"}, ""}, {2, {"x"}, ""}}));
   EXPECT_EQ(ReadCsv("1234567890\nx\n", l),
             (std::vector<Got>{{1, {}, "record longer than 10 bytes"}, {2, {"x"}, ""}}));
   // Long quoted content with newlines inside counts too; lines stay right.
@@ -434,8 +442,8 @@ struct Built {
   std::vector<spool::Recipient> recipients;  // decoded from the packed bytes
 };
 
-Built Build(const PreparedTemplate& t, std::string_view csv, const BatchLimits& limits = SmallLimits(),
-            size_t chunk = 0) {
+Built Build(const PreparedTemplate& t, std::string_view csv,
+            const BatchLimits& limits = SmallLimits(), size_t chunk = 0) {
   BatchBuilder b(t, "t.eml", "r.csv", limits);
   Built out;
   bool fed = true;
@@ -468,16 +476,16 @@ TEST(BatchBuilder, RowsValuesAndNotes) {
   const PreparedTemplate t = Prepare(kMergeTemplate);
   ASSERT_EQ(t.compiled.fields, (std::vector<std::string>{"name", "email", "city"}));
   const std::string csv =
-      "email, name ,city,unused\r\n"      // names are trimmed
+      "email, name ,city,unused\r\n"  // names are trimmed
       "ann@example.net,Ann,Oslo,x\r\n"
-      "not-an-address,Bad,Rome,x\r\n"     // line 3
+      "not-an-address,Bad,Rome,x\r\n"  // line 3
       "bob@example.org,Bob,\"Rio, RJ\",x\r\n"
-      "\r\n"                              // blank: ignored, not counted
-      "carol@example.com,Carol\r\n"       // line 6: too few fields
+      "\r\n"                                  // blank: ignored, not counted
+      "carol@example.com,Carol\r\n"           // line 6: too few fields
       "ann@example.net,Ann again,Oslo,x\r\n"  // line 7: duplicate
-      ",Nobody,Nowhere,x\r\n"             // line 8: empty email
-      "dan@example.com,\"Dan\nD\",x,x\r\n"  // line 9: line break in a value
-      "eve@example.com,Eve,Paris,x";        // no final line end
+      ",Nobody,Nowhere,x\r\n"                 // line 8: empty email
+      "dan@example.com,\"Dan\nD\",x,x\r\n"    // line 9: line break in a value
+      "eve@example.com,Eve,Paris,x";          // no final line end
   for (size_t chunk : {0, 1, 7}) {
     const Built b = Build(t, csv, SmallLimits(), chunk);
     ASSERT_TRUE(b.ok) << b.error.ToString();
@@ -518,7 +526,8 @@ TEST(BatchBuilder, RejectedWhole) {
   const PreparedTemplate t = Prepare(kMergeTemplate);
   Built b = Build(t, "name,city\nAnn,Oslo\n");
   EXPECT_FALSE(b.ok);
-  EXPECT_EQ(b.error.ToString(), "r.csv line 1: header row has no 'email' column (columns: name, city)");
+  EXPECT_EQ(b.error.ToString(),
+            "r.csv line 1: header row has no 'email' column (columns: name, city)");
   b = Build(t, "email,name\na@example.net,Ann\n");  // the template wants {{city}}
   EXPECT_FALSE(b.ok);
   EXPECT_EQ(b.error.ToString(),
@@ -536,7 +545,9 @@ TEST(BatchBuilder, RejectedWhole) {
   b = Build(t, "email,\"name\n");
   EXPECT_NE(b.error.reason.find("header row: unterminated"), std::string::npos) << b.error.reason;
   // Binary junk: no header row worth the name.
-  b = Build(t, std::string("\x7f" "ELF\x02\x01\x01\x00\x00\xff\xfe", 12));
+  b = Build(t, std::string("\x7f"
+                           "ELF\x02\x01\x01\x00\x00\xff\xfe",
+                           12));
   EXPECT_FALSE(b.ok);
   EXPECT_NE(b.error.reason.find("no 'email' column"), std::string::npos) << b.error.reason;
 }
@@ -545,7 +556,8 @@ TEST(BatchBuilder, RecipientCountEdge) {
   const PreparedTemplate t = Prepare("Subject: {{n}}\n\nx\n");
   BatchLimits l = SmallLimits();  // max_recipients = 10
   std::string csv = "email,n\n";
-  for (int i = 0; i < 10; ++i) csv += "r" + std::to_string(i) + "@example.net," + std::to_string(i) + "\n";
+  for (int i = 0; i < 10; ++i)
+    csv += "r" + std::to_string(i) + "@example.net," + std::to_string(i) + "\n";
   Built b = Build(t, csv, l);
   ASSERT_TRUE(b.ok) << b.error.ToString();
   EXPECT_EQ(b.accepted, 10u);

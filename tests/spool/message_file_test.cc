@@ -192,8 +192,7 @@ TEST(MessageFileBatch, PackedRecipientsEqualUnpacked) {
   const std::string body = "Hello {{name}}\r\n";
   for_trailer.body_size = body.size();
   for_trailer.body_crc = base::Crc32c(0, body.data(), body.size());
-  const std::string file =
-      EncodePreamble(0) + body + EncodeTrailer(std::move(for_trailer));
+  const std::string file = EncodePreamble(0) + body + EncodeTrailer(std::move(for_trailer));
   auto parsed = ParseFile(file);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->body, body);

@@ -254,7 +254,8 @@ TEST_F(SpoolWriterTest, PackedBatchRecord) {
   e.campaign = "c1";
   e.merge_fields = {"name", "n"};
   for (uint32_t i = 0; i < kRecipients; ++i) {
-    const std::string address = "user" + std::to_string(i) + "@d" + std::to_string(i % 97) + ".test";
+    const std::string address =
+        "user" + std::to_string(i) + "@d" + std::to_string(i % 97) + ".test";
     const std::string n = std::to_string(i);
     PackRecipient(e.packed_recipients, address, {"Name", n});
     ++e.packed_count;

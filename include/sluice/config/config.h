@@ -96,13 +96,13 @@ struct Config {
 
   // ---- [tls] and [auth] (docs/CONFIGURATION.md); read by tls::Credentials,
   // which checks them at start-up and on SIGHUP. ----
-  std::string tls_cert_file;                // PEM: leaf, then the chain; empty: no TLS
-  std::string tls_key_file;                 // PEM private key of tls_cert_file
-  std::string tls_min_version = "1.2";      // "1.2" or "1.3"
-  std::vector<std::string> listen_tls;      // implicit-TLS listeners (RFC 8314), ADDR:PORT
-  std::vector<std::string> require_tls_on;  // listeners (ADDR:PORT or "*"): TLS before MAIL
-  std::string auth_password_file;           // "user:$pbkdf2-sha256$..." lines; empty: no AUTH
-  bool auth_allow_plaintext = false;        // offer AUTH without TLS
+  std::string tls_cert_file;                 // PEM: leaf, then the chain; empty: no TLS
+  std::string tls_key_file;                  // PEM private key of tls_cert_file
+  std::string tls_min_version = "1.2";       // "1.2" or "1.3"
+  std::vector<std::string> listen_tls;       // implicit-TLS listeners (RFC 8314), ADDR:PORT
+  std::vector<std::string> require_tls_on;   // listeners (ADDR:PORT or "*"): TLS before MAIL
+  std::string auth_password_file;            // "user:$pbkdf2-sha256$..." lines; empty: no AUTH
+  bool auth_allow_plaintext = false;         // offer AUTH without TLS
   std::vector<std::string> require_auth_on;  // listeners (ADDR:PORT or "*"): AUTH before MAIL
   uint32_t auth_max_failures = 3;            // failed AUTHs per address before a lock
   uint32_t auth_lock_s = 300;                // the lock, and the window failures count in
@@ -122,7 +122,7 @@ struct Config {
   uint32_t idle_connection_ms = 2000;        // an idle outbound connection sends QUIT after this
   uint32_t max_outbound_connections = 2000;  // per shard, all destinations together
   OutboundTls outbound_tls = OutboundTls::kOpportunistic;  // delivery.tls
-  std::string outbound_tls_ca_file;        // delivery.tls_ca_file; empty: the system CA store
+  std::string outbound_tls_ca_file;          // delivery.tls_ca_file; empty: the system CA store
   std::vector<TlsPolicyEntry> tls_policies;  // [delivery.tls_policy] "pattern" = "policy"
   DeliveryTimeouts timeouts;                 // [delivery.timeouts]
 

@@ -202,7 +202,7 @@ class Engine final : public ConnectionDelegate {
   uint64_t now_ms_ = 0;
   size_t actives_ = 0;
   std::string record_campaign_;  // of the job FinishJob is recording
-  std::string record_tenant_;  // jobs being attempted (incl. record reads, detached ones)
+  std::string record_tenant_;    // jobs being attempted (incl. record reads, detached ones)
   bool stopping_ = false;
   EngineStats stats_;
 };

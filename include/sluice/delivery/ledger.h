@@ -131,7 +131,7 @@ class Ledger {
   absl::flat_hash_map<uint64_t, Journal> journals_;
   uint64_t journal_seq_;
   const uint64_t recovered_journal_seq_;  // first_journal_seq: recovery's compacted journal
-  Journal* journal_ = nullptr;  // the one appended to
+  Journal* journal_ = nullptr;            // the one appended to
 
   // This turn's work.
   std::string journal_buffer_;
@@ -140,7 +140,7 @@ class Ledger {
   std::unique_ptr<TombstoneBatch> tombstones_;  // written, not yet fdatasynced
   uint64_t tombstones_since_ms_ = 0;
   TombstoneBatch* syncing_ = nullptr;  // its fdatasyncs in flight
-  size_t in_flight_ = 0;  // batches and journal writes
+  size_t in_flight_ = 0;               // batches and journal writes
   std::vector<File*> maybe_empty_;
   LedgerStats stats_;
 };

@@ -15,10 +15,13 @@
 // encrypted only once the previous ciphertext was sent, so it stays bounded.
 // An opportunistic handshake that fails is retried once in the clear with
 // the same target (RFC 3207 leaves that to the client; Postfix does the
-// same); required/verify policies make it a transient failure. The session's timeouts are checked from the
-// engine's tick. The object is freed by the engine only after every operation
-// it started has completed (Released).
+// same); required/verify policies make it a transient failure. The session's timeouts are checked
+// from the engine's tick. The object is freed by the engine only after every operation it started
+// has completed (Released).
 #pragma once
+
+#include <linux/time_types.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdint>
@@ -26,9 +29,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <linux/time_types.h>
-#include <sys/socket.h>
 
 #include "sluice/base/cidr.h"
 #include "sluice/dns/resolver.h"
@@ -104,9 +104,9 @@ class OutboundConnection final : public smtp::ClientHandler {
   void set_idle_since_ms(uint64_t ms) { idle_since_ms_ = ms; }
 
   // The engine's bookkeeping.
-  void* owner = nullptr;     // the destination it serves
-  uint32_t queue_slot = 0;   // queue::ConnectionId
-  void* job = nullptr;       // the job in flight, if any
+  void* owner = nullptr;    // the destination it serves
+  uint32_t queue_slot = 0;  // queue::ConnectionId
+  void* job = nullptr;      // the job in flight, if any
   // A job's report already gave the shaping gate the 421 that closes this
   // connection: OnFinished must not count it a second time.
   bool close_reply_counted = false;
@@ -114,8 +114,7 @@ class OutboundConnection final : public smtp::ClientHandler {
 
  private:
   struct Op final : io::Completion {
-    Op(OutboundConnection* owner, void (OutboundConnection::*method)(int))
-        : c(owner), fn(method) {}
+    Op(OutboundConnection* owner, void (OutboundConnection::*method)(int)) : c(owner), fn(method) {}
     void OnComplete(int result, uint32_t) override { (c->*fn)(result); }
     OutboundConnection* c;
     void (OutboundConnection::*fn)(int);

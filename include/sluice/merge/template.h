@@ -28,7 +28,7 @@
 namespace sluice::merge {
 
 inline constexpr size_t kMaxFieldNameLength = 64;
-inline constexpr size_t kMaxFields = 64;  // distinct fields (= spool::kMaxMergeFields)
+inline constexpr size_t kMaxFields = 64;            // distinct fields (= spool::kMaxMergeFields)
 inline constexpr size_t kMaxPlaceholders = 10'000;  // placeholders in one template
 
 struct TemplateError {
@@ -58,12 +58,12 @@ struct CompiledTemplate {
     uint32_t column = 0;
   };
 
-  std::string literals;       // the literal text, escapes resolved
-  std::vector<Piece> pieces;  // in order; adjacent literals merged
-  std::vector<std::string> fields;   // distinct names, in order of first use
-  std::vector<Position> first_use;   // per field: where it first appears
-  std::vector<uint32_t> uses;        // per field: how many placeholders name it
-  std::vector<bool> in_header;       // per field: used in the header section
+  std::string literals;             // the literal text, escapes resolved
+  std::vector<Piece> pieces;        // in order; adjacent literals merged
+  std::vector<std::string> fields;  // distinct names, in order of first use
+  std::vector<Position> first_use;  // per field: where it first appears
+  std::vector<uint32_t> uses;       // per field: how many placeholders name it
+  std::vector<bool> in_header;      // per field: used in the header section
   std::vector<MergedLine> merged_lines;
 
   bool has_placeholders() const { return !fields.empty(); }

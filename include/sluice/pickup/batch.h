@@ -42,15 +42,16 @@ struct BatchLimits {
   size_t max_manifest_size = 64 * 1024;
   size_t max_template_size = 50 * 1024 * 1024;  // server.max_message_size
   size_t max_message_size = 50 * 1024 * 1024;   // a rendered message (server.max_message_size)
-  size_t max_line_length = 1000;  // template and rendered lines, with CRLF (server.max_data_line_length)
+  size_t max_line_length =
+      1000;  // template and rendered lines, with CRLF (server.max_data_line_length)
   size_t max_recipients = 1'000'000;
   uint64_t max_recipients_file_size = 512ull * 1024 * 1024;
-  size_t max_record_size = 64 * 1024;  // one CSV record
-  size_t max_columns = 64;             // CSV fields per record
-  size_t max_value_length = 998;       // one CSV value (an RFC 5322 line's worth)
-  size_t max_address_length = 256;     // RFC 5321 4.5.3.1.3
-  size_t max_id_length = 128;          // campaign, tenant
-  size_t max_reported_lines = 1000;    // skipped rows listed one by one in NAME.error
+  size_t max_record_size = 64 * 1024;     // one CSV record
+  size_t max_columns = 64;                // CSV fields per record
+  size_t max_value_length = 998;          // one CSV value (an RFC 5322 line's worth)
+  size_t max_address_length = 256;        // RFC 5321 4.5.3.1.3
+  size_t max_id_length = 128;             // campaign, tenant
+  size_t max_reported_lines = 1000;       // skipped rows listed one by one in NAME.error
   uint64_t max_packed_size = 1ull << 30;  // the stored recipients (the envelope's u32 size)
 };
 
@@ -154,7 +155,7 @@ class BatchBuilder {
   BatchError error_;
   std::vector<std::string> columns_;
   size_t email_column_ = 0;
-  std::vector<size_t> field_columns_;  // per template field, its CSV column
+  std::vector<size_t> field_columns_;     // per template field, its CSV column
   std::vector<std::string_view> values_;  // scratch, one row
   std::string packed_;
   std::string addresses_;               // every accepted address, back to back

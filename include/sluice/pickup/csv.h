@@ -68,8 +68,8 @@ class CsvReader {
   Callback each_;
   State state_ = State::kFieldStart;
   bool bom_checked_ = false;
-  std::string bom_;         // the first bytes, until we know whether they are a BOM
-  std::string data_;        // the current record's field bytes, unquoted
+  std::string bom_;           // the first bytes, until we know whether they are a BOM
+  std::string data_;          // the current record's field bytes, unquoted
   std::vector<size_t> ends_;  // end of each finished field in data_
   size_t record_bytes_ = 0;
   size_t line_ = 1;

@@ -84,9 +84,7 @@ class PickupIngester {
   // Stop taking files; cancels the inotify read.
   void Stop();
   // Nothing in flight (commits, inotify read): the shard may exit.
-  bool idle() const {
-    return commits_in_flight_ == 0 && releases_in_flight_ == 0 && !read_armed_;
-  }
+  bool idle() const { return commits_in_flight_ == 0 && releases_in_flight_ == 0 && !read_armed_; }
 
   static constexpr size_t kClaimsPerTurn = 64;
   // Files read and waiting for their commit: enough to keep group commits
@@ -142,8 +140,8 @@ class PickupIngester {
 
   std::deque<std::string> queue_;  // names in new/ to claim
   absl::flat_hash_set<std::string> queued_;
-  std::deque<Item> reclaim_;  // already claimed: process again
-  std::vector<Item> retry_;   // commit or read failed: again at the next scan
+  std::deque<Item> reclaim_;          // already claimed: process again
+  std::vector<Item> retry_;           // commit or read failed: again at the next scan
   std::unique_ptr<Batch> batch_;      // the batch being read or committed
   std::deque<Item> batches_waiting_;  // claimed batches, read one after another
   size_t commits_in_flight_ = 0;

@@ -25,11 +25,11 @@
 #include "sluice/base/limits.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/config/config.h"
+#include "sluice/delivery/engine.h"
+#include "sluice/delivery/ledger.h"
 #include "sluice/io/mailbox.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
-#include "sluice/delivery/engine.h"
-#include "sluice/delivery/ledger.h"
 #include "sluice/server/shard_note.h"
 #include "sluice/spool/spool_writer.h"
 

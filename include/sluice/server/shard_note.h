@@ -8,8 +8,8 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "sluice/base/queue_id.h"
 
@@ -22,11 +22,11 @@ struct ShardNote {
   };
   Kind kind = Kind::kJob;
   base::QueueId id;
-  uint16_t dir = 0;      // the spool directory holding the record
-  std::string domain;    // kJob: lower-case
-  std::string file;      // kJob: the record's file in `dir`
-  uint64_t offset = 0;   // kJob
-  uint64_t length = 0;   // kJob (0: to the end of the file)
+  uint16_t dir = 0;                  // the spool directory holding the record
+  std::string domain;                // kJob: lower-case
+  std::string file;                  // kJob: the record's file in `dir`
+  uint64_t offset = 0;               // kJob
+  uint64_t length = 0;               // kJob (0: to the end of the file)
   std::vector<uint32_t> recipients;  // indexes into the envelope's recipients
 };
 
