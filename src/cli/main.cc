@@ -22,6 +22,7 @@
 #include "sluice/pickup/batch.h"
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
+#include "sluice/server/pickup_ingester.h"
 #include "sluice/server/server.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/tls/password.h"
@@ -505,10 +506,7 @@ int InjectBatchCommand(const Options& o, const config::Config& c) {
     if (failed) std::fprintf(stderr, "sluice: inject: cannot read %s\n", path.c_str());
     return !failed;
   };
-  pickup::BatchLimits limits;
-  limits.max_template_size = c.max_message_size;
-  limits.max_message_size = c.max_message_size;
-  limits.max_line_length = c.max_data_line_length;
+  const pickup::BatchLimits limits = server::BatchLimitsFor(c);
   std::string manifest_text;
   if (!read(manifest_path, limits.max_manifest_size, manifest_text)) return 1;
   pickup::Manifest manifest;
@@ -621,11 +619,7 @@ int Inject(const Options& o) {
     return 1;
   }
   // The daemon checks again; checking here gives the producer the reason now.
-  pickup::Limits limits;
-  limits.max_message_size = c.max_message_size;
-  limits.max_line_length = c.max_data_line_length;
-  limits.max_recipients = c.max_recipients;
-  pickup::Result parsed = pickup::ParseMessage(bytes, limits);
+  pickup::Result parsed = pickup::ParseMessage(bytes, server::MessageLimitsFor(c));
   if (!parsed.ok) {
     std::fprintf(stderr, "sluice: inject: message not accepted: %s\n",
                  parsed.error.ToString().c_str());

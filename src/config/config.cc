@@ -81,6 +81,11 @@ std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.
 //   spool.min_free_bytes         0 .. 1 PiB      0 = no free-space check.
 //   pickup.scan_interval_s       1 .. 86,400     inotify does the work; the scan catches
 //                                                what it missed (overflow, restarts).
+//   pickup.max_batch_recipients  1 .. 20,000,000 a batch's stored recipients and values
+//                                                must also fit in 1 GiB (the envelope's
+//                                                u32 size), ~50 bytes a recipient.
+//   pickup.max_recipients_file_size
+//                                1 KiB .. 16 GiB the CSV is streamed, never held whole.
 // ---------------------------------------------------------------------------
 
 struct Range {
@@ -103,6 +108,8 @@ constexpr Range kErrorsRange{1, 1'000};
 constexpr Range kTimeoutRange{1, 86'400};
 constexpr Range kGraceRange{0, 3'600};
 constexpr Range kMinFreeRange{0, 1 * kPiB};
+constexpr Range kBatchRecipientsRange{1, 20'000'000};
+constexpr Range kRecipientsFileRange{1 * kKiB, 16 * kGiB};
 
 // A configuration file larger than this is not a configuration file.
 constexpr size_t kMaxFileSize = 1 * kMiB;
@@ -154,6 +161,10 @@ const IntField kIntFields[] = {
     MakeIntField<&Config::shutdown_grace_s>("server", "shutdown_grace_s", kGraceRange),
     MakeIntField<&Config::spool_min_free_bytes>("spool", "min_free_bytes", kMinFreeRange),
     MakeIntField<&Config::pickup_scan_interval_s>("pickup", "scan_interval_s", kTimeoutRange),
+    MakeIntField<&Config::pickup_max_batch_recipients>("pickup", "max_batch_recipients",
+                                                       kBatchRecipientsRange),
+    MakeIntField<&Config::pickup_max_recipients_file_size>("pickup", "max_recipients_file_size",
+                                                           kRecipientsFileRange),
 };
 
 const IntField* FindIntField(absl::string_view table, absl::string_view key) {
@@ -171,7 +182,8 @@ constexpr absl::string_view kServerKeys[] = {
     "shutdown_grace_s", "bare_linefeed"};
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
-constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s"};
+constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s", "max_batch_recipients",
+                                             "max_recipients_file_size"};
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
   std::vector<size_t> row(b.size() + 1);

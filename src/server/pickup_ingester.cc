@@ -120,6 +120,24 @@ ReadOutcome ReadClaimed(const std::string& path, size_t max, std::string& out, s
 
 }  // namespace
 
+pickup::Limits MessageLimitsFor(const config::Config& config) {
+  pickup::Limits limits;
+  limits.max_message_size = config.max_message_size;
+  limits.max_line_length = config.max_data_line_length;
+  limits.max_recipients = config.max_recipients;
+  return limits;
+}
+
+pickup::BatchLimits BatchLimitsFor(const config::Config& config) {
+  pickup::BatchLimits limits;
+  limits.max_template_size = config.max_message_size;
+  limits.max_message_size = config.max_message_size;
+  limits.max_line_length = config.max_data_line_length;
+  limits.max_recipients = config.pickup_max_batch_recipients;
+  limits.max_recipients_file_size = config.pickup_max_recipients_file_size;
+  return limits;
+}
+
 // The unlink of a committed file's claimed copy, in flight.
 struct PickupIngester::Release final : io::Completion {
   PickupIngester* self = nullptr;
@@ -357,11 +375,7 @@ void PickupIngester::Process(Item item) {
     case ReadOutcome::kOk:
       break;
   }
-  pickup::Limits limits;
-  limits.max_message_size = config.max_message_size;
-  limits.max_line_length = config.max_data_line_length;
-  limits.max_recipients = config.max_recipients;
-  pickup::Result parsed = pickup::ParseMessage(bytes, limits);
+  pickup::Result parsed = pickup::ParseMessage(bytes, MessageLimitsFor(config));
   bytes.clear();
   bytes.shrink_to_fit();
   if (!parsed.ok) return Reject(item, parsed.error.ToString());
@@ -501,9 +515,7 @@ void PickupIngester::StartBatch(Item item) {
   auto b = std::make_unique<Batch>();
   b->item = std::move(item);
   const Item& it = b->item;
-  b->limits.max_template_size = config.max_message_size;
-  b->limits.max_message_size = config.max_message_size;
-  b->limits.max_line_length = config.max_data_line_length;
+  b->limits = BatchLimitsFor(config);
   b->dir_fd = open(it.claimed_path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (b->dir_fd < 0) {
     std::fprintf(stderr, "sluice: pickup: cannot open batch %s: %s; will retry\n",

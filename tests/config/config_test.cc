@@ -66,6 +66,26 @@ TEST(ConfigTest, PickupScanIntervalRange) {
   EXPECT_TRUE(IsError(Apply("[pickup]\ndirr = \"x\"\n"), {"did you mean 'dir'"}));
 }
 
+TEST(ConfigTest, PickupBatchLimits) {
+  Config defaults;
+  EXPECT_EQ(defaults.pickup_max_batch_recipients, 1'000'000u);
+  EXPECT_EQ(defaults.pickup_max_recipients_file_size, 512ull * 1024 * 1024);
+  Config c;
+  ASSERT_TRUE(
+      Apply("[pickup]\nmax_batch_recipients = 20_000_000\nmax_recipients_file_size = 1024\n", c)
+          .ok());
+  EXPECT_EQ(c.pickup_max_batch_recipients, 20'000'000u);
+  EXPECT_EQ(c.pickup_max_recipients_file_size, 1024u);
+  EXPECT_TRUE(IsError(Apply("[pickup]\nmax_batch_recipients = 0\n"),
+                      {"sluice.toml:2", "pickup.max_batch_recipients", "between 1 and 20000000"}));
+  EXPECT_TRUE(IsError(Apply("[pickup]\nmax_batch_recipients = 20_000_001\n"),
+                      {"pickup.max_batch_recipients", "between 1 and 20000000"}));
+  EXPECT_TRUE(IsError(Apply("[pickup]\nmax_recipients_file_size = 1023\n"),
+                      {"pickup.max_recipients_file_size", "between 1024 and 17179869184"}));
+  EXPECT_TRUE(IsError(Apply("[pickup]\nmax_batch_recipient = 5\n"),
+                      {"did you mean 'max_batch_recipients'"}));
+}
+
 TEST(ConfigTest, FinalizeFillsHostnameFromGethostname) {
   char buf[HOST_NAME_MAX + 1] = {};
   ASSERT_EQ(gethostname(buf, sizeof buf - 1), 0);

@@ -270,6 +270,43 @@ def test_malformed_batches_are_rejected_whole(sluice_factory, tmp_path):
     assert not list((pickup / "new").iterdir()) and not claimed(d)
 
 
+def test_batch_recipient_limits_from_config(sluice_factory, tmp_path):
+    """[pickup] max_batch_recipients and max_recipients_file_size, at the
+    edge: exactly the limit is queued, one more rejects the batch whole;
+    `sluice inject --batch` checks the same limits before dropping."""
+    pickup = tmp_path / "pickup"
+    # Three rows with long names: a recipients file of 1,000+ bytes (the
+    # smallest file size limit allowed is 1 KiB).
+    three = [(f"s{i}@d{i}.example", f"Name{i}" + "y" * 330, "C") for i in range(3)]
+    limit = len(csv_rows(three).encode())
+    assert limit >= 1024
+    config = f"[pickup]\nmax_batch_recipients = 3\nmax_recipients_file_size = {limit}\n"
+    d = sluice_factory(args=["--pickup", str(pickup)], config=config)
+    drop_batch(pickup, "three.batch", batch_files(three))
+    wait_for(lambda: receptions(d), 10, what="the batch at the limit queued")
+    [m] = d.queue_json()
+    assert m["recipients"] == [r[0] for r in three]
+    # Four short rows, a small file: too many recipients.
+    four = [(f"f{i}@d.example", "N", "C") for i in range(4)]
+    drop_batch(pickup, "four.batch", batch_files(four))
+    # Three rows, one byte over the file size limit.
+    over = list(three)
+    over[0] = (over[0][0], over[0][1] + "x", over[0][2])
+    drop_batch(pickup, "big.batch", batch_files(over))
+    bad = pickup / "bad"
+    wait_for(lambda: (bad / "four.batch.error").exists() and (bad / "big.batch.error").exists(), 10,
+             what="both batches over the limits rejected")
+    assert "more than 3" in (bad / "four.batch.error").read_text()
+    assert f"{limit} bytes" in (bad / "big.batch.error").read_text()
+    assert len(d.queue_json()) == 1
+    # inject reads the same configuration and refuses before dropping.
+    src = write_batch(tmp_path, "src", batch_files(four))
+    r = run_inject(["--config", str(d.config_path), "--pickup", str(pickup), "--batch",
+                    str(src / "manifest.toml")])
+    assert r.returncode == 1 and b"more than 3" in r.stderr, r.stderr
+    assert not list((pickup / "new").iterdir()) and not list((pickup / "tmp").iterdir())
+
+
 def test_directories_not_named_batch_are_left_alone(sluice_factory, tmp_path):
     pickup = tmp_path / "pickup"
     make_dirs(pickup)

@@ -91,8 +91,10 @@ struct Config {
   std::string log_file;  // empty: no accounting log
 
   // [pickup] (docs/PICKUP.md)
-  std::string pickup_dir;                // empty: no pickup directory
-  uint32_t pickup_scan_interval_s = 10;  // rescan of new/ besides inotify
+  std::string pickup_dir;                            // empty: no pickup directory
+  uint32_t pickup_scan_interval_s = 10;              // rescan of new/ besides inotify
+  uint64_t pickup_max_batch_recipients = 1'000'000;  // valid, distinct recipients per batch
+  uint64_t pickup_max_recipients_file_size = 512ull * 1024 * 1024;  // a batch's CSV, bytes
 
   // ---- [tls] and [auth] (docs/CONFIGURATION.md); read by tls::Credentials,
   // which checks them at start-up and on SIGHUP. ----

@@ -37,17 +37,18 @@ inline constexpr std::string_view kBatchSuffix = ".batch";
 inline constexpr std::string_view kManifestName = "manifest.toml";
 
 // Every size a producer controls, bounded. The defaults are what the daemon
-// uses, except the three taken from [server] (see PickupIngester).
+// uses, except the three taken from [server] and the two from [pickup]
+// (server::BatchLimitsFor).
 struct BatchLimits {
   size_t max_manifest_size = 64 * 1024;
   size_t max_template_size = 50 * 1024 * 1024;  // server.max_message_size
   size_t max_message_size = 50 * 1024 * 1024;   // a rendered message (server.max_message_size)
   size_t max_line_length =
       1000;  // template and rendered lines, with CRLF (server.max_data_line_length)
-  size_t max_recipients = 1'000'000;
-  uint64_t max_recipients_file_size = 512ull * 1024 * 1024;
-  size_t max_record_size = 64 * 1024;     // one CSV record
-  size_t max_columns = 64;                // CSV fields per record
+  size_t max_recipients = 1'000'000;                         // pickup.max_batch_recipients
+  uint64_t max_recipients_file_size = 512ull * 1024 * 1024;  // pickup.max_recipients_file_size
+  size_t max_record_size = 64 * 1024;                        // one CSV record
+  size_t max_columns = 64;                                   // CSV fields per record
   size_t max_value_length = 998;          // one CSV value (an RFC 5322 line's worth)
   size_t max_address_length = 256;        // RFC 5321 4.5.3.1.3
   size_t max_id_length = 128;             // campaign, tenant

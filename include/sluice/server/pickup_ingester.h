@@ -57,9 +57,17 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "sluice/base/queue_id.h"
+#include "sluice/config/config.h"
 #include "sluice/io/ring.h"
+#include "sluice/pickup/batch.h"
+#include "sluice/pickup/message_parser.h"
 
 namespace sluice::server {
+
+// What a dropped file and a batch are checked against, from the
+// configuration; `sluice inject` checks the same before it drops anything.
+pickup::Limits MessageLimitsFor(const config::Config& config);
+pickup::BatchLimits BatchLimitsFor(const config::Config& config);
 
 class Shard;
 
