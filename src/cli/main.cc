@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "admin_client.h"
 #include "sluice/base/clock.h"
@@ -25,7 +26,9 @@
 #include "sluice/server/pickup_ingester.h"
 #include "sluice/server/server.h"
 #include "sluice/spool/spool_directory.h"
+#include "sluice/tls/credentials.h"
 #include "sluice/tls/password.h"
+#include "sluice/tls/tls.h"
 
 namespace sluice::cli {
 namespace {
@@ -279,11 +282,49 @@ int Serve(const Options& o) {
   return 0;
 }
 
+// Loads what `serve` would load at start-up: the certificate and key (and
+// that they match), the password file, and the CA file that outbound
+// verification uses, so that a bad file fails here and not at 3 a.m.
+// Returns the summary line, or the error.
+absl::StatusOr<std::string> CheckTlsFiles(const config::Config& c) {
+  auto credentials = tls::Credentials::Create(c);
+  if (!credentials.ok()) return credentials.status();
+  std::string summary =
+      absl::StrCat("tls ", c.tls_cert_file.empty() ? "off" : c.tls_cert_file, ", auth ",
+                   c.auth_password_file.empty() ? "off" : c.auth_password_file);
+  tls::ContextOptions verify;
+  verify.mode = tls::Mode::kClient;
+  verify.verify_peer = true;
+  verify.ca_file = c.outbound_tls_ca_file;
+  const auto verify_context = tls::Context::Create(verify);
+  const std::string store =
+      c.outbound_tls_ca_file.empty() ? "the system store" : "delivery.tls_ca_file";
+  if (verify_context.ok()) {
+    absl::StrAppend(&summary, ", outbound verification against ", store);
+    return summary;
+  }
+  const std::string why =
+      absl::StrCat("outbound TLS verification (", store, "): ", verify_context.status().message());
+  // A CA file that was asked for and does not load is an error. Without
+  // one, only domains under the "verify" policy suffer (they defer): a
+  // warning.
+  if (!c.outbound_tls_ca_file.empty()) return absl::InvalidArgumentError(why);
+  std::fprintf(stderr, "sluice: warning: %s\n", why.c_str());
+  absl::StrAppend(&summary, ", no outbound verification");
+  return summary;
+}
+
 int CheckConfig(const Options& o) {
   config::Config c;
   std::string error;
   if (!LoadConfig(o, c, error)) {
     std::fprintf(stderr, "sluice: %s\n", error.c_str());
+    return 2;
+  }
+  const absl::StatusOr<std::string> tls_summary = CheckTlsFiles(c);
+  tls::ReleaseThreadState();
+  if (!tls_summary.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(tls_summary.status().message()).c_str());
     return 2;
   }
   std::printf("configuration ok: %d shards, listen", c.shards);
@@ -303,6 +344,7 @@ int CheckConfig(const Options& o) {
               c.delivery_enabled ? "on" : "off", unsigned{c.mx_port}, dns.c_str(),
               c.source_address.empty() ? "any" : c.source_address.c_str(), c.control_dir.c_str(),
               routes.empty() ? "none" : routes.c_str());
+  std::printf("%s\n", tls_summary->c_str());
   return 0;
 }
 

@@ -163,3 +163,43 @@ def test_serve_creates_a_nested_spool_directory(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_check_config_loads_the_tls_and_auth_files(tmp_path):
+    """check-config loads what serve would: certificate and key (that they
+    match), the password file and the outbound CA file; a bad one exits 2
+    naming it, before the daemon ever starts."""
+    from tls_peers import make_cert
+    cert, key = make_cert(tmp_path / "a", "a")
+    other_cert, other_key = make_cert(tmp_path / "b", "b")
+    users = tmp_path / "users"
+    users.write_text("")  # no users yet is a valid file
+    cfg = tmp_path / "tls.toml"
+
+    def check(tls: str, auth: str = "", delivery: str = ""):
+        cfg.write_text(f"[tls]\n{tls}\n[auth]\n{auth}\n[delivery]\n{delivery}\n")
+        return run("check-config", "--config", str(cfg))
+
+    r = check(f'cert_file = "{cert}"\nkey_file = "{key}"', f'password_file = "{users}"',
+              f'tls_ca_file = "{other_cert}"')
+    assert r.returncode == 0, r.stderr
+    assert f"tls {cert}, auth {users}, outbound verification against delivery.tls_ca_file" in r.stdout
+    r = check(f'cert_file = "{tmp_path}/missing.crt"\nkey_file = "{key}"')
+    assert r.returncode == 2 and "missing.crt" in r.stderr, r.stderr
+    r = check(f'cert_file = "{cert}"\nkey_file = "{other_key}"')  # a key of another certificate
+    assert r.returncode == 2 and "key" in r.stderr, r.stderr
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    r = check(f'cert_file = "{garbage}"\nkey_file = "{key}"')
+    assert r.returncode == 2 and "garbage.pem" in r.stderr, r.stderr
+    users.write_text("alice:not-a-hash\n")
+    r = check("", f'password_file = "{users}"')
+    assert r.returncode == 2 and "users" in r.stderr and ":1" in r.stderr, r.stderr
+    r = check("", "", f'tls_ca_file = "{garbage}"')
+    assert r.returncode == 2 and "delivery.tls_ca_file" in r.stderr, r.stderr
+    r = check("", "", "")
+    assert r.returncode == 0 and "tls off, auth off" in r.stdout, (r.stdout, r.stderr)
+    # Every failure above was reported before "configuration ok" was said.
+    cfg.write_text(f'[tls]\ncert_file = "{cert}"\nkey_file = "{other_key}"\n')
+    r = run("check-config", "--config", str(cfg))
+    assert r.returncode == 2 and "configuration ok" not in r.stdout, r.stdout
