@@ -1045,6 +1045,29 @@ def test_shaping_message_rate(sluice_factory, delivery_world):
     assert_exactly_once(world, sent)
 
 
+def test_shaping_messages_per_hour(sluice_factory, delivery_world):
+    """messages_per_hour = 3: the hour's worth (3) goes at once, the other
+    two wait for tokens (one every 20 minutes) without a connection, a
+    deferral or a retry being spent on them."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "snd.test": SENDER_HOST})
+    relay = start_relay(sluice_factory, world, shaping=[{"pattern": "d1.test", "messages_per_hour": 3}])
+    sent = queue_suspended(relay, world, "d1.test", 5, "mph")
+    relay.admin("resume d1.test")
+    r = world["127.0.0.2"]
+    r.wait_messages(3, timeout=10)
+    time.sleep(1.5)
+    assert len(r.messages()) == 3, [m["rcpts"] for m in r.messages()]
+    [q] = [q for q in admin_list(relay) if q["domain"] == "d1.test"]
+    assert q["ready"] == 2 and q["deferred"] == 0 and q["in_flight"] == 0, q
+    assert not records(relay, "TransientFailure")
+    delivered = {m["rcpts"][0] for m in r.messages()}
+    assert_exactly_once(world, {k: v for k, v in sent.items() if k in delivered})
+    wait_for(lambda: all(c["t_close"] is not None for c in r.connections()), timeout=5, what="connections closed")
+    n_conns = len(r.connections())
+    time.sleep(2.5)  # past the idle QUIT: nothing reconnects while no token is due
+    assert len(r.connections()) == n_conns and len(r.messages()) == 3
+
+
 def test_shaping_messages_per_connection(sluice_factory, delivery_world):
     """max_messages_per_connection = 5, one connection at a time: 23 messages
     take five connections, each carrying at most five."""
