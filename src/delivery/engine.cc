@@ -627,7 +627,14 @@ void Engine::PrepareBody(Active* a) {
       idx < env.recipients.size() ? env.recipients[idx].values : kNoValues;
   // Compiled once per record (RecordCache checked it against merge_fields).
   SLUICE_CHECK(a->record->compiled.has_value());
-  a->rendered = merge::Render(*a->record->compiled, values);
+  if (env.message_id_host.empty()) {
+    a->rendered = merge::Render(*a->record->compiled, values);
+  } else {
+    // The template has no Message-ID: this recipient's message gets its own.
+    a->rendered =
+        absl::StrCat("Message-ID: <", env.id.ToString(), ".", idx, "@", env.message_id_host,
+                     ">\r\n", merge::Render(*a->record->compiled, values));
+  }
   a->body = a->rendered;
 }
 

@@ -666,7 +666,10 @@ void PickupIngester::CommitBatch() {
   trace.queue_id = id;
   trace.arrival_micros = now;
   trace.has_date = b.tmpl.has_date;
-  trace.has_message_id = b.tmpl.has_message_id;
+  // A merged message is one message per recipient, so each needs its own
+  // Message-ID; delivery adds it (spool::Envelope::message_id_host).
+  const bool per_recipient_id = !b.tmpl.has_message_id && b.tmpl.compiled.has_placeholders();
+  trace.has_message_id = b.tmpl.has_message_id || per_recipient_id;
 
   spool::Envelope env;
   env.arrival_micros = now;
@@ -679,6 +682,7 @@ void PickupIngester::CommitBatch() {
   env.campaign = b.manifest.campaign;
   env.tenant = b.manifest.tenant;
   if (b.tmpl.compiled.has_placeholders()) env.merge_fields = b.tmpl.compiled.fields;
+  if (per_recipient_id) env.message_id_host = config.hostname;
   env.packed_count = builder.accepted();
   env.packed_recipients = builder.TakePacked();
   b.size = b.tmpl.stored.size();

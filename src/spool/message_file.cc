@@ -69,6 +69,7 @@ void AppendTail(std::string& out, const Envelope& e) {
   if (!e.campaign.empty()) PutField(out, "campaign", e.campaign);
   if (!e.tenant.empty()) PutField(out, "tenant", e.tenant);
   for (const std::string& f : e.merge_fields) PutField(out, "field", f);
+  if (!e.message_id_host.empty()) PutField(out, "msgid_host", e.message_id_host);
 }
 
 }  // namespace
@@ -175,6 +176,8 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in, const DecodeOptions
       e.campaign = std::string(value);
     } else if (key == "tenant") {
       e.tenant = std::string(value);
+    } else if (key == "msgid_host") {
+      e.message_id_host = std::string(value);
     }
     // Unknown keys are skipped: a newer writer may add fields.
   }

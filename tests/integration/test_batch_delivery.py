@@ -49,9 +49,18 @@ def test_merge_batch_every_recipient_gets_its_own_message(sluice_factory, delive
         assert m["mail_from"] == "news@snd.test"
         # Sluice's trace headers above, then exactly this recipient's rendering.
         assert m["body"].endswith(render(n, e, c)), (rcpt, m["body"][-300:])
+    # The template has no Message-ID: each merged copy got its own, once.
+    ids = {}
+    for m in msgs:
+        parsed = email.message_from_bytes(m["body"], policy=email.policy.compat32)
+        assert len(parsed.get_all("Message-ID")) == 1, m["rcpts"]
+        ids[m["rcpts"][0]] = parsed["Message-ID"]
+    assert len(set(ids.values())) == 40, ids
+    row_of = {e: i for i, (e, _, _) in enumerate(rows)}  # N: the recipient's index in the record
     wait_for(lambda: len(deliveries(relay)) == 40, 10, what="40 Delivery records")
     for d in deliveries(relay):
         assert d["campaign"] == "spring-sale" and d["tenant"] == "acme", d
+        assert ids[d["recipient"]] == f"<{d['id']}.{row_of[d['recipient']]}@mx.sluice.test>", d
     wait_for(lambda: not relay.queue_ids(), 10, what="the batch record retired")
 
 
@@ -72,6 +81,9 @@ def test_batch_without_placeholders_shares_one_body(sluice_factory, delivery_wor
     assert sorted(r for m in msgs for r in m["rcpts"]) == sorted(e for e, _, _ in rows)
     for m in msgs:
         assert m["body"].endswith(plain.encode())
+    # One message to many: one Message-ID, shared.
+    shared = {email.message_from_bytes(m["body"], policy=email.policy.compat32)["Message-ID"] for m in msgs}
+    assert len(shared) == 1, shared
 
 
 @pytest.mark.time_limit(90)

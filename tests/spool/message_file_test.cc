@@ -130,6 +130,7 @@ Envelope MergeEnvelope() {
   e.campaign = "nov-2026";
   e.tenant = "acme";
   e.merge_fields = {"name", "city"};
+  e.message_id_host = "mx.example.org";
   e.recipients = {{"a@example.net", {"Alice", "Paris"}},
                   {"b@example.org", {"", "x\ny"}},  // empty and odd values survive
                   {"c@example.com", {"Carol", std::string(300, 'z')}}};
@@ -140,7 +141,7 @@ Envelope MergeEnvelope() {
 // the fields existed (no "campaign", "tenant", "field" or "value" keys).
 TEST(MessageFileBatch, OptionalKeysAbsentWhenUnset) {
   const std::string enc = EncodeEnvelope(SampleEnvelope("x"));
-  for (const char* key : {"campaign ", "tenant ", "field ", "value "}) {
+  for (const char* key : {"campaign ", "tenant ", "field ", "value ", "msgid_host "}) {
     EXPECT_EQ(enc.find(key), std::string::npos) << key;
   }
   EXPECT_EQ(enc.rfind("rcpt ", 0), std::string::npos);  // the head comes first
@@ -154,6 +155,7 @@ TEST(MessageFileBatch, MergeFieldsValuesCampaignTenantRoundTrip) {
   EXPECT_TRUE(d->is_merge());
   EXPECT_EQ(d->campaign, "nov-2026");
   EXPECT_EQ(d->tenant, "acme");
+  EXPECT_EQ(d->message_id_host, "mx.example.org");
   EXPECT_EQ(d->merge_fields, e.merge_fields);
   ASSERT_EQ(d->recipients.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {

@@ -75,6 +75,12 @@ struct Envelope {
   // recipient carries its values of these fields, in this order. Empty: the
   // body is the message itself, the same for every recipient.
   std::vector<std::string> merge_fields;
+  // A merge whose template has no Message-ID: delivery gives each
+  // recipient's rendering its own "Message-ID: <ID.N@message_id_host>" (N
+  // its recipient index), because receivers take one Message-ID for one
+  // message and may drop the "duplicates". Empty otherwise: the template
+  // has one, or added_headers carries the one every recipient shares.
+  std::string message_id_host;
 
   // Encoding only, for batches of up to a million recipients: recipients
   // already serialised with PackRecipient, used instead of `recipients`
