@@ -109,6 +109,10 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Create(const ContextOpti
     // opportunistic TLS (RFC 7435) encrypts against passive listeners only.
     wolfSSL_CTX_set_verify(c->ctx_, WOLFSSL_VERIFY_NONE, nullptr);
   }
+  // Server resumption is wolfSSL's default: TLS 1.3 tickets sealed with a
+  // key random per WOLFSSL_CTX (a reloaded context refuses older tickets),
+  // TLS 1.2 sessions in the library's process-wide cache (which, in
+  // wolfSSL 5.5.4, a reloaded context still resumes).
   wolfSSL_CTX_SetIORecv(c->ctx_, &Session::OnRecv);
   wolfSSL_CTX_SetIOSend(c->ctx_, &Session::OnSend);
   return std::shared_ptr<const Context>(std::move(c));
@@ -264,6 +268,50 @@ std::string Session::version() const {
 std::string Session::cipher() const {
   const char* c = established_ ? wolfSSL_get_cipher_name(ssl_) : nullptr;
   return c != nullptr ? c : "";
+}
+
+namespace {
+
+// wolfSSL sessions as owned pointers.
+struct SessionFree {
+  void operator()(WOLFSSL_SESSION* s) const { wolfSSL_SESSION_free(s); }
+};
+using SessionPtr = std::unique_ptr<WOLFSSL_SESSION, SessionFree>;
+
+SessionPtr Parse(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  return SessionPtr(wolfSSL_d2i_SSL_SESSION(nullptr, &p, static_cast<long>(der.size())));
+}
+
+}  // namespace
+
+bool Session::Offer(const SavedSession& saved) {
+  if (saved.empty() || ctx_->mode() != Mode::kClient || established_ || failed_ || !out_.empty()) {
+    return false;
+  }
+  SessionPtr s = Parse(saved.der_);
+  // wolfSSL copies the session into the WOLFSSL, so `s` may go at once; it
+  // refuses one past its lifetime.
+  return s != nullptr && wolfSSL_set_session(ssl_, s.get()) == WOLFSSL_SUCCESS;
+}
+
+SavedSession Session::Save() const {
+  if (ctx_->mode() != Mode::kClient || !established_ || failed_) return {};
+  // A TLS 1.3 session without a ticket yet is not resumable: is_resumable
+  // says so (it checks the ticket, or the TLS 1.2 session id, and the
+  // lifetime). wolfSSL_get_session does not take a reference: the session
+  // stays this WOLFSSL's, and is only read here.
+  WOLFSSL_SESSION* live = wolfSSL_get_session(ssl_);
+  if (live == nullptr || wolfSSL_SESSION_is_resumable(live) != 1) return {};
+  const int size = wolfSSL_i2d_SSL_SESSION(live, nullptr);
+  if (size <= 0) return {};
+  std::string der(static_cast<size_t>(size), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(der.data());
+  if (wolfSSL_i2d_SSL_SESSION(live, &p) != size) return {};
+  // The serialized form must come back (Offer relies on it): a wolfSSL that
+  // cannot round-trip this session hands out nothing rather than a dud.
+  if (Parse(der) == nullptr) return {};
+  return SavedSession(std::move(der));
 }
 
 bool Session::resumed() const { return established_ && wolfSSL_session_reused(ssl_) == 1; }

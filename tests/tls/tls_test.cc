@@ -307,5 +307,129 @@ TEST(Tls, ContextOutlivesItsOwnerWhileSessionsUseIt) {
   ASSERT_TRUE(Handshake(**client, **server));
 }
 
+// One client connection to `server_ctx`, offering `offer` if not empty:
+// handshake, one reply read over TLS (which takes in a TLS 1.3 ticket), and
+// the session it hands out. `resumed` gets both sides' view.
+struct Outcome {
+  bool client_resumed = false;
+  bool server_resumed = false;
+  bool saved_before_read = false;  // Save() had something straight after the handshake
+  std::string version;
+  SavedSession saved;
+};
+
+Outcome Connect(const std::shared_ptr<const Context>& server_ctx,
+                const std::shared_ptr<const Context>& client_ctx, const SavedSession& offer,
+                bool expect_offer_taken) {
+  Outcome o;
+  auto server = Session::NewServer(server_ctx);
+  auto client = Session::NewClient(client_ctx, "mx.test");
+  EXPECT_TRUE(server.ok() && client.ok());
+  if (!server.ok() || !client.ok()) return o;
+  EXPECT_EQ((*client)->Offer(offer), expect_offer_taken);
+  if (!Handshake(**client, **server)) {
+    ADD_FAILURE() << "handshake failed: " << (*client)->error() << " / " << (*server)->error();
+    return o;
+  }
+  o.client_resumed = (*client)->resumed();
+  o.server_resumed = (*server)->resumed();
+  o.version = (*client)->version();
+  o.saved_before_read = !(*client)->Save().empty();
+  EXPECT_TRUE((*server)->Write("220 hello\r\n").ok());
+  Pump(**server, **client);
+  EXPECT_EQ(ReadAll(**client), "220 hello\r\n");
+  o.saved = (*client)->Save();
+  return o;
+}
+
+TEST(TlsResume, SecondHandshakeResumesTheFirstSession) {
+  auto server_ctx = ServerCtx();
+  auto client_ctx = ClientCtx(false);
+  Outcome first = Connect(server_ctx, client_ctx, SavedSession(), false);
+  EXPECT_EQ(first.version, "TLSv1.3");
+  EXPECT_FALSE(first.client_resumed);
+  EXPECT_FALSE(first.server_resumed);
+  // TLS 1.3: the ticket comes after the handshake and is taken in by a read.
+  EXPECT_FALSE(first.saved_before_read);
+  ASSERT_FALSE(first.saved.empty());
+
+  Outcome second = Connect(server_ctx, client_ctx, first.saved, true);
+  EXPECT_TRUE(second.client_resumed);
+  EXPECT_TRUE(second.server_resumed);
+  // A resumed connection hands out the fresh ticket it got: a chain of
+  // connections keeps resuming, and the first saved session still works.
+  ASSERT_FALSE(second.saved.empty());
+  Outcome third = Connect(server_ctx, client_ctx, second.saved, true);
+  EXPECT_TRUE(third.client_resumed);
+  Outcome again = Connect(server_ctx, client_ctx, first.saved, true);
+  EXPECT_TRUE(again.client_resumed);
+}
+
+TEST(TlsResume, AnotherServerContextDoesAFullHandshake) {
+  auto client_ctx = ClientCtx(false);
+  Outcome first = Connect(ServerCtx(), client_ctx, SavedSession(), false);
+  ASSERT_FALSE(first.saved.empty());
+  // Another context (as after a restart or a SIGHUP reload) has another
+  // ticket key: the offer is made, refused, and the handshake is a full one.
+  Outcome other = Connect(ServerCtx(), client_ctx, first.saved, true);
+  EXPECT_EQ(other.version, "TLSv1.3");
+  EXPECT_FALSE(other.client_resumed);
+  EXPECT_FALSE(other.server_resumed);
+  EXPECT_FALSE(other.saved.empty());
+}
+
+TEST(TlsResume, Tls12ResumesToo) {
+  ContextOptions co;
+  co.mode = Mode::kClient;
+  co.max_version = "1.2";
+  auto client_ctx = Context::Create(co);
+  ASSERT_TRUE(client_ctx.ok()) << client_ctx.status();
+  auto server_ctx = ServerCtx();
+  Outcome first = Connect(server_ctx, *client_ctx, SavedSession(), false);
+  EXPECT_EQ(first.version, "TLSv1.2");
+  EXPECT_FALSE(first.client_resumed);
+  // TLS 1.2 settles the session in the handshake itself.
+  EXPECT_TRUE(first.saved_before_read);
+  ASSERT_FALSE(first.saved.empty());
+  Outcome second = Connect(server_ctx, *client_ctx, first.saved, true);
+  EXPECT_EQ(second.version, "TLSv1.2");
+  EXPECT_TRUE(second.client_resumed);
+  EXPECT_TRUE(second.server_resumed);
+}
+
+TEST(TlsResume, SavedSessionOutlivesItsSessionAndContexts) {
+  SavedSession saved;
+  auto server_ctx = ServerCtx();
+  {
+    auto client_ctx = ClientCtx(false);
+    saved = Connect(server_ctx, client_ctx, SavedSession(), false).saved;
+  }
+  ASSERT_FALSE(saved.empty());
+  // Small enough to keep many per shard (the chain of a 2048-bit
+  // self-signed leaf, the ticket, the secret).
+  EXPECT_LT(saved.size(), 4096u);
+  Outcome next = Connect(server_ctx, ClientCtx(false), saved, true);
+  EXPECT_TRUE(next.client_resumed);
+}
+
+TEST(TlsResume, OfferIsRefusedWhenItCannotApply) {
+  auto server_ctx = ServerCtx();
+  auto client_ctx = ClientCtx(false);
+  Outcome first = Connect(server_ctx, client_ctx, SavedSession(), false);
+  ASSERT_FALSE(first.saved.empty());
+
+  auto server = Session::NewServer(server_ctx);
+  ASSERT_TRUE(server.ok());
+  EXPECT_FALSE((*server)->Offer(first.saved));  // a server does not offer
+  EXPECT_TRUE((*server)->Save().empty());
+
+  auto client = Session::NewClient(client_ctx, "mx.test");
+  ASSERT_TRUE(client.ok());
+  EXPECT_FALSE((*client)->Offer(SavedSession()));  // nothing to offer
+  EXPECT_TRUE((*client)->Save().empty());          // before the handshake
+  (*client)->Handshake();                          // the ClientHello is out
+  EXPECT_FALSE((*client)->Offer(first.saved));     // too late
+}
+
 }  // namespace
 }  // namespace sluice::tls

@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -86,6 +87,29 @@ class Context {
   bool verify_peer_ = false;
 };
 
+// A client's resumption state from one finished handshake (TLS 1.3: the
+// server's session ticket; TLS 1.2: the session id), owned by the caller and
+// offered to a later client Session for the same server (Session::Offer).
+//
+// Held serialized (wolfSSL's i2d form: the ticket, the resumption secret, the
+// peer's chain; about 1-3 KB) rather than as a WOLFSSL_SESSION, which this
+// Debian build (SESSION_CERTS) makes about 37 KB: callers keep hundreds of
+// these per shard. A default-made one is empty and offers nothing; Save()
+// never returns a non-empty one that cannot be offered.
+class SavedSession {
+ public:
+  SavedSession() = default;
+
+  bool empty() const { return der_.empty(); }
+  // Bytes held, for callers that bound their caches by memory.
+  size_t size() const { return der_.size(); }
+
+ private:
+  friend class Session;
+  explicit SavedSession(std::string der) : der_(std::move(der)) {}
+  std::string der_;
+};
+
 class Session {
  public:
   enum class Progress : uint8_t {
@@ -110,6 +134,24 @@ class Session {
   size_t cipher_room() const { return kCipherInMax - (in_.size() - in_pos_); }
   // The peer closed the TCP stream: no more ciphertext will come.
   void PutEof() { eof_ = true; }
+
+  // Client, before the first Handshake(): asks the server to resume `saved`
+  // (made by Save() on an earlier session to the same server). Returns false
+  // and changes nothing when `saved` is empty, has expired, or this is not a
+  // fresh client session. A server that does not know the session (another
+  // server, a restarted one, a rotated ticket key) answers with a full
+  // handshake, so offering is never worse than not offering; resumed() says
+  // which happened. The session keeps its own copy: `saved` may go.
+  bool Offer(const SavedSession& saved);
+
+  // Client, after the handshake: the state a later connection can resume
+  // with, or an empty SavedSession if there is none yet. With TLS 1.3 the
+  // server sends its ticket only after the handshake (NewSessionTicket), and
+  // wolfSSL takes it in during a Read(): call Save() after the first reply
+  // read over TLS (for SMTP, the EHLO reply after STARTTLS), not straight
+  // after Handshake(). A resumed session hands out the new ticket the server
+  // sent on it, so a chain of connections keeps resuming.
+  SavedSession Save() const;
 
   // Drives the handshake (client: the first call sends the ClientHello).
   Progress Handshake();
