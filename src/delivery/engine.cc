@@ -711,18 +711,20 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
     switch (outcome) {
       case smtp::Outcome::kDelivered:
         ++stats_.delivered;
-        Record("Delivery", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt, tls);
+        Record(log::DeliveryType::kDelivery, a->job.message, sender, rcpt, a->domain, mx, ip, reply,
+               attempt, tls);
         delivered.push_back(idx);
         break;
       case smtp::Outcome::kPermanent:
         ++stats_.bounced;
-        Record("Bounce", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt, tls);
+        Record(log::DeliveryType::kBounce, a->job.message, sender, rcpt, a->domain, mx, ip, reply,
+               attempt, tls);
         failed.push_back(Final{idx, reply});
         break;
       case smtp::Outcome::kTransient:
         ++stats_.deferred;
-        Record("TransientFailure", a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt,
-               tls);
+        Record(log::DeliveryType::kTransientFailure, a->job.message, sender, rcpt, a->domain, mx,
+               ip, reply, attempt, tls);
         pending.recipients.push_back(idx);
         break;
     }
@@ -743,8 +745,8 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
         const std::string rcpt =
             env && idx < env->recipients.size() ? env->recipients[idx].address : std::string();
         smtp::Reply why = decisive;
-        Record("Expiration", a->job.message, env ? env->sender : std::string(), rcpt, a->domain, mx,
-               ip, why, attempt, tls);
+        Record(log::DeliveryType::kExpiration, a->job.message, env ? env->sender : std::string(),
+               rcpt, a->domain, mx, ip, why, attempt, tls);
         failed.push_back(Final{idx, why});
       }
       pending.recipients.clear();
@@ -987,7 +989,7 @@ void Engine::CloseUnlinkedFiles() {
   }
 }
 
-void Engine::Record(const char* type, base::QueueId id, const std::string& sender,
+void Engine::Record(log::DeliveryType type, base::QueueId id, const std::string& sender,
                     const std::string& recipient, const std::string& domain, const std::string& mx,
                     const std::string& ip, const smtp::Reply& reply, uint32_t attempt,
                     const std::string& tls) {
@@ -1010,16 +1012,7 @@ void Engine::Record(const char* type, base::QueueId id, const std::string& sende
   r.tls = tls;
   r.campaign = record_campaign_;
   r.tenant = record_tenant_;
-  log::AccountingLog& log = host_.accounting();
-  if (std::strcmp(type, "Delivery") == 0) {
-    log.Delivery(r);
-  } else if (std::strcmp(type, "Bounce") == 0) {
-    log.Bounce(r);
-  } else if (std::strcmp(type, "Expiration") == 0) {
-    log.Expiration(r);
-  } else {
-    log.TransientFailure(r);
-  }
+  host_.accounting().Write(type, r);
 }
 
 // ---------------------------------------------------------------------------

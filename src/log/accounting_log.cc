@@ -21,28 +21,43 @@ void AccountingLog::FormatTimestamp(std::string& out, uint64_t micros) {
                         static_cast<unsigned>(micros % 1000000));
 }
 
-void AccountingLog::MakeRoom() {
-  if (buffer_.size() > limits::kLogBufferMax) {
-    // Back-pressure without loss: write synchronously. Rare by design.
-    ssize_t n = write(fd_, buffer_.data(), buffer_.size());
-    (void)n;
-    buffer_.clear();
+std::string_view DeliveryTypeName(DeliveryType type) {
+  switch (type) {
+    case DeliveryType::kDelivery:
+      return "Delivery";
+    case DeliveryType::kTransientFailure:
+      return "TransientFailure";
+    case DeliveryType::kBounce:
+      return "Bounce";
+    case DeliveryType::kExpiration:
+      return "Expiration";
   }
+  return "Unknown";
+}
+
+void AccountingLog::MakeRoom() {
+  if (buffer_.size() <= limits::kLogBufferMax) return;
+  // Back-pressure without loss: the loop is far behind the log's disk, so
+  // write what is buffered synchronously, all of it. Rare by design. (A
+  // write in flight may land after these lines: O_APPEND keeps every line
+  // whole, only the order of the two batches can differ.)
+  size_t done = 0;
+  while (done < buffer_.size()) {
+    const ssize_t n = write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // a failed log write loses lines; the spool keeps the truth
+    done += static_cast<size_t>(n);
+  }
+  buffer_.clear();
 }
 
 void AccountingLog::Rejection(const RejectionRecord& r) {
   if (fd_ < 0) return;
   MakeRoom();
-  std::string& o = buffer_;
-  o += "{\"type\":\"Rejection\",\"ts\":";
-  FormatTimestamp(o, r.ts_micros);
-  o += ",\"source\":";
-  AppendJsonString(o, r.source);
-  o += ",\"file\":";
-  AppendJsonString(o, r.file);
-  o += ",\"reason\":";
-  AppendJsonString(o, r.reason);
-  o += "}\n";
+  JsonLine line(buffer_);
+  line.Str("type", "Rejection");
+  FormatTimestamp(line.Key("ts"), r.ts_micros);
+  line.Str("source", r.source).Str("file", r.file).Str("reason", r.reason).End();
 }
 
 void AccountingLog::Reception(const ReceptionRecord& r) {
@@ -52,89 +67,48 @@ void AccountingLog::Reception(const ReceptionRecord& r) {
 }
 
 void AccountingLog::FormatReception(std::string& o, const ReceptionRecord& r) {
-  o += "{\"type\":\"Reception\",\"ts\":";
-  FormatTimestamp(o, r.ts_micros);
-  o += ",\"id\":";
-  AppendJsonString(o, r.id);
-  o += ",\"sender\":";
-  AppendJsonString(o, r.sender);
-  o += ",\"recipients\":[";
+  JsonLine line(o);
+  line.Str("type", "Reception");
+  FormatTimestamp(line.Key("ts"), r.ts_micros);
+  line.Str("id", r.id).Str("sender", r.sender);
+  line.Key("recipients").push_back('[');
+  auto list = [&o](const auto& recipients) {
+    for (size_t i = 0; i < recipients.size(); ++i) {
+      if (i > 0) o.push_back(',');
+      AppendJsonString(o, recipients[i]);
+    }
+  };
   if (r.recipients != nullptr) {
-    for (size_t i = 0; i < r.recipients->size(); ++i) {
-      if (i > 0) o.push_back(',');
-      AppendJsonString(o, (*r.recipients)[i]);
-    }
+    list(*r.recipients);
   } else if (r.recipient_views != nullptr) {
-    for (size_t i = 0; i < r.recipient_views->size(); ++i) {
-      if (i > 0) o.push_back(',');
-      AppendJsonString(o, (*r.recipient_views)[i]);
-    }
+    list(*r.recipient_views);
   }
-  absl::StrAppend(&o, "],\"size\":", r.size, ",\"client\":");
-  AppendJsonString(o, r.client);
-  o += ",\"helo\":";
-  AppendJsonString(o, r.helo);
-  o += ",\"protocol\":";
-  AppendJsonString(o, r.protocol);
-  if (!r.campaign.empty()) {
-    o += ",\"campaign\":";
-    AppendJsonString(o, r.campaign);
-  }
-  if (!r.tenant.empty()) {
-    o += ",\"tenant\":";
-    AppendJsonString(o, r.tenant);
-  }
-  if (r.skipped.has_value()) absl::StrAppend(&o, ",\"skipped\":", *r.skipped);
-  o += "}\n";
+  o.push_back(']');
+  line.Uint("size", r.size).Str("client", r.client).Str("helo", r.helo);
+  line.Str("protocol", r.protocol).StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant);
+  if (r.skipped.has_value()) line.Uint("skipped", *r.skipped);
+  line.End();
 }
 
-void AccountingLog::FormatDelivery(std::string& o, std::string_view type, const DeliveryRecord& r) {
-  o += "{\"type\":";
-  AppendJsonString(o, type);
-  o += ",\"ts\":";
-  FormatTimestamp(o, r.ts_micros);
-  o += ",\"id\":";
-  AppendJsonString(o, r.id);
-  o += ",\"sender\":";
-  AppendJsonString(o, r.sender);
-  o += ",\"recipient\":";
-  AppendJsonString(o, r.recipient);
-  o += ",\"domain\":";
-  AppendJsonString(o, r.domain);
-  o += ",\"mx\":";
-  AppendJsonString(o, r.mx);
-  o += ",\"ip\":";
-  AppendJsonString(o, r.ip);
-  absl::StrAppend(&o, ",\"code\":", r.code, ",\"enhanced\":");
-  AppendJsonString(o, r.enhanced);
-  o += ",\"text\":";
-  AppendJsonString(o, r.text);
+void AccountingLog::FormatDelivery(std::string& o, DeliveryType type, const DeliveryRecord& r) {
+  JsonLine line(o);
+  line.Str("type", DeliveryTypeName(type));
+  FormatTimestamp(line.Key("ts"), r.ts_micros);
+  line.Str("id", r.id).Str("sender", r.sender).Str("recipient", r.recipient);
+  line.Str("domain", r.domain).Str("mx", r.mx).Str("ip", r.ip).Int("code", r.code);
+  line.Str("enhanced", r.enhanced).Str("text", r.text).Uint("attempt", r.attempt);
   // Seconds with millisecond precision, rounded: "queue_time_s":3600.125.
   const uint64_t ms = r.queue_time_micros / 1000 + (r.queue_time_micros % 1000 >= 500 ? 1 : 0);
-  absl::StrAppendFormat(&o, ",\"attempt\":%u,\"queue_time_s\":%u.%03u,\"tls\":", r.attempt,
-                        ms / 1000, static_cast<unsigned>(ms % 1000));
-  AppendJsonString(o, r.tls);
-  if (!r.campaign.empty()) {
-    o += ",\"campaign\":";
-    AppendJsonString(o, r.campaign);
-  }
-  if (!r.tenant.empty()) {
-    o += ",\"tenant\":";
-    AppendJsonString(o, r.tenant);
-  }
-  o += "}\n";
+  absl::StrAppendFormat(&line.Key("queue_time_s"), "%u.%03u", ms / 1000,
+                        static_cast<unsigned>(ms % 1000));
+  line.Str("tls", r.tls).StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant).End();
 }
 
-void AccountingLog::Append(std::string_view type, const DeliveryRecord& r) {
+void AccountingLog::Write(DeliveryType type, const DeliveryRecord& r) {
   if (fd_ < 0) return;
   MakeRoom();
   FormatDelivery(buffer_, type, r);
 }
-
-void AccountingLog::Delivery(const DeliveryRecord& r) { Append("Delivery", r); }
-void AccountingLog::TransientFailure(const DeliveryRecord& r) { Append("TransientFailure", r); }
-void AccountingLog::Bounce(const DeliveryRecord& r) { Append("Bounce", r); }
-void AccountingLog::Expiration(const DeliveryRecord& r) { Append("Expiration", r); }
 
 void AccountingLog::Flush() {
   if (fd_ < 0 || writing_ || buffer_.empty()) return;

@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "absl/strings/str_cat.h"
+
 namespace sluice::log {
 namespace {
 
@@ -58,6 +60,25 @@ void AppendJsonString(std::string& out, std::string_view text) {
     }
   }
   out.push_back('"');
+}
+
+std::string& JsonLine::Key(std::string_view key) {
+  if (!first_) out_.push_back(',');
+  first_ = false;
+  out_.push_back('"');
+  out_.append(key);
+  out_ += "\":";
+  return out_;
+}
+
+JsonLine& JsonLine::Uint(std::string_view key, uint64_t value) {
+  absl::StrAppend(&Key(key), value);
+  return *this;
+}
+
+JsonLine& JsonLine::Int(std::string_view key, int64_t value) {
+  absl::StrAppend(&Key(key), value);
+  return *this;
 }
 
 }  // namespace sluice::log

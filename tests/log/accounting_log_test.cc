@@ -44,6 +44,21 @@ TEST(AppendJsonString, HostileText) {
   EXPECT_EQ(Json("\xe2\x82"), "\"\\u00e2\\u0082\"");
 }
 
+TEST(JsonLine, FieldsInOrderOnOneLine) {
+  std::string out = "prefix ";
+  JsonLine line(out);
+  line.Str("a", "x\"y").StrIfSet("skipped", "").StrIfSet("b", "z").Uint("n", 18446744073709551615u);
+  line.Int("neg", -5).Raw("list", "[1,2]");
+  line.Key("built") += "true";
+  line.End();
+  EXPECT_EQ(out,
+            "prefix {\"a\":\"x\\\"y\",\"b\":\"z\",\"n\":18446744073709551615,\"neg\":-5,"
+            "\"list\":[1,2],\"built\":true}\n");
+  std::string empty;
+  JsonLine(empty).End();
+  EXPECT_EQ(empty, "{}\n");
+}
+
 DeliveryRecord Sample() {
   DeliveryRecord r;
   r.ts_micros = 1772528707123456;  // 2026-03-03T09:05:07.123456Z
@@ -63,7 +78,7 @@ DeliveryRecord Sample() {
 
 TEST(AccountingLog, DeliveryRecordLine) {
   std::string out;
-  AccountingLog::FormatDelivery(out, "Delivery", Sample());
+  AccountingLog::FormatDelivery(out, DeliveryType::kDelivery, Sample());
   EXPECT_EQ(
       out,
       "{\"type\":\"Delivery\",\"ts\":\"2026-03-03T09:05:07.123456Z\",\"id\":\"0ABCDEFGHJKMN\","
@@ -78,7 +93,7 @@ TEST(AccountingLog, QueueTimeMillisecondsRounded) {
     DeliveryRecord r;
     r.queue_time_micros = micros;
     std::string out;
-    AccountingLog::FormatDelivery(out, "Delivery", r);
+    AccountingLog::FormatDelivery(out, DeliveryType::kDelivery, r);
     const size_t at = out.find("\"queue_time_s\":");
     return out.substr(at + 15, out.find(',', at) - at - 15);
   };
@@ -101,7 +116,7 @@ TEST(AccountingLog, LocalFailureHasCodeZero) {
   r.attempt = 3;
   r.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
   std::string out;
-  AccountingLog::FormatDelivery(out, "TransientFailure", r);
+  AccountingLog::FormatDelivery(out, DeliveryType::kTransientFailure, r);
   EXPECT_NE(out.find("\"mx\":\"\",\"ip\":\"\",\"code\":0,\"enhanced\":\"\","
                      "\"text\":\"Host or domain name not found\",\"attempt\":3,"),
             std::string::npos)
@@ -119,7 +134,7 @@ TEST(AccountingLog, HostileReplyTextStaysOneLine) {
   r.text = text;
   r.mx = "mx\"\n.example";
   std::string out;
-  AccountingLog::FormatDelivery(out, "Bounce", r);
+  AccountingLog::FormatDelivery(out, DeliveryType::kBounce, r);
   EXPECT_EQ(out.find('\n'), out.size() - 1);  // one line
   EXPECT_EQ(out.find('\r'), std::string::npos);
   for (char c : out.substr(0, out.size() - 1)) {
@@ -147,19 +162,19 @@ TEST(AccountingLog, FourRecordTypesWritten) {
   {
     AccountingLog log(**ring, fd);
     DeliveryRecord r = Sample();
-    log.Delivery(r);
+    log.Write(DeliveryType::kDelivery, r);
     r.code = 451;
     r.enhanced = "4.7.1";
     r.text = "Greylisted \"try\" later\\\r\n";
-    log.TransientFailure(r);
+    log.Write(DeliveryType::kTransientFailure, r);
     r.code = 550;
     r.enhanced = "5.1.1";
     r.text = "\xff user unknown";
-    log.Bounce(r);
+    log.Write(DeliveryType::kBounce, r);
     r.code = 0;
     r.enhanced = "";
     r.text = "connect to 192.0.2.25:25: Connection timed out";
-    log.Expiration(r);
+    log.Write(DeliveryType::kExpiration, r);
     log.Flush();
     for (int i = 0; i < 100 && !log.idle(); ++i) (*ring)->RunOnce(100);
     ASSERT_TRUE(log.idle());
@@ -205,8 +220,8 @@ TEST(AccountingLog, DisabledLogWritesNothing) {
   auto ring = io::Ring::Create(8);
   ASSERT_TRUE(ring.ok()) << ring.status();
   AccountingLog log(**ring, -1);
-  log.Delivery(Sample());
-  log.Bounce(Sample());
+  log.Write(DeliveryType::kDelivery, Sample());
+  log.Write(DeliveryType::kBounce, Sample());
   log.Flush();
   EXPECT_TRUE(log.idle());
 }
@@ -222,12 +237,13 @@ namespace {
 TEST(AccountingLogBatch, DeliveryRecordCarriesCampaignAndTenant) {
   DeliveryRecord r = Sample();
   std::string plain;
-  AccountingLog::FormatDelivery(plain, "Bounce", r);
+  AccountingLog::FormatDelivery(plain, DeliveryType::kBounce, r);
   EXPECT_EQ(plain.find("campaign"), std::string::npos);
   EXPECT_EQ(plain.find("tenant"), std::string::npos);
   r.campaign = "nov-2026";
   r.tenant = "ac\"me";
-  for (const char* type : {"Delivery", "TransientFailure", "Bounce", "Expiration"}) {
+  for (DeliveryType type : {DeliveryType::kDelivery, DeliveryType::kTransientFailure,
+                            DeliveryType::kBounce, DeliveryType::kExpiration}) {
     std::string out;
     AccountingLog::FormatDelivery(out, type, r);
     EXPECT_NE(out.find(",\"tls\":\"\",\"campaign\":\"nov-2026\",\"tenant\":\"ac\\\"me\"}\n"),
@@ -236,7 +252,7 @@ TEST(AccountingLogBatch, DeliveryRecordCarriesCampaignAndTenant) {
   }
   r.tenant = "";
   std::string only_campaign;
-  AccountingLog::FormatDelivery(only_campaign, "Delivery", r);
+  AccountingLog::FormatDelivery(only_campaign, DeliveryType::kDelivery, r);
   EXPECT_NE(only_campaign.find(",\"campaign\":\"nov-2026\"}\n"), std::string::npos);
   EXPECT_EQ(only_campaign.find("tenant"), std::string::npos);
 }

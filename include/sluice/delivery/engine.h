@@ -147,7 +147,7 @@ class Engine final : public ConnectionDelegate {
   void ReleaseMessage(base::QueueId id, size_t recipients_done);
   void ReadRecord(const RecordRef& where, std::function<void(absl::StatusOr<std::string>)> done);
   RecordRef WhereOf(const Message& m) const;
-  void Record(const char* type, base::QueueId id, const std::string& sender,
+  void Record(log::DeliveryType type, base::QueueId id, const std::string& sender,
               const std::string& recipient, const std::string& domain, const std::string& mx,
               const std::string& ip, const smtp::Reply& reply, uint32_t attempt,
               const std::string& tls);

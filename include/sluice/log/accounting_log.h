@@ -38,12 +38,17 @@ struct ReceptionRecord {
   std::optional<uint64_t> skipped;  // recipient rows skipped as invalid
 };
 
-// One delivery attempt's outcome for one recipient. The same fields for all
-// four record types; the method called chooses "type":
+// The four records of a delivery attempt's outcome for one recipient, by
+// their "type":
 //   Delivery          2xx from the receiving server: done
 //   TransientFailure  4xx or a local failure (DNS, connect, timeout): will retry
 //   Bounce            5xx or a permanent local failure: a DSN goes to the sender
 //   Expiration        still failing when the message reached its queue lifetime
+enum class DeliveryType : uint8_t { kDelivery, kTransientFailure, kBounce, kExpiration };
+std::string_view DeliveryTypeName(DeliveryType type);
+
+// One delivery attempt's outcome for one recipient: the same fields for all
+// four types.
 // The strings are untrusted where they come from a peer (text, mx) and are
 // escaped like every other field.
 struct DeliveryRecord {
@@ -85,25 +90,21 @@ class AccountingLog {
   void Rejection(const RejectionRecord& r);
   // {"type":"Delivery","ts":...,"id":...,"sender":...,"recipient":...,
   //  "domain":...,"mx":...,"ip":...,"code":250,"enhanced":"2.0.0","text":...,
-  //  "attempt":1,"queue_time_s":0.042,"tls":""}
-  void Delivery(const DeliveryRecord& r);
-  // The same fields with "type":"TransientFailure", "Bounce", "Expiration".
-  void TransientFailure(const DeliveryRecord& r);
-  void Bounce(const DeliveryRecord& r);
-  void Expiration(const DeliveryRecord& r);
+  //  "attempt":1,"queue_time_s":0.042,"tls":""}, and the same fields with
+  // "type":"TransientFailure", "Bounce" or "Expiration".
+  void Write(DeliveryType type, const DeliveryRecord& r);
   // Starts a write of everything buffered if none is in flight.
   void Flush();
   bool idle() const { return !writing_ && buffer_.empty(); }
 
   static void FormatTimestamp(std::string& out, uint64_t micros);
-  // Appends one DeliveryRecord line of the given type (what the four
-  // methods above buffer); public so tests can check the bytes.
-  static void FormatDelivery(std::string& out, std::string_view type, const DeliveryRecord& r);
+  // Appends one DeliveryRecord line of the given type (what Write
+  // buffers); public so tests can check the bytes.
+  static void FormatDelivery(std::string& out, DeliveryType type, const DeliveryRecord& r);
   // The same for a Reception line.
   static void FormatReception(std::string& out, const ReceptionRecord& r);
 
  private:
-  void Append(std::string_view type, const DeliveryRecord& r);
   void OnWritten(int result, uint32_t flags);
   void MakeRoom();
 

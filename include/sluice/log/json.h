@@ -1,7 +1,9 @@
 // Minimal JSON writing for the accounting log: escaping of untrusted text
-// (sender, HELO, reply text) so a record is always one valid line.
+// (sender, HELO, reply text) so a record is always one valid line, and a
+// writer that puts one flat object on one line, field by field.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -11,5 +13,37 @@ namespace sluice::log {
 // quotes and backslashes are escaped; bytes >= 0x80 that are not valid UTF-8
 // become \u00XX so the line stays valid JSON.
 void AppendJsonString(std::string& out, std::string_view text);
+
+// One JSON object appended to `out`, a field at a time, in call order:
+//   JsonLine(out).Str("type", "Rejection").Str("file", name).End();
+// gives {"type":"Rejection","file":"..."} and a newline. Keys are the
+// caller's literals (not escaped); string values are (AppendJsonString).
+class JsonLine {
+ public:
+  explicit JsonLine(std::string& out) : out_(out) { out_.push_back('{'); }
+
+  JsonLine& Str(std::string_view key, std::string_view value) {
+    AppendJsonString(Key(key), value);
+    return *this;
+  }
+  // Only when `value` is not empty: optional fields, absent when unset.
+  JsonLine& StrIfSet(std::string_view key, std::string_view value) {
+    return value.empty() ? *this : Str(key, value);
+  }
+  JsonLine& Uint(std::string_view key, uint64_t value);
+  JsonLine& Int(std::string_view key, int64_t value);
+  // `json` is already JSON text (a number with a fraction, an array).
+  JsonLine& Raw(std::string_view key, std::string_view json) {
+    Key(key).append(json);
+    return *this;
+  }
+  // Writes `"key":` and returns the buffer, for a value built in place.
+  std::string& Key(std::string_view key);
+  void End() { out_ += "}\n"; }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
 
 }  // namespace sluice::log
