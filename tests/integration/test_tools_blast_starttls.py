@@ -143,3 +143,41 @@ def test_blast_tls_servername_needs_a_value():
                         "--tls-servername", ""], capture_output=True, timeout=scaled(10))
     assert r.returncode == 2
     assert b"bad flag or value" in r.stderr
+
+
+def test_blast_tls_resume_resumes_each_slots_last_session(tls_sluice):
+    # A new connection per message in 4 slots: each slot's first handshake is
+    # a full one, every later one offers the ticket the slot's previous
+    # connection got (after its first reply over TLS) and Sluice resumes it.
+    n, conns = 40, 4
+    rc, rep, err = blast("--target", f"127.0.0.1:{tls_sluice.port}", "--connections", str(conns),
+                         "--messages", str(n), "--messages-per-connection", "1", "--starttls",
+                         "--tls-resume")
+    assert rc == 0, (rep, err)
+    assert rep["messages_ok"] == n and rep["messages_failed"] == 0, rep
+    # A slot that rotated while the last ids were still unclaimed opens one
+    # more session that finds no work: at most one per slot.
+    assert n <= rep["sessions"] == rep["tls_established"] <= n + conns, rep
+    assert rep["tls_resume"] is True
+    assert rep["tls_resumed"] > 0, rep
+    assert rep["tls_resumed"] == rep["tls_established"] - conns, rep
+    assert len(tls_sluice.queue_list()) == n
+
+
+def test_blast_messages_per_connection_without_resume_does_full_handshakes(tls_sluice):
+    n, conns = 12, 3
+    rc, rep, err = blast("--target", f"127.0.0.1:{tls_sluice.port}", "--connections", str(conns),
+                         "--messages", str(n), "--messages-per-connection", "2", "--starttls",
+                         "--max-reconnects", "0")
+    assert rc == 0, (rep, err)
+    assert rep["messages_ok"] == n, rep
+    # Planned rotations are not reconnects: --max-reconnects 0 does not stop them.
+    assert n // 2 <= rep["sessions"] == rep["tls_established"] <= n // 2 + conns, rep
+    assert rep["tls_resume"] is False and rep["tls_resumed"] == 0, rep
+
+
+def test_blast_tls_resume_needs_starttls():
+    r = subprocess.run([tool("sluice-blast"), "--target", "127.0.0.1:1", "--messages", "1",
+                        "--tls-resume"], capture_output=True, timeout=scaled(10))
+    assert r.returncode == 2
+    assert b"--tls-resume needs --starttls" in r.stderr

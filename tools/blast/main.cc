@@ -52,6 +52,8 @@ struct Options {
   bool json = false;
   bool expect_failures = false;
   bool starttls = false;
+  bool tls_resume = false;      // offer each slot's last TLS session on its next connection
+  uint64_t per_connection = 0;  // messages per session before QUIT and a new one (0: no limit)
   std::string tls_servername = "localhost";  // SNI; the certificate is not verified
   uint64_t max_reconnects = 1000;
   FactoryOptions factory;
@@ -69,7 +71,7 @@ uint64_t g_deadline_ns = 0;
 struct Totals {
   uint64_t ok = 0, failed = 0, bytes = 0, rcpt_ok = 0, rcpt_failed = 0;
   uint64_t connections = 0, connect_failed = 0, lost = 0, protocol_errors = 0;
-  uint64_t tls_established = 0, tls_failed = 0;
+  uint64_t tls_established = 0, tls_failed = 0, tls_resumed = 0;
   std::string tls_version, tls_cipher;  // of the first session that got TLS
   bool server_pipelining = false, server_chunking = false;
   std::map<int, uint64_t> reply_codes;   // every reply >= 400
@@ -88,6 +90,7 @@ struct Totals {
     protocol_errors += o.protocol_errors;
     tls_established += o.tls_established;
     tls_failed += o.tls_failed;
+    tls_resumed += o.tls_resumed;
     if (tls_version.empty()) {
       tls_version = o.tls_version;
       tls_cipher = o.tls_cipher;
@@ -106,7 +109,10 @@ class Worker;
 
 class Conn final : public ClientHandler {
  public:
-  Conn(Worker& w);
+  // `slot`: which of the worker's connections this is; a session replacing
+  // it (--messages-per-connection, a lost connection) takes the same slot
+  // and, with --tls-resume, the slot's last TLS session.
+  Conn(Worker& w, int slot);
   void Start();
   void ArmReceive();
   void Resume() {
@@ -134,6 +140,7 @@ class Conn final : public ClientHandler {
   void TlsBroken(const std::string& why);
 
   Worker& w_;
+  const int slot_;
   int fd_ = -1;
   ClientSession session_;
   std::string sending_;
@@ -142,6 +149,9 @@ class Conn final : public ClientHandler {
   bool shut_ = false, destroyed_ = false, any_message_ = false;
   uint64_t data_sent_ns_ = 0;
   int64_t held_id_ = -1;  // claimed but waiting for its rate slot
+  uint64_t started_ = 0;  // messages this session took on
+  bool rotate_ = false;   // QUIT because of --messages-per-connection, not for lack of work
+  bool tls_saved_ = false;
   // After the 220 to STARTTLS every byte on the socket goes through this.
   std::unique_ptr<tls::Session> tls_;
 
@@ -161,7 +171,8 @@ class Worker {
     auto buffers = io::BufferRing::Create(*ring_, kBufferGroup, 512, 16384);
     if (!buffers.ok()) Die(std::string(buffers.status().message()));
     buffers_ = std::move(*buffers);
-    for (int i = 0; i < connections_; ++i) Open();
+    saved_.resize(static_cast<size_t>(connections_));
+    for (int i = 0; i < connections_; ++i) Open(i);
     while (live_ > 0) {
       int timeout = 100;
       const uint64_t now = NowNs();
@@ -198,23 +209,28 @@ class Worker {
     tls::ReleaseThreadState();  // wolfSSL's per-thread ECC cache
   }
 
-  void Open() {
+  void Open(int slot) {
     ++live_;
     ++totals.connections;
-    auto* c = new Conn(*this);
+    auto* c = new Conn(*this, slot);
     c->Start();
   }
-  // A connection is gone; `worked`: it completed at least one transaction.
-  void Closed(Conn* c, bool want_more) {
+  // A connection is gone. `lost`: it ended early (replaced up to
+  // --max-reconnects times); `rotate`: it quit after its
+  // --messages-per-connection (always replaced while work remains).
+  void Closed(Conn* c, int slot, bool lost, bool rotate) {
     --live_;
     starved_.erase(std::remove(starved_.begin(), starved_.end(), c), starved_.end());
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), c), waiting_.end());
     dying_.push_back(c);
-    if (want_more && !Exhausted() &&
-        g_reconnects.fetch_add(1, std::memory_order_relaxed) < g_opt.max_reconnects) {
-      Open();
+    if (Exhausted()) return;
+    if (rotate ||
+        (lost && g_reconnects.fetch_add(1, std::memory_order_relaxed) < g_opt.max_reconnects)) {
+      Open(slot);
     }
   }
+  // --tls-resume: the last TLS session each slot handed out.
+  tls::SavedSession& saved(int slot) { return saved_[static_cast<size_t>(slot)]; }
   void Wait(Conn* c) { waiting_.push_back(c); }
   void Starved(Conn* c) { starved_.push_back(c); }
   static bool Exhausted() {
@@ -238,10 +254,12 @@ class Worker {
   std::unique_ptr<io::Ring> ring_;
   std::unique_ptr<io::BufferRing> buffers_;
   std::vector<Conn*> dying_, dead_, starved_, waiting_;
+  std::vector<tls::SavedSession> saved_;
 };
 
-Conn::Conn(Worker& w)
+Conn::Conn(Worker& w, int slot)
     : w_(w),
+      slot_(slot),
       session_(ClientOptions{"blast.sluice.test", g_opt.pipelining, g_opt.bdat, g_opt.starttls},
                *this) {}
 
@@ -359,6 +377,7 @@ void Conn::StartTls() {
   auto s = tls::Session::NewClient(g_tls, g_opt.tls_servername);
   if (!s.ok()) return TlsBroken(std::string(s.status().message()));
   tls_ = std::move(*s);
+  if (g_opt.tls_resume) tls_->Offer(w_.saved(slot_));  // an empty or stale one: a full handshake
   DriveHandshake();
 }
 
@@ -368,6 +387,7 @@ void Conn::DriveHandshake() {
       return TlsBroken(std::string(tls_->error()));  // a copy: TlsBroken frees tls_
     case tls::Session::Progress::kEstablished:
       ++w_.totals.tls_established;
+      if (tls_->resumed()) ++w_.totals.tls_resumed;
       if (w_.totals.tls_version.empty()) {
         w_.totals.tls_version = tls_->version();
         w_.totals.tls_cipher = tls_->cipher();
@@ -399,6 +419,15 @@ void Conn::FeedCiphertext(std::string_view data) {
       if (!got.ok()) return TlsBroken(std::string(got.status().message()));
       if (*got == 0) break;
       got_total += *got;
+      if (g_opt.tls_resume && !tls_saved_) {
+        // The first reply over TLS was read, so a TLS 1.3 ticket sent after
+        // the handshake has been taken in (tls::Session::Save).
+        tls::SavedSession saved = tls_->Save();
+        if (!saved.empty()) {
+          w_.saved(slot_) = std::move(saved);
+          tls_saved_ = true;
+        }
+      }
       session_.Feed(std::string_view(plain, *got));
       if (session_.closed()) return;
     }
@@ -457,10 +486,15 @@ void Conn::MaybeDestroy() {
   if (no_tls && !g_tls_reported.exchange(true)) {
     std::fprintf(stderr, "sluice-blast: %s\n", why.c_str());
   }
-  w_.Closed(this, why != "quit" && !no_tls);
+  const bool quit = why == "quit";
+  w_.Closed(this, slot_, !quit && !no_tls, quit && rotate_);
 }
 
 Next Conn::NextMessage(OutMessage& out) {
+  if (held_id_ < 0 && g_opt.per_connection > 0 && started_ >= g_opt.per_connection) {
+    rotate_ = true;  // QUIT; MaybeDestroy opens the next session in this slot
+    return Next::kDone;
+  }
   uint64_t id;
   if (held_id_ >= 0) {
     id = static_cast<uint64_t>(held_id_);
@@ -480,6 +514,7 @@ Next Conn::NextMessage(OutMessage& out) {
     }
   }
   held_id_ = -1;
+  ++started_;
   g_factory->Make(id, out);
   return Next::kMessage;
 }
@@ -517,6 +552,10 @@ int Usage(const std::string& error) {
                "  --bdat                 use BDAT (CHUNKING) when offered\n"
                "  --starttls             STARTTLS before sending (required; no verification)\n"
                "  --tls-servername NAME  SNI sent with --starttls (default localhost)\n"
+               "  --tls-resume           with --starttls: offer each connection slot's last\n"
+               "                         TLS session (ticket) on its next connection\n"
+               "  --messages-per-connection N  QUIT after N messages and open a new\n"
+               "                         connection in the same slot (default: no limit)\n"
                "  --rate MSGS_PER_S      global start rate\n"
                "  --seed N               message and recipient seed (default 1)\n"
                "  --max-reconnects N     stop replacing lost connections after N (default 1000)\n"
@@ -554,6 +593,10 @@ int Main(int argc, char** argv) {
     }
     if (a == "--starttls") {
       g_opt.starttls = true;
+      continue;
+    }
+    if (a == "--tls-resume") {
+      g_opt.tls_resume = true;
       continue;
     }
     if (i + 1 >= argc) return Usage(absl::StrCat("missing value or unknown flag ", base::Av(a)));
@@ -595,6 +638,8 @@ int Main(int argc, char** argv) {
       g_opt.factory.seed = n;
     } else if (a == "--tls-servername" && !v.empty()) {
       g_opt.tls_servername = v;
+    } else if (a == "--messages-per-connection" && num && n >= 1) {
+      g_opt.per_connection = n;
     } else if (a == "--max-reconnects" && num) {
       g_opt.max_reconnects = n;
     } else {
@@ -604,6 +649,7 @@ int Main(int argc, char** argv) {
   if (!g_opt.have_target) return Usage("--target is required");
   if ((g_opt.messages == 0) == (g_opt.duration_s == 0))
     return Usage("give one of --messages, --duration");
+  if (g_opt.tls_resume && !g_opt.starttls) return Usage("--tls-resume needs --starttls");
   auto factory = MessageFactory::Create(g_opt.factory);
   if (!factory.ok()) return Usage(std::string(factory.status().message()));
   g_factory = std::move(*factory);
@@ -654,8 +700,8 @@ int Main(int argc, char** argv) {
         "\"latency_us\":{\"count\":%llu,\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p99\":%llu,"
         "\"p999\":%llu,\"max\":%llu},\"replies_4xx_5xx\":%s,\"failed_by_code\":%s,"
         "\"sessions\":%llu,\"connect_failed\":%llu,\"connections_lost\":%llu,\"protocol_errors\":%"
-        "llu,\"starttls\":%s,\"tls_established\":%llu,\"tls_failed\":%llu,\"tls_version\":\"%s\","
-        "\"tls_cipher\":\"%s\"}\n",
+        "llu,\"starttls\":%s,\"tls_established\":%llu,\"tls_failed\":%llu,\"tls_resume\":%s,"
+        "\"tls_resumed\":%llu,\"tls_version\":\"%s\",\"tls_cipher\":\"%s\"}\n",
         g_opt.target.ToString().c_str(), g_opt.connections, g_opt.threads,
         g_opt.pipelining ? "true" : "false", t.server_pipelining ? "true" : "false",
         g_opt.bdat ? "true" : "false", t.server_chunking ? "true" : "false", elapsed,
@@ -669,6 +715,7 @@ int Main(int argc, char** argv) {
         (unsigned long long)t.connect_failed, (unsigned long long)t.lost,
         (unsigned long long)t.protocol_errors, g_opt.starttls ? "true" : "false",
         (unsigned long long)t.tls_established, (unsigned long long)t.tls_failed,
+        g_opt.tls_resume ? "true" : "false", (unsigned long long)t.tls_resumed,
         t.tls_version.c_str(), t.tls_cipher.c_str());
   } else {
     std::printf("sluice-blast: %s, %d connections, %d thread(s), pipelining %s (server %s), %s\n",
@@ -693,9 +740,10 @@ int Main(int argc, char** argv) {
                 (unsigned long long)t.connections, (unsigned long long)t.connect_failed,
                 (unsigned long long)t.lost, (unsigned long long)t.protocol_errors);
     if (g_opt.starttls) {
-      std::printf("STARTTLS: %llu sessions established (%s %s), %llu failed\n",
+      std::printf("STARTTLS: %llu sessions established (%s %s), %llu resumed, %llu failed\n",
                   (unsigned long long)t.tls_established, t.tls_version.c_str(),
-                  t.tls_cipher.c_str(), (unsigned long long)t.tls_failed);
+                  t.tls_cipher.c_str(), (unsigned long long)t.tls_resumed,
+                  (unsigned long long)t.tls_failed);
     }
   }
   std::fflush(stdout);
