@@ -18,6 +18,7 @@
 #include "sluice/dsn/dsn.h"
 #include "sluice/log/json.h"
 #include "sluice/merge/template.h"
+#include "sluice/spool/retry_state.h"
 
 namespace sluice::delivery {
 namespace {
@@ -222,7 +223,7 @@ absl::Status Engine::Init() {
 }
 
 void Engine::AddJob(base::QueueId id, const RecordRef& where, const std::string& domain,
-                    const std::vector<uint32_t>& recipients) {
+                    const std::vector<uint32_t>& recipients, uint16_t failures, uint64_t due_us) {
   const uint64_t now_us = base::WallMicros();
   Message& m = messages_[id];
   if (m.jobs == 0) {
@@ -239,14 +240,36 @@ void Engine::AddJob(base::QueueId id, const RecordRef& where, const std::string&
   for (size_t i = 0; i < recipients.size(); i += per) {
     queue::Job job;
     job.message = id;
+    job.failures = failures;
     for (size_t k = i; k < std::min(recipients.size(), i + per); ++k) {
       job.recipients.push_back(recipients[k]);
     }
     ++m.jobs;
     ++stats_.jobs_received;
-    queues_.Enqueue(domain, std::move(job), now_us);
+    if (due_us > now_us) {
+      queues_.EnqueueDeferred(domain, std::move(job), due_us, now_us);
+    } else {
+      queues_.Enqueue(domain, std::move(job), now_us);
+    }
   }
-  // Enqueue filed the domain under "now": the next Pump works it.
+  // Enqueue filed the domain under "now" (or the deferral's time): Pump
+  // works it then.
+}
+
+std::string Engine::RetryState() {
+  std::string out;
+  spool::RetryEntry entry;
+  queues_.ForEach([&](queue::DomainQueue& q) {
+    q.ForEachQueued([&](const queue::Job& job, queue::Micros due) {
+      if (job.failures == 0) return;  // never tried, or tried and not failed
+      entry.id = job.message;
+      entry.failures = job.failures;
+      entry.next_attempt_us = due;
+      entry.recipients.assign(job.recipients.begin(), job.recipients.end());
+      spool::AppendRetryEntry(out, entry);
+    });
+  });
+  return out;
 }
 
 Engine::Destination& Engine::DestinationFor(queue::DomainQueue& q) {

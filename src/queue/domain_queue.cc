@@ -97,6 +97,11 @@ std::vector<Job> DomainQueue::TakeAllReady() {
   return out;
 }
 
+void DomainQueue::ForEachQueued(absl::FunctionRef<void(const Job&, Micros due)> fn) const {
+  for (size_t i = ready_head_; i < ready_.size(); ++i) fn(slots_[ready_[i]], 0);
+  for (const Deferred& d : deferred_) fn(slots_[d.slot], d.when);
+}
+
 std::vector<Job> DomainQueue::RemoveMessage(base::QueueId id) {
   std::vector<Job> out;
   std::vector<uint32_t> ready;

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/base/limits.h"
@@ -26,6 +27,7 @@
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
 #include "sluice/spool/journal.h"
+#include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/tls/credentials.h"
 
@@ -177,6 +179,25 @@ absl::StatusOr<JournalState> RecoverJournals(const config::Config& config,
   return state;
 }
 
+// The retry state the last clean stop left in each directory
+// (spool/retry_state.h), by message; taken, so it is never applied twice.
+absl::StatusOr<absl::flat_hash_map<base::QueueId, std::vector<spool::RetryEntry>>> TakeRetryStates(
+    const config::Config& config, const spool::RecoveryReport& report) {
+  absl::flat_hash_map<base::QueueId, std::vector<spool::RetryEntry>> by_message;
+  size_t jobs = 0;
+  for (int number : report.directories) {
+    auto entries = spool::TakeRetryState(absl::StrCat(config.spool_dir, "/", number));
+    if (!entries.ok()) return entries.status();
+    jobs += entries->size();
+    for (spool::RetryEntry& e : *entries) by_message[e.id].push_back(std::move(e));
+  }
+  if (jobs > 0) {
+    std::fprintf(stderr, "sluice: spool: retry state of %zu jobs restored from the last stop\n",
+                 jobs);
+  }
+  return by_message;
+}
+
 }  // namespace
 
 absl::Status Serve(const config::Config& config) {
@@ -241,6 +262,8 @@ absl::Status Serve(const config::Config& config) {
   {
     auto journals = RecoverJournals(config, *recovered);
     if (!journals.ok()) return journals.status();
+    auto retry = TakeRetryStates(config, *recovered);
+    if (!retry.ok()) return retry.status();
     std::vector<std::vector<RecoveredMessage>> adopted(static_cast<size_t>(shards));
     size_t finished = 0;
     for (spool::QueuedMessage& m : recovered->messages) {
@@ -258,6 +281,7 @@ absl::Status Serve(const config::Config& config) {
         if (done == journals->final.end() || !done->second.contains(i)) r.pending.push_back(i);
       }
       r.journaled = done != journals->final.end();
+      if (auto saved = retry->find(r.id); saved != retry->end()) r.retry = std::move(saved->second);
       if (r.pending.empty()) ++finished;
       adopted[static_cast<size_t>(m.directory % shards)].push_back(std::move(r));
     }

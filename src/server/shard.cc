@@ -37,6 +37,38 @@ absl::Status Errno(std::string_view what) {
                       absl::StrCat(std::string(what), ": ", std::strerror(errno)));
 }
 
+// A message recovered after a clean stop: its recipients that had failed
+// keep their failures and wait for their due time (spool/retry_state.h).
+// One note per domain and distinct state; recipients never tried (or
+// without saved state) go at once, as before.
+std::vector<ShardNote> SplitByRetryState(std::vector<ShardNote> notes,
+                                         const std::vector<spool::RetryEntry>& retry) {
+  absl::flat_hash_map<uint32_t, const spool::RetryEntry*> state;
+  for (const spool::RetryEntry& e : retry) {
+    for (uint32_t r : e.recipients) state[r] = &e;
+  }
+  std::vector<ShardNote> out;
+  for (const ShardNote& n : notes) {
+    const size_t first = out.size();
+    for (uint32_t r : n.recipients) {
+      const auto it = state.find(r);
+      const uint16_t failures = it == state.end() ? 0 : it->second->failures;
+      const uint64_t due = it == state.end() ? 0 : it->second->next_attempt_us;
+      size_t k = first;
+      while (k < out.size() && (out[k].failures != failures || out[k].due_us != due)) ++k;
+      if (k == out.size()) {
+        ShardNote split = n;
+        split.recipients.clear();
+        split.failures = failures;
+        split.due_us = due;
+        out.push_back(std::move(split));
+      }
+      out[k].recipients.push_back(r);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Shard::Listener {
@@ -230,7 +262,7 @@ void Shard::DrainNotes() {
     d.recipients += note.recipients.size();
     if (engine_) {
       engine_->AddJob(note.id, delivery::RecordRef{note.dir, note.file, note.offset, note.length},
-                      note.domain, note.recipients);
+                      note.domain, note.recipients, note.failures, note.due_us);
     }
   });
 }
@@ -267,14 +299,16 @@ void Shard::AnnounceQueued(base::QueueId id, const std::vector<std::string_view>
 
 void Shard::AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
                          const std::vector<std::string>& recipients,
-                         const std::vector<uint32_t>& indexes) {
+                         const std::vector<uint32_t>& indexes,
+                         const std::vector<spool::RetryEntry>* retry) {
   AnnounceJobs(
-      id, where, [&](uint32_t i) { return std::string_view(recipients[i]); }, indexes);
+      id, where, [&](uint32_t i) { return std::string_view(recipients[i]); }, indexes, retry);
 }
 
 void Shard::AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
                          absl::FunctionRef<std::string_view(uint32_t)> recipient,
-                         const std::vector<uint32_t>& indexes) {
+                         const std::vector<uint32_t>& indexes,
+                         const std::vector<spool::RetryEntry>* retry) {
   // One note per distinct domain. A message has few domains, scanned
   // linearly; a batch may have thousands, found through a map once the
   // list grows (a linear scan would cost recipients x domains).
@@ -312,9 +346,22 @@ void Shard::AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
     }
     notes[k].recipients.push_back(i);
   }
+  if (retry != nullptr && !retry->empty()) notes = SplitByRetryState(std::move(notes), *retry);
   for (ShardNote& n : notes) {
     const int owner = OwnerShard(n.domain, mailboxes_.shards());
     Post(owner, std::move(n));
+  }
+}
+
+void Shard::SaveRetryState() {
+  if (!engine_) return;
+  const std::string state = engine_->RetryState();
+  if (state.empty()) return;
+  const std::string dir = absl::StrCat(config_.spool_dir, "/", index_);
+  if (absl::Status s = spool::WriteRetryState(dir, state); !s.ok()) {
+    // Not a loss: the next start tries these jobs at once instead.
+    std::fprintf(stderr, "sluice: shard %d: retry state not saved: %s\n", index_,
+                 std::string(s.message()).c_str());
   }
 }
 
@@ -436,7 +483,7 @@ void Shard::Run() {
   ArmWake();
   for (RecoveredMessage& m : recovered_) {
     ledger_->Add(m.id, m.where, static_cast<uint32_t>(m.pending.size()), m.journaled);
-    if (!m.pending.empty()) AnnounceJobs(m.id, m.where, m.recipients, m.pending);
+    if (!m.pending.empty()) AnnounceJobs(m.id, m.where, m.recipients, m.pending, &m.retry);
   }
   recovered_.clear();
   recovered_.shrink_to_fit();
@@ -497,6 +544,7 @@ void Shard::Run() {
       }
     }
   }
+  SaveRetryState();
   // Let the last closes and log writes reach the kernel.
   io_uring_submit(ring_->raw());
   tls::ReleaseThreadState();

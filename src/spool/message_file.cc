@@ -3,29 +3,13 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "little_endian.h"
 #include "sluice/base/check.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
 
 namespace sluice::spool {
 namespace {
-
-void PutU32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void PutU64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint32_t GetU32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-uint64_t GetU64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
 
 void PutField(std::string& out, std::string_view key, std::string_view value) {
   absl::StrAppend(&out, base::Av(key), " ", value.size(), "\n");

@@ -404,6 +404,43 @@ def test_tempfail_first_then_delivered_on_schedule(sluice_factory, delivery_worl
     assert r.transactions() == r.messages(), "no transaction without an accepted recipient reached DATA"
 
 
+def test_clean_restart_keeps_the_retry_schedule(sluice_factory, delivery_world):
+    """A deferred message keeps its schedule and its attempt count across a
+    clean stop (spool/retry_state.h): it is not retried when the relay comes
+    back (its next attempt is an hour away), `queue list` shows it deferred
+    to that time, and flushed, it goes as attempt 2. A kill -9 loses only
+    the schedule: the job is tried at once, counted from attempt 1 again."""
+    world = delivery_world(mx={"d1.test": "127.0.0.2", "d2.test": "127.0.0.3", "snd.test": SENDER_HOST},
+                           receivers={"127.0.0.2": dict(tempfail_first=True),
+                                      "127.0.0.3": dict(tempfail_first=True)})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"})
+    qid = send(relay, ["bob@d1.test"], msg("kept schedule"))
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 1, timeout=10, what="the deferral")
+    deferred_at = time.time()
+    assert relay.stop() == 0
+    assert [p.name for p in relay.spool.glob("*/retry.state")] == ["retry.state"]
+    relay.start()
+    assert not list(relay.spool.glob("*/retry.state")), "the state is taken once"
+    r = world["127.0.0.2"]
+    time.sleep(2.0)
+    assert r.rcpt_attempts("bob@d1.test") == 1, "retried at start despite its schedule"
+    [q] = [q for q in admin_list(relay) if q["domain"] == "d1.test"]
+    assert q["deferred"] == 1 and q["ready"] == 0, q
+    assert abs(q["next_attempt_us"] / 1e6 - (deferred_at + 3600)) < 120, q
+    relay.admin("flush d1.test")
+    [d] = wait_finals(relay, 1)
+    assert d["type"] == "Delivery" and d["id"] == qid and d["attempt"] == 2, d
+    assert r.rcpt_attempts("bob@d1.test") == 2
+
+    # A crash leaves no state: the deferred job goes at once, from attempt 1.
+    send(relay, ["carol@d2.test"], msg("crash loses the schedule", to="carol@d2.test"))
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 2, timeout=10, what="the second deferral")
+    relay.kill9()
+    relay.start()
+    finals_now = wait_finals(relay, 2)
+    assert finals_now[-1]["recipient"] == "carol@d2.test" and finals_now[-1]["attempt"] == 1, finals_now
+
+
 def test_permanent_failure_for_some_recipients(sluice_factory, delivery_world):
     """550 for two of four recipients: the others are delivered in the same
     transaction; one DSN to the sender lists both failures with the remote
@@ -1403,10 +1440,12 @@ def test_route_to_host_name_uses_its_address_not_its_mx(sluice_factory, delivery
 @pytest.mark.parametrize("how", ["sigterm", "kill9", "kill9-one-shard"])
 def test_partial_delivery_survives_restart(sluice_factory, delivery_world, receiver_factory, how):
     """Recipients delivered, one deferred (the journal records the first ones):
-    after a restart on the same spool only the deferred ones are tried, at
-    once, and each message and its journal entries leave the spool when it
-    is delivered. "kill9-one-shard" restarts with one shard instead of two,
-    so shard 0 takes over the messages (and journal) of directory 1."""
+    after a restart on the same spool only the deferred ones are tried (at
+    once after a crash; after a clean stop they keep their schedule, an hour
+    away, so the test flushes them), and each message and its journal
+    entries leave the spool when it is delivered. "kill9-one-shard" restarts
+    with one shard instead of two, so shard 0 takes over the messages (and
+    journal) of directory 1."""
     world = delivery_world(mx={"d1.test": "127.0.0.2", "d2.test": "127.0.0.3", "snd.test": SENDER_HOST},
                            receivers={"127.0.0.3": dict(tempfail=["*"])})
     relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"})
@@ -1429,6 +1468,10 @@ def test_partial_delivery_survives_restart(sluice_factory, delivery_world, recei
     world["127.0.0.3"].stop()
     fresh = receiver_factory("127.0.0.3")
     relay.start()
+    if how == "sigterm":
+        time.sleep(1.0)
+        assert fresh.messages() == [], "retried at start despite the saved schedule"
+        relay.admin("flush d2.test")
     got = fresh.wait_messages(6, timeout=10)
     assert sorted(m["rcpts"][0] for m in got) == [f"x{k}@d2.test" for k in range(6)]
     for m in got:

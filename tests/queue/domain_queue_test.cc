@@ -2,7 +2,10 @@
 // outcomes (retry, expiry, backoff), suspend/resume/flush, stats.
 #include "sluice/queue/domain_queue.h"
 
+#include <algorithm>
 #include <random>
+#include <tuple>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -49,6 +52,26 @@ TEST(DomainQueue, FifoThroughOneConnection) {
   EXPECT_EQ(q.MaySend(c, 0).gate, Gate::kNoWork);
   q.CloseConnection(c);
   EXPECT_TRUE(q.empty());
+}
+
+TEST(DomainQueue, ForEachQueuedSeesReadyAndDeferredNotInFlight) {
+  RetrySchedule retry = NoJitter();
+  const ShapeParams defaults;
+  DomainQueue q("example.com", defaults, &retry);
+  Job failed = MakeJob(1, 0, {3, 4});
+  failed.failures = 2;
+  q.EnqueueDeferred(failed, 5'000'000);
+  q.Enqueue(MakeJob(1, 1));
+  q.Enqueue(MakeJob(1, 2));
+  const ConnectionId c = q.OpenConnection(0);
+  ASSERT_TRUE(q.TakeReady(c, 0).has_value());  // job 1 is in flight now
+  std::vector<std::tuple<uint64_t, uint16_t, size_t, Micros>> seen;
+  q.ForEachQueued([&](const Job& j, Micros due) {
+    seen.emplace_back(j.message.value() & 0xff, j.failures, j.recipients.size(), due);
+  });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::tuple<uint64_t, uint16_t, size_t, Micros>>{{0, 2, 2, 5'000'000},
+                                                                               {2, 0, 1, 0}}));
 }
 
 TEST(DomainQueue, PerConnectionMessageLimitAndImmediateReplacement) {

@@ -13,7 +13,9 @@
 // to the sender for bounced and expired ones (never for a <> sender, never
 // for a DSN), and tells the record's home shard (Host::ReportFinal) once the
 // DSN is durable. Transient failures are deferred on the retry schedule, in
-// memory: after a restart every recovered job is tried again at once.
+// memory; a clean stop saves that schedule (RetryState, spool/retry_state.h)
+// for the next start, a crash loses it: every recovered job is tried again
+// at once.
 //
 // Nothing here blocks: the shard's loop calls Pump() every turn (it only
 // touches domains whose wake-up time has come), Tick() from its timer and
@@ -77,8 +79,13 @@ class Engine final : public ConnectionDelegate {
   absl::Status Init();
 
   // A job from a home shard: `recipients` of message `id` are for `domain`.
+  // A job recovered after a clean stop carries the transient failures it
+  // had and when its next attempt is due (wall clock µs; 0: now).
   void AddJob(base::QueueId id, const RecordRef& where, const std::string& domain,
-              const std::vector<uint32_t>& recipients);
+              const std::vector<uint32_t>& recipients, uint16_t failures = 0, uint64_t due_us = 0);
+  // Every queued job that has failed before, as spool/retry_state.h entries:
+  // what a clean stop leaves for the next start.
+  std::string RetryState();
 
   // Every loop turn: starts the work whose time has come.
   void Pump(uint64_t now_ms);

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "sluice/queue/retry_schedule.h"
 #include "sluice/queue/shaping.h"
 #include "sluice/queue/types.h"
@@ -124,6 +125,9 @@ class DomainQueue {
   std::vector<Job> TakeAllReady();
   // Removes and returns the queued jobs of one message: `queue bounce ID`.
   std::vector<Job> RemoveMessage(base::QueueId id);
+  // Every queued job, ready or deferred (not those in flight), with the time
+  // it is due (0: ready now): what a clean stop saves (spool/retry_state.h).
+  void ForEachQueued(absl::FunctionRef<void(const Job&, Micros due)> fn) const;
 
   DomainStats Stats() const;  // O(jobs) for `oldest`: an admin call
   size_t ready_count() const { return ready_.size() - ready_head_; }

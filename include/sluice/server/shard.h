@@ -31,6 +31,7 @@
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
 #include "sluice/server/shard_note.h"
+#include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_writer.h"
 
 namespace sluice::tls {
@@ -53,6 +54,10 @@ struct RecoveredMessage {
   // this shard's directory (server.cc's RecoverJournals), which the ledger
   // adopts and removes once every such message is retired.
   bool journaled = false;
+  // Jobs of this message that had failed before the last clean stop
+  // (spool/retry_state.h): their recipients keep their failures and wait
+  // for their next attempt.
+  std::vector<spool::RetryEntry> retry;
 };
 
 // Counters a shard keeps; read by tests and the admin side later.
@@ -148,13 +153,18 @@ class Shard final : public delivery::EngineHost {
   void BeginStop();
   void CheckSpoolSpace();
   void Post(int target, ShardNote note);
+  // `retry`: a recovered message's saved retry state (RecoveredMessage).
   void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
                     const std::vector<std::string>& recipients,
-                    const std::vector<uint32_t>& indexes);
+                    const std::vector<uint32_t>& indexes,
+                    const std::vector<spool::RetryEntry>* retry = nullptr);
   // recipient(i) is the address of envelope recipient i.
   void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
                     absl::FunctionRef<std::string_view(uint32_t)> recipient,
-                    const std::vector<uint32_t>& indexes);
+                    const std::vector<uint32_t>& indexes,
+                    const std::vector<spool::RetryEntry>* retry = nullptr);
+  // Writes the engine's retry state for the next start (end of Run).
+  void SaveRetryState();
   void OnNote(ShardNote note);
   void FlushOutbox();
 

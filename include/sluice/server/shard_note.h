@@ -28,6 +28,10 @@ struct ShardNote {
   uint64_t offset = 0;               // kJob
   uint64_t length = 0;               // kJob (0: to the end of the file)
   std::vector<uint32_t> recipients;  // indexes into the envelope's recipients
+  // kJob, after a clean restart (spool/retry_state.h): the transient
+  // failures these recipients had, and when their next attempt is due.
+  uint16_t failures = 0;
+  uint64_t due_us = 0;  // wall clock; 0: now
 };
 
 // The shard that owns a destination domain. FNV-1a: stable across threads,
