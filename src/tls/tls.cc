@@ -296,7 +296,7 @@ bool Session::Offer(const SavedSession& saved) {
 }
 
 SavedSession Session::Save() const {
-  if (ctx_->mode() != Mode::kClient || !established_ || failed_) return {};
+  if (ctx_->mode() != Mode::kClient || !established_ || failed_ || resumed()) return {};
   // A TLS 1.3 session without a ticket yet is not resumable: is_resumable
   // says so (it checks the ticket, or the TLS 1.2 session id, and the
   // lifetime). wolfSSL_get_session does not take a reference: the session

@@ -181,3 +181,86 @@ def test_blast_tls_resume_needs_starttls():
                         "--tls-resume"], capture_output=True, timeout=scaled(10))
     assert r.returncode == 2
     assert b"--tls-resume needs --starttls" in r.stderr
+
+
+class OpenSslSmtpServer:
+    """A minimal SMTP server with STARTTLS on Python's ssl module (OpenSSL),
+    counting the handshakes it resumed: blast's sessions must resume against
+    an OpenSSL server too, not only against wolfSSL (Sluice)."""
+
+    def __init__(self, cert, key):
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.handshakes = self.resumed = self.messages = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        try:
+            c.settimeout(10)
+            c.sendall(b"220 openssl ESMTP\r\n")
+            f = c.makefile("rb")
+            f.readline()  # EHLO
+            c.sendall(b"250-openssl\r\n250 STARTTLS\r\n")
+            if f.readline().strip().upper() != b"STARTTLS":
+                return
+            c.sendall(b"220 go ahead\r\n")
+            t = self.ctx.wrap_socket(c, server_side=True)
+            with self.lock:
+                self.handshakes += 1
+                self.resumed += int(t.session_reused)
+            f = t.makefile("rb")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    t.sendall(b"354 go\r\n")
+                    while f.readline() not in (b".\r\n", b""):
+                        pass
+                    with self.lock:
+                        self.messages += 1
+                    t.sendall(b"250 ok\r\n")
+                elif verb == b"QUIT":
+                    t.sendall(b"221 bye\r\n")
+                    t.close()
+                    return
+                else:
+                    t.sendall(b"250 ok\r\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_blast_tls_resume_against_an_openssl_server(tmp_path):
+    cert, key = make_cert(tmp_path / "certs")
+    srv = OpenSslSmtpServer(cert, key)
+    n, conns = 30, 3
+    try:
+        rc, rep, err = blast("--target", f"127.0.0.1:{srv.port}", "--connections", str(conns),
+                             "--messages", str(n), "--messages-per-connection", "1",
+                             "--starttls", "--tls-resume", "--max-reconnects", "0")
+    finally:
+        srv.close()
+    assert rc == 0, (rep, err)
+    assert rep["messages_ok"] == n == srv.messages, (rep, srv.messages)
+    assert rep["tls_failed"] == 0, (rep, err)
+    assert rep["tls_resumed"] == rep["tls_established"] - conns == srv.resumed, (rep, srv.resumed)

@@ -356,13 +356,12 @@ TEST(TlsResume, SecondHandshakeResumesTheFirstSession) {
   Outcome second = Connect(server_ctx, client_ctx, first.saved, true);
   EXPECT_TRUE(second.client_resumed);
   EXPECT_TRUE(second.server_resumed);
-  // A resumed connection hands out the fresh ticket it got: a chain of
-  // connections keeps resuming, and the first saved session still works.
-  ASSERT_FALSE(second.saved.empty());
-  Outcome third = Connect(server_ctx, client_ctx, second.saved, true);
+  // A resumed connection hands out nothing (see Save: its state does not
+  // resume against OpenSSL servers); the first session is offered again.
+  EXPECT_TRUE(second.saved.empty());
+  Outcome third = Connect(server_ctx, client_ctx, first.saved, true);
   EXPECT_TRUE(third.client_resumed);
-  Outcome again = Connect(server_ctx, client_ctx, first.saved, true);
-  EXPECT_TRUE(again.client_resumed);
+  EXPECT_TRUE(third.server_resumed);
 }
 
 TEST(TlsResume, AnotherServerContextDoesAFullHandshake) {

@@ -421,12 +421,11 @@ void Conn::FeedCiphertext(std::string_view data) {
       got_total += *got;
       if (g_opt.tls_resume && !tls_saved_) {
         // The first reply over TLS was read, so a TLS 1.3 ticket sent after
-        // the handshake has been taken in (tls::Session::Save).
+        // the handshake has been taken in (tls::Session::Save). A resumed
+        // session gives nothing: the slot keeps offering the one it has.
         tls::SavedSession saved = tls_->Save();
-        if (!saved.empty()) {
-          w_.saved(slot_) = std::move(saved);
-          tls_saved_ = true;
-        }
+        tls_saved_ = !saved.empty() || tls_->resumed();
+        if (!saved.empty()) w_.saved(slot_) = std::move(saved);
       }
       session_.Feed(std::string_view(plain, *got));
       if (session_.closed()) return;

@@ -144,13 +144,20 @@ class Session {
   // which happened. The session keeps its own copy: `saved` may go.
   bool Offer(const SavedSession& saved);
 
-  // Client, after the handshake: the state a later connection can resume
+  // Client, after a full handshake: the state a later connection can resume
   // with, or an empty SavedSession if there is none yet. With TLS 1.3 the
   // server sends its ticket only after the handshake (NewSessionTicket), and
   // wolfSSL takes it in during a Read(): call Save() after the first reply
   // read over TLS (for SMTP, the EHLO reply after STARTTLS), not straight
-  // after Handshake(). A resumed session hands out the new ticket the server
-  // sent on it, so a chain of connections keeps resuming.
+  // after Handshake().
+  //
+  // A resumed session hands out nothing: keep offering the one it resumed
+  // (a ticket may be used again within its lifetime; an expired or refused
+  // one leads to a full handshake, whose session replaces it). The state
+  // wolfSSL 5.5.4 keeps after a resumed TLS 1.3 handshake (the new ticket)
+  // resumes against wolfSSL and Python's ssl, but Postfix 3.7's smtpd
+  // answers it with a fatal alert: in bench/tls.py every connection after
+  // a resumed one failed until this rule.
   SavedSession Save() const;
 
   // Drives the handshake (client: the first call sends the ClientHello).
