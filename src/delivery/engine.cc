@@ -406,6 +406,7 @@ void Engine::ReclaimIdle(const queue::DomainQueue& q, size_t wanted,
 
 OutboundTlsSetup Engine::TlsFor(const Destination& d) const {
   OutboundTlsSetup s;
+  s.sessions = tls_sessions_.get();
   switch (d.tls) {
     case config::OutboundTls::kDisabled:
       break;
@@ -712,6 +713,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   // The batch ids every record of this job carries (Record reads them).
   record_campaign_ = env != nullptr ? env->campaign : std::string();
   record_tenant_ = env != nullptr ? env->tenant : std::string();
+  record_tls_resumed_ = c != nullptr && c->tls_resumed();
   std::vector<uint32_t> delivered;
   std::vector<Final> failed;
   queue::Job pending = a->job;
@@ -1033,6 +1035,7 @@ void Engine::Record(log::DeliveryType type, base::QueueId id, const std::string&
   r.attempt = attempt;
   r.queue_time_micros = now > id.micros() ? now - id.micros() : 0;
   r.tls = tls;
+  r.tls_resumed = !tls.empty() && record_tls_resumed_;
   r.campaign = record_campaign_;
   r.tenant = record_tenant_;
   host_.accounting().Write(type, r);

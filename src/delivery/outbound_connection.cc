@@ -33,6 +33,39 @@ smtp::Reply LocalReply(int code, std::string text) {
 
 }  // namespace
 
+std::string TlsSessionCache::Key(const Target& target, bool verified) {
+  return absl::StrCat(target.ip.ToString(), " ", target.host, verified ? " verified" : "");
+}
+
+const tls::SavedSession* TlsSessionCache::Find(const std::string& key) {
+  auto it = index_.find(key);
+  if (it == index_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return &it->second->second;
+}
+
+void TlsSessionCache::Put(const std::string& key, tls::SavedSession session) {
+  if (capacity_ == 0) return;
+  if (auto it = index_.find(key); it != index_.end()) {
+    it->second->second = std::move(session);
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return;
+  }
+  if (index_.size() >= capacity_) {
+    index_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+  lru_.emplace_front(key, std::move(session));
+  index_.emplace(key, lru_.begin());
+}
+
+void TlsSessionCache::Erase(const std::string& key) {
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
 OutboundConnection::OutboundConnection(io::Ring& ring, ConnectionDelegate& delegate,
                                        const OutboundOptions& options, std::vector<Target> targets,
                                        uint16_t port, OutboundTlsSetup tls)
@@ -61,6 +94,7 @@ void OutboundConnection::Connect() {
   client.tls = tls_fallback_ ? smtp::TlsPolicy::kNone : tls_setup_.policy;
   session_ = std::make_unique<smtp::ClientSession>(std::move(client), *this);
   tls_.reset();
+  tls_offered_ = tls_saved_ = false;
   tls_shutdown_sent_ = false;
   timer_epoch_ = ~0ull;
   connected_ = false;
@@ -293,6 +327,13 @@ void OutboundConnection::OnStartTls() {
   auto session = tls::Session::NewClient(tls_setup_.context, target().host);
   if (!session.ok()) return TlsBroken(std::string(session.status().message()));
   tls_ = std::move(*session);
+  if (tls_setup_.sessions != nullptr) {
+    tls_key_ = TlsSessionCache::Key(target(), tls_setup_.context->verify_peer());
+    if (const tls::SavedSession* saved = tls_setup_.sessions->Find(tls_key_)) {
+      // A peer that no longer knows it answers with a full handshake.
+      tls_offered_ = tls_->Offer(*saved);
+    }
+  }
   DriveHandshake();
 }
 
@@ -333,6 +374,14 @@ bool OutboundConnection::FeedCiphertext(const char* data, size_t size) {
       }
       if (*got == 0) break;
       got_total += *got;
+      if (tls_setup_.sessions != nullptr && !tls_saved_) {
+        // The first reply over TLS has been read, so a TLS 1.3 ticket sent
+        // after the handshake has been taken in. A resumed session gives
+        // nothing (tls::Session::Save): the cached one stays.
+        tls::SavedSession saved = tls_->Save();
+        tls_saved_ = !saved.empty() || tls_->resumed();
+        if (!saved.empty()) tls_setup_.sessions->Put(tls_key_, std::move(saved));
+      }
       if (!session_->Feed(plain, *got)) return false;
     }
     if (off >= size) break;
@@ -348,6 +397,9 @@ bool OutboundConnection::FeedCiphertext(const char* data, size_t size) {
 void OutboundConnection::TlsBroken(const std::string& why) {
   tls_failed_ = true;
   if (tls_setup_.policy == smtp::TlsPolicy::kOpportunistic) tls_fallback_ = true;
+  // A peer that chokes on the offered session must not get it again: the
+  // next attempt does a full handshake.
+  if (tls_offered_ && tls_setup_.sessions != nullptr) tls_setup_.sessions->Erase(tls_key_);
   // Nothing more goes over the broken layer, in either form.
   tls_.reset();
   sending_buffer_.clear();
@@ -356,6 +408,10 @@ void OutboundConnection::TlsBroken(const std::string& why) {
   tls_error_ = LocalReply(451, absl::StrCat("4.7.5 TLS handshake with ", target().host, ": ", why));
   if (!session_->closed()) session_->OnConnectionLost();  // OnClosed takes tls_error_
   MaybeReleased();
+}
+
+bool OutboundConnection::tls_resumed() const {
+  return tls_ != nullptr && tls_->established() && tls_->resumed();
 }
 
 std::string OutboundConnection::tls_description() const {

@@ -101,7 +101,9 @@ void AccountingLog::FormatDelivery(std::string& o, DeliveryType type, const Deli
   const uint64_t ms = r.queue_time_micros / 1000 + (r.queue_time_micros % 1000 >= 500 ? 1 : 0);
   absl::StrAppendFormat(&line.Key("queue_time_s"), "%u.%03u", ms / 1000,
                         static_cast<unsigned>(ms % 1000));
-  line.Str("tls", r.tls).StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant).End();
+  line.Str("tls", r.tls);
+  if (r.tls_resumed) line.Raw("tls_resumed", "true");
+  line.StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant).End();
 }
 
 void AccountingLog::Write(DeliveryType type, const DeliveryRecord& r) {

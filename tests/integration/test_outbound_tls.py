@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sluice_harness import make_message, wait_for
+from sluice_harness import make_message, scaled, wait_for
 from tls_peers import make_cert, tls_args
 
 MX_HOST = "mx-127-0-0-2.test"
@@ -117,6 +117,32 @@ def test_verify_accepts_a_trusted_certificate_for_the_mx_name(sluice_factory, dn
     wait_for(lambda: delivered_records(relay, "Delivery"), 15, what="the delivery")
     (d,) = delivered_records(relay, "Delivery")
     assert d["tls"].startswith("TLSv1."), d
+
+
+@pytest.mark.parametrize("policy", [None, "verify"], ids=["opportunistic", "verify"])
+def test_next_connection_to_the_mx_resumes_the_tls_session(sluice_factory, dns_server,
+                                                           tls_receiver, policy):
+    # Three connections in sequence (each message after the previous
+    # connection idled out): the first handshake is a full one, the later
+    # ones offer the session the previous connection cached for this
+    # address and MX name, and the receiver resumes it.
+    receiver, cert = tls_receiver()
+    relay = start_relay(sluice_factory, dns_server, receiver, policy=policy,
+                        ca_file=cert if policy == "verify" else None)
+    for n in range(1, 4):
+        send(relay, f"bob{n}@d1.test", f"resume {n}")
+        wait_for(lambda: len(delivered_records(relay, "Delivery")) == n, 15,
+                 what=f"delivery {n}")
+        time.sleep(scaled(1.0))  # idle_connection is 200 ms: the connection is gone
+    records = sorted(delivered_records(relay, "Delivery"), key=lambda d: d["recipient"])
+    assert [d["recipient"] for d in records] == ["bob1@d1.test", "bob2@d1.test", "bob3@d1.test"]
+    for d in records:
+        assert d["tls"].startswith("TLSv1."), d
+    assert "tls_resumed" not in records[0], records[0]
+    assert records[1].get("tls_resumed") is True, records[1]
+    assert records[2].get("tls_resumed") is True, records[2]
+    receptions = delivered_records(receiver, "Reception")
+    assert len(receptions) == 3 and all(r["protocol"] == "ESMTPS" for r in receptions)
 
 
 def test_per_domain_policy_disables_tls(sluice_factory, dns_server, tls_receiver):

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "sluice/base/limits.h"
 #include "sluice/log/json.h"
 
 namespace sluice::log {
@@ -216,6 +217,42 @@ TEST(AccountingLog, FourRecordTypesWritten) {
   unlink(path);
 }
 
+// Past the buffer's bound (limits::kLogBufferMax) with no Flush, as when the
+// loop is far behind the disk: the buffer is written synchronously, whole,
+// and no record is lost or cut.
+TEST(AccountingLog, FullBufferIsWrittenNotDropped) {
+  auto ring = io::Ring::Create(8);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  char path[] = "/tmp/sluice-log-full-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(fcntl(fd, F_SETFL, O_APPEND), 0);
+  const std::string text(4000, 'x');
+  size_t records = 0;
+  {
+    AccountingLog log(**ring, fd);
+    DeliveryRecord r = Sample();
+    r.text = text;
+    while (records * 4096 < 3 * limits::kLogBufferMax) {
+      log.Write(DeliveryType::kDelivery, r);
+      ++records;
+    }
+    log.Flush();
+    for (int i = 0; i < 100 && !log.idle(); ++i) (*ring)->RunOnce(100);
+    ASSERT_TRUE(log.idle());
+  }
+  std::ifstream in(path);
+  size_t lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    ASSERT_EQ(line.rfind("{\"type\":\"Delivery\"", 0), 0u) << lines;
+    ASSERT_NE(line.find(text), std::string::npos) << lines;
+    ASSERT_EQ(line.back(), '}') << lines;
+  }
+  EXPECT_EQ(lines, records);
+  close(fd);
+  unlink(path);
+}
+
 TEST(AccountingLog, DisabledLogWritesNothing) {
   auto ring = io::Ring::Create(8);
   ASSERT_TRUE(ring.ok()) << ring.status();
@@ -282,6 +319,30 @@ TEST(AccountingLogBatch, ReceptionOfABatch) {
       out.find(",\"protocol\":\"pickup\",\"campaign\":\"c1\",\"tenant\":\"t1\",\"skipped\":0}\n"),
       std::string::npos)
       << out;
+}
+
+}  // namespace
+}  // namespace sluice::log
+
+namespace sluice::log {
+namespace {
+
+// "tls_resumed" follows "tls" only when the handshake resumed a session; a
+// record without it is byte for byte what it was before.
+TEST(AccountingLogTls, ResumedHandshakeIsNotedAfterTls) {
+  DeliveryRecord r = Sample();
+  r.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
+  std::string full;
+  AccountingLog::FormatDelivery(full, DeliveryType::kDelivery, r);
+  EXPECT_EQ(full.find("tls_resumed"), std::string::npos) << full;
+  r.tls_resumed = true;
+  r.campaign = "c1";
+  std::string resumed;
+  AccountingLog::FormatDelivery(resumed, DeliveryType::kDelivery, r);
+  EXPECT_NE(resumed.find(",\"tls\":\"TLSv1.3 TLS_AES_256_GCM_SHA384\",\"tls_resumed\":true,"
+                         "\"campaign\":\"c1\"}\n"),
+            std::string::npos)
+      << resumed;
 }
 
 }  // namespace

@@ -167,6 +167,8 @@ class Engine final : public ConnectionDelegate {
   // STARTTLS client contexts: plain (opportunistic, required) and verifying.
   std::shared_ptr<const tls::Context> tls_plain_;
   std::shared_ptr<const tls::Context> tls_verify_;
+  // The last TLS session per peer, offered on the next STARTTLS there.
+  std::unique_ptr<TlsSessionCache> tls_sessions_ = std::make_unique<TlsSessionCache>(1024);
   OutboundTlsSetup TlsFor(const Destination& d) const;
   queue::QueueSet queues_;
   std::unique_ptr<dns::Resolver> resolver_;
@@ -210,6 +212,7 @@ class Engine final : public ConnectionDelegate {
   size_t actives_ = 0;
   std::string record_campaign_;  // of the job FinishJob is recording
   std::string record_tenant_;    // jobs being attempted (incl. record reads, detached ones)
+  bool record_tls_resumed_ = false;
   bool stopping_ = false;
   EngineStats stats_;
 };

@@ -15,7 +15,10 @@
 // encrypted only once the previous ciphertext was sent, so it stays bounded.
 // An opportunistic handshake that fails is retried once in the clear with
 // the same target (RFC 3207 leaves that to the client; Postfix does the
-// same); required/verify policies make it a transient failure. The session's timeouts are checked
+// same); required/verify policies make it a transient failure. With a
+// TlsSessionCache the handshake offers the peer's last session, and the
+// session this one ends up with is cached once the first reply over TLS was
+// read (a TLS 1.3 ticket comes after the handshake). The session's timeouts are checked
 // from the engine's tick. The object is freed by the engine only after every operation it started
 // has completed (Released).
 #pragma once
@@ -25,9 +28,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "sluice/base/cidr.h"
@@ -60,11 +66,44 @@ class ConnectionDelegate {
   virtual void Released(OutboundConnection& c) = 0;
 };
 
+// The last TLS session of each outbound peer, offered on the next STARTTLS
+// to it so that handshake resumes (TLS 1.3 ticket / TLS 1.2 session: no
+// certificate chain, no signature, one round trip less). One per shard
+// (the engine's), so no locking; bounded, the least recently used entry
+// goes first. Entries are about 1 KB (tls::SavedSession).
+//
+// Keyed by address, MX host name and whether the peer was verified: a
+// resumed handshake skips the certificate check, so a session from an
+// unverified connection, or one verified for another name (two domains
+// whose MX hosts share an address), must never stand in for a verified one.
+class TlsSessionCache {
+ public:
+  explicit TlsSessionCache(size_t capacity) : capacity_(capacity) {}
+  TlsSessionCache(const TlsSessionCache&) = delete;
+  TlsSessionCache& operator=(const TlsSessionCache&) = delete;
+
+  static std::string Key(const Target& target, bool verified);
+  // The entry for `key` (now the most recently used), or null.
+  const tls::SavedSession* Find(const std::string& key);
+  // Replaces `key`'s entry; evicts the least recently used one when full.
+  void Put(const std::string& key, tls::SavedSession session);
+  void Erase(const std::string& key);
+  size_t size() const { return index_.size(); }
+
+ private:
+  using Entry = std::pair<std::string, tls::SavedSession>;
+  size_t capacity_;
+  std::list<Entry> lru_;  // most recently used first
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+};
+
 // STARTTLS for one connection: the session's policy and the client context
-// (verifying or not). kNone: plaintext.
+// (verifying or not). kNone: plaintext. `sessions`: where to find a session
+// to offer and to keep the new one (null: every handshake is a full one).
 struct OutboundTlsSetup {
   smtp::TlsPolicy policy = smtp::TlsPolicy::kNone;
   std::shared_ptr<const tls::Context> context;
+  TlsSessionCache* sessions = nullptr;
 };
 
 struct OutboundOptions {
@@ -100,6 +139,8 @@ class OutboundConnection final : public smtp::ClientHandler {
   bool tls_failed() const { return tls_failed_; }
   // "TLSv1.3 TLS_AES_256_GCM_SHA384" while TLS is up, "" otherwise.
   std::string tls_description() const;
+  // TLS is up and its handshake resumed a cached session.
+  bool tls_resumed() const;
   uint64_t idle_since_ms() const { return idle_since_ms_; }
   void set_idle_since_ms(uint64_t ms) { idle_since_ms_ = ms; }
 
@@ -171,6 +212,9 @@ class OutboundConnection final : public smtp::ClientHandler {
   int session_depth_ = 0;
   OutboundTlsSetup tls_setup_;
   std::unique_ptr<tls::Session> tls_;
+  std::string tls_key_;       // this target's TlsSessionCache key, while TLS is on
+  bool tls_offered_ = false;  // a cached session was offered in this handshake
+  bool tls_saved_ = false;    // this connection's session went into the cache
   bool tls_failed_ = false;
   bool tls_fallback_ = false;  // opportunistic TLS failed: this target again in the clear
   bool fallback_used_ = false;

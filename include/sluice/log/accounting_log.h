@@ -65,8 +65,9 @@ struct DeliveryRecord {
   uint32_t attempt = 0;            // 1 for the first attempt
   uint64_t queue_time_micros = 0;  // since arrival; written as queue_time_s, ms precision
   std::string_view tls;            // "" without TLS; "TLSv1.3 TLS_AES_128_GCM_SHA256"
+  bool tls_resumed = false;        // the handshake resumed a session; written only when true
   // The batch's ids (spool::Envelope::campaign/tenant); each written only
-  // when non-empty, after "tls".
+  // when non-empty, after "tls" (and "tls_resumed").
   std::string_view campaign;
   std::string_view tenant;
 };
