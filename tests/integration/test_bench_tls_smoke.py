@@ -68,17 +68,24 @@ def test_bench_tls_runs_every_row(tmp_path):
     out = tmp_path / "tls.json"
     r = run_tls("--reps", "1", "--keys", "rsa", "--handshakes", "30", "--round", "15",
                 "--messages", "60", "--postfix-messages", "40", "--relay-messages", "60",
-                "--relay-postfix-messages", "40", "--json", str(out), timeout=180)
+                "--relay-postfix-messages", "40", "--connections", "5", "--json", str(out),
+                timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())["rsa"]
     assert set(res) == set(tlsbench.ROWS)
     for name, results in res.items():
         assert len(results) == 1 and results[0]["rate"] > 0, (name, results)
-    for name in ("hs_sluice", "hs_postfix"):
+    for name in ("hs_sluice", "hs_postfix", "rot_sluice", "rot_postfix", "resume_sluice",
+                 "resume_postfix"):
         assert res[name][0]["handshakes"] >= 30  # one per message, at least
+    for name in ("rot_sluice", "rot_postfix"):
+        assert res[name][0]["resumed"] == 0
+    for name in ("resume_sluice", "resume_postfix"):
+        assert res[name][0]["resumed"] > 0, res[name]
     for label, what, *_ in tlsbench.ROWS.values():
         assert f"| {label} | {what} |" in r.stdout
-    assert "Session resumption is not measured" in r.stdout
+    assert "% resumed)" in r.stdout
+    assert "compare resume_* with rot_*" in r.stdout
 
 
 def test_report_ratios_and_targets():
