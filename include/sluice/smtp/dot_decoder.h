@@ -8,10 +8,12 @@
 // reject the message once the real end arrives. Lines longer than the limit
 // (counted with their CRLF) are remembered the same way.
 //
-// Speed: blocks of 64 bytes (AVX2, chosen at run time) or 16 (SSE2) are
-// checked on their CR, LF and dot masks for CR/LF pairing, line lengths and
-// a dot at the start of a line; only a block with a line-leading dot goes
-// through the byte-at-a-time state machine.
+// Speed: 64-byte blocks (AVX-512BW or AVX2, chosen at run time; SSE2 or
+// plain C++ elsewhere) are checked on their CR, LF and dot masks for CR/LF
+// pairing, line lengths and dots at the start of a line. Stuffing dots are
+// dropped there too; only the bytes around a bare CR or LF, ".\r" (maybe the
+// end) and the short tail of an input go through the byte-at-a-time state
+// machine.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +22,21 @@
 #include "absl/functional/function_ref.h"
 
 namespace sluice::smtp {
+
+namespace dot_decoder_internal {
+// The CRs, LFs and dots of a block of up to 64 bytes: bit k = byte k.
+struct Masks {
+  uint64_t cr, lf, dot;
+};
+// The block scanner's copy of the decoder's state, in registers. Between
+// blocks the state is always kText, kCr or kLineStart.
+struct ScanState {
+  uint64_t carry_cr;  // 1 in kCr
+  uint64_t carry_ls;  // 1 in kLineStart
+  size_t len;         // line_length_
+  bool too_long;      // line_too_long_
+};
+}  // namespace dot_decoder_internal
 
 class DotDecoder {
  public:
@@ -51,12 +68,22 @@ class DotDecoder {
     kDotCr,      // ".\r" at the start of a line
   };
 
+  using Masks = dot_decoder_internal::Masks;
+  using ScanState = dot_decoder_internal::ScanState;
+
   // Advances through one byte; returns true at the end of data.
   bool Step(char c);
-  template <int W>
-  bool TakeBlock(uint64_t cr, uint64_t lf, uint64_t dot);
-  size_t ScanAvx2(const char* data, size_t i, size_t size);
   void EndLine();
+
+  // Scan*: take blocks from data[i] on while the bytes are plain; return
+  // where Step() must take over (or `size`).
+  template <typename MaskBuilder>
+  size_t Scan(const char* data, size_t i, size_t size, size_t& span_start, SpanSink sink);
+  size_t TakeBlock(const char* data, size_t i, size_t n, Masks m, ScanState& s, size_t& span_start,
+                   SpanSink sink);
+  size_t ScanPortable(const char* data, size_t i, size_t size, size_t& span_start, SpanSink sink);
+  size_t ScanAvx2(const char* data, size_t i, size_t size, size_t& span_start, SpanSink sink);
+  size_t ScanAvx512(const char* data, size_t i, size_t size, size_t& span_start, SpanSink sink);
 
   State state_ = State::kLineStart;
   size_t line_length_ = 0;  // bytes of the current line so far
