@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -67,27 +68,29 @@ void AccountingLog::Reception(const ReceptionRecord& r) {
 }
 
 void AccountingLog::FormatReception(std::string& o, const ReceptionRecord& r) {
-  JsonLine line(o);
-  line.Str("type", "Reception");
-  FormatTimestamp(line.Key("ts"), r.ts_micros);
-  line.Str("id", r.id).Str("sender", r.sender);
-  line.Key("recipients").push_back('[');
-  auto list = [&o](const auto& recipients) {
-    for (size_t i = 0; i < recipients.size(); ++i) {
-      if (i > 0) o.push_back(',');
-      AppendJsonString(o, recipients[i]);
+  const size_t total = r.recipients != nullptr        ? r.recipients->size()
+                       : r.recipient_views != nullptr ? r.recipient_views->size()
+                                                      : 0;
+  const size_t per = kReceptionRecipientsPerLine;
+  const size_t parts = total <= per ? 1 : (total + per - 1) / per;
+  for (size_t part = 0; part < parts; ++part) {
+    JsonLine line(o);
+    line.Str("type", "Reception");
+    FormatTimestamp(line.Key("ts"), r.ts_micros);
+    line.Str("id", r.id).Str("sender", r.sender);
+    line.Key("recipients").push_back('[');
+    for (size_t i = part * per; i < std::min(total, (part + 1) * per); ++i) {
+      if (i > part * per) o.push_back(',');
+      AppendJsonString(o, r.recipients != nullptr ? std::string_view((*r.recipients)[i])
+                                                  : (*r.recipient_views)[i]);
     }
-  };
-  if (r.recipients != nullptr) {
-    list(*r.recipients);
-  } else if (r.recipient_views != nullptr) {
-    list(*r.recipient_views);
+    o.push_back(']');
+    if (parts > 1) line.Uint("part", part + 1).Uint("parts", parts);
+    line.Uint("size", r.size).Str("client", r.client).Str("helo", r.helo);
+    line.Str("protocol", r.protocol).StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant);
+    if (r.skipped.has_value()) line.Uint("skipped", *r.skipped);
+    line.End();
   }
-  o.push_back(']');
-  line.Uint("size", r.size).Str("client", r.client).Str("helo", r.helo);
-  line.Str("protocol", r.protocol).StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant);
-  if (r.skipped.has_value()) line.Uint("skipped", *r.skipped);
-  line.End();
 }
 
 void AccountingLog::FormatDelivery(std::string& o, DeliveryType type, const DeliveryRecord& r) {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -292,6 +293,59 @@ TEST(AccountingLogBatch, DeliveryRecordCarriesCampaignAndTenant) {
   AccountingLog::FormatDelivery(only_campaign, DeliveryType::kDelivery, r);
   EXPECT_NE(only_campaign.find(",\"campaign\":\"nov-2026\"}\n"), std::string::npos);
   EXPECT_EQ(only_campaign.find("tenant"), std::string::npos);
+}
+
+// A batch past kReceptionRecipientsPerLine recipients: one line per that
+// many, each a whole record with "part" and "parts", every recipient once,
+// in order.
+TEST(AccountingLogBatch, HugeBatchReceptionIsSplitIntoParts) {
+  std::vector<std::string> addresses;
+  const size_t n = 2 * kReceptionRecipientsPerLine + 1;
+  for (size_t i = 0; i < n; ++i) addresses.push_back("r" + std::to_string(i) + "@example.net");
+  const std::vector<std::string_view> views(addresses.begin(), addresses.end());
+  ReceptionRecord r;
+  r.ts_micros = 1772528707123456;
+  r.id = "0ABCDEFGHJKMN";
+  r.recipient_views = &views;
+  r.size = 99;
+  r.protocol = "pickup";
+  r.campaign = "c1";
+  r.skipped = 4;
+  std::string out;
+  AccountingLog::FormatReception(out, r);
+  std::vector<std::string> lines;
+  std::istringstream split(out);
+  for (std::string line; std::getline(split, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u);
+  size_t next = 0;
+  for (size_t part = 0; part < 3; ++part) {
+    const std::string& line = lines[part];
+    EXPECT_EQ(line.rfind("{\"type\":\"Reception\",\"ts\":\"2026-03-03T09:05:07.123456Z\","
+                         "\"id\":\"0ABCDEFGHJKMN\",\"sender\":\"\",\"recipients\":[\"r" +
+                             std::to_string(next) + "@",
+                         0),
+              0u)
+        << part;
+    EXPECT_NE(line.find("],\"part\":" + std::to_string(part + 1) +
+                        ",\"parts\":3,\"size\":99,\"client\":\"\",\"helo\":\"\","
+                        "\"protocol\":\"pickup\",\"campaign\":\"c1\",\"skipped\":4}"),
+              std::string::npos)
+        << part;
+    const size_t in_line = static_cast<size_t>(std::count(line.begin(), line.end(), '@'));
+    EXPECT_EQ(in_line, part < 2 ? kReceptionRecipientsPerLine : 1u);
+    EXPECT_NE(line.find("\"r" + std::to_string(next + in_line - 1) + "@example.net\"]"),
+              std::string::npos);
+    next += in_line;
+  }
+  EXPECT_EQ(next, n);
+  // Exactly the limit stays one line, without "part".
+  const std::vector<std::string_view> exact(views.begin(),
+                                            views.begin() + kReceptionRecipientsPerLine);
+  r.recipient_views = &exact;
+  std::string one;
+  AccountingLog::FormatReception(one, r);
+  EXPECT_EQ(std::count(one.begin(), one.end(), '\n'), 1);
+  EXPECT_EQ(one.find("\"part\""), std::string::npos);
 }
 
 TEST(AccountingLogBatch, ReceptionOfABatch) {

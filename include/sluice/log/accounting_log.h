@@ -81,6 +81,11 @@ struct RejectionRecord {
   std::string_view reason;  // "line N: ..." as in the .error file
 };
 
+// A Reception lists at most this many recipients per line: a batch of a
+// million is ~100 lines of ~300 KB (each with "part" and "parts"), not one
+// line of 30 MB that log shippers truncate.
+inline constexpr size_t kReceptionRecipientsPerLine = 10'000;
+
 class AccountingLog {
  public:
   // fd < 0: logging disabled, records are dropped silently.
@@ -102,7 +107,8 @@ class AccountingLog {
   // Appends one DeliveryRecord line of the given type (what Write
   // buffers); public so tests can check the bytes.
   static void FormatDelivery(std::string& out, DeliveryType type, const DeliveryRecord& r);
-  // The same for a Reception line.
+  // The same for a Reception: one line, or, past kReceptionRecipientsPerLine
+  // recipients, one line per that many with "part" (from 1) and "parts".
   static void FormatReception(std::string& out, const ReceptionRecord& r);
 
  private:
