@@ -30,6 +30,9 @@ void InitLibrary() {
 }
 
 std::string ErrorText(int code) {
+  // The file loaders answer a plain WOLFSSL_FAILURE (0) for a file they
+  // cannot read or parse; wolfSSL's text for 0 would be "ok".
+  if (code == WOLFSSL_FAILURE) return "unreadable, or no usable PEM data in it";
   char buf[WOLFSSL_MAX_ERROR_SZ] = {};
   wolfSSL_ERR_error_string_n(static_cast<unsigned long>(code), buf, sizeof buf);
   return absl::StrCat(buf, " (", code, ")");
