@@ -1,10 +1,12 @@
 // DotDecoder fed the input in pieces. Byte 0: bits 0-2 = how many piece
-// lengths follow (cycled through), bit 3 = a 78-byte line limit instead of
-// 1000. The chosen split, one single piece and one byte at a time (the
-// reference state machine, never the SSE2 path) must agree on where the
-// message ends, its body and its flags. Pieces of the first two are each
-// copied to an exact-size heap buffer, so ASan catches a 16-byte SSE2 load
-// past the end of a piece.
+// lengths follow (cycled through), bits 3-4 = the line limit (1000, 78, 200
+// or 64: each puts the block scanner's line-length shortcuts at a different
+// edge). The chosen split, one single piece and one byte at a time (pieces
+// under 16 bytes go through the reference state machine only, never the
+// block scanner) must agree on where the message ends, its body and its
+// flags. Pieces of the first two are each copied to an exact-size heap
+// buffer, so ASan catches a vector load past the end of a piece. Set
+// SLUICE_DOT_DECODER_ISA=avx2 or portable to fuzz the narrower scanners.
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -57,7 +59,8 @@ Outcome Run(const char* in, size_t size, size_t max_line, bool isolate, NextLeng
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const size_t nlen = data[0] & 7;
-  const size_t max_line = (data[0] & 8) ? 78 : 1000;
+  constexpr size_t kLimits[] = {1000, 78, 200, 64};
+  const size_t max_line = kLimits[(data[0] >> 3) & 3];
   if (size < 1 + nlen) return 0;
   const uint8_t* lengths = data + 1;
   const char* in = reinterpret_cast<const char*>(data + 1 + nlen);
