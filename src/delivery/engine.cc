@@ -26,6 +26,8 @@ namespace {
 constexpr size_t kFileCache = 64;   // open spool files kept for reading records
 constexpr size_t kMaxTargets = 20;  // addresses tried per connection
 constexpr size_t kBodyPiece = 64 * 1024;
+// Records read at once for jobs decided without a connection (LoadDetached).
+constexpr size_t kMaxDetachedLoads = 64;
 
 smtp::Reply MakeReply(int code, std::string_view enhanced, std::string text, bool local = true) {
   smtp::Reply r;
@@ -189,6 +191,7 @@ Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host, s
 }
 
 Engine::~Engine() {
+  for (Active* a : detached_waiting_) delete a;  // a stop past its grace period
   for (OutboundConnection* c : dead_) delete c;
   for (OutboundConnection* c : dying_) delete c;
   for (auto& [k, fd] : dir_fds_) close(fd);
@@ -504,10 +507,29 @@ void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool per
     a->preset = reply;
     a->preset.code = permanent ? std::max(reply.code, 550) : reply.code;
     a->job = std::move(job);
+    LoadDetached(a);
+  }
+}
+
+void Engine::LoadDetached(Active* a) {
+  detached_waiting_.push_back(a);
+  StartDetachedLoads();
+}
+
+void Engine::StartDetachedLoads() {
+  // A load can complete at once (a cached record) and finish its job, which
+  // calls back here: the outer loop carries on instead.
+  if (starting_detached_) return;
+  starting_detached_ = true;
+  while (!detached_waiting_.empty() && detached_loading_ < kMaxDetachedLoads) {
+    Active* a = detached_waiting_.front();
+    detached_waiting_.pop_front();
+    ++detached_loading_;
     auto m = messages_.find(a->job.message);
     SLUICE_CHECK(m != messages_.end());
     LoadRecord(a, WhereOf(m->second));
   }
+  starting_detached_ = false;
 }
 
 void Engine::OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us) {
@@ -833,10 +855,20 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
       records_.Forget(m->first);
       messages_.erase(m);
     }
+  } else if (m->second.jobs == 1) {
+    // The message's only job waits for a retry minutes or hours away: a
+    // cached copy of its record would only hold memory (a deferred backlog
+    // kept the cache at its budget: 1.3 KB of RSS per queued recipient).
+    records_.Forget(m->first);
   }
+  const bool detached = a->detached;
   delete a;
   --actives_;
   queues_.Reschedule(*q, now_us);
+  if (detached) {
+    --detached_loading_;
+    StartDetachedLoads();
+  }
 }
 
 void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool ever_ready) {
@@ -1104,9 +1136,7 @@ size_t Engine::BounceQueued(std::string_view what) {
     a->reported = true;
     a->preset = MakeReply(550, "5.0.0", "bounced by the administrator (sluice queue bounce)");
     a->job = std::move(job);
-    auto m = messages_.find(a->job.message);
-    SLUICE_CHECK(m != messages_.end());
-    LoadRecord(a, WhereOf(m->second));
+    LoadDetached(a);
   }
   return recipients;
 }

@@ -144,6 +144,13 @@ class Engine final : public ConnectionDelegate {
   void OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_us);
   void StartJob(OutboundConnection& c, queue::Job job);
   void LoadRecord(Active* a, const RecordRef& where);
+  // Jobs decided without a connection (a refused connect, a DNS failure,
+  // `queue bounce`) still read their record for the accounting line and the
+  // DSN. One failure can decide every ready job of a big domain at once; so
+  // that their records are not all read and held together, they queue here
+  // and at most kMaxDetachedLoads (64) load at a time.
+  void LoadDetached(Active* a);
+  void StartDetachedLoads();
   void OnRecord(Active* a, absl::StatusOr<RecordPtr> record);
   void PrepareBody(Active* a);
   void FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive);
@@ -210,6 +217,9 @@ class Engine final : public ConnectionDelegate {
   void CloseUnlinkedFiles();
   uint64_t now_ms_ = 0;
   size_t actives_ = 0;
+  std::deque<Active*> detached_waiting_;
+  size_t detached_loading_ = 0;
+  bool starting_detached_ = false;
   std::string record_campaign_;  // of the job FinishJob is recording
   std::string record_tenant_;    // jobs being attempted (incl. record reads, detached ones)
   bool record_tls_resumed_ = false;
