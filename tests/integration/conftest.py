@@ -97,6 +97,10 @@ def pytest_runtest_makereport(item, call):
 # --------------------------------------------------------------------------
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error: ",
+                     "WARNING: AddressSanitizer")
+
+
 @pytest.fixture
 def sluice_factory(tmp_path, request):
     """Starts `sluice serve` processes; stops each one by PID at the end.
@@ -122,6 +126,15 @@ def sluice_factory(tmp_path, request):
         if d.proc is not None and d.proc.poll() is not None and not d.expected_exit:
             died.append(f"pid {d.proc.pid} exited with {d.proc.returncode} during the test")
         d.stop()
+    # Under ASan/UBSan (tools/test), a report that does not kill the daemon
+    # during the test, above all LeakSanitizer's at exit after SIGTERM, would
+    # pass unseen: every run's stderr (appended across restarts) is checked.
+    for d in daemons:
+        text = d.stderr_path.read_text(errors="replace") if d.stderr_path.exists() else ""
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                died.append(f"{d.workdir}: sanitizer report ({marker})")
+                break
     failed = any(getattr(request.node, "rep_" + w, None) is not None and getattr(request.node, "rep_" + w).failed
                  for w in ("setup", "call"))
     if failed or died:
@@ -129,7 +142,7 @@ def sluice_factory(tmp_path, request):
             print(f"--- sluice stderr ({d.workdir}) ---")
             print(d.stderr_tail(6000))
     if died:
-        pytest.fail("sluice died unexpectedly: " + "; ".join(died), pytrace=False)
+        pytest.fail("sluice died unexpectedly or a sanitizer reported: " + "; ".join(died), pytrace=False)
 
 
 @pytest.fixture
