@@ -287,6 +287,7 @@ Engine::Destination& Engine::DestinationFor(queue::DomainQueue& q) {
 
 void Engine::Pump(uint64_t now_ms) {
   now_ms_ = now_ms;
+  if (resolver_) resolver_->RunDueTimeouts(now_ms);
   for (OutboundConnection* c : dead_) delete c;
   dead_.swap(dying_);
   dying_.clear();

@@ -51,16 +51,49 @@ Ring::~Ring() {
 io_uring_sqe* Ring::Prepare(Completion* completion) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
-    int rc = io_uring_submit(&ring_);
-    SLUICE_CHECK(rc >= 0 || rc == -EBUSY || rc == -EAGAIN || rc == -EINTR);
-    if (rc > 0) submitted_total_ += static_cast<uint64_t>(rc);
+    Submit();
     sqe = io_uring_get_sqe(&ring_);
   }
   io_uring_sqe_set_data(sqe, completion);
   return sqe;
 }
 
+int Ring::SubmitToKernel() {
+  if (busy_at_cq_ready_ > 0 && io_uring_cq_ready(&ring_) >= busy_at_cq_ready_) return -EBUSY;
+  return io_uring_submit(&ring_);
+}
+
+void Ring::Submit() {
+  int rc = SubmitToKernel();
+  if (rc == -EBUSY || rc == -EAGAIN) {
+    // The completion queue is full (or its overflow list is): the kernel
+    // takes no more work until completions are reaped. Move them into the
+    // list RunOnce runs (their callbacks run there, never from here), then
+    // submit again.
+    Reap();
+    rc = SubmitToKernel();
+  }
+  SLUICE_CHECK(rc >= 0 || rc == -EBUSY || rc == -EAGAIN || rc == -EINTR);
+  if (rc > 0) submitted_total_ += static_cast<uint64_t>(rc);
+}
+
+size_t Ring::Reap() {
+  io_uring_cqe* cqe = nullptr;
+  unsigned head;
+  unsigned count = 0;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++count;
+    auto* completion = static_cast<Completion*>(io_uring_cqe_get_data(cqe));
+    if (completion != nullptr) reaped_.push_back({completion, cqe->res, cqe->flags});
+  }
+  io_uring_cq_advance(&ring_, count);
+  return count;
+}
+
 int Ring::RunOnce(int timeout_ms) {
+  // Completions reaped while preparing (a full CQ, see Submit) are waiting:
+  // do not sleep before running them.
+  if (!reaped_.empty()) timeout_ms = 0;
   io_uring_cqe* cqe = nullptr;
   int rc;
   if (timeout_ms < 0) {
@@ -72,18 +105,17 @@ int Ring::RunOnce(int timeout_ms) {
     rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   }
   SLUICE_CHECK(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
-  // Reap everything into a list, then run callbacks.
-  reaped_.clear();
-  unsigned head;
-  unsigned count = 0;
-  io_uring_for_each_cqe(&ring_, head, cqe) {
-    ++count;
-    auto* completion = static_cast<Completion*>(io_uring_cqe_get_data(cqe));
-    if (completion != nullptr) reaped_.push_back({completion, cqe->res, cqe->flags});
+  // Reap everything into a list, then run callbacks. A callback may prepare
+  // so much that the CQ fills and Submit reaps more into the same list: the
+  // loop runs those too, by index, since the list may grow under it.
+  Reap();
+  size_t ran = 0;
+  for (; ran < reaped_.size(); ++ran) {
+    const Reaped r = reaped_[ran];
+    r.completion->OnComplete(r.result, r.flags);
   }
-  io_uring_cq_advance(&ring_, count);
-  for (const Reaped& r : reaped_) r.completion->OnComplete(r.result, r.flags);
-  return static_cast<int>(reaped_.size());
+  reaped_.clear();
+  return static_cast<int>(ran);
 }
 
 absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::Create(Ring& ring, uint16_t group_id,

@@ -508,6 +508,31 @@ TEST_F(ResolverTest, NextTickFollowsTheQueryTimeout) {
   ASSERT_TRUE(RunUntil([&] { return done; }, 5000));
 }
 
+// The loop sleeps NextTickMs(); once the query's timeout has passed, it says
+// 0 until someone runs c-ares' timeouts. RunDueTimeouts (called every turn by
+// the engine) must do that, or the loop spins until its next own tick.
+TEST_F(ResolverTest, DueTimeoutsRunWithoutWaitingForATick) {
+  Silent silent;
+  config_.servers = {silent.server()};
+  config_.timeout_ms = 100;
+  config_.tries = 1;
+  MakeResolver();
+  bool done = false;
+  resolver_->ResolveMx("example.test", [&](const MxResult&) { done = true; });
+  int turns = 0;
+  const uint64_t start = base::MonotonicMillis();
+  while (!done && base::MonotonicMillis() - start < 3000) {
+    ring_->RunOnce(resolver_->NextTickMs(250));
+    resolver_->RunDueTimeouts(base::MonotonicMillis());
+    ++turns;
+  }
+  EXPECT_TRUE(done);
+  // A spinning loop turns thousands of times in 100 ms; a sleeping one a
+  // handful (c-ares may retry internally once or twice).
+  EXPECT_LT(turns, 20);
+  EXPECT_EQ(resolver_->NextTickMs(250), 250);  // nothing pending: no busy wait
+}
+
 TEST_F(ResolverTest, RefusedIsTransient) {
   StartDns();
   // dnsmasq has no upstream for names outside --local=/test/ and answers

@@ -112,6 +112,12 @@ class Resolver {
   // Milliseconds until c-ares needs a Tick (capped at `max_ms`); max_ms when
   // nothing is pending.
   int NextTickMs(int max_ms) const;
+  // Runs Tick when a c-ares timeout has passed. Call every loop turn: a
+  // loop that sleeps NextTickMs() and ticks only on its own timer would
+  // wake with a wait of 0 until that timer, spinning.
+  void RunDueTimeouts(uint64_t now_ms) {
+    if (NextTickMs(1) == 0) Tick(now_ms);
+  }
 
   // Replaces the random source used to shuffle MX hosts of equal preference
   // (tests seed it). Returns values uniformly over uint64_t.

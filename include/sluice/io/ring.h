@@ -46,7 +46,9 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
 
   // A fresh SQE whose user_data is `completion` (nullptr: no callback).
-  // Never fails: flushes the SQ to the kernel when it is full.
+  // Never fails: flushes the SQ to the kernel when it is full, and reaps
+  // the CQ (callbacks run later, in RunOnce) when the kernel refuses new
+  // work because the CQ is full.
   io_uring_sqe* Prepare(Completion* completion);
 
   // Submits what is prepared, waits until at least one completion arrived or
@@ -54,12 +56,21 @@ class Ring {
   // completion reaped. Returns the number of callbacks run.
   int RunOnce(int timeout_ms);
 
+  // Tests: behave like kernels that refuse submissions with EBUSY while the
+  // CQ holds `cq_ready` or more unreaped completions (0: off).
+  void SimulateBusyCompletionQueue(unsigned cq_ready) { busy_at_cq_ready_ = cq_ready; }
+
   io_uring* raw() { return &ring_; }
   bool defer_taskrun() const { return defer_taskrun_; }
   uint64_t submitted_total() const { return submitted_total_; }
 
  private:
   Ring() = default;
+  // io_uring_submit; on EBUSY/EAGAIN (CQ full) reaps into reaped_ first.
+  void Submit();
+  int SubmitToKernel();
+  // Moves every completion in the CQ to reaped_; returns how many CQEs.
+  size_t Reap();
 
   struct Reaped {
     Completion* completion;
@@ -71,6 +82,7 @@ class Ring {
   bool initialised_ = false;
   bool defer_taskrun_ = false;
   uint64_t submitted_total_ = 0;
+  unsigned busy_at_cq_ready_ = 0;
   std::vector<Reaped> reaped_;
 };
 
