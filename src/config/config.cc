@@ -77,6 +77,13 @@ std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.
 //   server.max_errors            1 .. 1,000
 //   server.idle_timeout_s        1 .. 86,400     RFC 5321 4.5.3.2.7 asks for 300; a day
 //   server.data_timeout_s        1 .. 86,400     is the most that makes any sense.
+//   server.transaction_timeout_s 1 .. 86,400     deadlines that progress does not reset;
+//   server.session_timeout_s     1 .. 604,800    a week is far past any real session.
+//   server.max_connections_per_ip 0 .. 1,000,000 0 = no limit (relay_from is exempt).
+//   server.max_connection_rate_per_ip
+//                                0 .. 1,000,000  per minute; 0 = no limit.
+//   server.receive_memory_per_shard
+//                                1 MiB .. 64 GiB copied body bytes before early spilling.
 //   server.shutdown_grace_s      0 .. 3,600      0 = close at once on SIGTERM.
 //   spool.min_free_bytes         0 .. 1 PiB      0 = no free-space check.
 //   pickup.scan_interval_s       1 .. 86,400     inotify does the work; the scan catches
@@ -107,6 +114,9 @@ constexpr Range kConnectionsRange{1, 1'000'000};
 constexpr Range kErrorsRange{1, 1'000};
 constexpr Range kTimeoutRange{1, 86'400};
 constexpr Range kGraceRange{0, 3'600};
+constexpr Range kSessionTimeoutRange{1, 604'800};
+constexpr Range kPerIpRange{0, 1'000'000};
+constexpr Range kReceiveMemoryRange{1 * kMiB, 64 * kGiB};
 constexpr Range kMinFreeRange{0, 1 * kPiB};
 constexpr Range kBatchRecipientsRange{1, 20'000'000};
 constexpr Range kRecipientsFileRange{1 * kKiB, 16 * kGiB};
@@ -158,6 +168,13 @@ const IntField kIntFields[] = {
     MakeIntField<&Config::max_errors>("server", "max_errors", kErrorsRange),
     MakeIntField<&Config::idle_timeout_s>("server", "idle_timeout_s", kTimeoutRange),
     MakeIntField<&Config::data_timeout_s>("server", "data_timeout_s", kTimeoutRange),
+    MakeIntField<&Config::transaction_timeout_s>("server", "transaction_timeout_s", kTimeoutRange),
+    MakeIntField<&Config::session_timeout_s>("server", "session_timeout_s", kSessionTimeoutRange),
+    MakeIntField<&Config::max_connections_per_ip>("server", "max_connections_per_ip", kPerIpRange),
+    MakeIntField<&Config::max_connection_rate_per_ip>("server", "max_connection_rate_per_ip",
+                                                      kPerIpRange),
+    MakeIntField<&Config::receive_memory_per_shard>("server", "receive_memory_per_shard",
+                                                    kReceiveMemoryRange),
     MakeIntField<&Config::shutdown_grace_s>("server", "shutdown_grace_s", kGraceRange),
     MakeIntField<&Config::spool_min_free_bytes>("spool", "min_free_bytes", kMinFreeRange),
     MakeIntField<&Config::pickup_scan_interval_s>("pickup", "scan_interval_s", kTimeoutRange),
@@ -175,11 +192,25 @@ const IntField* FindIntField(absl::string_view table, absl::string_view key) {
 }
 
 // Every key of every table, for "did you mean" hints.
-constexpr absl::string_view kServerKeys[] = {
-    "listen",           "hostname",       "shards",          "relay_from",
-    "max_message_size", "max_recipients", "max_line_length", "max_data_line_length",
-    "max_connections",  "max_errors",     "idle_timeout_s",  "data_timeout_s",
-    "shutdown_grace_s", "bare_linefeed"};
+constexpr absl::string_view kServerKeys[] = {"listen",
+                                             "hostname",
+                                             "shards",
+                                             "relay_from",
+                                             "max_message_size",
+                                             "max_recipients",
+                                             "max_line_length",
+                                             "max_data_line_length",
+                                             "max_connections",
+                                             "max_errors",
+                                             "idle_timeout_s",
+                                             "data_timeout_s",
+                                             "shutdown_grace_s",
+                                             "bare_linefeed",
+                                             "transaction_timeout_s",
+                                             "session_timeout_s",
+                                             "max_connections_per_ip",
+                                             "max_connection_rate_per_ip",
+                                             "receive_memory_per_shard"};
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
 constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s", "max_batch_recipients",

@@ -64,12 +64,11 @@ Connection::Connection(Shard& shard, int fd, std::string client_ip, bool relay_a
           *this),
       policy_(policy) {}
 
-Connection::~Connection() {
-  for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
-}
+Connection::~Connection() = default;
 
 void Connection::Start() {
   last_input_ms_ = shard_.now_ms();
+  started_ms_ = last_input_ms_;
   // On an implicit-TLS listener the greeting waits, queued, until the
   // handshake is done (MaybeSend encrypts only an established session).
   if (policy_.implicit_tls) BeginTls();
@@ -93,20 +92,20 @@ void Connection::OnReceive(int result, uint32_t flags) {
   if (result > 0 && (flags & IORING_CQE_F_BUFFER)) {
     const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
     shard_.buffers().Acquire(id);
-    if (shut_down_ || session_.closed()) {
-      shard_.buffers().Release(id);
-    } else {
-      input_.push_back(Pending{id, 0, static_cast<uint32_t>(result)});
+    if (!shut_down_ && !session_.closed()) {
       const uint64_t progress = session_.progress();
-      ProcessInput();
+      TakeInput(id, static_cast<size_t>(result));
       if (session_.progress() != progress) last_input_ms_ = shard_.now_ms();
-      if (input_.size() > limits::kHeldBuffersPerConnectionMax && recv_armed_) {
-        // The session is waiting (a commit, or a client that does not read
-        // its replies): stop taking buffers from the shared ring.
-        recv_paused_ = true;
-        io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
-        io_uring_prep_cancel(sqe, &recv_done_, 0);
-      }
+    }
+    // Whatever the spool keeps of this buffer, it holds by its own reference.
+    shard_.buffers().Release(id);
+    if (carried() > kCarryMax && recv_armed_ && !recv_paused_) {
+      // The session is waiting (a commit, or a client that does not read
+      // its replies) and its unread input reached the cap: stop reading;
+      // the socket's own buffer and TCP flow control take it from here.
+      recv_paused_ = true;
+      io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
+      io_uring_prep_cancel(sqe, &recv_done_, 0);
     }
     if (!recv_armed_) ArmReceive();
   } else if (result == -ENOBUFS) {
@@ -119,72 +118,102 @@ void Connection::OnReceive(int result, uint32_t flags) {
   MaybeDestroy();
 }
 
-void Connection::ProcessPlainInput() {
-  while (!input_.empty() && !session_.paused() && !session_.closed()) {
-    Pending& p = input_.front();
-    feeding_buffer_ = p.buffer;
-    const char* data = shard_.buffers().data(p.buffer) + p.offset;
-    const size_t used = session_.Feed(data, p.size - p.offset);
-    p.offset += static_cast<uint32_t>(used);
-    if (p.offset == p.size) {
-      shard_.buffers().Release(p.buffer);
-      input_.pop_front();
+void Connection::TakeInput(uint16_t buffer, size_t size) {
+  const char* data = shard_.buffers().data(buffer);
+  size_t used = 0;
+  if (carried() == 0) {
+    // Nothing older waits: parse in place, body spans may stay in the buffer.
+    DropCarry();
+    used = Consume(data, size, buffer);
+  }
+  if (used < size && !shut_down_ && !session_.closed()) {
+    if (carry_pos_ > 0) {
+      carry_.erase(0, carry_pos_);
+      carry_pos_ = 0;
     }
+    carry_.append(data + used, size - used);
   }
-  if (session_.starttls_pending() && !tls_) {
-    // Whatever the client sent after STARTTLS left it before our 220 could
-    // reach it: plaintext injection. Drop it unread (RFC 3207 section 5).
-    for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
-    input_.clear();
-    BeginTls();
-  }
+  ProcessInput();
 }
 
-void Connection::ProcessTlsInput() {
+size_t Connection::Consume(const char* data, size_t size, uint16_t buffer) {
+  if (tls_ && !tls_failed_) return ConsumeTls(data, size);
+  if (tls_) return size;  // failed: nothing more is read
+  feeding_buffer_ = buffer;
+  const size_t used = session_.Feed(data, size);
+  feeding_buffer_ = kNoBuffer;
+  if (session_.starttls_pending()) {
+    // Whatever the client sent after STARTTLS left it before our 220 could
+    // reach it: plaintext injection. Drop it unread (RFC 3207 section 5),
+    // this input's rest and everything carried.
+    starttls_drop_ = true;
+    BeginTls();
+    return size;
+  }
+  return used;
+}
+
+size_t Connection::ConsumeTls(const char* data, size_t size) {
+  size_t used = 0;
   while (!tls_failed_ && !shut_down_) {
-    bool moved = false;
     // Ciphertext into the TLS session, as far as its bounded input takes it.
-    while (!input_.empty() && tls_->cipher_room() > 0) {
-      Pending& p = input_.front();
-      const size_t took =
-          tls_->PutCiphertext(shard_.buffers().data(p.buffer) + p.offset, p.size - p.offset);
-      p.offset += static_cast<uint32_t>(took);
-      moved = moved || took > 0;
-      if (p.offset == p.size) {
-        shard_.buffers().Release(p.buffer);
-        input_.pop_front();
-      }
+    size_t took = 0;
+    if (used < size && tls_->cipher_room() > 0) {
+      took = tls_->PutCiphertext(data + used, size - used);
+      used += took;
     }
     if (tls_handshaking_) {
       const tls::Session::Progress progress = tls_->Handshake();
-      if (progress == tls::Session::Progress::kFailed) return TlsFailed(tls_->error());
+      if (progress == tls::Session::Progress::kFailed) {
+        TlsFailed(tls_->error());
+        return size;
+      }
       if (progress == tls::Session::Progress::kInProgress) {
-        if (moved && !input_.empty()) continue;  // room appeared: feed more
-        return;
+        if (took > 0 && used < size) continue;  // room appeared: feed more
+        return used;
       }
       tls_handshaking_ = false;
       session_.OnTlsStarted();  // STARTTLS: start over (a no-op when implicit)
     }
-    // Plaintext into the SMTP session while it takes input.
-    bool fed = false;
-    while (!session_.paused() && !session_.closed()) {
-      if (plain_pos_ == plain_end_) {
-        auto n = tls_->Read(plain_.get(), kPlainBuffer);
-        if (!n.ok()) return TlsFailed(base::Sv(n.status().message()));
-        plain_pos_ = 0;
-        plain_end_ = *n;
-        if (*n == 0) break;  // needs more ciphertext (or the peer said close_notify)
-      }
-      const size_t used = session_.Feed(plain_.get() + plain_pos_, plain_end_ - plain_pos_);
-      plain_pos_ += used;
-      fed = fed || used > 0;
-    }
+    const bool fed = FeedPlaintext();
+    if (tls_failed_) return size;
     if (tls_->peer_closed() && !session_.closed()) {
       // close_notify: nothing more will come; finish like an EOF.
-      return BeginShutdown();
+      BeginShutdown();
+      return size;
     }
-    if (!moved && !fed) return;
-    if (input_.empty() && !fed) return;
+    if (took == 0 && !fed) return used;
+    if (used == size && !fed) return used;
+  }
+  return size;  // failed or shut down: the rest is dropped
+}
+
+bool Connection::FeedPlaintext() {
+  bool fed = false;
+  while (!session_.paused() && !session_.closed()) {
+    if (plain_pos_ == plain_end_) {
+      auto n = tls_->Read(plain_.get(), kPlainBuffer);
+      if (!n.ok()) {
+        TlsFailed(base::Sv(n.status().message()));
+        return fed;
+      }
+      plain_pos_ = 0;
+      plain_end_ = *n;
+      if (*n == 0) break;  // needs more ciphertext (or the peer said close_notify)
+    }
+    const size_t used = session_.Feed(plain_.get() + plain_pos_, plain_end_ - plain_pos_);
+    plain_pos_ += used;
+    fed = fed || used > 0;
+  }
+  return fed;
+}
+
+void Connection::DropCarry() {
+  carry_pos_ = 0;
+  if (carry_.capacity() > kCarryKeep) {
+    std::string().swap(carry_);  // an idle connection keeps no big buffer
+  } else {
+    carry_.clear();
   }
 }
 
@@ -208,26 +237,35 @@ void Connection::TlsFailed(std::string_view why) {
   if (tls_failed_) return;
   tls_failed_ = true;
   std::fprintf(stderr, "sluice: tls: %s: %s\n", client_ip_.c_str(), std::string(why).c_str());
-  for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
-  input_.clear();
+  DropCarry();
   // An alert wolfSSL produced may still go out; then the connection closes.
   MaybeSend();
   if (!send_in_flight_) BeginShutdown();
 }
 
 void Connection::ProcessInput() {
-  if (tls_ && !tls_failed_) {
-    ProcessTlsInput();
-  } else if (!tls_) {
-    ProcessPlainInput();
-    // STARTTLS may have begun TLS with ciphertext already queued.
-    if (tls_ && !input_.empty()) ProcessTlsInput();
+  // Input carried while the session waited: always copied (the session
+  // parses it from carry_, which later input may move).
+  while (carried() > 0 && !shut_down_ && !session_.closed()) {
+    const size_t used = Consume(carry_.data() + carry_pos_, carried(), kNoBuffer);
+    if (starttls_drop_) break;
+    carry_pos_ += used;
+    if (used == 0) break;
   }
-  if (session_.closed() || tls_failed_) {
-    for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
-    input_.clear();
+  starttls_drop_ = false;
+  // TLS keeps decrypted input of its own (plain_, and records wolfSSL has
+  // read ahead): a session that waited goes on with it even when nothing
+  // new arrives.
+  if (carried() == 0 && tls_ && !tls_failed_ && !tls_handshaking_ && !shut_down_) {
+    ConsumeTls(nullptr, 0);
   }
-  if (recv_paused_ && input_.size() < limits::kHeldBuffersPerConnectionMax / 2 && !recv_armed_) {
+  if (carried() == 0 || session_.closed() || tls_failed_ || shut_down_) DropCarry();
+  if (session_.transaction_open()) {
+    if (transaction_started_ms_ == 0) transaction_started_ms_ = shard_.now_ms();
+  } else {
+    transaction_started_ms_ = 0;
+  }
+  if (recv_paused_ && carried() <= kCarryMax / 2 && !recv_armed_) {
     recv_paused_ = false;
     ArmReceive();
   }
@@ -294,8 +332,7 @@ void Connection::BeginShutdown() {
     shard_.spool().Abort(message_);  // a body that never finished
     message_ = nullptr;
   }
-  for (const Pending& p : input_) shard_.buffers().Release(p.buffer);
-  input_.clear();
+  DropCarry();
   // Ends the multishot receive and any send; the fd is closed once they
   // have completed (MaybeDestroy). A plain syscall on purpose: io_uring
   // runs SHUTDOWN from its worker pool, so it could land after our CLOSE
@@ -335,6 +372,21 @@ void Connection::CheckTimeouts(uint64_t now_ms) {
     return ForceClose();  // the peer stopped reading
   }
   if (commit_in_flight_ || session_.closed()) return;
+  // Deadlines in time as well as space: a transaction (MAIL to its reply)
+  // and, between transactions, the whole session. Progress does not reset
+  // them, so a client trickling a byte every few seconds cannot hold a
+  // slot for hours; a message in flight is never cut by the session's.
+  const bool over_transaction =
+      transaction_started_ms_ != 0 &&
+      now_ms - transaction_started_ms_ > uint64_t{c.transaction_timeout_s} * 1000;
+  const bool over_session = transaction_started_ms_ == 0 && !tls_handshaking_ &&
+                            now_ms - started_ms_ > uint64_t{c.session_timeout_s} * 1000;
+  if (over_transaction || over_session) {
+    session_.OnTimeout();
+    MaybeSend();
+    MaybeDestroy();
+    return;
+  }
   const uint64_t limit_ms =
       uint64_t{session_.in_body() ? c.data_timeout_s : c.idle_timeout_s} * 1000;
   if (tls_handshaking_ && now_ms - last_input_ms_ > limit_ms) return ForceClose();
@@ -356,12 +408,19 @@ void Connection::BeginMessage(const smtp::Envelope&) {
 
 void Connection::AppendBody(const char* data, size_t size) {
   SLUICE_CHECK(message_ != nullptr);
-  if (tls_) {
-    // Plaintext lives in plain_, which the next read overwrites.
-    shard_.spool().AppendOwned(message_, std::string(data, size));
+  // Zero copy only where it pays and the shard can afford it: a span that
+  // fills most of its 4 KiB buffer, while this message holds few buffers
+  // and the ring keeps a reserve for everyone else's receives. Everything
+  // else (trickled lines, MSS-sized segments, carried input, TLS plaintext)
+  // is copied into the message's pages, and the buffer goes back at once.
+  io::BufferRing& ring = shard_.buffers();
+  if (feeding_buffer_ != kNoBuffer && size >= kZeroCopyMinBytes &&
+      shard_.spool().HeldBuffers(message_) < kHeldBuffersPerMessageMax &&
+      ring.available_estimate() > ring.count() / kBufferReserveFraction) {
+    shard_.spool().Append(message_, data, size, feeding_buffer_);
     return;
   }
-  shard_.spool().Append(message_, data, size, feeding_buffer_);
+  shard_.spool().AppendCopy(message_, data, size);
 }
 
 void Connection::Authenticate(std::string_view user, std::string_view password) {

@@ -25,6 +25,7 @@
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
 #include "sluice/pickup/pickup_directory.h"
+#include "sluice/server/client_limiter.h"
 #include "sluice/server/shard.h"
 #include "sluice/spool/journal.h"
 #include "sluice/spool/retry_state.h"
@@ -250,12 +251,14 @@ absl::Status Serve(const config::Config& config) {
   signal(SIGPIPE, SIG_IGN);
 
   std::atomic<int64_t> open_connections{0};
+  ClientLimiter client_limiter(config.max_connections_per_ip, config.max_connection_rate_per_ip);
   io::Mailboxes<ShardNote> mailboxes(shards, limits::kMailboxSlots);
   std::vector<std::unique_ptr<Shard>> shard_objects;
   for (int i = 0; i < shards; ++i) {
     shard_objects.push_back(
         std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections, mailboxes));
     shard_objects.back()->set_credentials(credentials->get());
+    shard_objects.back()->set_client_limiter(&client_limiter);
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.

@@ -20,6 +20,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/server/client_limiter.h"
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
 #include "sluice/server/pickup_ingester.h"
@@ -84,6 +85,22 @@ struct Shard::Listener {
   } done;
 };
 
+// A connection refused at accept: its one reply is sent, then it is closed
+// whatever happened to the send (a client that already reset makes the
+// send fail; a close linked to it would be cancelled and the descriptor
+// leak).
+struct Shard::Refusal final : io::Completion {
+  Shard* shard = nullptr;
+  int fd = -1;
+  std::string reply;
+  void OnComplete(int, uint32_t) override {
+    io_uring_sqe* sqe = shard->ring_->Prepare(nullptr);
+    io_uring_prep_close(sqe, fd);
+    shard->refusals_.erase(this);
+    delete this;
+  }
+};
+
 Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId id_floor,
              std::atomic<int64_t>& open_connections, io::Mailboxes<ShardNote>& mailboxes)
     : index_(index),
@@ -105,6 +122,10 @@ Shard::~Shard() {
   for (Connection* c : connections_) delete c;
   for (Connection* c : dying_) delete c;
   for (Connection* c : dead_) delete c;
+  for (Refusal* r : refusals_) {
+    close(r->fd);
+    delete r;
+  }
   for (auto& l : listeners_) {
     if (l->fd >= 0) close(l->fd);
   }
@@ -125,6 +146,7 @@ absl::Status Shard::Init() {
   if (spool_dir_fd_ < 0) return Errno(absl::StrCat("open spool directory ", dir));
   spool_ = std::make_unique<spool::SpoolWriter>(*ring_, *buffers_, spool_dir_fd_,
                                                 [this] { return NextQueueId(); });
+  spool_->set_memory_budget(config_.receive_memory_per_shard);
   log_ = std::make_unique<log::AccountingLog>(*ring_, log_fd_);
   ledger_ = std::make_unique<delivery::Ledger>(*ring_, config_.spool_dir, index_, journal_sequence_,
                                                [this] { return spool_->segment_name(); });
@@ -196,41 +218,65 @@ void Shard::ArmAccept(Listener* l) {
   l->armed = true;
 }
 
+void Shard::Refuse(int fd, std::string reply) {
+  ++stats_.connections_refused;
+  auto* r = new Refusal();
+  r->shard = this;
+  r->fd = fd;
+  r->reply = std::move(reply);
+  refusals_.insert(r);
+  io_uring_sqe* send = ring_->Prepare(r);
+  io_uring_prep_send(send, fd, r->reply.data(), r->reply.size(), MSG_NOSIGNAL);
+}
+
 void Shard::OnAccept(Listener* l, int result, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) l->armed = false;
   if (result >= 0) {
-    const int fd = result;
-    if (stopping_) {
-      close(fd);
-    } else if (open_connections_.fetch_add(1, std::memory_order_relaxed) >=
-               static_cast<int64_t>(config_.max_connections)) {
-      open_connections_.fetch_sub(1, std::memory_order_relaxed);
-      ++stats_.connections_refused;
-      io_uring_sqe* send = ring_->Prepare(nullptr);
-      io_uring_prep_send(send, fd, too_many_connections_.data(), too_many_connections_.size(),
-                         MSG_NOSIGNAL);
-      send->flags |= IOSQE_IO_LINK;
-      io_uring_sqe* closing = ring_->Prepare(nullptr);
-      io_uring_prep_close(closing, fd);
-    } else {
-      ++stats_.connections_accepted;
-      sockaddr_storage peer{};
-      socklen_t peer_size = sizeof peer;
-      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_size);
-      const base::IpAddress ip = base::IpAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer));
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      auto* c =
-          new Connection(*this, fd, ip.ToString(), config_.relay_networks.Contains(ip), l->policy);
-      c->shard_slot = connections_.size();
-      connections_.push_back(c);
-      c->Start();
-    }
+    Accepted(l, result);
   } else if (result != -ECANCELED && result != -EINVAL && result != -EBADF) {
     // EMFILE/ENFILE and the like: the accept stays usable; re-arm below.
     std::fprintf(stderr, "sluice: shard %d: accept: %s\n", index_, std::strerror(-result));
   }
   if (!l->armed && !stopping_) ArmAccept(l);
+}
+
+void Shard::Accepted(Listener* l, int fd) {
+  if (stopping_) {
+    close(fd);
+    return;
+  }
+  if (open_connections_.fetch_add(1, std::memory_order_relaxed) >=
+      static_cast<int64_t>(config_.max_connections)) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    return Refuse(fd, too_many_connections_);
+  }
+  sockaddr_storage peer{};
+  socklen_t peer_size = sizeof peer;
+  getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_size);
+  const base::IpAddress ip = base::IpAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer));
+  const bool relay_allowed = config_.relay_networks.Contains(ip);
+  // Clients outside relay_from are limited per address (Postfix exempts
+  // $mynetworks from its anvil limits the same way).
+  const bool limited = client_limiter_ != nullptr && !relay_allowed;
+  if (limited) {
+    const ClientLimiter::Verdict v = client_limiter_->Admit(ip, now_ms_);
+    if (v != ClientLimiter::Verdict::kAdmitted) {
+      open_connections_.fetch_sub(1, std::memory_order_relaxed);
+      const bool fast = v == ClientLimiter::Verdict::kTooFast;
+      return Refuse(fd, absl::StrCat("421 4.7.0 ", config_.hostname, " Error: too ",
+                                     fast ? "many connections per minute" : "many connections",
+                                     " from ", ip.ToString(), "\r\n"));
+    }
+  }
+  ++stats_.connections_accepted;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto* c = new Connection(*this, fd, ip.ToString(), relay_allowed, l->policy);
+  c->peer = ip;
+  c->counted_by_limiter = limited;
+  c->shard_slot = connections_.size();
+  connections_.push_back(c);
+  c->Start();
 }
 
 void Shard::Closed(Connection* c) {
@@ -242,6 +288,7 @@ void Shard::Closed(Connection* c) {
   connections_.pop_back();
   starved_.erase(std::remove(starved_.begin(), starved_.end(), c), starved_.end());
   open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  if (c->counted_by_limiter) client_limiter_->Release(c->peer);
   dying_.push_back(c);
 }
 

@@ -57,20 +57,51 @@ class SpoolWriter::Message {
     if (aborted_) return;
     crc_ = base::Crc32c(crc_, data, size);
     body_size_ += size;
-    if (buffer_id != kNoBuffer) writer_.buffers_.Hold(buffer_id);
+    if (buffer_id != kNoBuffer) {
+      writer_.buffers_.Hold(buffer_id);
+      ++held_buffers_;
+    }
     pending_.push_back(iovec{const_cast<char*>(data), size});
     pending_buffers_.push_back(buffer_id);
     pending_bytes_ += size;
-    if (pending_bytes_ >= kFlushBytes || pending_.size() >= kFlushIovecs) {
-      if (!file_mode_) StartFile();
-      Flush(false);
-    }
+    MaybeSpill();
   }
 
+  // Copies into this message's pages: consecutive copies share a page and
+  // one iovec, so a body trickled in 3-byte lines costs one iovec per page.
+  void AppendCopy(const char* data, size_t size) {
+    if (aborted_) return;
+    crc_ = base::Crc32c(crc_, data, size);
+    body_size_ += size;
+    pending_bytes_ += size;
+    while (size > 0) {
+      if (tail_ == nullptr || tail_->used == kPageBytes) {
+        pages_.push_back(std::make_unique<Page>(writer_));
+        tail_ = pages_.back().get();
+      }
+      char* at = tail_->data + tail_->used;
+      if (pending_.empty() ||
+          static_cast<char*>(pending_.back().iov_base) + pending_.back().iov_len != at) {
+        pending_.push_back(iovec{at, 0});  // a new page, or a held span came between
+        pending_buffers_.push_back(kNoBuffer);
+      }
+      const size_t n = std::min(size, kPageBytes - tail_->used);
+      std::memcpy(tail_->data + tail_->used, data, n);
+      tail_->used += n;
+      pending_.back().iov_len += n;
+      data += n;
+      size -= n;
+    }
+    MaybeSpill();
+  }
+
+  // Takes a string over (no copy): a pickup body, a DSN.
   void AppendOwned(std::string bytes) {
     owned_.push_back(std::make_unique<std::string>(std::move(bytes)));
     Append(owned_.back()->data(), owned_.back()->size(), kNoBuffer);
   }
+
+  size_t held_buffers() const { return held_buffers_; }
 
   void Commit(Envelope envelope, CommitCallback done) {
     done_ = std::move(done);
@@ -128,11 +159,38 @@ class SpoolWriter::Message {
   uint64_t pending_bytes() const { return pending_bytes_; }
 
  private:
-  // A writev in flight: owns its iovecs and the buffer references.
+  // A page of copied body bytes, counted in the writer's copied_bytes_.
+  struct Page {
+    explicit Page(SpoolWriter& w) : writer(w) { writer.copied_bytes_ += kPageBytes; }
+    ~Page() { writer.copied_bytes_ -= kPageBytes; }
+    Page(const Page&) = delete;
+    Page& operator=(const Page&) = delete;
+    SpoolWriter& writer;
+    size_t used = 0;
+    char data[kPageBytes];
+  };
+
+  // A body is kept in memory until commit (one record in the segment) until
+  // it outgrows kFlushBytes or kFlushIovecs; then it streams to its own
+  // file. While the shard's copied bytes are over the writer's budget, a
+  // body streams once it holds kSpillBytes, so the shard's memory stays
+  // bounded by configuration whatever the clients do.
+  void MaybeSpill() {
+    const bool over_budget =
+        writer_.copied_bytes_ > writer_.memory_budget_ && pending_bytes_ >= kSpillBytes;
+    if (pending_bytes_ >= kFlushBytes || pending_.size() >= kFlushIovecs || over_budget) {
+      if (!file_mode_) StartFile();
+      Flush(false);
+    }
+  }
+
+  // A writev in flight: owns its iovecs, the buffer references and the
+  // pages its iovecs point into.
   struct Write final : io::Completion {
     Message* message;
     std::vector<iovec> iov;
     std::vector<uint16_t> buffers;
+    std::vector<std::unique_ptr<Page>> pages;
     uint64_t offset;
     size_t bytes;
     bool final = false;  // the trailer write of the commit chain
@@ -167,6 +225,13 @@ class SpoolWriter::Message {
       for (const iovec& v : w->iov) w->bytes += v.iov_len;
       w->offset = offset_;
       w->final = final;  // in the commit chain: a short write fails it (no resubmit)
+      // Every page is referenced only by iovecs pending since the last
+      // flush: the last write of this flush takes them all along.
+      if (first + n == pending_.size()) {
+        w->pages = std::move(pages_);
+        pages_.clear();
+        tail_ = nullptr;
+      }
       offset_ += w->bytes;
       io_uring_sqe* sqe = writer_.ring_.Prepare(w);
       io_uring_prep_writev(sqe, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
@@ -182,7 +247,10 @@ class SpoolWriter::Message {
 
   void ReleaseBuffers(const std::vector<uint16_t>& ids) {
     for (uint16_t id : ids) {
-      if (id != kNoBuffer) writer_.buffers_.Release(id);
+      if (id != kNoBuffer) {
+        writer_.buffers_.Release(id);
+        --held_buffers_;
+      }
     }
   }
 
@@ -343,6 +411,9 @@ class SpoolWriter::Message {
   std::vector<iovec> pending_;
   std::vector<uint16_t> pending_buffers_;
   size_t pending_bytes_ = 0;
+  size_t held_buffers_ = 0;  // receive buffers referenced by pending or in-flight writes
+  std::vector<std::unique_ptr<Page>> pages_;  // copies pending since the last flush
+  Page* tail_ = nullptr;                      // the page AppendCopy fills, if any
   std::vector<std::unique_ptr<std::string>> owned_;
   std::string trailer_;
   bool committing_ = false;
@@ -376,6 +447,12 @@ void SpoolWriter::Append(Message* m, const char* data, size_t size, uint16_t buf
 }
 
 void SpoolWriter::AppendOwned(Message* m, std::string bytes) { m->AppendOwned(std::move(bytes)); }
+
+void SpoolWriter::AppendCopy(Message* m, const char* data, size_t size) {
+  m->AppendCopy(data, size);
+}
+
+size_t SpoolWriter::HeldBuffers(const Message* m) const { return m->held_buffers(); }
 
 void SpoolWriter::Commit(Message* m, Envelope envelope, CommitCallback done) {
   m->Commit(std::move(envelope), std::move(done));

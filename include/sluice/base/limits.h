@@ -23,20 +23,12 @@ inline constexpr size_t kPathMax = 256;
 // page each: a 2 KB message fits in one, a pipelined command burst in a few,
 // and the kernel touches no more memory than the data needs. 256 of them
 // (1 MiB per shard) serve thousands of connections, because an idle multishot
-// recv holds no buffer; when all are held (bodies waiting for their commit),
-// receives pause until writes hand buffers back. 50 busy connections per
-// shard sending 20 KB messages hold about 125.
+// recv holds no buffer and a busy one gives its buffer back before the
+// completion returns, except for body spans kept zero-copy until written,
+// which are capped per message and stop when a quarter of the ring is all
+// that is left (server/connection.h, docs/ARCHITECTURE.md "Receive memory").
 inline constexpr size_t kRecvBufferSize = 4 * 1024;
 inline constexpr uint32_t kRecvBufferCount = 256;  // power of two (ring mask)
-
-// A connection in DATA holds the receive buffers whose bytes are being written
-// to its spool file. Past this many it stops to let the writes drain, so one
-// fast client cannot take the whole buffer ring.
-inline constexpr size_t kHeldBuffersPerConnectionMax = 32;
-
-// Replies to one read are gathered and sent in one send. 1,000 pipelined
-// commands get at most ~60 bytes of reply each.
-inline constexpr size_t kReplyBufferMax = 256 * 1024;
 
 // Shards: ids carry the shard number in 8 bits.
 inline constexpr int kShardsMax = 256;

@@ -80,7 +80,15 @@ struct Config {
   size_t max_errors = 10;                      // bad commands before 421 and close
   uint32_t idle_timeout_s = 300;               // RFC 5321 4.5.3.2.7 server timeout
   uint32_t data_timeout_s = 600;               // no byte received within DATA
-  uint32_t shutdown_grace_s = 30;              // SIGTERM: finish in-flight work
+  uint32_t transaction_timeout_s = 1800;       // MAIL to the final reply, whatever the progress
+  uint32_t session_timeout_s = 3600;           // a session, checked between transactions
+  // Per client address, for clients outside relay_from (0: no limit):
+  size_t max_connections_per_ip = 50;         // at once; 421 4.7.0 past it
+  uint32_t max_connection_rate_per_ip = 600;  // new connections per minute
+  // Body bytes a shard keeps copied in memory before bodies stream to their
+  // files early (the receive memory budget, docs/ARCHITECTURE.md).
+  uint64_t receive_memory_per_shard = 64ull << 20;
+  uint32_t shutdown_grace_s = 30;  // SIGTERM: finish in-flight work
   BareLinefeedPolicy bare_linefeed = BareLinefeedPolicy::kReject;
 
   // [spool]

@@ -112,6 +112,7 @@ class BufferRing {
   void Publish();
 
   uint32_t available_estimate() const { return count_ - in_use_; }
+  uint32_t count() const { return count_; }
 
  private:
   BufferRing() = default;

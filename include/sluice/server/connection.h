@@ -2,10 +2,17 @@
 // and to the shard's spool writer.
 //
 // Input arrives by multishot recv into the shard's buffer ring. Each buffer
-// is fed to the session in place; the body spans the session reports are
-// handed to the spool writer as pointers into that same buffer, which stays
-// held until its write completes (zero copy). Unconsumed input (the session
-// paused for a commit or for output to drain) waits in `input_` in order.
+// is fed to the session in place and goes back to the ring before the
+// completion returns, with one exception: a body span that fills most of
+// its buffer is handed to the spool writer as a pointer into it (zero copy),
+// and the writer holds that buffer until its write completes, within a
+// per-message cap and only while the ring keeps a reserve. Smaller spans
+// (a trickled body, MSS-sized segments) are copied into the message's
+// pages. Input the session cannot take yet (it waits for a commit, or for
+// a client that does not read its replies) is copied into `carry_`; past
+// kCarryMax the connection stops reading. So what one client makes the
+// shard hold is bounded per connection (docs/ARCHITECTURE.md, "Receive
+// memory"), and no client can take the ring from the others.
 // Replies produced by one round of input leave in one send; one send is in
 // flight at a time.
 //
@@ -19,16 +26,20 @@
 // handshake runs as input arrives; its failure or a peer that vanishes
 // mid-handshake just closes the connection.
 //
+// Time: besides the idle and DATA timeouts (which restart on progress), a
+// transaction deadline (MAIL to its reply) and a session deadline (checked
+// between transactions) that nothing resets.
+//
 // Lifetime: the shard creates it on accept; it deletes itself once the
 // socket is shut down and no receive, send or spool commit references it.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "sluice/base/cidr.h"
 #include "sluice/smtp/server_session.h"
 #include "sluice/spool/spool_writer.h"
 #include "sluice/tls/credentials.h"
@@ -54,7 +65,9 @@ class Connection final : public smtp::SessionHandler {
   // Re-arm a receive that stopped for lack of buffers.
   void ArmReceive();
 
-  size_t shard_slot = 0;  // position in the shard's connection table
+  size_t shard_slot = 0;            // position in the shard's connection table
+  base::IpAddress peer;             // the client's address
+  bool counted_by_limiter = false;  // the shard's ClientLimiter counts it
 
   // smtp::SessionHandler
   bool SpoolAvailable() override;
@@ -65,18 +78,32 @@ class Connection final : public smtp::SessionHandler {
   void Authenticate(std::string_view user, std::string_view password) override;
 
  private:
-  struct Pending {
-    uint16_t buffer;
-    uint32_t offset;
-    uint32_t size;
-  };
+  static constexpr uint16_t kNoBuffer = 0xffff;
+  // Unread input a waiting session may leave: a few pipelined command
+  // lines, or the start of the next message. Past it, reading stops.
+  static constexpr size_t kCarryMax = 16 * 1024;
+  // An idle connection gives back a carry buffer larger than this.
+  static constexpr size_t kCarryKeep = 4 * 1024;
+  // Zero copy pays for a span filling at least half its 4 KiB buffer...
+  static constexpr size_t kZeroCopyMinBytes = 2048;
+  // ...while the message holds fewer buffers than this (64 KiB)...
+  static constexpr size_t kHeldBuffersPerMessageMax = 16;
+  // ...and more than 1/kBufferReserveFraction of the ring is free.
+  static constexpr uint32_t kBufferReserveFraction = 4;
 
   void OnReceive(int result, uint32_t flags);
+  // One receive buffer's bytes: parsed in place when nothing older waits.
+  void TakeInput(uint16_t buffer, size_t size);
+  // Feeds the session (through TLS when on); returns the bytes used.
+  // `buffer` is the receive buffer `data` lies in, or kNoBuffer.
+  size_t Consume(const char* data, size_t size, uint16_t buffer);
+  size_t ConsumeTls(const char* data, size_t size);
+  bool FeedPlaintext();  // decrypted bytes into the session; false if none
+  size_t carried() const { return carry_.size() - carry_pos_; }
+  void DropCarry();
   void OnSend(int result, uint32_t flags);
   void OnCommitted(const absl::Status& status, const std::string& id, uint64_t size);
   void ProcessInput();
-  void ProcessPlainInput();
-  void ProcessTlsInput();
   void BeginTls();  // after STARTTLS's 220, or at once on an implicit-TLS listener
   void TlsFailed(std::string_view why);
   void MaybeSend();
@@ -89,8 +116,10 @@ class Connection final : public smtp::SessionHandler {
   int fd_;
   std::string client_ip_;
   smtp::ServerSession session_;
-  std::deque<Pending> input_;
-  uint16_t feeding_buffer_ = 0;
+  std::string carry_;  // input the session has not taken yet, in order
+  size_t carry_pos_ = 0;
+  bool starttls_drop_ = false;  // STARTTLS began: the carried rest is dropped
+  uint16_t feeding_buffer_ = kNoBuffer;
 
   std::string sending_;
   size_t sent_ = 0;
@@ -101,6 +130,8 @@ class Connection final : public smtp::SessionHandler {
   bool shut_down_ = false;    // socket shut down, waiting for ops to drain
   bool destroyed_ = false;
   uint64_t last_input_ms_ = 0;
+  uint64_t started_ms_ = 0;
+  uint64_t transaction_started_ms_ = 0;  // 0: no transaction open
 
   spool::SpoolWriter::Message* message_ = nullptr;
   base::QueueId message_id_;

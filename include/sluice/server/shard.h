@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "sluice/base/limits.h"
@@ -40,6 +41,7 @@ class Credentials;  // TLS/AUTH state shared by the shards (tls/credentials.h)
 
 namespace sluice::server {
 
+class ClientLimiter;
 class Connection;
 class ControlSocket;
 class PickupIngester;
@@ -118,6 +120,8 @@ class Shard final : public delivery::EngineHost {
   void Starved(Connection* c) { starved_.push_back(c); }
   // TLS/AUTH: set by the server before Init(); null means neither is offered.
   void set_credentials(tls::Credentials* c) { credentials_ = c; }
+  // Per-client-address limits, shared by the shards; null: none.
+  void set_client_limiter(ClientLimiter* l) { client_limiter_ = l; }
   tls::Credentials* credentials() const { return credentials_; }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
@@ -145,7 +149,11 @@ class Shard final : public delivery::EngineHost {
 
  private:
   struct Listener;
+  struct Refusal;
   void OnAccept(Listener* l, int result, uint32_t flags);
+  void Accepted(Listener* l, int fd);
+  // Sends `reply` and closes `fd` (a connection past a limit).
+  void Refuse(int fd, std::string reply);
   void ArmAccept(Listener* l);
   void OnWake(int result, uint32_t flags);
   void ArmWake();
@@ -209,6 +217,8 @@ class Shard final : public delivery::EngineHost {
   uint64_t stop_deadline_ms_ = 0;
 
   tls::Credentials* credentials_ = nullptr;  // TLS/AUTH, shared, owned by the server
+  ClientLimiter* client_limiter_ = nullptr;  // shared, owned by the server
+  absl::flat_hash_set<Refusal*> refusals_;   // replies in flight to refused connections
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool spool_available_ = true;

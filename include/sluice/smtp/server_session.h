@@ -19,7 +19,7 @@
 // Trust: everything fed to it comes from the network. Limits: a command line
 // is at most max_line_length bytes (longer ones are dropped whole and
 // answered 500 5.5.6); replies waiting to be sent are capped by
-// limits::kReplyBufferMax, past which Feed stops consuming until the glue
+// kOutputHighWater, past which Feed stops consuming until the glue
 // drains output(); message size, recipients and errors by SessionConfig.
 #pragma once
 
@@ -149,10 +149,14 @@ class ServerSession {
   // timer restarts only on progress, so trickling bytes of a command that
   // never ends does not keep a session alive.
   uint64_t progress() const { return progress_; }
+  // MAIL was accepted and the transaction has not ended yet.
+  bool transaction_open() const { return mail_given_; }
   // The transaction being committed (valid until OnCommitted returns).
   const Envelope& envelope() const { return envelope_; }
 
-  static constexpr size_t kOutputHighWater = 256 * 1024;
+  // Replies a client may leave unread before its input stops being parsed:
+  // ~500 pipelined replies. Bounds what a client that never reads costs.
+  static constexpr size_t kOutputHighWater = 32 * 1024;
 
  private:
   size_t FeedCommands(const char* data, size_t size);
@@ -180,7 +184,6 @@ class ServerSession {
   void Error(std::string_view text);  // counts toward max_errors
   void Close(std::string_view text);
   void ResetTransaction();
-  bool transaction_open() const { return mail_given_; }
 
   SessionConfig config_;
   SessionHandler& handler_;

@@ -14,9 +14,15 @@
 // the trailer, fdatasync and rename to "<id>.msg" as one linked chain; the
 // renames of one turn share a directory fsync.
 //
+// Body bytes come two ways: Append holds the receive buffer they sit in
+// (zero copy, for spans that fill most of a buffer), AppendCopy copies them
+// into 16 KiB pages of the message (small spans, TLS plaintext): a trickled
+// body must not pin a 4 KiB buffer per 3-byte segment.
+//
 // Flush() runs once per loop turn and starts whatever group commit is due.
 // Nothing here blocks the thread. Limits: kFlushBytes of body in memory per
-// message; segments rotate past kSegmentBytes.
+// message (kSpillBytes while the shard's copied pages exceed the memory
+// budget); segments rotate past kSegmentBytes.
 #pragma once
 
 #include <sys/uio.h>
@@ -59,8 +65,13 @@ class SpoolWriter {
   Message* Begin(base::QueueId id);
   // Body bytes inside receive buffer `buffer_id` (held until written).
   void Append(Message* m, const char* data, size_t size, uint16_t buffer_id);
-  // Body bytes the caller owns and keeps alive until the commit callback.
+  // Body bytes the caller hands over (kept until the message is done).
   void AppendOwned(Message* m, std::string bytes);
+  // Body bytes copied into the message's own pages (coalesced): for spans
+  // too small to be worth a held receive buffer, and plaintext from TLS.
+  void AppendCopy(Message* m, const char* data, size_t size);
+  // Receive buffers the message holds (pending or being written).
+  size_t HeldBuffers(const Message* m) const;
   // Seals and makes durable. `envelope` gets body size and CRC filled in.
   // `done` runs exactly once; after it, `m` is gone.
   void Commit(Message* m, Envelope envelope, CommitCallback done);
@@ -77,9 +88,17 @@ class SpoolWriter {
   const std::string& segment_name() const { return segment_name_; }
 
   size_t in_flight() const { return in_flight_; }
+  // Bytes of copied body pages alive, and the budget past which bodies
+  // stream to their files early (kSpillBytes instead of kFlushBytes).
+  size_t copied_bytes() const { return copied_bytes_; }
+  void set_memory_budget(size_t bytes) { memory_budget_ = bytes; }
   uint64_t segment_flushes() const { return segment_flushes_; }
 
   static constexpr size_t kFlushBytes = 128 * 1024;
+  // Copies go into pages of this size; a page holds four MSS-sized spans.
+  static constexpr size_t kPageBytes = 16 * 1024;
+  // Over the memory budget, a body streams to its file once it holds this.
+  static constexpr size_t kSpillBytes = 16 * 1024;
   static constexpr size_t kFlushIovecs = 256;
   static constexpr uint64_t kSegmentBytes = 64ull << 20;
   static constexpr size_t kIovMax = 1024;  // per writev (IOV_MAX)
@@ -101,6 +120,8 @@ class SpoolWriter {
   int dir_fd_;
   std::function<base::QueueId()> new_id_;
   size_t in_flight_ = 0;  // messages begun and not finished
+  size_t copied_bytes_ = 0;
+  size_t memory_budget_ = 64ull << 20;
   StoredHook stored_hook_;
 
   // The current segment.
