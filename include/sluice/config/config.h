@@ -82,6 +82,8 @@ struct Config {
   uint32_t data_timeout_s = 600;               // no byte received within DATA
   uint32_t shutdown_grace_s = 30;              // SIGTERM: finish in-flight work
   BareLinefeedPolicy bare_linefeed = BareLinefeedPolicy::kReject;
+  size_t max_hops = 50;            // Received: fields a message may carry (554 5.4.6 past it)
+  std::string postmaster_address;  // where <postmaster> goes; empty: trusted clients only
 
   // [spool]
   std::string spool_dir = "./var/spool";
