@@ -78,7 +78,8 @@ dns::MxResult AddressLiteralResult(const std::string& domain) {
   std::string inner = domain.size() >= 2 ? domain.substr(1, domain.size() - 2) : std::string();
   dns::IpAddress ip;
   if (base::StartsWithIgnoreCase(inner, "IPv6:")) {
-    if (inet_pton(AF_INET6, inner.c_str() + 5, ip.bytes) == 1) ip.family = AF_INET6;
+    inner.erase(0, 5);
+    if (inet_pton(AF_INET6, inner.c_str(), ip.bytes) == 1) ip.family = AF_INET6;
   } else if (inet_pton(AF_INET, inner.c_str(), ip.bytes) == 1) {
     ip.family = AF_INET;
   }
@@ -89,7 +90,9 @@ dns::MxResult AddressLiteralResult(const std::string& domain) {
     return r;
   }
   r.kind = dns::ResultKind::kOk;
-  r.hosts.push_back(dns::MxHost{domain, 0, {ip}});
+  // Named by the bare address, as a literal route's next hop is: that is
+  // what the log's "mx" field and the TLS client see.
+  r.hosts.push_back(dns::MxHost{inner, 0, {ip}});
   r.ttl_s = 300;
   return r;
 }

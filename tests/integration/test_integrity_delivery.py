@@ -105,7 +105,7 @@ def test_address_literal_is_delivered_without_dns(sluice_factory, delivery_world
     [stored] = world["127.0.0.5"].stored()
     assert stored.endswith(body) and f"id {qid}".encode() in stored
     [d] = wait_for(lambda: records(relay, "Delivery"), 10, what="the Delivery record")
-    assert d["recipient"] == "u@[127.0.0.5]" and d["ip"] == "127.0.0.5", d
+    assert d["recipient"] == "u@[127.0.0.5]" and d["ip"] == "127.0.0.5" and d["mx"] == "127.0.0.5", d
     assert not [q for q in world.dns.queries() if "127.0.0.5" in q[1] or "[" in q[1]], world.dns.queries()
 
 

@@ -16,6 +16,11 @@
 // 220 in clear, runs the handshake and calls OnTlsStarted(), which forgets
 // HELO, transaction and authentication as the RFC requires.
 //
+// Who may send where: a trusted client (SessionConfig::relay_allowed, or
+// authenticated) to any recipient; anyone else only to <postmaster>, and
+// only when postmaster_address says where that goes. Envelope::trusted tells
+// the glue which it was, so no DSN is ever sent for an outsider's message.
+//
 // Trust: everything fed to it comes from the network. Limits: a command line
 // is at most max_line_length bytes (longer ones are dropped whole and
 // answered 500 5.5.6); replies waiting to be sent are capped by
@@ -188,7 +193,8 @@ class ServerSession {
   // What a complete body becomes: a rejection reply, or nullptr to commit.
   const char* HopRejection() const;
   void Commit(bool chunked);
-  // The address a RCPT's mailbox is stored as, or an error reply.
+  // The address a RCPT's mailbox is stored as (postmaster rewritten), or
+  // false after answering 550 5.7.1 (a client that may not send there).
   bool RecipientFor(const Mailbox& mailbox, std::string& rcpt);
   bool trusted() const { return config_.relay_allowed || authenticated(); }
   void AppendBody(const char* data, size_t size);
