@@ -21,7 +21,9 @@ from __future__ import annotations
 import smtplib
 import time
 
-from sluice_harness import CLIENT_HELO, HOSTNAME, expect_line, expect_queued, scaled, wait_for
+import pytest
+
+from sluice_harness import CLIENT_HELO, HOSTNAME, expect_line, expect_queued, have_ipv6_loopback, scaled, wait_for
 from test_delivery import SENDER, SENDER_HOST, msg, records, relay_config, send, start_relay, wait_dsns
 
 LOOP_TEXT = "loops back to myself"
@@ -107,6 +109,19 @@ def test_address_literal_is_delivered_without_dns(sluice_factory, delivery_world
     [d] = wait_for(lambda: records(relay, "Delivery"), 10, what="the Delivery record")
     assert d["recipient"] == "u@[127.0.0.5]" and d["ip"] == "127.0.0.5" and d["mx"] == "127.0.0.5", d
     assert not [q for q in world.dns.queries() if "127.0.0.5" in q[1] or "[" in q[1]], world.dns.queries()
+
+
+def test_ipv6_address_literal(sluice_factory, delivery_world):
+    if not have_ipv6_loopback():
+        pytest.skip("no ::1 on this machine")
+    world = delivery_world(mx={"snd.test": SENDER_HOST}, receivers={"::1": {}})
+    relay = start_relay(sluice_factory, world)
+    body = msg("literal6", to="u@[IPv6:::1]")
+    send(relay, ["u@[IPv6:::1]"], body)
+    [m] = world["::1"].wait_messages(1)
+    assert m["rcpts"] == ["u@[IPv6:::1]"] and m["body"].endswith(body), m["rcpts"]
+    [d] = wait_for(lambda: records(relay, "Delivery"), 10, what="the Delivery record")
+    assert d["ip"] == "::1" and d["mx"] == "::1", d
 
 
 def test_no_dsn_for_an_untrusted_submitter(sluice_factory, delivery_world):
