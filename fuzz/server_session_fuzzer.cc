@@ -1,7 +1,9 @@
 // A whole ServerSession fed the input in pieces. Byte 0 picks the config and
 // how commits are answered, byte 1 the piece length (0: all at once). Checks
-// the Feed contract, the handler call order, and that pending output stays
-// near the high-water mark.
+// the Feed contract, the handler call order, that pending output stays near
+// the high-water mark, and what a committed message may be: no recipient
+// twice, nothing but postmaster_address from a client that may not relay,
+// never more Received: fields than max_hops.
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -17,6 +19,7 @@ namespace {
 
 struct Handler : SessionHandler {
   ServerSession* session = nullptr;
+  const SessionConfig* config = nullptr;
   bool sync_commit = false, fail_commit = false, in_message = false, commit_pending = false;
   uint64_t body = 0;
   const char *piece = nullptr, *piece_end = nullptr;
@@ -30,8 +33,14 @@ struct Handler : SessionHandler {
     FUZZ_CHECK(in_message && p >= piece && p + n <= piece_end);
     body += n;
   }
-  void CommitMessage(const Envelope&, const MessageFacts& facts) override {
+  void CommitMessage(const Envelope& e, const MessageFacts& facts) override {
     FUZZ_CHECK(in_message && facts.size == body);
+    FUZZ_CHECK(facts.received_count <= config->max_hops);
+    FUZZ_CHECK(e.trusted == config->relay_allowed);  // no AUTH in this target
+    for (size_t i = 0; i < e.recipients.size(); ++i) {
+      FUZZ_CHECK(config->relay_allowed || e.recipients[i] == config->postmaster_address);
+      for (size_t j = 0; j < i; ++j) FUZZ_CHECK(!SameMailbox(e.recipients[i], e.recipients[j]));
+    }
     in_message = false;
     if (sync_commit) return Answer();
     commit_pending = true;
@@ -55,9 +64,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   SessionConfig config{.hostname = "mx.fuzz", .client_ip = "192.0.2.1"};
   config.relay_allowed = ctl & 1;
   if (ctl & 2) config.max_line_length = 64, config.max_data_line_length = 78;
-  if (ctl & 4) config.max_message_size = 100, config.max_recipients = 2;
+  if (ctl & 4) {
+    config.max_message_size = 100, config.max_recipients = 2;
+    config.max_hops = 2, config.postmaster_address = "pm@mx.fuzz";
+  }
   config.max_errors = (ctl & 8) ? 1000 : 10;
   Handler handler;
+  handler.config = &config;
   handler.sync_commit = ctl & 16;
   handler.fail_commit = ctl & 32;
   ServerSession session(config, handler);

@@ -85,6 +85,8 @@ std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.
 //   server.receive_memory_per_shard
 //                                1 MiB .. 64 GiB copied body bytes before early spilling.
 //   server.shutdown_grace_s      0 .. 3,600      0 = close at once on SIGTERM.
+//   server.max_hops              1 .. 1,000      Postfix's hopcount_limit is 50; a real
+//                                                path is rarely past 20 hops.
 //   spool.min_free_bytes         0 .. 1 PiB      0 = no free-space check.
 //   pickup.scan_interval_s       1 .. 86,400     inotify does the work; the scan catches
 //                                                what it missed (overflow, restarts).
@@ -117,6 +119,7 @@ constexpr Range kGraceRange{0, 3'600};
 constexpr Range kSessionTimeoutRange{1, 604'800};
 constexpr Range kPerIpRange{0, 1'000'000};
 constexpr Range kReceiveMemoryRange{1 * kMiB, 64 * kGiB};
+constexpr Range kHopsRange{1, 1'000};
 constexpr Range kMinFreeRange{0, 1 * kPiB};
 constexpr Range kBatchRecipientsRange{1, 20'000'000};
 constexpr Range kRecipientsFileRange{1 * kKiB, 16 * kGiB};
@@ -176,6 +179,7 @@ const IntField kIntFields[] = {
     MakeIntField<&Config::receive_memory_per_shard>("server", "receive_memory_per_shard",
                                                     kReceiveMemoryRange),
     MakeIntField<&Config::shutdown_grace_s>("server", "shutdown_grace_s", kGraceRange),
+    MakeIntField<&Config::max_hops>("server", "max_hops", kHopsRange),
     MakeIntField<&Config::spool_min_free_bytes>("spool", "min_free_bytes", kMinFreeRange),
     MakeIntField<&Config::pickup_scan_interval_s>("pickup", "scan_interval_s", kTimeoutRange),
     MakeIntField<&Config::pickup_max_batch_recipients>("pickup", "max_batch_recipients",
@@ -192,25 +196,32 @@ const IntField* FindIntField(absl::string_view table, absl::string_view key) {
 }
 
 // Every key of every table, for "did you mean" hints.
-constexpr absl::string_view kServerKeys[] = {"listen",
-                                             "hostname",
-                                             "shards",
-                                             "relay_from",
-                                             "max_message_size",
-                                             "max_recipients",
-                                             "max_line_length",
-                                             "max_data_line_length",
-                                             "max_connections",
-                                             "max_errors",
-                                             "idle_timeout_s",
-                                             "data_timeout_s",
-                                             "shutdown_grace_s",
-                                             "bare_linefeed",
-                                             "transaction_timeout_s",
-                                             "session_timeout_s",
-                                             "max_connections_per_ip",
-                                             "max_connection_rate_per_ip",
-                                             "receive_memory_per_shard"};
+// One key a line: branches that add keys then merge without conflicts.
+// clang-format off
+constexpr absl::string_view kServerKeys[] = {
+    "listen",
+    "hostname",
+    "shards",
+    "relay_from",
+    "max_message_size",
+    "max_recipients",
+    "max_line_length",
+    "max_data_line_length",
+    "max_connections",
+    "max_errors",
+    "idle_timeout_s",
+    "data_timeout_s",
+    "shutdown_grace_s",
+    "bare_linefeed",
+    "transaction_timeout_s",
+    "session_timeout_s",
+    "max_connections_per_ip",
+    "max_connection_rate_per_ip",
+    "receive_memory_per_shard",
+    "max_hops",
+    "postmaster_address",
+};
+// clang-format on
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
 constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s", "max_batch_recipients",
@@ -281,6 +292,29 @@ absl::Status CheckPath(absl::string_view path, bool may_be_empty) {
   if (path.empty() && !may_be_empty) return absl::InvalidArgumentError("must not be empty");
   if (path.find('\0') != absl::string_view::npos) {
     return absl::InvalidArgumentError("must not contain a NUL character");
+  }
+  return absl::OkStatus();
+}
+
+// "local@domain" with a plain local part (letters, digits and RFC 5322
+// atext punctuation, dots inside) and a domain as CheckHostname wants it:
+// the address every <postmaster> RCPT is rewritten to. Empty: none.
+absl::Status CheckPostmasterAddress(absl::string_view address) {
+  if (address.empty()) return absl::OkStatus();
+  const size_t at = address.rfind('@');
+  const absl::string_view local = at == absl::string_view::npos ? "" : address.substr(0, at);
+  bool ok = !local.empty() && local.size() <= limits::kLocalPartMax && local.front() != '.' &&
+            local.back() != '.' && local.find("..") == absl::string_view::npos;
+  for (char c : local) {
+    ok = ok && (absl::ascii_isalnum(c) ||
+                absl::string_view("!#$%&'*+-/=?^_`{|}~.").find(c) != absl::string_view::npos);
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", address, "' is not an address like postmaster@example.com"));
+  }
+  if (absl::Status s = CheckHostname(address.substr(at + 1)); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("domain of '", address, "': ", s.message()));
   }
   return absl::OkStatus();
 }
@@ -872,6 +906,9 @@ class TomlReader {
       // Empty means "ask gethostname()", as it does by default.
       target = &config_.hostname;
       check = [](absl::string_view s) { return s.empty() ? absl::OkStatus() : CheckHostname(s); };
+    } else if (table == "server" && key == "postmaster_address") {
+      target = &config_.postmaster_address;
+      check = CheckPostmasterAddress;
     } else if (table == "server" && key == "bare_linefeed") {
       check = CheckBareLinefeed;  // one policy so far: nothing to store
     } else if (table == "spool" && key == "dir") {

@@ -56,6 +56,47 @@ std::string StatusOf(const smtp::Reply& r, bool expired) {
   return r.code >= 500 ? "5.0.0" : "4.0.0";
 }
 
+base::IpAddress BaseAddress(const dns::IpAddress& ip) {
+  sockaddr_storage ss{};
+  if (ip.family == AF_INET6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    in6->sin6_family = AF_INET6;
+    std::memcpy(in6->sin6_addr.s6_addr, ip.bytes, 16);
+  } else {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    in->sin_family = AF_INET;
+    std::memcpy(&in->sin_addr, ip.bytes, 4);
+  }
+  return base::IpAddress::FromSockaddr(
+      reinterpret_cast<const sockaddr*>(&ss));  // maps ::ffff:a.b.c.d
+}
+
+// The one target of an address-literal domain, "[192.0.2.7]" or
+// "[IPv6:2001:db8::1]" (smtp/address.cc checked its syntax on the way in).
+dns::MxResult AddressLiteralResult(const std::string& domain) {
+  dns::MxResult r;
+  std::string inner = domain.size() >= 2 ? domain.substr(1, domain.size() - 2) : std::string();
+  dns::IpAddress ip;
+  if (base::StartsWithIgnoreCase(inner, "IPv6:")) {
+    inner.erase(0, 5);
+    if (inet_pton(AF_INET6, inner.c_str(), ip.bytes) == 1) ip.family = AF_INET6;
+  } else if (inet_pton(AF_INET, inner.c_str(), ip.bytes) == 1) {
+    ip.family = AF_INET;
+  }
+  if (ip.family == 0 || domain.back() != ']') {
+    r.kind = dns::ResultKind::kPermanent;
+    r.enhanced_code = "5.1.2";
+    r.text = absl::StrCat("bad address literal ", domain);
+    return r;
+  }
+  r.kind = dns::ResultKind::kOk;
+  // Named by the bare address, as a literal route's next hop is: that is
+  // what the log's "mx" field and the TLS client see.
+  r.hosts.push_back(dns::MxHost{inner, 0, {ip}});
+  r.ttl_s = 300;
+  return r;
+}
+
 // Finalize() validated the rules: a failure here is a bug.
 queue::ShapingPolicy PolicyFrom(const config::Config& config) {
   auto policy = queue::ShapingPolicy::Create(config.shaping);
@@ -72,6 +113,7 @@ struct Engine::Destination {
   queue::DomainQueue* q = nullptr;
   std::vector<Target> targets;
   uint16_t port = 25;
+  bool routed = false;      // a [[route]] next hop, not the domain's MX hosts
   uint64_t expires_ms = 0;  // 0: not resolved
   bool resolving = false;
   // A connection failed before its session was ready while others were
@@ -206,6 +248,8 @@ absl::Status Engine::Init() {
   auto resolver = dns::Resolver::Create(ring_, rc);
   if (!resolver.ok()) return resolver.status();
   resolver_ = std::move(*resolver);
+  own_ = OwnAddresses::FromHost(config_);
+  own_name_ = dns::NormalizeDomain(hostname_);
   tls::ContextOptions plain;
   plain.mode = tls::Mode::kClient;
   auto ctx = tls::Context::Create(plain);
@@ -437,6 +481,13 @@ void Engine::Resolve(Destination& d) {
   d.tls = config::FindOutboundTls(config_, d.domain);
   const config::Route* route = config::FindRoute(config_, d.domain);
   d.port = route != nullptr ? route->port : config_.mx_port;
+  d.routed = route != nullptr;
+  if (route == nullptr && !d.domain.empty() && d.domain.front() == '[') {
+    // An address literal (u@[192.0.2.7], u@[IPv6:2001:db8::1]): that host,
+    // no DNS, like an implicit MX that needs no lookup.
+    const std::string domain = d.domain;
+    return OnResolved(domain, AddressLiteralResult(domain));
+  }
   std::string name = route != nullptr ? route->host : d.domain;
   if (route != nullptr) {
     // A literal next hop needs no lookup.
@@ -452,6 +503,7 @@ void Engine::Resolve(Destination& d) {
       d.resolving = false;
       d.targets = {Target{literal, ip}};
       d.expires_ms = UINT64_MAX;
+      if (own_.IsSelf(BaseAddress(ip), d.port)) FailLoop(d);
       return;
     }
   }
@@ -471,18 +523,12 @@ void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) 
   d.resolving = false;
   queue::DomainQueue& q = *d.q;
   const uint64_t now_us = base::WallMicros();
-  if (result.ok()) {
-    d.targets.clear();
-    for (const dns::MxHost& h : result.hosts) {
-      for (const dns::IpAddress& ip : h.addresses) {
-        if (d.targets.size() < kMaxTargets) d.targets.push_back(Target{h.name, ip});
-      }
-    }
+  if (result.ok() && !SetTargets(d, result)) {
+    FailLoop(d);  // every target was this relay
+  } else if (result.ok()) {
     // The resolver caches by TTL; this only spares a callback per turn.
     d.expires_ms = now_ms_ + 1000ull * std::clamp<uint32_t>(result.ttl_s, 1, 300);
-    if (!result.hosts.empty() && q.open_connections() == 0) {
-      queues_.BindMx(q, result.hosts.front().name, now_us);
-    }
+    if (q.open_connections() == 0) queues_.BindMx(q, d.targets.front().host, now_us);
     Work(q, now_us);
   } else {
     const bool permanent = result.kind == dns::ResultKind::kPermanent;
@@ -493,6 +539,30 @@ void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) 
     FailReady(q, MakeReply(permanent ? 550 : 451, code, result.text), permanent, "", "", false);
   }
   queues_.Reschedule(q, now_us);
+}
+
+bool Engine::SetTargets(Destination& d, const dns::MxResult& result) {
+  d.targets.clear();
+  for (const dns::MxHost& h : result.hosts) {
+    // Our own name as an MX host: Postfix's "loops back to myself" too,
+    // whatever port. A route's next hop is named by the operator: only its
+    // addresses are checked.
+    const bool named_me = !d.routed && dns::NormalizeDomain(h.name) == own_name_;
+    for (const dns::IpAddress& ip : h.addresses) {
+      if (!named_me && !own_.IsSelf(BaseAddress(ip), d.port) && d.targets.size() < kMaxTargets) {
+        d.targets.push_back(Target{h.name, ip});
+      }
+    }
+  }
+  return !d.targets.empty();
+}
+
+void Engine::FailLoop(Destination& d) {
+  d.targets.clear();
+  d.expires_ms = 0;  // resolved again (from the DNS cache) for the next job
+  FailReady(*d.q,
+            MakeReply(550, "5.4.6", absl::StrCat("mail for ", d.domain, " loops back to myself")),
+            /*permanent=*/true, "", "", false);
 }
 
 void Engine::FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
@@ -808,8 +878,14 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
     std::vector<uint32_t> indexes;
     for (const Final& f : failed) indexes.push_back(f.index);
     const bool want_dsn =
-        env != nullptr &&
+        env != nullptr && !env->untrusted &&
         !dsn::LooksLikeDsn(env->sender, a->record == nullptr ? std::string_view() : a->body);
+    if (env != nullptr && env->untrusted) {
+      // Its sender is whatever an unauthenticated outsider wrote: a DSN
+      // would be backscatter. The Bounce records above are all there is.
+      std::fprintf(stderr, "sluice: delivery: no DSN for %s: untrusted submitter\n",
+                   a->job.message.ToString().c_str());
+    }
     if (!want_dsn) {
       host_.ReportFinal(a->job.message, dir, indexes);
     } else {

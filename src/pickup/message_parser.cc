@@ -212,9 +212,15 @@ class Parser {
         m.envelope_to_given = true;
       }
     }
+    size_t hops = 0;
     for (const Field& f : fields_) {
       if (base::EqualsIgnoreCase(f.name, "Date")) m.has_date = true;
       if (base::EqualsIgnoreCase(f.name, "Message-ID")) m.has_message_id = true;
+      if (base::EqualsIgnoreCase(f.name, "Received")) ++hops;
+    }
+    if (hops > limits_.max_hops) {
+      return Failed(0, absl::StrCat("too many hops: ", hops, " Received: header fields (limit ",
+                                    limits_.max_hops, ")"));
     }
     if (!m.envelope_to_given) {
       for (const Field& f : fields_) {

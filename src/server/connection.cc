@@ -30,6 +30,8 @@ smtp::SessionConfig MakeSessionConfig(const config::Config& c, const std::string
   s.max_message_size = c.max_message_size;
   s.max_recipients = c.max_recipients;
   s.max_errors = c.max_errors;
+  s.max_hops = c.max_hops;
+  s.postmaster_address = c.postmaster_address;
   if (creds != nullptr) {
     s.tls_available = creds->server_context() != nullptr;
     s.tls_active = policy.implicit_tls;
@@ -479,6 +481,7 @@ void Connection::CommitMessage(const smtp::Envelope& e, const smtp::MessageFacts
   env.sender = e.sender;
   env.eight_bit = e.params.body == smtp::BodyType::k8BitMime;
   env.smtputf8 = e.params.smtputf8;
+  env.untrusted = !e.trusted;  // no DSN ever goes back to it (backscatter)
   env.added_headers = AddedHeaders(e, facts, id);
   env.recipients.reserve(e.recipients.size());
   for (const std::string& r : e.recipients) env.recipients.push_back(spool::Recipient{r});

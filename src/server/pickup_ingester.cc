@@ -125,6 +125,7 @@ pickup::Limits MessageLimitsFor(const config::Config& config) {
   limits.max_message_size = config.max_message_size;
   limits.max_line_length = config.max_data_line_length;
   limits.max_recipients = config.max_recipients;
+  limits.max_hops = config.max_hops;
   return limits;
 }
 

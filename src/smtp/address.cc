@@ -137,6 +137,24 @@ bool IsValidAddressLiteral(std::string_view lit) {
   return ip.ok() && !ip->v6;
 }
 
+// RFC 5321 4.1.3 General-address-literal: "[tag:content]", tag an LDH
+// string, content printable ASCII without '[', '\\' and ']'.
+bool IsGeneralAddressLiteral(std::string_view lit) {
+  if (lit.size() < 4 || lit.front() != '[' || lit.back() != ']') return false;
+  std::string_view inner = lit.substr(1, lit.size() - 2);
+  const size_t colon = inner.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == inner.size()) return false;
+  if (base::EqualsIgnoreCase(inner.substr(0, colon), "IPv6")) return false;  // IsValidAddressLiteral's
+  for (char c : inner.substr(0, colon)) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+  }
+  for (char c : inner.substr(colon + 1)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 33 || u > 126 || c == '[' || c == '\\' || c == ']') return false;
+  }
+  return true;
+}
+
 // Index of the '@' that separates local part and domain: the last '@' not
 // inside the quoted local part.
 size_t FindAt(std::string_view mailbox) {
@@ -173,6 +191,32 @@ bool IsValidDomain(std::string_view domain, bool utf8) {
     if (dot == std::string_view::npos) return true;
     start = dot + 1;
   }
+}
+
+bool IsAcceptableHeloArgument(std::string_view arg) {
+  if (arg.empty() || arg.size() > limits::kDomainMax) return false;
+  if (arg.front() == '[') return IsValidAddressLiteral(arg) || IsGeneralAddressLiteral(arg);
+  bool alnum = false;
+  for (char c : arg) {
+    const auto u = static_cast<unsigned char>(c);
+    if (absl::ascii_isalnum(u)) {
+      alnum = true;
+    } else if (c != '-' && c != '_' && c != '.') {
+      return false;
+    }
+  }
+  return alnum;
+}
+
+bool SameMailbox(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  // The domain follows the last '@' (a quoted local part may hold '@'s; a
+  // domain never does).
+  const size_t at = a.rfind('@');
+  if (at != b.rfind('@')) return false;
+  if (at == std::string_view::npos) return base::EqualsIgnoreCase(a, b);  // "Postmaster"
+  return a.substr(0, at) == b.substr(0, at) &&
+         base::EqualsIgnoreCase(a.substr(at + 1), b.substr(at + 1));
 }
 
 absl::StatusOr<PathParse> ParsePath(std::string_view text, PathKind kind, bool utf8) {

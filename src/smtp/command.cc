@@ -1,6 +1,7 @@
 #include "sluice/smtp/command.h"
 
 #include <cstring>
+#include <utility>
 
 #include "sluice/base/strings.h"
 
@@ -75,6 +76,9 @@ Command ParseCommand(std::string_view line) {
 }
 
 ParamResult ParseMailParameters(std::string_view text, MailParameters& out) {
+  bool seen_size = false, seen_body = false, seen_smtputf8 = false;
+  // Marks a keyword as seen; false when it already was.
+  auto first = [](bool& seen) { return !std::exchange(seen, true); };
   while (!text.empty()) {
     if (text.front() != ' ') return {ParamError::kSyntax, text};
     text = SkipSpaces(text);
@@ -87,10 +91,12 @@ ParamResult ParseMailParameters(std::string_view text, MailParameters& out) {
     std::string_view value =
         eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1);
     if (EqualsIgnoreCase(key, "SIZE")) {
+      if (!first(seen_size)) return {ParamError::kDuplicate, key};
       if (!ParseUint64(value, out.size)) {
         return {ParamError::kBadValue, key};
       }
     } else if (EqualsIgnoreCase(key, "BODY")) {
+      if (!first(seen_body)) return {ParamError::kDuplicate, key};
       if (EqualsIgnoreCase(value, "7BIT")) {
         out.body = BodyType::k7Bit;
       } else if (EqualsIgnoreCase(value, "8BITMIME")) {
@@ -99,6 +105,7 @@ ParamResult ParseMailParameters(std::string_view text, MailParameters& out) {
         return {ParamError::kBadValue, key};
       }
     } else if (EqualsIgnoreCase(key, "SMTPUTF8")) {
+      if (!first(seen_smtputf8)) return {ParamError::kDuplicate, key};
       if (eq != std::string_view::npos) return {ParamError::kBadValue, key};
       out.smtputf8 = true;
     } else {

@@ -7,8 +7,10 @@ namespace sluice::smtp {
 
 void HeaderScanner::EndOfFieldName() {
   std::string_view name(name_, name_size_);
+  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
   if (base::EqualsIgnoreCase(name, "date")) has_date_ = true;
   if (base::EqualsIgnoreCase(name, "message-id")) has_message_id_ = true;
+  if (base::EqualsIgnoreCase(name, "received")) ++received_count_;
   in_name_ = false;
 }
 

@@ -1,6 +1,7 @@
 #include "sluice/smtp/server_session.h"
 
 #include <cstring>
+#include <functional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -8,6 +9,32 @@
 #include "sluice/base/strings.h"
 
 namespace sluice::smtp {
+namespace {
+
+// A client's text echoed in a reply: printable ASCII only, bounded.
+std::string Printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 64)) out.push_back(c > 0x20 && c < 0x7f ? c : '?');
+  return out;
+}
+
+// RFC 5321 4.5.1: "Postmaster", bare or at our own name.
+bool IsPostmaster(const Mailbox& m, std::string_view hostname) {
+  return base::EqualsIgnoreCase(m.local_part, "postmaster") &&
+         (m.domain.empty() || base::EqualsIgnoreCase(m.domain, hostname));
+}
+
+// The duplicate-recipient key: local part exact, domain in lower case.
+uint64_t RecipientKey(std::string_view rcpt) {
+  std::string key(rcpt);
+  const size_t at = key.rfind('@');
+  for (size_t i = at == std::string::npos ? 0 : at; i < key.size(); ++i) {
+    key[i] = absl::ascii_tolower(static_cast<unsigned char>(key[i]));
+  }
+  return std::hash<std::string>{}(key);
+}
+
+}  // namespace
 
 ServerSession::ServerSession(SessionConfig config, SessionHandler& handler)
     : config_(std::move(config)), handler_(handler), decoder_(config_.max_data_line_length) {
@@ -51,6 +78,8 @@ void ServerSession::ResetTransaction() {
   envelope_.sender.clear();
   envelope_.recipients.clear();
   envelope_.params = MailParameters();
+  envelope_.trusted = false;
+  recipient_keys_.clear();
 }
 
 size_t ServerSession::Feed(const char* data, size_t size) {
@@ -170,10 +199,15 @@ void ServerSession::HandleEhlo(const Command& cmd, bool esmtp) {
   if (cmd.argument.empty()) {
     return Error(esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname");
   }
+  // Anything else would be echoed below, and go into Received: and the log.
+  if (!IsAcceptableHeloArgument(cmd.argument)) {
+    return Error(esmtp ? "501 5.5.4 Error: invalid EHLO argument (a domain or address literal)"
+                       : "501 5.5.4 Error: invalid HELO argument (a domain or address literal)");
+  }
   // RFC 5321 4.1.4: EHLO/HELO resets any transaction.
   ResetTransaction();
   greeted_ = true;
-  envelope_.helo = std::string(cmd.argument.substr(0, 255));
+  envelope_.helo = std::string(cmd.argument);
   envelope_.esmtp = esmtp;
   if (!esmtp) return Reply(absl::StrCat("250 ", config_.hostname));
   Reply(absl::StrCat("250-", config_.hostname, " Hello ", envelope_.helo));
@@ -207,7 +241,10 @@ void ServerSession::HandleMail(const Command& cmd) {
     case ParamError::kNone:
       break;
     case ParamError::kUnknown:
-      return Error(absl::StrCat("555 5.5.4 Unsupported option: ", base::Av(pr.name)));
+      return Error(absl::StrCat("555 5.5.4 Unsupported option: ", Printable(pr.name)));
+    case ParamError::kDuplicate:
+      return Error(absl::StrCat("555 5.5.4 Duplicate parameter: ",
+                                absl::AsciiStrToUpper(base::Av(pr.name))));
     case ParamError::kBadValue:
       return Error(absl::StrCat("501 5.5.4 Bad value for parameter ",
                                 absl::AsciiStrToUpper(base::Av(pr.name))));
@@ -225,6 +262,7 @@ void ServerSession::HandleMail(const Command& cmd) {
   mail_given_ = true;
   envelope_.sender = path_ascii->mailbox.ToString();
   envelope_.params = params;
+  envelope_.trusted = trusted();
   Reply("250 2.1.0 Ok");
 }
 
@@ -235,20 +273,43 @@ void ServerSession::HandleRcpt(const Command& cmd) {
   if (!path.ok()) return Error("501 5.1.3 Bad recipient address syntax");
   const ParamResult pr = ParseRcptParameters(path->rest);
   if (pr.error != ParamError::kNone) {
-    return Error(absl::StrCat("555 5.5.4 Unsupported option: ", base::Av(pr.name)));
+    return Error(absl::StrCat("555 5.5.4 Unsupported option: ", Printable(pr.name)));
+  }
+  std::string rcpt;
+  if (!RecipientFor(path->mailbox, rcpt)) return;
+  // The same mailbox twice is one recipient: one copy, one delivery.
+  const uint64_t key = RecipientKey(rcpt);
+  if (recipient_keys_.contains(key)) {
+    for (const std::string& r : envelope_.recipients) {
+      if (SameMailbox(r, rcpt)) return Reply("250 2.1.5 Ok");
+    }
   }
   if (envelope_.recipients.size() >= config_.max_recipients) {
     return Reply("452 4.5.3 Error: too many recipients");
   }
-  std::string rcpt = path->mailbox.ToString();
-  if (path->mailbox.domain.empty()) {
-    // Bare "Postmaster" (RFC 5321 4.5.1) means ours.
-    rcpt = absl::StrCat(path->mailbox.local_part, "@", config_.hostname);
-  } else if (!config_.relay_allowed && !authenticated()) {
-    return Error(absl::StrCat("550 5.7.1 <", rcpt, ">: Relay access denied"));
-  }
+  recipient_keys_.insert(key);
   envelope_.recipients.push_back(std::move(rcpt));
   Reply("250 2.1.5 Ok");
+}
+
+bool ServerSession::RecipientFor(const Mailbox& mailbox, std::string& rcpt) {
+  if (IsPostmaster(mailbox, config_.hostname)) {
+    // Sluice has no mailboxes: postmaster_address stands in for ours. Without
+    // one, only trusted clients may write to it (it goes to our name's MX).
+    if (!config_.postmaster_address.empty()) {
+      rcpt = config_.postmaster_address;
+      return true;
+    }
+    if (trusted()) {
+      rcpt = absl::StrCat("postmaster@", config_.hostname);  // one spelling: one recipient
+      return true;
+    }
+  } else if (trusted()) {
+    rcpt = mailbox.ToString();
+    return true;
+  }
+  Error(absl::StrCat("550 5.7.1 <", mailbox.ToString(), ">: Relay access denied"));
+  return false;
 }
 
 void ServerSession::HandleData() {
@@ -294,14 +355,28 @@ void ServerSession::FinishData() {
   } else if (decoder_.line_too_long()) {
     rejection = "550 5.6.0 Error: message line too long";
   }
+  if (rejection == nullptr) rejection = HopRejection();
   if (rejection != nullptr) {
     ResetTransaction();
     return Reply(rejection);
   }
+  Commit(/*chunked=*/false);
+}
+
+const char* ServerSession::HopRejection() const {
+  if (headers_.received_count() > config_.max_hops) {
+    return "554 5.4.6 Too many hops";
+  }
+  return nullptr;
+}
+
+void ServerSession::Commit(bool chunked) {
   MessageFacts facts;
   facts.size = body_size_;
   facts.has_date = headers_.has_date();
   facts.has_message_id = headers_.has_message_id();
+  facts.received_count = headers_.received_count();
+  facts.chunked = chunked;
   mode_ = Mode::kCommit;
   handler_.CommitMessage(envelope_, facts);
 }
@@ -359,13 +434,11 @@ void ServerSession::FinishChunk() {
     return Reply("552 5.3.4 Error: message size exceeds fixed limit");
   }
   if (!chunk_last_) return Reply(absl::StrCat("250 2.0.0 ", chunk_size_, " octets received"));
-  MessageFacts facts;
-  facts.size = body_size_;
-  facts.has_date = headers_.has_date();
-  facts.has_message_id = headers_.has_message_id();
-  facts.chunked = true;
-  mode_ = Mode::kCommit;
-  handler_.CommitMessage(envelope_, facts);
+  if (const char* rejection = HopRejection()) {
+    ResetTransaction();
+    return Reply(rejection);
+  }
+  Commit(/*chunked=*/true);
 }
 
 void ServerSession::OnCommitted(const absl::StatusOr<std::string>& queue_id) {

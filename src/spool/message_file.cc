@@ -50,6 +50,7 @@ void AppendHead(std::string& out, const Envelope& e) {
 // The optional fields after the recipients, each only when set.
 void AppendTail(std::string& out, const Envelope& e) {
   if (!e.origin.empty()) PutField(out, "origin", e.origin);
+  if (e.untrusted) PutField(out, "untrusted", "1");
   if (!e.campaign.empty()) PutField(out, "campaign", e.campaign);
   if (!e.tenant.empty()) PutField(out, "tenant", e.tenant);
   for (const std::string& f : e.merge_fields) PutField(out, "field", f);
@@ -156,6 +157,8 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in, const DecodeOptions
       e.merge_fields.emplace_back(value);
     } else if (key == "origin") {
       e.origin = std::string(value);
+    } else if (key == "untrusted") {
+      e.untrusted = value == "1";
     } else if (key == "campaign") {
       e.campaign = std::string(value);
     } else if (key == "tenant") {

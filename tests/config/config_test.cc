@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "sluice/base/cidr.h"
 
@@ -1405,5 +1406,24 @@ TEST(OutboundTlsConfigTest, Errors) {
   EXPECT_STREQ(OutboundTlsName(OutboundTls::kDisabled), "disabled");
 }
 
+// Issue 10: server.max_hops and server.postmaster_address.
+TEST(IntegrityConfigTest, MaxHopsAndPostmasterAddress) {
+  Config config;
+  EXPECT_EQ(config.max_hops, 50u);
+  EXPECT_EQ(config.postmaster_address, "");
+  ASSERT_TRUE(
+      Apply("[server]\nmax_hops = 20\npostmaster_address = \"ops@corp.example\"\n", config).ok());
+  EXPECT_EQ(config.max_hops, 20u);
+  EXPECT_EQ(config.postmaster_address, "ops@corp.example");
+  EXPECT_FALSE(Apply("[server]\nmax_hops = 0\n").ok());
+  EXPECT_FALSE(Apply("[server]\nmax_hops = 1001\n").ok());
+  for (const char* bad : {"ops", "@corp.example", "ops@", "o ps@corp.example", "ops@corp_x",
+                          "a..b@corp.example", "ops@corp.example\\n"}) {
+    EXPECT_FALSE(Apply(absl::StrCat("[server]\npostmaster_address = \"", bad, "\"\n")).ok()) << bad;
+  }
+  EXPECT_TRUE(Apply("[server]\npostmaster_address = \"\"\n").ok());
+}
+
 }  // namespace
 }  // namespace sluice::config
+

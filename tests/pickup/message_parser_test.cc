@@ -48,6 +48,16 @@ TEST(PickupParser, ExplicitEnvelopeIsRemoved) {
   EXPECT_FALSE(r.message.has_message_id);
 }
 
+TEST(PickupParser, TooManyHopsIsRefused) {
+  Limits l = Small();
+  l.max_hops = 2;
+  const std::string head = "X-Sluice-Envelope-To: <bob@example.net>\nFrom: a@example.com\n";
+  const std::string hop = "Received: from x\n\tby y; Mon, 1 Jan 2024 00:00:00 +0000\n";
+  Result ok = Parse(head + hop + hop + "\nReceived: in the body\n", l);
+  ASSERT_TRUE(ok.ok) << ok.error.ToString();
+  ExpectError(head + hop + "received: z\n" + hop + "\nbody\n", 0, "too many hops: 3 Received:", l);
+}
+
 TEST(PickupParser, NullSender) {
   Result r =
       Parse("X-Sluice-Envelope-From: <>\nX-Sluice-Envelope-To: <b@example.net>\nS: x\n\nb\n");

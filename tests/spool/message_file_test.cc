@@ -57,6 +57,21 @@ TEST(MessageFile, OriginRoundTripsAndIsOptional) {
   ASSERT_TRUE(skipped.ok()) << skipped.status();
 }
 
+TEST(MessageFile, UntrustedRoundTripsAndOlderRecordsAreTrusted) {
+  Envelope e = SampleEnvelope("x");
+  // Trusted (the default, and every record written before the field
+  // existed): no "untrusted" key at all.
+  const std::string trusted = EncodeEnvelope(e);
+  EXPECT_EQ(trusted.find("untrusted"), std::string::npos);
+  auto old = DecodeEnvelope(trusted);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_FALSE(old->untrusted);
+  e.untrusted = true;
+  auto decoded = DecodeEnvelope(EncodeEnvelope(e));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_TRUE(decoded->untrusted);
+}
+
 TEST(MessageFile, EmptyBodyAndNullSender) {
   Envelope e = SampleEnvelope("");
   e.sender = "";

@@ -90,6 +90,8 @@ struct Config {
   uint64_t receive_memory_per_shard = 64ull << 20;
   uint32_t shutdown_grace_s = 30;  // SIGTERM: finish in-flight work
   BareLinefeedPolicy bare_linefeed = BareLinefeedPolicy::kReject;
+  size_t max_hops = 50;            // Received: fields a message may carry (554 5.4.6 past it)
+  std::string postmaster_address;  // where <postmaster> goes; empty: trusted clients only
 
   // [spool]
   std::string spool_dir = "./var/spool";

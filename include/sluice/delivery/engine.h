@@ -37,6 +37,7 @@
 #include "sluice/config/config.h"
 #include "sluice/delivery/ledger.h"
 #include "sluice/delivery/outbound_connection.h"
+#include "sluice/delivery/own_addresses.h"
 #include "sluice/delivery/record_cache.h"
 #include "sluice/dns/resolver.h"
 #include "sluice/io/ring.h"
@@ -137,6 +138,12 @@ class Engine final : public ConnectionDelegate {
   bool SlotWanted(const queue::DomainQueue& q) const;
   void Resolve(Destination& d);
   void OnResolved(const std::string& domain, const dns::MxResult& result);
+  // Fills d.targets from an ok result, leaving out (MX-is-me,
+  // own_addresses.h) every target that is this relay and every MX host
+  // named like it. False when nothing is left.
+  bool SetTargets(Destination& d, const dns::MxResult& result);
+  // Every ready job of `d` fails with 5.4.6: its mail would come back here.
+  void FailLoop(Destination& d);
   // `counted`: the reply already reached the shaping gate (one event is one
   // backoff step, however many jobs it fails).
   void FailReady(queue::DomainQueue& q, const smtp::Reply& reply, bool permanent,
@@ -170,6 +177,8 @@ class Engine final : public ConnectionDelegate {
   const config::Config& config_;
   EngineHost& host_;
   const std::string hostname_;
+  std::string own_name_;  // hostname_ as dns::NormalizeDomain writes it
+  OwnAddresses own_;      // filled by Init (getifaddrs)
   OutboundOptions options_;
   // STARTTLS client contexts: plain (opportunistic, required) and verifying.
   std::shared_ptr<const tls::Context> tls_plain_;

@@ -31,6 +31,9 @@ struct Limits {
   size_t max_message_size = 50 * 1024 * 1024;  // bytes of the file and of the result
   size_t max_line_length = 1000;               // per line, with its CRLF
   size_t max_recipients = 1000;
+  // Loop protection (server.max_hops): more Received: fields than this in
+  // the header section refuse the file ("too many hops").
+  size_t max_hops = 50;
 };
 
 struct Message {

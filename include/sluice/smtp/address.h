@@ -34,4 +34,18 @@ absl::StatusOr<PathParse> ParsePath(std::string_view text, PathKind kind, bool u
 // Domain syntax only (dot-separated LDH labels, or an address literal).
 bool IsValidDomain(std::string_view domain, bool utf8);
 
+// The argument of EHLO/HELO (RFC 5321 4.1.1.1: a domain or an address
+// literal), checked leniently as real clients write it: letters, digits,
+// '-', '_' and '.' in any arrangement with at least one letter or digit
+// ("my_host", "host.", a bare IPv4 address), or a bracketed IPv4, IPv6 or
+// general address literal. Refused: empty, longer than 255, spaces, control
+// characters, 8-bit bytes and any other punctuation, so what is accepted
+// can be echoed in a reply, a Received: field and the log as it is.
+bool IsAcceptableHeloArgument(std::string_view argument);
+
+// True when `a` and `b` ("local@domain") name the same mailbox: the local
+// parts compared exactly (RFC 5321 2.4: only the receiving host may fold
+// their case), the domains case-insensitively.
+bool SameMailbox(std::string_view a, std::string_view b);
+
 }  // namespace sluice::smtp

@@ -53,7 +53,9 @@ struct MailParameters {
   bool smtputf8 = false;
 };
 
-enum class ParamError : uint8_t { kNone, kUnknown, kBadValue, kSyntax };
+// kDuplicate: the same keyword twice in one command (RFC 5321 4.1.2 gives
+// each esmtp-keyword one meaning; "SIZE=1 SIZE=2" has none).
+enum class ParamError : uint8_t { kNone, kUnknown, kBadValue, kSyntax, kDuplicate };
 
 struct ParamResult {
   ParamError error = ParamError::kNone;

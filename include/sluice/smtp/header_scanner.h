@@ -1,10 +1,18 @@
-// Watches the decoded body go by and notes whether its header section
-// (RFC 5322, up to the first empty line) has a Date: and a Message-ID:
-// field, so Sluice can add the missing ones. Works on spans of any size and
-// split; looks at most at limits::kHeaderScanMax bytes, then stops.
+// Watches the decoded body go by and notes what Sluice needs to know about
+// its header section (RFC 5322, up to the first empty line): whether it has
+// a Date: and a Message-ID: field (Sluice adds the missing ones), and how
+// many Received: fields it carries (the hop count, for loop protection).
+// A field counts only when its name starts a line (a folded continuation
+// line is never a field) and is matched case-insensitively; blanks before
+// the colon are allowed (RFC 5322's obsolete syntax).
+//
+// Pure, no allocation. Works on spans of any size and split; looks at most
+// at limits::kHeaderScanMax bytes, then stops (the counts stay as they are:
+// a relay prepends its Received: field, so a loop's grow at the top).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace sluice::smtp {
@@ -16,6 +24,9 @@ class HeaderScanner {
 
   bool has_date() const { return has_date_; }
   bool has_message_id() const { return has_message_id_; }
+  // Received: fields seen so far (kHeaderScanMax bytes hold fewer than
+  // 2^32 lines, so this never wraps).
+  uint32_t received_count() const { return received_count_; }
 
  private:
   void EndOfFieldName();
@@ -30,6 +41,7 @@ class HeaderScanner {
   size_t scanned_ = 0;
   bool has_date_ = false;
   bool has_message_id_ = false;
+  uint32_t received_count_ = 0;
 };
 
 }  // namespace sluice::smtp

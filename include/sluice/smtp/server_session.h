@@ -16,6 +16,11 @@
 // 220 in clear, runs the handshake and calls OnTlsStarted(), which forgets
 // HELO, transaction and authentication as the RFC requires.
 //
+// Who may send where: a trusted client (SessionConfig::relay_allowed, or
+// authenticated) to any recipient; anyone else only to <postmaster>, and
+// only when postmaster_address says where that goes. Envelope::trusted tells
+// the glue which it was, so no DSN is ever sent for an outsider's message.
+//
 // Trust: everything fed to it comes from the network. Limits: a command line
 // is at most max_line_length bytes (longer ones are dropped whole and
 // answered 500 5.5.6); replies waiting to be sent are capped by
@@ -29,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "sluice/smtp/address.h"
 #include "sluice/smtp/command.h"
@@ -42,6 +48,12 @@ struct SessionConfig {
   std::string hostname = "localhost";
   std::string client_ip;
   bool relay_allowed = false;  // the client may send to any domain
+  // Loop protection: a message that arrives carrying more Received: fields
+  // than this is refused at its end (554 5.4.6), nothing queued.
+  size_t max_hops = 50;
+  // Where mail for <postmaster> (bare, or @hostname) goes, for anyone;
+  // empty: only trusted clients may send to it (it stays postmaster@hostname).
+  std::string postmaster_address;
   size_t max_line_length = 2048;
   size_t max_data_line_length = 1000;
   uint64_t max_message_size = 50ull << 20;
@@ -75,13 +87,17 @@ struct Envelope {
   std::vector<std::string> recipients;
   bool tls = false;       // the session runs over TLS
   std::string auth_user;  // "" unless AUTH succeeded
+  // The client was trusted when it gave MAIL: inside relay_from or
+  // authenticated. Mail from anyone else is never answered with a DSN.
+  bool trusted = false;
 };
 
 struct MessageFacts {
   uint64_t size = 0;  // decoded body bytes
   bool has_date = false;
   bool has_message_id = false;
-  bool chunked = false;  // arrived with BDAT
+  bool chunked = false;         // arrived with BDAT
+  uint32_t received_count = 0;  // Received: fields in its header section
 };
 
 class SessionHandler {
@@ -178,6 +194,13 @@ class ServerSession {
   }
   void FinishData();
   void FinishChunk();
+  // What a complete body becomes: a rejection reply, or nullptr to commit.
+  const char* HopRejection() const;
+  void Commit(bool chunked);
+  // The address a RCPT's mailbox is stored as (postmaster rewritten), or
+  // false after answering 550 5.7.1 (a client that may not send there).
+  bool RecipientFor(const Mailbox& mailbox, std::string& rcpt);
+  bool trusted() const { return config_.relay_allowed || authenticated(); }
   void AppendBody(const char* data, size_t size);
 
   void Reply(std::string_view text);  // a success or informational reply
@@ -208,6 +231,9 @@ class ServerSession {
 
   // The transaction.
   Envelope envelope_;
+  // Hashes of the recipients' canonical forms (SameMailbox), so a duplicate
+  // RCPT costs a lookup, not a scan of up to max_recipients addresses.
+  absl::flat_hash_set<uint64_t> recipient_keys_;
   bool mail_given_ = false;
   bool message_begun_ = false;  // BeginMessage called, not yet committed/aborted
   bool used_bdat_ = false;

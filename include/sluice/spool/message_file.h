@@ -66,6 +66,11 @@ struct Envelope {
   // only when set, so records without it are byte-identical to older ones;
   // older readers skip the unknown key.
   std::string origin;
+  // The submitter was neither inside relay_from nor authenticated (only
+  // mail to postmaster_address is taken from such a client): its sender is
+  // unverified, so delivery never sends it a DSN (backscatter). Written only
+  // when set; records without it (all older ones) are trusted.
+  bool untrusted = false;
 
   // Bulk batches (docs/PICKUP.md). Each is written only when set, so other
   // records stay byte-identical to those written before they existed.
