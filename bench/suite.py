@@ -166,6 +166,27 @@ def versions(build_dir: Path) -> dict:
 # ---------------------------------------------------------------------------
 
 
+def set_loopback_mtu(mtu: int) -> None:
+    """Only inside the suite's own network namespace: never the host's lo."""
+    subprocess.run(["ip", "link", "set", "lo", "mtu", str(mtu)], check=True)
+
+
+def mtus(args) -> list:
+    """The loopback MTUs to measure at: the first is the namespace's own
+    (65536); the others only where the suite runs in its own namespace."""
+    if os.environ.get("SLUICE_BENCH_NETNS") != "1":
+        if len(args.mtus) > 1:
+            common.log("bench: not in a private network namespace: "
+                       f"MTU {args.mtus[1:]} rows skipped (the host's lo is not touched)")
+        return args.mtus[:1]
+    return args.mtus
+
+
+def size_key(size: int, mtu: int, default_mtu: int) -> str:
+    """Throughput results are keyed by size, and by MTU when not the default."""
+    return str(size) if mtu == default_mtu else f"{size}@{mtu}"
+
+
 def throughput(args, work: Path, rel: relay.Relay) -> dict:
     m, pm, sm = args.messages, args.postfix_messages, args.source_messages
     c = args.connections
@@ -185,7 +206,23 @@ def throughput(args, work: Path, rel: relay.Relay) -> dict:
     def note_load(rep, size, name, r):
         r["load"] = loadavg()
 
-    return common.interleave(runners, order, args.sizes, args.reps, on_result=note_load)
+    # Interleaved with the repetition outermost, then the MTU: a slow moment
+    # of the machine hits every row and both MTUs alike.
+    levels = mtus(args)
+    out = {}
+    for rep in range(args.reps):
+        for mtu in levels:
+            if len(levels) > 1:
+                set_loopback_mtu(mtu)
+                common.log(f"bench: loopback MTU {mtu}")
+            one = common.interleave(runners, order, args.sizes, 1, on_result=note_load)
+            for size, rows in one.items():
+                dest = out.setdefault(size_key(size, mtu, levels[0]), {n: [] for n in order})
+                for n, results in rows.items():
+                    dest[n].extend(results)
+    if len(levels) > 1:
+        set_loopback_mtu(levels[0])
+    return out
 
 
 def concurrency(args, work: Path, rel: relay.Relay) -> dict:
@@ -282,6 +319,12 @@ plot "{data}" using 1:2 with linespoints lw 2 title "blast -> sluice-sink (ceili
                    timeout=60)
 
 
+def size_label(key) -> str:
+    """"2048" -> "2 KB"; "2048@1500" -> "2 KB, MTU 1500"."""
+    size, _, mtu = str(key).partition("@")
+    return f"{int(size) // 1024} KB" + (f", MTU {mtu}" if mtu else "")
+
+
 def ratio(a, b, fmt="{:.2f}"):
     if a is None or not b:
         return ""
@@ -342,7 +385,7 @@ def render(res: dict, doc_dir: Path, png: Path | None) -> str:
                     mem = f"PSS {max(r['peak_pss_kib'] for r in results) / 1024:.1f} MiB"
                 vs_pf = ratio(med[n], med.get(pf), "{:.1f}×") if pf else ""
                 vs_ceil = ratio(med[n], med.get(ceil)) if ceil else ""
-                L.append(f"| {int(size) // 1024} KB | {label} | {what} | {s['median']:,.0f} "
+                L.append(f"| {size_label(size)} | {label} | {what} | {s['median']:,.0f} "
                          f"| {s['min']:,.0f} | {s['max']:,.0f} | {vs_pf} | {vs_ceil} | {lat} "
                          f"| {mem} |")
         L.append("")
@@ -359,8 +402,19 @@ def render(res: dict, doc_dir: Path, png: Path | None) -> str:
                 x = med["in_sluice"] / med["in_postfix"]
                 checks.append(f"Sluice / Postfix inbound, both driven by blast = **{x:.1f}×** "
                               f"(target ≥ 30×: {'met' if x >= 30 else 'NOT met'})")
+            if "@" in str(size) and "relay_sluice" in med and "relay_postfix" in med:
+                x = med["relay_sluice"] / med["relay_postfix"]
+                checks.append(f"Sluice / Postfix relay = **{x:.1f}×** "
+                              f"(issue 9 target at MTU 1500 ≥ 25×: {'met' if x >= 25 else 'NOT met'})")
+            base = str(size).partition("@")[0]
+            if "@" in str(size) and base in tp:
+                base_med = {n: common.rates(r)["median"] for n, r in tp[base].items()}
+                for n in ("in_sluice", "relay_sluice"):
+                    if n in med and base_med.get(n):
+                        checks.append(f"{ROWS[n][0]} at this MTU / at the default MTU = "
+                                      f"**{med[n] / base_med[n]:.2f}**")
             for c in checks:
-                L.append(f"- {int(size) // 1024} KB: {c}")
+                L.append(f"- {size_label(size)}: {c}")
         L.append(f"- whole suite: {res['elapsed_s'] / 60:.1f} min (target < 15 min: "
                  f"{'met' if res['elapsed_s'] < 900 else 'NOT met'})")
         L.append("")
@@ -463,6 +517,9 @@ def parse_args(argv=None):
     ap.add_argument("--source-messages", type=int, default=10000,
                     help="smtp-source messages into smtp-sink and Sluice")
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--mtus", default="65536,1500",
+                    help="loopback MTUs of the throughput rows; all but the first only in "
+                         "the suite's own network namespace (bench/run's unshare --net)")
     ap.add_argument("--domains", type=int, default=1000)
     ap.add_argument("--skip-rows", default="", help="comma-separated row ids to leave out")
     ap.add_argument("--sweep", default="1,5,10,25,50,100", help="connection counts ('' = none)")
@@ -498,6 +555,7 @@ def parse_args(argv=None):
         args.micro_reps, args.micro_min_time = 1, 0.01
         args.micro_filter = args.micro_filter or "BM_Crc32c/4096|BM_ParseCommandMix"
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    args.mtus = [int(s) for s in args.mtus.split(",") if s]
     args.sweep = [int(s) for s in args.sweep.split(",") if s]
     args.skip_rows = [r for r in args.skip_rows.split(",") if r]
     for r in args.skip_rows:

@@ -107,6 +107,12 @@ def test_bench_run_quick(tmp_path):
     assert set(rows) == set(suite.ROWS)
     for name, results in rows.items():
         assert len(results) == 1 and results[0]["rate"] > 0, (name, results)
+    if "private network namespace" in res["network"]:
+        # Every throughput row again with the namespace's lo at MTU 1500.
+        rows = res["throughput"]["2048@1500"]
+        assert set(rows) == set(suite.ROWS)
+        assert all(results[0]["rate"] > 0 for results in rows.values())
+        assert "2 KB, MTU 1500" in doc.read_text()
     assert set(res["concurrency"]) == {"1", "10"}
     assert [b["mode"] for b in res["backlog"]] == ["deferred", "throttled"]
     assert res["backlog"][0]["queued"] == 400
