@@ -58,7 +58,13 @@ void AccountingLog::Rejection(const RejectionRecord& r) {
   JsonLine line(buffer_);
   line.Str("type", "Rejection");
   FormatTimestamp(line.Key("ts"), r.ts_micros);
-  line.Str("source", r.source).Str("file", r.file).Str("reason", r.reason).End();
+  line.Str("source", r.source);
+  if (r.source == "smtp") {
+    line.Str("client", r.client).Str("helo", r.helo).Str("sender", r.sender);
+    line.Str("command", r.command).Str("argument", r.argument).Str("reply", r.reply).End();
+    return;
+  }
+  line.Str("file", r.file).Str("reason", r.reason).End();
 }
 
 void AccountingLog::Reception(const ReceptionRecord& r) {

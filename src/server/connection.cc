@@ -448,6 +448,22 @@ void Connection::Authenticate(std::string_view user, std::string_view password) 
   session_.OnAuthResult(locked ? smtp::AuthVerdict::kLocked : smtp::AuthVerdict::kBad);
 }
 
+void Connection::Rejected(std::string_view command, std::string_view argument,
+                          std::string_view reply) {
+  ++shard_.stats().replies_refused;
+  const smtp::Envelope& e = session_.envelope();
+  log::RejectionRecord r;
+  r.ts_micros = base::WallMicros();
+  r.source = "smtp";
+  r.client = client_ip_;
+  r.helo = e.helo;
+  r.sender = session_.transaction_open() ? std::string_view(e.sender) : std::string_view();
+  r.command = command;
+  r.argument = argument;
+  r.reply = reply;
+  shard_.accounting().Rejection(r);
+}
+
 void Connection::AbortMessage() {
   if (message_ == nullptr) return;
   shard_.spool().Abort(message_);

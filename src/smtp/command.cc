@@ -12,12 +12,12 @@ using base::EqualsIgnoreCase;
 using base::ParseUint64;
 using base::StartsWithIgnoreCase;
 
-struct VerbName {
+struct VerbEntry {
   std::string_view name;
   Verb verb;
 };
 
-constexpr VerbName kVerbs[] = {
+constexpr VerbEntry kVerbs[] = {
     {"EHLO", Verb::kEhlo},         {"HELO", Verb::kHelo}, {"MAIL", Verb::kMail},
     {"RCPT", Verb::kRcpt},         {"DATA", Verb::kData}, {"BDAT", Verb::kBdat},
     {"RSET", Verb::kRset},         {"NOOP", Verb::kNoop}, {"QUIT", Verb::kQuit},
@@ -55,7 +55,7 @@ Command ParseCommand(std::string_view line) {
   std::string_view verb = line.substr(0, verb_end);
   std::string_view rest =
       verb_end == std::string_view::npos ? std::string_view() : line.substr(verb_end + 1);
-  for (const VerbName& v : kVerbs) {
+  for (const VerbEntry& v : kVerbs) {
     if (EqualsIgnoreCase(verb, v.name)) {
       cmd.verb = v.verb;
       break;
@@ -138,6 +138,13 @@ bool ParseBdatArgument(std::string_view argument, uint64_t& size, bool& last, bo
     return true;
   }
   return false;
+}
+
+std::string_view VerbName(Verb verb) {
+  for (const VerbEntry& v : kVerbs) {
+    if (v.verb == verb) return v.name;
+  }
+  return "";
 }
 
 }  // namespace sluice::smtp

@@ -47,6 +47,9 @@ void ServerSession::Start() { Reply(absl::StrCat("220 ", config_.hostname, " ESM
 void ServerSession::Reply(std::string_view text) {
   output_.append(text);
   output_.append("\r\n");
+  if (!text.empty() && (text[0] == '4' || text[0] == '5') && !shutdown_requested_) {
+    handler_.Rejected(VerbName(verb_), argument_, text);
+  }
 }
 
 void ServerSession::Error(std::string_view text) {
@@ -54,6 +57,12 @@ void ServerSession::Error(std::string_view text) {
   if (++errors_ >= config_.max_errors) {
     Close(absl::StrCat("421 4.7.0 ", config_.hostname, " Error: too many errors"));
   }
+}
+
+void ServerSession::LineTooLong() {
+  verb_ = Verb::kUnknown;  // no command was read
+  argument_.clear();
+  Error("500 5.5.6 Error: line too long");
 }
 
 void ServerSession::Close(std::string_view text) {
@@ -121,14 +130,14 @@ size_t ServerSession::FeedCommands(const char* data, size_t size) {
     if (line_overflow_) {
       if (lf) {
         line_overflow_ = false;
-        Error("500 5.5.6 Error: line too long");
+        LineTooLong();
       }
       continue;
     }
     if (line_.size() + take > config_.max_line_length) {
       line_.clear();
       if (lf) {
-        Error("500 5.5.6 Error: line too long");
+        LineTooLong();
       } else {
         line_overflow_ = true;
       }
@@ -153,6 +162,10 @@ void ServerSession::HandleLine(std::string_view line) {
   ++progress_;
   if (auth_step_ != AuthStep::kNone) return HandleAuthResponse(line);
   const Command cmd = ParseCommand(line);
+  verb_ = cmd.verb;
+  // Never AUTH's argument: it may carry credentials.
+  argument_.assign(cmd.verb == Verb::kAuth ? std::string_view()
+                                           : cmd.argument.substr(0, kRejectedArgumentMax));
   switch (cmd.verb) {
     case Verb::kEhlo:
       return HandleEhlo(cmd, true);
@@ -610,6 +623,8 @@ void ServerSession::OnAuthResult(AuthVerdict verdict) {
 
 void ServerSession::OnTimeout() {
   if (mode_ == Mode::kCommit) return;  // our fault, not the client's
+  verb_ = Verb::kUnknown;              // answers no command
+  argument_.clear();
   Close(absl::StrCat("421 4.4.2 ", config_.hostname, " Error: timeout exceeded"));
 }
 

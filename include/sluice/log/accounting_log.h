@@ -72,13 +72,21 @@ struct DeliveryRecord {
   std::string_view tenant;
 };
 
-// A dropped file that could not be accepted (source "pickup"): it went to
-// bad/ with an .error note.
+// Something refused on the way in. Source "pickup": a dropped file that
+// went to bad/ with an .error note (file, reason). Source "smtp": a 4xx/5xx
+// reply to a client (client, helo, sender, command, argument, reply); the
+// empty fields of the other source are left out.
 struct RejectionRecord {
   uint64_t ts_micros = 0;
-  std::string_view source;  // "pickup"
-  std::string_view file;    // the name it had in new/ (or its claimed name)
-  std::string_view reason;  // "line N: ..." as in the .error file
+  std::string_view source;    // "pickup" or "smtp"
+  std::string_view file;      // the name it had in new/ (or its claimed name)
+  std::string_view reason;    // "line N: ..." as in the .error file
+  std::string_view client;    // smtp: the client's address
+  std::string_view helo;      // smtp: its EHLO/HELO name, if given
+  std::string_view sender;    // smtp: MAIL FROM of the open transaction, if any
+  std::string_view command;   // smtp: the verb answered ("" for junk or a timeout)
+  std::string_view argument;  // smtp: its argument (bounded; never AUTH's)
+  std::string_view reply;     // smtp: the reply line
 };
 
 // A Reception lists at most this many recipients per line: a batch of a

@@ -76,6 +76,8 @@ class Connection final : public smtp::SessionHandler {
   void CommitMessage(const smtp::Envelope& envelope, const smtp::MessageFacts& facts) override;
   void AbortMessage() override;
   void Authenticate(std::string_view user, std::string_view password) override;
+  void Rejected(std::string_view command, std::string_view argument,
+                std::string_view reply) override;
 
  private:
   static constexpr uint16_t kNoBuffer = 0xffff;

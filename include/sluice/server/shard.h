@@ -66,6 +66,7 @@ struct RecoveredMessage {
 struct ShardStats {
   uint64_t connections_accepted = 0;
   uint64_t connections_refused = 0;
+  uint64_t replies_refused = 0;  // 4xx/5xx replies to clients (Rejection records)
   uint64_t messages_queued = 0;
   uint64_t messages_failed = 0;
   uint64_t notes_received = 0;

@@ -31,6 +31,9 @@ enum class Verb : uint8_t {
   kTurn,
 };
 
+// The verb as written in the protocol ("RCPT"); "" for kUnknown/kBadSyntax.
+std::string_view VerbName(Verb verb);
+
 struct Command {
   Verb verb = Verb::kUnknown;
   // Everything after the verb and one separating space, with trailing

@@ -120,6 +120,12 @@ class SessionHandler {
   // ServerSession::OnAuthResult (now, from inside this call, or later).
   // Called only when SessionConfig::auth_available.
   virtual void Authenticate(std::string_view /*user*/, std::string_view /*password*/) {}
+  // The session answered with a 4xx or 5xx reply (not while shutting down):
+  // `command` is the verb it answered ("" for a line that was not one, or a
+  // timeout), `argument` its argument (at most kRejectedArgumentMax bytes;
+  // never AUTH's), `reply` the whole reply line. For the accounting log.
+  virtual void Rejected(std::string_view /*command*/, std::string_view /*argument*/,
+                        std::string_view /*reply*/) {}
 };
 
 class ServerSession {
@@ -170,6 +176,7 @@ class ServerSession {
   // The transaction being committed (valid until OnCommitted returns).
   const Envelope& envelope() const { return envelope_; }
 
+  static constexpr size_t kRejectedArgumentMax = 256;
   // Replies a client may leave unread before its input stops being parsed:
   // ~500 pipelined replies. Bounds what a client that never reads costs.
   static constexpr size_t kOutputHighWater = 32 * 1024;
@@ -206,6 +213,7 @@ class ServerSession {
   void Reply(std::string_view text);  // a success or informational reply
   void Error(std::string_view text);  // counts toward max_errors
   void Close(std::string_view text);
+  void LineTooLong();
   void ResetTransaction();
 
   SessionConfig config_;
@@ -219,6 +227,9 @@ class ServerSession {
 
   size_t errors_ = 0;
   uint64_t progress_ = 0;
+  // The command being answered, for SessionHandler::Rejected.
+  Verb verb_ = Verb::kUnknown;
+  std::string argument_;
   bool greeted_ = false;
   bool shutdown_requested_ = false;
 
