@@ -6,9 +6,11 @@
 // RenderedSize equals the size Render produces and LongestMergedLine bounds
 // every rendered line holding a placeholder; each value appears in the
 // output exactly as often as its field is used (values are marker bytes the
-// literals cannot forge: each is unique and starts with \x01); CompileStored
+// literals cannot forge: each is unique and starts with \x01; a {{name|url}}
+// placeholder inserts it percent-encoded, so only plain ones count); CompileStored
 // accepts the text with its own fields. A template PrepareTemplate accepts
 // has CRLF line ends only, no NUL, and compiles again from what is stored.
+// A manifest URL template that is accepted cannot end the URI or the line.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -17,6 +19,7 @@
 
 #include "sluice/merge/template.h"
 #include "sluice/pickup/batch.h"
+#include "sluice/pickup/bulk_headers.h"
 
 #define FUZZ_CHECK(c) ((c) ? (void)0 : std::abort())
 
@@ -45,9 +48,10 @@ void CheckCompiled(std::string_view in, const merge::CompiledTemplate& t) {
   FUZZ_CHECK(literal == t.literals.size());
   FUZZ_CHECK(t.fields.size() <= merge::kMaxFields);
   FUZZ_CHECK(t.first_use.size() == t.fields.size() && t.uses.size() == t.fields.size());
+  FUZZ_CHECK(t.url_uses.size() == t.fields.size());
   for (size_t i = 0; i < t.fields.size(); ++i) {
     FUZZ_CHECK(!t.fields[i].empty() && t.fields[i].size() <= merge::kMaxFieldNameLength);
-    FUZZ_CHECK(t.uses[i] > 0);
+    FUZZ_CHECK(t.uses[i] > 0 && t.url_uses[i] <= t.uses[i]);
     for (size_t j = 0; j < i; ++j) FUZZ_CHECK(t.fields[i] != t.fields[j]);
   }
   std::vector<std::string> values;
@@ -58,7 +62,11 @@ void CheckCompiled(std::string_view in, const merge::CompiledTemplate& t) {
   const std::vector<std::string_view> views(values.begin(), values.end());
   FUZZ_CHECK(merge::RenderedSize(t, views) == out.size());
   if (!input_has_marker) {
-    for (size_t i = 0; i < values.size(); ++i) FUZZ_CHECK(Count(out, values[i]) == t.uses[i]);
+    // {{name|url}} inserts the value percent-encoded: the raw marker
+    // appears once per plain placeholder.
+    for (size_t i = 0; i < values.size(); ++i) {
+      FUZZ_CHECK(Count(out, values[i]) == t.uses[i] - t.url_uses[i]);
+    }
   }
   const size_t longest = merge::LongestMergedLine(t, views);
   size_t start = 0;
@@ -77,8 +85,32 @@ void CheckCompiled(std::string_view in, const merge::CompiledTemplate& t) {
 
 }  // namespace
 
+// A manifest URL template (pickup/bulk_headers.h) that is accepted holds
+// nothing that could end the URI or the header line, compiles as a
+// List-Unsubscribe line, and renders as one line whatever the values.
+void CheckUriTemplate(std::string_view in) {
+  for (pickup::UriKind kind : {pickup::UriKind::kHttp, pickup::UriKind::kMailto}) {
+    std::string uri, why;
+    bool https = false;
+    if (!pickup::ParseUriTemplate(in, kind, uri, https, why)) {
+      FUZZ_CHECK(!why.empty());
+      continue;
+    }
+    FUZZ_CHECK(uri.find_first_of(std::string_view("\r\n\0 <>,\"", 8)) == std::string::npos);
+    merge::CompiledTemplate t;
+    merge::TemplateError e;
+    const std::string text = "L: <" + uri + ">\r\n\r\nx\r\n";
+    FUZZ_CHECK(merge::Compile(text, t, e));
+    FUZZ_CHECK(t.url_uses == t.uses);  // every value is encoded
+    const std::vector<std::string> hostile(t.fields.size(), "a>\r\nBcc: x, <y> \"z\"");
+    const std::string out = merge::Render(t, hostile);
+    FUZZ_CHECK(out.find("\r\n") == out.find(">\r\n\r\nx") + 1);
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
+  CheckUriTemplate(in);
   merge::CompiledTemplate t;
   merge::TemplateError e;
   if (merge::Compile(in, t, e)) {

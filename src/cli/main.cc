@@ -563,7 +563,8 @@ int InjectBatchCommand(const Options& o, const config::Config& c) {
   std::string template_bytes;
   if (!read(template_path, limits.max_template_size, template_bytes)) return 1;
   pickup::PreparedTemplate prepared;
-  if (!pickup::PrepareTemplate(manifest.template_file, template_bytes, limits, prepared, error)) {
+  if (!pickup::PrepareTemplate(manifest.template_file, template_bytes, limits, prepared, error,
+                               &manifest)) {
     return refuse(error);
   }
   {

@@ -220,12 +220,13 @@ constexpr absl::string_view kServerKeys[] = {
     "receive_memory_per_shard",
     "max_hops",
     "postmaster_address",
+    "require_from",
 };
 // clang-format on
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
 constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s", "max_batch_recipients",
-                                             "max_recipients_file_size"};
+                                             "max_recipients_file_size", "feedback_id_sender"};
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -899,6 +900,14 @@ class TomlReader {
 
     if (table == "server" && key == "listen") return ReadListen(dotted, node);
     if (table == "server" && key == "relay_from") return ReadRelayFrom(dotted, node);
+    if (table == "server" && key == "require_from") {
+      const auto* b = node.as_boolean();
+      if (b == nullptr) {
+        return Error(node, dotted, absl::StrCat("expected true or false, got ", TypeName(node)));
+      }
+      config_.require_from = b->get();
+      return absl::OkStatus();
+    }
 
     std::string* target = nullptr;
     absl::Status (*check)(absl::string_view) = nullptr;
@@ -920,6 +929,17 @@ class TomlReader {
     } else if (table == "pickup" && key == "dir") {
       target = &config_.pickup_dir;
       check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/true); };
+    } else if (table == "pickup" && key == "feedback_id_sender") {
+      // Feedback-ID's last part (pickup::IsFeedbackIdPart): "" for none.
+      target = &config_.pickup_feedback_id_sender;
+      check = [](absl::string_view s) {
+        const bool ok = s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
+                          return c > 0x20 && c < 0x7f && c != ':';
+                        });
+        return ok ? absl::OkStatus()
+                  : absl::InvalidArgumentError(
+                        "at most 128 printable ASCII characters without spaces or ':'");
+      };
     } else if (node.is_table()) {
       return Error(key_node, dotted, absl::StrCat("unknown table in [", table, "]"));
     } else {

@@ -54,8 +54,8 @@ class Compiler {
     if (!t_.pieces.empty() && t_.pieces.back().field < 0) {
       t_.pieces.back().size += static_cast<uint32_t>(s.size());
     } else {
-      t_.pieces.push_back(
-          {static_cast<uint32_t>(t_.literals.size()), static_cast<uint32_t>(s.size()), -1});
+      t_.pieces.push_back({static_cast<uint32_t>(t_.literals.size()),
+                           static_cast<uint32_t>(s.size()), -1, Filter::kNone});
     }
     t_.literals.append(s);
   }
@@ -71,6 +71,7 @@ class Compiler {
     t_.fields.emplace_back(name);
     t_.first_use.push_back({line, column});
     t_.uses.push_back(0);
+    t_.url_uses.push_back(0);
     t_.in_header.push_back(header);
     return static_cast<int32_t>(t_.fields.size() - 1);
   }
@@ -116,6 +117,21 @@ class Compiler {
       }
       const std::string_view name = l.substr(name_start, k - name_start);
       while (k < l.size() && IsBlank(l[k])) ++k;
+      Filter filter = Filter::kNone;
+      if (!name.empty() && k < l.size() && l[k] == '|') {
+        ++k;
+        while (k < l.size() && IsBlank(l[k])) ++k;
+        const size_t filter_start = k;
+        while (k < l.size() && IsNameChar(l[k])) ++k;
+        const std::string_view filter_name = l.substr(filter_start, k - filter_start);
+        while (k < l.size() && IsBlank(l[k])) ++k;
+        if (filter_name != "url") {
+          return Fail(number, column,
+                      absl::StrCat("unknown filter '", Shown(filter_name),
+                                   "' in a placeholder (the only filter is 'url': {{name|url}})"));
+        }
+        filter = Filter::kUrl;
+      }
       const bool closed = l.substr(k, 2) == "}}";
       if (name.empty() || !closed) {
         const std::string after = Shown(l.substr(b));
@@ -146,7 +162,8 @@ class Compiler {
         return Fail(number, column, absl::StrCat("more than ", kMaxFields, " distinct fields"));
       }
       ++t_.uses[static_cast<size_t>(field)];
-      t_.pieces.push_back({0, 0, field});
+      if (filter == Filter::kUrl) ++t_.url_uses[static_cast<size_t>(field)];
+      t_.pieces.push_back({0, 0, field, filter});
       merged = true;
       i = k + 2;
       lit = i;
@@ -167,24 +184,44 @@ class Compiler {
   size_t placeholders_ = 0;
 };
 
-size_t ValueSize(const std::vector<std::string_view>& values, int32_t field) {
-  return static_cast<size_t>(field) < values.size() ? values[static_cast<size_t>(field)].size() : 0;
+bool IsUnreserved(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+// The bytes a placeholder adds for this value.
+template <typename Value>
+size_t PieceSize(const CompiledTemplate::Piece& p, const Value& v) {
+  const std::string_view s(v.data(), v.size());
+  return p.filter == Filter::kUrl ? UrlEncodedSize(s) : s.size();
+}
+
+template <typename Values>
+size_t RenderedSizeImpl(const CompiledTemplate& t, const Values& values) {
+  size_t size = t.literals.size();
+  for (size_t f = 0; f < t.uses.size() && f < values.size(); ++f) {
+    const std::string_view v(values[f].data(), values[f].size());
+    const size_t url_uses = f < t.url_uses.size() ? t.url_uses[f] : 0;
+    size += size_t{t.uses[f] - url_uses} * v.size();
+    if (url_uses > 0) size += url_uses * UrlEncodedSize(v);
+  }
+  return size;
 }
 
 template <typename Values>
 std::string RenderImpl(const CompiledTemplate& t, const Values& values) {
-  size_t size = t.literals.size();
-  for (size_t f = 0; f < t.uses.size() && f < values.size(); ++f) {
-    size += size_t{t.uses[f]} * values[f].size();
-  }
   std::string out;
-  out.reserve(size);
+  out.reserve(RenderedSizeImpl(t, values));
   for (const CompiledTemplate::Piece& p : t.pieces) {
     if (p.field < 0) {
       out.append(t.literals, p.offset, p.size);
     } else if (static_cast<size_t>(p.field) < values.size()) {
       const auto& v = values[static_cast<size_t>(p.field)];
-      out.append(v.data(), v.size());
+      if (p.filter == Filter::kUrl) {
+        AppendUrlEncoded(out, std::string_view(v.data(), v.size()));
+      } else {
+        out.append(v.data(), v.size());
+      }
     }
   }
   return out;
@@ -202,12 +239,30 @@ bool Compile(std::string_view text, CompiledTemplate& out, TemplateError& error)
   return Compiler(text, out, error).Run();
 }
 
-size_t RenderedSize(const CompiledTemplate& t, const std::vector<std::string_view>& values) {
-  size_t size = t.literals.size();
-  for (size_t f = 0; f < t.uses.size() && f < values.size(); ++f) {
-    size += size_t{t.uses[f]} * values[f].size();
+void AppendUrlEncoded(std::string& out, std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (char c : value) {
+    if (IsUnreserved(c)) {
+      out.push_back(c);
+    } else {
+      const auto u = static_cast<unsigned char>(c);
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    }
   }
-  return size;
+}
+
+size_t UrlEncodedSize(std::string_view value) {
+  size_t n = value.size();
+  for (char c : value) {
+    if (!IsUnreserved(c)) n += 2;
+  }
+  return n;
+}
+
+size_t RenderedSize(const CompiledTemplate& t, const std::vector<std::string_view>& values) {
+  return RenderedSizeImpl(t, values);
 }
 
 size_t LongestMergedLine(const CompiledTemplate& t, const std::vector<std::string_view>& values) {
@@ -215,7 +270,10 @@ size_t LongestMergedLine(const CompiledTemplate& t, const std::vector<std::strin
   for (const CompiledTemplate::MergedLine& l : t.merged_lines) {
     size_t n = l.literal_bytes;
     for (uint32_t p = l.first_piece; p < l.end_piece; ++p) {
-      if (t.pieces[p].field >= 0) n += ValueSize(values, t.pieces[p].field);
+      const CompiledTemplate::Piece& piece = t.pieces[p];
+      if (piece.field >= 0 && static_cast<size_t>(piece.field) < values.size()) {
+        n += PieceSize(piece, values[static_cast<size_t>(piece.field)]);
+      }
     }
     if (n > longest) longest = n;
   }

@@ -88,6 +88,164 @@ bool ParseAddress(std::string_view text, smtp::PathKind kind, std::string& out, 
   return true;
 }
 
+// The [unsubscribe] table: url, mailto, one_click.
+bool ParseUnsubscribe(const toml::table& table, BulkHeaders& out, BatchError& error) {
+  auto fail = [&](size_t line, std::string reason) {
+    error = BatchError{std::string(kManifestName), line, 0, std::move(reason)};
+    return false;
+  };
+  bool https = false;
+  const toml::value<bool>* one_click = nullptr;
+  size_t one_click_line = 0;
+  for (auto&& [key, node] : table) {
+    const std::string_view k = key.str();
+    const size_t line = node.source().begin.line;
+    if (k == "one_click") {
+      one_click = node.as_boolean();
+      one_click_line = line;
+      if (one_click == nullptr) return fail(line, "unsubscribe.one_click: must be true or false");
+      continue;
+    }
+    if (k != "url" && k != "mailto") {
+      return fail(key.source().begin.line,
+                  absl::StrCat("unknown key 'unsubscribe.", Shown(k, 64),
+                               "' (the keys of [unsubscribe] are url, mailto, one_click)"));
+    }
+    const toml::value<std::string>* value = node.as_string();
+    if (value == nullptr)
+      return fail(line, absl::StrCat("unsubscribe.", Av(k), ": must be a string"));
+    std::string why;
+    bool is_https = false;
+    const bool url = k == "url";
+    if (!ParseUriTemplate(value->get(), url ? UriKind::kHttp : UriKind::kMailto,
+                          url ? out.url : out.mailto, is_https, why)) {
+      return fail(line, absl::StrCat("unsubscribe.", Av(k), ": ", why));
+    }
+    if (url) https = is_https;
+  }
+  if (!out.unsubscribe()) return fail(0, "[unsubscribe] needs url or mailto (or both)");
+  out.one_click = one_click == nullptr ? https : one_click->get();
+  if (out.one_click && out.url.empty()) {
+    return fail(one_click_line,
+                "unsubscribe.one_click needs an https url (RFC 8058: the one-click POST goes to "
+                "an https URI)");
+  }
+  if (out.one_click && !https) {
+    return fail(one_click_line,
+                "unsubscribe.one_click with an http:// url: RFC 8058 requires https (use an "
+                "https url, or one_click = false)");
+  }
+  return true;
+}
+
+// Feedback-ID = campaign:tenant:sender (bulk_headers.h). On entry
+// out.bulk.feedback_id holds the manifest's sender id, if any.
+bool FinishFeedbackId(const BatchLimits& limits, Manifest& out, BatchError& error) {
+  BulkHeaders& b = out.bulk;
+  const std::string sender =
+      b.feedback_id_from_manifest ? b.feedback_id : limits.feedback_id_sender;
+  b.feedback_id.clear();
+  if (sender.empty()) return true;
+  if (out.campaign.empty() || out.tenant.empty()) {
+    if (!b.feedback_id_from_manifest) return true;  // the configuration's default: not for this one
+    error = BatchError{std::string(kManifestName), 0, 0,
+                       "feedback_id_sender needs campaign and tenant (Feedback-ID is "
+                       "campaign:tenant:sender)"};
+    return false;
+  }
+  for (const std::string* part : {&out.campaign, &out.tenant}) {
+    if (!IsFeedbackIdPart(*part)) {
+      error = BatchError{std::string(kManifestName), 0, 0,
+                         absl::StrCat(part == &out.campaign ? "campaign" : "tenant", " '",
+                                      Shown(*part), "' has a ':', Feedback-ID's separator")};
+      return false;
+    }
+  }
+  b.feedback_id = absl::StrCat(out.campaign, ":", out.tenant, ":", sender);
+  return true;
+}
+
+// A template header field the manifest's fields would clash with: the
+// reason, or "". `keep_feedback_id`: the template's Feedback-ID stays and
+// the configuration's default is not added.
+std::string BulkConflict(std::string_view name, const BulkHeaders& bulk, bool& keep_feedback_id) {
+  if (bulk.unsubscribe() && (base::EqualsIgnoreCase(name, "List-Unsubscribe") ||
+                             base::EqualsIgnoreCase(name, "List-Unsubscribe-Post"))) {
+    return absl::StrCat(Av(name),
+                        " in the template and [unsubscribe] in manifest.toml: give it in one "
+                        "place (the manifest's fills in each recipient's values, encoded)");
+  }
+  if (!bulk.feedback_id.empty() && base::EqualsIgnoreCase(name, "Feedback-ID")) {
+    if (!bulk.feedback_id_from_manifest) {
+      keep_feedback_id = true;
+      return "";
+    }
+    return "Feedback-ID in the template and feedback_id_sender in manifest.toml: give it in one "
+           "place";
+  }
+  return "";
+}
+
+// One header field name of a template: the reason it is refused, or "".
+// Notes Date, Message-ID and From in `out`.
+std::string TemplateField(std::string_view name, const BatchLimits& limits, const BulkHeaders* bulk,
+                          PreparedTemplate& out, bool& keep_feedback_id) {
+  if (base::EqualsIgnoreCase(name, "Bcc")) {
+    return "Bcc field in a batch template (every recipient gets a message of their own; list "
+           "extra recipients in the recipients file)";
+  }
+  if (base::StartsWithIgnoreCase(name, "X-Sluice-Envelope-")) {
+    return absl::StrCat(Av(name),
+                        " in a batch template (the envelope comes from the manifest and the "
+                        "recipients file)");
+  }
+  if (base::EqualsIgnoreCase(name, "Date")) out.has_date = true;
+  if (base::EqualsIgnoreCase(name, "Message-ID")) out.has_message_id = true;
+  if (base::EqualsIgnoreCase(name, "From") && ++out.from_count == 2 && limits.require_from) {
+    return "a second From field (RFC 5322 3.6 allows exactly one; receivers such as Gmail refuse "
+           "the message)";
+  }
+  return bulk != nullptr ? BulkConflict(name, *bulk, keep_feedback_id) : "";
+}
+
+// Writes `fields` (CRLF lines) after the first `header_lines` lines of
+// `text` (the end of the header section). Each line must fit the line
+// length limit before any value is filled in.
+bool AddHeaderFields(std::string_view fields, size_t header_lines, const BatchLimits& limits,
+                     std::string& text, size_t& added_lines, BatchError& error) {
+  size_t at = 0;
+  for (size_t i = 0; i < header_lines; ++i) at = text.find("\r\n", at) + 2;
+  for (size_t p = 0; p < fields.size();) {
+    const size_t end = fields.find("\r\n", p) + 2;
+    if (end - p > limits.max_line_length) {
+      error = BatchError{std::string(kManifestName), 0, 0,
+                         absl::StrCat("the ", Shown(fields.substr(p, fields.find(':', p) - p)),
+                                      " line would be ", end - p,
+                                      " bytes, over the line length "
+                                      "limit (",
+                                      limits.max_line_length, ")")};
+      return false;
+    }
+    ++added_lines;
+    p = end;
+  }
+  text.insert(at, fields);
+  return true;
+}
+
+// After compiling the template with the manifest's fields added: positions
+// are given back in the template file's lines; a field first used by the
+// added lines gets {0, 0} (the manifest's).
+void TemplatePositions(size_t header_lines, size_t added_lines, merge::CompiledTemplate& t) {
+  for (merge::CompiledTemplate::Position& at : t.first_use) {
+    if (at.line > header_lines + added_lines) {
+      at.line -= static_cast<uint32_t>(added_lines);
+    } else if (at.line > header_lines) {
+      at = {0, 0};
+    }
+  }
+}
+
 }  // namespace
 
 std::string BatchError::ToString() const {
@@ -132,7 +290,15 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
     const std::string_view k = key.str();
     const size_t line = node.source().begin.line;
     std::string* target = nullptr;
-    if (k == "sender") {
+    if (k == "unsubscribe") {
+      const toml::table* t = node.as_table();
+      if (t == nullptr) return fail(line, "unsubscribe: must be a table ([unsubscribe])");
+      if (!ParseUnsubscribe(*t, out.bulk, error)) return false;
+      continue;
+    } else if (k == "feedback_id_sender") {
+      target = &out.bulk.feedback_id;  // the sender id until FinishFeedbackId
+      out.bulk.feedback_id_from_manifest = true;
+    } else if (k == "sender") {
       target = &out.sender;
       have_sender = true;
     } else if (k == "template") {
@@ -148,7 +314,8 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
     } else {
       return fail(key.source().begin.line,
                   absl::StrCat("unknown key '", Shown(k, 64),
-                               "' (the keys are sender, template, recipients, campaign, tenant)"));
+                               "' (the keys are sender, template, recipients, campaign, tenant, "
+                               "feedback_id_sender and the table [unsubscribe])"));
     }
     const toml::value<std::string>* value = node.as_string();
     if (value == nullptr) return fail(line, absl::StrCat(Av(k), ": must be a string"));
@@ -168,6 +335,12 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
         return fail(line, absl::StrCat(Av(k), ": '", Shown(*target),
                                        "' is not a plain file name inside the batch directory"));
       }
+    } else if (k == "feedback_id_sender") {
+      if (!IsFeedbackIdPart(*target)) {
+        return fail(line,
+                    "feedback_id_sender: must be 1 to 128 printable ASCII characters without "
+                    "spaces or ':'");
+      }
     } else if (!IsId(*target, limits.max_id_length)) {
       return fail(line, absl::StrCat(Av(k), ": must be 1 to ", limits.max_id_length,
                                      " printable ASCII characters without spaces"));
@@ -179,14 +352,14 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
   if (out.template_file == out.recipients_file) {
     return fail(0, "template and recipients name the same file");
   }
-  return true;
+  return FinishFeedbackId(limits, out, error);
 }
 
 // ---------------------------------------------------------------------------
 // The template
 
 bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchLimits& limits,
-                     PreparedTemplate& out, BatchError& error) {
+                     PreparedTemplate& out, BatchError& error, const Manifest* manifest) {
   auto fail = [&](size_t line, size_t column, std::string reason) {
     error = BatchError{std::string(file), line, column, std::move(reason)};
     return false;
@@ -203,8 +376,11 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
   text.reserve(bytes.size() + bytes.size() / 32 + 2);
   bool in_header = true;
   bool any_field = false;
+  size_t header_lines = 0;  // lines of the header section
   size_t pos = 0;
   size_t number = 1;
+  const BulkHeaders* bulk = manifest != nullptr && manifest->bulk.any() ? &manifest->bulk : nullptr;
+  bool keep_template_feedback_id = false;
   while (pos < bytes.size()) {
     size_t end = pos;
     while (end < bytes.size() && bytes[end] != '\n' && bytes[end] != '\r' && bytes[end] != '\0') {
@@ -245,21 +421,13 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
         }
         const std::string_view name = line.substr(0, colon);
         if (!IsFieldName(name)) return fail(number, 0, "malformed header field name");
-        if (base::EqualsIgnoreCase(name, "Bcc")) {
-          return fail(number, 0,
-                      "Bcc field in a batch template (every recipient gets a message of their "
-                      "own; list extra recipients in the recipients file)");
+        if (std::string why = TemplateField(name, limits, bulk, out, keep_template_feedback_id);
+            !why.empty()) {
+          return fail(number, 0, std::move(why));
         }
-        if (base::StartsWithIgnoreCase(name, "X-Sluice-Envelope-")) {
-          return fail(number, 0,
-                      absl::StrCat(Av(name),
-                                   " in a batch template (the envelope comes from the "
-                                   "manifest and the recipients file)"));
-        }
-        if (base::EqualsIgnoreCase(name, "Date")) out.has_date = true;
-        if (base::EqualsIgnoreCase(name, "Message-ID")) out.has_message_id = true;
         any_field = true;
       }
+      if (in_header) ++header_lines;
     }
     absl::StrAppend(&text, Av(line), "\r\n");
     pos = next;
@@ -268,6 +436,19 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
   if (in_header) {
     return fail(number - 1, 0, "header section not followed by an empty line (truncated file?)");
   }
+  if (limits.require_from && out.from_count == 0) {
+    return fail(0, 0,
+                "no From field in the header (RFC 5322 3.6 requires exactly one; receivers such "
+                "as Gmail refuse the message)");
+  }
+  size_t added_lines = 0;
+  if (bulk != nullptr) {
+    BulkHeaders h = *bulk;
+    if (keep_template_feedback_id) h.feedback_id.clear();
+    if (!AddHeaderFields(BulkHeaderFields(h), header_lines, limits, text, added_lines, error)) {
+      return false;
+    }
+  }
   if (text.size() > limits.max_message_size) {
     return fail(0, 0,
                 absl::StrCat("message of ", text.size(),
@@ -275,7 +456,14 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
                              limits.max_message_size, " bytes)"));
   }
   merge::TemplateError e;
-  if (!merge::Compile(text, out.compiled, e)) return fail(e.line, e.column, e.reason);
+  if (!merge::Compile(text, out.compiled, e)) {
+    if (e.line > header_lines && e.line <= header_lines + added_lines) {
+      error = BatchError{std::string(kManifestName), 0, 0, e.reason};
+      return false;
+    }
+    return fail(e.line > header_lines ? e.line - added_lines : e.line, e.column, e.reason);
+  }
+  if (added_lines > 0) TemplatePositions(header_lines, added_lines, out.compiled);
   if (!out.compiled.has_placeholders()) {
     // Not a merge: the message itself, escapes resolved, shared by all.
     text = out.compiled.literals;
@@ -400,6 +588,12 @@ void BatchBuilder::Header(const CsvRecord& r) {
     }
     if (col == columns_.size()) {
       const merge::CompiledTemplate::Position& at = t_.compiled.first_use[f];
+      if (at.line == 0) {  // only the manifest's [unsubscribe] URLs use it
+        return Reject(
+            0, 0, std::string(kManifestName),
+            absl::StrCat("[unsubscribe] uses the field '", field, "' but ", file_,
+                         " has only the columns ", Shown(absl::StrJoin(columns_, ", "), 200)));
+      }
       return Reject(at.line, at.column, template_file_,
                     absl::StrCat("unknown field '", field, "' (", file_, " has the columns ",
                                  Shown(absl::StrJoin(columns_, ", "), 200), ")"));

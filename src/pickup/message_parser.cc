@@ -216,6 +216,7 @@ class Parser {
     for (const Field& f : fields_) {
       if (base::EqualsIgnoreCase(f.name, "Date")) m.has_date = true;
       if (base::EqualsIgnoreCase(f.name, "Message-ID")) m.has_message_id = true;
+      if (base::EqualsIgnoreCase(f.name, "From")) ++m.from_count;
       if (base::EqualsIgnoreCase(f.name, "Received")) ++hops;
     }
     if (hops > limits_.max_hops) {
@@ -269,6 +270,26 @@ class Parser {
                         "sender")) {
         return false;
       }
+    }
+    return RequireFrom();
+  }
+
+  // server.require_from: exactly one From field (RFC 5322 3.6). Checked
+  // last, so the envelope's faults are reported first.
+  bool RequireFrom() {
+    if (!limits_.require_from) return true;
+    size_t seen = 0;
+    for (const Field& f : fields_) {
+      if (base::EqualsIgnoreCase(f.name, "From") && ++seen == 2) {
+        return Failed(lines_[f.first].number,
+                      "a second From field (RFC 5322 3.6 allows exactly one; receivers such as "
+                      "Gmail refuse the message)");
+      }
+    }
+    if (seen == 0) {
+      return Failed(0,
+                    "no From field in the header (RFC 5322 3.6 requires exactly one; receivers "
+                    "such as Gmail refuse the message)");
     }
     return true;
   }

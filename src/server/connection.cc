@@ -32,6 +32,7 @@ smtp::SessionConfig MakeSessionConfig(const config::Config& c, const std::string
   s.max_errors = c.max_errors;
   s.max_hops = c.max_hops;
   s.postmaster_address = c.postmaster_address;
+  s.require_from = c.require_from;
   if (creds != nullptr) {
     s.tls_available = creds->server_context() != nullptr;
     s.tls_active = policy.implicit_tls;

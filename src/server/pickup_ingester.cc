@@ -126,6 +126,7 @@ pickup::Limits MessageLimitsFor(const config::Config& config) {
   limits.max_line_length = config.max_data_line_length;
   limits.max_recipients = config.max_recipients;
   limits.max_hops = config.max_hops;
+  limits.require_from = config.require_from;
   return limits;
 }
 
@@ -136,6 +137,8 @@ pickup::BatchLimits BatchLimitsFor(const config::Config& config) {
   limits.max_line_length = config.max_data_line_length;
   limits.max_recipients = config.pickup_max_batch_recipients;
   limits.max_recipients_file_size = config.pickup_max_recipients_file_size;
+  limits.require_from = config.require_from;
+  limits.feedback_id_sender = config.pickup_feedback_id_sender;
   return limits;
 }
 
@@ -543,7 +546,8 @@ void PickupIngester::StartBatch(Item item) {
   }
   if (got == ReadOutcome::kOk) {
     pickup::BatchError e;
-    if (!pickup::PrepareTemplate(b->manifest.template_file, bytes, b->limits, b->tmpl, e)) {
+    if (!pickup::PrepareTemplate(b->manifest.template_file, bytes, b->limits, b->tmpl, e,
+                                 &b->manifest)) {
       why = e.ToString();
       got = ReadOutcome::kInvalid;
     }

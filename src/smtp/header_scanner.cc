@@ -11,6 +11,7 @@ void HeaderScanner::EndOfFieldName() {
   if (base::EqualsIgnoreCase(name, "date")) has_date_ = true;
   if (base::EqualsIgnoreCase(name, "message-id")) has_message_id_ = true;
   if (base::EqualsIgnoreCase(name, "received")) ++received_count_;
+  if (base::EqualsIgnoreCase(name, "from")) ++from_count_;
   in_name_ = false;
 }
 
@@ -19,6 +20,7 @@ void HeaderScanner::Feed(std::string_view span) {
     const char c = span[i];
     if (++scanned_ > limits::kHeaderScanMax) {
       done_ = true;
+      truncated_ = true;
       break;
     }
     if (c == '\n') {

@@ -369,6 +369,7 @@ void ServerSession::FinishData() {
     rejection = "550 5.6.0 Error: message line too long";
   }
   if (rejection == nullptr) rejection = HopRejection();
+  if (rejection == nullptr) rejection = FromRejection();
   if (rejection != nullptr) {
     ResetTransaction();
     return Reply(rejection);
@@ -389,9 +390,25 @@ void ServerSession::Commit(bool chunked) {
   facts.has_date = headers_.has_date();
   facts.has_message_id = headers_.has_message_id();
   facts.received_count = headers_.received_count();
+  facts.from_count = headers_.from_count();
   facts.chunked = chunked;
   mode_ = Mode::kCommit;
   handler_.CommitMessage(envelope_, facts);
+}
+
+// server.require_from: RFC 5322 3.6 asks for exactly one From: field, and
+// receivers refuse messages without one (Gmail also refuses several). A
+// header section longer than the scanner looks at is given the benefit of
+// the doubt for a missing From, never for a second one.
+const char* ServerSession::FromRejection() const {
+  if (!config_.require_from) return nullptr;
+  if (headers_.from_count() > 1) {
+    return "550 5.6.0 Error: message has more than one From: header field (RFC 5322 3.6)";
+  }
+  if (headers_.from_count() == 0 && !headers_.truncated()) {
+    return "550 5.6.0 Error: message has no From: header field (RFC 5322 3.6)";
+  }
+  return nullptr;
 }
 
 void ServerSession::HandleBdat(const Command& cmd) {
@@ -448,6 +465,10 @@ void ServerSession::FinishChunk() {
   }
   if (!chunk_last_) return Reply(absl::StrCat("250 2.0.0 ", chunk_size_, " octets received"));
   if (const char* rejection = HopRejection()) {
+    ResetTransaction();
+    return Reply(rejection);
+  }
+  if (const char* rejection = FromRejection()) {
     ResetTransaction();
     return Reply(rejection);
   }

@@ -87,6 +87,24 @@ TEST(ConfigTest, PickupBatchLimits) {
                       {"did you mean 'max_batch_recipients'"}));
 }
 
+TEST(ConfigTest, RequireFromAndFeedbackIdSender) {
+  Config defaults;
+  EXPECT_TRUE(defaults.require_from);
+  EXPECT_EQ(defaults.pickup_feedback_id_sender, "");
+  Config c;
+  ASSERT_TRUE(
+      Apply("[server]\nrequire_from = false\n[pickup]\nfeedback_id_sender = \"esp-1\"\n", c).ok());
+  EXPECT_FALSE(c.require_from);
+  EXPECT_EQ(c.pickup_feedback_id_sender, "esp-1");
+  EXPECT_TRUE(IsError(Apply("[server]\nrequire_from = \"yes\"\n"),
+                      {"sluice.toml:2", "server.require_from", "true or false"}));
+  EXPECT_TRUE(IsError(Apply("[pickup]\nfeedback_id_sender = \"a:b\"\n"),
+                      {"sluice.toml:2", "pickup.feedback_id_sender", "':'"}));
+  EXPECT_TRUE(IsError(Apply("[pickup]\nfeedback_id_sender = \"a b\"\n"),
+                      {"pickup.feedback_id_sender", "without spaces"}));
+  EXPECT_TRUE(IsError(Apply("[server]\nrequire_frm = true\n"), {"did you mean 'require_from'"}));
+}
+
 TEST(ConfigTest, FinalizeFillsHostnameFromGethostname) {
   char buf[HOST_NAME_MAX + 1] = {};
   ASSERT_EQ(gethostname(buf, sizeof buf - 1), 0);

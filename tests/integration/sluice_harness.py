@@ -488,6 +488,20 @@ class DaemonError(AssertionError):
     pass
 
 
+def with_require_from(config: Optional[str], require_from: Optional[bool]) -> Optional[str]:
+    """`config` with server.require_from set (None: left to Sluice's default, or
+    to the config text when it names require_from itself)."""
+    if require_from is None or (config is not None and "require_from" in config):
+        return config
+    line = f"require_from = {'true' if require_from else 'false'}"
+    if config is None:
+        return f"[server]\n{line}\n"
+    if re.search(r"^\[server\][ \t]*$", config, re.M):
+        return re.sub(r"^\[server\][ \t]*$", lambda m: f"{m.group(0)}\n{line}", config, count=1,
+                      flags=re.M)
+    return config.rstrip("\n") + f"\n\n[server]\n{line}\n"
+
+
 class Sluice:
     """One `sluice serve` process. Use through the `sluice_factory` fixture."""
 
@@ -506,6 +520,7 @@ class Sluice:
         relay_from: Optional[str] = None,
         listen_hosts: Sequence[str] = ("127.0.0.1",),
         delivery: bool = False,
+        require_from: Optional[bool] = False,
     ):
         self.bin = require_sluice_bin()
         # Ingestion tests keep their mail queued: without --no-delivery the
@@ -518,8 +533,11 @@ class Sluice:
         self.log_path = log or (workdir / "accounting.log")
         self.stderr_path = workdir / "stderr.txt"
         self.stdout_path = workdir / "stdout.txt"
-        self.config_text = config
-        self.config_path = workdir / "sluice.toml" if config is not None else None
+        # server.require_from defaults to true in Sluice; most tests send bare
+        # "Subject: x" fragments, so the harness turns it off unless a test
+        # asks for it (require_from=True) or for Sluice's default (None).
+        self.config_text = with_require_from(config, require_from)
+        self.config_path = workdir / "sluice.toml" if self.config_text is not None else None
         self.extra_args = list(args)
         self.shards = shards
         self.hostname = hostname

@@ -279,7 +279,9 @@ def test_inject(sluice_factory, tmp_path):
     pickup = tmp_path / "pickup"
     d = sluice_factory(args=["--pickup", str(pickup)])
     body = b"Subject: injected\n\nhello\n"
-    r = run_inject(["--pickup", str(pickup), "--from", "a@example.com", "--to", "b@example.net",
+    # --config: the daemon's, with server.require_from off (sluice_harness).
+    r = run_inject(["--config", str(d.config_path), "--pickup", str(pickup), "--from",
+                    "a@example.com", "--to", "b@example.net",
                     "--to", "c@example.org"], body)
     assert r.returncode == 0, r.stderr
     name = r.stdout.decode().strip()
@@ -298,7 +300,7 @@ def test_inject(sluice_factory, tmp_path):
 def test_inject_fails_clearly(tmp_path):
     missing = tmp_path / "nope"
     r = run_inject(["--pickup", str(missing), "--from", "a@example.com", "--to", "b@example.net"],
-                   b"Subject: x\n\nx\n")
+                   b"From: a@example.com\nSubject: x\n\nx\n")
     assert r.returncode == 1
     assert b"missing" in r.stderr and str(missing).encode() in r.stderr
     assert not missing.exists()

@@ -448,7 +448,9 @@ def test_inject_batch(sluice_factory, tmp_path):
     assert not list((pickup / "tmp").iterdir())
     # Checked before anything is dropped.
     bad = write_batch(tmp_path, "bad", BAD_BATCHES["unknown_placeholder"][0])
-    r = run_inject(["--pickup", str(pickup), "--batch", str(bad / "manifest.toml")])
+    # --config: the daemon's, with server.require_from off (the template has no From).
+    r = run_inject(["--config", str(d.config_path), "--pickup", str(pickup), "--batch",
+                    str(bad / "manifest.toml")])
     assert r.returncode == 1
     assert b"unknown field 'nmae'" in r.stderr and b"line 3, column 14" in r.stderr
     r = run_inject(["--pickup", str(pickup), "--batch", str(tmp_path / "nowhere" / "manifest.toml")])

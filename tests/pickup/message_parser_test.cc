@@ -165,6 +165,27 @@ TEST(PickupParser, NormalisationMayNotExceedSize) {
   EXPECT_NE(r.error.reason.find("after CRLF normalisation"), std::string::npos);
 }
 
+TEST(PickupParser, RequireFromWantsExactlyOne) {
+  Limits l = Small();
+  l.require_from = true;
+  const std::string env = "X-Sluice-Envelope-From: <a@x.org>\nX-Sluice-Envelope-To: <b@y.org>\n";
+  Result r = Parse(env + "From: a@x.org\nSubject: s\n\nFrom: in the body is text\n", l);
+  ASSERT_TRUE(r.ok) << r.error.ToString();
+  EXPECT_EQ(r.message.from_count, 1u);
+  r = Parse(env + "Subject: s\nfrom:\n  Folded <a@x.org>\n\nx\n", l);
+  ASSERT_TRUE(r.ok) << r.error.ToString();
+  EXPECT_EQ(r.message.from_count, 1u);
+  ExpectError(env + "Subject: s\n\nFrom: only in the body\n", 0, "no From field", l);
+  ExpectError(env + "From: a@x.org\nSubject: s\nFROM: c@x.org\n\nx\n", 5, "a second From field", l);
+  // X-Sluice-Envelope-From is not a From field.
+  ExpectError("X-Sluice-Envelope-From: <a@x.org>\nTo: b@y.org\n\nx\n", 0, "no From field", l);
+  // Without require_from (the pure parser's default) both are accepted.
+  r = Parse(env + "From: a@x.org\nFrom: c@x.org\n\nx\n");
+  ASSERT_TRUE(r.ok) << r.error.ToString();
+  EXPECT_EQ(r.message.from_count, 2u);
+  EXPECT_TRUE(Parse(env + "Subject: s\n\nx\n").ok);
+}
+
 TEST(PickupParser, ErrorText) {
   EXPECT_EQ((Error{3, "bad"}).ToString(), "line 3: bad");
   EXPECT_EQ((Error{0, "bad"}).ToString(), "file: bad");

@@ -92,6 +92,7 @@ struct Config {
   BareLinefeedPolicy bare_linefeed = BareLinefeedPolicy::kReject;
   size_t max_hops = 50;            // Received: fields a message may carry (554 5.4.6 past it)
   std::string postmaster_address;  // where <postmaster> goes; empty: trusted clients only
+  bool require_from = true;  // exactly one From: (550 5.6.0 at DATA; pickup: bad/)
 
   // [spool]
   std::string spool_dir = "./var/spool";
@@ -105,6 +106,7 @@ struct Config {
   uint32_t pickup_scan_interval_s = 10;              // rescan of new/ besides inotify
   uint64_t pickup_max_batch_recipients = 1'000'000;  // valid, distinct recipients per batch
   uint64_t pickup_max_recipients_file_size = 512ull * 1024 * 1024;  // a batch's CSV, bytes
+  std::string pickup_feedback_id_sender;  // Feedback-ID's sender id for batches; "": none
 
   // ---- [tls] and [auth] (docs/CONFIGURATION.md); read by tls::Credentials,
   // which checks them at start-up and on SIGHUP. ----

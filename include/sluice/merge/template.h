@@ -5,6 +5,8 @@
 // Syntax, one line at a time (a placeholder never spans lines):
 //   {{name}} or {{ name }}   a placeholder; name: a letter or '_', then
 //                            letters, digits, '_', '.', '-' (at most 64 bytes)
+//   {{name|url}}             the value percent-encoded (AppendUrlEncoded): for
+//                            values inside URLs (List-Unsubscribe, links)
 //   {{{{                     a literal "{{" (the escape)
 //   anything else            itself: a lone '{', "}}", ...
 // A "{{" that does not start a valid placeholder is an error naming its
@@ -39,11 +41,26 @@ struct TemplateError {
   std::string ToString() const;
 };
 
+// How a placeholder inserts its value.
+enum class Filter : uint8_t {
+  kNone,  // {{name}}: as it is
+  kUrl,   // {{name|url}}: percent-encoded (AppendUrlEncoded)
+};
+
+// RFC 3986 percent-encoding of everything but the unreserved characters
+// (ALPHA DIGIT - . _ ~): the result holds no CR, LF, space, '<', '>', ',',
+// '"', '/', '?', '&', '=', '@' or '%' of its own, so a value can neither end
+// the URL, nor the header line, nor add a query parameter. Each byte of a
+// UTF-8 value becomes %XX (upper-case hex).
+void AppendUrlEncoded(std::string& out, std::string_view value);
+size_t UrlEncodedSize(std::string_view value);
+
 struct CompiledTemplate {
   struct Piece {
     uint32_t offset = 0;  // literal: bytes [offset, offset + size) of `literals`
     uint32_t size = 0;
     int32_t field = -1;  // >= 0: a placeholder for fields[field]
+    Filter filter = Filter::kNone;
   };
   // A line holding placeholders, so the length of its rendered form can be
   // checked per recipient without rendering.
@@ -63,6 +80,7 @@ struct CompiledTemplate {
   std::vector<std::string> fields;  // distinct names, in order of first use
   std::vector<Position> first_use;  // per field: where it first appears
   std::vector<uint32_t> uses;       // per field: how many placeholders name it
+  std::vector<uint32_t> url_uses;   // per field: how many of those are {{name|url}}
   std::vector<bool> in_header;      // per field: used in the header section
   std::vector<MergedLine> merged_lines;
 
@@ -81,8 +99,8 @@ size_t LongestMergedLine(const CompiledTemplate& t, const std::vector<std::strin
 
 // One recipient's message: the literals with each placeholder replaced by
 // values[field] (values in the order of t.fields; a missing one renders
-// empty). Values are inserted as they are: the batch reader has already
-// refused values with CR, LF or NUL.
+// empty). Values are inserted as they are (the batch reader has already
+// refused values with CR, LF or NUL), or percent-encoded for {{name|url}}.
 std::string Render(const CompiledTemplate& t, const std::vector<std::string>& values);
 std::string Render(const CompiledTemplate& t, const std::vector<std::string_view>& values);
 

@@ -2,7 +2,8 @@
 //
 // A batch is a directory NAME.batch/ dropped into new/ holding
 //   manifest.toml   envelope sender, the two file names below, optional
-//                   campaign and tenant ids
+//                   campaign and tenant ids, List-Unsubscribe URLs and the
+//                   Feedback-ID sender (bulk_headers.h)
 //   a template      an RFC 5322 message with {{field}} placeholders
 //                   (merge/template.h)
 //   recipients      CSV (csv.h) with a header row naming `email` and the
@@ -29,6 +30,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "sluice/merge/template.h"
+#include "sluice/pickup/bulk_headers.h"
 #include "sluice/pickup/csv.h"
 
 namespace sluice::pickup {
@@ -54,6 +56,11 @@ struct BatchLimits {
   size_t max_id_length = 128;             // campaign, tenant
   size_t max_reported_lines = 1000;       // skipped rows listed one by one in NAME.error
   uint64_t max_packed_size = 1ull << 30;  // the stored recipients (the envelope's u32 size)
+  // Policy from the configuration, not limits; false/"" here, the daemon's
+  // defaults come from server::BatchLimitsFor.
+  bool require_from = false;       // exactly one From: in the template (server.require_from)
+  std::string feedback_id_sender;  // Feedback-ID's sender id unless the manifest gives one
+                                   // (pickup.feedback_id_sender; "" for none)
 };
 
 // A fault, located: "manifest.toml line 3: ...", "template.eml line 4,
@@ -73,12 +80,17 @@ struct Manifest {
   std::string campaign;  // "" when not given
   std::string tenant;
   bool smtputf8 = false;  // the sender has non-ASCII characters
+  BulkHeaders bulk;       // List-Unsubscribe, Feedback-ID (bulk_headers.h)
 };
 
 // Keys: sender (required; "" for <>), template, recipients (required; plain
 // file names inside the batch directory), campaign, tenant (optional; 1 to
-// max_id_length printable ASCII characters, no spaces). Anything else is an
-// error.
+// max_id_length printable ASCII characters, no spaces), feedback_id_sender
+// (optional), and the table [unsubscribe] with url, mailto (strings) and
+// one_click (a boolean; default true for an https url). Anything else is an
+// error. Feedback-ID is campaign:tenant:sender, the sender from the manifest
+// or else limits.feedback_id_sender: from the manifest it needs campaign and
+// tenant; from the configuration a batch without both gets none.
 bool ParseManifest(std::string_view toml, const BatchLimits& limits, Manifest& out,
                    BatchError& error);
 
@@ -95,14 +107,23 @@ struct PreparedTemplate {
   bool eight_bit = false;
   bool has_date = false;
   bool has_message_id = false;
+  size_t from_count = 0;  // From: fields in the template's header section
 };
 
 // Checks the template as a message (size, NUL, line ends, line length,
 // header syntax, the empty line after the header; Bcc and
 // X-Sluice-Envelope-* fields are refused: recipients come from the
-// recipients file) and compiles its placeholders. `file` names it in errors.
+// recipients file; with limits.require_from, not exactly one From: is
+// refused) and compiles its placeholders. `file` names it in errors.
+// With a manifest, its header fields (manifest->bulk) are written at the end
+// of the header section; a template that already has List-Unsubscribe(-Post)
+// when the manifest gives [unsubscribe], or Feedback-ID when the manifest
+// gives feedback_id_sender, is refused (a Feedback-ID from the
+// configuration's default yields to the template's). Positions in errors and
+// in compiled.first_use are the template file's; a field only the manifest's
+// URLs use has first_use {0, 0}.
 bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchLimits& limits,
-                     PreparedTemplate& out, BatchError& error);
+                     PreparedTemplate& out, BatchError& error, const Manifest* manifest = nullptr);
 
 // Reads the recipients file in chunks and keeps what the spool needs.
 class BatchBuilder {

@@ -9,6 +9,9 @@
 // comes from Sender, else From (like `sendmail -t`). Bcc fields are always
 // removed from the stored message.
 //
+// With Limits::require_from, a message without exactly one From: field is
+// refused (RFC 5322 3.6; Gmail refuses several).
+//
 // Line ends: a bare LF is normalised to CRLF (files written on Unix); a CR
 // not followed by LF is rejected. NUL bytes are rejected.
 //
@@ -34,6 +37,9 @@ struct Limits {
   // Loop protection (server.max_hops): more Received: fields than this in
   // the header section refuse the file ("too many hops").
   size_t max_hops = 50;
+  // Not exactly one From: is an error (server.require_from; the daemon's
+  // default is true, server::MessageLimitsFor).
+  bool require_from = false;
 };
 
 struct Message {
@@ -46,6 +52,7 @@ struct Message {
   bool smtputf8 = false;             // an address has non-ASCII characters
   bool has_date = false;             // the header section has Date:
   bool has_message_id = false;       // ... and Message-ID:
+  size_t from_count = 0;             // From: fields in the header section
 };
 
 struct Error {

@@ -68,6 +68,10 @@ struct SessionConfig {
   bool auth_available = false;  // a password file is configured
   bool auth_plaintext = false;  // offer AUTH without TLS too
   bool require_auth = false;    // 530 5.7.0 for MAIL before AUTH
+  // A message without exactly one From: field is refused at the end of DATA
+  // (550 5.6.0; RFC 5322 3.6). The daemon sets it from server.require_from
+  // (default true).
+  bool require_from = false;
 };
 
 // The glue's answer to SessionHandler::Authenticate.
@@ -98,6 +102,7 @@ struct MessageFacts {
   bool has_message_id = false;
   bool chunked = false;         // arrived with BDAT
   uint32_t received_count = 0;  // Received: fields in its header section
+  size_t from_count = 0;        // From: fields (HeaderScanner)
 };
 
 class SessionHandler {
@@ -208,6 +213,8 @@ class ServerSession {
   // false after answering 550 5.7.1 (a client that may not send there).
   bool RecipientFor(const Mailbox& mailbox, std::string& rcpt);
   bool trusted() const { return config_.relay_allowed || authenticated(); }
+  // The 550 reply for a message without exactly one From: (require_from), or null.
+  const char* FromRejection() const;
   void AppendBody(const char* data, size_t size);
 
   void Reply(std::string_view text);  // a success or informational reply
