@@ -247,12 +247,24 @@ void Resolver::Tick(uint64_t /*now_ms*/) {
   if (channel_ != nullptr) ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 }
 
-int Resolver::NextTickMs(int max_ms) const {
+int Resolver::AresTimeoutMs(int max_ms) const {
   timeval maxtv{max_ms / 1000, static_cast<suseconds_t>((max_ms % 1000) * 1000)};
   timeval tv{};
   timeval* t = ares_timeout(channel_, &maxtv, &tv);
   const int64_t ms = static_cast<int64_t>(t->tv_sec) * 1000 + (t->tv_usec + 999) / 1000;
   return static_cast<int>(std::clamp<int64_t>(ms, 0, max_ms));
+}
+
+// c-ares truncates the time left to whole milliseconds: it says 0 up to a
+// millisecond before it will treat the query as timed out. Sleeping 0 then
+// would spin the loop for that millisecond; sleep 1 instead (RunDueTimeouts
+// on the next turn runs the timeout).
+int Resolver::NextTickMs(int max_ms) const {
+  return std::max(AresTimeoutMs(max_ms), std::min(max_ms, 1));
+}
+
+void Resolver::RunDueTimeouts(uint64_t now_ms) {
+  if (AresTimeoutMs(1) == 0) Tick(now_ms);
 }
 
 // ---- lookups ----

@@ -109,15 +109,13 @@ class Resolver {
   // Runs c-ares timeouts and retries. Call from the loop at least when
   // NextTickMs() says.
   void Tick(uint64_t now_ms);
-  // Milliseconds until c-ares needs a Tick (capped at `max_ms`); max_ms when
-  // nothing is pending.
+  // Milliseconds until c-ares needs a Tick (capped at `max_ms`, at least 1
+  // unless max_ms is 0); max_ms when nothing is pending.
   int NextTickMs(int max_ms) const;
-  // Runs Tick when a c-ares timeout has passed. Call every loop turn: a
-  // loop that sleeps NextTickMs() and ticks only on its own timer would
-  // wake with a wait of 0 until that timer, spinning.
-  void RunDueTimeouts(uint64_t now_ms) {
-    if (NextTickMs(1) == 0) Tick(now_ms);
-  }
+  // Runs Tick when a c-ares timeout is due. Call every loop turn: a loop
+  // that sleeps NextTickMs() and ticks only on its own timer would wake
+  // every millisecond until that timer.
+  void RunDueTimeouts(uint64_t now_ms);
 
   // Replaces the random source used to shuffle MX hosts of equal preference
   // (tests seed it). Returns values uniformly over uint64_t.
@@ -148,6 +146,9 @@ class Resolver {
   };
 
   Resolver(io::Ring& ring, const ResolverConfig& config);
+  // c-ares' own answer: milliseconds until its next timeout, 0 when due or
+  // under a millisecond away, capped at max_ms.
+  int AresTimeoutMs(int max_ms) const;
 
   static void SockStateThunk(void* data, int fd, int readable, int writable);
   void OnSockState(int fd, bool readable, bool writable);
