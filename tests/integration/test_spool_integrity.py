@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from sluice_harness import (check_stored, expect_line, expect_queued, free_port, listen_spec,
-                            scaled)
+                            scaled, wait_for)
 
 
 def _queue(d, n, tag):
@@ -144,3 +144,57 @@ def test_damaged_length_field_loses_no_mail(sluice_factory):
     assert "5 queued messages recovered, 0 unfinished removed" in err, err
     for qid, body in bodies.items():
         check_stored(d2.queue_show(qid), qid, body)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mnt = tmp_path / "spoolfs"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.time_limit(90)
+def test_failed_commits_leave_no_empty_segments(sluice_factory, small_fs):
+    """On a full disk every failed flush used to leave an empty segment
+    behind, kept across restarts; now the writer removes the segment it
+    never got a record into."""
+    d = sluice_factory(spool=small_fs / "spool", shards=1, config="[spool]\nmin_free_bytes = 0\n")
+    filler = small_fs / "filler"
+    st = os.statvfs(small_fs)
+    with open(filler, "wb") as f:  # nothing left, not even a page
+        f.write(b"\0" * (st.f_bavail * st.f_frsize))
+    refused = 0
+    codes = []
+    with d.smtp() as s:
+        s.ehlo()
+        for i in range(6):
+            s.mail("s@example.com")
+            s.rcpt("r@example.net")
+            code, _ = s.data(f"Subject: full {i}\r\n\r\n" + ("y" * 78 + "\r\n") * 100)
+            codes.append(code)
+            refused += code == 451
+            if code != 250:
+                s.rset()
+    assert refused >= 3, f"the spool never refused mail: {codes}"
+    def empty():
+        return [p for p in (small_fs / "spool").glob("*/*.seg") if p.stat().st_size == 0]
+    # The writer does not wait for its unlink before it answers 451.
+    try:
+        wait_for(lambda: not empty(), timeout=3, what="no empty segments")
+    except AssertionError:
+        raise AssertionError(f"empty segments left behind: {empty()}")
+    assert d.stop() == 0
+    filler.unlink()
+    d2 = sluice_factory(spool=small_fs / "spool", shards=1, log=d.log_path,
+                        config="[spool]\nmin_free_bytes = 0\n")
+    assert empty() == []
+    with d2.smtp() as s:
+        assert s.sendmail("s@example.com", ["r@example.net"], "Subject: after\r\n\r\nok\r\n") == {}
+    assert len(d2.queue_ids()) == 1
