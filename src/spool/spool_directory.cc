@@ -320,101 +320,129 @@ absl::StatusOr<std::string> ReadRecord(const RecordLocation& where) {
   return bytes;
 }
 
+namespace {
+
+absl::StatusOr<std::vector<std::string>> SortedNames(const std::string& dir) {
+  DIR* dp = opendir(dir.c_str());
+  if (dp == nullptr) return Errno("opendir", dir);
+  std::vector<std::string> names;
+  while (dirent* d = readdir(dp)) {
+    if (d->d_name[0] != '.') names.emplace_back(d->d_name);
+  }
+  closedir(dp);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Only the newest segment can end in an unfinished write: the writer opens
+// a new segment (a higher id) only after the previous one's writes
+// completed, and every start opens a new one.
+std::string NewestSegment(const std::vector<std::string>& sorted_names) {
+  std::string newest;
+  for (const std::string& name : sorted_names) {
+    if (name.size() == base::QueueId::kTextSize + 4 && name.ends_with(".seg") &&
+        base::QueueId::Parse(std::string_view(name).substr(0, base::QueueId::kTextSize))) {
+      newest = name;
+    }
+  }
+  return newest;
+}
+
+// One "<id>.msg": queued, its preamble repaired, or moved to corrupt/.
+absl::Status ScanMessageFile(const std::string& root, int number, const std::string& path,
+                             const std::string& name, base::QueueId id, const ScanOptions& options,
+                             RecoveryReport& report, bool& changed) {
+  const DecodeOptions decode{options.merge_values};
+  absl::StatusOr<Envelope> envelope = ReadHead(path, decode);
+  if (envelope.ok() && options.verify_body) {
+    auto bytes = ReadWhole(path);
+    if (!bytes.ok()) {
+      envelope = bytes.status();
+    } else if (auto parsed = ParseFile(*bytes, decode); !parsed.ok()) {
+      // Everything the CRCs cover verifies: only the preamble (which no
+      // CRC covers, and a message file is never retired in place) is
+      // damaged. Rewrite it rather than set the message aside.
+      if (ParseRecordContent(*bytes, decode).ok()) {
+        ++report.counts.repaired_preambles;
+        if (options.repair) {
+          if (auto s = WriteAt(path, EncodePreamble(0), 0); !s.ok()) return s;
+        }
+      } else {
+        envelope = parsed.status();
+      }
+    }
+  }
+  if (envelope.ok() && envelope->id != id) {
+    envelope = absl::DataLossError("id does not match file name");
+  }
+  if (!envelope.ok()) {
+    report.corrupt.push_back(absl::StrCat(path, ": ", envelope.status().message()));
+    ++report.counts.damaged_message_files;
+    if (options.repair) {
+      const std::string target = absl::StrCat(root, "/corrupt/", number, "-", name);
+      if (rename(path.c_str(), target.c_str()) != 0) return Errno("rename", path);
+      WriteNote(target + ".why", base::Sv(envelope.status().message()));
+      changed = true;
+    }
+    return absl::OkStatus();
+  }
+  QueuedMessage m;
+  m.where = RecordLocation{path, 0, 0};
+  m.directory = number;
+  m.envelope = std::move(*envelope);
+  report.messages.push_back(std::move(m));
+  return absl::OkStatus();
+}
+
+absl::Status ScanDirectory(const std::string& root, int number, const ScanOptions& options,
+                           RecoveryReport& report) {
+  const std::string dir = absl::StrCat(root, "/", number);
+  auto names = SortedNames(dir);
+  if (!names.ok()) return names.status();
+  const std::string newest_segment = NewestSegment(*names);
+  bool changed = false;
+  for (const std::string& name : *names) {
+    const std::string path = absl::StrCat(dir, "/", name);
+    const std::string_view stem = std::string_view(name).substr(0, base::QueueId::kTextSize);
+    const std::string_view ext = std::string_view(name).substr(std::min(name.size(), stem.size()));
+    auto id = base::QueueId::Parse(stem);
+    if (!id) continue;  // not ours; leave it alone
+    if (*id > report.newest) report.newest = *id;
+    if (ext == ".seg") {
+      SegmentScanner scanner(root, number, path, name, name == newest_segment, options, report);
+      if (auto s = scanner.Run(); !s.ok()) return s;
+      changed |= scanner.changed();
+    } else if (ext == ".tmp") {
+      // An unfinished write: it was never acknowledged.
+      if (options.repair) {
+        if (unlink(path.c_str()) != 0) return Errno("unlink", path);
+        changed = true;
+      }
+      ++report.temporary_removed;
+      ++report.counts.temporary_files;
+    } else if (ext == ".msg") {
+      if (auto s = ScanMessageFile(root, number, path, name, *id, options, report, changed);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (changed && options.repair) {
+    if (auto s = FsyncPath(dir); !s.ok()) return s;
+    if (auto s = FsyncPath(root + "/corrupt"); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOptions& options) {
   RecoveryReport report;
   absl::Status status;
   report.directories = ShardDirectories(root, status);
   if (!status.ok()) return status;
   for (int number : report.directories) {
-    const std::string dir = absl::StrCat(root, "/", number);
-    DIR* dp = opendir(dir.c_str());
-    if (dp == nullptr) return Errno("opendir", dir);
-    std::vector<std::string> names;
-    while (dirent* d = readdir(dp)) {
-      if (d->d_name[0] != '.') names.emplace_back(d->d_name);
-    }
-    closedir(dp);
-    std::sort(names.begin(), names.end());
-    // Only the newest segment can end in an unfinished write: the writer
-    // opens a new segment (a higher id) only after the previous one's
-    // writes completed, and every start opens a new one.
-    std::string newest_segment;
-    for (const std::string& name : names) {
-      if (name.size() == base::QueueId::kTextSize + 4 && name.ends_with(".seg") &&
-          base::QueueId::Parse(std::string_view(name).substr(0, base::QueueId::kTextSize))) {
-        newest_segment = name;
-      }
-    }
-    bool changed = false;
-    for (const std::string& name : names) {
-      const std::string path = absl::StrCat(dir, "/", name);
-      const std::string_view stem = std::string_view(name).substr(0, base::QueueId::kTextSize);
-      const std::string_view ext =
-          std::string_view(name).substr(std::min(name.size(), stem.size()));
-      auto id = base::QueueId::Parse(stem);
-      if (!id) continue;  // not ours; leave it alone
-      if (*id > report.newest) report.newest = *id;
-      if (ext == ".seg") {
-        SegmentScanner scanner(root, number, path, name, name == newest_segment, options, report);
-        if (auto s = scanner.Run(); !s.ok()) return s;
-        changed |= scanner.changed();
-        continue;
-      }
-      if (ext == ".tmp") {
-        // An unfinished write: it was never acknowledged.
-        if (options.repair) {
-          if (unlink(path.c_str()) != 0) return Errno("unlink", path);
-          changed = true;
-        }
-        ++report.temporary_removed;
-        ++report.counts.temporary_files;
-        continue;
-      }
-      if (ext != ".msg") continue;
-      const DecodeOptions decode{options.merge_values};
-      absl::StatusOr<Envelope> envelope = ReadHead(path, decode);
-      if (envelope.ok() && options.verify_body) {
-        auto bytes = ReadWhole(path);
-        if (!bytes.ok()) {
-          envelope = bytes.status();
-        } else if (auto parsed = ParseFile(*bytes, decode); !parsed.ok()) {
-          // Everything the CRCs cover verifies: only the preamble (which
-          // no CRC covers, and a message file is never retired in place)
-          // is damaged. Rewrite it rather than set the message aside.
-          if (ParseRecordContent(*bytes, decode).ok()) {
-            ++report.counts.repaired_preambles;
-            if (options.repair) {
-              if (auto s = WriteAt(path, EncodePreamble(0), 0); !s.ok()) return s;
-            }
-          } else {
-            envelope = parsed.status();
-          }
-        }
-      }
-      if (envelope.ok() && envelope->id != *id) {
-        envelope = absl::DataLossError("id does not match file name");
-      }
-      if (!envelope.ok()) {
-        report.corrupt.push_back(absl::StrCat(path, ": ", envelope.status().message()));
-        ++report.counts.damaged_message_files;
-        if (options.repair) {
-          const std::string target = absl::StrCat(root, "/corrupt/", number, "-", name);
-          if (rename(path.c_str(), target.c_str()) != 0) return Errno("rename", path);
-          WriteNote(target + ".why", base::Sv(envelope.status().message()));
-          changed = true;
-        }
-        continue;
-      }
-      QueuedMessage m;
-      m.where = RecordLocation{path, 0, 0};
-      m.directory = number;
-      m.envelope = std::move(*envelope);
-      report.messages.push_back(std::move(m));
-    }
-    if (changed && options.repair) {
-      if (auto s = FsyncPath(dir); !s.ok()) return s;
-      if (auto s = FsyncPath(root + "/corrupt"); !s.ok()) return s;
-    }
+    if (auto s = ScanDirectory(root, number, options, report); !s.ok()) return s;
   }
   std::sort(
       report.messages.begin(), report.messages.end(),
