@@ -212,11 +212,13 @@ absl::Status Serve(const config::Config& config) {
   umask(kUmask);
   RaiseFileLimit();
   const int shards = config.shards;
-  if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
   // One daemon per spool (spool/spool_lock.h), held until the process
-  // ends: taken before recovery, journals and control sockets.
+  // ends: taken before shard directories, recovery, journals and control
+  // sockets (only the spool's root must exist for it).
+  if (auto s = spool::PrepareSpool(config.spool_dir, 0); !s.ok()) return s;
   auto spool_lock = spool::SpoolLock::Acquire(config.spool_dir);
   if (!spool_lock.ok()) return spool_lock.status();
+  if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
   if (!config.pickup_dir.empty()) {
     if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0"); !s.ok()) {
       return s;

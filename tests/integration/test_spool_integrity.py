@@ -29,9 +29,10 @@ def _queue(d, n, tag):
 
 
 def _second_daemon(d):
-    """Runs `sluice serve` on d's spool with another port; returns the result."""
+    """Runs `sluice serve` on d's spool with another port and more shards;
+    returns the result."""
     cmd = [str(d.bin), "serve", "--listen", listen_spec("127.0.0.1", free_port()),
-           "--spool", str(d.spool), "--shards", str(d.shards), "--log", str(d.workdir / "second.log"),
+           "--spool", str(d.spool), "--shards", str(d.shards + 2), "--log", str(d.workdir / "second.log"),
            "--hostname", d.hostname, "--no-delivery"]
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=scaled(15))
 
@@ -50,6 +51,7 @@ def test_second_daemon_on_same_spool_is_refused(sluice_factory):
     assert "sluice: ready" not in err
     assert "recovered" not in err, f"the second daemon ran recovery: {err}"
     assert (first.spool / "lock").read_text().strip() == str(first.pid)
+    assert not (first.spool / str(first.shards)).exists(), "the second daemon made a shard directory"
 
     # The first one is untouched: its control sockets, its queue, new mail.
     first.assert_alive()

@@ -76,7 +76,8 @@ struct ScanOptions {
   bool merge_values = true;  // keep merge records' per-recipient values (DecodeOptions)
 };
 
-// Creates <root> and <root>/<n> for n < shards, and <root>/corrupt.
+// Creates <root> and <root>/<n> for n < shards, and <root>/corrupt (with
+// shards 0: the root and corrupt/ only, enough to take the lock).
 absl::Status PrepareSpool(const std::string& root, int shards);
 
 absl::StatusOr<RecoveryReport> ScanSpool(const std::string& root, const ScanOptions& options);
