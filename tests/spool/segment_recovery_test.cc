@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -403,6 +404,83 @@ TEST_F(SegmentRecoveryTest, UnreadableBytesBetweenRecords) {
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->corrupt.empty());
   ExpectQueued(image, *again, {kRecordsPerSegment, kRecordsPerSegment + 1}, "unreadable, again");
+}
+
+// A message whose body holds a complete, valid record image (someone
+// mailed a spool segment): the image is never queued, whether the record
+// around it is intact, damaged in its body, or follows a damaged one.
+TEST_F(SegmentRecoveryTest, RecordImageInsideABodyIsNeverQueued) {
+  base::QueueIdGenerator ids(0);
+  const base::QueueId before = ids.Next(10), outer = ids.Next(20), inner = ids.Next(30);
+  const std::string image = SpoolImage::MakeRecord(inner, "Subject: inner\r\n\r\nhi\r\n");
+  const std::string first = SpoolImage::MakeRecord(before, "Subject: before\r\n\r\nx\r\n");
+  const std::string second =
+      SpoolImage::MakeRecord(outer, "Subject: outer\r\n\r\n" + image + "\r\ntail\r\n");
+  const std::string name = SegmentFileName(ids.Next(40));
+  for (int damage = 0; damage < 3; ++damage) {
+    std::string segment = first + second;
+    if (damage == 1) segment[first.size() + kPreambleSize + 2] ^= 1;  // outer's body
+    if (damage == 2) segment[kPreambleSize + 2] ^= 1;                 // the record before
+    fs::remove_all(root_);
+    ASSERT_TRUE(PrepareSpool(root_, 1).ok());
+    WriteFile(root_ + "/0/" + name, segment);
+    auto report = Recover(root_);
+    ASSERT_TRUE(report.ok());
+    std::set<base::QueueId> got;
+    for (const QueuedMessage& m : report->messages) got.insert(m.envelope.id);
+    EXPECT_FALSE(got.contains(inner)) << "damage " << damage;
+    EXPECT_EQ(got.contains(outer), damage != 1) << "damage " << damage;
+    EXPECT_EQ(got.contains(before), damage != 2) << "damage " << damage;
+    EXPECT_EQ(report->counts.damaged_records, damage == 0 ? 0u : 1u) << "damage " << damage;
+    EXPECT_EQ(report->counts.unreadable_spans, 0u) << "damage " << damage;
+  }
+}
+
+// A body full of crafted footers (valid footer and envelope CRCs, each
+// claiming a record from the segment's start, so each check would read
+// megabytes) after a damaged record: the search after the break is bounded,
+// and the walk along the preambles still finds the record holding them.
+TEST_F(SegmentRecoveryTest, CraftedFootersCannotStallRecovery) {
+  base::QueueIdGenerator ids(0);
+  const base::QueueId first_id = ids.Next(10), holder_id = ids.Next(20);
+  std::string first = SpoolImage::MakeRecord(first_id, "Subject: first\r\n\r\nx\r\n");
+  first[kPreambleSize + 2] ^= 1;  // the break
+  const std::string prefix = "Subject: crafted\r\n\r\n";
+  std::string body = prefix;
+  Envelope fake;
+  fake.id = ids.Next(30);
+  fake.protocol = "ESMTP";
+  fake.recipients = {{"victim@example.net"}};
+  constexpr int kCrafted = 20000;
+  for (int i = 0; i < kCrafted; ++i) {
+    // Where the next envelope will sit in the segment: it claims a record
+    // starting at 0 whose body runs up to it.
+    const uint64_t at = first.size() + kPreambleSize + body.size();
+    fake.body_size = at - kPreambleSize;
+    const std::string env = EncodeEnvelope(fake);
+    Footer f;
+    f.envelope_offset = at;
+    f.envelope_size = static_cast<uint32_t>(env.size());
+    f.envelope_crc = base::Crc32c(0, env.data(), env.size());
+    f.body_crc = 0;
+    body += env + EncodeFooter(f);
+  }
+  const std::string holder = SpoolImage::MakeRecord(holder_id, body);
+  const std::string segment = first + holder;
+  ASSERT_TRUE(PrepareSpool(root_, 1).ok());
+  const std::string path = root_ + "/0/" + SegmentFileName(ids.Next(40));
+  WriteFile(path, segment);
+  const std::clock_t started = std::clock();
+  auto report = Recover(root_);
+  const double cpu = static_cast<double>(std::clock() - started) / CLOCKS_PER_SEC;
+  ASSERT_TRUE(report.ok());
+  std::printf("%zu MB segment, %d crafted footers: %.2f s of CPU\n", segment.size() >> 20, kCrafted,
+              cpu);
+  EXPECT_LT(cpu, 1.0);
+  ASSERT_EQ(report->messages.size(), 1u);
+  EXPECT_EQ(report->messages[0].envelope.id, holder_id);
+  EXPECT_EQ(report->counts.damaged_records, 1u);
+  EXPECT_EQ(fs::file_size(path), segment.size());
 }
 
 TEST_F(SegmentRecoveryTest, EmptySegmentsAreRemoved) {

@@ -2,12 +2,17 @@
 // already retired, damaged records, unreadable bytes and an unfinished tail.
 // Recovery (spool_directory.h) then acts on the map; this part only reads.
 //
-// Records are found by their footers, not by trusting a length field: every
-// "SLQEND01" whose footer CRC checks states where its record starts
-// (RecordLengthFromFooter), and a record whose envelope and body then
-// verify is a record, whatever its preamble says. So one flipped bit in a
-// preamble's magic or length costs nothing, and after damage the map
-// resynchronises on the next record that verifies.
+// Records are found along the preambles' lengths while each leads to a
+// record that verifies (the footer there states the same length, and
+// footer, envelope and body check out), and where that breaks, by their
+// footers: every "SLQEND01" whose footer CRC checks states where its record
+// starts (RecordLengthFromFooter), and the first record from the break on
+// that verifies is the next one, whatever its preamble says. So one flipped
+// bit in a preamble's magic or length costs nothing, and after damage the
+// map resynchronises on the next record that verifies. The length field is
+// never trusted alone. An intact segment is read once; the search after a
+// break is bounded (segment_map.cc: kBudgetPerByte), so message bodies full
+// of crafted footers cannot make a start-up take hours.
 //
 // The preamble's magic is still what tells a queued record ("SLUICEQ1")
 // from a retired one ("SLUICEX1": delivered, or set aside earlier). The two
@@ -20,8 +25,9 @@
 // bytes that do not verify are damage, to be set aside.
 //
 // Trusts nothing in the bytes. Limit: a message body that itself holds a
-// complete record image is only ever read as one if the record around it is
-// damaged (it is then found like any other record).
+// complete, valid record image is never read as a record while the record
+// around it has its preamble and footer intact (damaged or not); if either
+// of those is damaged too, the image is found like any other record.
 #pragma once
 
 #include <cstdint>
