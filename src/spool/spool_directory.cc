@@ -41,6 +41,15 @@ absl::Status FsyncPath(const std::string& path) {
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) close(fd_);
+      fd_ = other.fd_;
+      other.fd_ = -1;
+    }
+    return *this;
+  }
   ~Fd() {
     if (fd_ >= 0) close(fd_);
   }
@@ -49,6 +58,11 @@ class Fd {
  private:
   int fd_;
 };
+
+// Copies of one span kept in corrupt/ (each later damage of the same bytes
+// is one more); past this, recovery stops with an error rather than
+// overwrite one.
+constexpr int kMaxCopiesOfOneSpan = 1000;
 
 bool PReadAll(int fd, char* buf, size_t size, uint64_t offset) {
   while (size > 0) {
@@ -241,10 +255,15 @@ class SegmentScanner {
   absl::Status SetAside(std::string_view bytes, const SegmentSpan& span) {
     report_.corrupt.push_back(absl::StrCat(path_, "@", span.offset, ": ", span.why));
     if (!options_.repair) return absl::OkStatus();
-    const std::string target =
-        absl::StrCat(root_, "/corrupt/", dir_, "-", name_, "-", span.offset, ".rec");
+    const std::string stem = absl::StrCat(root_, "/corrupt/", dir_, "-", name_, "-", span.offset);
+    std::string target = stem + ".rec";
     {
-      Fd out(open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      // Never over an earlier copy (the same span, damaged again later).
+      Fd out(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      for (int n = 2; out.get() < 0 && errno == EEXIST && n <= kMaxCopiesOfOneSpan; ++n) {
+        target = absl::StrCat(stem, "-", n, ".rec");
+        out = Fd(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      }
       if (out.get() < 0) return Errno("open", target);
       const std::string_view piece = bytes.substr(span.offset, span.length);
       if (write(out.get(), piece.data(), piece.size()) != static_cast<ssize_t>(piece.size()) ||

@@ -483,6 +483,37 @@ TEST_F(SegmentRecoveryTest, CraftedFootersCannotStallRecovery) {
   EXPECT_EQ(fs::file_size(path), segment.size());
 }
 
+// The same bytes set aside twice (damaged, neutralised, damaged again):
+// the second copy never replaces the first.
+TEST_F(SegmentRecoveryTest, SecondCopyOfASpanKeepsTheFirst) {
+  const SpoolImage image;
+  std::vector<std::string> contents = image.contents();
+  const Record& r = image.records()[1];
+  contents[0][r.offset + kPreambleSize + 1] ^= 1;  // body
+  image.WriteTo(root_, contents);
+  auto report = Recover(root_);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->counts.damaged_records, 1u);
+  // Now neutralised; its retired magic loses a bit ('X' -> 'P', as near
+  // the queued magic as the retired one): set aside again.
+  std::string now = ReadFile(image.SegmentPath(root_, 0));
+  ASSERT_EQ(now.substr(r.offset, kTombstone.size()), kTombstone);
+  now[r.offset + 6] ^= 0x08;
+  WriteFile(image.SegmentPath(root_, 0), now);
+  // Its body is damaged, so it does not verify: a retired-looking preamble
+  // with a bad magic is damage, copied again.
+  auto again = Recover(root_);
+  ASSERT_TRUE(again.ok());
+  const auto aside = SetAside();
+  ASSERT_EQ(aside.size(), 2u);
+  bool first_kept = false;
+  for (const auto& [name, bytes] : aside) {
+    first_kept |= bytes == contents[0].substr(r.offset, r.bytes.size());
+  }
+  EXPECT_TRUE(first_kept) << "the first copy was overwritten";
+  ExpectQueued(image, *again, {1}, "twice");
+}
+
 TEST_F(SegmentRecoveryTest, EmptySegmentsAreRemoved) {
   const SpoolImage image;
   std::vector<std::string> contents = image.contents();
