@@ -15,17 +15,22 @@
 namespace sluice::spool {
 namespace {
 
-// The PID the holder wrote. It writes it right after taking the lock, so a
-// reader may find the file still empty: it looks a few times, briefly.
+// The holder writes its PID right after taking the lock, so a reader may
+// find the file still empty: it looks again this often, this long apart
+// (0.2 s at most, only on the way to refusing to start).
+constexpr int kPidReadAttempts = 20;
+constexpr useconds_t kPidReadPauseMicros = 10'000;
+
+// The PID the holder wrote, or "unknown".
 std::string HolderPid(int fd) {
-  for (int attempt = 0; attempt < 20; ++attempt) {
+  for (int attempt = 0; attempt < kPidReadAttempts; ++attempt) {
     char buf[32] = {};
     const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     if (n > 0) {
       std::string text(buf, static_cast<size_t>(n));
       return std::string(absl::StripAsciiWhitespace(text));
     }
-    usleep(10'000);
+    usleep(kPidReadPauseMicros);
   }
   return "unknown";
 }
