@@ -59,9 +59,9 @@ class Fd {
   int fd_;
 };
 
-// Copies of one span kept in corrupt/ (each later damage of the same bytes
-// is one more); past this, recovery stops with an error rather than
-// overwrite one.
+// Different copies of one span kept in corrupt/ (each later damage of the
+// same bytes is one more); past this, recovery stops with an error rather
+// than overwrite one.
 constexpr int kMaxCopiesOfOneSpan = 1000;
 
 bool PReadAll(int fd, char* buf, size_t size, uint64_t offset) {
@@ -150,6 +150,29 @@ void WriteNote(const std::string& path, std::string_view text) {
   (void)!write(fd, line.data(), line.size());
   fsync(fd);
   close(fd);
+}
+
+// Writes `piece` durably to "<stem>.rec", or "<stem>-<n>.rec" when that
+// exists: an earlier copy is never replaced (the same span, damaged again
+// later). A copy already there with the same bytes is kept as it is.
+absl::StatusOr<std::string> CopyAside(const std::string& stem, std::string_view piece) {
+  for (int n = 1; n <= kMaxCopiesOfOneSpan; ++n) {
+    const std::string target = n == 1 ? stem + ".rec" : absl::StrCat(stem, "-", n, ".rec");
+    Fd out(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (out.get() < 0) {
+      if (errno != EEXIST) return Errno("open", target);
+      auto existing = ReadWhole(target);
+      if (existing.ok() && *existing == piece) return target;
+      continue;
+    }
+    if (write(out.get(), piece.data(), piece.size()) != static_cast<ssize_t>(piece.size()) ||
+        fsync(out.get()) != 0) {
+      return Errno("write", target);
+    }
+    return target;
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat(kMaxCopiesOfOneSpan, " different copies of ", stem, ".rec in corrupt/"));
 }
 
 // Opens `path` for writing, writes `bytes` at `offset`, makes it durable.
@@ -256,23 +279,11 @@ class SegmentScanner {
     report_.corrupt.push_back(absl::StrCat(path_, "@", span.offset, ": ", span.why));
     if (!options_.repair) return absl::OkStatus();
     const std::string stem = absl::StrCat(root_, "/corrupt/", dir_, "-", name_, "-", span.offset);
-    std::string target = stem + ".rec";
-    {
-      // Never over an earlier copy (the same span, damaged again later).
-      Fd out(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-      for (int n = 2; out.get() < 0 && errno == EEXIST && n <= kMaxCopiesOfOneSpan; ++n) {
-        target = absl::StrCat(stem, "-", n, ".rec");
-        out = Fd(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-      }
-      if (out.get() < 0) return Errno("open", target);
-      const std::string_view piece = bytes.substr(span.offset, span.length);
-      if (write(out.get(), piece.data(), piece.size()) != static_cast<ssize_t>(piece.size()) ||
-          fsync(out.get()) != 0) {
-        return Errno("write", target);
-      }
-    }
-    WriteNote(target + ".why", absl::StrCat(span.why, " (", path_, " at ", span.offset, ", ",
-                                            span.length, " bytes)"));
+    const std::string_view piece = bytes.substr(span.offset, span.length);
+    auto target = CopyAside(stem, piece);
+    if (!target.ok()) return target.status();
+    WriteNote(*target + ".why", absl::StrCat(span.why, " (", path_, " at ", span.offset, ", ",
+                                             span.length, " bytes)"));
     if (auto s = FsyncPath(root_ + "/corrupt"); !s.ok()) return s;
     changed_ = true;
     if (span.length >= kPreambleSize) {
