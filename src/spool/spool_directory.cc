@@ -212,6 +212,14 @@ class SegmentScanner {
     }
     std::vector<SegmentSpan> spans =
         MapSegment(*bytes, newest_, DecodeOptions{options_.merge_values});
+    if (std::all_of(spans.begin(), spans.end(),
+                    [](const SegmentSpan& s) { return s.kind == SpanKind::kRetired; })) {
+      // Every record delivered (or set aside, its copy in corrupt/): the
+      // ledger removes such a segment while it runs, but not one whose
+      // last record was retired before a stop (it was still current).
+      ++report_.counts.retired_segments;
+      return RemoveSegment();
+    }
     for (SegmentSpan& span : spans) {
       if (auto s = Act(*bytes, span); !s.ok()) return s;
     }
@@ -334,9 +342,9 @@ absl::Status PrepareSpool(const std::string& root, int shards) {
 std::string DescribeCounts(const RecoveryCounts& c) {
   return absl::StrCat(
       "unfinished_tails=", c.unfinished_tails, " temporary_files=", c.temporary_files,
-      " empty_segments=", c.empty_segments, " repaired_preambles=", c.repaired_preambles,
-      " damaged_records=", c.damaged_records, " unreadable_spans=", c.unreadable_spans,
-      " damaged_message_files=", c.damaged_message_files);
+      " empty_segments=", c.empty_segments, " retired_segments=", c.retired_segments,
+      " repaired_preambles=", c.repaired_preambles, " damaged_records=", c.damaged_records,
+      " unreadable_spans=", c.unreadable_spans, " damaged_message_files=", c.damaged_message_files);
 }
 
 absl::StatusOr<std::string> ReadRecord(const RecordLocation& where) {

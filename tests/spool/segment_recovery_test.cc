@@ -529,6 +529,26 @@ TEST_F(SegmentRecoveryTest, EmptySegmentsAreRemoved) {
   EXPECT_EQ(report->messages.size(), kRecordsPerSegment - 1u);
 }
 
+// A segment whose records were all delivered before a stop (the ledger
+// keeps the current segment while it runs) goes at the next start; one
+// with a queued record left stays, byte for byte.
+TEST_F(SegmentRecoveryTest, SegmentOfRetiredRecordsOnlyIsRemoved) {
+  const SpoolImage image;
+  std::vector<std::string> contents = image.contents();
+  for (const Record& r : image.records()) {
+    if (r.segment == 0 || (r.segment == 1 && r.offset > 0)) {
+      contents[static_cast<size_t>(r.segment)].replace(r.offset, kTombstone.size(), kTombstone);
+    }
+  }
+  image.WriteTo(root_, contents);
+  auto report = Recover(root_);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->counts.retired_segments, 1u);
+  EXPECT_FALSE(fs::exists(image.SegmentPath(root_, 0)));
+  EXPECT_EQ(ReadFile(image.SegmentPath(root_, 1)), contents[1]);
+  EXPECT_EQ(report->messages.size(), 1u + kRecordsPerSegment - 1u);
+}
+
 }  // namespace
 }  // namespace sluice::spool
 

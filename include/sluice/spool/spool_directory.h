@@ -48,6 +48,7 @@ struct RecoveryCounts {
   size_t unfinished_tails = 0;       // newest segment's tail after its last record: cut
   size_t temporary_files = 0;        // *.tmp: removed
   size_t empty_segments = 0;         // segments without a byte: removed
+  size_t retired_segments = 0;       // segments of retired records only: removed
   size_t repaired_preambles = 0;     // verified record, damaged magic/length: rewritten
   size_t damaged_records = 0;        // a record that fails its checks: set aside alone
   size_t unreadable_spans = 0;       // bytes between records holding none: set aside
