@@ -200,3 +200,25 @@ def test_failed_commits_leave_no_empty_segments(sluice_factory, small_fs):
     with d2.smtp() as s:
         assert s.sendmail("s@example.com", ["r@example.net"], "Subject: after\r\n\r\nok\r\n") == {}
     assert len(d2.queue_ids()) == 1
+
+
+@pytest.mark.time_limit(90)
+def test_segment_of_delivered_mail_goes_at_the_next_start(sluice_factory, delivery_world):
+    """The ledger removes a segment once its records are all delivered, but
+    not the one still being appended to; delivered before a stop, that one
+    used to stay for good. Recovery removes a segment of retired records."""
+    from test_delivery import SENDER_HOST, msg, relay_config, send, wait_finals
+
+    world = delivery_world(mx={"d1.test": [(10, "127.0.0.2")], "snd.test": SENDER_HOST})
+    relay = sluice_factory(delivery=True, shards=1, args=world.sluice_args(), config=relay_config())
+    send(relay, ["bob@d1.test"], msg("delivered before the stop"))
+    (rec,) = wait_finals(relay, 1)
+    assert rec["type"] == "Delivery", rec
+    assert relay.stop() == 0
+    segments = list(relay.spool.glob("*/*.seg"))
+    assert len(segments) == 1, segments
+    again = sluice_factory(delivery=True, shards=1, spool=relay.spool, args=world.sluice_args(),
+                           config=relay_config())
+    assert "0 queued messages recovered" in again.stderr_since_start()
+    assert not segments[0].exists(), "the delivered segment is still there"
+    assert again.corrupt_files() == []
