@@ -61,10 +61,12 @@ absl::Status ControlSocket::Init() {
   unlink(path_.c_str());  // a stale socket of an earlier run
   fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-  const mode_t old = umask(0177);
+  // No umask() here: it is process-wide, and shards start at once. Serve()
+  // sets it once before any thread starts; the socket is then narrowed to
+  // its owner (its directory is 0700 too, so nobody else sees the moment
+  // between bind and chmod).
   const int rc = bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  umask(old);
-  if (rc != 0 || listen(fd_, 64) != 0) {
+  if (rc != 0 || chmod(path_.c_str(), 0600) != 0 || listen(fd_, 64) != 0) {
     return absl::InternalError(absl::StrCat("control socket ", path_, ": ", std::strerror(errno)));
   }
   Arm();

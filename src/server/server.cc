@@ -30,6 +30,7 @@
 #include "sluice/spool/journal.h"
 #include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_directory.h"
+#include "sluice/spool/spool_lock.h"
 #include "sluice/tls/credentials.h"
 
 namespace sluice::server {
@@ -201,9 +202,22 @@ absl::StatusOr<absl::flat_hash_map<base::QueueId, std::vector<spool::RetryEntry>
 
 }  // namespace
 
+// The process's file mode mask, set once by Serve() before any thread
+// starts (umask is process-wide: threads setting it race). It leaves every
+// mode the code asks for intact (0700 directories, 0600 spool files and
+// sockets, the 0640 log) whatever mask the daemon was started with.
+constexpr mode_t kUmask = 0027;
+
 absl::Status Serve(const config::Config& config) {
+  umask(kUmask);
   RaiseFileLimit();
   const int shards = config.shards;
+  // One daemon per spool (spool/spool_lock.h), held until the process
+  // ends: taken before shard directories, recovery, journals and control
+  // sockets (only the spool's root must exist for it).
+  if (auto s = spool::PrepareSpool(config.spool_dir, 0); !s.ok()) return s;
+  auto spool_lock = spool::SpoolLock::Acquire(config.spool_dir);
+  if (!spool_lock.ok()) return spool_lock.status();
   if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
   if (!config.pickup_dir.empty()) {
     if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0"); !s.ok()) {
@@ -224,6 +238,11 @@ absl::Status Serve(const config::Config& config) {
   }
   std::fprintf(stderr, "sluice: spool: %zu queued messages recovered, %zu unfinished removed\n",
                recovered->messages.size(), recovered->temporary_removed);
+  if (recovered->counts.set_aside() > 0 || recovered->counts.repaired_preambles > 0 ||
+      recovered->counts.empty_segments > 0) {
+    std::fprintf(stderr, "sluice: spool: recovery: %s (set aside in %s/corrupt)\n",
+                 spool::DescribeCounts(recovered->counts).c_str(), config.spool_dir.c_str());
+  }
   auto claimed = RecoverClaimed(config, *recovered);
   if (!claimed.ok()) return claimed.status();
 

@@ -262,6 +262,20 @@ absl::StatusOr<ParsedFile> ParseFile(std::string_view file, const DecodeOptions&
   if (*declared != 0 && *declared != file.size()) {
     return absl::DataLossError("record length does not match its preamble");
   }
+  return ParseRecordContent(file, options);
+}
+
+absl::StatusOr<uint64_t> RecordLengthFromFooter(const Footer& footer) {
+  // Compared without adding first: crafted values near 2^64 must not wrap.
+  if (footer.envelope_offset < kPreambleSize ||
+      footer.envelope_offset > UINT64_MAX - footer.envelope_size - kFooterSize) {
+    return absl::DataLossError("footer states an impossible record length");
+  }
+  return footer.envelope_offset + footer.envelope_size + kFooterSize;
+}
+
+absl::StatusOr<ParsedFile> ParseRecordContent(std::string_view file, const DecodeOptions& options) {
+  if (file.size() < kPreambleSize + kFooterSize) return absl::DataLossError("record too short");
   auto footer = DecodeFooter(file.substr(file.size() - kFooterSize));
   if (!footer.ok()) return footer.status();
   // Compared without adding: a crafted offset near 2^64 must not wrap.

@@ -559,6 +559,15 @@ void SpoolWriter::FinishBatch() {
     io_uring_sqe* sqe = ring_.Prepare(nullptr);
     io_uring_prep_close(sqe, segment_fd_);
     segment_fd_ = -1;
+    if (batch->offset == 0) {
+      // The segment never got a record: remove it rather than leave an
+      // empty file behind for every failed commit on a full disk. The
+      // kernel copies the name at submission, so submit now.
+      io_uring_sqe* unlink = ring_.Prepare(nullptr);
+      io_uring_prep_unlinkat(unlink, dir_fd_, segment_name_.c_str(), 0);
+      io_uring_submit(ring_.raw());
+      segment_name_.clear();
+    }
   }
   uint64_t offset = batch->offset;
   for (Message* m : batch->messages) {

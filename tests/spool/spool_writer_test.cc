@@ -3,9 +3,11 @@
 #include "sluice/spool/spool_writer.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -217,6 +219,56 @@ TEST_F(SpoolWriterTest, RecoveryCutsTornTailsAndSetsAsideCorruption) {
   EXPECT_EQ(again->messages.size(), 2u);
   EXPECT_TRUE(again->corrupt.empty());
   EXPECT_EQ(again->temporary_removed, 0u);
+}
+
+// Commits that fail on a full disk (here: a file size limit of 0, so every
+// write fails with EFBIG) leave no empty segment behind; the next commit,
+// with room again, lands in a fresh segment.
+TEST_F(SpoolWriterTest, FailedCommitsLeaveNoEmptySegments) {
+  auto segments = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(root_ + "/0")) {
+      if (e.path().extension() == ".seg") out.push_back(e.path().filename());
+    }
+    return out;
+  };
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  rlimit full = saved;
+  full.rlim_cur = 0;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &full), 0);
+  int failed = 0;
+  for (int round = 0; round < 3; ++round) {
+    bool done = false;
+    SpoolWriter::Message* m = writer_->Begin(ids_.Next(++clock_));
+    writer_->AppendOwned(m, "Subject: full\r\n\r\nno room\r\n");
+    writer_->Commit(m, MakeEnvelope(), [&](const absl::Status& s) {
+      failed += !s.ok();
+      done = true;
+    });
+    RunUntil(done);
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+  signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(failed, 3);
+  // The unlinks are not awaited by the writer: give them a moment.
+  for (int i = 0; i < 100 && !segments().empty(); ++i) ring_->RunOnce(10);
+  EXPECT_TRUE(segments().empty()) << segments().size() << " segments left";
+
+  bool done = false;
+  SpoolWriter::Message* m = writer_->Begin(ids_.Next(++clock_));
+  writer_->AppendOwned(m, "Subject: room\r\n\r\nagain\r\n");
+  writer_->Commit(m, MakeEnvelope(), [&](const absl::Status& s) {
+    EXPECT_TRUE(s.ok()) << s;
+    done = true;
+  });
+  RunUntil(done);
+  EXPECT_EQ(segments().size(), 1u);
+  auto report = ScanSpool(root_, ScanOptions{.repair = true, .verify_body = true});
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->messages.size(), 1u);
+  EXPECT_EQ(report->counts.empty_segments, 0u);
 }
 
 TEST_F(SpoolWriterTest, FailedOpenIsReported) {

@@ -15,9 +15,16 @@
 //   many per fdatasync (group commit); each record states its length;
 // - a message file "<id>.msg": one large message streamed while it arrived,
 //   written as "<id>.tmp", fdatasynced, renamed, directory fsynced.
-// A ".tmp" file and a torn record at a segment's tail are unfinished writes
-// (never acknowledged); a complete-looking record that fails its checks is
-// corruption (set aside, never deleted silently).
+// A ".tmp" file and a torn record at the tail of a shard directory's newest
+// segment are unfinished writes (never acknowledged); anything else that
+// fails its checks is corruption (set aside, never deleted silently).
+//
+// What the CRCs cover: the footer CRC covers the footer's first 36 bytes
+// (magic, envelope offset and size, the two other CRCs, version); those
+// CRCs cover the envelope and the body. The 16-byte preamble (magic and
+// record length) is covered by none, but is redundant: the footer states
+// the record's length too (RecordLengthFromFooter), so recovery finds a
+// record by its footer and never has to trust the preamble's length.
 //
 // Pure code: bytes in, structs out. Trusts nothing it decodes.
 #pragma once
@@ -152,6 +159,15 @@ struct ParsedFile {
 };
 absl::StatusOr<ParsedFile> ParseFile(std::string_view record);
 absl::StatusOr<ParsedFile> ParseFile(std::string_view record, const DecodeOptions& options);
+
+// The same checks without the preamble: everything the CRCs cover (footer,
+// envelope, body) and nothing they do not. Recovery uses it to find records
+// whose magic or length field was damaged (spool/segment_map.h).
+absl::StatusOr<ParsedFile> ParseRecordContent(std::string_view record,
+                                              const DecodeOptions& options);
+// The whole record's length as a footer states it (its fields are covered by
+// the footer CRC, unlike the preamble's length); an error if impossible.
+absl::StatusOr<uint64_t> RecordLengthFromFooter(const Footer& footer);
 
 // File names in a shard directory.
 std::string MessageFileName(base::QueueId id);    // "<id>.msg"
