@@ -66,7 +66,8 @@ AccountingLog::~AccountingLog() {
       file_->Release();
     }
   }
-  Lost(Lines(buffer_));
+  Lost(buffer_lines_);
+  buffer_lines_ = 0;
 }
 
 void AccountingLog::Lost(uint64_t records) {
@@ -77,7 +78,10 @@ void AccountingLog::Lost(uint64_t records) {
 
 bool AccountingLog::Admit(size_t lines) {
   if (file_ == nullptr) return false;
-  if (buffer_.size() <= limits::kLogBufferMax) return true;
+  if (buffer_.size() <= limits::kLogBufferMax) {
+    buffer_lines_ += lines;
+    return true;
+  }
   if (!file_->failing() && !writing_ && file_->TryAcquire()) {
     // Far behind the disk with nothing in flight: write synchronously, all
     // of it. Rare by design; it is the back-pressure.
@@ -89,12 +93,15 @@ bool AccountingLog::Admit(size_t lines) {
     Lost(lines);
     return false;
   }
+  buffer_lines_ += lines;
   return true;
 }
 
 void AccountingLog::StartBatch() {
   in_flight_.swap(buffer_);
   buffer_.clear();
+  in_flight_lines_ = buffer_lines_;
+  buffer_lines_ = 0;
   in_flight_done_ = 0;
   interrupted_ = 0;
   lead_newline_ = file_->torn();
@@ -149,7 +156,7 @@ bool AccountingLog::Advance(int result) {
       ++stats_.short_writes;
       return true;
     }
-    stats_.records_written += Lines(in_flight_) - (lead_newline_ ? 1 : 0);
+    stats_.records_written += in_flight_lines_;
     in_flight_.clear();
     in_flight_done_ = 0;
     if (file_->failing()) file_->Succeeded(base::MonotonicMillis());
@@ -165,7 +172,9 @@ void AccountingLog::Failed(int err) {
   const std::string_view done(in_flight_.data(), in_flight_done_);
   const size_t last_newline = done.rfind('\n');
   const size_t whole = last_newline == std::string_view::npos ? 0 : last_newline + 1;
-  stats_.records_written += Lines(done) - (lead_newline_ && whole > 0 ? 1 : 0);
+  const uint64_t written = Lines(done) - (lead_newline_ && whole > 0 ? 1 : 0);
+  stats_.records_written += written;
+  buffer_lines_ += in_flight_lines_ - written;
   if (in_flight_done_ > whole) CutFragment(whole, in_flight_done_ - whole);
   // The rest, whole lines, goes back in front of what was buffered since
   // (without a leading '\n' that was not written: the torn flag still says

@@ -176,8 +176,10 @@ class AccountingLog {
   std::shared_ptr<LogFile> file_;  // null when disabled
   int fd_;
   std::string buffer_;
-  std::string in_flight_;  // the batch: whole lines, maybe after a '\n' ending a torn tail
+  uint64_t buffer_lines_ = 0;  // records in buffer_ (lines, counted as admitted)
+  std::string in_flight_;      // the batch: whole lines, maybe after a '\n' ending a torn tail
   size_t in_flight_done_ = 0;
+  uint64_t in_flight_lines_ = 0;
   bool lead_newline_ = false;  // in_flight_ starts with that '\n'
   int interrupted_ = 0;        // EINTR/EAGAIN in a row
   bool writing_ = false;       // an io_uring write is in flight (the token is held)

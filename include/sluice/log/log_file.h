@@ -53,7 +53,10 @@ class LogFile {
   int fd() const { return fd_; }
 
   // The writer token. TryAcquire never blocks.
-  bool TryAcquire() { return !writer_.exchange(true, std::memory_order_acquire); }
+  bool TryAcquire() {
+    return !writer_.load(std::memory_order_relaxed) &&
+           !writer_.exchange(true, std::memory_order_acquire);
+  }
   void Release() { writer_.store(false, std::memory_order_release); }
 
   // Only by the token's holder: the file may end inside a line.
