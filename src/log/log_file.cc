@@ -55,7 +55,7 @@ void LogFile::Failed(int err, uint64_t now_ms) {
         std::strerror(err), limits::kLogBufferMax, retry_ms_));
     return;
   }
-  if (now_ms - last_report_ms_ >= kLogFailureReportMs) {
+  if (now_ms - last_report_ms_ >= report_ms_) {
     last_report_ms_ = now_ms;
     episode_lost_ += lost_.exchange(0);
     Report(absl::StrFormat(

@@ -136,3 +136,27 @@ def test_full_log_filesystem_never_tears_the_log(sluice_factory, log_fs, shards)
     assert len(lines) <= 2 + shards, lines
     assert re.search(r"writes recovered after [0-9.]+ s: \d+ records lost, \d+ write errors",
                      "\n".join(lines)), lines
+
+
+@pytest.mark.time_limit(90)
+def test_stop_while_the_log_cannot_be_written(sluice_factory, log_fs):
+    """A daemon stopped while its log's filesystem is still full stops
+    promptly (the log does not hold the shard), keeps the file whole lines,
+    and says on stderr how many records were lost."""
+    log = log_fs / "sluice.log"
+    d = sluice_factory(log=log, shards=1, max_recipients=len(RECIPIENTS))
+    st = os.statvfs(log_fs)
+    (log_fs / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 40 * 1024))
+    acked = [send_one(d) for _ in range(6)]
+    wait_for(lambda: any("write failed" in l for l in log_lines_of(d)), 10,
+             what="the log's failure line")
+    started = time.monotonic()
+    d.signal(signal.SIGTERM)
+    assert d.wait_exit(scaled(20)) == 0
+    assert time.monotonic() - started < scaled(10)
+    ids = [r["id"] for r in strict_records(log)]
+    lines = log_lines_of(d)
+    m = re.search(r"(\d+) records lost since the last report, writes still failing "
+                  r"\(No space left on device\)", "\n".join(lines))
+    assert m, lines
+    assert int(m.group(1)) == len(acked) - len(ids) > 0, (lines, len(acked), ids)

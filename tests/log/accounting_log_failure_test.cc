@@ -229,6 +229,50 @@ TEST(AccountingLogFailure, PastTheBoundRecordsAreDroppedWholeAndCounted) {
       << err;
 }
 
+// However many records are lost, stderr hears of it at a rate, not per
+// record: a line when writes start failing, a reminder per interval with
+// the count so far, a line when they recover with the total.
+TEST(AccountingLogFailure, StderrIsRateLimited) {
+  auto ring = io::Ring::Create(64);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  TempLog f;
+  const std::string prefill(4095, ' ');  // the limit must leave stderr's capture file room
+  ASSERT_EQ(write(f.fd, (prefill + "\n").data(), 4096), 4096);
+  auto file = std::make_shared<LogFile>(f.fd);
+  file->set_retry_ms(2);
+  file->set_report_ms(40);
+  testing::internal::CaptureStderr();
+  uint64_t lost = 0;
+  {
+    AccountingLog log(**ring, file);
+    FileSizeLimit limit(4096);
+    const uint64_t until = base::MonotonicMillis() + 130;
+    for (size_t i = 0; base::MonotonicMillis() < until; ++i) {
+      log.Write(DeliveryType::kDelivery, Numbered(SeqText(i, 2000)));
+      log.Flush();
+      (*ring)->RunOnce(0);
+    }
+    limit.Lift();
+    ASSERT_TRUE(Drain(**ring, log, *file, 2000));
+    lost = log.stats().records_lost;
+    EXPECT_GT(log.stats().write_errors, 5u);
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_GT(lost, 100u);
+  const auto lines = Lines(err);
+  // 130 ms of failures at 40 ms a reminder: 2 or 3 of them (a stalled
+  // machine may see fewer or one more).
+  ASSERT_GE(lines.size(), 2u) << err;
+  ASSERT_LE(lines.size(), 7u) << err;
+  EXPECT_NE(lines.front().find("write failed (File too large)"), std::string::npos) << err;
+  for (size_t i = 1; i + 1 < lines.size(); ++i) {
+    EXPECT_NE(lines[i].find("writes still failing (File too large) for 0 s: "), std::string::npos)
+        << err;
+  }
+  EXPECT_NE(lines.back().find(": " + std::to_string(lost) + " records lost"), std::string::npos)
+      << err;
+}
+
 // A log that ends its life while writes fail: the records it still holds
 // get one last attempt, and what is lost is reported on stderr.
 TEST(AccountingLogFailure, RecordsLeftAtExitAreTriedOnceAndReported) {

@@ -75,8 +75,9 @@ class LogFile {
   // Records dropped whole (buffer full while failing, or left at exit).
   void AddLost(uint64_t records) { lost_.fetch_add(records, std::memory_order_relaxed); }
 
-  // Tests shorten the retry interval.
+  // Tests shorten the retry and reminder intervals.
   void set_retry_ms(uint64_t ms) { retry_ms_ = ms; }
+  void set_report_ms(uint64_t ms) { report_ms_ = ms; }
 
  private:
   void Report(const std::string& line);
@@ -88,6 +89,7 @@ class LogFile {
   std::atomic<uint64_t> retry_at_ms_{0};
   std::atomic<uint64_t> lost_{0};  // since the last report
   uint64_t retry_ms_ = kLogRetryMs;
+  uint64_t report_ms_ = kLogFailureReportMs;
   // The episode, under mu_ (failure path only).
   std::mutex mu_;
   uint64_t failed_since_ms_ = 0;
