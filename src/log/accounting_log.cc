@@ -1,5 +1,10 @@
+// The accounting log's records: each event formatted as one JSON line (or,
+// for a huge batch's Reception, a few) into the shard's buffer. Field
+// values are untrusted and escaped (json.h); timestamps are UTC with
+// microseconds. The write path is in accounting_log_write.cc.
 #include "sluice/log/accounting_log.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/log/json.h"
 
@@ -36,25 +42,8 @@ std::string_view DeliveryTypeName(DeliveryType type) {
   return "Unknown";
 }
 
-void AccountingLog::MakeRoom() {
-  if (buffer_.size() <= limits::kLogBufferMax) return;
-  // Back-pressure without loss: the loop is far behind the log's disk, so
-  // write what is buffered synchronously, all of it. Rare by design. (A
-  // write in flight may land after these lines: O_APPEND keeps every line
-  // whole, only the order of the two batches can differ.)
-  size_t done = 0;
-  while (done < buffer_.size()) {
-    const ssize_t n = write(fd_, buffer_.data() + done, buffer_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // a failed log write loses lines; the spool keeps the truth
-    done += static_cast<size_t>(n);
-  }
-  buffer_.clear();
-}
-
 void AccountingLog::Rejection(const RejectionRecord& r) {
-  if (fd_ < 0) return;
-  MakeRoom();
+  if (!Admit(1)) return;
   JsonLine line(buffer_);
   line.Str("type", "Rejection");
   FormatTimestamp(line.Key("ts"), r.ts_micros);
@@ -68,8 +57,12 @@ void AccountingLog::Rejection(const RejectionRecord& r) {
 }
 
 void AccountingLog::Reception(const ReceptionRecord& r) {
-  if (fd_ < 0) return;
-  MakeRoom();
+  const size_t total = r.recipients != nullptr        ? r.recipients->size()
+                       : r.recipient_views != nullptr ? r.recipient_views->size()
+                                                      : 0;
+  const size_t lines =
+      std::max<size_t>(1, (total + kReceptionRecipientsPerLine - 1) / kReceptionRecipientsPerLine);
+  if (!Admit(lines)) return;
   FormatReception(buffer_, r);
 }
 
@@ -116,35 +109,8 @@ void AccountingLog::FormatDelivery(std::string& o, DeliveryType type, const Deli
 }
 
 void AccountingLog::Write(DeliveryType type, const DeliveryRecord& r) {
-  if (fd_ < 0) return;
-  MakeRoom();
+  if (!Admit(1)) return;
   FormatDelivery(buffer_, type, r);
-}
-
-void AccountingLog::Flush() {
-  if (fd_ < 0 || writing_ || buffer_.empty()) return;
-  in_flight_.swap(buffer_);
-  buffer_.clear();
-  in_flight_done_ = 0;
-  writing_ = true;
-  io_uring_sqe* sqe = ring_.Prepare(&written_);
-  io_uring_prep_write(sqe, fd_, in_flight_.data(), static_cast<unsigned>(in_flight_.size()),
-                      static_cast<uint64_t>(-1));
-}
-
-void AccountingLog::OnWritten(int result, uint32_t) {
-  if (result > 0 && in_flight_done_ + static_cast<size_t>(result) < in_flight_.size()) {
-    in_flight_done_ += static_cast<size_t>(result);
-    io_uring_sqe* sqe = ring_.Prepare(&written_);
-    io_uring_prep_write(sqe, fd_, in_flight_.data() + in_flight_done_,
-                        static_cast<unsigned>(in_flight_.size() - in_flight_done_),
-                        static_cast<uint64_t>(-1));
-    return;
-  }
-  // A failed log write loses those lines; the spool still holds the truth.
-  writing_ = false;
-  in_flight_.clear();
-  Flush();
 }
 
 }  // namespace sluice::log

@@ -6,17 +6,29 @@
 // record is appended to the shard's buffer and the buffer goes out in one
 // io_uring write per loop turn (whole lines only, so shards never interleave
 // inside a line). Records are written, not fsynced: the spool, not the log,
-// is the durable truth. The buffer is bounded (limits::kLogBufferMax); past
-// it the shard waits for the write in flight rather than drop a record.
+// is the durable truth.
+//
+// Records are whole lines or absent, even when writes fail (full disk, EIO):
+// the shards share a LogFile whose writer token lets one write at a time
+// reach the file, so a short write is completed with its rest and a failed
+// one has its partial last line cut back out of the file; the whole lines not
+// written are kept and retried (log_file.h). The buffer is bounded
+// (limits::kLogBufferMax): past it, while writes fail, records are dropped
+// whole and counted; while they succeed, the shard writes synchronously if
+// no write is in flight (back-pressure without loss), else the buffer waits
+// for the write in flight. Failures reach stderr a few lines per episode,
+// and stats() counts them for a metrics endpoint.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "sluice/io/ring.h"
+#include "sluice/log/log_file.h"
 
 namespace sluice::log {
 
@@ -94,10 +106,29 @@ struct RejectionRecord {
 // line of 30 MB that log shippers truncate.
 inline constexpr size_t kReceptionRecipientsPerLine = 10'000;
 
+// One shard's log counters (sum them over shards for the process).
+struct AccountingLogStats {
+  uint64_t records_written = 0;  // lines that reached the file whole
+  uint64_t records_lost = 0;     // lines dropped whole: buffer full while failing, or left at exit
+  uint64_t bytes_written = 0;
+  uint64_t write_errors = 0;    // writes that failed (errno) or wrote nothing
+  uint64_t short_writes = 0;    // writes the kernel cut short (then completed or cut back)
+  uint64_t fragments_cut = 0;   // partial lines removed from the file after a failed write
+  uint64_t fragments_left = 0;  // partial lines that could not be removed (then ended by '\n')
+};
+
 class AccountingLog {
  public:
-  // fd < 0: logging disabled, records are dropped silently.
-  AccountingLog(io::Ring& ring, int fd) : ring_(ring), fd_(fd) {}
+  // fd < 0: logging disabled, records are dropped silently. Shards writing
+  // the same fd share its LogFile::ForFd.
+  AccountingLog(io::Ring& ring, int fd);
+  AccountingLog(io::Ring& ring, std::shared_ptr<LogFile> file);
+  // Makes one last synchronous attempt at what is still buffered (waiting a
+  // little for another shard's write); what remains is counted lost. The
+  // shard must not destroy a log with a write in flight (idle()).
+  ~AccountingLog();
+  AccountingLog(const AccountingLog&) = delete;
+  AccountingLog& operator=(const AccountingLog&) = delete;
 
   void Reception(const ReceptionRecord& r);
   // {"type":"Rejection","ts":...,"source":...,"file":...,"reason":...}
@@ -107,9 +138,15 @@ class AccountingLog {
   //  "attempt":1,"queue_time_s":0.042,"tls":""}, and the same fields with
   // "type":"TransientFailure", "Bounce" or "Expiration".
   void Write(DeliveryType type, const DeliveryRecord& r);
-  // Starts a write of everything buffered if none is in flight.
+  // Starts a write of everything buffered if none is in flight, no other
+  // shard's write is, and writes are not failing with the retry not due.
   void Flush();
-  bool idle() const { return !writing_ && buffer_.empty(); }
+  // Nothing to wait for: no write in flight, and nothing buffered or writes
+  // failing (what is buffered then is the destructor's to try last).
+  bool idle() const {
+    return !writing_ && (buffer_.empty() || (file_ != nullptr && file_->failing()));
+  }
+  const AccountingLogStats& stats() const { return stats_; }
 
   static void FormatTimestamp(std::string& out, uint64_t micros);
   // Appends one DeliveryRecord line of the given type (what Write
@@ -120,15 +157,33 @@ class AccountingLog {
   static void FormatReception(std::string& out, const ReceptionRecord& r);
 
  private:
+  // Before a record of `lines` lines is buffered: false if it is dropped.
+  bool Admit(size_t lines);
+  // Moves the buffer into the batch; the token must be held.
+  void StartBatch();
+  void Submit();
   void OnWritten(int result, uint32_t flags);
-  void MakeRoom();
+  // Accounts for one write of the batch (bytes or -errno); true when the
+  // batch's rest must be written next (the token is still held).
+  bool Advance(int result);
+  void Failed(int err);
+  void CutFragment(size_t at, size_t size);
+  // Writes the batch synchronously to its end or its failure.
+  void WriteBatchNow();
+  void Lost(uint64_t records);
 
   io::Ring& ring_;
+  std::shared_ptr<LogFile> file_;  // null when disabled
   int fd_;
   std::string buffer_;
-  std::string in_flight_;
+  uint64_t buffer_lines_ = 0;  // records in buffer_ (lines, counted as admitted)
+  std::string in_flight_;      // the batch: whole lines, maybe after a '\n' ending a torn tail
   size_t in_flight_done_ = 0;
-  bool writing_ = false;
+  uint64_t in_flight_lines_ = 0;
+  bool lead_newline_ = false;  // in_flight_ starts with that '\n'
+  int interrupted_ = 0;        // EINTR/EAGAIN in a row
+  bool writing_ = false;       // an io_uring write is in flight (the token is held)
+  AccountingLogStats stats_;
   io::MemberCompletion<AccountingLog, &AccountingLog::OnWritten> written_{this};
 };
 

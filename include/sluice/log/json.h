@@ -3,16 +3,26 @@
 // writer that puts one flat object on one line, field by field.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace sluice::log {
 
-// Appends `text` as a JSON string literal, quotes included. Control bytes,
-// quotes and backslashes are escaped; bytes >= 0x80 that are not valid UTF-8
-// become \u00XX so the line stays valid JSON.
+// Appends `text` (any bytes) as a JSON string literal, quotes included, that
+// a strict parser accepts. Quotes, backslashes and control characters (C0,
+// DEL, C1) are escaped, and U+2028/U+2029 too, so the literal never holds a
+// line break. Well-formed UTF-8 passes through; every byte of a sequence
+// that is not well formed (overlong, surrogate, past U+10FFFF, truncated,
+// stray continuation byte) becomes \u00XX: decoding gives back each such
+// byte b as U+00b and every other character as itself.
 void AppendJsonString(std::string& out, std::string_view text);
+
+// The length (1..4) of the well-formed UTF-8 sequence that starts at
+// s[i] (i < s.size()), by the Unicode standard's table 3-7, or 0 if none
+// does.
+size_t WellFormedUtf8Length(std::string_view s, size_t i);
 
 // One JSON object appended to `out`, a field at a time, in call order:
 //   JsonLine(out).Str("type", "Rejection").Str("file", name).End();
