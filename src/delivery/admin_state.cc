@@ -190,9 +190,10 @@ absl::Status AdminStore::Update(absl::FunctionRef<void(AdminState&)> change, uin
   std::lock_guard<std::mutex> lock(mu_);
   change(state_);
   auto& s = state_.suspensions;
-  s.erase(std::remove_if(s.begin(), s.end(),
-                         [&](const Suspension& x) { return x.until_us != 0 && x.until_us <= now_us; }),
-          s.end());
+  s.erase(
+      std::remove_if(s.begin(), s.end(),
+                     [&](const Suspension& x) { return x.until_us != 0 && x.until_us <= now_us; }),
+      s.end());
   // Written under the lock: two shards changing the state at once write in
   // turn, and the file always holds the newest whole state.
   return WriteFileAtomically(dir_, EncodeAdminState(state_));

@@ -1172,14 +1172,13 @@ std::string Engine::ListJson() {
     first = false;
     absl::StrAppend(&out, "{\"domain\":");
     log::AppendJsonString(out, q.domain());
-    absl::StrAppend(&out, ",\"ready\":", s.ready, ",\"deferred\":", s.deferred,
-                    ",\"in_flight\":", s.in_flight, ",\"held\":", s.held,
-                    ",\"recipients\":", s.recipients, ",\"connections\":", s.connections,
-                    ",\"oldest_us\":", s.oldest == queue::kNever ? 0 : s.oldest,
-                    ",\"next_attempt_us\":", s.next_attempt == queue::kNever ? 0 : s.next_attempt,
-                    ",\"rate_permille\":", s.scale_permille,
-                    ",\"suspended\":", suspended ? "true" : "false",
-                    ",\"held_domain\":", s.held_all ? "true" : "false", "}");
+    absl::StrAppend(
+        &out, ",\"ready\":", s.ready, ",\"deferred\":", s.deferred, ",\"in_flight\":", s.in_flight,
+        ",\"held\":", s.held, ",\"recipients\":", s.recipients, ",\"connections\":", s.connections,
+        ",\"oldest_us\":", s.oldest == queue::kNever ? 0 : s.oldest,
+        ",\"next_attempt_us\":", s.next_attempt == queue::kNever ? 0 : s.next_attempt,
+        ",\"rate_permille\":", s.scale_permille, ",\"suspended\":", suspended ? "true" : "false",
+        ",\"held_domain\":", s.held_all ? "true" : "false", "}");
   });
   out += "]";
   return out;
@@ -1290,8 +1289,9 @@ Engine::Touched Engine::DecideQueued(const Selector& what, bool deleted) {
     a->detached = true;
     a->reported = true;
     a->deleted = deleted;
-    a->preset = deleted ? MakeReply(550, "5.0.0", "deleted by the administrator (sluice queue delete)")
-                        : MakeReply(550, "5.0.0", "bounced by the administrator (sluice queue bounce)");
+    a->preset = deleted
+                    ? MakeReply(550, "5.0.0", "deleted by the administrator (sluice queue delete)")
+                    : MakeReply(550, "5.0.0", "bounced by the administrator (sluice queue bounce)");
     a->job = std::move(job);
     LoadDetached(a);
   }
@@ -1333,12 +1333,13 @@ std::optional<Engine::Touched> Engine::Release(const Selector& what) {
   return t;
 }
 
-std::string Engine::JobsJson(size_t max, bool& truncated) {
+std::string Engine::JobsJson(size_t max, std::optional<base::QueueId> only, bool& truncated) {
   std::string out = "[";
   size_t count = 0;
   truncated = false;
   auto add = [&](const queue::Job& job, std::string_view domain, std::string_view state,
                  uint64_t due, std::string_view error) {
+    if (only && job.message != *only) return;
     if (count++ >= max) {
       truncated = true;
       return;

@@ -114,8 +114,7 @@ void DomainQueue::ForEachQueued(absl::FunctionRef<void(const Job&, Micros due)> 
   for (uint32_t slot : held_) fn(slots_[slot], 0);
 }
 
-void DomainQueue::ForEachJob(
-    absl::FunctionRef<void(const Job&, JobState, Micros due)> fn) const {
+void DomainQueue::ForEachJob(absl::FunctionRef<void(const Job&, JobState, Micros due)> fn) const {
   for (size_t i = ready_head_; i < ready_.size(); ++i) {
     fn(slots_[ready_[i]], JobState::kReady, 0);
   }
@@ -261,7 +260,7 @@ bool DomainQueue::HasIdleUsableConnection() const { return idle_usable_ > 0; }
 Micros DomainQueue::NextWakeup(Micros now) {
   if (suspended_) {
     if (now < suspended_until_) return suspended_until_;  // kNever: until resumed
-    Resume();  // the suspension's time is up
+    Resume();                                             // the suspension's time is up
   }
   Promote(now);
   if (ready_count() == 0) return deferred_.empty() ? kNever : deferred_.front().when;

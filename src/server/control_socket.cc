@@ -240,9 +240,12 @@ std::string ControlSocket::Execute(std::string_view line) {
   if (verb == "suspensions") return engine->SuspensionsJson();
   if (verb == "messages") {
     uint64_t max = kMaxJobsListed;
-    if (!rest.empty() && !base::ParseUint64(rest, max)) return Error("messages: bad limit");
+    const std::string_view limit = Word(rest);
+    if (!limit.empty() && !base::ParseUint64(limit, max)) return Error("messages: bad limit");
+    std::optional<base::QueueId> only;
+    if (!rest.empty() && !(only = base::QueueId::Parse(rest))) return Error("messages: bad id");
     bool truncated = false;
-    std::string jobs = engine->JobsJson(max, truncated);
+    std::string jobs = engine->JobsJson(max, only, truncated);
     return absl::StrCat("{\"truncated\":", truncated ? "true" : "false", ",\"jobs\":", jobs, "}");
   }
   if (verb == "shape") {
@@ -260,7 +263,7 @@ std::string ControlSocket::Execute(std::string_view line) {
   return ActOnSelection(verb, rest);
 }
 
-// suspend DOMAIN UNTIL_US [REASON...] | resume DOMAIN. Only the domain's
+// suspend DOMAIN [UNTIL_US [REASON...]] | resume DOMAIN. Only the domain's
 // owner shard acts; the others answer {"owner":false}.
 std::string ControlSocket::SuspendOrResume(std::string_view verb, std::string_view rest) {
   delivery::Engine* engine = shard_.engine();
@@ -275,8 +278,11 @@ std::string ControlSocket::SuspendOrResume(std::string_view verb, std::string_vi
              std::erase_if(st.suspensions, [&](const auto& s) { return s.domain == domain; });
            });
   }
-  uint64_t until_us = 0;
-  if (!base::ParseUint64(Word(rest), until_us)) return Error("suspend: bad end time");
+  uint64_t until_us = 0;  // absent: until resumed
+  if (const std::string_view until = Word(rest);
+      !until.empty() && !base::ParseUint64(until, until_us)) {
+    return Error("suspend: bad end time");
+  }
   const std::string reason = delivery::CleanReason(rest);
   const size_t queued = engine->Suspend(domain, until_us, reason);
   const uint64_t now_us = base::WallMicros();

@@ -261,9 +261,10 @@ absl::Status Serve(const config::Config& config) {
   // deliver mail the administrator held.
   delivery::AdminStore admin_store(config.spool_dir);
   if (auto s = admin_store.Load(base::WallMicros()); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(s.message(), " (move the file aside to start "
-                                                            "without the saved holds and "
-                                                            "suspensions)"));
+    return absl::Status(s.code(), absl::StrCat(s.message(),
+                                               " (move the file aside to start "
+                                               "without the saved holds and "
+                                               "suspensions)"));
   }
   PruneHeldIds(admin_store, *recovered);
 

@@ -141,7 +141,8 @@ class Engine final : public ConnectionDelegate {
   // Every queued and in-flight job (at most `max`): a JSON array of
   // {id, domain, state, recipients, attempts, next_us, error}; "truncated"
   // is set when more were left out.
-  std::string JobsJson(size_t max, bool& truncated);
+  // `only`: the jobs of that message alone.
+  std::string JobsJson(size_t max, std::optional<base::QueueId> only, bool& truncated);
   // Pending recipients per domain and age bucket: bucket i holds ages below
   // edges_s[i] (and at least edges_s[i-1]); the last bucket the rest.
   std::string ShapeJson(const std::vector<uint64_t>& edges_s);

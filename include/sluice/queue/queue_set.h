@@ -101,8 +101,8 @@ class QueueSet {
   absl::flat_hash_map<std::string, std::unique_ptr<SharedGate>> mx_gates_;
   absl::flat_hash_map<DomainQueue*, SharedGate*> membership_;
   absl::flat_hash_set<base::QueueId> held_ids_;  // DomainQueues point here
-  std::vector<Wake> heap_;                        // min-heap on when
-  size_t live_ = 0;         // queues with scheduled_at != kNever
+  std::vector<Wake> heap_;                       // min-heap on when
+  size_t live_ = 0;                              // queues with scheduled_at != kNever
   size_t last_due_touched_ = 0;
 };
 

@@ -8,7 +8,7 @@
 //   list                       array of this shard's destination queues
 //   stats                      object of this shard's delivery counters
 //   flush [DOMAIN]             deferred jobs become ready now: {"domains":N}
-//   suspend DOMAIN UNTIL_US [REASON]   no new deliveries to DOMAIN until
+//   suspend DOMAIN [UNTIL_US [REASON]]  no new deliveries to DOMAIN until
 //                              UNTIL_US (wall clock µs; 0: until resumed);
 //                              in-flight ones finish: {"owner":true,"recipients":N}
 //   resume DOMAIN              {"owner":true,"was_suspended":B}
@@ -16,7 +16,7 @@
 //   bounce|delete|hold|release id ID | domain DOMAIN
 //                              {"recipients":N,"in_flight":M}; release also
 //                              "held":false when it was not held
-//   messages [MAX]             {"truncated":B,"jobs":[{id,domain,state,
+//   messages [MAX [ID]]        {"truncated":B,"jobs":[{id,domain,state,
 //                              attempts,next_us,recipients,error}]}
 //   shape EDGE_S...            [{domain,counts:[...]}]: pending recipients
 //                              per age bucket
