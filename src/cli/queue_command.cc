@@ -11,6 +11,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/base/strings.h"
+#include "sluice/delivery/admin_state.h"
 #include "sluice/log/json.h"
 #include "table.h"
 
@@ -179,7 +180,10 @@ int Suspend(const QueueContext& q) {
     until_us = base::WallMicros() + *seconds * 1000000;
   }
   const std::string reason = Flag(q, "--reason");
-  if (reason.find('\n') != std::string::npos) return QueueUsage("--reason must be one line");
+  if (reason.find('\n') != std::string::npos || reason.size() > delivery::kMaxReasonSize) {
+    return QueueUsage(absl::StrCat("--reason must be one line of at most ", delivery::kMaxReasonSize,
+                                   " bytes"));
+  }
   auto replies =
       AdminCallJson(q.control_dir, absl::StrCat("suspend ", domain, " ", until_us, " ", reason));
   if (!replies.ok()) return Fail(std::string(replies.status().message()));

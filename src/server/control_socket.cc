@@ -120,7 +120,7 @@ void ControlSocket::OnReceive(Client* c, int result) {
   const size_t nl = c->in.find('\n');
   if (nl == std::string::npos) {
     if (c->in.size() > kMaxLine) {
-      c->out = "error: command line too long\n";
+      c->out = "{\"error\":\"command line too long\"}\n";
     } else {
       io_uring_sqe* sqe = shard_.ring().Prepare(&c->receive);
       io_uring_prep_recv(sqe, c->fd, c->buffer, sizeof c->buffer, 0);
