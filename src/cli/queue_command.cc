@@ -181,8 +181,8 @@ int Suspend(const QueueContext& q) {
   }
   const std::string reason = Flag(q, "--reason");
   if (reason.find('\n') != std::string::npos || reason.size() > delivery::kMaxReasonSize) {
-    return QueueUsage(absl::StrCat("--reason must be one line of at most ", delivery::kMaxReasonSize,
-                                   " bytes"));
+    return QueueUsage(
+        absl::StrCat("--reason must be one line of at most ", delivery::kMaxReasonSize, " bytes"));
   }
   auto replies =
       AdminCallJson(q.control_dir, absl::StrCat("suspend ", domain, " ", until_us, " ", reason));

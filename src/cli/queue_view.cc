@@ -1,5 +1,5 @@
 // The read-mostly views of `sluice queue`: `messages` (like mailq /
-// postqueue -j), `show` (like postcat) and `shape` (like qshape).
+// postqueue -j) and `show` (like postcat); `shape` is in queue_shape.cc.
 //
 // They join two sources: the spool files (envelopes, read-only, safe while
 // the daemon runs) and the running daemon's delivery state (which
@@ -69,10 +69,9 @@ std::string DomainOf(std::string_view address) {
   return d;
 }
 
-// Asks the daemon unless --spool-only; a daemon that does not run is a note
-// on stderr, not an error.
-std::optional<DaemonView> AskDaemon(const QueueContext& q, std::optional<base::QueueId> only,
-                                    std::string& error) {
+// Asks the daemon unless --spool-only; a daemon that does not run (or does
+// not deliver) is a note on stderr, not an error.
+DaemonView AskDaemon(const QueueContext& q, std::optional<base::QueueId> only) {
   DaemonView view;
   if (!Flag(q, "--spool-only").empty()) return view;
   std::string line = absl::StrCat("messages ", Flag(q, "--limit"));
@@ -80,15 +79,13 @@ std::optional<DaemonView> AskDaemon(const QueueContext& q, std::optional<base::Q
   view.asked_us = base::WallMicros();
   auto replies = AdminCallJson(q.control_dir, line);
   if (!replies.ok()) {
-    if (absl::IsNotFound(replies.status())) {
-      std::fprintf(stderr,
-                   "sluice: note: %s: spool-only view (no delivery state: attempts, next retry "
-                   "and last error need the running daemon)\n",
-                   std::string(replies.status().message()).c_str());
-      return view;
-    }
-    error = std::string(replies.status().message());
-    return std::nullopt;
+    // No daemon, or one that delivers nothing (--no-delivery): the files
+    // still tell what is queued.
+    std::fprintf(stderr,
+                 "sluice: note: %s: spool-only view (no delivery state: attempts, next retry "
+                 "and last error need the running daemon)\n",
+                 std::string(replies.status().message()).c_str());
+    return view;
   }
   view.available = true;
   for (const JsonValue& r : *replies) {
@@ -217,14 +214,45 @@ void AddMessageRows(Table& t, const spool::Envelope& e, const std::vector<Recipi
     t.Add({"", "", "", "", absl::StrCat("... and ", hidden, " more"), "", "", "", ""});
 }
 
+// postcat's envelope: the fields, then one row per recipient with its state.
+// `framed`: "*** ENVELOPE ***" above and "*** MESSAGE ***" below.
+std::string EnvelopeText(const spool::Envelope& e, const std::vector<RecipientState>& states,
+                         uint64_t now, bool framed) {
+  std::string out = framed ? "*** ENVELOPE ***\n" : "";
+  absl::StrAppend(&out, "id:         ", e.id.ToString(), "\n");
+  absl::StrAppend(&out, "arrival:    ", FormatTime(e.arrival_micros), " (",
+                  FormatAge(e.arrival_micros, now), " ago)\n");
+  absl::StrAppend(&out, "size:       ", e.added_headers.size() + e.body_size, " bytes\n");
+  absl::StrAppend(&out, "sender:     <", e.sender, ">\n");
+  absl::StrAppend(&out, "client:     ", e.client_ip.empty() ? "-" : e.client_ip,
+                  e.helo.empty() ? "" : " (HELO " + e.helo + ")", "\n");
+  if (!e.campaign.empty()) absl::StrAppend(&out, "campaign:   ", e.campaign, "\n");
+  if (!e.tenant.empty()) absl::StrAppend(&out, "tenant:     ", e.tenant, "\n");
+  size_t pending = 0;
+  for (const RecipientState& r : states) pending += Pending(r);
+  absl::StrAppend(&out, "recipients: ", e.recipients.size(), " (", pending, " pending)\n");
+  Table t({"RECIPIENT", "STATE", "ATTEMPTS", "NEXT-RETRY", "LAST-ERROR"},
+          {false, false, true, false, false});
+  for (size_t i = 0; i < states.size() && i < kRecipientRowsMax; ++i) {
+    const RecipientState& r = states[i];
+    t.Add({r.address, r.state, r.attempts ? absl::StrCat(r.attempts) : "-",
+           r.state == "deferred" ? FormatDue(r.next_us, now) : "-",
+           r.error.empty() ? "-" : r.error});
+  }
+  if (states.size() > kRecipientRowsMax) {
+    t.Add({absl::StrCat("... and ", states.size() - kRecipientRowsMax, " more (--json)")});
+  }
+  out += t.Render();
+  if (framed) out += "*** MESSAGE ***\n";
+  return out;
+}
+
 }  // namespace
 
 int QueueMessages(const QueueContext& q) {
   if (q.args.size() != 1) return QueueUsage("queue messages takes no argument");
   const std::string domain = DomainOf("@" + Flag(q, "--domain"));
-  std::string error;
-  const std::optional<DaemonView> view = AskDaemon(q, std::nullopt, error);
-  if (!view) return Fail(error);
+  const DaemonView view = AskDaemon(q, std::nullopt);
   spool::ScanOptions scan;     // read-only: safe while the daemon runs
   scan.merge_values = q.json;  // only --json shows a batch's values
   auto report = spool::ScanSpool(q.spool_dir, scan);
@@ -238,7 +266,7 @@ int QueueMessages(const QueueContext& q) {
   uint64_t bytes = 0;
   for (const spool::QueuedMessage& m : report->messages) {
     const spool::Envelope& e = m.envelope;
-    const std::vector<RecipientState> states = StatesOf(e, *view);
+    const std::vector<RecipientState> states = StatesOf(e, view);
     size_t mine = 0;
     for (const RecipientState& r : states) {
       mine += Pending(r) && (domain.empty() || r.domain == domain);
@@ -307,10 +335,8 @@ int QueueShow(const QueueContext& q) {
   const std::string message = e.added_headers + body;
   std::vector<RecipientState> states;
   if (want_envelope) {
-    std::string error;
-    const std::optional<DaemonView> view = AskDaemon(q, *id, error);
-    if (!view) return Fail(error);
-    states = StatesOf(e, *view);
+    const DaemonView view = AskDaemon(q, *id);
+    states = StatesOf(e, view);
   }
   const uint64_t now = base::WallMicros();
   if (q.json) {
@@ -321,163 +347,8 @@ int QueueShow(const QueueContext& q) {
     Print(out + "}\n");
     return 0;
   }
-  if (want_envelope) {
-    std::string out = want_body ? "*** ENVELOPE ***\n" : "";
-    absl::StrAppend(&out, "id:         ", e.id.ToString(), "\n");
-    absl::StrAppend(&out, "arrival:    ", FormatTime(e.arrival_micros), " (",
-                    FormatAge(e.arrival_micros, now), " ago)\n");
-    absl::StrAppend(&out, "size:       ", e.added_headers.size() + e.body_size, " bytes\n");
-    absl::StrAppend(&out, "sender:     <", e.sender, ">\n");
-    absl::StrAppend(&out, "client:     ", e.client_ip.empty() ? "-" : e.client_ip,
-                    e.helo.empty() ? "" : " (HELO " + e.helo + ")", "\n");
-    if (!e.campaign.empty()) absl::StrAppend(&out, "campaign:   ", e.campaign, "\n");
-    if (!e.tenant.empty()) absl::StrAppend(&out, "tenant:     ", e.tenant, "\n");
-    size_t pending = 0;
-    for (const RecipientState& r : states) pending += Pending(r);
-    absl::StrAppend(&out, "recipients: ", e.recipients.size(), " (", pending, " pending)\n");
-    Table t({"RECIPIENT", "STATE", "ATTEMPTS", "NEXT-RETRY", "LAST-ERROR"},
-            {false, false, true, false, false});
-    for (size_t i = 0; i < states.size() && i < kRecipientRowsMax; ++i) {
-      const RecipientState& r = states[i];
-      t.Add({r.address, r.state, r.attempts ? absl::StrCat(r.attempts) : "-",
-             r.state == "deferred" ? FormatDue(r.next_us, now) : "-",
-             r.error.empty() ? "-" : r.error});
-    }
-    if (states.size() > kRecipientRowsMax) {
-      t.Add({absl::StrCat("... and ", states.size() - kRecipientRowsMax, " more (--json)")});
-    }
-    out += t.Render();
-    if (want_body) out += "*** MESSAGE ***\n";
-    Print(out);
-  }
+  if (want_envelope) Print(EnvelopeText(e, states, now, want_body));
   if (want_body) Print(message);
-  return 0;
-}
-
-int QueueShape(const QueueContext& q) {
-  if (q.args.size() != 1) return QueueUsage("queue shape takes no argument");
-  uint64_t top = 10;
-  if (const std::string t = Flag(q, "--top"); !t.empty() && !base::ParseUint64(t, top)) {
-    return QueueUsage("--top needs a number (0: every domain)");
-  }
-  // qshape's doubling buckets, in seconds: 0-5m, 5-10m, ... 160m+.
-  const std::vector<uint64_t> edges = {300, 600, 1200, 2400, 4800, 9600};
-  const std::vector<std::string> labels = {"0-5m",   "5-10m",   "10-20m", "20-40m",
-                                           "40-80m", "80-160m", "160m+"};
-  absl::flat_hash_map<std::string, std::vector<uint64_t>> counts;
-  std::string source = "daemon";
-  auto replies = Flag(q, "--spool-only").empty()
-                     ? AdminCallJson(q.control_dir, "shape 300 600 1200 2400 4800 9600")
-                     : absl::StatusOr<std::vector<JsonValue>>(absl::NotFoundError("--spool-only"));
-  if (replies.ok()) {
-    for (const JsonValue& r : *replies) {
-      for (const JsonValue& d : r.items) {
-        std::vector<uint64_t>& c = counts[d.Str("domain")];
-        c.resize(labels.size());
-        const JsonValue* n = d.Get("counts");
-        for (size_t i = 0; n != nullptr && i < n->items.size() && i < c.size(); ++i) {
-          uint64_t v = 0;
-          base::ParseUint64(n->items[i].text, v);
-          c[i] += v;
-        }
-      }
-    }
-  } else if (absl::IsNotFound(replies.status())) {
-    source = "spool";
-    if (Flag(q, "--spool-only").empty()) {
-      std::fprintf(stderr,
-                   "sluice: note: %s: counted from the spool files (every recipient of "
-                   "a queued file)\n",
-                   std::string(replies.status().message()).c_str());
-    }
-    spool::ScanOptions scan;
-    scan.merge_values = false;
-    auto report = spool::ScanSpool(q.spool_dir, scan);
-    if (!report.ok()) return Fail(std::string(report.status().message()));
-    const uint64_t now = base::WallMicros();
-    for (const spool::QueuedMessage& m : report->messages) {
-      const uint64_t t0 = m.envelope.id.micros();
-      const uint64_t age_s = now > t0 ? (now - t0) / 1000000 : 0;
-      size_t b = 0;
-      while (b < edges.size() && age_s >= edges[b]) ++b;
-      for (const spool::Recipient& r : m.envelope.recipients) {
-        std::vector<uint64_t>& c = counts[DomainOf(r.address)];
-        c.resize(labels.size());
-        ++c[b];
-      }
-    }
-  } else {
-    return Fail(std::string(replies.status().message()));
-  }
-  struct Row {
-    std::string domain;
-    uint64_t total = 0;
-    std::vector<uint64_t> counts;
-  };
-  std::vector<Row> rows;
-  for (auto& [domain, c] : counts) {
-    Row r{domain, 0, c};
-    for (uint64_t v : c) r.total += v;
-    if (r.total > 0) rows.push_back(std::move(r));
-  }
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-    return a.total != b.total ? a.total > b.total : a.domain < b.domain;
-  });
-  Row total{"TOTAL", 0, std::vector<uint64_t>(labels.size())};
-  Row other{"(other)", 0, std::vector<uint64_t>(labels.size())};
-  size_t other_domains = 0;
-  for (size_t k = 0; k < rows.size(); ++k) {
-    for (size_t i = 0; i < labels.size(); ++i) {
-      total.counts[i] += rows[k].counts[i];
-      if (top != 0 && k >= top) other.counts[i] += rows[k].counts[i];
-    }
-    total.total += rows[k].total;
-    if (top != 0 && k >= top) {
-      other.total += rows[k].total;
-      ++other_domains;
-    }
-  }
-  if (top != 0 && rows.size() > top) rows.resize(top);
-  auto counts_json = [](const Row& r) {
-    std::string out = absl::StrCat("\"total\":", r.total, ",\"counts\":[");
-    for (size_t i = 0; i < r.counts.size(); ++i)
-      absl::StrAppend(&out, i > 0 ? "," : "", r.counts[i]);
-    return out + "]";
-  };
-  if (q.json) {
-    std::string out = absl::StrCat("{\"source\":\"", source, "\",\"buckets\":[");
-    for (size_t i = 0; i < labels.size(); ++i)
-      absl::StrAppend(&out, i > 0 ? "," : "", "\"", labels[i], "\"");
-    out += "],\"edges_s\":[";
-    for (size_t i = 0; i < edges.size(); ++i) absl::StrAppend(&out, i > 0 ? "," : "", edges[i]);
-    absl::StrAppend(&out, "],\"total\":{", counts_json(total), "},\"domains\":[");
-    for (size_t k = 0; k < rows.size(); ++k) {
-      absl::StrAppend(&out, k > 0 ? ",\n" : "\n", "{\"domain\":", JsonString(rows[k].domain), ",",
-                      counts_json(rows[k]), "}");
-    }
-    absl::StrAppend(&out, "],\n\"other\":{\"domains\":", other_domains, ",", counts_json(other),
-                    "}}\n");
-    Print(out);
-    return 0;
-  }
-  std::vector<std::string> headers = {"DOMAIN", "TOTAL"};
-  headers.insert(headers.end(), labels.begin(), labels.end());
-  std::vector<bool> right(headers.size(), true);
-  right[0] = false;
-  Table t(headers, right);
-  auto add = [&](const Row& r) {
-    std::vector<std::string> row = {r.domain, absl::StrCat(r.total)};
-    for (uint64_t v : r.counts) row.push_back(absl::StrCat(v));
-    t.Add(std::move(row));
-  };
-  add(total);
-  for (const Row& r : rows) add(r);
-  if (other_domains > 0) {
-    other.domain = absl::StrCat("(", other_domains, " other)");
-    add(other);
-  }
-  std::string rendered = t.Render();
-  Print(rendered);
   return 0;
 }
 

@@ -376,3 +376,18 @@ def test_flush_and_json_everywhere(sluice_factory, delivery_world):
     assert qjson(relay, "resume", "d1.test") == {"domain": "d1.test", "resumed": True}
     assert qjson(relay, "messages") == []
     assert out(q(relay, "messages")) == "queue is empty\n"
+
+
+def test_views_work_without_delivery(sluice):
+    """A daemon with --no-delivery queues only: the views show the spool and
+    say why there is no delivery state; acting on delivery is an error."""
+    qid = send(sluice, ["a@d1.test", "b@d2.test"], msg("no delivery"))
+    r = q(sluice, "messages")
+    assert "delivery is disabled" in err(r) and "spool-only view" in err(r), err(r)
+    assert qid in out(r) and out(r).count("queued") == 2, out(r)
+    shape = qjson(sluice, "shape")
+    assert shape["source"] == "spool" and shape["total"]["total"] == 2, shape
+    assert qjson(sluice, "list") == []
+    r = q(sluice, "hold", "--id", qid, ok=False)
+    assert r.returncode == 1 and "delivery is disabled" in err(r), err(r)
+    assert "*** ENVELOPE ***" in out(q(sluice, "show", qid))
