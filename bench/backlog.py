@@ -38,11 +38,7 @@ def queued_recipients(spool):
                        capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         return -1
-    total = 0
-    for line in r.stdout.splitlines():
-        o = json.loads(line)
-        total += o["recipients"] + o["in_flight"]
-    return total
+    return sum(o["recipients"] + o["in_flight"] for o in json.loads(r.stdout))
 
 
 def run(mode: str, work: Path, *, messages: int, domains: int, size=512, idle=10.0,

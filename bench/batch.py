@@ -116,9 +116,11 @@ def run_batch(work: Path, recipients: int, domains: int) -> dict:
         os.rename(src, pickup / "new" / "bench.batch")
         t1 = wait_stderr(s, "queued as", 300)
         peak = s.peak_rss_kib()
-        out = subprocess.run([common.sluice_bin(), "queue", "messages", "--spool", str(s.spool)],
-                             capture_output=True, text=True, check=True, timeout=300).stdout.split()
-        if len(out) != 5 or int(out[4]) != recipients:
+        # The text view's last line: "-- 1 message, N recipients pending, B bytes"
+        # (--json would print every recipient's state: 100+ MB for a million).
+        out = subprocess.run([common.sluice_bin(), "queue", "messages", "--spool", str(s.spool), "--spool-only"],
+                             capture_output=True, text=True, check=True, timeout=300).stdout.splitlines()[-1]
+        if not out.startswith(f"-- 1 message, {recipients} recipients pending"):
             raise RuntimeError(f"expected one message with {recipients} recipients: {out}")
         spool_mb = sum(p.stat().st_size for p in s.spool.glob("[0-9]*/*") if p.is_file()) / 1e6
         return {"seconds": t1 - t0, "peak_rss_kib": peak, "idle_rss_kib": idle_kib,

@@ -355,9 +355,9 @@ class Sluice:
         return status_kib(self.proc.pid, "VmHWM")
 
     def queued_messages(self) -> int:
-        out = subprocess.run([sluice_bin(), "queue", "messages", "--spool", str(self.spool)],
-                             capture_output=True, text=True, check=True, timeout=120).stdout
-        return len(out.splitlines())
+        out = subprocess.run([sluice_bin(), "queue", "messages", "--spool", str(self.spool), "--json",
+                              "--spool-only"], capture_output=True, text=True, check=True, timeout=120).stdout
+        return len(json.loads(out))
 
     def deliveries(self) -> int:
         """Delivery records in the accounting log so far."""

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/clock.h"
@@ -46,33 +47,6 @@ absl::StatusOr<std::string> Call(const std::string& path, const std::string& lin
   return reply;
 }
 
-// The value of "key": in one of our flat JSON objects (numbers, booleans and
-// strings without escapes that matter for display).
-std::string Field(std::string_view object, std::string_view key) {
-  const std::string needle = absl::StrCat("\"", base::Av(key), "\":");
-  const size_t at = object.find(needle);
-  if (at == std::string_view::npos) return "";
-  std::string_view v = object.substr(at + needle.size());
-  if (!v.empty() && v.front() == '"') {
-    std::string out;
-    for (size_t i = 1; i < v.size() && v[i] != '"'; ++i) {
-      if (v[i] == '\\' && i + 1 < v.size()) ++i;
-      out += v[i];
-    }
-    return out;
-  }
-  return std::string(v.substr(0, v.find_first_of(",}")));
-}
-
-std::string Age(uint64_t micros, uint64_t now, bool future) {
-  if (micros == 0) return "-";
-  const uint64_t d = future ? (micros > now ? micros - now : 0) : (now > micros ? now - micros : 0);
-  const uint64_t s = d / 1000000;
-  if (s < 120) return absl::StrCat(future ? "in " : "", s, "s");
-  if (s < 7200) return absl::StrCat(future ? "in " : "", s / 60, "m");
-  return absl::StrCat(future ? "in " : "", s / 3600, "h");
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> AdminCall(const std::string& control_dir,
@@ -102,60 +76,86 @@ absl::StatusOr<std::vector<std::string>> AdminCall(const std::string& control_di
   return replies;
 }
 
-int PrintDomains(const std::vector<std::string>& replies, bool json) {
-  std::vector<std::string> objects;
-  for (std::string_view r : replies) {
-    if (r.size() < 2 || r.front() != '[') {
-      std::fprintf(stderr, "sluice: unexpected reply: %.*s\n", static_cast<int>(r.size()),
-                   r.data());
-      return 1;
+absl::StatusOr<std::vector<JsonValue>> AdminCallJson(const std::string& control_dir,
+                                                     const std::string& line) {
+  auto replies = AdminCall(control_dir, line);
+  if (!replies.ok()) return replies.status();
+  std::vector<JsonValue> out;
+  for (const std::string& r : *replies) {
+    auto v = ParseJson(r);
+    if (!v.ok()) {
+      return absl::InternalError(
+          absl::StrCat("unexpected reply from the daemon: ", r.substr(0, 200)));
     }
-    // Split the array into its flat objects.
-    size_t start = std::string_view::npos;
-    bool in_string = false;
-    for (size_t i = 1; i < r.size(); ++i) {
-      const char c = r[i];
-      if (in_string) {
-        if (c == '\\')
-          ++i;
-        else if (c == '"')
-          in_string = false;
-      } else if (c == '"') {
-        in_string = true;
-      } else if (c == '{') {
-        start = i;
-      } else if (c == '}' && start != std::string_view::npos) {
-        objects.emplace_back(r.substr(start, i + 1 - start));
-        start = std::string_view::npos;
-      }
+    if (v->type == JsonValue::Type::kObject && v->Has("error")) {
+      return absl::FailedPreconditionError(v->Str("error"));
     }
+    out.push_back(*std::move(v));
   }
-  std::sort(objects.begin(), objects.end(), [](const std::string& a, const std::string& b) {
-    return Field(a, "domain") < Field(b, "domain");
-  });
-  std::string out;
-  if (json) {
-    for (const std::string& o : objects) absl::StrAppend(&out, o, "\n");
-  } else {
-    const uint64_t now = base::WallMicros();
-    absl::StrAppend(&out, "DOMAIN READY DEFERRED IN-FLIGHT RCPTS CONNS OLDEST NEXT-ATTEMPT\n");
-    for (const std::string& o : objects) {
-      uint64_t oldest = 0, next = 0;
-      base::ParseUint64(Field(o, "oldest_us"), oldest);
-      base::ParseUint64(Field(o, "next_attempt_us"), next);
-      absl::StrAppend(&out, Field(o, "domain"), " ", Field(o, "ready"), " ", Field(o, "deferred"),
-                      " ", Field(o, "in_flight"), " ", Field(o, "recipients"), " ",
-                      Field(o, "connections"), " ", Age(oldest, now, false), " ",
-                      Age(next, now, true));
-      if (Field(o, "suspended") == "true") out += " suspended";
-      if (Field(o, "rate_permille") != "1000") {
-        absl::StrAppend(&out, " backoff=", Field(o, "rate_permille"), "/1000");
-      }
-      out += "\n";
+  return out;
+}
+
+namespace {
+
+std::string Span(uint64_t d_us) {
+  const uint64_t s = d_us / 1000000;
+  if (s < 120) return absl::StrCat(s, "s");
+  if (s < 7200) return absl::StrCat(s / 60, "m");
+  if (s < 2 * 86400) return absl::StrCat(s / 3600, "h");
+  return absl::StrCat(s / 86400, "d");
+}
+
+}  // namespace
+
+std::string FormatAge(uint64_t then_us, uint64_t now_us) {
+  if (then_us == 0) return "-";
+  return Span(now_us > then_us ? now_us - then_us : 0);
+}
+
+std::string FormatDue(uint64_t at_us, uint64_t now_us) {
+  if (at_us == 0) return "-";
+  if (at_us <= now_us) return "now";
+  return absl::StrCat("in ", Span(at_us - now_us));
+}
+
+std::string FormatTime(uint64_t us) {
+  const time_t t = static_cast<time_t>(us / 1000000);
+  tm parts{};
+  gmtime_r(&t, &parts);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &parts);
+  return buf;
+}
+
+absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text) {
+  uint64_t unit = 1;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
+      default:
+        unit = 0;
     }
+    if (unit != 0) text.remove_suffix(1);
+    if (unit == 0) unit = 1;
   }
-  std::fwrite(out.data(), 1, out.size(), stdout);
-  return 0;
+  uint64_t n = 0;
+  // Ten years: anything longer is a typo, and the microseconds must not wrap.
+  if (!base::ParseUint64(text, n) || n == 0 || n > 10ull * 365 * 86400 / unit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a duration: '", base::Av(text), "' (e.g. 90s, 15m, 2h, 1d)"));
+  }
+  return n * unit;
 }
 
 }  // namespace sluice::cli

@@ -2,10 +2,13 @@
 // per-shard control sockets (server/control_socket.h).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "json_reader.h"
 
 namespace sluice::cli {
 
@@ -14,9 +17,19 @@ namespace sluice::cli {
 absl::StatusOr<std::vector<std::string>> AdminCall(const std::string& control_dir,
                                                    const std::string& line);
 
-// `queue list`: per-domain queues of the running daemon, merged over shards.
-// Text: DOMAIN READY DEFERRED IN-FLIGHT RCPTS CONNS OLDEST NEXT-ATTEMPT [flags];
-// --json: one JSON object per line.
-int PrintDomains(const std::vector<std::string>& replies, bool json);
+// AdminCall with every reply parsed as JSON; a shard's {"error":"..."} reply
+// (or a malformed one) is the call's error.
+absl::StatusOr<std::vector<JsonValue>> AdminCallJson(const std::string& control_dir,
+                                                     const std::string& line);
+
+// Display helpers (wall-clock microseconds): "45s", "12m", "3h", "2d";
+// "-" for 0.
+std::string FormatAge(uint64_t then_us, uint64_t now_us);
+// "now", "in 4m", "-" for 0.
+std::string FormatDue(uint64_t at_us, uint64_t now_us);
+// "2026-12-07 05:40:01Z".
+std::string FormatTime(uint64_t us);
+// "90s", "15m", "2h", "1d", or plain seconds; at least one second.
+absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text);
 
 }  // namespace sluice::cli

@@ -1,4 +1,4 @@
-// The sluice command line: `serve`, `check-config`, `queue list|show`,
+// The sluice command line: `serve`, `check-config`, `queue ...` (queue_command.h),
 // `inject`, `passwd`.
 //
 // Configuration precedence: built-in defaults < --config FILE < flags. Exit
@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "admin_client.h"
+#include "queue_command.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
@@ -39,18 +41,9 @@ constexpr char kUsage[] =
     "commands:\n"
     "  serve                 run the relay (defaults: listen 127.0.0.1:2525, spool ./var/spool)\n"
     "  check-config          validate the configuration and exit (2 on error)\n"
-    "  queue list            the running daemon's destination queues: DOMAIN READY DEFERRED\n"
-    "                        IN-FLIGHT RCPTS CONNS OLDEST NEXT-ATTEMPT [--json]\n"
-    "  queue messages        list the spool's messages: ID AGE SIZE SENDER RECIPIENTS [--json]\n"
-    "                        (reads the files; works with or without a daemon)\n"
-    "  queue show ID [--recipient ADDRESS]\n"
-    "                        print a queued message as it will be delivered (a mail-merge\n"
-    "                        batch: its template, or ADDRESS's own message)\n"
-    "  queue flush [DOMAIN]  retry deferred mail now (all domains, or one)\n"
-    "  queue suspend DOMAIN  hold DOMAIN's mail (in-flight messages finish)\n"
-    "  queue resume DOMAIN   deliver DOMAIN's mail again\n"
-    "  queue bounce ID|DOMAIN  bounce the queued mail of a message or a domain (DSNs sent)\n"
-    "  queue stats           the running daemon's delivery counters per shard (JSON)\n"
+    "  queue list|messages|show|shape|stats|flush|suspend|resume|suspensions|\n"
+    "        hold|release|bounce|delete\n"
+    "                        inspect and act on the queue (sluice queue help; docs/QUEUE.md)\n"
     "  inject --from A --to B [--to C] < message.eml\n"
     "  inject -t < message.eml\n"
     "  inject --batch DIR/manifest.toml\n"
@@ -80,7 +73,7 @@ constexpr char kUsage[] =
     "  --route PATTERN=NEXT_HOP  static route, repeatable (replaces the [[route]] list),\n"
     "                            e.g. --route '*=[127.0.0.2]:2526'\n"
     "  --control-dir DIR         control sockets (admin.control_dir; default SPOOL/control)\n"
-    "  --json                    queue list/messages: JSON lines\n"
+    "  --json                    queue commands: one JSON document\n"
     "  --listen-tls ADDR:PORT    implicit-TLS listener (RFC 8314), repeatable (replaces "
     "tls.listen)\n"
     "  --tls-cert FILE           TLS certificate chain (PEM), enables STARTTLS\n"
@@ -104,9 +97,10 @@ struct Options {
   bool recipients_from_headers = false;  // inject -t
   std::string from;                      // inject --from
   bool from_given = false;
-  std::vector<std::string> to;  // inject --to
-  std::string batch;            // inject --batch MANIFEST
-  std::string recipient;        // queue show --recipient ADDRESS
+  std::vector<std::string> to;                     // inject --to
+  std::string batch;                               // inject --batch MANIFEST
+  std::string recipient;                           // queue show --recipient ADDRESS
+  std::map<std::string, std::string> queue_flags;  // queue_command.h
   std::vector<std::string> positional;
 };
 
@@ -127,17 +121,21 @@ bool ParseArgs(int argc, char** argv, int first, Options& o, std::string& error)
     std::string_view arg = argv[i];
     std::string value;
     std::string flag(arg);
+    bool queue_value = false;
+    const bool queue_flag = IsQueueFlag(arg.substr(0, arg.find('=')), queue_value);
     if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string_view::npos) {
       flag = std::string(arg.substr(0, eq));
       value = std::string(arg.substr(eq + 1));
-    } else if (TakesValue(arg)) {
+    } else if (TakesValue(arg) || (queue_flag && queue_value)) {
       if (i + 1 >= argc) {
         error = absl::StrCat(flag, " needs a value");
         return false;
       }
       value = argv[++i];
     }
-    if (flag == "--json") {
+    if (queue_flag) {
+      o.queue_flags[flag] = queue_value ? value : "1";
+    } else if (flag == "--json") {
       o.json = true;
     } else if (flag == "-t") {
       o.recipients_from_headers = true;
@@ -358,76 +356,6 @@ std::string SpoolDir(const Options& o) {
   return c.spool_dir;
 }
 
-int QueueList(const Options& o) {
-  const std::string root = SpoolDir(o);
-  spool::ScanOptions scan;     // read-only: safe while the daemon runs
-  scan.merge_values = o.json;  // only --json shows a batch's values
-  auto report = spool::ScanSpool(root, scan);
-  if (!report.ok()) {
-    std::fprintf(stderr, "sluice: %s\n", std::string(report.status().message()).c_str());
-    return 1;
-  }
-  const uint64_t now = base::WallMicros();
-  std::string out;
-  for (const spool::QueuedMessage& m : report->messages) {
-    const spool::Envelope& e = m.envelope;
-    const uint64_t age_s = now > e.arrival_micros ? (now - e.arrival_micros) / 1000000 : 0;
-    const uint64_t size = e.added_headers.size() + e.body_size;
-    if (o.json) {
-      absl::StrAppend(&out, "{\"id\":\"", e.id.ToString(), "\",\"age_s\":", age_s,
-                      ",\"size\":", size, ",\"sender\":");
-      log::AppendJsonString(out, e.sender);
-      out += ",\"recipients\":[";
-      for (size_t i = 0; i < e.recipients.size(); ++i) {
-        if (i > 0) out += ',';
-        log::AppendJsonString(out, e.recipients[i].address);
-      }
-      out += "],\"helo\":";
-      log::AppendJsonString(out, e.helo);
-      out += ",\"client\":";
-      log::AppendJsonString(out, e.client_ip);
-      absl::StrAppend(&out, ",\"arrival_us\":", e.arrival_micros);
-      // Batches (docs/PICKUP.md): only when set.
-      if (!e.campaign.empty()) {
-        out += ",\"campaign\":";
-        log::AppendJsonString(out, e.campaign);
-      }
-      if (!e.tenant.empty()) {
-        out += ",\"tenant\":";
-        log::AppendJsonString(out, e.tenant);
-      }
-      if (e.is_merge()) {
-        out += ",\"merge_fields\":[";
-        for (size_t i = 0; i < e.merge_fields.size(); ++i) {
-          if (i > 0) out += ',';
-          log::AppendJsonString(out, e.merge_fields[i]);
-        }
-        out += "],\"values\":[";  // per recipient, in the order of "recipients"
-        for (size_t i = 0; i < e.recipients.size(); ++i) {
-          out += i > 0 ? ",[" : "[";
-          for (size_t k = 0; k < e.recipients[i].values.size(); ++k) {
-            if (k > 0) out += ',';
-            log::AppendJsonString(out, e.recipients[i].values[k]);
-          }
-          out += ']';
-        }
-        out += ']';
-      }
-      out += "}\n";
-    } else {
-      absl::StrAppend(&out, e.id.ToString(), " ", age_s, "s ", size, " ",
-                      e.sender.empty() ? "<>" : e.sender, " ", e.recipients.size(), "\n");
-    }
-    if (out.size() > 1 << 16) {
-      std::fwrite(out.data(), 1, out.size(), stdout);
-      out.clear();
-    }
-  }
-  std::fwrite(out.data(), 1, out.size(), stdout);
-  for (const std::string& c : report->corrupt) std::fprintf(stderr, "corrupt: %s\n", c.c_str());
-  return 0;
-}
-
 std::string ControlDir(const Options& o) {
   config::Config c;
   if (!o.config_file.empty()) (void)config::ApplyTomlFile(o.config_file, c);
@@ -439,81 +367,19 @@ std::string ControlDir(const Options& o) {
   return dir.empty() ? c.spool_dir + "/control" : dir;
 }
 
-// queue list|flush|suspend|resume|bounce|stats: one command to every shard.
-int QueueAdmin(const Options& o) {
-  const std::string& verb = o.positional[1];
-  std::string line = verb;
-  if (verb == "suspend" || verb == "resume" || verb == "bounce") {
-    if (o.positional.size() != 3) return Usage(absl::StrCat("queue ", verb, " needs one argument"));
-    line += " " + o.positional[2];
-  } else if (verb == "flush") {
-    if (o.positional.size() > 3) return Usage("queue flush takes at most one domain");
-    if (o.positional.size() == 3) line += " " + o.positional[2];
-  } else if (o.positional.size() != 2) {
-    return Usage(absl::StrCat("queue ", verb, " takes no argument"));
-  }
-  auto replies = AdminCall(ControlDir(o), line);
-  if (!replies.ok()) {
-    std::fprintf(stderr, "sluice: %s\n", std::string(replies.status().message()).c_str());
-    return 1;
-  }
-  if (verb == "list") return PrintDomains(*replies, o.json);
-  int rc = 0;
-  for (size_t i = 0; i < replies->size(); ++i) {
-    const std::string& r = (*replies)[i];
-    if (r.rfind("error", 0) == 0) rc = 1;
-    std::printf("shard %zu: %s\n", i, r.c_str());
-  }
-  return rc;
-}
-
-int QueueShow(const Options& o) {
-  if (o.positional.size() != 3) return Usage("queue show needs one queue id");
-  auto id = base::QueueId::Parse(o.positional[2]);
-  if (!id) return Usage(absl::StrCat("not a queue id: ", o.positional[2]));
-  auto path = spool::FindMessage(SpoolDir(o), *id);
-  if (!path.ok()) {
-    std::fprintf(stderr, "sluice: %s\n", std::string(path.status().message()).c_str());
-    return 1;
-  }
-  auto bytes = spool::ReadRecord(*path);
-  if (!bytes.ok()) {
-    std::fprintf(stderr, "sluice: %s\n", std::string(bytes.status().message()).c_str());
-    return 1;
-  }
-  auto parsed = spool::ParseFile(*bytes);
-  if (!parsed.ok()) {
-    std::fprintf(stderr, "sluice: %s: %s\n", path->path.c_str(),
-                 std::string(parsed.status().message()).c_str());
-    return 1;
-  }
-  const spool::Envelope& e = parsed->envelope;
-  std::string body(parsed->body);
-  if (!o.recipient.empty()) {
-    // One recipient's message: for a mail merge, rendered from the stored
-    // template with that recipient's values (what delivery sends).
-    const spool::Recipient* r = nullptr;
-    for (const spool::Recipient& each : e.recipients) {
-      if (each.address == o.recipient) r = &each;
-    }
-    if (r == nullptr) {
-      std::fprintf(stderr, "sluice: message %s has no recipient %s\n", o.positional[2].c_str(),
-                   o.recipient.c_str());
-      return 1;
-    }
-    if (e.is_merge()) {
-      auto rendered = merge::RenderStored(parsed->body, e.merge_fields, r->values);
-      if (!rendered.ok()) {
-        std::fprintf(stderr, "sluice: %s: %s\n", path->path.c_str(),
-                     std::string(rendered.status().message()).c_str());
-        return 1;
-      }
-      body = std::move(*rendered);
-    }
-  }
-  std::fwrite(e.added_headers.data(), 1, e.added_headers.size(), stdout);
-  std::fwrite(body.data(), 1, body.size(), stdout);
-  return 0;
+// `sluice queue ...` (queue_command.h): the spool and control directories
+// come from --config/--spool/--control-dir as for `serve`.
+int Queue(const Options& o) {
+  QueueContext q;
+  q.args.assign(o.positional.begin() + 1, o.positional.end());
+  if (q.args.empty() || q.args[0] == "help")
+    return QueueUsage(q.args.empty() ? "queue needs a command" : "");
+  q.spool_dir = SpoolDir(o);
+  q.control_dir = ControlDir(o);
+  q.json = o.json;
+  q.recipient = o.recipient;
+  q.flags = o.queue_flags;
+  return RunQueueCommand(q);
 }
 
 // An address as an envelope line wants it: "<a@b>" ("" and "<>" are <>).
@@ -728,16 +594,7 @@ int Main(int argc, char** argv) {
   if (command == "check-config") return CheckConfig(o);
   if (command == "inject") return Inject(o);
   if (command == "passwd") return Passwd(o);
-  if (command == "queue") {
-    const std::string verb = o.positional.size() >= 2 ? o.positional[1] : "";
-    if (verb == "messages") return QueueList(o);
-    if (verb == "show") return QueueShow(o);
-    if (verb == "list" || verb == "flush" || verb == "suspend" || verb == "resume" ||
-        verb == "bounce" || verb == "stats") {
-      return QueueAdmin(o);
-    }
-    return Usage("queue needs list, messages, show, flush, suspend, resume, bounce or stats");
-  }
+  if (command == "queue") return Queue(o);
   return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));
 }
 

@@ -38,6 +38,8 @@ std::string_view DeliveryTypeName(DeliveryType type) {
       return "Bounce";
     case DeliveryType::kExpiration:
       return "Expiration";
+    case DeliveryType::kDeletion:
+      return "Deletion";
   }
   return "Unknown";
 }

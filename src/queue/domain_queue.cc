@@ -42,7 +42,7 @@ Job DomainQueue::Release(uint32_t slot) {
   } else {
     free_.push_back(slot);
   }
-  if (ready_count() == 0 && deferred_.empty()) {  // all gone: give the memory back
+  if (ready_count() == 0 && deferred_.empty() && held_.empty()) {  // all gone: give it back
     slots_.clear();
     free_.clear();
   }
@@ -51,11 +51,19 @@ Job DomainQueue::Release(uint32_t slot) {
 
 void DomainQueue::Enqueue(Job job) {
   SLUICE_CHECK(!job.recipients.empty());
+  if (IsHeld(job.message)) {
+    held_.push_back(Store(std::move(job)));
+    return;
+  }
   ready_.push_back(Store(std::move(job)));
 }
 
 void DomainQueue::EnqueueDeferred(Job job, Micros when) {
   SLUICE_CHECK(!job.recipients.empty());
+  if (IsHeld(job.message)) {
+    held_.push_back(Store(std::move(job)));
+    return;
+  }
   deferred_.push_back({when, Store(std::move(job))});
   std::push_heap(deferred_.begin(), deferred_.end(), Later<Deferred, Deferred>);
 }
@@ -77,12 +85,15 @@ void DomainQueue::Flush() {
 std::vector<Job> DomainQueue::DrainAll() {
   Flush();
   std::vector<Job> out;
-  out.reserve(ready_count());
+  out.reserve(ready_count() + held_.size());
   for (size_t i = ready_head_; i < ready_.size(); ++i) out.push_back(std::move(slots_[ready_[i]]));
+  for (uint32_t slot : held_) out.push_back(std::move(slots_[slot]));
   ready_.clear();
   ready_head_ = 0;
+  held_.clear();
   slots_.clear();
   free_.clear();
+  if (in_flight_ == 0) errors_.clear();
   return out;
 }
 
@@ -100,6 +111,89 @@ std::vector<Job> DomainQueue::TakeAllReady() {
 void DomainQueue::ForEachQueued(absl::FunctionRef<void(const Job&, Micros due)> fn) const {
   for (size_t i = ready_head_; i < ready_.size(); ++i) fn(slots_[ready_[i]], 0);
   for (const Deferred& d : deferred_) fn(slots_[d.slot], d.when);
+  for (uint32_t slot : held_) fn(slots_[slot], 0);
+}
+
+void DomainQueue::ForEachJob(absl::FunctionRef<void(const Job&, JobState, Micros due)> fn) const {
+  for (size_t i = ready_head_; i < ready_.size(); ++i) {
+    fn(slots_[ready_[i]], JobState::kReady, 0);
+  }
+  for (const Deferred& d : deferred_) fn(slots_[d.slot], JobState::kDeferred, d.when);
+  for (uint32_t slot : held_) fn(slots_[slot], JobState::kHeld, 0);
+}
+
+size_t DomainQueue::HoldWhere(absl::FunctionRef<bool(const Job&)> pick) {
+  size_t recipients = 0;
+  auto take = [&](uint32_t slot) {
+    if (!pick(slots_[slot])) return false;
+    recipients += slots_[slot].recipients.size();
+    held_.push_back(slot);
+    return true;
+  };
+  std::vector<uint32_t> ready;
+  for (size_t i = ready_head_; i < ready_.size(); ++i) {
+    if (!take(ready_[i])) ready.push_back(ready_[i]);
+  }
+  ready_.swap(ready);
+  ready_head_ = 0;
+  std::vector<Deferred> deferred;
+  for (const Deferred& d : deferred_) {
+    if (!take(d.slot)) deferred.push_back(d);
+  }
+  deferred_.swap(deferred);
+  std::make_heap(deferred_.begin(), deferred_.end(), Later<Deferred, Deferred>);
+  return recipients;
+}
+
+size_t DomainQueue::ReleaseWhere(absl::FunctionRef<bool(const Job&)> pick) {
+  size_t recipients = 0;
+  std::vector<uint32_t> still;
+  for (uint32_t slot : held_) {
+    if (pick(slots_[slot])) {
+      recipients += slots_[slot].recipients.size();
+      ready_.push_back(slot);
+    } else {
+      still.push_back(slot);
+    }
+  }
+  held_.swap(still);
+  return recipients;
+}
+
+size_t DomainQueue::HoldAll() {
+  hold_all_ = true;
+  return HoldWhere([](const Job&) { return true; });
+}
+
+size_t DomainQueue::HoldMessage(base::QueueId id) {
+  return HoldWhere([id](const Job& j) { return j.message == id; });
+}
+
+size_t DomainQueue::ReleaseAll() {
+  hold_all_ = false;
+  return ReleaseWhere([this](const Job& j) { return !IsHeld(j.message); });
+}
+
+size_t DomainQueue::ReleaseMessage(base::QueueId id) {
+  if (hold_all_) return 0;
+  return ReleaseWhere([&](const Job& j) { return j.message == id && !IsHeld(id); });
+}
+
+uint16_t DomainQueue::InternError(std::string_view text) {
+  for (size_t i = 0; i < errors_.size(); ++i) {
+    if (errors_[i] == text) return static_cast<uint16_t>(i + 1);
+  }
+  if (errors_.size() < kMaxErrorTexts) {
+    errors_.emplace_back(text);
+  } else {
+    errors_.back().assign(text.data(), text.size());
+  }
+  return static_cast<uint16_t>(errors_.size());
+}
+
+std::string_view DomainQueue::ErrorText(uint16_t index) const {
+  if (index == 0 || index > errors_.size()) return {};
+  return errors_[index - 1];
 }
 
 std::vector<Job> DomainQueue::RemoveMessage(base::QueueId id) {
@@ -126,6 +220,16 @@ std::vector<Job> DomainQueue::RemoveMessage(base::QueueId id) {
   }
   deferred_.swap(deferred);
   std::make_heap(deferred_.begin(), deferred_.end(), Later<Deferred, Deferred>);
+  std::vector<uint32_t> held;
+  for (uint32_t slot : held_) {
+    if (slots_[slot].message == id) {
+      out.push_back(std::move(slots_[slot]));
+      free_.push_back(slot);
+    } else {
+      held.push_back(slot);
+    }
+  }
+  held_.swap(held);
   for (uint32_t slot : free_) slots_[slot].recipients.clear();
   return out;
 }
@@ -154,7 +258,10 @@ Micros DomainQueue::ConnectionAvailableAt(Micros now) const {
 bool DomainQueue::HasIdleUsableConnection() const { return idle_usable_ > 0; }
 
 Micros DomainQueue::NextWakeup(Micros now) {
-  if (suspended_) return kNever;
+  if (suspended_) {
+    if (now < suspended_until_) return suspended_until_;  // kNever: until resumed
+    Resume();                                             // the suspension's time is up
+  }
   Promote(now);
   if (ready_count() == 0) return deferred_.empty() ? kNever : deferred_.front().when;
   const Micros msg = MessageAvailableAt(now);
@@ -165,7 +272,7 @@ Micros DomainQueue::NextWakeup(Micros now) {
 }
 
 GateDecision DomainQueue::MayOpenConnection(Micros now) const {
-  if (suspended_) return {Gate::kSuspended};
+  if (suspended_at(now)) return {Gate::kSuspended};
   if (ready_count() == 0) return {Gate::kNoWork};
   const Micros at = ConnectionAvailableAt(now);
   if (at == kNever) return {Gate::kSlotsFull};
@@ -212,7 +319,7 @@ GateDecision DomainQueue::MaySend(ConnectionId c, Micros now) const {
       (shared_ != nullptr && shared_->open_connections() > shared_->max_connections())) {
     return {Gate::kConnectionDone};
   }
-  if (suspended_) return {Gate::kSuspended};
+  if (suspended_at(now)) return {Gate::kSuspended};
   if (ready_count() == 0) return {Gate::kNoWork};
   const Micros at = MessageAvailableAt(now);
   if (at > now) return {Gate::kWait, at};
@@ -252,12 +359,16 @@ ReportResult DomainQueue::Report(ConnectionId c, Job job, const Reply& reply, Mi
   ReportResult result;
   result.backoff = gate_.OnReply(reply, now);
   if (shared_ != nullptr) result.backoff = shared_->OnReply(reply, now) || result.backoff;
-  if (job.recipients.empty()) return result;  // done: delivered or bounced
+  if (job.recipients.empty()) {  // done: delivered or bounced
+    if (empty()) errors_.clear();
+    return result;
+  }
   ++job.failures;
   const RetryDecision d = retry_->Next(job.message, job.failures, job.queued_at(), now);
   if (d.expire) {
     result.kind = ReportResult::kExpired;
     result.expired = std::move(job);
+    if (empty()) errors_.clear();
     return result;
   }
   result.kind = ReportResult::kDeferred;
@@ -280,6 +391,9 @@ DomainStats DomainQueue::Stats() const {
   s.connections = open_;
   s.scale_permille = gate_.scale_permille();
   s.suspended = suspended_;
+  s.suspended_until = suspended_until_;
+  s.held = held_.size();
+  s.held_all = hold_all_;
   s.next_attempt = deferred_.empty() ? kNever : deferred_.front().when;
   auto count = [&](uint32_t slot) {
     s.recipients += slots_[slot].recipients.size();
@@ -287,6 +401,7 @@ DomainStats DomainQueue::Stats() const {
   };
   for (size_t i = ready_head_; i < ready_.size(); ++i) count(ready_[i]);
   for (const Deferred& d : deferred_) count(d.slot);
+  for (uint32_t slot : held_) count(slot);
   return s;
 }
 

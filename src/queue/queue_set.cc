@@ -28,6 +28,7 @@ DomainQueue& QueueSet::Get(std::string_view domain, Micros now) {
   if (it != queues_.end()) return *it->second;
   const ShapeParams& params = policy_.ForDomain(key);
   auto q = std::make_unique<DomainQueue>(key, params, &retry_, now);
+  q->set_held_ids(&held_ids_);
   DomainQueue& ref = *q;
   queues_.emplace(std::move(key), std::move(q));
   return ref;
@@ -138,10 +139,10 @@ void QueueSet::CloseConnection(DomainQueue& q, ConnectionId c, Micros now) {
   for (DomainQueue* m : it->second->members) Reschedule(*m, now);
 }
 
-bool QueueSet::Suspend(std::string_view domain, Micros now) {
+bool QueueSet::Suspend(std::string_view domain, Micros now, Micros until) {
   DomainQueue* q = Find(domain);
   if (q == nullptr) return false;
-  q->Suspend();
+  q->Suspend(until);
   Reschedule(*q, now);
   return true;
 }
@@ -167,6 +168,28 @@ void QueueSet::FlushAll(Micros now) {
     q->Flush();
     Reschedule(*q, now);
   }
+}
+
+size_t QueueSet::HoldMessage(base::QueueId id, Micros now) {
+  held_ids_.insert(id);
+  size_t recipients = 0;
+  for (auto& [name, q] : queues_) {
+    const size_t n = q->HoldMessage(id);
+    if (n != 0) Reschedule(*q, now);
+    recipients += n;
+  }
+  return recipients;
+}
+
+size_t QueueSet::ReleaseMessage(base::QueueId id, Micros now) {
+  if (held_ids_.erase(id) == 0) return 0;
+  size_t recipients = 0;
+  for (auto& [name, q] : queues_) {
+    const size_t n = q->ReleaseMessage(id);
+    if (n != 0) Reschedule(*q, now);
+    recipients += n;
+  }
+  return recipients;
 }
 
 }  // namespace sluice::queue

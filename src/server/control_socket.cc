@@ -11,10 +11,13 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
+#include "sluice/delivery/admin_state.h"
 #include "sluice/delivery/engine.h"
 #include "sluice/log/json.h"
 #include "sluice/server/shard.h"
+#include "sluice/server/shard_note.h"
 
 namespace sluice::server {
 
@@ -119,7 +122,7 @@ void ControlSocket::OnReceive(Client* c, int result) {
   const size_t nl = c->in.find('\n');
   if (nl == std::string::npos) {
     if (c->in.size() > kMaxLine) {
-      c->out = "error: command line too long\n";
+      c->out = "{\"error\":\"command line too long\"}\n";
     } else {
       io_uring_sqe* sqe = shard_.ring().Prepare(&c->receive);
       io_uring_prep_recv(sqe, c->fd, c->buffer, sizeof c->buffer, 0);
@@ -152,42 +155,196 @@ void ControlSocket::Finish(Client* c) {
   delete c;
 }
 
-std::string ControlSocket::Execute(std::string_view line) {
-  std::string_view verb = line.substr(0, line.find(' '));
-  std::string_view arg = verb.size() < line.size() ? line.substr(verb.size() + 1) : "";
-  while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
-  while (!arg.empty() && arg.back() == ' ') arg.remove_suffix(1);
+namespace {
+
+std::string Error(std::string_view why) {
+  std::string out = "{\"error\":";
+  log::AppendJsonString(out, why);
+  return out + "}";
+}
+
+// "d0.Example." -> "d0.example": queues and OwnerShard use the lower-case
+// name without the root dot.
+std::string NormalDomain(std::string_view d) {
+  while (!d.empty() && d.back() == '.') d.remove_suffix(1);
+  std::string out(d);
+  for (char& c : out) c = base::AsciiLower(c);
+  return out;
+}
+
+// The next space-separated word of `rest` (consumed).
+std::string_view Word(std::string_view& rest) {
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  const std::string_view w = rest.substr(0, rest.find(' '));
+  rest.remove_prefix(w.size());
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  return w;
+}
+
+std::string TouchedJson(const delivery::Engine::Touched& t) {
+  return absl::StrCat("{\"recipients\":", t.recipients, ",\"in_flight\":", t.in_flight);
+}
+
+}  // namespace
+
+std::string ControlSocket::Stats() {
   delivery::Engine* engine = shard_.engine();
-  if (verb == "list") {
-    return engine != nullptr ? engine->ListJson() : "[]";
+  std::string out = absl::StrCat("{\"shard\":", shard_.index());
+  if (engine != nullptr) {
+    const delivery::EngineStats& s = engine->stats();
+    absl::StrAppend(&out, ",\"jobs_received\":", s.jobs_received, ",\"delivered\":", s.delivered,
+                    ",\"deferred\":", s.deferred, ",\"bounced\":", s.bounced,
+                    ",\"expired\":", s.expired, ",\"deleted\":", s.deleted, ",\"dsns\":", s.dsns,
+                    ",\"connections_opened\":", s.connections_opened,
+                    ",\"connection_failures\":", s.connection_failures);
   }
-  if (verb == "stats") {
-    std::string out = absl::StrCat("{\"shard\":", shard_.index());
-    if (engine != nullptr) {
-      const delivery::EngineStats& s = engine->stats();
-      absl::StrAppend(&out, ",\"jobs_received\":", s.jobs_received, ",\"delivered\":", s.delivered,
-                      ",\"deferred\":", s.deferred, ",\"bounced\":", s.bounced,
-                      ",\"expired\":", s.expired, ",\"dsns\":", s.dsns,
-                      ",\"connections_opened\":", s.connections_opened,
-                      ",\"connection_failures\":", s.connection_failures);
+  const delivery::LedgerStats& l = shard_.ledger().stats();
+  absl::StrAppend(&out, ",\"live_messages\":", shard_.ledger().live_messages(),
+                  ",\"messages_retired\":", l.messages_retired,
+                  ",\"journal_entries\":", l.journal_entries,
+                  ",\"segments_removed\":", l.segments_removed, "}");
+  return out;
+}
+
+// Writes the administrator's change to admin.state: a small synchronous
+// write (temporary file, fdatasync, rename) on this shard's thread. Only
+// `sluice queue` commands get here, rarely and one at a time per operator,
+// so the shard's loop pausing for a few milliseconds is acceptable; moving
+// it to a helper thread would need a reply that waits for it. The
+// returned text ends the reply object.
+std::string ControlSocket::Save(absl::FunctionRef<void(delivery::AdminState&)> change) {
+  delivery::AdminStore* store = shard_.admin_store();
+  if (store == nullptr) return ",\"saved\":false}";
+  const absl::Status s = store->Update(change, base::WallMicros());
+  if (s.ok()) return ",\"saved\":true}";
+  std::string out = ",\"saved\":false,\"save_error\":";
+  log::AppendJsonString(out, std::string(s.message()));
+  return out + "}";
+}
+
+std::string ControlSocket::Execute(std::string_view line) {
+  std::string_view rest = line;
+  const std::string_view verb = Word(rest);
+  while (!rest.empty() && rest.back() == ' ') rest.remove_suffix(1);
+  delivery::Engine* engine = shard_.engine();
+  if (verb == "list") return engine != nullptr ? engine->ListJson() : "[]";
+  if (verb == "stats") return Stats();
+  if (verb != "flush" && verb != "suspend" && verb != "resume" && verb != "suspensions" &&
+      verb != "bounce" && verb != "delete" && verb != "hold" && verb != "release" &&
+      verb != "messages" && verb != "shape") {
+    // Unknown verbs first, so that a typo is not answered "needs an argument".
+    return Error(absl::StrCat("unknown command \"", std::string(verb).substr(0, 32), "\""));
+  }
+  if (engine == nullptr) return Error("delivery is disabled (--no-delivery)");
+  if (verb == "flush") {
+    return absl::StrCat("{\"domains\":", engine->Flush(NormalDomain(rest)), "}");
+  }
+  if (verb == "suspensions") return engine->SuspensionsJson();
+  if (verb == "messages") {
+    uint64_t max = kMaxJobsListed;
+    const std::string_view limit = Word(rest);
+    if (!limit.empty() && !base::ParseUint64(limit, max)) return Error("messages: bad limit");
+    std::optional<base::QueueId> only;
+    if (!rest.empty() && !(only = base::QueueId::Parse(rest))) return Error("messages: bad id");
+    bool truncated = false;
+    std::string jobs = engine->JobsJson(max, only, truncated);
+    return absl::StrCat("{\"truncated\":", truncated ? "true" : "false", ",\"jobs\":", jobs, "}");
+  }
+  if (verb == "shape") {
+    std::vector<uint64_t> edges;
+    for (std::string_view w = Word(rest); !w.empty(); w = Word(rest)) {
+      uint64_t e = 0;
+      if (!base::ParseUint64(w, e) || (!edges.empty() && e <= edges.back()) || edges.size() > 64) {
+        return Error("shape: bucket edges must be increasing seconds");
+      }
+      edges.push_back(e);
     }
-    const delivery::LedgerStats& l = shard_.ledger().stats();
-    absl::StrAppend(&out, ",\"live_messages\":", shard_.ledger().live_messages(),
-                    ",\"messages_retired\":", l.messages_retired,
-                    ",\"journal_entries\":", l.journal_entries,
-                    ",\"segments_removed\":", l.segments_removed, "}");
-    return out;
+    return engine->ShapeJson(edges);
   }
-  // Unknown verbs first, so that a typo is not answered "needs an argument".
-  if (verb != "flush" && verb != "suspend" && verb != "resume" && verb != "bounce") {
-    return absl::StrCat("error: unknown command \"", std::string(verb).substr(0, 32), "\"");
+  if (verb == "suspend" || verb == "resume") return SuspendOrResume(verb, rest);
+  return ActOnSelection(verb, rest);
+}
+
+// suspend DOMAIN [UNTIL_US [REASON...]] | resume DOMAIN. Only the domain's
+// owner shard acts; the others answer {"owner":false}.
+std::string ControlSocket::SuspendOrResume(std::string_view verb, std::string_view rest) {
+  delivery::Engine* engine = shard_.engine();
+  const std::string domain = NormalDomain(Word(rest));
+  if (domain.empty()) return Error(absl::StrCat(base::Av(verb), " needs a domain"));
+  if (OwnerShard(domain, shard_.shard_count()) != shard_.index()) return "{\"owner\":false}";
+  if (verb == "resume") {
+    const bool was = engine->Resume(domain);
+    std::string out = absl::StrCat("{\"owner\":true,\"was_suspended\":", was ? "true" : "false");
+    if (!was) return out + "}";
+    return out + Save([&](delivery::AdminState& st) {
+             std::erase_if(st.suspensions, [&](const auto& s) { return s.domain == domain; });
+           });
   }
-  if (engine == nullptr) return "error: delivery is disabled (--no-delivery)";
-  if (verb == "flush") return absl::StrCat("ok ", engine->Flush(arg), " domains flushed");
-  if (arg.empty()) return absl::StrCat("error: ", base::Av(verb), " needs an argument");
-  if (verb == "suspend") return engine->Suspend(arg) ? "ok suspended" : "ok suspended (empty)";
-  if (verb == "resume") return engine->Resume(arg) ? "ok resumed" : "ok not queued here";
-  return absl::StrCat("ok ", engine->BounceQueued(arg), " recipients bounced");
+  uint64_t until_us = 0;  // absent: until resumed
+  if (const std::string_view until = Word(rest);
+      !until.empty() && !base::ParseUint64(until, until_us)) {
+    return Error("suspend: bad end time");
+  }
+  const std::string reason = delivery::CleanReason(rest);
+  const size_t queued = engine->Suspend(domain, until_us, reason);
+  const uint64_t now_us = base::WallMicros();
+  return absl::StrCat("{\"owner\":true,\"recipients\":", queued) +
+         Save([&](delivery::AdminState& st) {
+           std::erase_if(st.suspensions, [&](const auto& s) { return s.domain == domain; });
+           st.suspensions.push_back(delivery::Suspension{domain, now_us, until_us, reason});
+         });
+}
+
+// bounce|delete|hold|release  id ID | domain DOMAIN.
+std::string ControlSocket::ActOnSelection(std::string_view verb, std::string_view rest) {
+  delivery::Engine* engine = shard_.engine();
+  const std::string_view kind = Word(rest);
+  delivery::Engine::Selector what;
+  if (kind == "id") {
+    what.id = base::QueueId::Parse(rest);
+    if (!what.id) return Error(absl::StrCat("not a queue id: ", std::string(rest).substr(0, 32)));
+  } else if (kind == "domain") {
+    what.domain = NormalDomain(rest);
+    if (what.domain.empty()) return Error(absl::StrCat(base::Av(verb), " domain needs a domain"));
+    // Domain-wide actions belong to the owner shard (it alone queues the domain).
+    if (OwnerShard(what.domain, shard_.shard_count()) != shard_.index()) {
+      return "{\"owner\":false}";
+    }
+  } else {
+    return Error(absl::StrCat(base::Av(verb), " needs \"id ID\" or \"domain DOMAIN\""));
+  }
+  const std::string owner = what.id ? "" : ",\"owner\":true";
+  auto forget_id = [&](delivery::AdminState& st) {
+    std::erase_if(st.held_ids, [&](base::QueueId id) { return id == *what.id; });
+  };
+  if (verb == "bounce" || verb == "delete") {
+    const delivery::Engine::Touched t =
+        verb == "bounce" ? engine->BounceQueued(what) : engine->DeleteQueued(what);
+    std::string out = TouchedJson(t) + owner;
+    // A held message that is gone needs no hold any more.
+    const bool was_held = what.id && shard_.admin_store() != nullptr &&
+                          std::ranges::count(shard_.admin_store()->Snapshot().held_ids, *what.id);
+    return was_held ? out + Save(forget_id) : out + "}";
+  }
+  if (verb == "hold") {
+    const delivery::Engine::Touched t = engine->Hold(what);
+    std::string out = TouchedJson(t) + owner;
+    if (what.id && t.recipients + t.in_flight == 0) return out + "}";
+    return out + Save([&](delivery::AdminState& st) {
+             if (what.id) {
+               if (!std::ranges::count(st.held_ids, *what.id)) st.held_ids.push_back(*what.id);
+             } else if (!std::ranges::count(st.held_domains, what.domain)) {
+               st.held_domains.push_back(what.domain);
+             }
+           });
+  }
+  const std::optional<delivery::Engine::Touched> t = engine->Release(what);
+  if (!t) return absl::StrCat("{\"held\":false", owner, "}");
+  return absl::StrCat(TouchedJson(*t), ",\"held\":true", owner) +
+         Save([&](delivery::AdminState& st) {
+           if (what.id) return forget_id(st);
+           std::erase_if(st.held_domains, [&](const std::string& d) { return d == what.domain; });
+         });
 }
 
 }  // namespace sluice::server

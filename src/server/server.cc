@@ -22,6 +22,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
 #include "sluice/pickup/pickup_directory.h"
@@ -200,6 +201,25 @@ absl::StatusOr<absl::flat_hash_map<base::QueueId, std::vector<spool::RetryEntry>
   return by_message;
 }
 
+// Holds of messages no longer in the spool (delivered or removed while the
+// hold was saved, or set aside as corrupt) are dropped, so the file does not
+// grow with ids that can never come back.
+void PruneHeldIds(delivery::AdminStore& store, const spool::RecoveryReport& recovered) {
+  const delivery::AdminState state = store.Snapshot();
+  if (state.held_ids.empty()) return;
+  absl::flat_hash_set<base::QueueId> present;
+  for (const spool::QueuedMessage& m : recovered.messages) present.insert(m.envelope.id);
+  size_t gone = 0;
+  for (base::QueueId id : state.held_ids) gone += present.contains(id) ? 0 : 1;
+  if (gone == 0) return;
+  const absl::Status s = store.Update(
+      [&](delivery::AdminState& st) {
+        std::erase_if(st.held_ids, [&](base::QueueId id) { return !present.contains(id); });
+      },
+      base::WallMicros());
+  if (!s.ok()) std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+}
+
 }  // namespace
 
 // The process's file mode mask, set once by Serve() before any thread
@@ -255,6 +275,18 @@ absl::Status Serve(const config::Config& config) {
     }
   }
 
+  // Suspensions and holds set by `sluice queue` (delivery/admin_state.h).
+  // A file that does not verify stops the start: applying half of it could
+  // deliver mail the administrator held.
+  delivery::AdminStore admin_store(config.spool_dir);
+  if (auto s = admin_store.Load(base::WallMicros()); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(),
+                                               " (move the file aside to start "
+                                               "without the saved holds and "
+                                               "suspensions)"));
+  }
+  PruneHeldIds(admin_store, *recovered);
+
   // TLS and AUTH (tls/credentials.h): certificate, users and the failure
   // limiter, shared by every shard; SIGHUP reloads them.
   auto credentials = tls::Credentials::Create(config);
@@ -278,6 +310,7 @@ absl::Status Serve(const config::Config& config) {
         std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections, mailboxes));
     shard_objects.back()->set_credentials(credentials->get());
     shard_objects.back()->set_client_limiter(&client_limiter);
+    shard_objects.back()->set_admin_store(&admin_store);
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.

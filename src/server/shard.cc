@@ -158,6 +158,13 @@ absl::Status Shard::Init() {
   if (config_.delivery_enabled) {
     engine_ = std::make_unique<delivery::Engine>(*ring_, config_, *this, config_.hostname);
     if (auto s = engine_->Init(); !s.ok()) return s;
+    // Before any job arrives: a held or suspended domain's recovered mail
+    // must not leave at start-up.
+    if (admin_store_ != nullptr) {
+      engine_->ApplyAdminState(admin_store_->Snapshot(), [this](std::string_view domain) {
+        return OwnerShard(domain, mailboxes_.shards()) == index_;
+      });
+    }
   }
 
   // Plain listeners, then the implicit-TLS ones (tls.listen / --listen-tls).

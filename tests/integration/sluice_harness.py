@@ -743,35 +743,29 @@ class Sluice:
         )
 
     def queue_list(self) -> list:
-        r = self.cli("queue", "messages", "--spool", str(self.spool))
-        assert r.returncode == 0, f"sluice queue messages failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
+        """The spool's messages (`queue messages --json --spool-only`: the files,
+        whether or not the daemon runs) as QueueEntry(id, age, size, sender,
+        rcptcount, line)."""
         entries = []
-        for line in r.stdout.decode("utf-8", "replace").splitlines():
-            if not line.strip():
-                continue
-            fields = line.split()
-            assert len(fields) == 5, f"queue messages line is not 'ID AGE SIZE SENDER RCPTCOUNT': {line!r}"
-            assert ID_RE.match(fields[0]), f"bad queue id in queue messages line {line!r}"
-            entries.append(QueueEntry(fields[0], fields[1], int(fields[2]), fields[3], int(fields[4]), line))
+        for m in self.queue_json():
+            assert ID_RE.match(m["id"]), f"bad queue id in queue messages: {m!r}"
+            entries.append(QueueEntry(m["id"], f"{m['age_s']}s", m["size"], m["sender"] or "<>",
+                                      len(m["recipients"]), json.dumps(m)))
         return entries
 
     def queue_ids(self) -> set:
         return {e.id for e in self.queue_list()}
 
     def queue_json(self) -> list:
-        r = self.cli("queue", "messages", "--spool", str(self.spool), "--json")
+        r = self.cli("queue", "messages", "--spool", str(self.spool), "--json", "--spool-only")
         assert r.returncode == 0, f"sluice queue messages --json failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
-        out = []
-        for line in r.stdout.decode("utf-8").splitlines():
-            if line.strip():
-                out.append(json.loads(line))
-        return out
+        return json.loads(r.stdout.decode("utf-8"))  # one JSON array
 
     def queue_json_by_id(self) -> dict:
         return {m["id"]: m for m in self.queue_json()}
 
     def queue_show(self, qid: str, timeout: float = 60.0) -> bytes:
-        r = self.cli("queue", "show", "--spool", str(self.spool), qid, timeout=timeout)
+        r = self.cli("queue", "show", "--spool", str(self.spool), qid, "--body", timeout=timeout)
         assert r.returncode == 0, f"sluice queue show {qid} failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
         return r.stdout
 

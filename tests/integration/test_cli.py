@@ -1,6 +1,7 @@
 """The command line outside `serve`: check-config exit codes and messages,
 usage errors, and the queue commands on an empty or missing spool."""
 
+import json
 import subprocess
 
 from sluice_harness import require_sluice_bin
@@ -128,7 +129,9 @@ def test_usage_errors_exit_2():
 def test_queue_commands_on_an_empty_and_a_missing_spool(tmp_path):
     (tmp_path / "spool" / "0").mkdir(parents=True)
     r = run("queue", "messages", "--spool", str(tmp_path / "spool"))
-    assert r.returncode == 0 and r.stdout == ""
+    assert r.returncode == 0 and r.stdout == "queue is empty\n" and "spool-only view" in r.stderr, r
+    r = run("queue", "messages", "--spool", str(tmp_path / "spool"), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r
     r = run("queue", "messages", "--spool", str(tmp_path / "missing"))
     assert r.returncode == 1 and "missing" in r.stderr
     # The live commands need a running daemon.

@@ -967,7 +967,8 @@ def send_many(relay, items: Sequence[tuple], sender: str = SENDER) -> list:
 def queue_suspended(relay, world, domain: str, n: int, prefix: str) -> dict:
     """Suspends `domain`, queues n one-recipient messages for it, and returns
     {rcpt: (body, id)}; the caller resumes the domain."""
-    assert all(r.startswith("ok suspended") for r in relay.admin(f"suspend {domain}")), relay.admin("list")
+    replies = [json.loads(r) for r in relay.admin(f"suspend {domain}")]
+    assert sorted(r["owner"] for r in replies) == [False, True], replies
     items = [([f"{prefix}{i}@{domain}"], msg(f"{prefix} {i}", to=f"{prefix}{i}@{domain}")) for i in range(n)]
     ids = send_many(relay, items)
     sent = {rcpts[0]: (body, qid) for (rcpts, body), qid in zip(items, ids)}
@@ -1256,8 +1257,8 @@ def test_admin_list_flush(sluice_factory, delivery_world):
     now_us = time.time() * 1e6
     assert 3500e6 <= q["next_attempt_us"] - now_us <= 3600e6, q
     assert q["oldest_us"] <= now_us and not q["suspended"], q
-    replies = relay.admin("flush d1.test")
-    assert sorted(replies) == ["ok 0 domains flushed\n", "ok 1 domains flushed\n"], replies
+    replies = [json.loads(r) for r in relay.admin("flush d1.test")]
+    assert sorted(r["domains"] for r in replies) == [0, 1], replies
     r = world["127.0.0.2"]
     r.wait_messages(1, timeout=5)
     wait_finals(relay, 2)
@@ -1265,7 +1266,7 @@ def test_admin_list_flush(sluice_factory, delivery_world):
     wait_for(lambda: admin_list(relay) == [] or all(x["deferred"] + x["ready"] == 0 for x in admin_list(relay)),
              timeout=5, what="an empty list")
     # flush with no domain: every domain, accepted by every shard.
-    assert all(x.startswith("ok ") for x in relay.admin("flush"))
+    assert all("domains" in json.loads(x) for x in relay.admin("flush"))
 
 
 def test_admin_suspend_resume(sluice_factory, delivery_world):
@@ -1279,8 +1280,8 @@ def test_admin_suspend_resume(sluice_factory, delivery_world):
     assert world["127.0.0.2"].connections() == []
     (q,) = [x for x in admin_list(relay) if x["domain"] == "d1.test"]
     assert q["suspended"] is True and q["ready"] == 4, q
-    replies = relay.admin("resume d1.test")
-    assert "ok resumed\n" in replies, replies
+    replies = [json.loads(r) for r in relay.admin("resume d1.test")]
+    assert {"owner": True, "was_suspended": True, "saved": True} in replies, replies
     world["127.0.0.2"].wait_messages(4)
     assert_exactly_once(world, {**sent, "x@d2.test": (body, q2)})
 
@@ -1294,10 +1295,10 @@ def test_admin_bounce_domain_and_id(sluice_factory, delivery_world):
     q2 = send(relay, ["c@d2.test"], msg("bounce by id"))
     q3 = send(relay, ["d@d2.test"], msg("stays"))
     wait_for(lambda: len(records(relay, "TransientFailure")) == 4, timeout=10, what="deferrals")
-    replies = relay.admin("bounce d1.test")
-    assert sorted(replies) == ["ok 0 recipients bounced\n", "ok 2 recipients bounced\n"], replies
-    replies = relay.admin(f"bounce {q2}")
-    assert sorted(replies) == ["ok 0 recipients bounced\n", "ok 1 recipients bounced\n"], replies
+    replies = [json.loads(r) for r in relay.admin("bounce domain d1.test")]
+    assert sorted(r.get("recipients", 0) for r in replies) == [0, 2], replies
+    replies = [json.loads(r) for r in relay.admin(f"bounce id {q2}")]
+    assert sorted(r["recipients"] for r in replies) == [0, 1], replies
     dsns = wait_dsns(world[SENDER_HOST], 2)
     got = sorted((x["final_recipient"], x["status"]) for _, d in dsns for x in d["recipients"])
     assert got == [("rfc822; a@d1.test", "5.0.0"), ("rfc822; b@d1.test", "5.0.0"),
@@ -1315,9 +1316,12 @@ def test_admin_bounce_domain_and_id(sluice_factory, delivery_world):
 def test_admin_errors(sluice_factory, delivery_world):
     world = delivery_world(mx={"snd.test": SENDER_HOST})
     relay = start_relay(sluice_factory, world)
-    assert all(r.startswith("error: unknown command") for r in relay.admin("frobnicate"))
-    assert all(r.startswith("error: suspend needs an argument") for r in relay.admin("suspend"))
-    assert all(r.startswith("ok 0 recipients bounced") for r in relay.admin("bounce nothing.test"))
+    assert all(json.loads(r)["error"].startswith("unknown command") for r in relay.admin("frobnicate"))
+    assert all(json.loads(r)["error"] == "suspend needs a domain" for r in relay.admin("suspend"))
+    assert all("needs \"id ID\" or \"domain DOMAIN\"" in json.loads(r)["error"]
+               for r in relay.admin("bounce nothing.test"))
+    replies = [json.loads(r) for r in relay.admin("bounce domain nothing.test")]
+    assert sum(r.get("recipients", 0) for r in replies) == 0, replies
     stats = [json.loads(s) for s in relay.admin("stats")]
     assert [s["shard"] for s in stats] == [0, 1]
 
@@ -1333,7 +1337,7 @@ def test_admin_long_line_and_concurrent_clients(sluice_factory, delivery_world):
         s.connect(path)
         s.sendall(b"x" * 5000)
         data = s.recv(1000)
-        assert data.startswith(b"error: command line too long"), data
+        assert json.loads(data) == {"error": "command line too long"}, data
     # Sixteen clients at once, each answered.
     socks = []
     for _ in range(16):
@@ -1373,7 +1377,7 @@ def test_queue_cli_against_the_running_daemon(sluice_factory, delivery_world):
             listing[fields[0]] = fields
     assert set(listing) == {"d1.test", "d2.test"}, cli("list")
     assert listing["d1.test"][1:3] == ["1", "0"] and listing["d2.test"][1:3] == ["0", "1"], listing
-    as_json = [json.loads(line) for line in cli("list", "--json").splitlines() if line.strip()]  # JSON lines
+    as_json = json.loads(cli("list", "--json"))  # one JSON document
     assert {q["domain"] for q in as_json} == {"d1.test", "d2.test"}, as_json
     cli("flush", "d2.test")
     world["127.0.0.3"].wait_messages(1)
@@ -1383,11 +1387,11 @@ def test_queue_cli_against_the_running_daemon(sluice_factory, delivery_world):
     q2 = send(relay, ["c@d1.test"], msg("to bounce"))
     wait_for(lambda: any(q["domain"] == "d1.test" and q["ready"] == 1 for q in admin_list(relay)), timeout=5,
              what="the held job")
-    cli("bounce", q2)
+    cli("bounce", "--id", q2)
     (b,) = wait_for(lambda: records(relay, "Bounce"), timeout=5, what="the bounce")
     assert b["id"] == q2 and b["recipient"] == "c@d1.test", b
-    stats = cli("stats")
-    assert '"delivered"' in stats, stats
+    stats = json.loads(cli("stats"))
+    assert stats["totals"]["bounced"] == 1 and len(stats["shards"]) == relay.shards, stats
     del qid
 
 
@@ -1517,6 +1521,7 @@ def test_delivered_segments_are_not_held_open(sluice_factory, delivery_world):
     old = set(spool_files(relay))
     assert old, "the messages are in segments"
     relay.start()  # the old segments are recovered, delivered, then unlinked
+    relay.admin("resume d1.test")  # the suspension survived the restart (admin.state)
     world["127.0.0.2"].wait_messages(20)
     wait_for(lambda: not (old & set(spool_files(relay))), timeout=5, what="the old segments unlinked")
 

@@ -127,7 +127,7 @@ def test_batch_is_one_record_with_the_template_once(sluice_factory, tmp_path):
     assert b"with local (pickup) id " + m["id"].encode() in stored
     # Each recipient's own message, rendered from the stored template.
     for e, n, c in (rows[0], rows[123], rows[-1]):
-        r = d.cli("queue", "show", "--spool", str(d.spool), m["id"], "--recipient", e)
+        r = d.cli("queue", "show", "--spool", str(d.spool), m["id"], "--body", "--recipient", e)
         assert r.returncode == 0, r.stderr
         assert r.stdout.endswith(render(n, e, c) + marker.encode()), r.stdout[-600:]
     assert not list((pickup / "bad").iterdir())

@@ -290,8 +290,6 @@ def test_blast_into_sluice_queues_exactly_n(sluice):
                 "--recipients", "2", "--domains", "3", timeout=100)
     assert rep["messages_ok"] == n and rep["messages_failed"] == 0
     assert rep["server_pipelining"] is True
-    r = subprocess.run(f"'{sluice.bin}' queue messages --spool '{sluice.spool}' | wc -l", shell=True,
-                       capture_output=True, timeout=scaled(60))
-    assert int(r.stdout.strip()) == n, r
     entries = sluice.queue_list()
+    assert len(entries) == n, len(entries)
     assert all(e.rcptcount == 2 for e in entries)

@@ -32,9 +32,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/config/config.h"
+#include "sluice/delivery/admin_state.h"
 #include "sluice/delivery/ledger.h"
 #include "sluice/delivery/outbound_connection.h"
 #include "sluice/delivery/own_addresses.h"
@@ -66,6 +68,7 @@ struct EngineStats {
   uint64_t deferred = 0;
   uint64_t bounced = 0;
   uint64_t expired = 0;
+  uint64_t deleted = 0;  // recipients removed by `queue delete` (no DSN)
   uint64_t dsns = 0;
   uint64_t connections_opened = 0;
   uint64_t connection_failures = 0;
@@ -101,14 +104,48 @@ class Engine final : public ConnectionDelegate {
   void AbortAll();
   bool idle() const;
 
-  // Administration (the shard's control socket). JSON text.
+  // Administration (the shard's control socket, server/control_socket.h).
+  // Each call is an admin command's work on this shard: O(jobs) at most.
+  // What the administrator chose survives restarts through AdminStore; the
+  // control socket writes it there, the engine only applies it.
+  //
+  // Start-up: applies the saved suspensions and domain holds of the domains
+  // this shard owns (`owned`), and every held message id.
+  void ApplyAdminState(const AdminState& state,
+                       absl::FunctionRef<bool(std::string_view domain)> owned);
   std::string ListJson();
   size_t Flush(std::string_view domain);  // "" = every domain; returns domains touched
-  bool Suspend(std::string_view domain);
-  bool Resume(std::string_view domain);
-  // Bounces every queued job of `domain`, or of message id when `domain`
-  // parses as a queue id. Returns recipients bounced.
-  size_t BounceQueued(std::string_view what);
+  // Suspends `domain` (also before any mail for it arrived) until `until_us`
+  // (0: until resumed). Returns the recipients queued for it now.
+  size_t Suspend(std::string_view domain, uint64_t until_us, std::string reason);
+  bool Resume(std::string_view domain);  // false: it was not suspended
+  // Suspensions in force: a JSON array of {domain, since_us, until_us, reason, recipients}.
+  std::string SuspensionsJson();
+  // What an id/domain command selects: a message, or a destination domain.
+  struct Selector {
+    std::optional<base::QueueId> id;
+    std::string domain;  // when !id
+  };
+  struct Touched {
+    size_t recipients = 0;  // queued recipients acted on
+    size_t in_flight = 0;   // recipients being attempted now: not touched
+  };
+  // Bounces (DSN to the sender) or deletes (no DSN; a Deletion record per
+  // recipient) the queued jobs selected.
+  Touched BounceQueued(const Selector& what);
+  Touched DeleteQueued(const Selector& what);
+  // Holds / releases the selected mail (queue::DomainQueue holds). Release of
+  // a message or domain that is not held returns nullopt.
+  Touched Hold(const Selector& what);
+  std::optional<Touched> Release(const Selector& what);
+  // Every queued and in-flight job (at most `max`): a JSON array of
+  // {id, domain, state, recipients, attempts, next_us, error}; "truncated"
+  // is set when more were left out.
+  // `only`: the jobs of that message alone.
+  std::string JobsJson(size_t max, std::optional<base::QueueId> only, bool& truncated);
+  // Pending recipients per domain and age bucket: bucket i holds ages below
+  // edges_s[i] (and at least edges_s[i-1]); the last bucket the rest.
+  std::string ShapeJson(const std::vector<uint64_t>& edges_s);
 
   const EngineStats& stats() const { return stats_; }
   size_t queued_domains() { return queues_.domain_count(); }
@@ -157,6 +194,13 @@ class Engine final : public ConnectionDelegate {
   // that their records are not all read and held together, they queue here
   // and at most kMaxDetachedLoads (64) load at a time.
   void LoadDetached(Active* a);
+  // Takes the selected queued jobs out of their queues and decides them
+  // without a connection: bounced (DSN) or deleted (no DSN).
+  Touched DecideQueued(const Selector& what, bool deleted);
+  // Recipients of the selected mail being attempted right now.
+  size_t InFlight(const Selector& what) const;
+  template <typename F>
+  void ForEachActive(F&& f) const;
   void StartDetachedLoads();
   void OnRecord(Active* a, absl::StatusOr<RecordPtr> record);
   void PrepareBody(Active* a);
@@ -234,6 +278,8 @@ class Engine final : public ConnectionDelegate {
   bool record_tls_resumed_ = false;
   bool stopping_ = false;
   EngineStats stats_;
+  // Suspensions with their reason, by domain (the queue holds the gate).
+  absl::flat_hash_map<std::string, Suspension> suspensions_;
 };
 
 }  // namespace sluice::delivery

@@ -56,7 +56,8 @@ struct ReceptionRecord {
 //   TransientFailure  4xx or a local failure (DNS, connect, timeout): will retry
 //   Bounce            5xx or a permanent local failure: a DSN goes to the sender
 //   Expiration        still failing when the message reached its queue lifetime
-enum class DeliveryType : uint8_t { kDelivery, kTransientFailure, kBounce, kExpiration };
+//   Deletion          removed by the administrator (`sluice queue delete`): no DSN
+enum class DeliveryType : uint8_t { kDelivery, kTransientFailure, kBounce, kExpiration, kDeletion };
 std::string_view DeliveryTypeName(DeliveryType type);
 
 // One delivery attempt's outcome for one recipient: the same fields for all

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "sluice/queue/retry_schedule.h"
 #include "sluice/queue/shaping.h"
@@ -48,12 +49,15 @@ struct DomainStats {
   size_t ready = 0;              // jobs
   size_t deferred = 0;           // jobs
   size_t in_flight = 0;          // jobs
-  size_t recipients = 0;         // in ready + deferred jobs
+  size_t held = 0;               // jobs
+  size_t recipients = 0;         // in ready + deferred + held jobs
   uint32_t connections = 0;      // open, this domain
-  Micros oldest = kNever;        // queued_at of the oldest ready/deferred job
+  Micros oldest = kNever;        // queued_at of the oldest ready/deferred/held job
   Micros next_attempt = kNever;  // earliest deferred job
   uint32_t scale_permille = 1000;
   bool suspended = false;
+  Micros suspended_until = kNever;  // when `suspended`: kNever = until resumed
+  bool held_all = false;            // `queue hold --domain`
 };
 
 struct ReportResult {
@@ -111,30 +115,74 @@ class DomainQueue {
   // connect): backoff only. True if it triggered a backoff.
   bool ReportConnectionReply(const Reply& reply, Micros now);
 
-  // Administration.
-  void Suspend() { suspended_ = true; }
-  void Resume() { suspended_ = false; }
+  // Administration. A suspension stops new deliveries until `until` (kNever:
+  // until Resume); it lifts itself when NextWakeup sees its time has passed.
+  void Suspend(Micros until = kNever) {
+    suspended_ = true;
+    suspended_until_ = until;
+  }
+  void Resume() {
+    suspended_ = false;
+    suspended_until_ = kNever;
+  }
   bool suspended() const { return suspended_; }
+  bool suspended_at(Micros now) const { return suspended_ && now < suspended_until_; }
   // Every deferred job becomes ready now (oldest retry time first).
   void Flush();
-  // Removes and returns every queued (not in-flight) job: `queue bounce DOMAIN`.
+  // Removes and returns every queued (not in-flight) job, held ones too:
+  // `queue bounce|delete --domain`.
   std::vector<Job> DrainAll();
   // Takes every ready job without a connection or a token; they count as in
   // flight until reported with kNoConnection. For outcomes that decide a whole
   // destination at once: a DNS failure, no MX host reachable.
   std::vector<Job> TakeAllReady();
-  // Removes and returns the queued jobs of one message: `queue bounce ID`.
+  // Removes and returns the queued (and held) jobs of one message:
+  // `queue bounce|delete --id`.
   std::vector<Job> RemoveMessage(base::QueueId id);
+
+  // Holds (`queue hold`). A held job sits outside the ready FIFO and the
+  // deferred heap: nothing delivers, retries or expires it until it is
+  // released, and then it is ready at once. A job is held while its domain
+  // is held as a whole (HoldAll) or its message id is in the shard's held
+  // set (`held_ids`, owned by the QueueSet; consulted on every enqueue, so a
+  // held message's in-flight job that defers is held when it comes back).
+  void set_held_ids(const absl::flat_hash_set<base::QueueId>* ids) { held_ids_ = ids; }
+  // Returns the recipients newly held.
+  size_t HoldAll();
+  size_t HoldMessage(base::QueueId id);
+  // Ends the domain's hold; held jobs whose message is not held by id become
+  // ready. Returns their recipients.
+  size_t ReleaseAll();
+  // Held jobs of `id` become ready unless the whole domain is held. The
+  // caller has taken `id` out of the held set first.
+  size_t ReleaseMessage(base::QueueId id);
+  bool held_all() const { return hold_all_; }
+
   // Every queued job, ready or deferred (not those in flight), with the time
   // it is due (0: ready now): what a clean stop saves (spool/retry_state.h).
+  // Held jobs are included as due now: the hold itself is saved apart.
   void ForEachQueued(absl::FunctionRef<void(const Job&, Micros due)> fn) const;
+  // Every queued job with its state and due time (kHeld: 0): `queue messages`.
+  void ForEachJob(absl::FunctionRef<void(const Job&, JobState, Micros due)> fn) const;
+
+  // Error texts of failed attempts, interned per domain (Job::last_error):
+  // a domain's deferrals mostly share a handful of texts. At most
+  // kMaxErrorTexts distinct ones; past that the last slot is overwritten,
+  // so the rarest errors may show the newest of them. Forgotten when the
+  // queue holds no job at all.
+  uint16_t InternError(std::string_view text);
+  std::string_view ErrorText(uint16_t index) const;
+  static constexpr size_t kMaxErrorTexts = 32;
 
   DomainStats Stats() const;  // O(jobs) for `oldest`: an admin call
   size_t ready_count() const { return ready_.size() - ready_head_; }
   size_t deferred_count() const { return deferred_.size(); }
   size_t in_flight() const { return in_flight_; }
   uint32_t open_connections() const { return open_; }
-  bool empty() const { return ready_count() == 0 && deferred_.empty() && in_flight_ == 0; }
+  size_t held_count() const { return held_.size(); }
+  bool empty() const {
+    return ready_count() == 0 && deferred_.empty() && held_.empty() && in_flight_ == 0;
+  }
 
   // QueueSet's bookkeeping: the time this queue is filed under in the wake-up heap.
   Micros scheduled_at = kNever;
@@ -155,6 +203,13 @@ class DomainQueue {
   Micros MessageAvailableAt(Micros now) const;
   Micros ConnectionAvailableAt(Micros now) const;
   bool HasIdleUsableConnection() const;
+  bool IsHeld(base::QueueId id) const {
+    return hold_all_ || (held_ids_ != nullptr && !held_ids_->empty() && held_ids_->contains(id));
+  }
+  // Moves the queued jobs `pick` selects into held_; returns their recipients.
+  size_t HoldWhere(absl::FunctionRef<bool(const Job&)> pick);
+  // Moves the held jobs `pick` selects to the ready FIFO; returns recipients.
+  size_t ReleaseWhere(absl::FunctionRef<bool(const Job&)> pick);
 
   std::string domain_;
   ShapingGate gate_;
@@ -170,6 +225,11 @@ class DomainQueue {
   uint32_t idle_usable_ = 0;  // open, not busy, below the message limit
   size_t in_flight_ = 0;
   bool suspended_ = false;
+  Micros suspended_until_ = kNever;
+  std::vector<uint32_t> held_;  // slots of held jobs
+  bool hold_all_ = false;
+  const absl::flat_hash_set<base::QueueId>* held_ids_ = nullptr;
+  std::vector<std::string> errors_;  // Job::last_error - 1
 };
 
 }  // namespace sluice::queue

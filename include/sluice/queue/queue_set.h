@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "sluice/queue/domain_queue.h"
 #include "sluice/queue/retry_schedule.h"
 #include "sluice/queue/shaping.h"
@@ -56,10 +57,19 @@ class QueueSet {
   // freed slot is usable at once by any of them).
   void CloseConnection(DomainQueue& q, ConnectionId c, Micros now);
 
-  bool Suspend(std::string_view domain, Micros now);
+  // `until`: when the suspension lifts by itself (kNever: at Resume).
+  bool Suspend(std::string_view domain, Micros now, Micros until = kNever);
   bool Resume(std::string_view domain, Micros now);
   bool Flush(std::string_view domain, Micros now);
   void FlushAll(Micros now);
+
+  // Holds by message id (`queue hold --id`): the id joins the shard's held
+  // set, which every DomainQueue consults when a job of it is enqueued, and
+  // its queued jobs move aside. Both return the recipients moved.
+  size_t HoldMessage(base::QueueId id, Micros now);
+  size_t ReleaseMessage(base::QueueId id, Micros now);  // 0 also if not held
+  bool IsHeldMessage(base::QueueId id) const { return held_ids_.contains(id); }
+  const absl::flat_hash_set<base::QueueId>& held_messages() const { return held_ids_; }
 
   size_t domain_count() const { return queues_.size(); }
   size_t heap_size() const { return heap_.size(); }
@@ -90,8 +100,9 @@ class QueueSet {
   absl::flat_hash_map<std::string, std::unique_ptr<DomainQueue>> queues_;
   absl::flat_hash_map<std::string, std::unique_ptr<SharedGate>> mx_gates_;
   absl::flat_hash_map<DomainQueue*, SharedGate*> membership_;
-  std::vector<Wake> heap_;  // min-heap on when
-  size_t live_ = 0;         // queues with scheduled_at != kNever
+  absl::flat_hash_set<base::QueueId> held_ids_;  // DomainQueues point here
+  std::vector<Wake> heap_;                       // min-heap on when
+  size_t live_ = 0;                              // queues with scheduled_at != kNever
   size_t last_due_touched_ = 0;
 };
 

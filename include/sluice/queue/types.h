@@ -30,10 +30,18 @@ inline constexpr Micros kDay = 24 * kHour;
 struct Job {
   base::QueueId message;
   uint16_t failures = 0;  // transient failures so far; the next attempt is failures + 1
+  // The reply of the last failed attempt, as an index into its DomainQueue's
+  // table of error texts (DomainQueue::ErrorText; 0: none yet). Fits in the
+  // padding after `failures`: the job stays 40 bytes.
+  uint16_t last_error = 0;
   absl::InlinedVector<uint32_t, 2> recipients;
 
   Micros queued_at() const { return message.micros(); }
 };
+static_assert(sizeof(Job) <= 40, "a deferred backlog pays for every byte of Job");
+
+// Where a queued job is (administration views).
+enum class JobState : uint8_t { kReady, kDeferred, kHeld };
 
 // The reply that decided an attempt: the SMTP code (0 for "no reply":
 // connection failure, timeout, DNS trouble) and its text.

@@ -3,14 +3,26 @@
 // root can use it). `sluice queue ...` connects to every shard's socket,
 // sends one command line and reads one reply until the shard closes.
 //
-// Commands (one line, at most 1 KiB, LF or CRLF):
-//   list                    JSON array of this shard's destination queues
-//   stats                   JSON object of this shard's delivery counters
-//   flush [DOMAIN]          deferred jobs become ready now
-//   suspend DOMAIN          no new deliveries to DOMAIN (in-flight ones finish)
-//   resume DOMAIN
-//   bounce ID|DOMAIN        every queued job of the message / domain bounces
-// Replies: "ok ..." or JSON for list/stats, "error: ..." otherwise.
+// Commands (one line, at most 1 KiB, LF or CRLF); every reply is one JSON
+// value, an error is {"error":"..."}:
+//   list                       array of this shard's destination queues
+//   stats                      object of this shard's delivery counters
+//   flush [DOMAIN]             deferred jobs become ready now: {"domains":N}
+//   suspend DOMAIN [UNTIL_US [REASON]]  no new deliveries to DOMAIN until
+//                              UNTIL_US (wall clock µs; 0: until resumed);
+//                              in-flight ones finish: {"owner":true,"recipients":N}
+//   resume DOMAIN              {"owner":true,"was_suspended":B}
+//   suspensions                array of {domain,since_us,until_us,reason,recipients}
+//   bounce|delete|hold|release id ID | domain DOMAIN
+//                              {"recipients":N,"in_flight":M}; release also
+//                              "held":false when it was not held
+//   messages [MAX [ID]]        {"truncated":B,"jobs":[{id,domain,state,
+//                              attempts,next_us,recipients,error}]}
+//   shape EDGE_S...            [{domain,counts:[...]}]: pending recipients
+//                              per age bucket
+// Domain commands are answered by the domain's owner shard; the others reply
+// {"owner":false}. Changes to suspensions and holds are saved in
+// <spool>/admin.state before the reply ("saved":true).
 //
 // Runs on the shard's ring like everything else: multishot accept, one
 // receive and one send per client, at most kMaxClients at a time.
@@ -20,7 +32,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "sluice/delivery/admin_state.h"
 #include "sluice/io/ring.h"
 
 namespace sluice::server {
@@ -43,8 +57,15 @@ class ControlSocket {
 
   static constexpr size_t kMaxClients = 16;
   static constexpr size_t kMaxLine = 1024;
+  // Jobs one `messages` reply lists per shard by default: the reply is built
+  // in memory on the shard's thread (about 150 bytes a job).
+  static constexpr uint64_t kMaxJobsListed = 200000;
 
  private:
+  std::string Stats();
+  std::string SuspendOrResume(std::string_view verb, std::string_view rest);
+  std::string ActOnSelection(std::string_view verb, std::string_view rest);
+  std::string Save(absl::FunctionRef<void(delivery::AdminState&)> change);
   struct Client;
   void Arm();
   void OnAccept(int result, uint32_t flags);

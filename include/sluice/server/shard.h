@@ -124,6 +124,11 @@ class Shard final : public delivery::EngineHost {
   // Per-client-address limits, shared by the shards; null: none.
   void set_client_limiter(ClientLimiter* l) { client_limiter_ = l; }
   tls::Credentials* credentials() const { return credentials_; }
+  // Suspensions and holds kept across restarts (delivery/admin_state.h):
+  // set by the server before Init(), which applies them; null in tests.
+  void set_admin_store(delivery::AdminStore* s) { admin_store_ = s; }
+  delivery::AdminStore* admin_store() const { return admin_store_; }
+  int shard_count() const { return mailboxes_.shards(); }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   // Takes every note waiting in this shard's mailboxes. Only from the shard's
@@ -220,6 +225,7 @@ class Shard final : public delivery::EngineHost {
   tls::Credentials* credentials_ = nullptr;  // TLS/AUTH, shared, owned by the server
   ClientLimiter* client_limiter_ = nullptr;  // shared, owned by the server
   absl::flat_hash_set<Refusal*> refusals_;   // replies in flight to refused connections
+  delivery::AdminStore* admin_store_ = nullptr;  // shared, owned by the server
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool spool_available_ = true;
