@@ -231,7 +231,8 @@ bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
     } else if (flag == "--hostname") {
       c.hostname = value;
     } else if (flag == "--log") {
-      c.log_file = value;
+      c.log_file = value;  // '' turns the log off
+      c.log_file_set = true;
     } else if (flag == "--pickup") {
       c.pickup_dir = value;
     } else if (flag == "--shards") {

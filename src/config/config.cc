@@ -933,6 +933,7 @@ class TomlReader {
     }
     if (absl::Status s = check(value->get()); !s.ok()) return Error(node, dotted, s.message());
     if (target != nullptr) *target = value->get();
+    if (target == &config_.log_file) config_.log_file_set = true;  // "" too: no log
     return absl::OkStatus();
   }
 
@@ -1610,6 +1611,15 @@ absl::Status ApplyTomlFile(const std::string& path, Config& config) {
   return ApplyToml(text, path, config);
 }
 
+std::string DefaultLogFile(std::string_view spool_dir) {
+  absl::string_view spool = Sv(spool_dir);
+  while (spool.size() > 1 && absl::ConsumeSuffix(&spool, "/")) {
+  }
+  const size_t slash = spool.rfind('/');
+  if (slash == absl::string_view::npos) return "./log/sluice.log";  // "spool": beside it, here
+  return absl::StrCat(spool.substr(0, slash), "/log/sluice.log");   // "/spool" -> "/log/..."
+}
+
 absl::Status Config::Finalize() {
   // Ranges again: command-line flags do not pass through the TOML reader.
   for (const IntField& field : kIntFields) {
@@ -1653,6 +1663,10 @@ absl::Status Config::Finalize() {
 
   if (absl::Status s = CheckPath(spool_dir, /*may_be_empty=*/false); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("spool.dir: ", s.message()));
+  }
+  if (!log_file_set) {
+    log_file = DefaultLogFile(spool_dir);
+    log_file_set = true;
   }
   if (absl::Status s = CheckPath(log_file, /*may_be_empty=*/true); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("log.file: ", s.message()));

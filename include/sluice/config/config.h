@@ -98,7 +98,12 @@ struct Config {
   uint64_t spool_min_free_bytes = 64ull * 1024 * 1024;  // 452 4.3.1 below this
 
   // [log]
-  std::string log_file;  // empty: no accounting log
+  // The accounting log (JSON lines). Unless log.file or --log gives it
+  // (log_file_set), Finalize() fills in DefaultLogFile(spool_dir):
+  // <parent of the spool>/log/sluice.log, ./var/log/sluice.log on the
+  // built-in defaults. Given as "" (log.file = "" or --log ''): no log.
+  std::string log_file;
+  bool log_file_set = false;
 
   // [pickup] (docs/PICKUP.md)
   std::string pickup_dir;                            // empty: no pickup directory
@@ -162,6 +167,11 @@ struct Config {
   // lower case without a trailing dot.
   absl::Status Finalize();
 };
+
+// The accounting log's default place for a spool directory: beside the
+// spool, "<parent>/log/sluice.log" ("./var/spool" -> "./var/log/sluice.log",
+// "spool" -> "./log/sluice.log").
+std::string DefaultLogFile(std::string_view spool_dir);
 
 // The route for a recipient domain, or nullptr when mail for it goes to its
 // MX hosts. The most specific pattern wins, as in queue::ShapingPolicy: an
