@@ -131,8 +131,8 @@ int CommandHelp(std::string_view command) {
     if (in_entry) absl::StrAppend(&entries, base::Av(line), "\n");
   }
   if (entries.empty()) return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));
-  std::printf("usage: sluice %s [options]\n\n%s%s", std::string(command).c_str(),
-              entries.c_str(), std::string(usage.substr(options)).c_str());
+  std::printf("usage: sluice %s [options]\n\n%s%s", std::string(command).c_str(), entries.c_str(),
+              std::string(usage.substr(options)).c_str());
   return 0;
 }
 
@@ -160,7 +160,7 @@ struct Options {
   std::vector<std::string> to;  // inject --to
   std::string batch;            // inject --batch MANIFEST
   std::string recipient;        // queue show --recipient ADDRESS
-  std::string user;  // check-config --user NAME
+  std::string user;             // check-config --user NAME
   std::vector<std::string> positional;
 };
 

@@ -42,8 +42,7 @@ std::string CheckFolder(const std::string& dir, const ServiceUser& user) {
     if (!S_ISDIR(st.st_mode)) return "exists but is not a folder";
     if (!CanWriteFolder(st, user)) {
       return absl::StrCat("is not writable by ", user.name, " (owner ", st.st_uid, ", group ",
-                          st.st_gid, ", mode ",
-                          absl::StrFormat("%04o", st.st_mode & 07777), ")");
+                          st.st_gid, ", mode ", absl::StrFormat("%04o", st.st_mode & 07777), ")");
     }
     return "";
   }
@@ -94,7 +93,8 @@ std::vector<std::string> CheckFolders(const config::Config& config, const Servic
     for (const char* sub : {"tmp", "new", "bad"}) {
       struct stat st;
       const std::string path = absl::StrCat(config.pickup_dir, "/", sub);
-      if (stat(path.c_str(), &st) == 0) folders.emplace_back(absl::StrCat("pickup.dir's ", sub), path);
+      if (stat(path.c_str(), &st) == 0)
+        folders.emplace_back(absl::StrCat("pickup.dir's ", sub), path);
     }
   }
   std::vector<std::string> problems;

@@ -1626,7 +1626,11 @@ absl::Status Config::Finalize() {
     if (absl::Status s = field.check(field, *this); !s.ok()) return s;
   }
 
-  // Relations.
+  // Relations. The default line limit follows a smaller message size.
+  if (max_data_line_length == Config().max_data_line_length &&
+      max_message_size < max_data_line_length) {
+    max_data_line_length = max_message_size;
+  }
   if (max_data_line_length > max_message_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("server.max_data_line_length (", max_data_line_length,
