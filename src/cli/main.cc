@@ -740,6 +740,10 @@ int Inject(const Options& o) {
   // The daemon checks again; checking here gives the producer the reason now.
   pickup::Result parsed = pickup::ParseMessage(bytes, server::MessageLimitsFor(c));
   if (!parsed.ok) {
+    // Line numbers of the user's file: the envelope lines added above are
+    // not in it.
+    const size_t added = o.to.size() + (o.from_given ? 1 : 0);
+    if (parsed.error.line > added) parsed.error.line -= added;
     std::fprintf(stderr, "sluice: inject: message not accepted: %s\n",
                  parsed.error.ToString().c_str());
     return 1;
