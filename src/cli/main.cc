@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "admin_client.h"
 #include "path_check.h"
+#include "sendmail_command.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
@@ -793,9 +794,17 @@ int Passwd(const Options& o) {
   return 0;
 }
 
+// Run as "sendmail" (a link, deploy/README.md) or as `sluice sendmail`.
+bool IsSendmail(std::string_view argv0) {
+  const size_t slash = argv0.rfind('/');
+  return argv0.substr(slash == std::string_view::npos ? 0 : slash + 1) == "sendmail";
+}
+
 int Main(int argc, char** argv) {
+  if (IsSendmail(argv[0])) return SendmailMain(argc, argv, DefaultConfigFile());
   if (argc < 2) return Usage("no command given");
   const std::string_view command = argv[1];
+  if (command == "sendmail") return SendmailMain(argc - 1, argv + 1, DefaultConfigFile());
   if (command == "--help" || command == "-h") return Usage("");
   if (command == "version" || command == "--version") {
     std::printf("sluice 0.1.0\n");

@@ -224,8 +224,8 @@ constexpr absl::string_view kServerKeys[] = {
 // clang-format on
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
-constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s", "max_batch_recipients",
-                                             "max_recipients_file_size"};
+constexpr absl::string_view kPickupKeys[] = {"dir", "group", "scan_interval_s",
+                                             "max_batch_recipients", "max_recipients_file_size"};
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -919,6 +919,9 @@ class TomlReader {
       check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/true); };
     } else if (table == "pickup" && key == "dir") {
       target = &config_.pickup_dir;
+      check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/true); };
+    } else if (table == "pickup" && key == "group") {
+      target = &config_.pickup_group;  // looked up at start-up (server.cc)
       check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/true); };
     } else if (node.is_table()) {
       return Error(key_node, dotted, absl::StrCat("unknown table in [", table, "]"));

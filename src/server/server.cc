@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -262,7 +263,17 @@ absl::Status Serve(const config::Config& config) {
   const int shards = config.shards;
   if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
   if (!config.pickup_dir.empty()) {
-    if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0"); !s.ok()) {
+    long group = -1;
+    if (!config.pickup_group.empty()) {
+      const struct group* g = getgrnam(config.pickup_group.c_str());
+      if (g == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pickup.group: no group named ", config.pickup_group));
+      }
+      group = static_cast<long>(g->gr_gid);
+    }
+    if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0", group);
+        !s.ok()) {
       return s;
     }
   }

@@ -110,7 +110,10 @@ struct Config {
   bool log_file_set = false;
 
   // [pickup] (docs/PICKUP.md)
-  std::string pickup_dir;                            // empty: no pickup directory
+  std::string pickup_dir;  // empty: no pickup directory
+  // Group allowed to submit (the setgid group of `sluice sendmail`, like
+  // Postfix's postdrop): DIR becomes 0710 and tmp/, new/ 1730, that group's.
+  std::string pickup_group;                          // empty: DIR/tmp/new stay 0700 (root submits)
   uint32_t pickup_scan_interval_s = 10;              // rescan of new/ besides inotify
   uint64_t pickup_max_batch_recipients = 1'000'000;  // valid, distinct recipients per batch
   uint64_t pickup_max_recipients_file_size = 512ull * 1024 * 1024;  // a batch's CSV, bytes
