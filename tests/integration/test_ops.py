@@ -348,3 +348,19 @@ def test_long_html_line_is_accepted_and_delivered_conformant(sluice_factory, del
     # Identical, in the canonical CRLF form every message travels in.
     assert parts[1].get_payload(decode=True) == html.replace(b"\n", b"\r\n")
     assert parts[0].get_content().rstrip() == "Plain text version."
+
+
+def test_every_reception_protocol_is_documented():
+    """Each `protocol` value the code writes into a Reception record is listed
+    in docs/PROTOCOL.md's Reception row (DSN receptions were not)."""
+    import re
+    root = Path(__file__).resolve().parents[2]
+    row = next(line for line in (root / "docs" / "PROTOCOL.md").read_text().splitlines()
+               if line.startswith("| `Reception` |"))
+    values = set()
+    for path in (root / "src" / "server").glob("*.cc"):
+        values |= set(re.findall(r'protocol = "([A-Za-z]+)"', path.read_text()))
+    values |= {"SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA"}  # connection.cc's ProtocolName
+    assert {"DSN", "pickup"} <= values, values
+    missing = sorted(v for v in values if f"`{v}`" not in row)
+    assert not missing, f"not in docs/PROTOCOL.md: {missing}"
