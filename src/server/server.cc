@@ -230,7 +230,11 @@ int WaitForStop(const sigset_t& signals, tls::Credentials& credentials,
         continue;  // timeout or EINTR
       }
     }
-    if (sig == SIGHUP) {
+    if (sig == SIGHUP && config.tls_cert_file.empty() && config.auth_password_file.empty()) {
+      std::fprintf(stderr,
+                   "sluice: SIGHUP: nothing to reload (no TLS certificate or password file; other "
+                   "settings need a restart)\n");
+    } else if (sig == SIGHUP) {
       const absl::Status r = credentials.Reload();
       if (r.ok()) {
         std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");

@@ -364,3 +364,11 @@ def test_every_reception_protocol_is_documented():
     assert {"DSN", "pickup"} <= values, values
     missing = sorted(v for v in values if f"`{v}`" not in row)
     assert not missing, f"not in docs/PROTOCOL.md: {missing}"
+
+
+def test_sighup_without_tls_says_nothing_was_reloaded(tmp_path, daemons):
+    d = daemons(tmp_path, "--no-delivery")
+    d.ready_line()
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: nothing to reload" in d.stderr(), timeout=scaled(10), what="the SIGHUP line")
+    assert "reloaded" not in d.stderr()
