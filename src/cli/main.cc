@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -16,7 +17,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "admin_client.h"
+#include "path_check.h"
 #include "queue_command.h"
+#include "sendmail_command.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
@@ -27,6 +30,7 @@
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/pickup_ingester.h"
 #include "sluice/server/server.h"
+#include "sluice/server/startup_report.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/tls/credentials.h"
 #include "sluice/tls/password.h"
@@ -40,7 +44,10 @@ constexpr char kUsage[] =
     "\n"
     "commands:\n"
     "  serve                 run the relay (defaults: listen 127.0.0.1:2525, spool ./var/spool)\n"
-    "  check-config          validate the configuration and exit (2 on error)\n"
+    "  check-config [--user NAME]\n"
+    "                        validate the configuration, and that the service user (NAME,\n"
+    "                        else whoever runs it) can write the spool, log and pickup\n"
+    "                        folders; exit 2 on an error (warnings exit 0)\n"
     "  queue list|messages|show|shape|stats|flush|suspend|resume|suspensions|\n"
     "        hold|release|bounce|delete\n"
     "                        inspect and act on the queue (sluice queue help; docs/QUEUE.md)\n"
@@ -52,10 +59,15 @@ constexpr char kUsage[] =
     "                        (--pickup DIR or pickup.dir); prints the name (docs/PICKUP.md)\n"
     "  passwd USER           add or change USER in the AUTH password file (--password-file\n"
     "                        FILE or auth.password_file); the password is read from stdin\n"
+    "  sendmail [-t] [-f SENDER] [-i] [-F NAME] [RECIPIENT...]\n"
+    "                        submit a message from stdin like sendmail(8), through the\n"
+    "                        pickup directory (also run as 'sendmail'; docs/PICKUP.md)\n"
     "  version               print the version\n"
+    "  help [COMMAND]        this text, or one command's (also: sluice COMMAND --help)\n"
     "\n"
     "options (flags override the configuration file):\n"
-    "  --config FILE             TOML configuration (see docs/CONFIGURATION.md)\n"
+    "  --config FILE             TOML configuration (see docs/CONFIGURATION.md); default\n"
+    "                            $SLUICE_CONFIG, else /etc/sluice/sluice.toml if it exists\n"
     "  --listen ADDR:PORT        listen address, repeatable (replaces the file's list)\n"
     "  --spool DIR               spool directory\n"
     "  --shards N                event-loop threads (0: one per CPU)\n"
@@ -63,7 +75,8 @@ constexpr char kUsage[] =
     "  --hostname NAME           name used in the greeting and Received headers\n"
     "  --max-message-size BYTES  largest message accepted (SIZE)\n"
     "  --max-recipients N        recipients per transaction\n"
-    "  --log FILE                accounting log (JSON lines)\n"
+    "  --log FILE                accounting log (JSON lines; default SPOOL/../log/sluice.log,\n"
+    "                            '' for none)\n"
     "  --pickup DIR              pickup directory (tmp/ new/ bad/), see docs/PICKUP.md\n"
     "  --no-delivery             accept and queue only; deliver nothing (delivery.enabled)\n"
     "  --dns ADDR:PORT           DNS server, repeatable (replaces delivery.dns; default\n"
@@ -80,10 +93,51 @@ constexpr char kUsage[] =
     "  --tls-key FILE            its private key (PEM)\n"
     "  --password-file FILE      AUTH users (see sluice passwd), enables AUTH\n";
 
+// A usage error is one line naming it and where help is, exit 2; `sluice
+// help` (or --help) prints the whole text on standard output, exit 0.
 int Usage(const std::string& error) {
-  if (!error.empty()) std::fprintf(stderr, "sluice: %s\n\n", error.c_str());
-  std::fputs(kUsage, error.empty() ? stdout : stderr);
-  return error.empty() ? 0 : 2;
+  if (error.empty()) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "sluice: %s (see 'sluice help')\n", error.c_str());
+  return 2;
+}
+
+// `sluice COMMAND --help` / `sluice help COMMAND`: the lines of kUsage that
+// describe COMMAND (its entry and the indented lines under it), then the
+// options. Exit 0, or 2 for an unknown command.
+int CommandHelp(std::string_view command) {
+  const std::string_view usage = kUsage;
+  const size_t options = usage.find("\noptions");
+  std::string entries;
+  bool in_entry = false;
+  for (size_t at = usage.find("commands:\n") + 10; at < options;) {
+    const size_t end = usage.find('\n', at);
+    const std::string_view line = usage.substr(at, end - at);
+    at = end + 1;
+    const bool entry_start = line.size() > 2 && line[2] != ' ';
+    if (entry_start) {
+      const std::string_view name = line.substr(2);
+      in_entry = name.substr(0, command.size()) == command &&
+                 (name.size() == command.size() || name[command.size()] == ' ');
+    }
+    if (in_entry) absl::StrAppend(&entries, base::Av(line), "\n");
+  }
+  if (entries.empty()) return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));
+  std::printf("usage: sluice %s [options]\n\n%s%s", std::string(command).c_str(), entries.c_str(),
+              std::string(usage.substr(options)).c_str());
+  return 0;
+}
+
+// The configuration file when no --config is given: $SLUICE_CONFIG (empty:
+// none, the built-in defaults), else kDefaultConfigFile when it exists.
+constexpr char kDefaultConfigFile[] = "/etc/sluice/sluice.toml";
+
+std::string DefaultConfigFile() {
+  if (const char* env = std::getenv("SLUICE_CONFIG"); env != nullptr) return env;
+  if (access(kDefaultConfigFile, F_OK) == 0) return kDefaultConfigFile;
+  return "";
 }
 
 struct Options {
@@ -100,6 +154,7 @@ struct Options {
   std::vector<std::string> to;                     // inject --to
   std::string batch;                               // inject --batch MANIFEST
   std::string recipient;                           // queue show --recipient ADDRESS
+  std::string user;                                // check-config --user NAME
   std::map<std::string, std::string> queue_flags;  // queue_command.h
   std::vector<std::string> positional;
 };
@@ -110,7 +165,7 @@ bool TakesValue(std::string_view flag) {
         "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to", "--dns",
         "--mx-port", "--source-address", "--route", "--control-dir", "--batch", "--recipient",
         // TLS/AUTH
-        "--listen-tls", "--tls-cert", "--tls-key", "--password-file"}) {
+        "--listen-tls", "--tls-cert", "--tls-key", "--password-file", "--user"}) {
     if (flag == f) return true;
   }
   return false;
@@ -150,6 +205,8 @@ bool ParseArgs(int argc, char** argv, int first, Options& o, std::string& error)
       o.recipient = value;
     } else if (flag == "--config") {
       o.config_file = value;
+    } else if (flag == "--user") {
+      o.user = value;
     } else if (flag == "--listen") {
       o.listen.push_back(value);
     } else if (flag == "--dns") {
@@ -229,7 +286,8 @@ bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
     } else if (flag == "--hostname") {
       c.hostname = value;
     } else if (flag == "--log") {
-      c.log_file = value;
+      c.log_file = value;  // '' turns the log off
+      c.log_file_set = true;
     } else if (flag == "--pickup") {
       c.pickup_dir = value;
     } else if (flag == "--shards") {
@@ -312,6 +370,26 @@ absl::StatusOr<std::string> CheckTlsFiles(const config::Config& c) {
   return summary;
 }
 
+// The folders serve writes, for the service user (--user, else whoever runs
+// this), then the warnings serve would print. Problems exit 2; warnings 0.
+int CheckConfigFolders(const Options& o, const config::Config& c) {
+  auto user = LookUpServiceUser(o.user);
+  if (!user.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(user.status().message()).c_str());
+    return 2;
+  }
+  const std::vector<std::string> problems = CheckFolders(c, *user);
+  for (const std::string& p : problems) std::fprintf(stderr, "sluice: %s\n", p.c_str());
+  for (const std::string& w : server::ConfigWarnings(c)) {
+    std::fprintf(stderr, "sluice: warning: %s\n", w.c_str());
+  }
+  if (!problems.empty()) return 2;
+  std::printf("folders ok for %s: spool %s, log %s, pickup %s\n", user->name.c_str(),
+              c.spool_dir.c_str(), c.log_file.empty() ? "off" : c.log_file.c_str(),
+              c.pickup_dir.empty() ? "off" : c.pickup_dir.c_str());
+  return 0;
+}
+
 int CheckConfig(const Options& o) {
   config::Config c;
   std::string error;
@@ -343,7 +421,7 @@ int CheckConfig(const Options& o) {
               c.source_address.empty() ? "any" : c.source_address.c_str(), c.control_dir.c_str(),
               routes.empty() ? "none" : routes.c_str());
   std::printf("%s\n", tls_summary->c_str());
-  return 0;
+  return CheckConfigFolders(o, c);
 }
 
 std::string SpoolDir(const Options& o) {
@@ -530,6 +608,10 @@ int Inject(const Options& o) {
   // The daemon checks again; checking here gives the producer the reason now.
   pickup::Result parsed = pickup::ParseMessage(bytes, server::MessageLimitsFor(c));
   if (!parsed.ok) {
+    // Line numbers of the user's file: the envelope lines added above are
+    // not in it.
+    const size_t added = o.to.size() + (o.from_given ? 1 : 0);
+    if (parsed.error.line > added) parsed.error.line -= added;
     std::fprintf(stderr, "sluice: inject: message not accepted: %s\n",
                  parsed.error.ToString().c_str());
     return 1;
@@ -579,17 +661,31 @@ int Passwd(const Options& o) {
   return 0;
 }
 
+// Run as "sendmail" (a link, deploy/README.md) or as `sluice sendmail`.
+bool IsSendmail(std::string_view argv0) {
+  const size_t slash = argv0.rfind('/');
+  return argv0.substr(slash == std::string_view::npos ? 0 : slash + 1) == "sendmail";
+}
+
 int Main(int argc, char** argv) {
+  if (IsSendmail(argv[0])) return SendmailMain(argc, argv, DefaultConfigFile());
   if (argc < 2) return Usage("no command given");
   const std::string_view command = argv[1];
-  if (command == "--help" || command == "-h" || command == "help") return Usage("");
+  if (command == "sendmail") return SendmailMain(argc - 1, argv + 1, DefaultConfigFile());
+  if (command == "--help" || command == "-h") return Usage("");
   if (command == "version" || command == "--version") {
     std::printf("sluice 0.1.0\n");
     return 0;
   }
+  if (command == "help") return argc > 2 ? CommandHelp(argv[2]) : Usage("");
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") return CommandHelp(command);
+  }
   Options o;
   std::string error;
   if (!ParseArgs(argc, argv, 1, o, error)) return Usage(error);
+  if (o.config_file.empty()) o.config_file = DefaultConfigFile();
   if (command == "serve") return Serve(o);
   if (command == "check-config") return CheckConfig(o);
   if (command == "inject") return Inject(o);

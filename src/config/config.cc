@@ -225,8 +225,9 @@ constexpr absl::string_view kServerKeys[] = {
 // clang-format on
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
-constexpr absl::string_view kPickupKeys[] = {"dir", "scan_interval_s", "max_batch_recipients",
-                                             "max_recipients_file_size", "feedback_id_sender"};
+constexpr absl::string_view kPickupKeys[] = {"dir", "group", "scan_interval_s",
+                                             "max_batch_recipients", "max_recipients_file_size",
+                                             "feedback_id_sender"};
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -940,6 +941,9 @@ class TomlReader {
                   : absl::InvalidArgumentError(
                         "at most 128 printable ASCII characters without spaces or ':'");
       };
+    } else if (table == "pickup" && key == "group") {
+      target = &config_.pickup_group;  // looked up at start-up (server.cc)
+      check = [](absl::string_view s) { return CheckPath(s, /*may_be_empty=*/true); };
     } else if (node.is_table()) {
       return Error(key_node, dotted, absl::StrCat("unknown table in [", table, "]"));
     } else {
@@ -953,6 +957,7 @@ class TomlReader {
     }
     if (absl::Status s = check(value->get()); !s.ok()) return Error(node, dotted, s.message());
     if (target != nullptr) *target = value->get();
+    if (target == &config_.log_file) config_.log_file_set = true;  // "" too: no log
     return absl::OkStatus();
   }
 
@@ -1630,13 +1635,26 @@ absl::Status ApplyTomlFile(const std::string& path, Config& config) {
   return ApplyToml(text, path, config);
 }
 
+std::string DefaultLogFile(std::string_view spool_dir) {
+  absl::string_view spool = Sv(spool_dir);
+  while (spool.size() > 1 && absl::ConsumeSuffix(&spool, "/")) {
+  }
+  const size_t slash = spool.rfind('/');
+  if (slash == absl::string_view::npos) return "./log/sluice.log";  // "spool": beside it, here
+  return absl::StrCat(spool.substr(0, slash), "/log/sluice.log");   // "/spool" -> "/log/..."
+}
+
 absl::Status Config::Finalize() {
   // Ranges again: command-line flags do not pass through the TOML reader.
   for (const IntField& field : kIntFields) {
     if (absl::Status s = field.check(field, *this); !s.ok()) return s;
   }
 
-  // Relations.
+  // Relations. The default line limit follows a smaller message size.
+  if (max_data_line_length == Config().max_data_line_length &&
+      max_message_size < max_data_line_length) {
+    max_data_line_length = max_message_size;
+  }
   if (max_data_line_length > max_message_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("server.max_data_line_length (", max_data_line_length,
@@ -1673,6 +1691,10 @@ absl::Status Config::Finalize() {
 
   if (absl::Status s = CheckPath(spool_dir, /*may_be_empty=*/false); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("spool.dir: ", s.message()));
+  }
+  if (!log_file_set) {
+    log_file = DefaultLogFile(spool_dir);
+    log_file_set = true;
   }
   if (absl::Status s = CheckPath(log_file, /*may_be_empty=*/true); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("log.file: ", s.message()));

@@ -18,6 +18,7 @@
 #include "sluice/dsn/dsn.h"
 #include "sluice/log/json.h"
 #include "sluice/merge/template.h"
+#include "sluice/smtp/long_lines.h"
 #include "sluice/spool/retry_state.h"
 
 namespace sluice::delivery {
@@ -715,10 +716,20 @@ void Engine::OnRecord(Active* a, absl::StatusOr<RecordPtr> record) {
   c.Send();
 }
 
+// RFC 5322 2.1.1: a part with a line over 998 octets (accepted up to
+// server.max_data_line_length) leaves re-encoded (smtp/long_lines.h). Runs
+// on the final body, before anything that signs it.
+static void FitLineLength(std::string_view& body, std::string& storage) {
+  if (auto fitted = smtp::ReencodeLongLines(body)) {
+    storage = *std::move(fitted);
+    body = storage;
+  }
+}
+
 void Engine::PrepareBody(Active* a) {
   const spool::Envelope& env = a->parsed->envelope;
   a->body = a->parsed->body;
-  if (!env.is_merge() || a->job.recipients.empty()) return;
+  if (!env.is_merge() || a->job.recipients.empty()) return FitLineLength(a->body, a->rendered);
   // A mail merge: every recipient gets its own rendering, so its own
   // transaction. The job's other recipients become jobs of their own,
   // ready at once and with the same attempt count.
@@ -754,6 +765,7 @@ void Engine::PrepareBody(Active* a) {
                      ">\r\n", merge::Render(*a->record->compiled, values));
   }
   a->body = a->rendered;
+  FitLineLength(a->body, a->rendered);
 }
 
 void Engine::OnBodyWanted(OutboundConnection& c) {
@@ -810,6 +822,10 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   record_tls_resumed_ = c != nullptr && c->tls_resumed();
   std::vector<uint32_t> delivered;
   std::vector<Final> failed;
+  // Transient outcomes are logged once the queue has said whether the
+  // message expired: then each gets one Expiration record (with its own
+  // last reply) instead of a TransientFailure and an Expiration.
+  std::vector<Final> transient;
   queue::Job pending = a->job;
   pending.recipients.clear();
   std::string defer_reason;  // the first transient reply: the job's last error
@@ -843,8 +859,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
         break;
       case smtp::Outcome::kTransient:
         ++stats_.deferred;
-        Record(log::DeliveryType::kTransientFailure, a->job.message, sender, rcpt, a->domain, mx,
-               ip, reply, attempt, tls);
+        transient.push_back(Final{idx, reply});
         if (pending.recipients.empty()) defer_reason = Diagnostic(reply);
         pending.recipients.push_back(idx);
         break;
@@ -867,11 +882,23 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
         const std::string rcpt =
             env && idx < env->recipients.size() ? env->recipients[idx].address : std::string();
         smtp::Reply why = decisive;
+        for (const Final& t : transient) {
+          if (t.index == idx) why = t.reply;  // this recipient's last error
+        }
         Record(log::DeliveryType::kExpiration, a->job.message, env ? env->sender : std::string(),
                rcpt, a->domain, mx, ip, why, attempt, tls);
         failed.push_back(Final{idx, why});
       }
       pending.recipients.clear();
+    }
+  }
+  if (!expired) {
+    for (const Final& t : transient) {
+      const std::string rcpt = env && t.index < env->recipients.size()
+                                   ? env->recipients[t.index].address
+                                   : std::string();
+      Record(log::DeliveryType::kTransientFailure, a->job.message,
+             env ? env->sender : std::string(), rcpt, a->domain, mx, ip, t.reply, attempt, tls);
     }
   }
   auto m = messages_.find(a->job.message);

@@ -42,9 +42,24 @@ absl::Status FsyncDir(const std::string& path) {
 
 }  // namespace
 
-absl::Status PrepareDirectories(const std::string& dir, const std::string& spool_shard_dir) {
+// Group access for submitters (PrepareDirectories' submit_group).
+absl::Status OpenToGroup(const std::string& dir, gid_t group) {
+  const std::pair<std::string, mode_t> modes[] = {
+      {dir, 0710}, {dir + "/tmp", 01730}, {dir + "/new", 01730}};
+  for (const auto& [path, mode] : modes) {
+    if (chown(path.c_str(), static_cast<uid_t>(-1), group) != 0) return Errno("chgrp", path);
+    if (chmod(path.c_str(), mode) != 0) return Errno("chmod", path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrepareDirectories(const std::string& dir, const std::string& spool_shard_dir,
+                                long submit_group) {
   for (const std::string& d : {dir, dir + "/tmp", dir + "/new", dir + "/bad"}) {
     if (auto s = MakeDir(d); !s.ok()) return s;
+  }
+  if (submit_group >= 0) {
+    if (auto s = OpenToGroup(dir, static_cast<gid_t>(submit_group)); !s.ok()) return s;
   }
   const std::string claimed = absl::StrCat(spool_shard_dir, "/", std::string(kClaimedDir));
   if (auto s = MakeDir(claimed); !s.ok()) return s;
@@ -109,13 +124,20 @@ namespace {
 absl::Status CheckInjectDirs(const std::string& tmp, const std::string& fresh) {
   for (const std::string& d : {tmp, fresh}) {
     struct stat st;
+    if (stat(d.c_str(), &st) != 0 && errno == EACCES) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "pickup directory ", d, " cannot be reached by this user (uid ", getuid(),
+          "): submit as its owner, or through the setgid `sluice sendmail` (pickup.group, "
+          "deploy/README.md)"));
+    }
     if (stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return absl::NotFoundError(
           absl::StrCat("pickup directory ", d,
                        " is missing (is this the directory given to sluice serve "
                        "--pickup? it creates tmp/, new/ and bad/)"));
     }
-    if (access(d.c_str(), W_OK | X_OK) != 0) {
+    // The effective ids: a setgid `sluice sendmail` writes as its group.
+    if (faccessat(AT_FDCWD, d.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
       return absl::PermissionDeniedError(
           absl::StrCat("pickup directory ", d, " is not writable: ", std::strerror(errno)));
     }
@@ -201,19 +223,24 @@ absl::StatusOr<std::string> Inject(const std::string& dir, std::string_view byte
   const std::string name = UniqueName();
   const std::string tmp_path = absl::StrCat(tmp, "/", name);
   const std::string new_path = absl::StrCat(fresh, "/", name);
-  int fd = open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  // Mode 0444, as Postfix's postdrop: the daemon may run as another user
+  // than the submitter; tmp/ and new/ let no one else list or reach it.
+  int fd = open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
   if (fd < 0) return Errno("create", tmp_path);
+  absl::Status s = WriteAll(fd, bytes.data(), bytes.size(), tmp_path);
+  if (s.ok() && fsync(fd) != 0) s = Errno("fsync", tmp_path);
+  if (s.ok() && rename(tmp_path.c_str(), new_path.c_str()) != 0) s = Errno("rename into", new_path);
+  if (!s.ok()) {
+    close(fd);
+    unlink(tmp_path.c_str());
+    return s;
+  }
+  s = FsyncDir(fresh);
+  // A group submitter may not open new/ (mode 1730: no read): sync the
+  // file system instead, which makes the rename durable too.
+  if (absl::IsPermissionDenied(s)) s = syncfs(fd) == 0 ? absl::OkStatus() : Errno("syncfs", fresh);
   close(fd);
-  if (auto s = WriteFileSynced(tmp_path, bytes); !s.ok()) {
-    unlink(tmp_path.c_str());
-    return s;
-  }
-  if (rename(tmp_path.c_str(), new_path.c_str()) != 0) {
-    auto s = Errno("rename into", new_path);
-    unlink(tmp_path.c_str());
-    return s;
-  }
-  if (auto s = FsyncDir(fresh); !s.ok()) return s;
+  if (!s.ok()) return s;
   return name;
 }
 

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,7 +28,10 @@
 #include "sluice/base/strings.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/client_limiter.h"
+#include "sluice/server/log_file.h"
+#include "sluice/server/sd_notify.h"
 #include "sluice/server/shard.h"
+#include "sluice/server/startup_report.h"
 #include "sluice/spool/journal.h"
 #include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_directory.h"
@@ -220,6 +224,60 @@ void PruneHeldIds(delivery::AdminStore& store, const spool::RecoveryReport& reco
   if (!s.ok()) std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
 }
 
+void Notify(SystemdNotifier& systemd, std::string_view state) {
+  if (absl::Status s = systemd.Notify(state); !s.ok()) {
+    std::fprintf(stderr, "sluice: warning: %s\n", std::string(s.message()).c_str());
+  }
+}
+
+// The main thread's loop between `ready` and a stop signal, which it
+// returns. SIGHUP: new connections get the re-read certificate and password
+// file; running ones keep what they started with. SIGUSR1: the accounting
+// log is reopened (log_file.h). With a systemd watchdog, WATCHDOG=1 goes out
+// every half period.
+int WaitForStop(const sigset_t& signals, tls::Credentials& credentials,
+                const config::Config& config, int log_fd, SystemdNotifier& systemd) {
+  const uint64_t interval_us = systemd.watchdog_interval_us();
+  while (true) {
+    int sig = 0;
+    if (interval_us == 0) {
+      if (sigwait(&signals, &sig) != 0) return SIGTERM;
+    } else {
+      const timespec wait{static_cast<time_t>(interval_us / 1'000'000),
+                          static_cast<long>(interval_us % 1'000'000) * 1000};
+      sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig < 0) {
+        if (errno == EAGAIN) Notify(systemd, "WATCHDOG=1");
+        continue;  // timeout or EINTR
+      }
+    }
+    if (sig == SIGHUP && config.tls_cert_file.empty() && config.auth_password_file.empty()) {
+      std::fprintf(stderr,
+                   "sluice: SIGHUP: nothing to reload (no TLS certificate or password file; other "
+                   "settings need a restart)\n");
+    } else if (sig == SIGHUP) {
+      const absl::Status r = credentials.Reload();
+      if (r.ok()) {
+        std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
+      } else {
+        std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
+                     std::string(r.message()).c_str());
+      }
+    } else if (sig == SIGUSR1) {
+      if (log_fd < 0) {
+        std::fprintf(stderr, "sluice: SIGUSR1: no accounting log to reopen\n");
+      } else if (absl::Status r = ReopenLogFile(config.log_file, log_fd); r.ok()) {
+        std::fprintf(stderr, "sluice: SIGUSR1: reopened %s\n", config.log_file.c_str());
+      } else {
+        std::fprintf(stderr, "sluice: SIGUSR1: reopen failed, still writing the old file: %s\n",
+                     std::string(r.message()).c_str());
+      }
+    } else {
+      return sig;
+    }
+  }
+}
+
 }  // namespace
 
 // The process's file mode mask, set once by Serve() before any thread
@@ -231,6 +289,9 @@ constexpr mode_t kUmask = 0027;
 absl::Status Serve(const config::Config& config) {
   umask(kUmask);
   RaiseFileLimit();
+  for (const std::string& w : ConfigWarnings(config)) {
+    std::fprintf(stderr, "sluice: warning: %s\n", w.c_str());
+  }
   const int shards = config.shards;
   // One daemon per spool (spool/spool_lock.h), held until the process
   // ends: taken before shard directories, recovery, journals and control
@@ -240,7 +301,17 @@ absl::Status Serve(const config::Config& config) {
   if (!spool_lock.ok()) return spool_lock.status();
   if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
   if (!config.pickup_dir.empty()) {
-    if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0"); !s.ok()) {
+    long group = -1;
+    if (!config.pickup_group.empty()) {
+      const struct group* g = getgrnam(config.pickup_group.c_str());
+      if (g == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pickup.group: no group named ", config.pickup_group));
+      }
+      group = static_cast<long>(g->gr_gid);
+    }
+    if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0", group);
+        !s.ok()) {
       return s;
     }
   }
@@ -268,11 +339,9 @@ absl::Status Serve(const config::Config& config) {
 
   int log_fd = -1;
   if (!config.log_file.empty()) {
-    log_fd = open(config.log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (log_fd < 0) {
-      return absl::Status(absl::ErrnoToStatusCode(errno),
-                          absl::StrCat("open log ", config.log_file, ": ", std::strerror(errno)));
-    }
+    auto opened = OpenLogFile(config.log_file);
+    if (!opened.ok()) return opened.status();
+    log_fd = *opened;
   }
 
   // Suspensions and holds set by `sluice queue` (delivery/admin_state.h).
@@ -297,7 +366,8 @@ absl::Status Serve(const config::Config& config) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGHUP);  // not a stop: reloads TLS/AUTH (below)
+  sigaddset(&stop_signals, SIGHUP);   // not a stop: reloads TLS/AUTH (below)
+  sigaddset(&stop_signals, SIGUSR1);  // not a stop: reopens the log (WaitForStop)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -376,22 +446,15 @@ absl::Status Serve(const config::Config& config) {
   if (!failed.ok()) abort_start.store(true);
   go.count_down();
   if (failed.ok()) {
-    std::string where;
-    for (const auto& a : config.listen_addresses) absl::StrAppend(&where, " ", a.ToString());
-    std::fprintf(stderr, "sluice: ready: %d shards, listening on%s\n", shards, where.c_str());
-    int sig = 0;
-    // SIGHUP: new connections get the re-read certificate and password
-    // file; running ones keep what they started with.
-    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
-      const absl::Status r = (*credentials)->Reload();
-      if (r.ok()) {
-        std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
-      } else {
-        std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
-                     std::string(r.message()).c_str());
-      }
-    }
+    // Every listener is bound (Shard::Init): the service manager may start
+    // what depends on us.
+    const std::string ready_line = ReadyLine(config);
+    std::fprintf(stderr, "sluice: ready: %s\n", ready_line.c_str());
+    SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
+    Notify(systemd, absl::StrCat("READY=1\nSTATUS=", ready_line));
+    const int sig = WaitForStop(stop_signals, **credentials, config, log_fd, systemd);
     std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig, config.shutdown_grace_s);
+    Notify(systemd, "STOPPING=1\nSTATUS=stopping: finishing in-flight work");
     for (auto& s : shard_objects) s->RequestStop();
   }
   for (std::thread& t : threads) t.join();

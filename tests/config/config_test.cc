@@ -508,7 +508,7 @@ TEST(ExampleConfigTest, DeployExampleIsValid) {
   Config config;
   const absl::Status applied = ApplyTomlFile(path, config);
   ASSERT_TRUE(applied.ok()) << applied;
-  EXPECT_EQ(config.spool_dir, "/var/spool/sluice");
+  EXPECT_EQ(config.spool_dir, "/var/lib/sluice/spool");
   // The file lists the delivery keys with their defaults, and says so.
   const Config defaults;
   EXPECT_EQ(config.delivery_enabled, defaults.delivery_enabled);

@@ -141,7 +141,7 @@ BAD_FILES = {
     "bad_address": (b"X-Sluice-Envelope-From: <a@example.com>\r\nX-Sluice-Envelope-To: <not an address>\r\n"
                     b"Subject: x\r\n\r\nx\r\n", "bad envelope recipient"),
     "bad_header_address": (b"From: a@example.com\r\nTo: b@@example.net\r\n\r\nx\r\n", "bad recipient"),
-    "enormous_line": (b"From: a@example.com\r\nTo: b@example.net\r\n\r\n" + b"x" * 5000 + b"\r\n",
+    "enormous_line": (b"From: a@example.com\r\nTo: b@example.net\r\n\r\n" + b"x" * 70000 + b"\r\n",
                       "line length"),
     "empty": (b"", "empty file"),
     "bare_cr": (b"From: a@example.com\rTo: b@example.net\r\n\r\nx\r\n", "bare CR"),

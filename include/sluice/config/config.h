@@ -75,7 +75,7 @@ struct Config {
   size_t max_message_size = 50 * 1024 * 1024;  // bytes, advertised in SIZE
   size_t max_recipients = 1000;                // per transaction (452 4.5.3 past it)
   size_t max_line_length = 2048;               // command line, with CRLF (500 5.5.6)
-  size_t max_data_line_length = 1000;          // body line, with CRLF (RFC 5321 4.5.3.1.6)
+  size_t max_data_line_length = 64 * 1024;     // body line, with CRLF (below)
   size_t max_connections = 10000;              // per process; 421 4.7.0 past it
   size_t max_errors = 10;                      // bad commands before 421 and close
   uint32_t idle_timeout_s = 300;               // RFC 5321 4.5.3.2.7 server timeout
@@ -93,16 +93,28 @@ struct Config {
   size_t max_hops = 50;            // Received: fields a message may carry (554 5.4.6 past it)
   std::string postmaster_address;  // where <postmaster> goes; empty: trusted clients only
   bool require_from = true;  // exactly one From: (550 5.6.0 at DATA; pickup: bad/)
+  // max_data_line_length: RFC 5321 4.5.3.1.6 says 1,000, but bulk HTML has
+  // longer lines and Postfix accepts them, so the default takes 64 KiB
+  // (capped at max_message_size when left at the default); a part with a
+  // line over 998 octets leaves re-encoded (smtp/long_lines.h).
 
   // [spool]
   std::string spool_dir = "./var/spool";
   uint64_t spool_min_free_bytes = 64ull * 1024 * 1024;  // 452 4.3.1 below this
 
   // [log]
-  std::string log_file;  // empty: no accounting log
+  // The accounting log (JSON lines). Unless log.file or --log gives it
+  // (log_file_set), Finalize() fills in DefaultLogFile(spool_dir):
+  // <parent of the spool>/log/sluice.log, ./var/log/sluice.log on the
+  // built-in defaults. Given as "" (log.file = "" or --log ''): no log.
+  std::string log_file;
+  bool log_file_set = false;
 
   // [pickup] (docs/PICKUP.md)
-  std::string pickup_dir;                            // empty: no pickup directory
+  std::string pickup_dir;  // empty: no pickup directory
+  // Group allowed to submit (the setgid group of `sluice sendmail`, like
+  // Postfix's postdrop): DIR becomes 0710 and tmp/, new/ 1730, that group's.
+  std::string pickup_group;                          // empty: DIR/tmp/new stay 0700 (root submits)
   uint32_t pickup_scan_interval_s = 10;              // rescan of new/ besides inotify
   uint64_t pickup_max_batch_recipients = 1'000'000;  // valid, distinct recipients per batch
   uint64_t pickup_max_recipients_file_size = 512ull * 1024 * 1024;  // a batch's CSV, bytes
@@ -164,6 +176,11 @@ struct Config {
   // lower case without a trailing dot.
   absl::Status Finalize();
 };
+
+// The accounting log's default place for a spool directory: beside the
+// spool, "<parent>/log/sluice.log" ("./var/spool" -> "./var/log/sluice.log",
+// "spool" -> "./log/sluice.log").
+std::string DefaultLogFile(std::string_view spool_dir);
 
 // The route for a recipient domain, or nullptr when mail for it goes to its
 // MX hosts. The most specific pattern wins, as in queue::ShapingPolicy: an

@@ -27,7 +27,15 @@ inline constexpr std::string_view kReleasedSuffix = ".done";
 // Creates DIR and DIR/{tmp,new,bad} (mode 0700) when missing, and checks
 // that DIR/new lives on the same filesystem as `spool_shard_dir` (claims
 // are renames). Also creates <spool_shard_dir>/claimed.
-absl::Status PrepareDirectories(const std::string& dir, const std::string& spool_shard_dir);
+//
+// With a `submit_group` (a gid; -1 for none): DIR is made mode 0710 and
+// DIR/tmp, DIR/new mode 1730, all of that group, every start. Members of the
+// group (in practice the setgid `sluice sendmail`) may then create files in
+// tmp/ and rename them into new/, but not list either folder, and the
+// sticky bit keeps them from removing files not their own; bad/ stays 0700.
+// The daemon must own DIR or be root, and belong to the group.
+absl::Status PrepareDirectories(const std::string& dir, const std::string& spool_shard_dir,
+                                long submit_group = -1);
 
 // `sluice inject`: writes `bytes` to DIR/tmp/UNIQUE, fsyncs it, renames it
 // to DIR/new/UNIQUE and fsyncs DIR/new. Returns UNIQUE. Fails (without
