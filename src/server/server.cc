@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/dkim/signer.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
 #include "sluice/spool/journal.h"
@@ -239,6 +240,9 @@ absl::Status Serve(const config::Config& config) {
   // limiter, shared by every shard; SIGHUP reloads them.
   auto credentials = tls::Credentials::Create(config);
   if (!credentials.ok()) return credentials.status();
+  // DKIM keys (dkim/signer.h), shared by every shard; SIGHUP reloads them.
+  auto dkim_keys = dkim::KeyStore::Create(config);
+  if (!dkim_keys.ok()) return dkim_keys.status();
 
   // Block the stop signals before any thread exists; threads inherit it.
   sigset_t stop_signals;
@@ -256,6 +260,7 @@ absl::Status Serve(const config::Config& config) {
     shard_objects.push_back(
         std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections, mailboxes));
     shard_objects.back()->set_credentials(credentials->get());
+    shard_objects.back()->set_dkim_keys(dkim_keys->get());
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.
@@ -334,6 +339,14 @@ absl::Status Serve(const config::Config& config) {
       } else {
         std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
                      std::string(r.message()).c_str());
+      }
+      if (config.dkim_signers.empty()) continue;
+      if (const absl::Status k = (*dkim_keys)->Reload(); k.ok()) {
+        std::fprintf(stderr, "sluice: SIGHUP: DKIM keys reloaded\n");
+      } else {
+        std::fprintf(stderr,
+                     "sluice: SIGHUP: DKIM keys not reloaded, keeping the previous ones: %s\n",
+                     std::string(k.message()).c_str());
       }
     }
     std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig, config.shutdown_grace_s);

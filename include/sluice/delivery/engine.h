@@ -38,6 +38,7 @@
 #include "sluice/delivery/ledger.h"
 #include "sluice/delivery/outbound_connection.h"
 #include "sluice/delivery/record_cache.h"
+#include "sluice/dkim/signer.h"
 #include "sluice/dns/resolver.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
@@ -73,7 +74,9 @@ struct EngineStats {
 
 class Engine final : public ConnectionDelegate {
  public:
-  Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname);
+  // `dkim`: the shard's signer (nullptr or no signers: mail goes unsigned).
+  Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname,
+         dkim::Signer* dkim = nullptr);
   ~Engine() override;
 
   absl::Status Init();
@@ -153,6 +156,8 @@ class Engine final : public ConnectionDelegate {
   void StartDetachedLoads();
   void OnRecord(Active* a, absl::StatusOr<RecordPtr> record);
   void PrepareBody(Active* a);
+  // Adds the DKIM-Signature fields for the message PrepareBody made.
+  void SignBody(Active* a);
   void FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive);
   void Conclude(const queue::Job& job, const std::string& domain, const spool::Envelope* envelope,
                 std::vector<Final> finals, const std::string& mx, const std::string& ip);
@@ -170,6 +175,7 @@ class Engine final : public ConnectionDelegate {
   const config::Config& config_;
   EngineHost& host_;
   const std::string hostname_;
+  dkim::Signer* const dkim_;
   OutboundOptions options_;
   // STARTTLS client contexts: plain (opportunistic, required) and verifying.
   std::shared_ptr<const tls::Context> tls_plain_;
@@ -223,6 +229,7 @@ class Engine final : public ConnectionDelegate {
   std::string record_campaign_;  // of the job FinishJob is recording
   std::string record_tenant_;    // jobs being attempted (incl. record reads, detached ones)
   bool record_tls_resumed_ = false;
+  std::string record_dkim_;  // the job's signatures as JSON (Delivery records)
   bool stopping_ = false;
   EngineStats stats_;
 };

@@ -38,6 +38,11 @@ namespace sluice::tls {
 class Credentials;  // TLS/AUTH state shared by the shards (tls/credentials.h)
 }  // namespace sluice::tls
 
+namespace sluice::dkim {
+class KeyStore;  // DKIM keys shared by the shards (dkim/signer.h)
+class Signer;
+}  // namespace sluice::dkim
+
 namespace sluice::server {
 
 class Connection;
@@ -119,6 +124,8 @@ class Shard final : public delivery::EngineHost {
   // TLS/AUTH: set by the server before Init(); null means neither is offered.
   void set_credentials(tls::Credentials* c) { credentials_ = c; }
   tls::Credentials* credentials() const { return credentials_; }
+  // DKIM keys: set by the server before Init(); null means mail goes unsigned.
+  void set_dkim_keys(const dkim::KeyStore* k) { dkim_keys_ = k; }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   // Takes every note waiting in this shard's mailboxes. Only from the shard's
@@ -208,7 +215,9 @@ class Shard final : public delivery::EngineHost {
   std::atomic<int>* stop_barrier_ = nullptr;
   uint64_t stop_deadline_ms_ = 0;
 
-  tls::Credentials* credentials_ = nullptr;  // TLS/AUTH, shared, owned by the server
+  tls::Credentials* credentials_ = nullptr;    // TLS/AUTH, shared, owned by the server
+  const dkim::KeyStore* dkim_keys_ = nullptr;  // shared, owned by the server
+  std::unique_ptr<dkim::Signer> dkim_signer_;  // this shard's, used by engine_
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool spool_available_ = true;
