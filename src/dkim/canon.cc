@@ -108,10 +108,24 @@ void BodyCanonicalizer::Feed(std::string_view piece, std::string& out) {
       ++p;
       continue;
     }
-    // A run of ordinary bytes (for simple, blanks are ordinary) goes out in
-    // one append.
+    // A run of bytes that come out unchanged goes out in one append: for
+    // simple everything up to a line ending; for relaxed also single SPs
+    // between words (usually a whole line in one run).
     const char* q = p + 1;
-    while (q < end && !IsLineEnd(*q) && !(relaxed && IsBlank(*q))) ++q;
+    if (relaxed) {
+      while (q < end) {
+        const char d = *q;
+        if (d == ' ' && q + 1 < end && !IsBlank(q[1]) && !IsLineEnd(q[1])) {
+          q += 2;
+        } else if (IsBlank(d) || IsLineEnd(d)) {
+          break;
+        } else {
+          ++q;
+        }
+      }
+    } else {
+      while (q < end && !IsLineEnd(*q)) ++q;
+    }
     if (!line_content_) StartContent(out);
     if (pending_blank_) {
       out += ' ';
