@@ -696,6 +696,7 @@ void Engine::SignBody(Active* a) {
   if (dkim_ == nullptr) return;
   const bool shared = !a->parsed->envelope.is_merge();
   if (shared && a->record->dkim) {  // signed by an earlier job of this message
+    ++stats_.dkim_reused;
     a->signatures = a->record->dkim->fields;
     a->signatures_json = a->record->dkim->json;
     return;
@@ -706,6 +707,7 @@ void Engine::SignBody(Active* a) {
                  std::string(made.status().message()).c_str());
     return;
   }
+  if (!made->fields.empty()) ++stats_.dkim_signed;
   const dkim::Signed& kept =
       shared ? a->record->dkim.emplace(*std::move(made)) : (a->own_signatures = *std::move(made));
   a->signatures = kept.fields;

@@ -167,7 +167,8 @@ std::string ControlSocket::Execute(std::string_view line) {
                       ",\"deferred\":", s.deferred, ",\"bounced\":", s.bounced,
                       ",\"expired\":", s.expired, ",\"dsns\":", s.dsns,
                       ",\"connections_opened\":", s.connections_opened,
-                      ",\"connection_failures\":", s.connection_failures);
+                      ",\"connection_failures\":", s.connection_failures,
+                      ",\"dkim_signed\":", s.dkim_signed, ",\"dkim_reused\":", s.dkim_reused);
     }
     const delivery::LedgerStats& l = shard_.ledger().stats();
     absl::StrAppend(&out, ",\"live_messages\":", shard_.ledger().live_messages(),

@@ -11,7 +11,9 @@ fail both, so a verifier that passes everything would fail the tests.
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import shutil
 import smtplib
 import subprocess
@@ -376,3 +378,70 @@ def test_check_config_names_a_bad_key(tmp_path):
     r = subprocess.run([str(sluice_bin()), "check-config", "--config", str(conf)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "dkim 1 signers, 1 keys" in r.stdout, r
+
+
+def dkim_stats(relay) -> tuple:
+    stats = [json.loads(s) for s in relay.admin("stats")]
+    return sum(s["dkim_signed"] for s in stats), sum(s["dkim_reused"] for s in stats)
+
+
+@pytest.mark.time_limit(90)
+def test_a_message_for_two_domains_is_signed_once(tmp_path, dns_server, delivery_world, sluice_factory):
+    """One shard: both domains' jobs share the record, and its signature."""
+    from sluice_harness import sluice_bin
+
+    key, name, txt = keygen(sluice_bin(), tmp_path / "keys", SENDER_DOMAIN, "r")
+    world = delivery_world(mx={"d0.test": "127.0.0.2", "d1.test": "127.0.0.2"}, sinks={"127.0.0.2": {}})
+    serve_txt(dns_server, {name: txt})
+    relay = sluice_factory(delivery=True, shards=1, args=world.sluice_args(),
+                           config=f'[[dkim.signer]]\ndomain = "{SENDER_DOMAIN}"\nselector = "r"\n'
+                                  f'key_file = "{key}"\n')
+    verify = Verifiers(dns_server, {name: txt}, tmp_path / "verify")
+    with relay.smtp() as s:
+        s.sendmail("b@snd.test", ["x@d0.test", "y@d1.test"],
+                   b"From: news@snd.test\r\nTo: x@d0.test, y@d1.test\r\nSubject: twice\r\n\r\nOnce.\r\n")
+    first, second = stored_for(world["127.0.0.2"], 2)
+    for msg in (first, second):
+        verify.check(msg, [(SENDER_DOMAIN, "r")])
+    assert signature_lines(first) == signature_lines(second)
+    wait_for(lambda: dkim_stats(relay) == (1, 1), 10, what="one signature made, one reused")
+
+
+@pytest.mark.time_limit(90)
+def test_sighup_reloads_keys_and_keeps_them_when_a_file_is_bad(tmp_path, dns_server, delivery_world,
+                                                               sluice_factory):
+    from sluice_harness import sluice_bin
+
+    old_key, name, old_txt = keygen(sluice_bin(), tmp_path / "old", SENDER_DOMAIN, "s", "--algorithm", "ed25519")
+    new_key, _, new_txt = keygen(sluice_bin(), tmp_path / "new", SENDER_DOMAIN, "s", "--algorithm", "ed25519")
+    live = tmp_path / "live.private"
+    shutil.copy(old_key, live)
+    world = delivery_world(mx={"d0.test": "127.0.0.2"}, sinks={"127.0.0.2": {}})
+    serve_txt(dns_server, {name: old_txt})
+    relay = sluice_factory(delivery=True, args=world.sluice_args(),
+                           config=f'[[dkim.signer]]\ndomain = "{SENDER_DOMAIN}"\nselector = "s"\n'
+                                  f'key_file = "{live}"\n')
+    old = Verifiers(dns_server, {name: old_txt}, tmp_path / "v-old")
+    sink = world["127.0.0.2"]
+
+    def send(n: int) -> bytes:
+        with relay.smtp() as s:
+            s.sendmail("b@snd.test", [f"u{n}@d0.test"],
+                       f"From: news@snd.test\r\nTo: u{n}@d0.test\r\nSubject: {n}\r\n\r\nx\r\n".encode())
+        return stored_for(sink, n)[n - 1]
+
+    old.check(send(1), [(SENDER_DOMAIN, "s")])
+    # A bad file: the reload is refused and the old key keeps signing.
+    live.write_text("not a key\n")
+    relay.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "DKIM keys not reloaded" in relay.stderr_path.read_text(), 10, what="refused reload")
+    assert str(live) in relay.stderr_path.read_text()
+    old.check(send(2), [(SENDER_DOMAIN, "s")])
+    # The rotated key: new messages carry it (the old record no longer verifies them).
+    shutil.copy(new_key, live)
+    relay.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "DKIM keys reloaded" in relay.stderr_path.read_text(), 10, what="reload")
+    third = send(3)
+    old.check_fails(third, [(SENDER_DOMAIN, "s")])
+    serve_txt(dns_server, {name: new_txt})
+    Verifiers(dns_server, {name: new_txt}, tmp_path / "v-new").check(third, [(SENDER_DOMAIN, "s")])

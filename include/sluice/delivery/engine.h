@@ -70,6 +70,8 @@ struct EngineStats {
   uint64_t connections_opened = 0;
   uint64_t connection_failures = 0;
   uint64_t record_errors = 0;
+  uint64_t dkim_signed = 0;  // messages signed (a merge recipient's copy is one)
+  uint64_t dkim_reused = 0;  // jobs that sent a signature made for an earlier job
 };
 
 class Engine final : public ConnectionDelegate {
