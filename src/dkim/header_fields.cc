@@ -105,7 +105,14 @@ std::vector<HeaderField> ParseHeaderFields(std::string_view block) {
     const size_t colon = line.find(':');
     HeaderField f;
     f.raw = line;
-    if (colon != std::string_view::npos) f.name = TrimBlanks(line.substr(0, colon));
+    if (colon != std::string_view::npos && !IsBlank(line[0])) {
+      // RFC 5322 2.2: a name is printable ASCII without ':' (obsolete
+      // syntax allows blanks before the colon). Anything else is no field.
+      const std::string_view name = TrimBlanks(line.substr(0, colon));
+      bool ok = !name.empty();
+      for (char c : name) ok = ok && c > ' ' && c < 127;
+      if (ok) f.name = name;
+    }
     fields.push_back(f);
     pos = next;
   }

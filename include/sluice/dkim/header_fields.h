@@ -5,7 +5,8 @@
 // Line endings as in canon.h (CRLF, bare LF, bare CR). The block ends at the
 // first empty line; a message without one is all header. A line that is
 // neither a field nor a continuation is kept as a nameless field (never
-// selected). Trusts nothing: bounded by the input, never reads past it.
+// selected), and so is a line whose name is not printable ASCII (RFC 5322
+// 2.2). Trusts nothing: bounded by the input, never reads past it.
 #pragma once
 
 #include <cstddef>
