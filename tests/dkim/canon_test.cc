@@ -92,6 +92,14 @@ TEST(HeaderFields, FoldedFieldsAndBlockEnd) {
   EXPECT_EQ(fields[1].raw, "Subject: one\r\n two\r\n");
   EXPECT_EQ(fields[2].raw, "X:y\n");
   EXPECT_EQ(HeaderBlockSize("From: a@b\r\n"), 11u);  // no body at all
+  // Not fields (found by dkim_header_fuzzer): a first line that starts with
+  // a blank, a name with a blank or a control byte inside.
+  const auto odd = ParseHeaderFields("  B: x\r\nBad Name: y\r\nA\x01: z\r\nOk : w\r\n");
+  ASSERT_EQ(odd.size(), 4u);
+  EXPECT_EQ(odd[0].name, "");
+  EXPECT_EQ(odd[1].name, "");
+  EXPECT_EQ(odd[2].name, "");
+  EXPECT_EQ(odd[3].name, "Ok");
 }
 
 TEST(HeaderFields, SelectionBottomUpAndOversigning) {
