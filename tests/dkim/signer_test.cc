@@ -265,13 +265,14 @@ TEST_F(SignerTest, BadKeysAreErrorsNamingTheFile) {
 
 TEST(Signature, FoldingKeepsLinesShort) {
   std::vector<std::string> h(30, "content-transfer-encoding");
+  const std::string bh(44, 'B');  // outlives the tags, which hold a view
   SignatureTags t{.algorithm = "rsa-sha256",
                   .domain = "a-rather-long-domain-name.example.com",
                   .selector = "selector2026",
                   .timestamp = 1765000000,
                   .expiration = 1765600000,
                   .headers = &h,
-                  .body_hash = std::string(44, 'B')};
+                  .body_hash = bh};
   const std::string field = CompleteField(UnsignedField(t), std::string(344, 'S'));
   EXPECT_TRUE(absl::EndsWith(field, "\r\n"));
   std::string joined;
