@@ -694,22 +694,30 @@ void Engine::PrepareBody(Active* a) {
 
 void Engine::SignBody(Active* a) {
   if (dkim_ == nullptr) return;
-  const bool shared = !a->parsed->envelope.is_merge();
-  if (shared && a->record->dkim) {  // signed by an earlier job of this message
+  const uint64_t now_s = base::WallMicros() / 1000000;
+  bool shared = !a->parsed->envelope.is_merge();
+  // A cached signature past half its x= lifetime is not sent again; this
+  // job signs for itself (the cached fields stay: other jobs may be sending
+  // them).
+  const auto& cached = a->record->dkim;
+  if (shared && cached && cached->expires_s != 0 &&
+      now_s >= cached->time_s + (cached->expires_s - cached->time_s) / 2) {
+    shared = false;
+  } else if (shared && cached) {  // signed by an earlier job of this message
     ++stats_.dkim_reused;
     a->signatures = a->record->dkim->fields;
     a->signatures_json = a->record->dkim->json;
     return;
   }
-  auto made = dkim_->Sign(a->parsed->envelope.added_headers, a->body, base::WallMicros() / 1000000);
+  auto made = dkim_->Sign(a->parsed->envelope.added_headers, a->body, now_s);
   if (!made.ok()) {  // a key that cannot sign: send unsigned, say why
     std::fprintf(stderr, "sluice: dkim: message %s: %s\n", a->job.message.ToString().c_str(),
                  std::string(made.status().message()).c_str());
     return;
   }
   if (!made->fields.empty()) ++stats_.dkim_signed;
-  const dkim::Signed& kept =
-      shared ? a->record->dkim.emplace(*std::move(made)) : (a->own_signatures = *std::move(made));
+  const dkim::Signed& kept = shared && !cached ? a->record->dkim.emplace(*std::move(made))
+                                               : (a->own_signatures = *std::move(made));
   a->signatures = kept.fields;
   a->signatures_json = kept.json;
 }

@@ -181,6 +181,10 @@ absl::StatusOr<Signed> SignWith(const std::vector<SignerTable::Match>& matches,
                          hashes[static_cast<int>(m.entry->body_canon)], now_s, sha, scratch);
     if (!field.ok()) return field.status();
     out.fields = absl::StrCat(*field, out.fields);
+    if (const uint64_t x = m.entry->expire_s;
+        x != 0 && (out.expires_s == 0 || now_s + x < out.expires_s)) {
+      out.expires_s = now_s + x;
+    }
     absl::StrAppend(&out.json, out.json.empty() ? "[" : ",", "{\"d\":\"", m.domain, "\",\"s\":\"",
                     m.entry->selector, "\"}");
   }

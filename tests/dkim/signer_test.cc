@@ -204,12 +204,15 @@ TEST_F(SignerTest, RelaxedSurvivesRefoldingSimpleDoesNot) {
   config::Config c;
   c.dkim_signers = {{.pattern = "example.com",
                      .selector = "r",
-                     .key_file = WriteKey("r", Algorithm::kRsaSha256, 1024)}};
+                     .key_file = WriteKey("r", Algorithm::kRsaSha256, 1024),
+                     .expire_s = 100}};
   auto store = KeyStore::Create(c);
   ASSERT_TRUE(store.ok());
   Signer signer(**store);
   auto s = signer.Sign("", kBody, 1);
   ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->expires_s, 101u);
+  EXPECT_NE(Unfold(s->fields).find("t=1;x=101;"), std::string::npos) << s->fields;
   std::string message = absl::StrCat(s->fields, kBody);
   message.replace(message.find("subject: Hello"), 14, "SUBJECT:   Hello");
   EXPECT_TRUE(Verify(message, PublicOf(dir_ + "/r")));

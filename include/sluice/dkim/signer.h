@@ -96,6 +96,7 @@ struct Signed {
   std::string fields;  // DKIM-Signature fields, each ending in CRLF; "" when unsigned
   std::string json;    // [{"d":"example.com","s":"sel"},...] for the accounting log; ""
   uint64_t time_s = 0;
+  uint64_t expires_s = 0;  // the earliest x= among them; 0: none expires
 };
 
 class Signer {
