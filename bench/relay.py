@@ -21,6 +21,7 @@ interleaved and repeated: only ratios within one run mean anything here.
     bench/relay.py [--reps 3] [--messages 20000] [--postfix-messages 3000]
                    [--domains 1000] [--sizes 2048,20480] [--connections 50]
                    [--rows ceiling,sluice,postfix,reference]
+                   (also sluice_rsa, sluice_ed25519: Sluice signing every message)
 
 Prints a Markdown table: median (min-max) msgs/s per row, Sluice / Postfix,
 Sluice / ceiling. As a module: Relay(work, domains) owns the dnsmasq and
@@ -39,6 +40,8 @@ import common  # noqa: E402
 
 LABELS = {"ceiling": "blast → sluice-sink (ceiling)",
           "sluice": "blast → Sluice → sinks (1 MX per domain, dnsmasq)",
+          "sluice_rsa": "… with DKIM RSA-2048",
+          "sluice_ed25519": "… with DKIM Ed25519",
           "postfix": "blast → Postfix → sink (relayhost)",
           "reference": "smtp-source → Sluice → smtp-sink"}
 
@@ -74,9 +77,24 @@ class Relay:
             end = sink.wait_for(messages, 60)
             return {"rate": messages / (end - start)}
 
-    def run_sluice(self, size: int, messages: int, connections=None) -> dict:
+    def dkim_config(self, algorithm: str) -> list:
+        """--config for a relay that signs every message (the default
+        domain's signer signs whatever From: blast writes)."""
+        keys = self.work / f"dkim-{algorithm}"
+        if not (keys / "b.private").exists():
+            keys.mkdir(exist_ok=True)
+            common.subprocess.run([str(common.sluice_bin()), "dkim", "keygen", "--domain", "bench.example",
+                                   "--selector", "b", "--algorithm", algorithm, "--out", str(keys)],
+                                  check=True, capture_output=True)
+        conf = keys / "sluice.toml"
+        conf.write_text(f'[dkim]\ndefault_domain = "bench.example"\n[[dkim.signer]]\n'
+                        f'domain = "bench.example"\nselector = "b"\nkey_file = "{keys / "b.private"}"\n')
+        return ["--config", str(conf)]
+
+    def run_sluice(self, size: int, messages: int, connections=None, dkim=None) -> dict:
+        extra = self.dkim_config(dkim) if dkim else []
         with common.Sink(self.work, mx_hosts=True) as sink, \
-                common.Sluice(self.work, ["--dns", self.dns.spec, "--mx-port", str(sink.port)],
+                common.Sluice(self.work, ["--dns", self.dns.spec, "--mx-port", str(sink.port), *extra],
                               name="relay") as s:
             start = time.monotonic()
             self._blast(s.port, messages, size, connections)
@@ -119,6 +137,8 @@ def measure(*, reps=3, messages=20000, postfix_messages=3000, domains=1000, conn
             runners = {
                 "ceiling": lambda size: relay.run_ceiling(size, messages),
                 "sluice": lambda size: relay.run_sluice(size, messages),
+                "sluice_rsa": lambda size: relay.run_sluice(size, messages, dkim="rsa"),
+                "sluice_ed25519": lambda size: relay.run_sluice(size, messages, dkim="ed25519"),
                 "postfix": lambda size: relay.run_postfix(size, postfix_messages),
                 # smtp-source opens a session per message: twice Postfix's count
                 # keeps this row's duration comparable.

@@ -9,9 +9,12 @@
 # (swaks only recommends libnet-ssleay-perl, without which its STARTTLS and
 # AUTH tests fail with "TLS not available"). The list, by who needs it:
 #   build:         build-essential g++ meson ninja-build pkg-config and the -dev libraries
+#                  (libssl-dev: OpenSSL's libcrypto for DKIM signing)
 #   fuzz/run.sh:   clang libclang-rt-14-dev (libFuzzer, ASan), util-linux (flock)
-#   tests/:        python3 python3-pytest python3-aiosmtpd (all other modules are
-#                  the standard library), swaks libnet-ssleay-perl (its TLS),
+#   tests/:        python3 python3-pytest python3-aiosmtpd, python3-dkim python3-nacl
+#                  python3-dnspython (DKIM verification; other modules are the
+#                  standard library), opendkim opendkim-tools (`opendkim -t`, the
+#                  daemon is never started), swaks libnet-ssleay-perl (its TLS),
 #                  openssl (certificates), dnsmasq-base (test DNS), mount
 #                  (tmpfs for the disk-full test), util-linux (setpriv, unshare),
 #                  passwd (useradd), procps, iproute2, ca-certificates (the
@@ -27,9 +30,10 @@ set -euo pipefail
 
 packages=(
   build-essential g++ clang libclang-rt-14-dev meson ninja-build pkg-config
-  liburing-dev libwolfssl-dev libc-ares-dev libabsl-dev libtomlplusplus-dev
+  liburing-dev libwolfssl-dev libssl-dev libc-ares-dev libabsl-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-pytest python3-aiosmtpd
+  python3 python3-pytest python3-aiosmtpd python3-dkim python3-nacl python3-dnspython
+  opendkim opendkim-tools
   swaks libnet-ssleay-perl openssl ca-certificates dnsmasq-base
   mount util-linux passwd procps iproute2 jq
   postfix gnuplot-nox git valgrind

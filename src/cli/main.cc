@@ -17,12 +17,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "admin_client.h"
+#include "dkim_command.h"
 #include "path_check.h"
 #include "queue_command.h"
 #include "sendmail_command.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
+#include "sluice/dkim/signer.h"
 #include "sluice/log/json.h"
 #include "sluice/merge/template.h"
 #include "sluice/pickup/batch.h"
@@ -57,6 +59,8 @@ constexpr char kUsage[] =
     "                        drop a message (or a batch: the manifest, its template and\n"
     "                        recipients file, checked first) into the pickup directory\n"
     "                        (--pickup DIR or pickup.dir); prints the name (docs/PICKUP.md)\n"
+    "  dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] [--out DIR]\n"
+    "                        write a DKIM key (S.private, 0600) and its DNS TXT record (S.txt)\n"
     "  passwd USER           add or change USER in the AUTH password file (--password-file\n"
     "                        FILE or auth.password_file); the password is read from stdin\n"
     "  sendmail [-t] [-f SENDER] [-i] [-F NAME] [RECIPIENT...]\n"
@@ -403,6 +407,13 @@ int CheckConfig(const Options& o) {
     std::fprintf(stderr, "sluice: %s\n", std::string(tls_summary.status().message()).c_str());
     return 2;
   }
+  // DKIM: every signer's key loads and fits (a bad one names its file).
+  auto dkim_keys = dkim::KeyStore::Create(c);
+  if (!dkim_keys.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(dkim_keys.status().message()).c_str());
+    return 2;
+  }
+  const auto dkim_table = (*dkim_keys)->table();
   std::printf("configuration ok: %d shards, listen", c.shards);
   for (const auto& a : c.listen_addresses) std::printf(" %s", a.ToString().c_str());
   std::printf(", spool %s, relay from %s\n", c.spool_dir.c_str(),
@@ -421,6 +432,9 @@ int CheckConfig(const Options& o) {
               c.source_address.empty() ? "any" : c.source_address.c_str(), c.control_dir.c_str(),
               routes.empty() ? "none" : routes.c_str());
   std::printf("%s\n", tls_summary->c_str());
+  std::printf("dkim %zu signers, %zu keys, default domain %s\n", dkim_table->signer_count(),
+              dkim_table->key_count(),
+              c.dkim_default_domain.empty() ? "none" : c.dkim_default_domain.c_str());
   return CheckConfigFolders(o, c);
 }
 
@@ -682,6 +696,7 @@ int Main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") return CommandHelp(command);
   }
+  if (command == "dkim") return DkimCommand(argc - 2, argv + 2);
   Options o;
   std::string error;
   if (!ParseArgs(argc, argv, 1, o, error)) return Usage(error);

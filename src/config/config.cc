@@ -506,10 +506,10 @@ constexpr absl::string_view kAdminKeys[] = {"control_dir"};
 
 constexpr absl::string_view kTables[] = {"server",   "spool", "log",   "pickup",
                                          "delivery", "retry", "admin", "shaping",
-                                         "route",    "tls",   "auth"};
+                                         "route",    "tls",   "auth",  "dkim"};
 constexpr absl::string_view kTableList =
     "the tables are [server], [spool], [log], [pickup], [delivery], [retry], [admin], "
-    "[tls], [auth], [[shaping]] and [[route]]";
+    "[tls], [auth], [dkim], [[shaping]] and [[route]]";
 // [tls] and [auth]: checked further by tls::Credentials (files, listeners).
 constexpr absl::string_view kTlsKeys[] = {"cert_file", "key_file", "min_version", "listen",
                                           "require_tls_on"};
@@ -580,6 +580,64 @@ absl::Status CheckFields(absl::Span<const Field> fields, const void* target,
 std::string NormalizeName(absl::string_view name) {
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
   return absl::AsciiStrToLower(name);
+}
+
+// [dkim] values.
+constexpr absl::string_view kDkimKeys[] = {"default_domain", "signer"};
+constexpr absl::string_view kDkimSignerKeys[] = {
+    "domain", "selector", "key_file", "signing_domain", "canonicalization",
+    "headers", "oversign", "expire"};
+// 10,000 signing domains are normal; a million entries would be a
+// configuration file of 100 MB, which is a mistake.
+constexpr size_t kMaxDkimSigners = 1'000'000;
+constexpr size_t kMaxDkimHeaders = 100;  // names in one h= list
+
+absl::Status CheckOptionalName(absl::string_view name) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  return name.empty() ? absl::OkStatus() : CheckHostname(name);
+}
+
+// A [[dkim.signer]] domain: "example.com" or "*.example.com" ("*" alone is
+// what [dkim] default_domain is for).
+absl::Status CheckDkimPattern(absl::string_view pattern) {
+  absl::string_view name = pattern;
+  if (absl::StartsWith(name, "*.")) name.remove_prefix(2);
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || !CheckHostname(name).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", pattern,
+        "' is not a From: domain pattern (write \"example.com\" or \"*.example.com\"; "
+        "mail from other domains is signed by [dkim] default_domain)"));
+  }
+  return absl::OkStatus();
+}
+
+// A selector: dot-separated labels (RFC 6376 3.1).
+absl::Status CheckSelector(absl::string_view s) {
+  if (CheckHostname(s).ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", s, "' is not a selector (labels of letters, digits and '-')"));
+}
+
+// "relaxed/relaxed", "simple/relaxed", ...; one word is header/simple (RFC
+// 6376 3.5 c=).
+absl::Status CheckCanonicalization(absl::string_view c) {
+  for (absl::string_view word : {"simple", "relaxed"}) {
+    for (absl::string_view body : {"/simple", "/relaxed", ""}) {
+      if (c == absl::StrCat(word, body)) return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", c, "' is not header/body canonicalization (\"relaxed/relaxed\", "
+                           "\"relaxed/simple\", \"simple/simple\" or \"simple/relaxed\")"));
+}
+
+// A header field name (RFC 5322 2.2: printable ASCII except ':').
+absl::Status CheckHeaderName(absl::string_view name) {
+  bool ok = !name.empty() && name.size() <= 76;
+  for (char c : name) ok = ok && c > ' ' && c < 127 && c != ':';
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("'", name, "' is not a header field name"));
 }
 
 // A destination pattern of [[shaping]] and [[route]]: "example.com",
@@ -851,6 +909,8 @@ class TomlReader {
           status = ReadAdmin(*table);
         } else if (name == "tls" || name == "auth") {
           status = ReadTlsAuth(name, *table);
+        } else if (name == "dkim") {
+          status = ReadDkim(*table);
         } else {
           status = ReadTable(name, *table);
         }
@@ -1466,6 +1526,95 @@ class TomlReader {
     return absl::OkStatus();
   }
 
+  // [dkim]: default_domain and the [[dkim.signer]] list (which replaces the
+  // one before).
+  absl::Status ReadDkim(const toml::table& t) {
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("dkim.", KeyText(name));
+      absl::Status status;
+      if (name == "default_domain") {
+        status = ReadString(dotted, *node, CheckOptionalName, &config_.dkim_default_domain);
+        config_.dkim_default_domain = NormalizeName(config_.dkim_default_domain);
+      } else if (name == "signer") {
+        const toml::array* array = node->as_array();
+        if (array == nullptr || (!array->empty() && !array->is_array_of_tables())) {
+          return Error(*node, dotted,
+                       absl::StrCat("expected an array of tables, written [[dkim.signer]], got ",
+                                    TypeName(*node)));
+        }
+        if (array->size() > kMaxDkimSigners) {
+          return Error(*node, dotted, absl::StrCat("at most ", kMaxDkimSigners, " signers"));
+        }
+        std::vector<DkimSigner> signers;
+        for (const toml::node& element : *array) {
+          DkimSigner signer;
+          status = ReadDkimSigner(*element.as_table(), signer);
+          if (!status.ok()) return status;
+          signers.push_back(std::move(signer));
+        }
+        config_.dkim_signers = std::move(signers);
+      } else {
+        status = Unknown("dkim", dotted, *key, *node, kDkimKeys);
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadDkimSigner(const toml::table& t, DkimSigner& signer) {
+    bool has_domain = false, has_selector = false, has_key = false;
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("dkim.signer.", KeyText(name));
+      absl::Status status;
+      if (name == "domain") {
+        status = ReadString(dotted, *node, CheckDkimPattern, &signer.pattern);
+        signer.pattern = NormalizeName(signer.pattern);
+        has_domain = true;
+      } else if (name == "selector") {
+        status = ReadString(dotted, *node, CheckSelector, &signer.selector);
+        signer.selector = absl::AsciiStrToLower(signer.selector);
+        has_selector = true;
+      } else if (name == "key_file") {
+        status = ReadString(dotted, *node, CheckOptionalPath, &signer.key_file);
+        has_key = status.ok() && !signer.key_file.empty();
+      } else if (name == "signing_domain") {
+        status = ReadString(dotted, *node, CheckOptionalName, &signer.signing_domain);
+        signer.signing_domain = NormalizeName(signer.signing_domain);
+      } else if (name == "canonicalization") {
+        status = ReadString(dotted, *node, CheckCanonicalization, &signer.canonicalization);
+      } else if (name == "headers" || name == "oversign") {
+        auto list = ReadStrings(dotted, *node, "header names", kMaxDkimHeaders, CheckHeaderName);
+        if (!list.ok()) return list.status();
+        (name == "headers" ? signer.headers : signer.oversign) = *std::move(list);
+      } else if (name == "expire") {
+        auto micros = ReadDuration(dotted, *node);
+        if (!micros.ok()) return micros.status();
+        if (*micros < kSecond || *micros > 365 * kDay) {
+          return Error(*node, dotted, "must be between 1s and 365d");
+        }
+        signer.expire_s = *micros / kSecond;
+      } else {
+        status = Unknown("[dkim.signer]", dotted, *key, *node, kDkimSignerKeys);
+      }
+      if (!status.ok()) return status;
+    }
+    auto missing = [&](absl::string_view what) {
+      return Error(t, "dkim.signer", absl::StrCat("missing key '", what, "'"));
+    };
+    if (!has_domain) return missing("domain");
+    if (!has_selector) return missing("selector");
+    if (!has_key) return missing("key_file");
+    const bool from = std::any_of(signer.headers.begin(), signer.headers.end(),
+                                  [](const std::string& h) { return absl::EqualsIgnoreCase(h, "from"); });
+    if (!from) {
+      return Error(t, "dkim.signer.headers",
+                   "must include \"From\" (RFC 6376 5.4: the From: field is always signed)");
+    }
+    return absl::OkStatus();
+  }
+
   absl::string_view source_;
   Config& config_;
 };
@@ -1644,6 +1793,21 @@ std::string DefaultLogFile(std::string_view spool_dir) {
   return absl::StrCat(spool.substr(0, slash), "/log/sluice.log");   // "/spool" -> "/log/..."
 }
 
+// [dkim] default_domain names the signers it uses through their patterns.
+absl::Status CheckDkimDefault(const Config& c) {
+  if (c.dkim_default_domain.empty()) return absl::OkStatus();
+  for (const DkimSigner& s : c.dkim_signers) {
+    absl::string_view p = s.pattern;
+    if (p == c.dkim_default_domain ||
+        (absl::ConsumePrefix(&p, "*") && absl::EndsWith(c.dkim_default_domain, p))) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "dkim.default_domain: no [[dkim.signer]] has a domain matching '", c.dkim_default_domain,
+      "' (the default domain signs with its own signers' keys)"));
+}
+
 absl::Status Config::Finalize() {
   // Ranges again: command-line flags do not pass through the TOML reader.
   for (const IntField& field : kIntFields) {
@@ -1798,7 +1962,7 @@ absl::Status Config::Finalize() {
   dns_servers = *std::move(dns);
   shaping = std::move(rules);
   routes = std::move(checked_routes);
-  return absl::OkStatus();
+  return CheckDkimDefault(*this);
 }
 
 }  // namespace sluice::config

@@ -153,6 +153,11 @@ struct Engine::Active {
   // merge this recipient's rendering of the stored template.
   std::string_view body;
   std::string rendered;
+  // DKIM-Signature fields sent before the added headers (SignBody), and
+  // their {"d","s"} list for the accounting record.
+  std::string_view signatures;
+  std::string_view signatures_json;
+  dkim::Signed own_signatures;  // a merge recipient's (others live in the record)
   std::vector<std::optional<std::pair<smtp::Outcome, smtp::Reply>>> results;
   size_t body_pos = 0;
   bool body_ended = false;
@@ -202,11 +207,13 @@ struct ReadOp final : io::Completion {
 
 }  // namespace
 
-Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname)
+Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname,
+               dkim::Signer* dkim)
     : ring_(ring),
       config_(config),
       host_(host),
       hostname_(std::move(hostname)),
+      dkim_(dkim),
       queues_(PolicyFrom(config), queue::RetrySchedule(config.retry)) {
   smtp::ClientConfig& c = options_.client;
   c.helo_name = config.helo_name.empty() ? hostname_ : config.helo_name;
@@ -682,6 +689,7 @@ void Engine::OnRecord(Active* a, absl::StatusOr<RecordPtr> record) {
                  std::string(record.status().message()).c_str());
   }
   if (a->parsed) PrepareBody(a);
+  if (a->parsed && !a->detached && !a->abandoned) SignBody(a);
   a->results.resize(a->job.recipients.size());
   if (a->detached || a->abandoned || !a->parsed) {
     smtp::Reply reply = a->preset;
@@ -704,7 +712,7 @@ void Engine::OnRecord(Active* a, absl::StatusOr<RecordPtr> record) {
     msg.recipients.push_back(idx < env.recipients.size() ? env.recipients[idx].address
                                                          : std::string());
   }
-  msg.size = env.added_headers.size() + a->body.size();
+  msg.size = a->signatures.size() + env.added_headers.size() + a->body.size();
   msg.eight_bit = env.eight_bit;
   msg.smtputf8 = env.smtputf8;
   OutboundConnection& c = *a->conn;
@@ -768,20 +776,56 @@ void Engine::PrepareBody(Active* a) {
   FitLineLength(a->body, a->rendered);
 }
 
+void Engine::SignBody(Active* a) {
+  if (dkim_ == nullptr) return;
+  const uint64_t now_s = base::WallMicros() / 1000000;
+  bool shared = !a->parsed->envelope.is_merge();
+  // A cached signature past half its x= lifetime is not sent again; this
+  // job signs for itself (the cached fields stay: other jobs may be sending
+  // them).
+  const auto& cached = a->record->dkim;
+  if (shared && cached && cached->expires_s != 0 &&
+      now_s >= cached->time_s + (cached->expires_s - cached->time_s) / 2) {
+    shared = false;
+  } else if (shared && cached) {  // signed by an earlier job of this message
+    ++stats_.dkim_reused;
+    a->signatures = a->record->dkim->fields;
+    a->signatures_json = a->record->dkim->json;
+    return;
+  }
+  auto made = dkim_->Sign(a->parsed->envelope.added_headers, a->body, now_s);
+  if (!made.ok()) {  // a key that cannot sign: send unsigned, say why
+    std::fprintf(stderr, "sluice: dkim: message %s: %s\n", a->job.message.ToString().c_str(),
+                 std::string(made.status().message()).c_str());
+    return;
+  }
+  if (!made->fields.empty()) ++stats_.dkim_signed;
+  const dkim::Signed& kept = shared && !cached ? a->record->dkim.emplace(*std::move(made))
+                                               : (a->own_signatures = *std::move(made));
+  a->signatures = kept.fields;
+  a->signatures_json = kept.json;
+}
+
 void Engine::OnBodyWanted(OutboundConnection& c) {
   auto* a = static_cast<Active*>(c.job);
   if (a == nullptr || !a->parsed || a->body_ended) return;
-  const std::string& head = a->parsed->envelope.added_headers;
+  // Sent in order: signatures, the added headers, the body.
+  const std::string_view sigs = a->signatures;
+  const std::string_view added = a->parsed->envelope.added_headers;
   const std::string_view body = a->body;
-  const size_t total = head.size() + body.size();
+  const size_t head_size = sigs.size() + added.size();
+  const size_t total = head_size + body.size();
   smtp::ClientSession& s = c.session();
   while (a->body_pos < total && !s.body_paused()) {
-    if (a->body_pos < head.size()) {
-      s.AppendBody(std::string_view(head).substr(a->body_pos));
-      a->body_pos = head.size();
+    if (a->body_pos < sigs.size()) {
+      s.AppendBody(sigs.substr(a->body_pos));
+      a->body_pos = sigs.size();
+    } else if (a->body_pos < head_size) {
+      s.AppendBody(added.substr(a->body_pos - sigs.size()));
+      a->body_pos = head_size;
     } else {
       const size_t n = std::min(kBodyPiece, total - a->body_pos);
-      s.AppendBody(body.substr(a->body_pos - head.size(), n));
+      s.AppendBody(body.substr(a->body_pos - head_size, n));
       a->body_pos += n;
     }
   }
@@ -820,6 +864,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   record_campaign_ = env != nullptr ? env->campaign : std::string();
   record_tenant_ = env != nullptr ? env->tenant : std::string();
   record_tls_resumed_ = c != nullptr && c->tls_resumed();
+  record_dkim_ = std::string(a->signatures_json);
   std::vector<uint32_t> delivered;
   std::vector<Final> failed;
   // Transient outcomes are logged once the queue has said whether the
@@ -1178,6 +1223,7 @@ void Engine::Record(log::DeliveryType type, base::QueueId id, const std::string&
   r.tls_resumed = !tls.empty() && record_tls_resumed_;
   r.campaign = record_campaign_;
   r.tenant = record_tenant_;
+  if (type == log::DeliveryType::kDelivery) r.dkim = record_dkim_;
   host_.accounting().Write(type, r);
 }
 

@@ -107,7 +107,9 @@ void AccountingLog::FormatDelivery(std::string& o, DeliveryType type, const Deli
                         static_cast<unsigned>(ms % 1000));
   line.Str("tls", r.tls);
   if (r.tls_resumed) line.Raw("tls_resumed", "true");
-  line.StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant).End();
+  line.StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant);
+  if (!r.dkim.empty()) line.Raw("dkim", r.dkim);
+  line.End();
 }
 
 void AccountingLog::Write(DeliveryType type, const DeliveryRecord& r) {

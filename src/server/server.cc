@@ -26,6 +26,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/dkim/signer.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/log_file.h"
@@ -230,13 +231,45 @@ void Notify(SystemdNotifier& systemd, std::string_view state) {
   }
 }
 
+// SIGHUP: new connections get the re-read certificate and password file,
+// new signatures the re-read DKIM keys; running ones keep what they started
+// with. A reload that fails keeps the previous set whole.
+void Reload(tls::Credentials& credentials, dkim::KeyStore* dkim_keys,
+            const config::Config& config) {
+  const bool tls_or_auth = !config.tls_cert_file.empty() || !config.auth_password_file.empty();
+  const bool dkim = dkim_keys != nullptr && !config.dkim_signers.empty();
+  if (!tls_or_auth && !dkim) {
+    std::fprintf(stderr,
+                 "sluice: SIGHUP: nothing to reload (no TLS certificate, password file or DKIM "
+                 "key; other settings need a restart)\n");
+    return;
+  }
+  if (tls_or_auth) {
+    if (const absl::Status r = credentials.Reload(); r.ok()) {
+      std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
+    } else {
+      std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
+                   std::string(r.message()).c_str());
+    }
+  }
+  if (dkim) {
+    if (const absl::Status k = dkim_keys->Reload(); k.ok()) {
+      std::fprintf(stderr, "sluice: SIGHUP: DKIM keys reloaded\n");
+    } else {
+      std::fprintf(stderr, "sluice: SIGHUP: DKIM keys not reloaded, keeping the previous ones: %s\n",
+                   std::string(k.message()).c_str());
+    }
+  }
+}
+
 // The main thread's loop between `ready` and a stop signal, which it
 // returns. SIGHUP: new connections get the re-read certificate and password
 // file; running ones keep what they started with. SIGUSR1: the accounting
 // log is reopened (log_file.h). With a systemd watchdog, WATCHDOG=1 goes out
 // every half period.
 int WaitForStop(const sigset_t& signals, tls::Credentials& credentials,
-                const config::Config& config, int log_fd, SystemdNotifier& systemd) {
+                dkim::KeyStore* dkim_keys, const config::Config& config, int log_fd,
+                SystemdNotifier& systemd) {
   const uint64_t interval_us = systemd.watchdog_interval_us();
   while (true) {
     int sig = 0;
@@ -251,18 +284,8 @@ int WaitForStop(const sigset_t& signals, tls::Credentials& credentials,
         continue;  // timeout or EINTR
       }
     }
-    if (sig == SIGHUP && config.tls_cert_file.empty() && config.auth_password_file.empty()) {
-      std::fprintf(stderr,
-                   "sluice: SIGHUP: nothing to reload (no TLS certificate or password file; other "
-                   "settings need a restart)\n");
-    } else if (sig == SIGHUP) {
-      const absl::Status r = credentials.Reload();
-      if (r.ok()) {
-        std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
-      } else {
-        std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
-                     std::string(r.message()).c_str());
-      }
+    if (sig == SIGHUP) {
+      Reload(credentials, dkim_keys, config);
     } else if (sig == SIGUSR1) {
       if (log_fd < 0) {
         std::fprintf(stderr, "sluice: SIGUSR1: no accounting log to reopen\n");
@@ -360,6 +383,9 @@ absl::Status Serve(const config::Config& config) {
   // limiter, shared by every shard; SIGHUP reloads them.
   auto credentials = tls::Credentials::Create(config);
   if (!credentials.ok()) return credentials.status();
+  // DKIM keys (dkim/signer.h), shared by every shard; SIGHUP reloads them.
+  auto dkim_keys = dkim::KeyStore::Create(config);
+  if (!dkim_keys.ok()) return dkim_keys.status();
 
   // Block the stop signals before any thread exists; threads inherit it.
   sigset_t stop_signals;
@@ -381,6 +407,7 @@ absl::Status Serve(const config::Config& config) {
     shard_objects.back()->set_credentials(credentials->get());
     shard_objects.back()->set_client_limiter(&client_limiter);
     shard_objects.back()->set_admin_store(&admin_store);
+    shard_objects.back()->set_dkim_keys(dkim_keys->get());
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.
@@ -452,7 +479,7 @@ absl::Status Serve(const config::Config& config) {
     std::fprintf(stderr, "sluice: ready: %s\n", ready_line.c_str());
     SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
     Notify(systemd, absl::StrCat("READY=1\nSTATUS=", ready_line));
-    const int sig = WaitForStop(stop_signals, **credentials, config, log_fd, systemd);
+    const int sig = WaitForStop(stop_signals, **credentials, dkim_keys->get(), config, log_fd, systemd);
     std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig, config.shutdown_grace_s);
     Notify(systemd, "STOPPING=1\nSTATUS=stopping: finishing in-flight work");
     for (auto& s : shard_objects) s->RequestStop();

@@ -20,6 +20,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/dkim/signer.h"
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
@@ -156,7 +157,9 @@ absl::Status Shard::Init() {
                  r.recipients);
   });
   if (config_.delivery_enabled) {
-    engine_ = std::make_unique<delivery::Engine>(*ring_, config_, *this, config_.hostname);
+    if (dkim_keys_ != nullptr) dkim_signer_ = std::make_unique<dkim::Signer>(*dkim_keys_);
+    engine_ = std::make_unique<delivery::Engine>(*ring_, config_, *this, config_.hostname,
+                                                 dkim_signer_.get());
     if (auto s = engine_->Init(); !s.ok()) return s;
     // Before any job arrives: a held or suspended domain's recovered mail
     // must not leave at start-up.

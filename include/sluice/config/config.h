@@ -66,6 +66,22 @@ struct Route {
   uint16_t port = 25;
 };
 
+// [[dkim.signer]] (docs/CONFIGURATION.md): who signs mail whose From:
+// domain matches `pattern`. Keys are loaded and checked by dkim::KeyStore.
+struct DkimSigner {
+  std::string pattern;         // "domain": exact, or "*.example.com" (names below it)
+  std::string selector;        // s=; the key is published at <selector>._domainkey.<d>
+  std::string key_file;        // PEM private key, RSA (1024-4096 bits) or Ed25519
+  std::string signing_domain;  // d=; empty: the From: domain
+  std::string canonicalization = "relaxed/relaxed";  // header/body: simple or relaxed
+  std::vector<std::string> headers = {
+      "From",       "To",           "Cc",          "Subject",      "Date",
+      "Message-ID", "Reply-To",     "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+      "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID", "In-Reply-To", "References"};
+  std::vector<std::string> oversign = {"From", "Subject", "To"};
+  uint64_t expire_s = 0;  // x= this long after t=; 0: no x=
+};
+
 struct Config {
   // [server]
   std::vector<std::string> listen = {"127.0.0.1:2525"};
@@ -160,6 +176,12 @@ struct Config {
 
   // [[route]]: at most one per pattern.
   std::vector<Route> routes;
+
+  // [dkim]: [[dkim.signer]] entries in file order (several may share a
+  // pattern: each one adds a signature), and the domain whose signers sign
+  // mail whose From: matches no pattern (empty: such mail is not signed).
+  std::vector<DkimSigner> dkim_signers;
+  std::string dkim_default_domain;
 
   // [admin]
   std::string control_dir;  // empty: <spool_dir>/control (Finalize fills it in)

@@ -41,6 +41,7 @@
 #include "sluice/delivery/outbound_connection.h"
 #include "sluice/delivery/own_addresses.h"
 #include "sluice/delivery/record_cache.h"
+#include "sluice/dkim/signer.h"
 #include "sluice/dns/resolver.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
@@ -73,11 +74,15 @@ struct EngineStats {
   uint64_t connections_opened = 0;
   uint64_t connection_failures = 0;
   uint64_t record_errors = 0;
+  uint64_t dkim_signed = 0;  // messages signed (a merge recipient's copy is one)
+  uint64_t dkim_reused = 0;  // jobs that sent a signature made for an earlier job
 };
 
 class Engine final : public ConnectionDelegate {
  public:
-  Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname);
+  // `dkim`: the shard's signer (nullptr or no signers: mail goes unsigned).
+  Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname,
+         dkim::Signer* dkim = nullptr);
   ~Engine() override;
 
   absl::Status Init();
@@ -204,6 +209,8 @@ class Engine final : public ConnectionDelegate {
   void StartDetachedLoads();
   void OnRecord(Active* a, absl::StatusOr<RecordPtr> record);
   void PrepareBody(Active* a);
+  // Adds the DKIM-Signature fields for the message PrepareBody made.
+  void SignBody(Active* a);
   void FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive);
   void Conclude(const queue::Job& job, const std::string& domain, const spool::Envelope* envelope,
                 std::vector<Final> finals, const std::string& mx, const std::string& ip);
@@ -223,6 +230,7 @@ class Engine final : public ConnectionDelegate {
   const std::string hostname_;
   std::string own_name_;  // hostname_ as dns::NormalizeDomain writes it
   OwnAddresses own_;      // filled by Init (getifaddrs)
+  dkim::Signer* const dkim_;
   OutboundOptions options_;
   // STARTTLS client contexts: plain (opportunistic, required) and verifying.
   std::shared_ptr<const tls::Context> tls_plain_;
@@ -276,6 +284,7 @@ class Engine final : public ConnectionDelegate {
   std::string record_campaign_;  // of the job FinishJob is recording
   std::string record_tenant_;    // jobs being attempted (incl. record reads, detached ones)
   bool record_tls_resumed_ = false;
+  std::string record_dkim_;  // the job's signatures as JSON (Delivery records)
   bool stopping_ = false;
   EngineStats stats_;
   // Suspensions with their reason, by domain (the queue holds the gate).

@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "sluice/base/queue_id.h"
+#include "sluice/dkim/signer.h"
 #include "sluice/merge/template.h"
 #include "sluice/spool/message_file.h"
 
@@ -33,6 +34,10 @@ struct LoadedRecord {
   spool::ParsedFile parsed;  // views into bytes
   // A merge batch: the stored template, compiled once.
   std::optional<merge::CompiledTemplate> compiled;
+  // Not a merge batch: the message's DKIM signatures, made by the first job
+  // that sends it and reused by its other jobs and retries while the record
+  // stays cached (the engine's shard is the only user, so mutable is safe).
+  mutable std::optional<dkim::Signed> dkim;
 };
 using RecordPtr = std::shared_ptr<const LoadedRecord>;
 

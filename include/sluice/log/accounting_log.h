@@ -83,6 +83,9 @@ struct DeliveryRecord {
   // when non-empty, after "tls" (and "tls_resumed").
   std::string_view campaign;
   std::string_view tenant;
+  // The DKIM signatures the message carried, a JSON array written as is:
+  // [{"d":"example.com","s":"sel"}]; written (last) only when non-empty.
+  std::string_view dkim;
 };
 
 // Something refused on the way in. Source "pickup": a dropped file that

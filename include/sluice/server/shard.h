@@ -39,6 +39,11 @@ namespace sluice::tls {
 class Credentials;  // TLS/AUTH state shared by the shards (tls/credentials.h)
 }  // namespace sluice::tls
 
+namespace sluice::dkim {
+class KeyStore;  // DKIM keys shared by the shards (dkim/signer.h)
+class Signer;
+}  // namespace sluice::dkim
+
 namespace sluice::server {
 
 class ClientLimiter;
@@ -129,6 +134,8 @@ class Shard final : public delivery::EngineHost {
   void set_admin_store(delivery::AdminStore* s) { admin_store_ = s; }
   delivery::AdminStore* admin_store() const { return admin_store_; }
   int shard_count() const { return mailboxes_.shards(); }
+  // DKIM keys: set by the server before Init(); null means mail goes unsigned.
+  void set_dkim_keys(const dkim::KeyStore* k) { dkim_keys_ = k; }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   // Takes every note waiting in this shard's mailboxes. Only from the shard's
@@ -226,6 +233,8 @@ class Shard final : public delivery::EngineHost {
   ClientLimiter* client_limiter_ = nullptr;  // shared, owned by the server
   absl::flat_hash_set<Refusal*> refusals_;   // replies in flight to refused connections
   delivery::AdminStore* admin_store_ = nullptr;  // shared, owned by the server
+  const dkim::KeyStore* dkim_keys_ = nullptr;  // shared, owned by the server
+  std::unique_ptr<dkim::Signer> dkim_signer_;  // this shard's, used by engine_
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool spool_available_ = true;
