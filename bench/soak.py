@@ -486,7 +486,7 @@ def account(tally: LogTally, spool: dict, sink_stats: dict, sink_before: int, cl
     return {"received": tally.counts["Reception"], "delivered": tally.counts["Delivery"],
             "bounced": tally.counts["Bounce"], "expired": tally.counts["Expiration"],
             "deferrals": tally.counts["TransientFailure"], "dsns": tally.by_helo.get("DSN", 0),
-            "queued": len(tally.open), "spooled": len(spool), "sink": sink_got,
+            "queued": len(tally.open) - len(lost), "spooled": len(spool), "sink": sink_got,
             "by_helo": dict(tally.by_helo), "acked": acked, "by_kind": tally.by_kind, "lost": len(lost),
             "problems": problems}
 
