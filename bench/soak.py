@@ -339,6 +339,7 @@ class Soak:
         self.minutes = []  # one dict per blast segment (a minute)
         self.blast = []  # blast's JSON report per segment
         self.t0 = time.monotonic()
+        self.next_sample = self.t0
 
     def sample(self) -> dict:
         if self.s.proc.poll() is not None:
@@ -365,19 +366,19 @@ class Soak:
         """One blast run of `seconds`, sampling while it runs."""
         start, before = time.monotonic(), (self.samples[-1] if self.samples else None)
         proc = start_blast(self.s.port, self.rate, seconds, self.args, self.domains, k + 1)
-        next_sample = start
         while proc.poll() is None:
-            if time.monotonic() >= next_sample:
+            if time.monotonic() >= self.next_sample:
                 self.sample()
-                next_sample += self.args.sample_s
-            time.sleep(min(0.2, max(0.0, next_sample - time.monotonic())))
+                self.next_sample += self.args.sample_s
+            time.sleep(min(0.2, max(0.0, self.next_sample - time.monotonic())))
         out, err = proc.communicate()
         try:
             report = json.loads(out)
         except ValueError:
             raise RuntimeError(f"sluice-blast exited {proc.returncode}: {err.strip()[-500:]}")
         self.blast.append(report)
-        row = self.sample()
+        row = self.sample()  # the minute's last sample; the next one not right after it
+        self.next_sample = max(self.next_sample, time.monotonic() + self.args.sample_s / 2)
         self.minutes.append(minute_line(k, start - self.t0, before, row, report,
                                         self.clients.results.since(start)))
         print(format_minute(self.minutes[-1]), file=sys.stderr, flush=True)
@@ -423,14 +424,10 @@ def format_minute(m: dict) -> str:
 
 
 def drain(soak: Soak, seconds: float) -> None:
-    """Samples every 2 s until the queue stops shrinking (what is left waits
-    for a retry) or `seconds` pass."""
-    deadline, last = time.monotonic() + seconds, None
-    while time.monotonic() < deadline:
-        depth = soak.sample()["queue"]
-        if depth == 0 or (last is not None and depth >= last):
-            return
-        last = depth
+    """Samples every 2 s until the queue is empty or `seconds` pass (what is
+    left then waits for a retry: the accounting counts it as queued)."""
+    deadline = time.monotonic() + seconds
+    while soak.sample()["queue"] > 0 and time.monotonic() < deadline:
         time.sleep(2)
 
 
