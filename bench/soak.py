@@ -488,6 +488,18 @@ def account(tally: LogTally, spool: dict, sink_stats: dict, sink_before: int, cl
             "problems": problems}
 
 
+def client_summary(results) -> dict:
+    """Per kind of Python client, over the whole run: messages and the
+    p50 / p99 of their 250 latency."""
+    with results.lock:
+        kinds = sorted({k for _, k, _ in results.latencies})
+        out = {}
+        for kind in kinds:
+            p50, p99 = percentiles_ms([s for _, k, s in results.latencies if k == kind])
+            out[kind] = {"n": results.ok[kind], "p50_ms": p50, "p99_ms": p99}
+    return out
+
+
 def slope_per_min(points: list) -> float:
     """Least-squares slope of (seconds, value) points, per minute."""
     n = len(points)
@@ -564,6 +576,9 @@ def report(res: dict) -> str:
               f"{a['bounced']:,} bounced, {a['expired']:,} expired, {a['deferrals']:,} deferrals "
               f"on the way; {a['queued']:,} still queued at the end ({a['spooled']:,} messages "
               f"in the spool). **Lost: {a['lost']}.**", ""]
+    lines += ["The Python clients' 250 latency over the whole run (p50 / p99): " + "; ".join(
+        f"{kind} {_ms(c['p50_ms'])} / {_ms(c['p99_ms'])} ms ({c['n']:,} messages)"
+        for kind, c in res["clients"].items()) + ".", ""]
     lines += ["Failing domains, records in the accounting log: " + "; ".join(
         f"{kind}: " + ", ".join(f"{n:,} {t}" for t, n in sorted(a["by_kind"].get(kind, {}).items()))
         for kind in SPECIAL) + ".", ""]
@@ -606,6 +621,7 @@ def soak_run(args, work: Path, domains: Domains, dns, sink, cert) -> dict:
                                 soak.clients.results, blast_ok)
     res["flatness"] = flatness(soak.samples, args.warmup_s, end_s)
     res["minutes"], res["samples"] = soak.minutes, soak.samples
+    res["clients"] = client_summary(soak.clients.results)
     res["problems"] = list(res["accounting"]["problems"])
     if res["sluice_exit"] != 0:
         res["problems"].append(f"sluice exited {res['sluice_exit']} on SIGTERM")
