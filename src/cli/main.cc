@@ -20,6 +20,7 @@
 #include "dkim_command.h"
 #include "path_check.h"
 #include "queue_command.h"
+#include "reload_command.h"
 #include "sendmail_command.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
@@ -50,6 +51,9 @@ constexpr char kUsage[] =
     "                        validate the configuration, and that the service user (NAME,\n"
     "                        else whoever runs it) can write the spool, log and pickup\n"
     "                        folders; exit 2 on an error (warnings exit 0)\n"
+    "  reload                ask the running daemon to reload its configuration (like\n"
+    "                        SIGHUP) and print what changed; exit 1 if it was refused\n"
+    "                        (a key that needs a restart is named) or failed\n"
     "  queue list|messages|show|shape|stats|flush|suspend|resume|suspensions|\n"
     "        hold|release|bounce|delete\n"
     "                        inspect and act on the queue (sluice queue help; docs/QUEUE.md)\n"
@@ -334,7 +338,14 @@ int Serve(const Options& o) {
     std::fprintf(stderr, "sluice: %s\n", error.c_str());
     return 2;
   }
-  absl::Status s = server::Serve(c);
+  // SIGHUP loads the configuration again from the same file and flags.
+  server::ConfigLoader loader = [o]() -> absl::StatusOr<config::Config> {
+    config::Config fresh;
+    std::string why;
+    if (!LoadConfig(o, fresh, why)) return absl::InvalidArgumentError(why);
+    return fresh;
+  };
+  absl::Status s = server::Serve(c, std::move(loader));
   if (!s.ok()) {
     std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
     return 1;
@@ -457,6 +468,19 @@ std::string ControlDir(const Options& o) {
     if (flag == "--control-dir") dir = value;
   }
   return dir.empty() ? c.spool_dir + "/control" : dir;
+}
+
+// `sluice reload` (reload_command.h): the spool from the configuration as
+// `serve` loads it. A file that does not load is reported here and nothing
+// is sent: the daemon would refuse it the same way.
+int Reload(const Options& o) {
+  config::Config c;
+  std::string error;
+  if (!LoadConfig(o, c, error)) {
+    std::fprintf(stderr, "sluice: reload: %s; nothing sent to the daemon\n", error.c_str());
+    return 1;
+  }
+  return ReloadCommand(c.spool_dir);
 }
 
 // `sluice queue ...` (queue_command.h): the spool and control directories
@@ -706,6 +730,7 @@ int Main(int argc, char** argv) {
   if (command == "inject") return Inject(o);
   if (command == "passwd") return Passwd(o);
   if (command == "queue") return Queue(o);
+  if (command == "reload") return Reload(o);
   return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));
 }
 

@@ -105,6 +105,46 @@ queue::ShapingPolicy PolicyFrom(const config::Config& config) {
   return std::move(*policy);
 }
 
+// What every new outbound connection starts with (engine constructor and
+// Reconfigure).
+OutboundOptions OptionsFrom(const config::Config& config, const std::string& hostname) {
+  OutboundOptions options;
+  smtp::ClientConfig& c = options.client;
+  c.helo_name = config.helo_name.empty() ? hostname : config.helo_name;
+  c.max_recipients_per_transaction = config.max_recipients_per_transaction;
+  c.use_pipelining = config.outbound_pipelining;
+  c.use_chunking = config.outbound_chunking;
+  const config::DeliveryTimeouts& t = config.timeouts;
+  using ms = std::chrono::milliseconds;
+  c.timeouts.greeting = ms(t.greeting_ms);
+  c.timeouts.ehlo = ms(t.ehlo_ms);
+  c.timeouts.starttls = ms(t.starttls_ms);
+  c.timeouts.mail = ms(t.mail_ms);
+  c.timeouts.rcpt = ms(t.rcpt_ms);
+  c.timeouts.data_init = ms(t.data_init_ms);
+  c.timeouts.data_block = ms(t.data_block_ms);
+  c.timeouts.final_dot = ms(t.final_dot_ms);
+  c.timeouts.rset = ms(t.rset_ms);
+  c.timeouts.quit = ms(t.quit_ms);
+  options.connect_timeout_ms = t.connect_ms;
+  if (!config.source_address.empty()) {
+    auto a = base::SocketAddress::Parse(config.source_address.find(':') == std::string::npos
+                                            ? absl::StrCat(config.source_address, ":0")
+                                            : absl::StrCat("[", config.source_address, "]:0"));
+    if (a.ok()) options.source = *a;
+  }
+  return options;
+}
+
+// Where mail for `domain` goes and how, as a comparable string: a reload
+// that changes it makes the destination resolve again.
+std::string NextHop(const config::Config& config, const std::string& domain) {
+  const config::Route* route = config::FindRoute(config, domain);
+  return absl::StrCat(config::OutboundTlsName(config::FindOutboundTls(config, domain)), " ",
+                      route != nullptr ? route->host : "", ":",
+                      route != nullptr ? route->port : config.mx_port);
+}
+
 }  // namespace
 
 struct Engine::Destination {
@@ -117,6 +157,7 @@ struct Engine::Destination {
   bool routed = false;      // a [[route]] next hop, not the domain's MX hosts
   uint64_t expires_ms = 0;  // 0: not resolved
   bool resolving = false;
+  bool stale = false;  // a reload changed the next hop while resolving: again
   // A connection failed before its session was ready while others were
   // still open or opening: no new connection until one of them is ready or
   // ends (they tell whether the host answers and how many it takes).
@@ -214,32 +255,8 @@ Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host, s
       host_(host),
       hostname_(std::move(hostname)),
       dkim_(dkim),
-      queues_(PolicyFrom(config), queue::RetrySchedule(config.retry)) {
-  smtp::ClientConfig& c = options_.client;
-  c.helo_name = config.helo_name.empty() ? hostname_ : config.helo_name;
-  c.max_recipients_per_transaction = config.max_recipients_per_transaction;
-  c.use_pipelining = config.outbound_pipelining;
-  c.use_chunking = config.outbound_chunking;
-  const config::DeliveryTimeouts& t = config.timeouts;
-  using ms = std::chrono::milliseconds;
-  c.timeouts.greeting = ms(t.greeting_ms);
-  c.timeouts.ehlo = ms(t.ehlo_ms);
-  c.timeouts.starttls = ms(t.starttls_ms);
-  c.timeouts.mail = ms(t.mail_ms);
-  c.timeouts.rcpt = ms(t.rcpt_ms);
-  c.timeouts.data_init = ms(t.data_init_ms);
-  c.timeouts.data_block = ms(t.data_block_ms);
-  c.timeouts.final_dot = ms(t.final_dot_ms);
-  c.timeouts.rset = ms(t.rset_ms);
-  c.timeouts.quit = ms(t.quit_ms);
-  options_.connect_timeout_ms = t.connect_ms;
-  if (!config.source_address.empty()) {
-    auto a = base::SocketAddress::Parse(config.source_address.find(':') == std::string::npos
-                                            ? absl::StrCat(config.source_address, ":0")
-                                            : absl::StrCat("[", config.source_address, "]:0"));
-    if (a.ok()) options_.source = *a;
-  }
-}
+      options_(OptionsFrom(config, hostname_)),
+      queues_(PolicyFrom(config), queue::RetrySchedule(config.retry)) {}
 
 Engine::~Engine() {
   for (Active* a : detached_waiting_) delete a;  // a stop past its grace period
@@ -411,7 +428,7 @@ void Engine::Work(queue::DomainQueue& q, uint64_t now_us) {
   // that is still opening, within the shaping gate and the shard's limit.
   auto unbusy = [&] {
     size_t n = 0;
-    for (OutboundConnection* c : d.conns) n += (!c->finished() && c->job == nullptr);
+    for (OutboundConnection* c : d.conns) n += (!c->finished() && c->job == nullptr && !c->retired);
     return n;
   };
   while (!d.doubtful && q.ready_count() > unbusy() &&
@@ -485,6 +502,30 @@ OutboundTlsSetup Engine::TlsFor(const Destination& d) const {
   return s;
 }
 
+void Engine::Reconfigure(const config::Config& before) {
+  const uint64_t now_us = base::WallMicros();
+  options_ = OptionsFrom(config_, hostname_);  // connections hold a reference: same thread
+  queues_.SetRetry(queue::RetrySchedule(config_.retry));
+  queues_.SetPolicy(PolicyFrom(config_), now_us);  // reschedules every domain
+  for (auto& [domain, d] : destinations_) {
+    if (NextHop(before, domain) != NextHop(config_, domain)) Retarget(*d);
+  }
+}
+
+void Engine::Retarget(Destination& d) {
+  d.expires_ms = 0;  // Work resolves again before the next connection
+  d.plaintext_until_ms = 0;
+  if (d.resolving) d.stale = true;
+  for (OutboundConnection* c : d.conns) {
+    c->retired = true;
+    if (!c->finished() && c->job == nullptr && c->idle_since_ms() != 0) {
+      c->set_idle_since_ms(0);
+      c->session().Quit();
+      c->Send();
+    }
+  }
+}
+
 void Engine::Resolve(Destination& d) {
   d.resolving = true;
   d.tls = config::FindOutboundTls(config_, d.domain);
@@ -530,6 +571,10 @@ void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) 
   if (it == destinations_.end()) return;
   Destination& d = *it->second;
   d.resolving = false;
+  if (d.stale) {  // resolved for the next hop a reload replaced
+    d.stale = false;
+    return Resolve(d);
+  }
   queue::DomainQueue& q = *d.q;
   const uint64_t now_us = base::WallMicros();
   if (result.ok() && !SetTargets(d, result)) {
@@ -626,7 +671,7 @@ void Engine::OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_
 void Engine::OnReady(OutboundConnection& c) {
   auto& d = *static_cast<Destination*>(c.owner);
   queue::DomainQueue& q = *d.q;
-  if (stopping_) {
+  if (stopping_ || c.retired) {
     c.session().Quit();
     c.Send();
     return;

@@ -1,6 +1,8 @@
 #include "sluice/queue/queue_set.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 
 #include "sluice/base/check.h"
 #include "sluice/base/strings.h"
@@ -20,13 +22,32 @@ bool Later(const auto& a, const auto& b) { return a.when > b.when; }
 }  // namespace
 
 QueueSet::QueueSet(ShapingPolicy policy, RetrySchedule retry)
-    : policy_(std::move(policy)), retry_(std::move(retry)) {}
+    : policy_(std::make_unique<ShapingPolicy>(std::move(policy))), retry_(std::move(retry)) {
+  unshared_.max_connections = UINT32_MAX;
+  unshared_.max_messages_per_connection = 0;
+  unshared_.backoff_on_421 = false;
+  unshared_.backoff_patterns.clear();
+}
+
+void QueueSet::SetPolicy(ShapingPolicy policy, Micros now) {
+  // The old policy lives until every gate points into the new one.
+  const std::unique_ptr<ShapingPolicy> old =
+      std::exchange(policy_, std::make_unique<ShapingPolicy>(std::move(policy)));
+  for (auto& [host, shared] : mx_gates_) {
+    const ShapeParams* p = policy_->ForMx(host);
+    shared->gate.Reconfigure(p != nullptr ? *p : unshared_, now);
+  }
+  for (auto& [name, q] : queues_) {
+    q->gate().Reconfigure(policy_->ForDomain(name), now);
+    Reschedule(*q, now);
+  }
+}
 
 DomainQueue& QueueSet::Get(std::string_view domain, Micros now) {
   std::string key = Lower(domain);
   auto it = queues_.find(key);
   if (it != queues_.end()) return *it->second;
-  const ShapeParams& params = policy_.ForDomain(key);
+  const ShapeParams& params = policy_->ForDomain(key);
   auto q = std::make_unique<DomainQueue>(key, params, &retry_, now);
   q->set_held_ids(&held_ids_);
   DomainQueue& ref = *q;
@@ -59,7 +80,7 @@ void QueueSet::BindMx(DomainQueue& q, std::string_view mx_host, Micros now) {
     m.erase(std::remove(m.begin(), m.end(), &q), m.end());
     membership_.erase(old);
   }
-  const ShapeParams* params = policy_.ForMx(mx_host);
+  const ShapeParams* params = policy_->ForMx(mx_host);
   if (params == nullptr) {
     q.BindSharedGate(nullptr);
   } else {

@@ -148,6 +148,16 @@ ShapingGate::ShapingGate(const ShapeParams& params, Micros now)
       per_hour_(params.messages_per_hour, kHour, 0, now),
       connections_(params.connections_per_second, kSecond, params.connection_burst, now) {}
 
+void ShapingGate::Reconfigure(const ShapeParams& params, Micros now) {
+  const bool same = *params_ == params;
+  params_ = &params;
+  if (same) return;
+  per_second_ = TokenBucket(params.messages_per_second, kSecond, params.message_burst, now);
+  per_hour_ = TokenBucket(params.messages_per_hour, kHour, 0, now);
+  connections_ = TokenBucket(params.connections_per_second, kSecond, params.connection_burst, now);
+  SetScale(std::max(scale_, params.backoff_min_permille), now);
+}
+
 uint32_t ShapingGate::max_connections() const {
   const uint64_t scaled = (uint64_t{params_->max_connections} * scale_ + 999) / 1000;
   return static_cast<uint32_t>(std::max<uint64_t>(1, scaled));

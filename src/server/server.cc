@@ -29,6 +29,7 @@
 #include "sluice/dkim/signer.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/client_limiter.h"
+#include "sluice/server/config_reload.h"
 #include "sluice/server/log_file.h"
 #include "sluice/server/sd_notify.h"
 #include "sluice/server/shard.h"
@@ -231,44 +232,13 @@ void Notify(SystemdNotifier& systemd, std::string_view state) {
   }
 }
 
-// SIGHUP: new connections get the re-read certificate and password file,
-// new signatures the re-read DKIM keys; running ones keep what they started
-// with. A reload that fails keeps the previous set whole.
-void Reload(tls::Credentials& credentials, dkim::KeyStore* dkim_keys,
-            const config::Config& config) {
-  const bool tls_or_auth = !config.tls_cert_file.empty() || !config.auth_password_file.empty();
-  const bool dkim = dkim_keys != nullptr && !config.dkim_signers.empty();
-  if (!tls_or_auth && !dkim) {
-    std::fprintf(stderr,
-                 "sluice: SIGHUP: nothing to reload (no TLS certificate, password file or DKIM "
-                 "key; other settings need a restart)\n");
-    return;
-  }
-  if (tls_or_auth) {
-    if (const absl::Status r = credentials.Reload(); r.ok()) {
-      std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
-    } else {
-      std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
-                   std::string(r.message()).c_str());
-    }
-  }
-  if (dkim) {
-    if (const absl::Status k = dkim_keys->Reload(); k.ok()) {
-      std::fprintf(stderr, "sluice: SIGHUP: DKIM keys reloaded\n");
-    } else {
-      std::fprintf(stderr, "sluice: SIGHUP: DKIM keys not reloaded, keeping the previous ones: %s\n",
-                   std::string(k.message()).c_str());
-    }
-  }
-}
-
 // The main thread's loop between `ready` and a stop signal, which it
-// returns. SIGHUP: new connections get the re-read certificate and password
-// file; running ones keep what they started with. SIGUSR1: the accounting
-// log is reopened (log_file.h). With a systemd watchdog, WATCHDOG=1 goes out
-// every half period.
-int WaitForStop(const sigset_t& signals, tls::Credentials& credentials,
-                dkim::KeyStore* dkim_keys, const config::Config& config, int log_fd,
+// returns. SIGHUP: the configuration is reloaded (config_reload.h; new
+// connections get the re-read certificate and password file, running ones
+// keep what they started with). SIGUSR1: the accounting log is reopened
+// (log_file.h). With a systemd watchdog, WATCHDOG=1 goes out every half
+// period; systemd hears RELOADING=1 and READY=1 around a reload.
+int WaitForStop(const sigset_t& signals, ConfigReloader& reloader, int log_fd,
                 SystemdNotifier& systemd) {
   const uint64_t interval_us = systemd.watchdog_interval_us();
   while (true) {
@@ -284,8 +254,11 @@ int WaitForStop(const sigset_t& signals, tls::Credentials& credentials,
         continue;  // timeout or EINTR
       }
     }
+    const config::Config& config = reloader.running();
     if (sig == SIGHUP) {
-      Reload(credentials, dkim_keys, config);
+      Notify(systemd, "RELOADING=1");
+      reloader.Reload();
+      Notify(systemd, "READY=1");
     } else if (sig == SIGUSR1) {
       if (log_fd < 0) {
         std::fprintf(stderr, "sluice: SIGUSR1: no accounting log to reopen\n");
@@ -309,7 +282,7 @@ int WaitForStop(const sigset_t& signals, tls::Credentials& credentials,
 // sockets, the 0640 log) whatever mask the daemon was started with.
 constexpr mode_t kUmask = 0027;
 
-absl::Status Serve(const config::Config& config) {
+absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   umask(kUmask);
   RaiseFileLimit();
   for (const std::string& w : ConfigWarnings(config)) {
@@ -392,7 +365,7 @@ absl::Status Serve(const config::Config& config) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGHUP);   // not a stop: reloads TLS/AUTH (below)
+  sigaddset(&stop_signals, SIGHUP);   // not a stop: reloads the configuration (WaitForStop)
   sigaddset(&stop_signals, SIGUSR1);  // not a stop: reopens the log (WaitForStop)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
@@ -479,8 +452,13 @@ absl::Status Serve(const config::Config& config) {
     std::fprintf(stderr, "sluice: ready: %s\n", ready_line.c_str());
     SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
     Notify(systemd, absl::StrCat("READY=1\nSTATUS=", ready_line));
-    const int sig = WaitForStop(stop_signals, **credentials, dkim_keys->get(), config, log_fd, systemd);
-    std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig, config.shutdown_grace_s);
+    std::vector<Shard*> shards_for_reload;
+    for (auto& s : shard_objects) shards_for_reload.push_back(s.get());
+    ConfigReloader reloader(config, std::move(loader), std::move(shards_for_reload),
+                            credentials->get(), dkim_keys->get(), log_fd);
+    const int sig = WaitForStop(stop_signals, reloader, log_fd, systemd);
+    std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig,
+                 reloader.running().shutdown_grace_s);
     Notify(systemd, "STOPPING=1\nSTATUS=stopping: finishing in-flight work");
     for (auto& s : shard_objects) s->RequestStop();
   }

@@ -327,6 +327,7 @@ void Shard::DrainNotes() {
 void Shard::OnWake(int, uint32_t) {
   DrainNotes();
   if (stop_requested_.load(std::memory_order_acquire) && !stopping_) BeginStop();
+  ApplyReload();
   ArmWake();
 }
 
@@ -335,6 +336,24 @@ void Shard::RequestStop() {
   const uint64_t one = 1;
   ssize_t n = write(mailboxes_.wake_fd(index_), &one, sizeof one);
   (void)n;
+}
+
+void Shard::RequestReload(std::shared_ptr<const config::Config> next, uint64_t generation) {
+  pending_reload_.store(std::make_shared<const PendingReload>(PendingReload{std::move(next), generation}),
+                        std::memory_order_release);
+  const uint64_t one = 1;
+  ssize_t n = write(mailboxes_.wake_fd(index_), &one, sizeof one);
+  (void)n;
+}
+
+void Shard::ApplyReload() {
+  const std::shared_ptr<const PendingReload> p =
+      pending_reload_.exchange(nullptr, std::memory_order_acq_rel);
+  if (p == nullptr) return;
+  const config::Config before = config_;
+  config_ = *p->config;
+  if (engine_) engine_->Reconfigure(before);
+  reload_applied_.store(p->generation, std::memory_order_release);
 }
 
 void Shard::AnnounceQueued(base::QueueId id, const std::vector<std::string>& recipients) {

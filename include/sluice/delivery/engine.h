@@ -106,6 +106,14 @@ class Engine final : public ConnectionDelegate {
   // Stop: no new connections; idle ones say QUIT, busy ones finish their
   // message. idle() once every connection is gone.
   void BeginStop();
+
+  // A configuration reload: the shard has changed the Config this engine
+  // reads (`before` is what it held). Re-derives what was computed from it:
+  // the outbound options (new connections), the shaping gates of every
+  // queue (queue::QueueSet::SetPolicy), the retry schedule, and the next
+  // hop of each known destination: one whose route, port or TLS policy
+  // changed is resolved again and its connections QUIT once idle.
+  void Reconfigure(const config::Config& before);
   void AbortAll();
   bool idle() const;
 
@@ -179,6 +187,8 @@ class Engine final : public ConnectionDelegate {
   // Another domain waits for a slot this idle connection of `q` holds.
   bool SlotWanted(const queue::DomainQueue& q) const;
   void Resolve(Destination& d);
+  // Reconfigure: `d`'s next hop changed.
+  void Retarget(Destination& d);
   void OnResolved(const std::string& domain, const dns::MxResult& result);
   // Fills d.targets from an ok result, leaving out (MX-is-me,
   // own_addresses.h) every target that is this relay and every MX host

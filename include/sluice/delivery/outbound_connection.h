@@ -152,6 +152,7 @@ class OutboundConnection final : public smtp::ClientHandler {
   // connection: OnFinished must not count it a second time.
   bool close_reply_counted = false;
   bool seen_ready = false;  // the engine has had its first OnReady
+  bool retired = false;     // a reload changed its next hop: QUIT when ready for work
 
  private:
   struct Op final : io::Completion {

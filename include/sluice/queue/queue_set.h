@@ -53,6 +53,16 @@ class QueueSet {
   Micros NextWakeup() const { return heap_.empty() ? kNever : heap_.front().when; }
 
   void Reschedule(DomainQueue& q, Micros now);
+
+  // A configuration reload. Every domain's gate follows its rule in
+  // `policy` (ShapingGate::Reconfigure) and is rescheduled. An MX gate
+  // follows its new MX rule; one whose rule is gone stops limiting (kUnshared)
+  // and its domains leave it at their next BindMx without connections; a new
+  // MX rule binds domains at their next BindMx (their next resolution).
+  void SetPolicy(ShapingPolicy policy, Micros now);
+  // Deferred jobs keep their due time; the new schedule decides from their
+  // next failure on (and max_age, read by the engine, at once).
+  void SetRetry(RetrySchedule retry) { retry_ = std::move(retry); }
   // Closes a connection and reschedules every domain sharing its gates (a
   // freed slot is usable at once by any of them).
   void CloseConnection(DomainQueue& q, ConnectionId c, Micros now);
@@ -95,8 +105,12 @@ class QueueSet {
   void PopTop();
   void MaybeCompact();
 
-  ShapingPolicy policy_;
-  RetrySchedule retry_;
+  // Gates point into the policy: heap-held, so a reload can keep the old
+  // one alive while it moves them to the new one.
+  std::unique_ptr<ShapingPolicy> policy_;
+  RetrySchedule retry_;  // DomainQueues point here: assigned in place, never moved
+  // The params of an MX gate whose rule a reload removed: no limit, no backoff.
+  ShapeParams unshared_;
   absl::flat_hash_map<std::string, std::unique_ptr<DomainQueue>> queues_;
   absl::flat_hash_map<std::string, std::unique_ptr<SharedGate>> mx_gates_;
   absl::flat_hash_map<DomainQueue*, SharedGate*> membership_;

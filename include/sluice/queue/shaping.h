@@ -49,6 +49,8 @@ struct ShapeParams {
   Micros backoff_duration = 10 * kMinute;
   // ... then every `recovery_successes` deliveries undo one step.
   uint32_t recovery_successes = 20;
+
+  bool operator==(const ShapeParams&) const = default;
 };
 
 struct ShapingRule {
@@ -97,6 +99,14 @@ class ShapingGate {
   ShapingGate(const ShapeParams&& params, Micros now = 0) = delete;
 
   const ShapeParams& params() const { return *params_; }
+  // A configuration reload: the gate follows `params` from now on. Equal
+  // params only move the pointer; different ones restart the buckets at the
+  // new rates (full, as at start-up), keeping the open connections and the
+  // backoff in force. Above a lowered max_connections no connection opens,
+  // and open ones are shed after their current message (DomainQueue::MaySend),
+  // as when a backoff lowers the cap.
+  void Reconfigure(const ShapeParams& params, Micros now);
+  void Reconfigure(const ShapeParams&& params, Micros now) = delete;
 
   // Limits in force now (reduced while backing off).
   uint32_t scale_permille() const { return scale_; }

@@ -6,10 +6,13 @@
 
 #include "absl/status/status.h"
 #include "sluice/config/config.h"
+#include "sluice/server/config_reload.h"
 
 namespace sluice::server {
 
-// Runs until a stop signal; returns OK after a clean stop.
-absl::Status Serve(const config::Config& config);
+// Runs until a stop signal; returns OK after a clean stop. `loader` loads
+// the configuration again for SIGHUP (config_reload.h); empty: SIGHUP
+// reports that there is nothing to reload from.
+absl::Status Serve(const config::Config& config, ConfigLoader loader = {});
 
 }  // namespace sluice::server

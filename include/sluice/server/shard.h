@@ -108,6 +108,13 @@ class Shard final : public delivery::EngineHost {
   void set_stop_barrier(std::atomic<int>* barrier) { stop_barrier_ = barrier; }
   // Thread-safe: asks the loop to stop.
   void RequestStop();
+  // Thread-safe (the main thread's reload, server/config_reload.h): the loop
+  // takes `next` at its next wake-up, copies it over its own Config (only
+  // reloadable keys can differ: the reload checked), lets the engine
+  // re-derive what it computed from it, then sets reload_applied() to
+  // `generation`. A newer request before then replaces this one.
+  void RequestReload(std::shared_ptr<const config::Config> next, uint64_t generation);
+  uint64_t reload_applied() const { return reload_applied_.load(std::memory_order_acquire); }
 
   // For connections.
   io::Ring& ring() { return *ring_; }
@@ -188,9 +195,12 @@ class Shard final : public delivery::EngineHost {
   void SaveRetryState();
   void OnNote(ShardNote note);
   void FlushOutbox();
+  void ApplyReload();
 
   const int index_;
-  const config::Config& config_;
+  // This shard's own copy: connections, the engine and the pickup ingester
+  // read it on this thread; only ApplyReload (this thread) changes it.
+  config::Config config_;
   const int log_fd_;
   std::atomic<int64_t>& open_connections_;
   base::QueueIdGenerator ids_;
@@ -224,6 +234,13 @@ class Shard final : public delivery::EngineHost {
   const std::string too_many_connections_;  // the reply, sent from this buffer
   io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};
   std::atomic<bool> stop_requested_{false};
+  struct PendingReload {
+    std::shared_ptr<const config::Config> config;
+    uint64_t generation = 0;
+  };
+  // Written by the main thread, taken in OnWake: never on a hot path.
+  std::atomic<std::shared_ptr<const PendingReload>> pending_reload_;
+  std::atomic<uint64_t> reload_applied_{0};
   bool stopping_ = false;
   bool posted_last_ = false;  // stopping: this shard will post no more notes
   std::atomic<int>* stop_barrier_ = nullptr;
