@@ -69,7 +69,8 @@ const Key kKeys[] = {
     {"server.max_connection_rate_per_ip", X, SHOWN(max_connection_rate_per_ip)},
     {"server.receive_memory_per_shard", X, SHOWN(receive_memory_per_shard)},
     {"server.shutdown_grace_s", R, SHOWN(shutdown_grace_s)},
-    {"server.bare_linefeed", X, [](const Config& c) { return absl::StrCat(static_cast<int>(c.bare_linefeed)); }},
+    {"server.bare_linefeed", X,
+     [](const Config& c) { return absl::StrCat(static_cast<int>(c.bare_linefeed)); }},
     {"server.max_hops", R, SHOWN(max_hops)},
     {"server.postmaster_address", R, SHOW(postmaster_address)},
     {"server.require_from", R, SHOW(require_from)},
@@ -103,7 +104,8 @@ const Key kKeys[] = {
     {"delivery.chunking", R, SHOW(outbound_chunking)},
     {"delivery.idle_connection", R, SHOWF(Millis, idle_connection_ms)},
     {"delivery.max_outbound_connections", R, SHOWN(max_outbound_connections)},
-    {"delivery.tls", R, [](const Config& c) { return std::string(OutboundTlsName(c.outbound_tls)); }},
+    {"delivery.tls", R,
+     [](const Config& c) { return std::string(OutboundTlsName(c.outbound_tls)); }},
     {"delivery.tls_ca_file", X, SHOW(outbound_tls_ca_file)},
     {"delivery.timeouts.connect", R, SHOWF(Millis, timeouts.connect_ms)},
     {"delivery.timeouts.greeting", R, SHOWF(Millis, timeouts.greeting_ms)},
@@ -134,7 +136,10 @@ struct ShapeField {
   const char* name;
   std::string (*show)(const queue::ShapeParams&);
 };
-#define P(field) {#field, [](const queue::ShapeParams& p) { return Show(uint64_t{p.field}); }}
+#define P(field)                                                                \
+  {                                                                             \
+#field, [](const queue::ShapeParams& p) { return Show(uint64_t{p.field}); } \
+  }
 const ShapeField kShapeFields[] = {
     P(max_connections),
     P(max_messages_per_connection),

@@ -79,7 +79,8 @@ bool ConfigReloader::Reload() {
   }
   const absl::Status applied = ApplyToShards(*next);
   running_ = *std::move(next);  // handed over: a late shard still takes it
-  if (!applied.ok()) return Finish(Outcome::kFailed, absl::StrCat("reload failed: ", applied.message()));
+  if (!applied.ok())
+    return Finish(Outcome::kFailed, absl::StrCat("reload failed: ", applied.message()));
   std::string line = config::ReloadedLine(diff);
   if (!files.empty()) absl::StrAppend(&line, "; re-read ", absl::StrJoin(files, " and "));
   return Finish(Outcome::kApplied, line);
@@ -93,7 +94,8 @@ absl::Status ConfigReloader::ReloadFiles(std::vector<std::string>& done) {
     if (absl::Status r = credentials_->Reload(); !r.ok()) {
       std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
                    std::string(r.message()).c_str());
-      return absl::Status(r.code(), absl::StrCat("TLS certificate or password file: ", r.message()));
+      return absl::Status(r.code(),
+                          absl::StrCat("TLS certificate or password file: ", r.message()));
     }
     std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
     done.push_back("the TLS certificate and password file");

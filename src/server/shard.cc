@@ -339,8 +339,9 @@ void Shard::RequestStop() {
 }
 
 void Shard::RequestReload(std::shared_ptr<const config::Config> next, uint64_t generation) {
-  pending_reload_.store(std::make_shared<const PendingReload>(PendingReload{std::move(next), generation}),
-                        std::memory_order_release);
+  pending_reload_.store(
+      std::make_shared<const PendingReload>(PendingReload{std::move(next), generation}),
+      std::memory_order_release);
   const uint64_t one = 1;
   ssize_t n = write(mailboxes_.wake_fd(index_), &one, sizeof one);
   (void)n;

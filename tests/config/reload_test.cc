@@ -95,9 +95,9 @@ messages_per_second = 50
 }
 
 TEST(ReloadDiff, ByMxRulesAreTheirOwnEntries) {
-  const ConfigDiff d =
-      DiffConfig(Load("[[shaping]]\npattern = \"*.mx.example\"\nby_mx = true\nmax_connections = 4\n"),
-                 Load("[[shaping]]\npattern = \"*.mx.example\"\nby_mx = true\nmax_connections = 2\n"));
+  const ConfigDiff d = DiffConfig(
+      Load("[[shaping]]\npattern = \"*.mx.example\"\nby_mx = true\nmax_connections = 4\n"),
+      Load("[[shaping]]\npattern = \"*.mx.example\"\nby_mx = true\nmax_connections = 2\n"));
   ASSERT_EQ(d.changes.size(), 1u);
   EXPECT_EQ(d.changes[0], "shaping \"mx:*.mx.example\" max_connections 4 -> 2");
 }

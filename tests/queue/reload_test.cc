@@ -65,9 +65,8 @@ TEST(QueueSetReload, UnchangedRuleKeepsItsBuckets) {
   const ConnectionId c = q.OpenConnection(0);
   const ConnectionId idle = q.OpenConnection(0);
   ASSERT_TRUE(q.TakeReady(c, 0));  // the one token of this second
-  set.SetPolicy(Policy({{"example.com", false, Limits(2, 1)},
-                        {"other.example", false, Limits(1, 0)}}),
-                10);
+  set.SetPolicy(
+      Policy({{"example.com", false, Limits(2, 1)}, {"other.example", false, Limits(1, 0)}}), 10);
   EXPECT_EQ(q.MaySend(idle, 10).gate, Gate::kWait);  // still spent: not refilled by the reload
 }
 

@@ -246,12 +246,12 @@ class Shard final : public delivery::EngineHost {
   std::atomic<int>* stop_barrier_ = nullptr;
   uint64_t stop_deadline_ms_ = 0;
 
-  tls::Credentials* credentials_ = nullptr;  // TLS/AUTH, shared, owned by the server
-  ClientLimiter* client_limiter_ = nullptr;  // shared, owned by the server
-  absl::flat_hash_set<Refusal*> refusals_;   // replies in flight to refused connections
+  tls::Credentials* credentials_ = nullptr;      // TLS/AUTH, shared, owned by the server
+  ClientLimiter* client_limiter_ = nullptr;      // shared, owned by the server
+  absl::flat_hash_set<Refusal*> refusals_;       // replies in flight to refused connections
   delivery::AdminStore* admin_store_ = nullptr;  // shared, owned by the server
-  const dkim::KeyStore* dkim_keys_ = nullptr;  // shared, owned by the server
-  std::unique_ptr<dkim::Signer> dkim_signer_;  // this shard's, used by engine_
+  const dkim::KeyStore* dkim_keys_ = nullptr;    // shared, owned by the server
+  std::unique_ptr<dkim::Signer> dkim_signer_;    // this shard's, used by engine_
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool spool_available_ = true;
