@@ -91,8 +91,8 @@ TEST(TrimFreeMemoryTest, ReturnsFreePagesInsideAThreadsHeap) {
               static_cast<unsigned long long>(after >> 20));
   // 63 MiB are free; at least half of it must have left the resident set.
   const uint64_t freed = (kChunks - kept.size()) * kChunk;
-  EXPECT_LT(after + freed / 2, before) << "resident before " << (before >> 20) << " MiB, after "
-                                       << (after >> 20) << " MiB";
+  EXPECT_LT(after + freed / 2, before)
+      << "resident before " << (before >> 20) << " MiB, after " << (after >> 20) << " MiB";
   for (char* p : kept) {
     EXPECT_EQ(p[0], 0x5a);  // what is in use stays intact
     std::free(p);
