@@ -210,8 +210,8 @@ def queue_depth(spool: Path) -> int:
     """Live messages in the running daemon's spool, over all shards."""
     out = subprocess.run([common.sluice_bin(), "queue", "stats", "--spool", str(spool)],
                          capture_output=True, text=True, timeout=30).stdout
-    return sum(json.loads(line.split(":", 1)[1]).get("live_messages", 0)
-               for line in out.splitlines() if line.startswith("shard "))
+    # One JSON document: {"shards": [...], "totals": {...}} (queue-tools).
+    return json.loads(out)["totals"].get("live_messages", 0) if out.strip() else 0
 
 
 def probe(pid: int, spool: Path) -> dict:
@@ -436,9 +436,11 @@ def spooled(spool: Path) -> dict:
     out = subprocess.run([common.sluice_bin(), "queue", "messages", "--json", "--spool",
                           str(spool)], capture_output=True, text=True, check=True,
                          timeout=600).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-    if len(rows) == 1 and isinstance(rows[0], list):
-        rows = rows[0]
+    # One JSON array (queue-tools), or the older one object per line.
+    try:
+        rows = json.loads(out) if out.strip() else []
+    except json.JSONDecodeError:
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     return {r["id"]: r.get("sender", "") for r in rows}
 
 

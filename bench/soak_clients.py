@@ -169,8 +169,9 @@ class Clients:
         await conn.command(b"MAIL FROM:<soak@%s>" % helo.encode(), 250)
         await conn.command(b"RCPT TO:<%s>" % self.pick_rcpt().encode(), 250)
         await conn.command(b"DATA", 354)
-        await conn.send(b"Subject: soak %d\r\nMessage-ID: <%d.%s>\r\n\r\n"
-                        % (self._seq, self._seq, helo.encode()))
+        # A From: field: Sluice refuses a message without one (550 5.6.0).
+        await conn.send(b"From: <soak@%s>\r\nSubject: soak %d\r\nMessage-ID: <%d.%s>\r\n\r\n"
+                        % (helo.encode(), self._seq, self._seq, helo.encode()))
 
     async def _finish(self, conn: Conn, kind: str) -> None:
         """Ends the message; records the latency of its 250."""

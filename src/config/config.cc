@@ -85,6 +85,8 @@ std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.
 //   server.receive_memory_per_shard
 //                                1 MiB .. 64 GiB copied body bytes before early spilling.
 //   server.shutdown_grace_s      0 .. 3,600      0 = close at once on SIGTERM.
+//   server.memory_trim_interval_s 0 .. 86,400   0 = never; below 1 s a trim would
+//                                                run every few loop turns of a shard.
 //   server.max_hops              1 .. 1,000      Postfix's hopcount_limit is 50; a real
 //                                                path is rarely past 20 hops.
 //   spool.min_free_bytes         0 .. 1 PiB      0 = no free-space check.
@@ -116,6 +118,7 @@ constexpr Range kConnectionsRange{1, 1'000'000};
 constexpr Range kErrorsRange{1, 1'000};
 constexpr Range kTimeoutRange{1, 86'400};
 constexpr Range kGraceRange{0, 3'600};
+constexpr Range kTrimIntervalRange{0, 86'400};
 constexpr Range kSessionTimeoutRange{1, 604'800};
 constexpr Range kPerIpRange{0, 1'000'000};
 constexpr Range kReceiveMemoryRange{1 * kMiB, 64 * kGiB};
@@ -179,6 +182,8 @@ const IntField kIntFields[] = {
     MakeIntField<&Config::receive_memory_per_shard>("server", "receive_memory_per_shard",
                                                     kReceiveMemoryRange),
     MakeIntField<&Config::shutdown_grace_s>("server", "shutdown_grace_s", kGraceRange),
+    MakeIntField<&Config::memory_trim_interval_s>("server", "memory_trim_interval_s",
+                                                  kTrimIntervalRange),
     MakeIntField<&Config::max_hops>("server", "max_hops", kHopsRange),
     MakeIntField<&Config::spool_min_free_bytes>("spool", "min_free_bytes", kMinFreeRange),
     MakeIntField<&Config::pickup_scan_interval_s>("pickup", "scan_interval_s", kTimeoutRange),
@@ -221,6 +226,7 @@ constexpr absl::string_view kServerKeys[] = {
     "max_hops",
     "postmaster_address",
     "require_from",
+    "memory_trim_interval_s",
 };
 // clang-format on
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};

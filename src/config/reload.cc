@@ -69,6 +69,7 @@ const Key kKeys[] = {
     {"server.max_connection_rate_per_ip", X, SHOWN(max_connection_rate_per_ip)},
     {"server.receive_memory_per_shard", X, SHOWN(receive_memory_per_shard)},
     {"server.shutdown_grace_s", R, SHOWN(shutdown_grace_s)},
+    {"server.memory_trim_interval_s", X, SHOWN(memory_trim_interval_s)},
     {"server.bare_linefeed", X,
      [](const Config& c) { return absl::StrCat(static_cast<int>(c.bare_linefeed)); }},
     {"server.max_hops", R, SHOWN(max_hops)},

@@ -168,7 +168,7 @@ struct Engine::Destination {
 // 20 bytes per queued message: the file name is interned (a segment holds
 // thousands of records), the rest is the record's place.
 struct Engine::Message {
-  uint32_t file = 0;  // index into file_names_
+  uint32_t file = 0;  // index into file_names_ (one user of it)
   uint32_t jobs = 0;
   uint32_t offset = 0;  // segments rotate at 64 MiB
   uint32_t length = 0;
@@ -297,12 +297,13 @@ absl::Status Engine::Init() {
 
 void Engine::AddJob(base::QueueId id, const RecordRef& where, const std::string& domain,
                     const std::vector<uint32_t>& recipients, uint16_t failures, uint64_t due_us) {
+  // No job: nothing would ever finish (and erase) the message.
+  if (recipients.empty()) return;
   const uint64_t now_us = base::WallMicros();
   Message& m = messages_[id];
   if (m.jobs == 0) {
-    auto [it, added] = file_index_.try_emplace(where.file, file_names_.size());
-    if (added) file_names_.push_back(where.file);
-    m.file = it->second;
+    // Released when the message's last job finishes (FinishJob).
+    m.file = file_names_.Acquire(where.file);
     m.dir = where.dir;
     SLUICE_CHECK(where.offset <= UINT32_MAX && where.length <= UINT32_MAX);
     m.offset = static_cast<uint32_t>(where.offset);
@@ -1051,6 +1052,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
   if (pending.recipients.empty()) {
     if (--m->second.jobs == 0) {
       records_.Forget(m->first);
+      file_names_.Release(m->second.file);
       messages_.erase(m);
     }
   } else if (m->second.jobs == 1) {
@@ -1149,7 +1151,7 @@ void Engine::AbortAll() {
 bool Engine::idle() const { return connections_.empty() && actives_ == 0; }
 
 RecordRef Engine::WhereOf(const Message& m) const {
-  return RecordRef{m.dir, file_names_[m.file], m.offset, m.length};
+  return RecordRef{m.dir, file_names_.name(m.file), m.offset, m.length};
 }
 
 void Engine::ReadRecord(const RecordRef& where,

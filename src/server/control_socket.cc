@@ -196,7 +196,9 @@ std::string ControlSocket::Stats() {
                     ",\"deferred\":", s.deferred, ",\"bounced\":", s.bounced,
                     ",\"expired\":", s.expired, ",\"deleted\":", s.deleted, ",\"dsns\":", s.dsns,
                     ",\"connections_opened\":", s.connections_opened,
-                    ",\"connection_failures\":", s.connection_failures);
+                    ",\"connection_failures\":", s.connection_failures,
+                    ",\"engine_messages\":", engine->messages(),
+                    ",\"file_names\":", engine->interned_file_names());
   }
   const delivery::LedgerStats& l = shard_.ledger().stats();
   absl::StrAppend(&out, ",\"live_messages\":", shard_.ledger().live_messages(),

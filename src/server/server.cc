@@ -31,6 +31,7 @@
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/config_reload.h"
 #include "sluice/server/log_file.h"
+#include "sluice/server/memory_trim.h"
 #include "sluice/server/sd_notify.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/startup_report.h"
@@ -237,21 +238,37 @@ void Notify(SystemdNotifier& systemd, std::string_view state) {
 // connections get the re-read certificate and password file, running ones
 // keep what they started with). SIGUSR1: the accounting log is reopened
 // (log_file.h). With a systemd watchdog, WATCHDOG=1 goes out every half
-// period; systemd hears RELOADING=1 and READY=1 around a reload.
+// period; systemd hears RELOADING=1 and READY=1 around a reload. Every
+// server.memory_trim_interval_s it gives the shards' freed memory back to
+// the kernel (memory_trim.h): this thread is otherwise idle, so the shards'
+// loops never run the trim themselves.
 int WaitForStop(const sigset_t& signals, ConfigReloader& reloader, int log_fd,
                 SystemdNotifier& systemd) {
-  const uint64_t interval_us = systemd.watchdog_interval_us();
+  const uint64_t watchdog_ms = systemd.watchdog_interval_us() / 1000;
+  uint64_t next_watchdog_ms = base::MonotonicMillis() + watchdog_ms;
+  MemoryTrimSchedule trim(reloader.running().memory_trim_interval_s, base::MonotonicMillis());
   while (true) {
     int sig = 0;
-    if (interval_us == 0) {
+    if (watchdog_ms == 0 && !trim.enabled()) {
       if (sigwait(&signals, &sig) != 0) return SIGTERM;
     } else {
-      const timespec wait{static_cast<time_t>(interval_us / 1'000'000),
-                          static_cast<long>(interval_us % 1'000'000) * 1000};
+      const uint64_t now_ms = base::MonotonicMillis();
+      uint64_t wait_ms = trim.MsUntilDue(now_ms);
+      if (watchdog_ms != 0) {
+        wait_ms = std::min(wait_ms, next_watchdog_ms > now_ms ? next_watchdog_ms - now_ms : 0);
+      }
+      const timespec wait{static_cast<time_t>(wait_ms / 1000),
+                          static_cast<long>(wait_ms % 1000) * 1'000'000};
       sig = sigtimedwait(&signals, nullptr, &wait);
       if (sig < 0) {
-        if (errno == EAGAIN) Notify(systemd, "WATCHDOG=1");
-        continue;  // timeout or EINTR
+        // A timeout or EINTR: whatever is due now.
+        const uint64_t after_ms = base::MonotonicMillis();
+        if (watchdog_ms != 0 && after_ms >= next_watchdog_ms) {
+          Notify(systemd, "WATCHDOG=1");
+          next_watchdog_ms = after_ms + watchdog_ms;
+        }
+        trim.RunIfDue(after_ms);
+        continue;
       }
     }
     const config::Config& config = reloader.running();

@@ -67,6 +67,19 @@ TEST(ConfigTest, PickupScanIntervalRange) {
   EXPECT_TRUE(IsError(Apply("[pickup]\ndirr = \"x\"\n"), {"did you mean 'dir'"}));
 }
 
+TEST(ConfigTest, MemoryTrimInterval) {
+  EXPECT_EQ(Config().memory_trim_interval_s, 10u);
+  Config c;
+  ASSERT_TRUE(Apply("[server]\nmemory_trim_interval_s = 0\n", c).ok());  // 0: never
+  EXPECT_EQ(c.memory_trim_interval_s, 0u);
+  ASSERT_TRUE(Apply("[server]\nmemory_trim_interval_s = 86400\n", c).ok());
+  EXPECT_EQ(c.memory_trim_interval_s, 86400u);
+  EXPECT_TRUE(IsError(Apply("[server]\nmemory_trim_interval_s = 86401\n"),
+                      {"server.memory_trim_interval_s"}));
+  EXPECT_TRUE(IsError(Apply("[server]\nmemory_trim_interval = 5\n"),
+                      {"did you mean 'memory_trim_interval_s'"}));
+}
+
 TEST(ConfigTest, PickupBatchLimits) {
   Config defaults;
   EXPECT_EQ(defaults.pickup_max_batch_recipients, 1'000'000u);

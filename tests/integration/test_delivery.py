@@ -681,6 +681,12 @@ def test_large_message_body_byte_identical(sluice_factory, delivery_world):
     original_part(m["body"], body, qid)
     assert "BODY=8BITMIME" in m["mail_params"], m["mail_params"]
     wait_for(lambda: not list(relay.spool.glob("*/*.msg")), timeout=5, what="the message file removed")
+    # The engine forgot it too: no message, no interned file name left
+    # (the name of every "<id>.msg" used to stay for the life of the process).
+    def engine_left():
+        stats = [json.loads(x) for x in relay.admin("stats")]
+        return sum(x["engine_messages"] + x["file_names"] for x in stats)
+    wait_for(lambda: engine_left() == 0, timeout=5, what="the engine's message and file name gone")
 
 
 def test_recipients_per_transaction(sluice_factory, delivery_world):

@@ -105,6 +105,9 @@ struct Config {
   // files early (the receive memory budget, docs/ARCHITECTURE.md).
   uint64_t receive_memory_per_shard = 64ull << 20;
   uint32_t shutdown_grace_s = 30;  // SIGTERM: finish in-flight work
+  // Seconds between returns of freed memory to the kernel (malloc_trim,
+  // server/memory_trim.h); 0: never, RSS then keeps every burst's peak.
+  uint32_t memory_trim_interval_s = 10;
   BareLinefeedPolicy bare_linefeed = BareLinefeedPolicy::kReject;
   size_t max_hops = 50;            // Received: fields a message may carry (554 5.4.6 past it)
   std::string postmaster_address;  // where <postmaster> goes; empty: trusted clients only

@@ -37,6 +37,7 @@
 #include "sluice/base/queue_id.h"
 #include "sluice/config/config.h"
 #include "sluice/delivery/admin_state.h"
+#include "sluice/delivery/file_names.h"
 #include "sluice/delivery/ledger.h"
 #include "sluice/delivery/outbound_connection.h"
 #include "sluice/delivery/own_addresses.h"
@@ -161,6 +162,10 @@ class Engine final : public ConnectionDelegate {
   std::string ShapeJson(const std::vector<uint64_t>& edges_s);
 
   const EngineStats& stats() const { return stats_; }
+  // Messages with queued or in-flight jobs, and the record file names they
+  // use: both go to 0 once every message is finished (tests).
+  size_t messages() const { return messages_.size(); }
+  size_t interned_file_names() const { return file_names_.size(); }
   size_t queued_domains() { return queues_.domain_count(); }
 
   // ConnectionDelegate
@@ -252,10 +257,9 @@ class Engine final : public ConnectionDelegate {
   std::unique_ptr<dns::Resolver> resolver_;
   absl::flat_hash_map<std::string, std::unique_ptr<Destination>> destinations_;
   absl::flat_hash_map<base::QueueId, Message> messages_;
-  std::vector<std::string> file_names_;  // interned record file names
+  FileNames file_names_;  // interned record file names of the queued messages
   // Loaded records, shared by a message's jobs; 64 MiB of idle ones kept.
   RecordCache records_{64u << 20};
-  absl::flat_hash_map<std::string, uint32_t> file_index_;
   std::vector<OutboundConnection*> connections_;
   std::vector<OutboundConnection*> dying_;
   std::vector<OutboundConnection*> dead_;
