@@ -30,7 +30,8 @@ interleaved and repeated: only ratios within one run mean anything here.
 
 Prints a Markdown table: median (min-max) msgs/s per row, Sluice / Postfix,
 Sluice / ceiling, and with the DKIM rows Sluice RSA / Postfix + OpenDKIM and
-Sluice Ed25519 / Sluice. As a module: Relay(work, domains) owns the dnsmasq and
+Sluice Ed25519 / Sluice; then the median CPU per message of the relay under
+test (less sensitive to other jobs than the rates). As a module: Relay(work, domains) owns the dnsmasq and
 runs one measurement per call; measure(...) returns the numbers.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -104,30 +106,40 @@ class Relay:
         with common.Sink(self.work, mx_hosts=True) as sink, \
                 common.Sluice(self.work, ["--dns", self.dns.spec, "--mx-port", str(sink.port), *extra],
                               name="relay") as s:
+            cpu0 = common.cpu_seconds(s.pid)
             start = time.monotonic()
             self._blast(s.port, messages, size, connections)
             end = sink.wait_for(messages, 300)
+            cpu = common.cpu_seconds(s.pid) - cpu0
             if dkim:
                 sink.require_signed(messages, f"sluice_{dkim}")
             domains = len(sink.stats().get("domains", {}))
             return {"rate": messages / (end - start), "peak_rss_kib": s.peak_rss_kib(),
-                    "domains_seen": domains}
+                    "domains_seen": domains, "cpu_us_per_msg": cpu * 1e6 / messages}
 
     def run_postfix(self, size: int, messages: int, connections=None, opendkim=False) -> dict:
         """blast -> Postfix -> sink; with opendkim, Postfix's smtpd hands every
         message to a private OpenDKIM milter (common.OpenDkim, RSA-2048)."""
         with contextlib.ExitStack() as stack:
             sink = stack.enter_context(common.Sink(self.work))
-            extra = []
-            if opendkim:
-                extra = stack.enter_context(common.OpenDkim(self.work)).postfix_main_cf()
+            milter = stack.enter_context(common.OpenDkim(self.work)) if opendkim else None
+            extra = milter.postfix_main_cf() if milter else []
             pf = stack.enter_context(common.Postfix(self.work, sink.port, extra_main_cf=extra))
+            cpu0 = self._postfix_cpu(pf, milter)
             start = time.monotonic()
             self._blast(pf.port, messages, size, connections)
             end = sink.wait_for(messages, 600)
+            cpu = self._postfix_cpu(pf, milter) - cpu0
             if opendkim:
                 sink.require_signed(messages, "postfix_opendkim")
-            return {"rate": messages / (end - start)}
+            return {"rate": messages / (end - start), "cpu_us_per_msg": cpu * 1e6 / messages}
+
+    @staticmethod
+    def _postfix_cpu(pf, milter) -> float:
+        """CPU seconds of Postfix's master, its daemons (live and reaped) and
+        the OpenDKIM milter, if any."""
+        cpu = common.tree_cpu_seconds(pf.master)
+        return cpu + (common.cpu_seconds(milter.proc.pid) if milter else 0.0)
 
     def run_reference(self, size: int, messages: int) -> dict:
         """The outside reference: smtp-source -> Sluice -> smtp-sink (one route)."""
@@ -193,6 +205,26 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(results: dict) -> str:
+    """Median CPU per relayed message of the relay under test (Sluice's
+    process; Postfix's master with every daemon, plus the OpenDKIM milter),
+    from the first message sent to the last at the sink: unlike the rates,
+    barely moved by other jobs on the machine. Load generator and sink not
+    included."""
+    cols = [c for c in LABELS if any(r and "cpu_us_per_msg" in r[0]
+                                     for rows in results.values() for n, r in rows.items()
+                                     if n == c)]
+    if not cols:
+        return ""
+    lines = ["| CPU µs / message | " + " | ".join(LABELS[c] for c in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for size, rows in results.items():
+        cells = [f"{statistics.median(r['cpu_us_per_msg'] for r in rows[c]):,.0f}"
+                 if rows.get(c) else "–" for c in cols]
+        lines.append(f"| {size // 1024} KB | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -213,6 +245,9 @@ def main():
                       connections=args.connections,
                       sizes=[int(s) for s in args.sizes.split(",")], rows=rows)
     print(table(results))
+    cpu = cpu_table(results)
+    if cpu:
+        print("\n" + cpu)
 
 
 if __name__ == "__main__":
