@@ -31,8 +31,9 @@ interleaved and repeated: only ratios within one run mean anything here.
 Prints a Markdown table: median (min-max) msgs/s per row, Sluice / Postfix,
 Sluice / ceiling, and with the DKIM rows Sluice RSA / Postfix + OpenDKIM and
 Sluice Ed25519 / Sluice; then the median CPU per message of the relay under
-test (less sensitive to other jobs than the rates). As a module: Relay(work, domains) owns the dnsmasq and
-runs one measurement per call; measure(...) returns the numbers.
+test (less sensitive to other jobs than the rates). As a module:
+Relay(work, domains) owns the dnsmasq and runs one measurement per call;
+measure(...) returns the numbers.
 """
 from __future__ import annotations
 
@@ -208,12 +209,11 @@ def table(results: dict) -> str:
 def cpu_table(results: dict) -> str:
     """Median CPU per relayed message of the relay under test (Sluice's
     process; Postfix's master with every daemon, plus the OpenDKIM milter),
-    from the first message sent to the last at the sink: unlike the rates,
-    barely moved by other jobs on the machine. Load generator and sink not
+    from the first message sent to the last at the sink: moved far less by
+    other jobs on the machine than the rates. Load generator and sink not
     included."""
-    cols = [c for c in LABELS if any(r and "cpu_us_per_msg" in r[0]
-                                     for rows in results.values() for n, r in rows.items()
-                                     if n == c)]
+    cols = [c for c in LABELS
+            if any(rows.get(c) and "cpu_us_per_msg" in rows[c][0] for rows in results.values())]
     if not cols:
         return ""
     lines = ["| CPU µs / message | " + " | ".join(LABELS[c] for c in cols) + " |",
