@@ -20,7 +20,9 @@ bench_wait_port() {  # host port [seconds]
 # STARTTLS with that certificate, and the smtp client uses STARTTLS when the
 # next hop offers it (security level "may" on both sides), reusing TLS
 # connections through tlsproxy and resuming sessions from a cache, which is
-# how a bulk relay would be tuned (bench/tls.py).
+# how a bulk relay would be tuned (bench/tls.py). Lines in
+# $POSTFIX_EXTRA_MAIN_CF are appended to main.cf before the start (the
+# postfix_opendkim row's milter settings).
 postfix_setup() {
   local dir=$1 port=$2 relay=$3 tls_cert=${4:-} tls_key=${5:-}
   rm -rf "$dir"
@@ -79,6 +81,9 @@ smtp_tls_security_level = may
 smtp_tls_connection_reuse = yes
 smtp_tls_session_cache_database = btree:$dir/data/smtp_scache
 CONF
+  fi
+  if [ -n "${POSTFIX_EXTRA_MAIN_CF:-}" ]; then
+    printf '%s\n' "$POSTFIX_EXTRA_MAIN_CF" >> "$dir/etc/main.cf"
   fi
   chown postfix "$dir/data"
   # `postfix check` creates the queue directories with the right owners.

@@ -12,6 +12,11 @@
                 delivery;
   (c) Postfix   blast -> a private Postfix -> sink, relayhost to the sink
                 (the fair bulk settings of bench/lib.sh; no DNS at all);
+  (d) the same with DKIM: sluice_rsa / sluice_ed25519 sign every message
+                (dkim default_domain, RSA-2048 / Ed25519); postfix_opendkim
+                is (c) with Debian's OpenDKIM as Postfix's milter signing
+                every message with an RSA-2048 key. Each signing row fails
+                unless every message at the sink carries a DKIM-Signature;
 
 and, as the outside reference, Postfix's smtp-source into Sluice relaying to
 smtp-sink. A run ends when the sink has counted every message (SIGUSR1 stats);
@@ -21,16 +26,21 @@ interleaved and repeated: only ratios within one run mean anything here.
     bench/relay.py [--reps 3] [--messages 20000] [--postfix-messages 3000]
                    [--domains 1000] [--sizes 2048,20480] [--connections 50]
                    [--rows ceiling,sluice,postfix,reference]
-                   (also sluice_rsa, sluice_ed25519: Sluice signing every message)
+                   (also sluice_rsa, sluice_ed25519, postfix_opendkim)
 
 Prints a Markdown table: median (min-max) msgs/s per row, Sluice / Postfix,
-Sluice / ceiling. As a module: Relay(work, domains) owns the dnsmasq and
-runs one measurement per call; measure(...) returns the numbers.
+Sluice / ceiling, and with the DKIM rows Sluice RSA / Postfix + OpenDKIM and
+Sluice Ed25519 / Sluice; then the median CPU per message of the relay under
+test (less sensitive to other jobs than the rates). As a module:
+Relay(work, domains) owns the dnsmasq and runs one measurement per call;
+measure(...) returns the numbers.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,9 +50,10 @@ import common  # noqa: E402
 
 LABELS = {"ceiling": "blast → sluice-sink (ceiling)",
           "sluice": "blast → Sluice → sinks (1 MX per domain, dnsmasq)",
-          "sluice_rsa": "… with DKIM RSA-2048",
-          "sluice_ed25519": "… with DKIM Ed25519",
+          "sluice_rsa": "blast → Sluice, DKIM RSA-2048 → sinks",
+          "sluice_ed25519": "blast → Sluice, DKIM Ed25519 → sinks",
           "postfix": "blast → Postfix → sink (relayhost)",
+          "postfix_opendkim": "blast → Postfix + OpenDKIM RSA-2048 (milter) → sink",
           "reference": "smtp-source → Sluice → smtp-sink"}
 
 
@@ -96,19 +107,40 @@ class Relay:
         with common.Sink(self.work, mx_hosts=True) as sink, \
                 common.Sluice(self.work, ["--dns", self.dns.spec, "--mx-port", str(sink.port), *extra],
                               name="relay") as s:
+            cpu0 = common.cpu_seconds(s.pid)
             start = time.monotonic()
             self._blast(s.port, messages, size, connections)
             end = sink.wait_for(messages, 300)
+            cpu = common.cpu_seconds(s.pid) - cpu0
+            if dkim:
+                sink.require_signed(messages, f"sluice_{dkim}")
             domains = len(sink.stats().get("domains", {}))
             return {"rate": messages / (end - start), "peak_rss_kib": s.peak_rss_kib(),
-                    "domains_seen": domains}
+                    "domains_seen": domains, "cpu_us_per_msg": cpu * 1e6 / messages}
 
-    def run_postfix(self, size: int, messages: int, connections=None) -> dict:
-        with common.Sink(self.work) as sink, common.Postfix(self.work, sink.port) as pf:
+    def run_postfix(self, size: int, messages: int, connections=None, opendkim=False) -> dict:
+        """blast -> Postfix -> sink; with opendkim, Postfix's smtpd hands every
+        message to a private OpenDKIM milter (common.OpenDkim, RSA-2048)."""
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(common.Sink(self.work))
+            milter = stack.enter_context(common.OpenDkim(self.work)) if opendkim else None
+            extra = milter.postfix_main_cf() if milter else []
+            pf = stack.enter_context(common.Postfix(self.work, sink.port, extra_main_cf=extra))
+            cpu0 = self._postfix_cpu(pf, milter)
             start = time.monotonic()
             self._blast(pf.port, messages, size, connections)
             end = sink.wait_for(messages, 600)
-            return {"rate": messages / (end - start)}
+            cpu = self._postfix_cpu(pf, milter) - cpu0
+            if opendkim:
+                sink.require_signed(messages, "postfix_opendkim")
+            return {"rate": messages / (end - start), "cpu_us_per_msg": cpu * 1e6 / messages}
+
+    @staticmethod
+    def _postfix_cpu(pf, milter) -> float:
+        """CPU seconds of Postfix's master, its daemons (live and reaped) and
+        the OpenDKIM milter, if any."""
+        cpu = common.tree_cpu_seconds(pf.master)
+        return cpu + (common.cpu_seconds(milter.proc.pid) if milter else 0.0)
 
     def run_reference(self, size: int, messages: int) -> dict:
         """The outside reference: smtp-source -> Sluice -> smtp-sink (one route)."""
@@ -140,6 +172,8 @@ def measure(*, reps=3, messages=20000, postfix_messages=3000, domains=1000, conn
                 "sluice_rsa": lambda size: relay.run_sluice(size, messages, dkim="rsa"),
                 "sluice_ed25519": lambda size: relay.run_sluice(size, messages, dkim="ed25519"),
                 "postfix": lambda size: relay.run_postfix(size, postfix_messages),
+                "postfix_opendkim": lambda size: relay.run_postfix(size, postfix_messages,
+                                                                   opendkim=True),
                 # smtp-source opens a session per message: twice Postfix's count
                 # keeps this row's duration comparable.
                 "reference": lambda size: relay.run_reference(size, postfix_messages * 2),
@@ -150,20 +184,44 @@ def measure(*, reps=3, messages=20000, postfix_messages=3000, domains=1000, conn
             shutil.rmtree(work, ignore_errors=True)
 
 
+# Ratio columns: (heading, numerator row, denominator row, format). A column
+# appears when the run has both rows.
+RATIOS = [("Sluice / Postfix", "sluice", "postfix", "{:.1f}×"),
+          ("Sluice / ceiling", "sluice", "ceiling", "{:.2f}"),
+          ("Sluice RSA / Postfix + OpenDKIM", "sluice_rsa", "postfix_opendkim", "{:.1f}×"),
+          ("Sluice Ed25519 / Sluice", "sluice_ed25519", "sluice", "{:.2f}")]
+
+
 def table(results: dict) -> str:
     cols = [c for c in LABELS if any(c in rows for rows in results.values())]
-    lines = ["| message | " + " | ".join(LABELS[c] for c in cols)
-             + " | Sluice / Postfix | Sluice / ceiling |",
-             "|---" * (len(cols) + 3) + "|"]
+    ratios = [r for r in RATIOS if r[1] in cols and r[2] in cols]
+    lines = ["| message | " + " | ".join([LABELS[c] for c in cols] + [r[0] for r in ratios])
+             + " |", "|---" * (len(cols) + len(ratios) + 1) + "|"]
     for size, rows in results.items():
         s = {k: common.rates(v) for k, v in rows.items()}
         med = {k: v["median"] for k, v in s.items()}
-        vs_pf = f"{med['sluice'] / med['postfix']:.1f}×" if "postfix" in med and "sluice" in med \
-            else "–"
-        vs_ceiling = f"{med['sluice'] / med['ceiling']:.2f}" \
-            if "ceiling" in med and "sluice" in med else "–"
-        lines.append(f"| {size // 1024} KB | " + " | ".join(common.fmt_rate(s[c]) for c in cols)
-                     + f" | {vs_pf} | {vs_ceiling} |")
+        cells = [common.fmt_rate(s[c]) for c in cols]
+        cells += [fmt.format(med[a] / med[b]) if med.get(b) else "–" for _, a, b, fmt in ratios]
+        lines.append(f"| {size // 1024} KB | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_table(results: dict) -> str:
+    """Median CPU per relayed message of the relay under test (Sluice's
+    process; Postfix's master with every daemon, plus the OpenDKIM milter),
+    from the first message sent to the last at the sink: moved far less by
+    other jobs on the machine than the rates. Load generator and sink not
+    included."""
+    cols = [c for c in LABELS
+            if any(rows.get(c) and "cpu_us_per_msg" in rows[c][0] for rows in results.values())]
+    if not cols:
+        return ""
+    lines = ["| CPU µs / message | " + " | ".join(LABELS[c] for c in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for size, rows in results.items():
+        cells = [f"{statistics.median(r['cpu_us_per_msg'] for r in rows[c]):,.0f}"
+                 if rows.get(c) else "–" for c in cols]
+        lines.append(f"| {size // 1024} KB | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -187,6 +245,9 @@ def main():
                       connections=args.connections,
                       sizes=[int(s) for s in args.sizes.split(",")], rows=rows)
     print(table(results))
+    cpu = cpu_table(results)
+    if cpu:
+        print("\n" + cpu)
 
 
 if __name__ == "__main__":

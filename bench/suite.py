@@ -6,6 +6,9 @@ packages and builds the release binaries first):
        blast -> sluice-sink (the loopback ceiling)
        blast -> Sluice, blast -> Postfix           (inbound acceptance, fsync)
        blast -> Sluice -> sinks, blast -> Postfix -> sink   (end-to-end relay)
+       the same relay rows signing every message with DKIM: Sluice with
+       RSA-2048 and with Ed25519, Postfix with OpenDKIM as its milter
+       (RSA-2048); default MTU only (--no-dkim leaves them out)
        smtp-source -> smtp-sink, -> Sluice, -> Postfix, -> Sluice -> smtp-sink
                                                    (the outside reference)
   2. throughput against concurrency (blast --connections 1,5,10,...) for the
@@ -52,6 +55,9 @@ BEGIN = "<!-- bench/run:begin -->"
 END = "<!-- bench/run:end -->"
 
 # Row id: (label, what it is, Postfix row to compare with, ceiling row)
+# The DKIM rows (issue 13): measured at the default MTU only, and left out
+# with --no-dkim.
+DKIM_ROWS = ("relay_sluice_rsa", "relay_sluice_ed25519", "relay_postfix_opendkim")
 ROWS = {
     "ceiling": ("blast → sluice-sink", "loopback ceiling", None, None),
     "in_sluice": ("blast → Sluice", "inbound, fsync", "in_postfix", "ceiling"),
@@ -59,6 +65,12 @@ ROWS = {
     "relay_sluice": ("blast → Sluice → sinks", "relay, 1,000 MX domains", "relay_postfix",
                      "ceiling"),
     "relay_postfix": ("blast → Postfix → sink", "relay, relayhost", None, "ceiling"),
+    "relay_sluice_rsa": ("blast → Sluice, DKIM RSA-2048 → sinks", "relay, every message signed",
+                         "relay_postfix_opendkim", "ceiling"),
+    "relay_sluice_ed25519": ("blast → Sluice, DKIM Ed25519 → sinks",
+                             "relay, every message signed", "relay_postfix_opendkim", "ceiling"),
+    "relay_postfix_opendkim": ("blast → Postfix + OpenDKIM → sink",
+                               "relay, OpenDKIM milter signs (RSA-2048)", None, "ceiling"),
     "src_sink": ("smtp-source → smtp-sink", "outside reference ceiling", None, "ceiling"),
     "src_sluice": ("smtp-source → Sluice", "inbound, fsync", "src_postfix", "src_sink"),
     "src_postfix": ("smtp-source → Postfix", "inbound, fsync", None, "src_sink"),
@@ -157,6 +169,8 @@ def versions(build_dir: Path) -> dict:
         "wolfssl": pc("wolfssl"),
         "benchmark": pc("benchmark"),
         "postfix": sh(["postconf", "-d", "-h", "mail_version"]),
+        "opendkim": (sh([common.opendkim_exe() or "opendkim", "-V"]).splitlines() or [""])[0]
+        .rpartition(" v")[2],
         "dnsmasq": dnsmasq[0].split()[2] if dnsmasq and len(dnsmasq[0].split()) > 2 else "",
     }
 
@@ -196,12 +210,15 @@ def throughput(args, work: Path, rel: relay.Relay) -> dict:
         "in_postfix": lambda size: inbound.run_blast_postfix(work, size, pm, c),
         "relay_sluice": lambda size: rel.run_sluice(size, m),
         "relay_postfix": lambda size: rel.run_postfix(size, pm),
+        "relay_sluice_rsa": lambda size: rel.run_sluice(size, m, dkim="rsa"),
+        "relay_sluice_ed25519": lambda size: rel.run_sluice(size, m, dkim="ed25519"),
+        "relay_postfix_opendkim": lambda size: rel.run_postfix(size, pm, opendkim=True),
         "src_sink": lambda size: inbound.run_source_sink(work, size, sm),
         "src_sluice": lambda size: inbound.run_source_sluice(work, size, sm),
         "src_postfix": lambda size: inbound.run_source_postfix(work, size, pm),
         "src_relay": lambda size: rel.run_reference(size, pm * 2),
     }
-    order = [r for r in ROWS if r not in args.skip_rows]
+    order = [r for r in ROWS if r not in args.skip_rows and (args.dkim or r not in DKIM_ROWS)]
 
     def note_load(rep, size, name, r):
         r["load"] = loadavg()
@@ -215,9 +232,10 @@ def throughput(args, work: Path, rel: relay.Relay) -> dict:
             if len(levels) > 1:
                 set_loopback_mtu(mtu)
                 common.log(f"bench: loopback MTU {mtu}")
-            one = common.interleave(runners, order, args.sizes, 1, on_result=note_load)
+            rows_here = [r for r in order if mtu == levels[0] or r not in DKIM_ROWS]
+            one = common.interleave(runners, rows_here, args.sizes, 1, on_result=note_load)
             for size, rows in one.items():
-                dest = out.setdefault(size_key(size, mtu, levels[0]), {n: [] for n in order})
+                dest = out.setdefault(size_key(size, mtu, levels[0]), {n: [] for n in rows_here})
                 for n, results in rows.items():
                     dest[n].extend(results)
     if len(levels) > 1:
@@ -331,6 +349,20 @@ def ratio(a, b, fmt="{:.2f}"):
     return fmt.format(a / b)
 
 
+def cpu_note(rows: dict, a: str, b: str, fmt="{:.2f}") -> str:
+    """"; CPU per message X µs / Y µs" for two relay rows (bench/relay.py's
+    cpu_us_per_msg medians), or "" when either lacks it. Steadier than the
+    rates on a shared machine."""
+    med = {}
+    for n in (a, b):
+        vals = [r["cpu_us_per_msg"] for r in rows.get(n, []) if "cpu_us_per_msg" in r]
+        if not vals:
+            return ""
+        med[n] = statistics.median(vals)
+    return (f"; CPU per message {med[a]:,.0f} µs / {med[b]:,.0f} µs, i.e. "
+            f"{fmt.format(med[b] / med[a])} by CPU" if med[a] else "")
+
+
 def render(res: dict, doc_dir: Path, png: Path | None) -> str:
     L = []
     mc, v = res["machine"], res["versions"]
@@ -354,7 +386,7 @@ def render(res: dict, doc_dir: Path, png: Path | None) -> str:
     L.append(f"| libraries | liburing {v['liburing']}, abseil {v['abseil']}, wolfSSL "
              f"{v['wolfssl']}, Google Benchmark {v['benchmark']} |")
     L.append(f"| peers | Postfix {v['postfix']} (`smtp-source`, `smtp-sink`, private "
-             f"instances), dnsmasq {v['dnsmasq']} |")
+             f"instances), OpenDKIM {v.get('opendkim') or '?'} (milter), dnsmasq {v['dnsmasq']} |")
     L.append("")
 
     tp = res.get("throughput")
@@ -389,7 +421,7 @@ def render(res: dict, doc_dir: Path, png: Path | None) -> str:
                          f"| {s['min']:,.0f} | {s['max']:,.0f} | {vs_pf} | {vs_ceil} | {lat} "
                          f"| {mem} |")
         L.append("")
-        L.append("Targets of issue 3 (medians, same run):")
+        L.append("Targets of issue 3, and of issues 9 and 13 where named (medians, same run):")
         L.append("")
         for size, rows in tp.items():
             med = {n: common.rates(r)["median"] for n, r in rows.items()}
@@ -406,6 +438,17 @@ def render(res: dict, doc_dir: Path, png: Path | None) -> str:
                 x = med["relay_sluice"] / med["relay_postfix"]
                 checks.append(f"Sluice / Postfix relay = **{x:.1f}×** "
                               f"(issue 9 target at MTU 1500 ≥ 25×: {'met' if x >= 25 else 'NOT met'})")
+            if "relay_sluice_rsa" in med and med.get("relay_postfix_opendkim"):
+                x = med["relay_sluice_rsa"] / med["relay_postfix_opendkim"]
+                checks.append(f"Sluice / Postfix + OpenDKIM relay, both signing with RSA-2048 = "
+                              f"**{x:.1f}×** (issue 13 target ≥ 15×: "
+                              f"{'met' if x >= 15 else 'NOT met'})"
+                              + cpu_note(rows, "relay_sluice_rsa", "relay_postfix_opendkim", "{:.1f}×"))
+            if "relay_sluice_ed25519" in med and med.get("relay_sluice"):
+                x = med["relay_sluice_ed25519"] / med["relay_sluice"]
+                checks.append(f"Sluice relay signing with Ed25519 / without signing = **{x:.2f}** "
+                              f"(issue 13 target ≥ 0.90: {'met' if x >= 0.9 else 'NOT met'})"
+                              + cpu_note(rows, "relay_sluice_ed25519", "relay_sluice"))
             base = str(size).partition("@")[0]
             if "@" in str(size) and base in tp:
                 base_med = {n: common.rates(r)["median"] for n, r in tp[base].items()}
@@ -522,6 +565,9 @@ def parse_args(argv=None):
                          "the suite's own network namespace (bench/run's unshare --net)")
     ap.add_argument("--domains", type=int, default=1000)
     ap.add_argument("--skip-rows", default="", help="comma-separated row ids to leave out")
+    ap.add_argument("--dkim", action=argparse.BooleanOptionalAction, default=True,
+                    help="the DKIM relay rows (Sluice RSA-2048 and Ed25519, Postfix + OpenDKIM; "
+                         "default MTU only)")
     ap.add_argument("--sweep", default="1,5,10,25,50,100", help="connection counts ('' = none)")
     ap.add_argument("--sweep-reps", type=int, default=2)
     ap.add_argument("--sweep-base", type=int, default=2000)
@@ -584,7 +630,8 @@ def main(argv=None) -> int:
             print(f"bench/suite.py: {exe} is missing: build it first (bench/run does)",
                   file=sys.stderr)
             return 2
-    for cmd in ("smtp-source", "smtp-sink", "postfix", "dnsmasq"):
+    for cmd in ("smtp-source", "smtp-sink", "postfix", "dnsmasq") + \
+            (("opendkim", "opendkim-genkey") if args.dkim else ()):
         if not shutil.which(cmd) and not Path(f"/usr/sbin/{cmd}").exists():
             print(f"bench/suite.py: {cmd} is missing (bench/run installs it)", file=sys.stderr)
             return 2
@@ -596,7 +643,10 @@ def main(argv=None) -> int:
                        f"blast {args.messages:,} messages over {args.connections} connections "
                        f"({args.postfix_messages:,} into Postfix), smtp-source "
                        f"{args.source_messages:,} messages over 50 sessions, "
-                       f"{args.domains:,} relay domains; concurrency sweep: {args.sweep_reps} "
+                       f"{args.domains:,} relay domains"
+                       + ("; DKIM rows (same counts; every message signed, checked at the sink)"
+                          if args.dkim else "; no DKIM rows")
+                       + f"; concurrency sweep: {args.sweep_reps} "
                        f"repetition{'s' if args.sweep_reps > 1 else ''} of "
                        f"{args.sweep_base:,} + {args.sweep_per_connection} × connections messages; "
                        f"backlog {args.backlog_messages:,} messages over "

@@ -37,6 +37,7 @@
 #include "sluice/io/ring.h"
 #include "sluice/smtp/dot_decoder.h"
 #include "tools/common/digest.h"
+#include "tools/common/header_field.h"
 #include "tools/sink/script.h"
 
 namespace sluice::tools {
@@ -61,6 +62,7 @@ struct Stats {
   std::atomic<int64_t> open{0}, peak{0};
   std::atomic<uint64_t> messages{0}, recipients{0}, bytes{0}, data_messages{0}, bdat_messages{0};
   std::atomic<uint64_t> digest_ok{0}, digest_mismatch{0}, digest_missing{0};
+  std::atomic<uint64_t> dkim_signed{0};  // messages with a DKIM-Signature header field
   std::atomic<uint64_t> tempfail{0}, permfail{0}, dropped{0}, delayed{0}, too_big{0};
   std::atomic<uint64_t> store_errors{0}, sequence{0};
 };
@@ -548,6 +550,9 @@ void Conn::EndMessage() {
       g_stats.digest_missing.fetch_add(1, std::memory_order_relaxed);
       break;
   }
+  if (HasHeaderField(msg_, "DKIM-Signature")) {
+    g_stats.dkim_signed.fetch_add(1, std::memory_order_relaxed);
+  }
   w_.CountDomains(rcpts_);
   if (!g_opt.store.empty()) {
     const std::string path = absl::StrCat(g_opt.store, "/", n, ".eml");
@@ -659,7 +664,8 @@ std::string StatsJson() {
       ",\"data_messages\":", v(g_stats.data_messages),
       ",\"bdat_messages\":", v(g_stats.bdat_messages), ",\"digest_ok\":", v(g_stats.digest_ok),
       ",\"digest_mismatch\":", v(g_stats.digest_mismatch),
-      ",\"digest_missing\":", v(g_stats.digest_missing), ",\"tempfail\":", v(g_stats.tempfail),
+      ",\"digest_missing\":", v(g_stats.digest_missing),
+      ",\"dkim_signed\":", v(g_stats.dkim_signed), ",\"tempfail\":", v(g_stats.tempfail),
       ",\"permfail\":", v(g_stats.permfail), ",\"dropped\":", v(g_stats.dropped),
       ",\"delayed\":", v(g_stats.delayed), ",\"too_big\":", v(g_stats.too_big),
       ",\"store_errors\":", v(g_stats.store_errors), ",\"domains\":{");
