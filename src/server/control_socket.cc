@@ -197,6 +197,7 @@ std::string ControlSocket::Stats() {
                     ",\"expired\":", s.expired, ",\"deleted\":", s.deleted, ",\"dsns\":", s.dsns,
                     ",\"connections_opened\":", s.connections_opened,
                     ",\"connection_failures\":", s.connection_failures,
+                    ",\"dkim_signed\":", s.dkim_signed, ",\"dkim_reused\":", s.dkim_reused,
                     ",\"engine_messages\":", engine->messages(),
                     ",\"file_names\":", engine->interned_file_names());
   }

@@ -59,7 +59,7 @@ class Daemon:
             return None
         return wait_for(line, timeout=scaled(timeout), what="the ready line")
 
-    def send(self, rcpt: str = "bob@example.net", body: bytes = b"Subject: hi\r\n\r\nHello.\r\n") -> None:
+    def send(self, rcpt: str = "bob@example.net", body: bytes = b"From: alice@example.com\r\nSubject: hi\r\n\r\nHello.\r\n") -> None:
         with smtplib.SMTP("127.0.0.1", self.port, timeout=scaled(10)) as c:
             c.sendmail("alice@example.com", [rcpt], body)
 
@@ -264,7 +264,9 @@ def test_sluice_config_is_used_without_config_and_config_wins(tmp_path):
     # The queue commands read it too: the spool of a.toml.
     (tmp_path / "spool-a" / "0").mkdir(parents=True)
     r = run("queue", "messages", env=env)
-    assert r.returncode == 0 and r.stdout == "", r.stderr
+    # An empty spool, no daemon: the spool-only view of spool-a.
+    assert r.returncode == 0 and r.stdout == "queue is empty\n", (r.stdout, r.stderr)
+    assert "spool-a" in r.stderr and "spool-b" not in r.stderr, r.stderr
     r = run("queue", "messages", env={**os.environ, "SLUICE_CONFIG": str(b)})
     assert r.returncode == 1 and "spool-b" in r.stderr, r.stderr
 
@@ -281,7 +283,8 @@ def test_usage_errors_are_one_line_and_help_is_per_command():
     r = run("help", "check-config")
     assert r.returncode == 0 and "--user NAME" in r.stdout and "inject" not in r.stdout.split("options")[0]
     r = run("queue", "--help")
-    assert r.returncode == 0 and "queue messages" in r.stdout and "passwd USER" not in r.stdout
+    assert r.returncode == 0 and "queue list|messages|show" in r.stdout, r.stdout
+    assert "passwd USER" not in r.stdout
     r = run("help", "frobnicate")
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
     r = run("help")

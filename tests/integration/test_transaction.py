@@ -219,7 +219,7 @@ def test_data_line_limit(sluice_factory):
     """With server.max_data_line_length = 1000 (RFC 5321 4.5.3.1.6; the default
     takes 64 KiB), 998 characters + CRLF is the longest allowed body line."""
     from sluice_harness import DATA_LINE_TOO_LONG
-    sluice = sluice_factory(config="[server]\nmax_data_line_length = 1000\n").start()
+    sluice = sluice_factory(config="[server]\nmax_data_line_length = 1000\n")
     c = sluice.session()
     ok = b"Subject: long lines\r\n\r\n" + b"a" * 998 + b"\r\n"
     expect_line(c.cmd("MAIL FROM:<a@example.com>"), MAIL_OK)
