@@ -251,7 +251,7 @@ std::string EnvelopeText(const spool::Envelope& e, const std::vector<RecipientSt
 
 int QueueMessages(const QueueContext& q) {
   if (q.args.size() != 1) return QueueUsage("queue messages takes no argument");
-  const std::string domain = DomainOf("@" + Flag(q, "--domain"));
+  const std::string domain = DomainOf(absl::StrCat("@", Flag(q, "--domain")));
   const DaemonView view = AskDaemon(q, std::nullopt);
   spool::ScanOptions scan;     // read-only: safe while the daemon runs
   scan.merge_values = q.json;  // only --json shows a batch's values

@@ -231,8 +231,11 @@ constexpr absl::string_view kServerKeys[] = {
 // clang-format on
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};
 constexpr absl::string_view kLogKeys[] = {"file"};
-constexpr absl::string_view kPickupKeys[] = {"dir", "group", "scan_interval_s",
-                                             "max_batch_recipients", "max_recipients_file_size",
+constexpr absl::string_view kPickupKeys[] = {"dir",
+                                             "group",
+                                             "scan_interval_s",
+                                             "max_batch_recipients",
+                                             "max_recipients_file_size",
                                              "feedback_id_sender"};
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
@@ -591,8 +594,8 @@ std::string NormalizeName(absl::string_view name) {
 // [dkim] values.
 constexpr absl::string_view kDkimKeys[] = {"default_domain", "signer"};
 constexpr absl::string_view kDkimSignerKeys[] = {
-    "domain", "selector", "key_file", "signing_domain", "canonicalization",
-    "headers", "oversign", "expire"};
+    "domain",           "selector", "key_file", "signing_domain",
+    "canonicalization", "headers",  "oversign", "expire"};
 // 10,000 signing domains are normal; a million entries would be a
 // configuration file of 100 MB, which is a mistake.
 constexpr size_t kMaxDkimSigners = 1'000'000;
@@ -610,10 +613,10 @@ absl::Status CheckDkimPattern(absl::string_view pattern) {
   if (absl::StartsWith(name, "*.")) name.remove_prefix(2);
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
   if (name.empty() || !CheckHostname(name).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", pattern,
-        "' is not a From: domain pattern (write \"example.com\" or \"*.example.com\"; "
-        "mail from other domains is signed by [dkim] default_domain)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", pattern,
+                     "' is not a From: domain pattern (write \"example.com\" or \"*.example.com\"; "
+                     "mail from other domains is signed by [dkim] default_domain)"));
   }
   return absl::OkStatus();
 }
@@ -634,8 +637,9 @@ absl::Status CheckCanonicalization(absl::string_view c) {
     }
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("'", c, "' is not header/body canonicalization (\"relaxed/relaxed\", "
-                           "\"relaxed/simple\", \"simple/simple\" or \"simple/relaxed\")"));
+      absl::StrCat("'", c,
+                   "' is not header/body canonicalization (\"relaxed/relaxed\", "
+                   "\"relaxed/simple\", \"simple/simple\" or \"simple/relaxed\")"));
 }
 
 // A header field name (RFC 5322 2.2: printable ASCII except ':').
@@ -1612,8 +1616,9 @@ class TomlReader {
     if (!has_domain) return missing("domain");
     if (!has_selector) return missing("selector");
     if (!has_key) return missing("key_file");
-    const bool from = std::any_of(signer.headers.begin(), signer.headers.end(),
-                                  [](const std::string& h) { return absl::EqualsIgnoreCase(h, "from"); });
+    const bool from =
+        std::any_of(signer.headers.begin(), signer.headers.end(),
+                    [](const std::string& h) { return absl::EqualsIgnoreCase(h, "from"); });
     if (!from) {
       return Error(t, "dkim.signer.headers",
                    "must include \"From\" (RFC 6376 5.4: the From: field is always signed)");

@@ -1457,4 +1457,3 @@ TEST(IntegrityConfigTest, MaxHopsAndPostmasterAddress) {
 
 }  // namespace
 }  // namespace sluice::config
-

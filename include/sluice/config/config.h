@@ -74,10 +74,21 @@ struct DkimSigner {
   std::string key_file;        // PEM private key, RSA (1024-4096 bits) or Ed25519
   std::string signing_domain;  // d=; empty: the From: domain
   std::string canonicalization = "relaxed/relaxed";  // header/body: simple or relaxed
-  std::vector<std::string> headers = {
-      "From",       "To",           "Cc",          "Subject",      "Date",
-      "Message-ID", "Reply-To",     "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
-      "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID", "In-Reply-To", "References"};
+  std::vector<std::string> headers = {"From",
+                                      "To",
+                                      "Cc",
+                                      "Subject",
+                                      "Date",
+                                      "Message-ID",
+                                      "Reply-To",
+                                      "MIME-Version",
+                                      "Content-Type",
+                                      "Content-Transfer-Encoding",
+                                      "List-Unsubscribe",
+                                      "List-Unsubscribe-Post",
+                                      "Feedback-ID",
+                                      "In-Reply-To",
+                                      "References"};
   std::vector<std::string> oversign = {"From", "Subject", "To"};
   uint64_t expire_s = 0;  // x= this long after t=; 0: no x=
 };
@@ -111,7 +122,7 @@ struct Config {
   BareLinefeedPolicy bare_linefeed = BareLinefeedPolicy::kReject;
   size_t max_hops = 50;            // Received: fields a message may carry (554 5.4.6 past it)
   std::string postmaster_address;  // where <postmaster> goes; empty: trusted clients only
-  bool require_from = true;  // exactly one From: (550 5.6.0 at DATA; pickup: bad/)
+  bool require_from = true;        // exactly one From: (550 5.6.0 at DATA; pickup: bad/)
   // max_data_line_length: RFC 5321 4.5.3.1.6 says 1,000, but bulk HTML has
   // longer lines and Postfix accepts them, so the default takes 64 KiB
   // (capped at max_message_size when left at the default); a part with a
