@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
+#include "sluice/spool/durable_file.h"
 
 namespace sluice::delivery {
 namespace {
@@ -40,42 +41,6 @@ bool ValidDomain(std::string_view d) {
     if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return false;
   }
   return true;
-}
-
-absl::Status WriteFileAtomically(const std::string& dir, std::string_view bytes) {
-  const std::string path = absl::StrCat(dir, "/", base::Av(kAdminStateName));
-  const std::string temporary = path + ".tmp";
-  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Errno("create", temporary);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const absl::Status s = Errno("write", temporary);
-      close(fd);
-      unlink(temporary.c_str());
-      return s;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (fdatasync(fd) != 0) {
-    const absl::Status s = Errno("fdatasync", temporary);
-    close(fd);
-    unlink(temporary.c_str());
-    return s;
-  }
-  close(fd);
-  if (rename(temporary.c_str(), path.c_str()) != 0) {
-    const absl::Status s = Errno("rename", temporary);
-    unlink(temporary.c_str());
-    return s;
-  }
-  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return Errno("open", dir);
-  const int r = fsync(dfd);
-  close(dfd);
-  return r == 0 ? absl::OkStatus() : Errno("fsync", dir);
 }
 
 }  // namespace
@@ -196,7 +161,7 @@ absl::Status AdminStore::Update(absl::FunctionRef<void(AdminState&)> change, uin
       s.end());
   // Written under the lock: two shards changing the state at once write in
   // turn, and the file always holds the newest whole state.
-  return WriteFileAtomically(dir_, EncodeAdminState(state_));
+  return spool::ReplaceFileDurably(dir_, kAdminStateName, EncodeAdminState(state_));
 }
 
 }  // namespace sluice::delivery

@@ -11,6 +11,7 @@
 #include "little_endian.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
+#include "sluice/spool/durable_file.h"
 
 namespace sluice::spool {
 namespace {
@@ -21,16 +22,6 @@ constexpr size_t kHead = 4 + 8 + 2 + 2 + 4 + 8;  // magic .. next attempt
 absl::Status Errno(std::string_view what, const std::string& path) {
   return absl::Status(absl::ErrnoToStatusCode(errno),
                       absl::StrCat(base::Av(what), " ", path, ": ", std::strerror(errno)));
-}
-
-absl::Status SyncDirectory(const std::string& dir) {
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("open", dir);
-  const int r = fsync(fd);
-  const int err = errno;
-  close(fd);
-  errno = err;
-  return r == 0 ? absl::OkStatus() : Errno("fsync", dir);
 }
 
 }  // namespace
@@ -72,35 +63,7 @@ std::vector<RetryEntry> ParseRetryState(std::string_view bytes, size_t* valid_by
 }
 
 absl::Status WriteRetryState(const std::string& dir, std::string_view bytes) {
-  const std::string path = absl::StrCat(dir, "/", base::Av(kRetryStateName));
-  const std::string temporary = path + ".tmp";
-  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Errno("create", temporary);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const absl::Status s = Errno("write", temporary);
-      close(fd);
-      unlink(temporary.c_str());
-      return s;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (fdatasync(fd) != 0) {
-    const absl::Status s = Errno("fdatasync", temporary);
-    close(fd);
-    unlink(temporary.c_str());
-    return s;
-  }
-  close(fd);
-  if (rename(temporary.c_str(), path.c_str()) != 0) {
-    const absl::Status s = Errno("rename", temporary);
-    unlink(temporary.c_str());
-    return s;
-  }
-  return SyncDirectory(dir);
+  return ReplaceFileDurably(dir, kRetryStateName, bytes);
 }
 
 absl::StatusOr<std::vector<RetryEntry>> TakeRetryState(const std::string& dir) {
