@@ -53,6 +53,15 @@ def sluice_bin() -> Path:
     return Path(os.environ.get("SLUICE_BIN", str(DEFAULT_BIN)))
 
 
+def sanitized_build() -> bool:
+    """True when SLUICE_BIN is an ASan build (tools/test's sanitizer pass):
+    its allocator keeps freed memory in quarantine, so RSS says nothing."""
+    try:
+        return b"__asan_init" in sluice_bin().read_bytes()
+    except OSError:
+        return False
+
+
 def require_sluice_bin() -> Path:
     path = sluice_bin()
     if not path.is_file() or not os.access(path, os.X_OK):

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from sluice_harness import scaled
+from sluice_harness import sanitized_build, scaled
 
 FRESH_CLIENT_BUDGET_S = 1.0
 
@@ -260,7 +260,8 @@ def test_pipelining_clients_that_never_read_cannot_starve_others(sluice_factory)
     # unread input (ARCHITECTURE.md, "Receive memory").
     print(f"20 non-reading clients: each sent {min(h[1] for h in hogs)} to "
           f"{max(h[1] for h in hogs)} bytes before blocking; relay RSS grew {grown_kib} KiB")
-    assert grown_kib < 16 * 1024, f"RSS grew by {grown_kib} KiB for 20 non-reading clients"
+    if not sanitized_build():  # ASan's quarantine holds freed memory
+        assert grown_kib < 16 * 1024, f"RSS grew by {grown_kib} KiB for 20 non-reading clients"
     for h in hogs:
         h[0].close()
 
@@ -347,7 +348,8 @@ def test_session_deadline_lets_the_transaction_finish_then_says_421(sluice_facto
             break
         time.sleep(0.3)
     assert b"421 4.4.2" in got, got[-300:]
-    assert scaled(1.5) < time.monotonic() - start < scaled(5)
+    # The deadline is real time (2 s): only the upper bound scales.
+    assert 1.5 < time.monotonic() - start < scaled(5)
 
 
 @pytest.mark.time_limit(60)
