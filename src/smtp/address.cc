@@ -144,7 +144,8 @@ bool IsGeneralAddressLiteral(std::string_view lit) {
   std::string_view inner = lit.substr(1, lit.size() - 2);
   const size_t colon = inner.find(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == inner.size()) return false;
-  if (base::EqualsIgnoreCase(inner.substr(0, colon), "IPv6")) return false;  // IsValidAddressLiteral's
+  if (base::EqualsIgnoreCase(inner.substr(0, colon), "IPv6"))
+    return false;  // IsValidAddressLiteral's
   for (char c : inner.substr(0, colon)) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
   }
