@@ -69,7 +69,10 @@ def test_mx_named_like_the_relay_is_skipped(sluice_factory, delivery_world):
     (r,) = dsn["recipients"]
     assert r["final_recipient"] == "rfc822; a@one.test" and r["status"] == "5.4.6", r
     assert world["127.0.0.11"].connections() == []
-    [d] = [x for x in records(relay, "Delivery") if x["recipient"] == "b@two.test"]
+    # The receiver has the message before the relay has read its 250 and
+    # logged the delivery: wait for the record, do not race it.
+    [d] = wait_for(lambda: [x for x in records(relay, "Delivery") if x["recipient"] == "b@two.test"], timeout=10,
+                   what="b@two.test's Delivery record")
     assert d["ip"] == "127.0.0.12", d
 
 
