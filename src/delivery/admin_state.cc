@@ -6,9 +6,6 @@
 //   crc32c XXXXXXXX                                (of every byte before it)
 #include "sluice/delivery/admin_state.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -23,11 +20,6 @@ namespace sluice::delivery {
 namespace {
 
 constexpr std::string_view kHeader = "sluice-admin-state 1\n";
-
-absl::Status Errno(std::string_view what, const std::string& path) {
-  return absl::Status(absl::ErrnoToStatusCode(errno),
-                      absl::StrCat(base::Av(what), " ", path, ": ", std::strerror(errno)));
-}
 
 std::string Hex(uint32_t v) {
   char buf[9];
@@ -120,26 +112,10 @@ absl::StatusOr<AdminState> ParseAdminState(std::string_view text, uint64_t now_u
 AdminStore::AdminStore(std::string spool_dir) : dir_(std::move(spool_dir)) {}
 
 absl::Status AdminStore::Load(uint64_t now_us) {
-  const std::string path = absl::StrCat(dir_, "/", base::Av(kAdminStateName));
-  unlink((path + ".tmp").c_str());  // a write that did not finish
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return Errno("open", path);
-  }
-  std::string bytes;
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) bytes.append(buf, static_cast<size_t>(n));
-  }
-  const int err = errno;
-  close(fd);
-  if (n < 0) {
-    errno = err;
-    return Errno("read", path);
-  }
-  auto parsed = ParseAdminState(bytes, now_us);
+  absl::StatusOr<std::optional<std::string>> bytes = spool::ReadReplacedFile(dir_, kAdminStateName);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return absl::OkStatus();
+  auto parsed = ParseAdminState(**bytes, now_us);
   if (!parsed.ok()) return absl::DataLossError(absl::StrCat(dir_, "/", parsed.status().message()));
   std::lock_guard<std::mutex> lock(mu_);
   state_ = *std::move(parsed);

@@ -57,4 +57,28 @@ absl::Status ReplaceFileDurably(const std::string& dir, std::string_view name,
   return SyncDirectory(dir);
 }
 
+absl::StatusOr<std::optional<std::string>> ReadReplacedFile(const std::string& dir,
+                                                            std::string_view name) {
+  const std::string path = absl::StrCat(dir, "/", base::Av(name));
+  unlink((path + ".tmp").c_str());
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    return Errno("open", path);
+  }
+  std::string bytes;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) bytes.append(buf, static_cast<size_t>(n));
+  }
+  const int err = errno;
+  close(fd);
+  if (n < 0) {
+    errno = err;
+    return Errno("read", path);
+  }
+  return bytes;
+}
+
 }  // namespace sluice::spool

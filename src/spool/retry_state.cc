@@ -68,24 +68,10 @@ absl::Status WriteRetryState(const std::string& dir, std::string_view bytes) {
 
 absl::StatusOr<std::vector<RetryEntry>> TakeRetryState(const std::string& dir) {
   const std::string path = absl::StrCat(dir, "/", base::Av(kRetryStateName));
-  unlink(absl::StrCat(path, ".tmp").c_str());  // a stop that did not finish writing
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::vector<RetryEntry>();
-    return Errno("open", path);
-  }
-  std::string bytes;
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) bytes.append(buf, static_cast<size_t>(n));
-  }
-  const int err = errno;
-  close(fd);
-  if (n < 0) {
-    errno = err;
-    return Errno("read", path);
-  }
+  absl::StatusOr<std::optional<std::string>> read = ReadReplacedFile(dir, kRetryStateName);
+  if (!read.ok()) return read.status();
+  if (!read->has_value()) return std::vector<RetryEntry>();
+  const std::string& bytes = **read;
   size_t valid = 0;
   std::vector<RetryEntry> entries = ParseRetryState(bytes, &valid);
   if (valid != bytes.size()) {

@@ -12,49 +12,16 @@
 #include "gtest/gtest.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/spool/spool_writer.h"
+#include "spool_writer_fixture.h"
 
 namespace sluice::spool {
 namespace {
 
-namespace fs = std::filesystem;
-
-class SpoolWriterCopyTest : public testing::Test {
+class SpoolWriterCopyTest : public SpoolWriterFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/sluice-spool-copy-XXXXXX";
-    root_ = mkdtemp(tmpl);
-    ASSERT_TRUE(PrepareSpool(root_, 1).ok());
-    dir_fd_ = open((root_ + "/0").c_str(), O_RDONLY | O_DIRECTORY);
-    ASSERT_GE(dir_fd_, 0);
-    ring_ = std::move(*io::Ring::Create(256));
-    buffers_ = std::move(*io::BufferRing::Create(*ring_, 1, 16, 4096));
-    writer_ = std::make_unique<SpoolWriter>(*ring_, *buffers_, dir_fd_,
-                                            [this] { return ids_.Next(++clock_); });
-  }
-  void TearDown() override {
-    writer_.reset();
-    buffers_.reset();
-    ring_.reset();
-    close(dir_fd_);
-    fs::remove_all(root_);
-  }
-
-  void RunUntil(const bool& done) {
-    for (int i = 0; i < 1000 && !done; ++i) {
-      ring_->RunOnce(100);
-      writer_->Flush();
-    }
-    ASSERT_TRUE(done);
-  }
-
   void Commit(SpoolWriter::Message* m) {
-    Envelope e;
-    e.arrival_micros = 1;
-    e.sender = "s@example.com";
-    e.protocol = "ESMTP";
-    e.recipients = {{"r@example.net"}};
     bool done = false;
-    writer_->Commit(m, std::move(e), [&](const absl::Status& s) {
+    writer_->Commit(m, MakeEnvelope(), [&](const absl::Status& s) {
       EXPECT_TRUE(s.ok()) << s;
       done = true;
     });
@@ -72,14 +39,6 @@ class SpoolWriterCopyTest : public testing::Test {
     EXPECT_TRUE(parsed.ok()) << parsed.status();
     return parsed.ok() ? std::string(parsed->body) : "";
   }
-
-  std::string root_;
-  int dir_fd_ = -1;
-  std::unique_ptr<io::Ring> ring_;
-  std::unique_ptr<io::BufferRing> buffers_;
-  std::unique_ptr<SpoolWriter> writer_;
-  base::QueueIdGenerator ids_{0};
-  uint64_t clock_ = 1'000'000;
 };
 
 // A body trickled in 3-byte lines: one page per 16 KiB, not one iovec (or

@@ -4,10 +4,12 @@
 // never on a delivery path.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace sluice::spool {
 
@@ -20,5 +22,11 @@ absl::Status SyncDirectory(const std::string& dir);
 // the old file is left as it was.
 absl::Status ReplaceFileDurably(const std::string& dir, std::string_view name,
                                 std::string_view bytes);
+
+// The reading side: removes `dir/name.tmp` (a replacement that did not
+// finish) and returns the whole of `dir/name`, or nullopt when it does not
+// exist.
+absl::StatusOr<std::optional<std::string>> ReadReplacedFile(const std::string& dir,
+                                                            std::string_view name);
 
 }  // namespace sluice::spool
