@@ -551,10 +551,11 @@ def fmt_rate(s: dict) -> str:
     return f"{s['median']:,.0f} ({s['min']:,.0f}–{s['max']:,.0f})"
 
 
-def interleave(rows: dict, order, sizes, reps: int, on_result=None) -> dict:
+def interleave(rows: dict, order, sizes, reps: int, on_result=None, label=None) -> dict:
     """Runs rows[name](size) for every rep, size and name, interleaved (rep
     outermost, so a slow moment of the machine hits every row alike).
     Each runner returns a float (msgs/s) or a dict with a "rate" key.
+    `label(rep)` names the repetition in the log (default "rep N/REPS").
     Returns {size: {name: [result dict, ...]}}."""
     out = {size: {name: [] for name in order} for size in sizes}
     for rep in range(reps):
@@ -564,7 +565,8 @@ def interleave(rows: dict, order, sizes, reps: int, on_result=None) -> dict:
                 if not isinstance(r, dict):
                     r = {"rate": r}
                 out[size][name].append(r)
-                log(f"rep {rep + 1}/{reps} size={size} {name}: {r['rate']:,.0f} msgs/s")
+                tag = label(rep) if label else f"rep {rep + 1}/{reps}"
+                log(f"{tag} size={size} {name}: {r['rate']:,.0f} msgs/s")
                 if on_result:
                     on_result(rep, size, name, r)
     return out

@@ -233,7 +233,8 @@ def throughput(args, work: Path, rel: relay.Relay) -> dict:
                 set_loopback_mtu(mtu)
                 common.log(f"bench: loopback MTU {mtu}")
             rows_here = [r for r in order if mtu == levels[0] or r not in DKIM_ROWS]
-            one = common.interleave(runners, rows_here, args.sizes, 1, on_result=note_load)
+            one = common.interleave(runners, rows_here, args.sizes, 1, on_result=note_load,
+                                    label=lambda _, rep=rep, mtu=mtu: f"rep {rep + 1}/{args.reps} mtu={mtu}")
             for size, rows in one.items():
                 dest = out.setdefault(size_key(size, mtu, levels[0]), {n: [] for n in rows_here})
                 for n, results in rows.items():

@@ -346,6 +346,7 @@ absl::Status CheckBareLinefeed(absl::string_view policy) {
 //
 //   delivery.dns_timeout        10ms .. 60s     per try; c-ares doubles it per round.
 //   delivery.dns_tries          1 .. 10
+//   delivery.dns_max_in_flight  1 .. 4096      queries out at once, per shard
 //   delivery.mx_port            1 .. 65535
 //   delivery.max_recipients_per_transaction
 //                               1 .. 100,000    RFC 5321 4.5.3.1.8: servers take >= 100.
@@ -420,6 +421,7 @@ constexpr Field MakeField(absl::string_view key, Range range = {0, 1}) {
 
 constexpr Range kDnsTimeoutRange{10 * kMilli, 60 * kSecond};
 constexpr Range kDnsTriesRange{1, 10};
+constexpr Range kDnsInFlightRange{1, 4096};
 constexpr Range kPortRange{1, 65535};
 constexpr Range kIdleConnectionRange{0, 5 * kMinute};
 constexpr Range kOutboundConnectionsRange{1, 1'000'000};
@@ -444,6 +446,7 @@ const Field kDeliveryFields[] = {
     MakeField<&Config::delivery_enabled, Kind::kBool>("enabled"),
     MakeField<&Config::dns_timeout_ms, Kind::kMillis>("dns_timeout", kDnsTimeoutRange),
     MakeField<&Config::dns_tries, Kind::kUint>("dns_tries", kDnsTriesRange),
+    MakeField<&Config::dns_max_in_flight, Kind::kUint>("dns_max_in_flight", kDnsInFlightRange),
     MakeField<&Config::mx_port, Kind::kUint>("mx_port", kPortRange),
     MakeField<&Config::max_recipients_per_transaction, Kind::kUint>(
         "max_recipients_per_transaction", kRecipientsRange),

@@ -97,6 +97,7 @@ const Key kKeys[] = {
     {"delivery.dns", X, SHOW(dns_servers)},
     {"delivery.dns_timeout", X, SHOWF(Millis, dns_timeout_ms)},
     {"delivery.dns_tries", X, SHOWN(dns_tries)},
+    {"delivery.dns_max_in_flight", X, SHOWN(dns_max_in_flight)},
     {"delivery.mx_port", R, SHOWN(mx_port)},
     {"delivery.source_address", R, SHOW(source_address)},
     {"delivery.helo_name", R, SHOW(helo_name)},

@@ -271,6 +271,7 @@ absl::Status Engine::Init() {
   rc.servers = config_.dns_servers;
   rc.timeout_ms = static_cast<int>(config_.dns_timeout_ms);
   rc.tries = static_cast<int>(config_.dns_tries);
+  rc.max_queries_in_flight = config_.dns_max_in_flight;
   auto resolver = dns::Resolver::Create(ring_, rc);
   if (!resolver.ok()) return resolver.status();
   resolver_ = std::move(*resolver);

@@ -95,6 +95,7 @@ struct Resolver::Query {
   Lookup* lookup;
   int type;
   int host_index;  // -1: the MX query
+  std::string name;
 };
 
 absl::StatusOr<std::unique_ptr<Resolver>> Resolver::Create(io::Ring& ring,
@@ -146,6 +147,8 @@ Resolver::~Resolver() {
   // Ends every query (callbacks see ARES_EDESTRUCTION and are dropped) and
   // closes the sockets (their polls are removed through OnSockState).
   if (channel_ != nullptr) ares_destroy(channel_);
+  for (Query* q : waiting_) delete q;
+  waiting_.clear();
   for (auto& [key, lookup] : inflight_) delete lookup;
   inflight_.clear();
   // Records whose poll or remove is still in the kernel outlive us and free
@@ -336,20 +339,36 @@ void Resolver::ResolveHost(std::string_view host_in, MxCallback callback) {
 }
 
 void Resolver::SendQuery(Lookup* lookup, const std::string& name, int type, int host_index) {
-  auto* q = new Query{this, lookup, type, host_index};
-  ++queries_sent_;
-  ares_query(channel_, name.c_str(), ns_c_in, type, &Resolver::QueryThunk, q);
+  waiting_.push_back(new Query{this, lookup, type, host_index, name});
+  StartWaiting();
+}
+
+void Resolver::StartWaiting() {
+  // ares_query may run a callback before it returns (an error, a cached
+  // server failure), which comes back here: the outer loop sends the rest.
+  if (starting_ || destroying_) return;
+  starting_ = true;
+  while (!waiting_.empty() && queries_active_ < config_.max_queries_in_flight) {
+    Query* q = waiting_.front();
+    waiting_.pop_front();
+    ++queries_active_;
+    ++queries_sent_;
+    ares_query(channel_, q->name.c_str(), ns_c_in, q->type, &Resolver::QueryThunk, q);
+  }
+  starting_ = false;
 }
 
 void Resolver::QueryThunk(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
   std::unique_ptr<Query> q(static_cast<Query*>(arg));
   Resolver* self = q->owner;
+  --self->queries_active_;
   if (self->destroying_ || status == ARES_EDESTRUCTION) return;
   if (q->host_index < 0) {
     self->OnMxAnswer(q->lookup, status, abuf, alen);
   } else {
     self->OnAddressAnswer(q->lookup, q->type, q->host_index, status, abuf, alen);
   }
+  self->StartWaiting();
 }
 
 void Resolver::Shuffle(std::vector<MxHost>& hosts) {

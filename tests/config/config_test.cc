@@ -641,8 +641,9 @@ TEST(DeliveryConfigTest, Defaults) {
   Config config;
   EXPECT_TRUE(config.delivery_enabled);
   EXPECT_TRUE(config.dns_servers.empty());
-  EXPECT_EQ(config.dns_timeout_ms, 5000u);
-  EXPECT_EQ(config.dns_tries, 2u);
+  EXPECT_EQ(config.dns_timeout_ms, 1000u);
+  EXPECT_EQ(config.dns_tries, 4u);
+  EXPECT_EQ(config.dns_max_in_flight, 64u);
   EXPECT_EQ(config.mx_port, 25u);
   EXPECT_EQ(config.source_address, "");
   EXPECT_EQ(config.helo_name, "");
@@ -703,6 +704,7 @@ enabled = false
 dns = ["127.0.0.1:5353", "[::1]:53", "192.0.2.53"]
 dns_timeout = "250ms"
 dns_tries = 3
+dns_max_in_flight = 8
 mx_port = 2526
 source_address = "127.0.0.1"
 helo_name = "mta.example.com"
@@ -743,6 +745,7 @@ control_dir = "/run/sluice"
             (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53", "192.0.2.53"}));
   EXPECT_EQ(config.dns_timeout_ms, 250u);
   EXPECT_EQ(config.dns_tries, 3u);
+  EXPECT_EQ(config.dns_max_in_flight, 8u);
   EXPECT_EQ(config.mx_port, 2526u);
   EXPECT_EQ(config.source_address, "127.0.0.1");
   EXPECT_EQ(config.helo_name, "mta.example.com");

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -447,6 +448,41 @@ TEST_F(ResolverTest, ConcurrentIdenticalLookupsShareOneQuery) {
   }
 }
 
+// A burst of new domains: no more than max_queries_in_flight go out at
+// once, the rest wait their turn, and every lookup still completes.
+TEST_F(ResolverTest, QueriesInFlightAreBounded) {
+  std::vector<std::string> extra = {"--local-ttl=60"};
+  constexpr int kDomains = 40;
+  for (int i = 0; i < kDomains; ++i) {
+    extra.push_back("--mx-host=d" + std::to_string(i) + ".test,mx" + std::to_string(i) +
+                    ".test,10");
+    extra.push_back("--host-record=mx" + std::to_string(i) + ".test,127.0.0." +
+                    std::to_string(10 + i));
+  }
+  config_.max_queries_in_flight = 3;
+  StartDns(extra);
+  int answered = 0;
+  int ok = 0;
+  for (int i = 0; i < kDomains; ++i) {
+    resolver_->ResolveMx("d" + std::to_string(i) + ".test", [&](const MxResult& r) {
+      ++answered;
+      ok += r.ok() && r.hosts.size() == 1 && r.hosts[0].addresses.size() == 1;
+    });
+  }
+  EXPECT_EQ(resolver_->queries_in_flight(), 3u);
+  EXPECT_EQ(resolver_->queries_waiting(), kDomains - 3u);
+  size_t most = 0;
+  ASSERT_TRUE(RunUntil([&] {
+    most = std::max(most, resolver_->queries_in_flight());
+    return answered == kDomains;
+  }));
+  EXPECT_EQ(most, 3u);
+  EXPECT_EQ(ok, kDomains);
+  EXPECT_EQ(resolver_->queries_in_flight(), 0u);
+  EXPECT_EQ(resolver_->queries_waiting(), 0u);
+  EXPECT_EQ(resolver_->queries_sent(), kDomains * 3u);  // MX, A, AAAA each
+}
+
 TEST_F(ResolverTest, CacheIsBounded) {
   config_.cache_entries = 2;
   StartDns();
@@ -498,6 +534,7 @@ TEST_F(ResolverTest, NextTickFollowsTheQueryTimeout) {
   Silent silent;
   config_.servers = {silent.server()};
   config_.timeout_ms = 300;
+  config_.tries = 2;
   MakeResolver();
   EXPECT_EQ(resolver_->NextTickMs(10000), 10000);  // nothing pending
   bool done = false;
@@ -615,6 +652,21 @@ TEST_F(ResolverTest, DestroyWithQueriesInFlightLeavesNoDanglingPolls) {
   // (ASan / valgrind would flag a use after free here).
   for (int i = 0; i < 5; ++i) ring_->RunOnce(20);
   EXPECT_FALSE(called);
+}
+
+TEST_F(ResolverTest, DestroyWithQueriesWaitingFreesThem) {
+  Silent silent;
+  config_.servers = {silent.server()};
+  config_.max_queries_in_flight = 1;
+  MakeResolver();
+  int called = 0;
+  for (const char* d : {"a.test", "b.test", "c.test"}) {
+    resolver_->ResolveMx(d, [&](const MxResult&) { ++called; });
+  }
+  EXPECT_EQ(resolver_->queries_waiting(), 2u);
+  resolver_.reset();  // LeakSanitizer fails the test if a waiting query leaked
+  for (int i = 0; i < 5; ++i) ring_->RunOnce(20);
+  EXPECT_EQ(called, 0);
 }
 
 TEST_F(ResolverTest, BadServerSpecIsRejected) {

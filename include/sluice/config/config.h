@@ -167,11 +167,12 @@ struct Config {
   // [delivery] (docs/CONFIGURATION.md)
   bool delivery_enabled = true;          // false: accept and queue only (tests of ingestion)
   std::vector<std::string> dns_servers;  // "ADDR:PORT" / "[v6]:PORT"; empty: /etc/resolv.conf
-  uint32_t dns_timeout_ms = 5000;        // per try
-  uint32_t dns_tries = 2;
-  uint16_t mx_port = 25;       // port of every MX host (tests point it at a sink)
-  std::string source_address;  // IP literal to bind outbound sockets to; empty: kernel
-  std::string helo_name;       // empty: hostname (Finalize fills it in)
+  uint32_t dns_timeout_ms = 1000;        // first try; c-ares doubles it per round
+  uint32_t dns_tries = 4;                // 1 + 2 + 4 + 8 s in all
+  uint32_t dns_max_in_flight = 64;       // queries out at once, per shard
+  uint16_t mx_port = 25;                 // port of every MX host (tests point it at a sink)
+  std::string source_address;            // IP literal to bind outbound sockets to; empty: kernel
+  std::string helo_name;                 // empty: hostname (Finalize fills it in)
   uint32_t max_recipients_per_transaction = 100;
   bool outbound_pipelining = true;           // use PIPELINING when the server offers it
   bool outbound_chunking = false;            // use BDAT when the server offers CHUNKING

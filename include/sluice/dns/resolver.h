@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -49,8 +50,13 @@ enum class AddressPreference {
 struct ResolverConfig {
   // "ADDR:PORT" ("[v6]:PORT" for IPv6); empty: /etc/resolv.conf.
   std::vector<std::string> servers;
-  int timeout_ms = 5000;  // per try (c-ares doubles it per round)
-  int tries = 2;
+  int timeout_ms = 1000;  // first try; c-ares doubles it per round
+  int tries = 4;          // 1 + 2 + 4 + 8 s: a lost packet costs 1 s, not 5
+  // Queries sent to the servers and not yet answered, at most. More wait
+  // here, in order. A burst of thousands of new domains would otherwise
+  // overflow a resolver's socket buffer (dnsmasq drops what does not fit),
+  // and every dropped packet costs a retry timeout.
+  size_t max_queries_in_flight = 64;
   size_t cache_entries = 10000;
   uint32_t negative_ttl_default_s = 300;  // NXDOMAIN / no data without an SOA
   uint32_t negative_ttl_cap_s = 3600;
@@ -125,6 +131,8 @@ class Resolver {
 
   // Counters.
   uint64_t queries_sent() const { return queries_sent_; }  // ares_query calls
+  size_t queries_in_flight() const { return queries_active_; }
+  size_t queries_waiting() const { return waiting_.size(); }
   uint64_t cache_hits() const { return cache_hits_; }
   uint64_t coalesced() const { return coalesced_; }
   size_t cache_size() const { return lru_.size(); }
@@ -157,7 +165,10 @@ class Resolver {
   void MaybeFree(PollWatch* w);
   void OnPollEvent(PollWatch* w, int result, uint32_t flags);
 
+  // Queues a query; StartWaiting sends queued ones while fewer than
+  // max_queries_in_flight are out.
   void SendQuery(Lookup* lookup, const std::string& name, int type, int host_index);
+  void StartWaiting();
   static void QueryThunk(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
   void OnMxAnswer(Lookup* lookup, int status, const unsigned char* abuf, int alen);
   void OnAddressAnswer(Lookup* lookup, int type, int host_index, int status,
@@ -181,6 +192,9 @@ class Resolver {
   std::vector<PollWatch*> all_records_;         // including those being removed
 
   absl::flat_hash_map<std::string, Lookup*> inflight_;
+  std::deque<Query*> waiting_;  // not yet given to c-ares
+  size_t queries_active_ = 0;   // given to c-ares, callback not yet run
+  bool starting_ = false;       // inside StartWaiting (ares_query may call back)
 
   std::list<CacheEntry> lru_;  // front: most recently used
   absl::flat_hash_map<std::string, std::list<CacheEntry>::iterator> cache_index_;
