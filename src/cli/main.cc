@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "admin_client.h"
 #include "dkim_command.h"
+#include "log_command.h"
 #include "path_check.h"
 #include "queue_command.h"
 #include "reload_command.h"
@@ -54,6 +55,8 @@ constexpr char kUsage[] =
     "  reload                ask the running daemon to reload its configuration (like\n"
     "                        SIGHUP) and print what changed; exit 1 if it was refused\n"
     "                        (a key that needs a restart is named) or failed\n"
+    "  log reopen            reopen the accounting log (like SIGUSR1; for logrotate's\n"
+    "                        postrotate) and wait until the daemon writes the new file\n"
     "  queue list|messages|show|shape|stats|flush|suspend|resume|suspensions|\n"
     "        hold|release|bounce|delete\n"
     "                        inspect and act on the queue (sluice queue help; docs/QUEUE.md)\n"
@@ -483,6 +486,21 @@ int Reload(const Options& o) {
   return ReloadCommand(c.spool_dir);
 }
 
+// `sluice log reopen` (log_command.h): the spool and the log's name from
+// the configuration as `serve` loads them.
+int Log(const Options& o) {
+  if (o.positional.size() != 2 || o.positional[1] != "reopen") {
+    return Usage("log takes one command: reopen");
+  }
+  config::Config c;
+  std::string error;
+  if (!LoadConfig(o, c, error)) {
+    std::fprintf(stderr, "sluice: log reopen: %s\n", error.c_str());
+    return 1;
+  }
+  return LogReopenCommand(c.spool_dir, c.log_file);
+}
+
 // `sluice queue ...` (queue_command.h): the spool and control directories
 // come from --config/--spool/--control-dir as for `serve`.
 int Queue(const Options& o) {
@@ -731,6 +749,7 @@ int Main(int argc, char** argv) {
   if (command == "passwd") return Passwd(o);
   if (command == "queue") return Queue(o);
   if (command == "reload") return Reload(o);
+  if (command == "log") return Log(o);
   return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));
 }
 

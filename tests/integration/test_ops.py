@@ -149,6 +149,31 @@ def test_sigusr1_reopens_the_log(tmp_path, daemons):
     assert [r["recipients"] for r in records(rotated)] == [["first@example.net"]]
 
 
+def test_log_reopen_command_returns_once_the_daemon_writes_the_new_file(tmp_path, daemons):
+    """`sluice log reopen` (logrotate's postrotate) signals the spool's daemon
+    and returns only when it has the file under the configured name open;
+    without a daemon it says so and exits 1."""
+    log = tmp_path / "acct.log"
+    d = daemons(tmp_path, "--no-delivery", "--log", str(log))
+    d.ready_line()
+    d.send("first@example.net")
+    wait_for(lambda: len(records(log)) == 1, timeout=scaled(10), what="the first record")
+    rotated = tmp_path / "acct.log.1"
+    log.rename(rotated)
+    r = run("log", "reopen", "--log", str(log), cwd=tmp_path)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"writes {log}" in r.stdout, r.stdout
+    assert log.exists()  # the daemon made it before the command returned
+    d.send("second@example.net")
+    wait_for(lambda: len(records(log)) == 1, timeout=scaled(10), what="a record in the new file")
+    assert [r["recipients"] for r in records(rotated)] == [["first@example.net"]]
+    r = run("log", "rotate", cwd=tmp_path)
+    assert r.returncode != 0 and "log takes one command: reopen" in r.stderr, r.stderr
+    assert d.stop() == 0
+    r = run("log", "reopen", "--log", str(log), cwd=tmp_path)
+    assert r.returncode == 1 and "no daemon on spool" in r.stderr, (r.stdout, r.stderr)
+
+
 # --- systemd Type=notify ---------------------------------------------------
 
 def notify_socket(tmp_path: Path) -> tuple:
