@@ -16,11 +16,11 @@ namespace sluice::server {
 // One shard's socket: connect, send, then receive until the shard closes.
 // One operation in flight at a time; its completion is `op`.
 struct AdminFanout::Leg {
-  enum class Step : uint8_t { kConnect, kSend, kReceive, kDone };
+  enum class Stage : uint8_t { kConnect, kSend, kReceive, kDone };
   AdminFanout* owner = nullptr;
   int shard = 0;
   int fd = -1;
-  Step step = Step::kConnect;
+  Stage stage = Stage::kConnect;
   sockaddr_un address{};
   size_t sent = 0;
   std::string reply;
@@ -80,20 +80,20 @@ void AdminFanout::Start() {
 }
 
 void AdminFanout::Step(Leg& leg, int result) {
-  if (timed_out_ && leg.step != Leg::Step::kDone) {
+  if (timed_out_ && leg.stage != Leg::Stage::kDone) {
     return Finish(leg, absl::DeadlineExceededError("no reply before the deadline"));
   }
   if (result < 0) {
     return Finish(leg, absl::UnavailableError(std::strerror(-result)));
   }
   io_uring_sqe* sqe = nullptr;
-  switch (leg.step) {
-    case Leg::Step::kConnect:
-      leg.step = Leg::Step::kSend;
+  switch (leg.stage) {
+    case Leg::Stage::kConnect:
+      leg.stage = Leg::Stage::kSend;
       sqe = ring_.Prepare(&leg.op);
       io_uring_prep_send(sqe, leg.fd, line_.data(), line_.size(), MSG_NOSIGNAL);
       return;
-    case Leg::Step::kSend:
+    case Leg::Stage::kSend:
       leg.sent += static_cast<size_t>(result);
       if (leg.sent < line_.size()) {
         sqe = ring_.Prepare(&leg.op);
@@ -101,9 +101,9 @@ void AdminFanout::Step(Leg& leg, int result) {
                            MSG_NOSIGNAL);
         return;
       }
-      leg.step = Leg::Step::kReceive;
+      leg.stage = Leg::Stage::kReceive;
       break;
-    case Leg::Step::kReceive:
+    case Leg::Stage::kReceive:
       if (result == 0) {
         while (!leg.reply.empty() && leg.reply.back() == '\n') leg.reply.pop_back();
         if (leg.reply.empty()) {
@@ -118,7 +118,7 @@ void AdminFanout::Step(Leg& leg, int result) {
                                absl::StrCat("reply larger than ", kMaxReplyBytes, " bytes")));
       }
       break;
-    case Leg::Step::kDone:
+    case Leg::Stage::kDone:
       return;
   }
   sqe = ring_.Prepare(&leg.op);
@@ -126,7 +126,7 @@ void AdminFanout::Step(Leg& leg, int result) {
 }
 
 void AdminFanout::Finish(Leg& leg, absl::Status why) {
-  leg.step = Leg::Step::kDone;
+  leg.stage = Leg::Stage::kDone;
   if (!why.ok()) {
     leg.result = absl::Status(why.code(), absl::StrCat("shard ", leg.shard, ": ", why.message()));
   }
@@ -152,7 +152,7 @@ void AdminFanout::CheckDeadline(uint64_t now_ms, bool force) {
     // The operation in flight then completes (with 0 or an error) and
     // Step() ends the leg; the descriptor is closed there, not here, so
     // its number cannot be reused under a pending operation.
-    if (leg->fd >= 0 && leg->step != Leg::Step::kDone) shutdown(leg->fd, SHUT_RDWR);
+    if (leg->fd >= 0 && leg->stage != Leg::Stage::kDone) shutdown(leg->fd, SHUT_RDWR);
   }
 }
 

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/base/strings.h"
 #include "sluice/server/shard.h"
 
 namespace sluice::server {
