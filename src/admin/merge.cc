@@ -204,18 +204,18 @@ Outcome MergeSelection(const std::vector<JsonValue>& replies, std::string_view v
       out.warnings.push_back(
           absl::StrCat("no mail queued for ", base::Av(domain), "; held anyway"));
     } else {
-      return Failed(absl::NotFoundError(
-          id.empty() ? absl::StrCat("no mail queued for ", base::Av(domain))
-                     : absl::StrCat("no queued mail with id ", base::Av(id))));
+      return Failed(
+          absl::NotFoundError(id.empty() ? absl::StrCat("no mail queued for ", base::Av(domain))
+                                         : absl::StrCat("no queued mail with id ", base::Av(id))));
     }
   }
   WarnUnsaved(replies, out);
   out.count = recipients;
   out.in_flight = in_flight;
-  out.json = absl::StrCat("{\"action\":\"", base::Av(verb), "\",",
-                          id.empty() ? "\"domain\":" : "\"id\":",
-                          JsonString(id.empty() ? domain : id), ",\"recipients\":", recipients,
-                          ",\"in_flight\":", in_flight, "}");
+  out.json =
+      absl::StrCat("{\"action\":\"", base::Av(verb), "\",",
+                   id.empty() ? "\"domain\":" : "\"id\":", JsonString(id.empty() ? domain : id),
+                   ",\"recipients\":", recipients, ",\"in_flight\":", in_flight, "}");
   return out;
 }
 

@@ -180,9 +180,8 @@ bool TakesValue(std::string_view flag) {
        {"--config", "--listen", "--spool", "--shards", "--relay-from", "--hostname",
         "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to", "--dns",
         "--mx-port", "--source-address", "--route", "--control-dir", "--batch", "--recipient",
-        "--http",
         // TLS/AUTH
-        "--listen-tls", "--tls-cert", "--tls-key", "--password-file", "--user"}) {
+        "--listen-tls", "--tls-cert", "--tls-key", "--password-file", "--user", "--http"}) {
     if (flag == f) return true;
   }
   return false;
@@ -460,11 +459,11 @@ int CheckConfig(const Options& o) {
               c.source_address.empty() ? "any" : c.source_address.c_str(), c.control_dir.c_str(),
               routes.empty() ? "none" : routes.c_str());
   std::printf("%s\n", tls_summary->c_str());
-  std::printf("http %s, admin tokens %s\n", c.http_listen.empty() ? "off" : c.http_listen.c_str(),
-              c.http_tokens_file.empty()
-                  ? "none (admin API refused)"
-                  : absl::StrCat(c.http_tokens_file, " (", (*http_tokens)->tokens()->size(), ")")
-                        .c_str());
+  std::printf(
+      "http %s, admin tokens %s\n", c.http_listen.empty() ? "off" : c.http_listen.c_str(),
+      c.http_tokens_file.empty()
+          ? "none (admin API refused)"
+          : absl::StrCat(c.http_tokens_file, " (", (*http_tokens)->tokens()->size(), ")").c_str());
   std::printf("dkim %zu signers, %zu keys, default domain %s\n", dkim_table->signer_count(),
               dkim_table->key_count(),
               c.dkim_default_domain.empty() ? "none" : c.dkim_default_domain.c_str());

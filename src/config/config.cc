@@ -526,13 +526,13 @@ constexpr absl::string_view kShapingOtherKeys[] = {"pattern", "by_mx", "backoff_
 
 constexpr absl::string_view kRouteKeys[] = {"domain", "next_hop"};
 constexpr absl::string_view kAdminKeys[] = {"control_dir"};
-constexpr absl::string_view kHttpKeys[] = {"listen",         "tokens_file",       "metrics_require_token",
-                                           "max_request_bytes", "max_headers",    "idle_timeout_s",
-                                           "request_timeout_s", "max_clients"};
+constexpr absl::string_view kHttpKeys[] = {
+    "listen",      "tokens_file",    "metrics_require_token", "max_request_bytes",
+    "max_headers", "idle_timeout_s", "request_timeout_s",     "max_clients"};
 
-constexpr absl::string_view kTables[] = {"server",   "spool", "log",   "pickup",
-                                         "delivery", "retry", "admin", "shaping",
-                                         "route",    "tls",   "auth",  "dkim", "http"};
+constexpr absl::string_view kTables[] = {"server", "spool", "log",     "pickup", "delivery",
+                                         "retry",  "admin", "shaping", "route",  "tls",
+                                         "auth",   "dkim",  "http"};
 constexpr absl::string_view kTableList =
     "the tables are [server], [spool], [log], [pickup], [delivery], [retry], [admin], "
     "[tls], [auth], [dkim], [http], [[shaping]] and [[route]]";
@@ -796,9 +796,8 @@ absl::Status CheckHttpListen(absl::string_view text) {
   if (text.empty()) return absl::OkStatus();
   auto addr = base::SocketAddress::Parse(base::Sv(text));
   if (!addr.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is not ADDR:PORT (\"\" turns HTTP off): ",
-                     addr.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text, "' is not ADDR:PORT (\"\" turns HTTP off): ", addr.status().message()));
   }
   return absl::OkStatus();
 }
@@ -1419,7 +1418,8 @@ class TomlReader {
       } else if (name == "metrics_require_token") {
         const auto* b = node->as_boolean();
         if (b == nullptr) {
-          return Error(*node, dotted, absl::StrCat("expected true or false, got ", TypeName(*node)));
+          return Error(*node, dotted,
+                       absl::StrCat("expected true or false, got ", TypeName(*node)));
         }
         config_.http_metrics_require_token = b->get();
       } else {

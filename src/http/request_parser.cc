@@ -128,7 +128,8 @@ size_t RequestParser::FeedHead(std::string_view bytes) {
     const char c = bytes[i++];
     if (c == '\0') return fail(400, "NUL byte in the request head");
     if (prev_cr_ && c != '\n') return fail(400, "bare CR in the request head");
-    if (c == '\n' && !prev_cr_) return fail(400, "bare LF in the request head (lines end with CRLF)");
+    if (c == '\n' && !prev_cr_)
+      return fail(400, "bare LF in the request head (lines end with CRLF)");
     prev_cr_ = c == '\r';
     head_.push_back(c);
     if (line_start_ == 0 && head_.size() > limits_.max_request_line) {
@@ -136,8 +137,8 @@ size_t RequestParser::FeedHead(std::string_view bytes) {
                                     " bytes (with its CRLF)"));
     }
     if (head_.size() > limits_.max_head_bytes) {
-      return fail(431, absl::StrCat("request header section larger than ",
-                                    limits_.max_head_bytes, " bytes"));
+      return fail(431, absl::StrCat("request header section larger than ", limits_.max_head_bytes,
+                                    " bytes"));
     }
     if (c != '\n') continue;
     const size_t line_size = head_.size() - 2 - line_start_;
@@ -165,8 +166,7 @@ size_t RequestParser::FeedBody(std::string_view bytes) {
   if (body_left_ > 0) return n;
   state_ = State::kDone;
   const std::string* type = request_.FindHeader("content-type");
-  if (type != nullptr &&
-      base::StartsWithIgnoreCase(*type, "application/x-www-form-urlencoded")) {
+  if (type != nullptr && base::StartsWithIgnoreCase(*type, "application/x-www-form-urlencoded")) {
     auto form = ParseQuery(request_.body);
     if (!form) {
       Fail(400, "bad percent-escape in the form body");

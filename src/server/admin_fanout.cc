@@ -34,7 +34,10 @@ struct AdminFanout::Leg {
 
 AdminFanout::AdminFanout(io::Ring& ring, const std::string& control_dir, int shards,
                          std::string line, uint64_t deadline_ms, Done done)
-    : ring_(ring), line_(std::move(line) + "\n"), deadline_ms_(deadline_ms), done_(std::move(done)) {
+    : ring_(ring),
+      line_(std::move(line) + "\n"),
+      deadline_ms_(deadline_ms),
+      done_(std::move(done)) {
   for (int i = 0; i < shards; ++i) {
     auto leg = std::make_unique<Leg>();
     leg->owner = this;

@@ -49,7 +49,8 @@ std::optional<std::string> DomainParam(const http::Request& r) {
   return domain;
 }
 
-Routed Call(std::string line, std::function<admin::Outcome(const std::vector<admin::JsonValue>&)> m) {
+Routed Call(std::string line,
+            std::function<admin::Outcome(const std::vector<admin::JsonValue>&)> m) {
   Routed out;
   out.admin.line = std::move(line);
   out.admin.merge = std::move(m);
@@ -60,8 +61,8 @@ Routed Messages(const http::Request& r) {
   uint64_t max = kHttpJobsDefault;
   if (const std::string* m = r.Param("max"); m != nullptr) {
     if (!base::ParseUint64(*m, max) || max == 0 || max > ControlSocket::kMaxJobsListed) {
-      return Answer(Error(400, absl::StrCat("max: a number from 1 to ",
-                                            ControlSocket::kMaxJobsListed)));
+      return Answer(
+          Error(400, absl::StrCat("max: a number from 1 to ", ControlSocket::kMaxJobsListed)));
     }
   }
   std::string line = absl::StrCat("messages ", max);
@@ -83,7 +84,8 @@ Routed Suspend(const http::Request& r, const std::string& domain) {
   const uint64_t now_us = base::WallMicros();
   if (duration != nullptr) {
     auto seconds = admin::ParseDurationSeconds(*duration);
-    if (!seconds.ok()) return Answer(Error(400, absl::StrCat("duration: ", seconds.status().message())));
+    if (!seconds.ok())
+      return Answer(Error(400, absl::StrCat("duration: ", seconds.status().message())));
     until_us = now_us + *seconds * 1000000;
   } else if (until != nullptr) {
     uint64_t seconds = 0;
@@ -96,8 +98,8 @@ Routed Suspend(const http::Request& r, const std::string& domain) {
   const std::string* reason_param = r.Param("reason");
   const std::string reason = reason_param == nullptr ? "" : *reason_param;
   if (!IsPrintableLine(reason) || reason.size() > delivery::kMaxReasonSize) {
-    return Answer(Error(400, absl::StrCat("reason: one line of at most ",
-                                          delivery::kMaxReasonSize, " bytes")));
+    return Answer(Error(
+        400, absl::StrCat("reason: one line of at most ", delivery::kMaxReasonSize, " bytes")));
   }
   return Call(absl::StrCat("suspend ", domain, " ", until_us, " ", reason),
               [domain, until_us, reason](const std::vector<admin::JsonValue>& replies) {
@@ -136,8 +138,8 @@ bool IsAction(std::string_view name) {
 
 Routed Admin(const http::Request& r, std::string_view name) {
   const bool action = IsAction(name);
-  const bool read = name == "queues" || name == "messages" || name == "stats" ||
-                    name == "suspensions";
+  const bool read =
+      name == "queues" || name == "messages" || name == "stats" || name == "suspensions";
   if (!action && !read) {
     return Answer(Error(404, absl::StrCat("no admin endpoint \"", base::Av(name),
                                           "\" (queues, messages, stats, suspensions, flush, "
@@ -190,11 +192,12 @@ std::optional<http::Response> CheckBearer(const http::Request& request,
     while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   }
   if (!token.empty() && tokens->tokens()->Check(token).has_value()) return std::nullopt;
-  http::Response e = Error(401, token.empty() ? "a bearer token is needed (Authorization: Bearer TOKEN)"
-                                              : "the bearer token is not valid");
-  e.headers.emplace_back("WWW-Authenticate", token.empty()
-                                                 ? "Bearer realm=\"sluice\""
-                                                 : "Bearer realm=\"sluice\", error=\"invalid_token\"");
+  http::Response e =
+      Error(401, token.empty() ? "a bearer token is needed (Authorization: Bearer TOKEN)"
+                               : "the bearer token is not valid");
+  e.headers.emplace_back("WWW-Authenticate",
+                         token.empty() ? "Bearer realm=\"sluice\""
+                                       : "Bearer realm=\"sluice\", error=\"invalid_token\"");
   return e;
 }
 

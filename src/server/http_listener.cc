@@ -36,7 +36,7 @@ struct HttpListener::Client {
   bool closing = false;
   bool close_after = false;  // close once `out` is sent
   bool lingering = false;
-  bool timing = false;  // a request has started arriving
+  bool timing = false;            // a request has started arriving
   AdminFanout* fanout = nullptr;  // the admin call this connection waits for
   AdminCall call;
   bool keep_alive = true;
@@ -240,11 +240,10 @@ void HttpListener::Handle(Client* c, http::Request request) {
   c->call = std::move(routed.admin);
   const uint64_t now = shard_.now_ms();
   c->admin_deadline_ms = now + kAdminTimeoutMs;
-  auto* f = new AdminFanout(shard_.ring(), shard_.config().control_dir, shard_.shard_count(),
-                            c->call.line, c->admin_deadline_ms,
-                            [this, c](AdminFanout::Replies replies) {
-                              AdminDone(c, std::move(replies));
-                            });
+  auto* f = new AdminFanout(
+      shard_.ring(), shard_.config().control_dir, shard_.shard_count(), c->call.line,
+      c->admin_deadline_ms,
+      [this, c](AdminFanout::Replies replies) { AdminDone(c, std::move(replies)); });
   c->fanout = f;
   fanouts_.push_back(f);
   f->Start();  // may complete at once (AdminDone): `f` is not used after this

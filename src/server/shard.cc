@@ -618,8 +618,7 @@ void Shard::Run() {
     const bool late = now_ms_ >= stop_deadline_ms_;
     if (stopping_ && !posted_last_ && connections_.empty() && spool_->in_flight() == 0 &&
         (!pickup_ || pickup_->idle() || late) && (!engine_ || engine_->idle() || late) &&
-        (!http_ || http_->idle() || late) &&
-        (outbox_.empty() || late)) {
+        (!http_ || http_->idle() || late) && (outbox_.empty() || late)) {
       posted_last_ = true;
       if (stop_barrier_ != nullptr) stop_barrier_->fetch_sub(1, std::memory_order_acq_rel);
     }

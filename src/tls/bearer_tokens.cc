@@ -63,8 +63,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   while ((n = read(fd, buf, sizeof buf)) != 0) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 || text.size() + static_cast<size_t>(n) > kTokensFileMax) {
-      const std::string why = n < 0 ? std::strerror(errno)
-                                    : absl::StrCat("larger than ", kTokensFileMax, " bytes");
+      const std::string why =
+          n < 0 ? std::strerror(errno) : absl::StrCat("larger than ", kTokensFileMax, " bytes");
       close(fd);
       return absl::InvalidArgumentError(absl::StrCat(path, ": ", why));
     }

@@ -70,13 +70,13 @@ TEST(Merge, FlushSuspendResume) {
   EXPECT_EQ(MergeSuspend(Replies({"{\"owner\":false}"}), "x.test", 0, "").status.code(),
             absl::StatusCode::kFailedPrecondition);
 
-  EXPECT_EQ(MergeResume(Replies({"{\"owner\":true,\"was_suspended\":true,\"saved\":true}"}),
-                        "x.test")
-                .json,
-            "{\"domain\":\"x.test\",\"resumed\":true}");
-  EXPECT_EQ(MergeResume(Replies({"{\"owner\":true,\"was_suspended\":false}"}), "x.test")
-                .status.message(),
-            "x.test is not suspended");
+  EXPECT_EQ(
+      MergeResume(Replies({"{\"owner\":true,\"was_suspended\":true,\"saved\":true}"}), "x.test")
+          .json,
+      "{\"domain\":\"x.test\",\"resumed\":true}");
+  EXPECT_EQ(
+      MergeResume(Replies({"{\"owner\":true,\"was_suspended\":false}"}), "x.test").status.message(),
+      "x.test is not suspended");
 }
 
 TEST(Merge, SelectionTotalsAndRefusals) {
@@ -90,24 +90,25 @@ TEST(Merge, SelectionTotalsAndRefusals) {
       MergeSelection(Replies({"{\"recipients\":0,\"in_flight\":0}"}), "bounce", "ABC", "");
   EXPECT_EQ(none.status.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(none.status.message(), "no queued mail with id ABC");
-  const Outcome hold = MergeSelection(
-      Replies({"{\"recipients\":0,\"in_flight\":0,\"owner\":true,\"saved\":true}"}), "hold", "",
-      "x.test");
+  const Outcome hold =
+      MergeSelection(Replies({"{\"recipients\":0,\"in_flight\":0,\"owner\":true,\"saved\":true}"}),
+                     "hold", "", "x.test");
   ASSERT_TRUE(hold.status.ok());
   EXPECT_EQ(hold.warnings.size(), 1u);
-  EXPECT_EQ(MergeSelection(Replies({"{\"held\":false}"}), "release", "", "x.test")
-                .status.message(),
+  EXPECT_EQ(MergeSelection(Replies({"{\"held\":false}"}), "release", "", "x.test").status.message(),
             "domain x.test is not held");
 }
 
 TEST(Merge, JobsConcatenatesEveryShard) {
-  const Outcome o = MergeJobs(Replies(
-      {"{\"truncated\":false,\"jobs\":[{\"id\":\"A\",\"recipients\":[0,1],\"error\":\"4\\u0000\"}]}",
-       "{\"truncated\":true,\"jobs\":[]}"}));
+  const Outcome o =
+      MergeJobs(Replies({"{\"truncated\":false,\"jobs\":[{\"id\":\"A\",\"recipients\":[0,1],"
+                         "\"error\":\"4\\u0000\"}]}",
+                         "{\"truncated\":true,\"jobs\":[]}"}));
   EXPECT_EQ(o.count, 1u);
-  EXPECT_EQ(o.json,
-            "{\"truncated\":true,\"jobs\":[\n{\"id\":\"A\",\"recipients\":[0,1],\"error\":\"4\\u0000\"}"
-            "\n]}");
+  EXPECT_EQ(
+      o.json,
+      "{\"truncated\":true,\"jobs\":[\n{\"id\":\"A\",\"recipients\":[0,1],\"error\":\"4\\u0000\"}"
+      "\n]}");
   EXPECT_EQ(MergeJobs(Replies({"{\"truncated\":false,\"jobs\":[]}"})).json,
             "{\"truncated\":false,\"jobs\":[]}");
 }

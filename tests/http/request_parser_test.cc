@@ -129,10 +129,10 @@ TEST(RequestParser, KeepAliveRules) {
     const char* connection;  // nullptr: none
     bool keep_alive;
   } cases[] = {
-      {"HTTP/1.1", nullptr, true},          {"HTTP/1.1", "close", false},
-      {"HTTP/1.1", "Keep-Alive", true},     {"HTTP/1.1", "keep-alive, CLOSE", false},
-      {"HTTP/1.0", nullptr, false},         {"HTTP/1.0", "keep-alive", true},
-      {"HTTP/1.0", "close", false},         {"HTTP/1.1", "Upgrade, close", false},
+      {"HTTP/1.1", nullptr, true},      {"HTTP/1.1", "close", false},
+      {"HTTP/1.1", "Keep-Alive", true}, {"HTTP/1.1", "keep-alive, CLOSE", false},
+      {"HTTP/1.0", nullptr, false},     {"HTTP/1.0", "keep-alive", true},
+      {"HTTP/1.0", "close", false},     {"HTTP/1.1", "Upgrade, close", false},
   };
   for (const Case& c : cases) {
     std::string req = std::string("GET / ") + c.version + "\r\nHost: h\r\n";
@@ -170,8 +170,8 @@ TEST(RequestParser, RefusesWhatItMust) {
       {"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 411, "chunked"},
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", 411, "chunked"},
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding"},
-      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-       400, "both"},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+       "both"},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400,
        "twice"},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n", 400, "Content-Length"},

@@ -111,7 +111,8 @@ TEST_F(HttpApiTest, EachEndpointBecomesItsControlCommand) {
       {"GET", "/api/admin/v1/messages?max=5&id=0ABCDEFGHJKMN", "messages 5 0ABCDEFGHJKMN"},
       {"POST", "/api/admin/v1/flush", "flush "},
       {"POST", "/api/admin/v1/flush?domain=Example.COM.", "flush example.com"},
-      {"POST", "/api/admin/v1/suspend?domain=a.test&reason=disk+full", "suspend a.test 0 disk full"},
+      {"POST", "/api/admin/v1/suspend?domain=a.test&reason=disk+full",
+       "suspend a.test 0 disk full"},
       {"POST", "/api/admin/v1/resume?domain=a.test", "resume a.test"},
       {"POST", "/api/admin/v1/bounce?domain=a.test", "bounce domain a.test"},
       {"POST", "/api/admin/v1/hold?id=0ABCDEFGHJKMN", "hold id 0ABCDEFGHJKMN"},
@@ -172,9 +173,8 @@ TEST(HttpAdminResponse, MergesRepliesAndMapsRefusals) {
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.body, "[\n{\"domain\":\"b\"}\n]\n");
 
-  http::Response down =
-      AdminResponse({std::string("[]"), absl::UnavailableError("shard 1: Connection refused")},
-                    list);
+  http::Response down = AdminResponse(
+      {std::string("[]"), absl::UnavailableError("shard 1: Connection refused")}, list);
   EXPECT_EQ(down.status, 503);
   EXPECT_NE(down.body.find("shard 1"), std::string::npos);
 
@@ -192,8 +192,8 @@ TEST(HttpAdminResponse, MergesRepliesAndMapsRefusals) {
   AdminCall suspend{"suspend x.test 0 ", [](const std::vector<admin::JsonValue>& r) {
                       return admin::MergeSuspend(r, "x.test", 0, "");
                     }};
-  http::Response warned = AdminResponse(
-      {std::string("{\"owner\":true,\"recipients\":0,\"saved\":true}")}, suspend);
+  http::Response warned =
+      AdminResponse({std::string("{\"owner\":true,\"recipients\":0,\"saved\":true}")}, suspend);
   EXPECT_EQ(warned.status, 200);
   EXPECT_EQ(warned.body,
             "{\"domain\":\"x.test\",\"until_us\":0,\"reason\":\"\",\"recipients\":0,"

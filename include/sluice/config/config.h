@@ -205,7 +205,7 @@ struct Config {
   // shard's loop (server/http_listener.h).
   std::string http_listen = "127.0.0.1:8025";  // ADDR:PORT; "": no HTTP listener
   std::string http_tokens_file;  // "name:sha256hex" lines; "": the admin API is refused (403)
-  bool http_metrics_require_token = false;     // /metrics needs a token too
+  bool http_metrics_require_token = false;      // /metrics needs a token too
   uint64_t http_max_request_bytes = 64 * 1024;  // request line, headers and body (413)
   size_t http_max_headers = 64;                 // header fields per request (431)
   uint32_t http_idle_timeout_s = 60;            // keep-alive connection with no request

@@ -56,7 +56,7 @@ struct Limits {
 inline constexpr size_t kMaxLeadingEmptyLines = 4;
 
 struct Header {
-  std::string name;  // lower case
+  std::string name;   // lower case
   std::string value;  // leading and trailing whitespace removed
 };
 
@@ -96,7 +96,9 @@ class RequestParser {
   const ParseError& error() const { return error_; }
   // True once any byte of a request arrived and it is not complete yet (an
   // idle keep-alive connection has none: the header timeout applies then).
-  bool in_request() const { return state_ == State::kHead ? !head_.empty() : state_ == State::kBody; }
+  bool in_request() const {
+    return state_ == State::kHead ? !head_.empty() : state_ == State::kBody;
+  }
 
   // The complete request; the parser starts on the next one.
   Request TakeRequest();

@@ -45,8 +45,8 @@ class Shard;
 
 struct HttpStats {
   uint64_t accepted = 0;
-  uint64_t refused = 0;   // past http.max_clients
-  uint64_t requests = 0;  // complete requests answered
+  uint64_t refused = 0;       // past http.max_clients
+  uint64_t requests = 0;      // complete requests answered
   uint64_t bad_requests = 0;  // refused by the parser (4xx/5xx, then closed)
   uint64_t timeouts = 0;
 };

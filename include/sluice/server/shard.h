@@ -235,7 +235,7 @@ class Shard final : public delivery::EngineHost {
   std::unique_ptr<delivery::Ledger> ledger_;
   std::unique_ptr<delivery::Engine> engine_;
   std::unique_ptr<ControlSocket> control_;
-  std::unique_ptr<HttpListener> http_;  // http.listen; null when off
+  std::unique_ptr<HttpListener> http_;                  // http.listen; null when off
   const tls::BearerTokenStore* http_tokens_ = nullptr;  // shared, owned by the server
   // The pickup directory: shard 0 only, when configured.
   std::unique_ptr<PickupIngester> pickup_;
