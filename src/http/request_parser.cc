@@ -128,13 +128,17 @@ size_t RequestParser::FeedHead(std::string_view bytes) {
     const char c = bytes[i++];
     if (c == '\0') return fail(400, "NUL byte in the request head");
     if (prev_cr_ && c != '\n') return fail(400, "bare CR in the request head");
-    if (c == '\n' && !prev_cr_)
+    if (c == '\n' && !prev_cr_) {
       return fail(400, "bare LF in the request head (lines end with CRLF)");
+    }
     prev_cr_ = c == '\r';
     head_.push_back(c);
-    if (line_start_ == 0 && head_.size() > limits_.max_request_line) {
-      return fail(414, absl::StrCat("request line longer than ", limits_.max_request_line,
-                                    " bytes (with its CRLF)"));
+    // The request line is held to the smaller of its own limit and the
+    // head's: a long request line is a 414, whichever limit it passes.
+    const size_t line_max = std::min(limits_.max_request_line, limits_.max_head_bytes);
+    if (line_start_ == 0 && head_.size() > line_max) {
+      return fail(414,
+                  absl::StrCat("request line longer than ", line_max, " bytes (with its CRLF)"));
     }
     if (head_.size() > limits_.max_head_bytes) {
       return fail(431, absl::StrCat("request header section larger than ", limits_.max_head_bytes,

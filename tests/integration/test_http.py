@@ -168,12 +168,13 @@ def test_metrics_need_no_token_and_keep_alive_and_pipelining_answer_in_order(slu
         assert b"# TYPE sluice_up gauge\nsluice_up 1\n" in body, body
         assert b'sluice_shard_connections_accepted_total{shard="' in body, body
     # Pipelining: five requests in one write, the last asks to close; the
-    # answers come in order (other paths need a token: 401), then the close.
+    # answers come in order (other paths need a token, and this relay has no
+    # tokens file: 403), then the close.
     burst = b"".join(get(p) for p in ["/metrics", "/a", "/metrics", "/b"])
     burst += get("/metrics", extra="Connection: close\r\n")
     c.send(burst)
     answers = [c.response() for _ in range(5)]
-    assert [a[0] for a in answers] == [200, 401, 200, 401, 200], answers
+    assert [a[0] for a in answers] == [200, 403, 200, 403, 200], answers
     assert answers[4][1]["connection"] == "close"
     assert c.closed(), "the connection stayed open after Connection: close"
     # HTTP/1.0 closes by default, keeps the connection with keep-alive.
@@ -199,12 +200,12 @@ def test_a_request_in_one_byte_segments(sluice_factory, tmp_path):
             time.sleep(0.002)
     code, _, body = c.response()
     assert code == 200 and b"sluice_up 1" in body
-    # And a POST whose body trickles in too (the 401 proves it was framed).
+    # And a POST whose body trickles in too (the 403 proves it was framed).
     post = b"POST /api/admin/v1/flush HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\ndomain=ab"
     for i in range(len(post)):
         c.send(post[i:i + 1])
     code, headers, _ = c.response()
-    assert code == 401 and headers["connection"] == "keep-alive"
+    assert code == 403 and headers["connection"] == "keep-alive"
 
 
 LIMITS = {"max_request_bytes": 2048, "max_headers": 5}
@@ -260,7 +261,7 @@ def test_limits_at_their_edge_are_accepted(sluice_factory):
     head = b"POST /api/admin/v1/flush HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n"
     size = 2048 - len(head % 1000)
     c.send(head % size + b"x" * size)
-    assert c.response()[0] == 401  # framed and read whole; then refused for want of a token
+    assert c.response()[0] == 403  # framed and read whole; then refused: no tokens file
     c.send(head % (size + 1) + b"x" * (size + 1))
     assert c.response()[0] == 413
 
@@ -351,7 +352,7 @@ def test_many_concurrent_clients(sluice_factory):
             for _ in range(5):
                 c.send(get("/metrics") + get(f"/x{n}"))
                 a, b = c.response(), c.response()
-                assert a[0] == 200 and b[0] == 401, (a, b)
+                assert a[0] == 200 and b[0] == 403, (a, b)
             c.close()
             done.append(n)
         except Exception as e:  # noqa: BLE001 (reported below)
