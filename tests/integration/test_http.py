@@ -321,15 +321,16 @@ def test_a_client_that_never_reads_does_not_grow_memory(sluice_factory):
     # answers one at a time, and stops reading once its send is stuck.
     reader = Http(relay.http_port, rcvbuf=4096)
     sent = 0
-    burst = get("/metrics") * 200
+    burst = get("/metrics") * 1000  # 39 KB
+    bursts = 1000  # 39 MB if nothing pushed back
     try:
-        reader.sock.settimeout(0.5)
-        for _ in range(500):
+        reader.sock.settimeout(scaled(1.0))
+        for _ in range(bursts):
             reader.sock.sendall(burst)
-            sent += 200
-    except (socket.timeout, BlockingIOError):
+            sent += 1
+    except socket.timeout:
         pass  # the server stopped reading: TCP flow control pushed back
-    assert sent < 500 * 200, "the server kept reading from a client that does not read"
+    assert sent < bursts, "the server kept reading from a client that does not read"
     # Others are served meanwhile, at once.
     other = Http(relay.http_port)
     t0 = time.monotonic()
@@ -337,8 +338,11 @@ def test_a_client_that_never_reads_does_not_grow_memory(sluice_factory):
     assert other.response()[0] == 200 and time.monotonic() - t0 < scaled(1.0)
     if not sanitized_build():
         assert rss_kib(relay.pid) - before < 8 * 1024, (before, rss_kib(relay.pid))
-    # The stuck send is cut after request_timeout_s.
+    # The stuck send is cut after request_timeout_s (3 s): wait without
+    # reading (reading would unblock it), then the connection is gone.
+    time.sleep(scaled(4.5))
     assert reader.closed(timeout=10), "the never-reading client was kept"
+    relay.assert_alive()
 
 
 def test_many_concurrent_clients(sluice_factory):
@@ -389,7 +393,10 @@ def test_tokens_401_and_reload(token_relay, tmp_path):
     code, headers, _ = call(relay, "GET", "/api/admin/v1/stats", token=token[:-1] + "0")
     assert code == 401 and 'error="invalid_token"' in headers["www-authenticate"]
     code, _, doc = call(relay, "GET", "/api/admin/v1/stats", token=token)
-    assert code == 409 and "--no-delivery" in doc["error"], doc  # authenticated; delivery is off
+    assert code == 200 and [s["shard"] for s in doc["shards"]] == [0], doc
+    # Commands that need the delivery engine say it is off (--no-delivery).
+    code, _, doc = call(relay, "GET", "/api/admin/v1/suspensions", token=token)
+    assert code == 409 and "--no-delivery" in doc["error"], doc
     # A second token appended, then reloaded: both work; the file is
     # re-read, not the configuration's name of it.
     second, line = new_token("ci")
@@ -399,8 +406,8 @@ def test_tokens_401_and_reload(token_relay, tmp_path):
     r = relay.cli("reload", "--config", str(relay.config_path), "--spool", str(relay.spool))
     assert r.returncode == 0, r
     assert "HTTP tokens file" in r.stdout.decode() + r.stderr.decode(), r
-    assert call(relay, "GET", "/api/admin/v1/stats", token=second)[0] == 409
-    assert call(relay, "GET", "/api/admin/v1/stats", token=token)[0] == 409
+    assert call(relay, "GET", "/api/admin/v1/stats", token=second)[0] == 200
+    assert call(relay, "GET", "/api/admin/v1/stats", token=token)[0] == 200
     # /metrics can be made to need a token too.
     assert call(relay, "GET", "/metrics")[0] == 200
 
@@ -475,7 +482,8 @@ def test_read_endpoints_match_the_cli(admin_relay):
     code, _, stats = call(relay, "GET", "/api/admin/v1/stats", token)
     cli_stats = cli_json(relay, "stats")
     assert code == 200 and [s["shard"] for s in stats["shards"]] == [0, 1]
-    assert stats["totals"]["deferred"] == cli_stats["totals"]["deferred"] == 3, stats
+    assert stats["totals"]["deferred"] == cli_stats["totals"]["deferred"] > 0, stats
+    assert stats["totals"]["jobs_received"] == cli_stats["totals"]["jobs_received"] == 2, stats
     assert set(stats["totals"]) == set(cli_stats["totals"])
 
     code, _, jobs = call(relay, "GET", "/api/admin/v1/messages", token)
@@ -513,6 +521,8 @@ def test_action_endpoints_act_like_the_cli(admin_relay):
 
     code, _, doc = call(relay, "POST", api + "flush", token)
     assert code == 200 and doc == {"domains_flushed": 2}, doc
+    # Flushed: every recipient is tried (and deferred) once more.
+    wait_for(lambda: len(records(relay, "TransientFailure")) == 6, timeout=15, what="retries")
     code, _, doc = call(relay, "POST", api + "flush?domain=nowhere.test", token)
     assert code == 404 and doc["error"] == "no mail queued for nowhere.test"
 
