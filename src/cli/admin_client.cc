@@ -80,19 +80,7 @@ absl::StatusOr<std::vector<JsonValue>> AdminCallJson(const std::string& control_
                                                      const std::string& line) {
   auto replies = AdminCall(control_dir, line);
   if (!replies.ok()) return replies.status();
-  std::vector<JsonValue> out;
-  for (const std::string& r : *replies) {
-    auto v = ParseJson(r);
-    if (!v.ok()) {
-      return absl::InternalError(
-          absl::StrCat("unexpected reply from the daemon: ", r.substr(0, 200)));
-    }
-    if (v->type == JsonValue::Type::kObject && v->Has("error")) {
-      return absl::FailedPreconditionError(v->Str("error"));
-    }
-    out.push_back(*std::move(v));
-  }
-  return out;
+  return admin::ParseReplies(*replies);
 }
 
 namespace {
@@ -125,37 +113,6 @@ std::string FormatTime(uint64_t us) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &parts);
   return buf;
-}
-
-absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text) {
-  uint64_t unit = 1;
-  if (!text.empty()) {
-    switch (text.back()) {
-      case 's':
-        unit = 1;
-        break;
-      case 'm':
-        unit = 60;
-        break;
-      case 'h':
-        unit = 3600;
-        break;
-      case 'd':
-        unit = 86400;
-        break;
-      default:
-        unit = 0;
-    }
-    if (unit != 0) text.remove_suffix(1);
-    if (unit == 0) unit = 1;
-  }
-  uint64_t n = 0;
-  // Ten years: anything longer is a typo, and the microseconds must not wrap.
-  if (!base::ParseUint64(text, n) || n == 0 || n > 10ull * 365 * 86400 / unit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("not a duration: '", base::Av(text), "' (e.g. 90s, 15m, 2h, 1d)"));
-  }
-  return n * unit;
 }
 
 }  // namespace sluice::cli

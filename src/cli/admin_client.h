@@ -8,9 +8,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "json_reader.h"
+#include "sluice/admin/json_value.h"
+#include "sluice/admin/merge.h"
 
 namespace sluice::cli {
+
+using admin::JsonValue;
+using admin::ParseDurationSeconds;
+using admin::ParseJson;
 
 // Sends `line` to every "<control_dir>/<n>.sock" (in shard order) and
 // returns each reply. NotFound when no daemon answers.
@@ -29,7 +34,5 @@ std::string FormatAge(uint64_t then_us, uint64_t now_us);
 std::string FormatDue(uint64_t at_us, uint64_t now_us);
 // "2026-12-07 05:40:01Z".
 std::string FormatTime(uint64_t us);
-// "90s", "15m", "2h", "1d", or plain seconds; at least one second.
-absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text);
 
 }  // namespace sluice::cli

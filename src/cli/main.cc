@@ -36,6 +36,7 @@
 #include "sluice/server/server.h"
 #include "sluice/server/startup_report.h"
 #include "sluice/spool/spool_directory.h"
+#include "sluice/tls/bearer_tokens.h"
 #include "sluice/tls/credentials.h"
 #include "sluice/tls/password.h"
 #include "sluice/tls/tls.h"
@@ -68,6 +69,8 @@ constexpr char kUsage[] =
     "                        (--pickup DIR or pickup.dir); prints the name (docs/PICKUP.md)\n"
     "  dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] [--out DIR]\n"
     "                        write a DKIM key (S.private, 0600) and its DNS TXT record (S.txt)\n"
+    "  http-token NAME       print a new bearer token for the HTTP admin API and the\n"
+    "                        NAME:sha256 line to append to http.tokens_file (docs/HTTP.md)\n"
     "  passwd USER           add or change USER in the AUTH password file (--password-file\n"
     "                        FILE or auth.password_file); the password is read from stdin\n"
     "  sendmail [-t] [-f SENDER] [-i] [-F NAME] [RECIPIENT...]\n"
@@ -97,6 +100,8 @@ constexpr char kUsage[] =
     "  --route PATTERN=NEXT_HOP  static route, repeatable (replaces the [[route]] list),\n"
     "                            e.g. --route '*=[127.0.0.2]:2526'\n"
     "  --control-dir DIR         control sockets (admin.control_dir; default SPOOL/control)\n"
+    "  --http ADDR:PORT          metrics and admin API listener (http.listen; default\n"
+    "                            127.0.0.1:8025, '' for none)\n"
     "  --json                    queue commands: one JSON document\n"
     "  --listen-tls ADDR:PORT    implicit-TLS listener (RFC 8314), repeatable (replaces "
     "tls.listen)\n"
@@ -176,7 +181,7 @@ bool TakesValue(std::string_view flag) {
         "--max-message-size", "--max-recipients", "--log", "--pickup", "--from", "--to", "--dns",
         "--mx-port", "--source-address", "--route", "--control-dir", "--batch", "--recipient",
         // TLS/AUTH
-        "--listen-tls", "--tls-cert", "--tls-key", "--password-file", "--user"}) {
+        "--listen-tls", "--tls-cert", "--tls-key", "--password-file", "--user", "--http"}) {
     if (flag == f) return true;
   }
   return false;
@@ -321,6 +326,8 @@ bool LoadConfig(const Options& o, config::Config& c, std::string& error) {
       c.source_address = value;
     } else if (flag == "--control-dir") {
       c.control_dir = value;
+    } else if (flag == "--http") {
+      c.http_listen = value;  // '' turns it off
     }
   }
   if (absl::Status s = c.Finalize(); !s.ok()) {
@@ -428,6 +435,12 @@ int CheckConfig(const Options& o) {
     return 2;
   }
   const auto dkim_table = (*dkim_keys)->table();
+  // The HTTP admin tokens file, as serve loads it.
+  auto http_tokens = tls::BearerTokenStore::Create(c.http_tokens_file);
+  if (!http_tokens.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", std::string(http_tokens.status().message()).c_str());
+    return 2;
+  }
   std::printf("configuration ok: %d shards, listen", c.shards);
   for (const auto& a : c.listen_addresses) std::printf(" %s", a.ToString().c_str());
   std::printf(", spool %s, relay from %s\n", c.spool_dir.c_str(),
@@ -446,6 +459,11 @@ int CheckConfig(const Options& o) {
               c.source_address.empty() ? "any" : c.source_address.c_str(), c.control_dir.c_str(),
               routes.empty() ? "none" : routes.c_str());
   std::printf("%s\n", tls_summary->c_str());
+  std::printf(
+      "http %s, admin tokens %s\n", c.http_listen.empty() ? "off" : c.http_listen.c_str(),
+      c.http_tokens_file.empty()
+          ? "none (admin API refused)"
+          : absl::StrCat(c.http_tokens_file, " (", (*http_tokens)->tokens()->size(), ")").c_str());
   std::printf("dkim %zu signers, %zu keys, default domain %s\n", dkim_table->signer_count(),
               dkim_table->key_count(),
               c.dkim_default_domain.empty() ? "none" : c.dkim_default_domain.c_str());
@@ -717,6 +735,29 @@ int Passwd(const Options& o) {
   return 0;
 }
 
+// `sluice http-token NAME`: a new bearer token for the HTTP admin API
+// (tls/bearer_tokens.h). The token is printed once and kept nowhere; the
+// tokens file gets only its SHA-256, on the line printed after it.
+int HttpToken(const Options& o) {
+  if (o.positional.size() != 2) return Usage("http-token needs exactly one token name");
+  const std::string& name = o.positional[1];
+  if (auto parsed = tls::BearerTokens::Parse(name + ":" + tls::TokenDigestHex(""), "NAME");
+      !parsed.ok()) {
+    return Usage(absl::StrCat("http-token: bad name: ", parsed.status().message()));
+  }
+  auto token = tls::NewBearerToken();
+  if (!token.ok()) {
+    std::fprintf(stderr, "sluice: http-token: %s\n", std::string(token.status().message()).c_str());
+    return 1;
+  }
+  std::printf("token: %s\nline: %s:%s\n", token->c_str(), name.c_str(),
+              tls::TokenDigestHex(*token).c_str());
+  std::fprintf(stderr,
+               "sluice: append the line to http.tokens_file and run 'sluice reload'; send the "
+               "token as 'Authorization: Bearer TOKEN' (it is shown only now)\n");
+  return 0;
+}
+
 // Run as "sendmail" (a link, deploy/README.md) or as `sluice sendmail`.
 bool IsSendmail(std::string_view argv0) {
   const size_t slash = argv0.rfind('/');
@@ -747,6 +788,7 @@ int Main(int argc, char** argv) {
   if (command == "check-config") return CheckConfig(o);
   if (command == "inject") return Inject(o);
   if (command == "passwd") return Passwd(o);
+  if (command == "http-token") return HttpToken(o);
   if (command == "queue") return Queue(o);
   if (command == "reload") return Reload(o);
   if (command == "log") return Log(o);

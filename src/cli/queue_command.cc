@@ -12,7 +12,6 @@
 #include "sluice/base/queue_id.h"
 #include "sluice/base/strings.h"
 #include "sluice/delivery/admin_state.h"
-#include "sluice/log/json.h"
 #include "table.h"
 
 namespace sluice::cli {
@@ -40,72 +39,33 @@ constexpr char kQueueUsage[] =
 
 void Print(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
 
-std::string JsonString(std::string_view s) {
-  std::string out;
-  log::AppendJsonString(out, s);
-  return out;
-}
+using admin::NormalDomain;
 
-std::string NormalDomain(std::string_view d) {
-  while (!d.empty() && d.back() == '.') d.remove_suffix(1);
-  std::string out(d);
-  for (char& c : out) c = base::AsciiLower(c);
-  return out;
-}
-
-// The reply of the shard that owns the domain ({"owner":true,...}).
-const JsonValue* OwnerReply(const std::vector<JsonValue>& replies) {
-  for (const JsonValue& r : replies) {
-    if (r.Bool("owner")) return &r;
+// A merged answer (admin/merge.h): its warnings on stderr; false (after
+// saying why) when it did nothing.
+bool Report(const admin::Outcome& o) {
+  if (!o.status.ok()) {
+    Fail(std::string(o.status.message()));
+    return false;
   }
-  return nullptr;
-}
-
-// A change the daemon could not save in admin.state: it holds until the
-// next restart only. Said loudly, since the point of saving is restarts.
-void WarnUnsaved(const std::vector<JsonValue>& replies) {
-  for (const JsonValue& r : replies) {
-    if (r.Has("saved") && !r.Bool("saved")) {
-      std::fprintf(stderr,
-                   "sluice: warning: the change is in force but not saved (%s): a restart "
-                   "forgets it\n",
-                   r.Str("save_error").c_str());
-      return;
-    }
+  for (const std::string& w : o.warnings) {
+    std::fprintf(stderr, "sluice: warning: %s\n", w.c_str());
   }
+  return true;
 }
 
 int List(const QueueContext& q) {
   auto replies = AdminCallJson(q.control_dir, "list");
   if (!replies.ok()) return Fail(std::string(replies.status().message()));
-  std::vector<const JsonValue*> domains;
-  for (const JsonValue& r : *replies) {
-    for (const JsonValue& d : r.items) domains.push_back(&d);
-  }
-  std::sort(domains.begin(), domains.end(), [](const JsonValue* a, const JsonValue* b) {
-    return a->Str("domain") < b->Str("domain");
-  });
   if (q.json) {
-    std::string out = "[";
-    for (const JsonValue* d : domains) {
-      // Re-emitted in the daemon's own field order.
-      absl::StrAppend(&out, out.size() > 1 ? ",\n" : "\n",
-                      "{\"domain\":", JsonString(d->Str("domain")));
-      for (const auto& [k, v] : d->members) {
-        if (k == "domain") continue;
-        absl::StrAppend(&out, ",\"", k, "\":",
-                        v.type == JsonValue::Type::kBool ? (v.boolean ? "true" : "false") : v.text);
-      }
-      out += "}";
-    }
-    Print(out + "\n]\n");
+    Print(admin::MergeList(*replies).json + "\n");
     return 0;
   }
   const uint64_t now = base::WallMicros();
   Table t({"DOMAIN", "READY", "DEFERRED", "IN-FLIGHT", "HELD", "RCPTS", "CONNS", "OLDEST",
            "NEXT-ATTEMPT", "STATE"},
           {false, true, true, true, true, true, true, true, false, false});
-  for (const JsonValue* d : domains) {
+  for (const JsonValue* d : admin::SortedByDomain(*replies)) {
     std::string state;
     if (d->Bool("suspended")) state = "suspended";
     if (d->Bool("held_domain")) absl::StrAppend(&state, state.empty() ? "" : ",", "held");
@@ -128,29 +88,7 @@ int List(const QueueContext& q) {
 int Stats(const QueueContext& q) {
   auto replies = AdminCallJson(q.control_dir, "stats");
   if (!replies.ok()) return Fail(std::string(replies.status().message()));
-  std::vector<std::pair<std::string, uint64_t>> totals;
-  std::string out = "{\"shards\":[";
-  for (size_t i = 0; i < replies->size(); ++i) {
-    const JsonValue& r = (*replies)[i];
-    absl::StrAppend(&out, i > 0 ? ",\n  " : "\n  ", "{");
-    bool first = true;
-    for (const auto& [k, v] : r.members) {
-      absl::StrAppend(&out, first ? "" : ",", "\"", k, "\":", v.text);
-      first = false;
-      if (k == "shard") continue;
-      auto it =
-          std::find_if(totals.begin(), totals.end(), [&](const auto& p) { return p.first == k; });
-      if (it == totals.end()) it = totals.insert(totals.end(), {k, 0});
-      it->second += r.U64(k);
-    }
-    out += "}";
-  }
-  out += "\n],\n\"totals\":{";
-  for (size_t i = 0; i < totals.size(); ++i) {
-    absl::StrAppend(&out, i > 0 ? "," : "", "\"", totals[i].first, "\":", totals[i].second);
-  }
-  absl::StrAppend(&out, "}}\n");
-  Print(out);
+  Print(admin::MergeStats(*replies).json + "\n");
   return 0;
 }
 
@@ -159,13 +97,12 @@ int Flush(const QueueContext& q) {
   const std::string domain = q.args.size() == 2 ? NormalDomain(q.args[1]) : "";
   auto replies = AdminCallJson(q.control_dir, absl::StrCat("flush ", domain));
   if (!replies.ok()) return Fail(std::string(replies.status().message()));
-  uint64_t n = 0;
-  for (const JsonValue& r : *replies) n += r.U64("domains");
-  if (!domain.empty() && n == 0) return Fail(absl::StrCat("no mail queued for ", domain));
+  const admin::Outcome o = admin::MergeFlush(*replies, domain);
+  if (!Report(o)) return 1;
   if (q.json) {
-    Print(absl::StrCat("{\"domains_flushed\":", n, "}\n"));
+    Print(o.json + "\n");
   } else {
-    Print(absl::StrCat("flushed ", n, n == 1 ? " domain" : " domains", "\n"));
+    Print(absl::StrCat("flushed ", o.count, o.count == 1 ? " domain" : " domains", "\n"));
   }
   return 0;
 }
@@ -187,21 +124,14 @@ int Suspend(const QueueContext& q) {
   auto replies =
       AdminCallJson(q.control_dir, absl::StrCat("suspend ", domain, " ", until_us, " ", reason));
   if (!replies.ok()) return Fail(std::string(replies.status().message()));
-  const JsonValue* owner = OwnerReply(*replies);
-  if (owner == nullptr) return Fail("the shard that owns " + domain + " did not answer");
-  WarnUnsaved(*replies);
-  const uint64_t queued = owner->U64("recipients");
-  if (queued == 0) {
-    std::fprintf(stderr, "sluice: warning: no mail queued for %s; suspended anyway\n",
-                 domain.c_str());
-  }
+  const admin::Outcome o = admin::MergeSuspend(*replies, domain, until_us, reason);
+  if (!Report(o)) return 1;
   if (q.json) {
-    Print(absl::StrCat("{\"domain\":", JsonString(domain), ",\"until_us\":", until_us,
-                       ",\"reason\":", JsonString(reason), ",\"recipients\":", queued, "}\n"));
+    Print(o.json + "\n");
   } else {
     Print(absl::StrCat("suspended ", domain, " ",
                        until_us == 0 ? "until resumed" : "until " + FormatTime(until_us), " (",
-                       queued, " recipients queued)\n"));
+                       o.count, " recipients queued)\n"));
   }
   return 0;
 }
@@ -211,12 +141,9 @@ int Resume(const QueueContext& q) {
   const std::string domain = NormalDomain(q.args[1]);
   auto replies = AdminCallJson(q.control_dir, "resume " + domain);
   if (!replies.ok()) return Fail(std::string(replies.status().message()));
-  const JsonValue* owner = OwnerReply(*replies);
-  if (owner == nullptr) return Fail("the shard that owns " + domain + " did not answer");
-  if (!owner->Bool("was_suspended")) return Fail(domain + " is not suspended");
-  WarnUnsaved(*replies);
-  Print(q.json ? absl::StrCat("{\"domain\":", JsonString(domain), ",\"resumed\":true}\n")
-               : absl::StrCat("resumed ", domain, "\n"));
+  const admin::Outcome o = admin::MergeResume(*replies, domain);
+  if (!Report(o)) return 1;
+  Print(q.json ? o.json + "\n" : absl::StrCat("resumed ", domain, "\n"));
   return 0;
 }
 
@@ -224,29 +151,14 @@ int Suspensions(const QueueContext& q) {
   if (q.args.size() != 1) return QueueUsage("queue suspensions takes no argument");
   auto replies = AdminCallJson(q.control_dir, "suspensions");
   if (!replies.ok()) return Fail(std::string(replies.status().message()));
-  std::vector<const JsonValue*> all;
-  for (const JsonValue& r : *replies) {
-    for (const JsonValue& s : r.items) all.push_back(&s);
-  }
-  std::sort(all.begin(), all.end(), [](const JsonValue* a, const JsonValue* b) {
-    return a->Str("domain") < b->Str("domain");
-  });
-  const uint64_t now = base::WallMicros();
   if (q.json) {
-    std::string out = "[";
-    for (const JsonValue* s : all) {
-      absl::StrAppend(&out, out.size() > 1 ? ",\n" : "\n",
-                      "{\"domain\":", JsonString(s->Str("domain")),
-                      ",\"since_us\":", s->U64("since_us"), ",\"until_us\":", s->U64("until_us"),
-                      ",\"recipients\":", s->U64("recipients"),
-                      ",\"reason\":", JsonString(s->Str("reason")), "}");
-    }
-    Print(out + "\n]\n");
+    Print(admin::MergeSuspensions(*replies).json + "\n");
     return 0;
   }
+  const uint64_t now = base::WallMicros();
   Table t({"DOMAIN", "SINCE", "UNTIL", "LEFT", "RCPTS", "REASON"},
           {false, false, false, false, true, false});
-  for (const JsonValue* s : all) {
+  for (const JsonValue* s : admin::SortedByDomain(*replies)) {
     const uint64_t until = s->U64("until_us");
     t.Add({s->Str("domain"), FormatTime(s->U64("since_us")),
            until == 0 ? "resumed by hand" : FormatTime(until),
@@ -274,39 +186,20 @@ int ActOnSelection(const QueueContext& q) {
   auto replies =
       AdminCallJson(q.control_dir, absl::StrCat(verb, id_text.empty() ? " domain " : " id ", what));
   if (!replies.ok()) return Fail(std::string(replies.status().message()));
-  uint64_t recipients = 0, in_flight = 0;
-  bool held = false;
-  for (const JsonValue& r : *replies) {
-    recipients += r.U64("recipients");
-    in_flight += r.U64("in_flight");
-    held |= r.Bool("held");
-  }
-  const std::string target = id_text.empty() ? "domain " + domain : "message " + id_text;
-  if (verb == "release" && !held) return Fail(target + " is not held");
-  if (recipients + in_flight == 0 && verb != "release") {
-    if (verb == "hold" && !id_text.empty()) return Fail("no queued mail with id " + id_text);
-    if (verb == "hold") {
-      // Like a suspension, a domain hold may be set before the mail comes.
-      std::fprintf(stderr, "sluice: warning: no mail queued for %s; held anyway\n", domain.c_str());
-    } else {
-      return Fail(id_text.empty() ? "no mail queued for " + domain
-                                  : "no queued mail with id " + id_text);
-    }
-  }
-  WarnUnsaved(*replies);
+  const admin::Outcome o = admin::MergeSelection(*replies, verb, id_text, domain);
+  if (!Report(o)) return 1;
   if (q.json) {
-    Print(absl::StrCat("{\"action\":\"", verb, "\",",
-                       id_text.empty() ? "\"domain\":" : "\"id\":", JsonString(what),
-                       ",\"recipients\":", recipients, ",\"in_flight\":", in_flight, "}\n"));
+    Print(o.json + "\n");
     return 0;
   }
+  const std::string target = id_text.empty() ? "domain " + domain : "message " + id_text;
   const char* done = verb == "bounce"   ? "bounced"
                      : verb == "delete" ? "deleted"
                      : verb == "hold"   ? "held"
                                         : "released";
-  Print(absl::StrCat(done, " ", recipients, " queued recipients of ", target, "\n"));
-  if (in_flight > 0) {
-    Print(absl::StrCat(in_flight, " recipients being attempted right now were not touched",
+  Print(absl::StrCat(done, " ", o.count, " queued recipients of ", target, "\n"));
+  if (o.in_flight > 0) {
+    Print(absl::StrCat(o.in_flight, " recipients being attempted right now were not touched",
                        verb == "hold" ? " (held if they are deferred)" : "", "\n"));
   }
   return 0;

@@ -126,6 +126,11 @@ constexpr Range kHopsRange{1, 1'000};
 constexpr Range kMinFreeRange{0, 1 * kPiB};
 constexpr Range kBatchRecipientsRange{1, 20'000'000};
 constexpr Range kRecipientsFileRange{1 * kKiB, 16 * kGiB};
+// [http]: a request must hold at least a request line and a few headers;
+// 64 MiB is far past anything the admin API needs (it is held in memory).
+constexpr Range kHttpRequestBytesRange{1 * kKiB, 64 * kMiB};
+constexpr Range kHttpHeadersRange{1, 1'000};
+constexpr Range kHttpClientsRange{1, 100'000};
 
 // A configuration file larger than this is not a configuration file.
 constexpr size_t kMaxFileSize = 1 * kMiB;
@@ -191,6 +196,12 @@ const IntField kIntFields[] = {
                                                        kBatchRecipientsRange),
     MakeIntField<&Config::pickup_max_recipients_file_size>("pickup", "max_recipients_file_size",
                                                            kRecipientsFileRange),
+    MakeIntField<&Config::http_max_request_bytes>("http", "max_request_bytes",
+                                                  kHttpRequestBytesRange),
+    MakeIntField<&Config::http_max_headers>("http", "max_headers", kHttpHeadersRange),
+    MakeIntField<&Config::http_idle_timeout_s>("http", "idle_timeout_s", kTimeoutRange),
+    MakeIntField<&Config::http_request_timeout_s>("http", "request_timeout_s", kTimeoutRange),
+    MakeIntField<&Config::http_max_clients>("http", "max_clients", kHttpClientsRange),
 };
 
 const IntField* FindIntField(absl::string_view table, absl::string_view key) {
@@ -515,13 +526,16 @@ constexpr absl::string_view kShapingOtherKeys[] = {"pattern", "by_mx", "backoff_
 
 constexpr absl::string_view kRouteKeys[] = {"domain", "next_hop"};
 constexpr absl::string_view kAdminKeys[] = {"control_dir"};
+constexpr absl::string_view kHttpKeys[] = {
+    "listen",      "tokens_file",    "metrics_require_token", "max_request_bytes",
+    "max_headers", "idle_timeout_s", "request_timeout_s",     "max_clients"};
 
-constexpr absl::string_view kTables[] = {"server",   "spool", "log",   "pickup",
-                                         "delivery", "retry", "admin", "shaping",
-                                         "route",    "tls",   "auth",  "dkim"};
+constexpr absl::string_view kTables[] = {"server", "spool", "log",     "pickup", "delivery",
+                                         "retry",  "admin", "shaping", "route",  "tls",
+                                         "auth",   "dkim",  "http"};
 constexpr absl::string_view kTableList =
     "the tables are [server], [spool], [log], [pickup], [delivery], [retry], [admin], "
-    "[tls], [auth], [dkim], [[shaping]] and [[route]]";
+    "[tls], [auth], [dkim], [http], [[shaping]] and [[route]]";
 // [tls] and [auth]: checked further by tls::Credentials (files, listeners).
 constexpr absl::string_view kTlsKeys[] = {"cert_file", "key_file", "min_version", "listen",
                                           "require_tls_on"};
@@ -777,6 +791,17 @@ absl::Status CheckOptionalPath(absl::string_view path) {
   return CheckPath(path, /*may_be_empty=*/true);
 }
 
+// http.listen: one "ADDR:PORT", or "" for no HTTP listener.
+absl::Status CheckHttpListen(absl::string_view text) {
+  if (text.empty()) return absl::OkStatus();
+  auto addr = base::SocketAddress::Parse(base::Sv(text));
+  if (!addr.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text, "' is not ADDR:PORT (\"\" turns HTTP off): ", addr.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckBackoffPattern(absl::string_view pattern) {
   if (pattern.empty()) return absl::InvalidArgumentError("a pattern must not be empty");
   if (pattern.size() > kMaxBackoffPatternLength) {
@@ -920,6 +945,8 @@ class TomlReader {
           status = ReadRetry(*table);
         } else if (name == "admin") {
           status = ReadAdmin(*table);
+        } else if (name == "http") {
+          status = ReadHttp(*table);
         } else if (name == "tls" || name == "auth") {
           status = ReadTlsAuth(name, *table);
         } else if (name == "dkim") {
@@ -1362,6 +1389,41 @@ class TomlReader {
         status = ReadString(dotted, *node, CheckOptionalPath, &config_.control_dir);
       } else {
         status = Unknown("admin", dotted, *key, *node, kAdminKeys);
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  // [http] (docs/HTTP.md).
+  absl::Status ReadHttp(const toml::table& t) {
+    for (const auto& [key, node] : InFileOrder(t)) {
+      const absl::string_view name = Sv(key->str());
+      const std::string dotted = absl::StrCat("http.", KeyText(name));
+      absl::Status status;
+      if (const IntField* field = FindIntField("http", name)) {
+        const auto* value = node->as_integer();
+        if (value == nullptr) {
+          return Error(*node, dotted, absl::StrCat("expected an integer, got ", TypeName(*node)));
+        }
+        if (!InRange(value->get(), field->range)) {
+          return Error(*node, dotted,
+                       absl::StrCat(RangeText(field->range), ", got ", value->get()));
+        }
+        field->set(config_, static_cast<uint64_t>(value->get()));
+      } else if (name == "listen") {
+        status = ReadString(dotted, *node, CheckHttpListen, &config_.http_listen);
+      } else if (name == "tokens_file") {
+        status = ReadString(dotted, *node, CheckOptionalPath, &config_.http_tokens_file);
+      } else if (name == "metrics_require_token") {
+        const auto* b = node->as_boolean();
+        if (b == nullptr) {
+          return Error(*node, dotted,
+                       absl::StrCat("expected true or false, got ", TypeName(*node)));
+        }
+        config_.http_metrics_require_token = b->get();
+      } else {
+        status = Unknown("http", dotted, *key, *node, kHttpKeys);
       }
       if (!status.ok()) return status;
     }
@@ -1883,6 +1945,23 @@ absl::Status Config::Finalize() {
   if (absl::Status s = CheckPath(control_dir, /*may_be_empty=*/true); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("admin.control_dir: ", s.message()));
   }
+  // [http]
+  if (absl::Status s = CheckHttpListen(http_listen); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("http.listen: ", s.message()));
+  }
+  if (absl::Status s = CheckPath(http_tokens_file, /*may_be_empty=*/true); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("http.tokens_file: ", s.message()));
+  }
+  std::vector<base::SocketAddress> http;
+  if (!http_listen.empty()) {
+    http.push_back(*base::SocketAddress::Parse(http_listen));
+    for (const base::SocketAddress& smtp : *addresses) {
+      if (smtp.ToString() == http[0].ToString()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "http.listen: ", http_listen, " is also an SMTP listen address (server.listen)"));
+      }
+    }
+  }
 
   // [delivery]
   if (absl::Status s = CheckFields(kDeliveryFields, this, "delivery"); !s.ok()) return s;
@@ -1968,6 +2047,7 @@ absl::Status Config::Finalize() {
 
   hostname = std::move(host);
   listen_addresses = *std::move(addresses);
+  http_addresses = std::move(http);
   relay_networks = *std::move(networks);
   if (helo_name.empty()) helo_name = hostname;
   if (control_dir.empty()) {

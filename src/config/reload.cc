@@ -128,6 +128,17 @@ const Key kKeys[] = {
     {"retry.intervals", R, SHOWF(Durations, retry.intervals)},
     {"dkim.default_domain", X, SHOW(dkim_default_domain)},
     {"admin.control_dir", X, SHOW(control_dir)},
+    // [http]: the listener is bound at start; the tokens file's name is
+    // fixed but its contents are re-read on every reload (server/http_tokens.h);
+    // the limits and timeouts apply to the next request or connection.
+    {"http.listen", X, SHOW(http_listen)},
+    {"http.tokens_file", X, SHOW(http_tokens_file)},
+    {"http.metrics_require_token", R, SHOW(http_metrics_require_token)},
+    {"http.max_request_bytes", R, SHOWN(http_max_request_bytes)},
+    {"http.max_headers", R, SHOWN(http_max_headers)},
+    {"http.idle_timeout_s", R, SHOWN(http_idle_timeout_s)},
+    {"http.request_timeout_s", R, SHOWN(http_request_timeout_s)},
+    {"http.max_clients", R, SHOWN(http_max_clients)},
 };
 #undef SHOW
 #undef SHOWN

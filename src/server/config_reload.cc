@@ -15,6 +15,7 @@
 #include "sluice/dkim/signer.h"
 #include "sluice/server/log_file.h"
 #include "sluice/server/shard.h"
+#include "sluice/tls/bearer_tokens.h"
 #include "sluice/tls/credentials.h"
 
 namespace sluice::server {
@@ -38,13 +39,15 @@ void WriteStatus(const std::string& spool_dir, uint64_t generation, const char* 
 
 ConfigReloader::ConfigReloader(const config::Config& running, ConfigLoader loader,
                                std::vector<Shard*> shards, tls::Credentials* credentials,
-                               dkim::KeyStore* dkim_keys, int log_fd)
+                               dkim::KeyStore* dkim_keys, int log_fd,
+                               tls::BearerTokenStore* http_tokens)
     : running_(running),
       loader_(std::move(loader)),
       shards_(std::move(shards)),
       credentials_(credentials),
       dkim_keys_(dkim_keys),
-      log_fd_(log_fd) {}
+      log_fd_(log_fd),
+      http_tokens_(http_tokens) {}
 
 bool ConfigReloader::Finish(Outcome outcome, const std::string& line) {
   std::fprintf(stderr, "sluice: %s\n", line.c_str());
@@ -109,6 +112,15 @@ absl::Status ConfigReloader::ReloadFiles(std::vector<std::string>& done) {
     }
     std::fprintf(stderr, "sluice: SIGHUP: DKIM keys reloaded\n");
     done.push_back("the DKIM keys");
+  }
+  if (http_tokens_ != nullptr && http_tokens_->configured()) {
+    if (absl::Status t = http_tokens_->Reload(); !t.ok()) {
+      std::fprintf(stderr,
+                   "sluice: SIGHUP: HTTP tokens not reloaded, keeping the previous ones: %s\n",
+                   std::string(t.message()).c_str());
+      return absl::Status(t.code(), absl::StrCat("http.tokens_file: ", t.message()));
+    }
+    done.push_back("the HTTP tokens file");
   }
   return absl::OkStatus();
 }

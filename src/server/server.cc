@@ -39,6 +39,7 @@
 #include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/spool/spool_lock.h"
+#include "sluice/tls/bearer_tokens.h"
 #include "sluice/tls/credentials.h"
 
 namespace sluice::server {
@@ -376,6 +377,9 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   // DKIM keys (dkim/signer.h), shared by every shard; SIGHUP reloads them.
   auto dkim_keys = dkim::KeyStore::Create(config);
   if (!dkim_keys.ok()) return dkim_keys.status();
+  // HTTP admin tokens (tls/bearer_tokens.h), shared; SIGHUP re-reads the file.
+  auto http_tokens = tls::BearerTokenStore::Create(config.http_tokens_file);
+  if (!http_tokens.ok()) return http_tokens.status();
 
   // Block the stop signals before any thread exists; threads inherit it.
   sigset_t stop_signals;
@@ -398,6 +402,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     shard_objects.back()->set_client_limiter(&client_limiter);
     shard_objects.back()->set_admin_store(&admin_store);
     shard_objects.back()->set_dkim_keys(dkim_keys->get());
+    shard_objects.back()->set_http_tokens(http_tokens->get());
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.
@@ -472,7 +477,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     std::vector<Shard*> shards_for_reload;
     for (auto& s : shard_objects) shards_for_reload.push_back(s.get());
     ConfigReloader reloader(config, std::move(loader), std::move(shards_for_reload),
-                            credentials->get(), dkim_keys->get(), log_fd);
+                            credentials->get(), dkim_keys->get(), log_fd, http_tokens->get());
     const int sig = WaitForStop(stop_signals, reloader, log_fd, systemd);
     std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig,
                  reloader.running().shutdown_grace_s);

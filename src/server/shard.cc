@@ -24,6 +24,7 @@
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
+#include "sluice/server/http_listener.h"
 #include "sluice/server/pickup_ingester.h"
 #include "sluice/tls/credentials.h"
 #include "sluice/tls/tls.h"
@@ -120,6 +121,9 @@ Shard::~Shard() {
   // (only possible when the stop deadline cut the wait short).
   if (pickup_ && !pickup_->idle()) (void)pickup_.release();
   pickup_.reset();
+  // The same for HTTP connections and fan-outs still in flight.
+  if (http_ && !http_->idle()) (void)http_.release();
+  http_.reset();
   for (Connection* c : connections_) delete c;
   for (Connection* c : dying_) delete c;
   for (Connection* c : dead_) delete c;
@@ -205,6 +209,10 @@ absl::Status Shard::Init() {
     control_ = std::make_unique<ControlSocket>(
         *this, absl::StrCat(config_.control_dir, "/", index_, ".sock"));
     if (auto s = control_->Init(); !s.ok()) return s;
+  }
+  if (!config_.http_addresses.empty()) {
+    http_ = std::make_unique<HttpListener>(*this, config_.http_addresses[0]);
+    if (auto s = http_->Init(); !s.ok()) return s;
   }
   if (index_ == 0 && !config_.pickup_dir.empty()) {
     pickup_ = std::make_unique<PickupIngester>(*this, config_.pickup_dir);
@@ -525,6 +533,7 @@ void Shard::BeginStop() {
   if (pickup_) pickup_->Stop();
   if (engine_) engine_->BeginStop();
   if (control_) control_->Stop();
+  if (http_) http_->Stop();
   // Shutdown() may destroy the connection: iterate over a copy.
   std::vector<Connection*> all = connections_;
   for (Connection* c : all) c->Shutdown();
@@ -542,6 +551,7 @@ void Shard::CheckSpoolSpace() {
 }
 
 void Shard::Tick() {
+  if (http_) http_->Tick(now_ms_);
   CheckSpoolSpace();
   if (pickup_) pickup_->Tick(now_ms_);
   std::vector<Connection*> all = connections_;
@@ -557,6 +567,7 @@ void Shard::Tick() {
 
 void Shard::Run() {
   for (auto& l : listeners_) ArmAccept(l.get());
+  if (http_) http_->Start();
   ArmWake();
   for (RecoveredMessage& m : recovered_) {
     ledger_->Add(m.id, m.where, static_cast<uint32_t>(m.pending.size()), m.journaled);
@@ -607,7 +618,7 @@ void Shard::Run() {
     const bool late = now_ms_ >= stop_deadline_ms_;
     if (stopping_ && !posted_last_ && connections_.empty() && spool_->in_flight() == 0 &&
         (!pickup_ || pickup_->idle() || late) && (!engine_ || engine_->idle() || late) &&
-        (outbox_.empty() || late)) {
+        (!http_ || http_->idle() || late) && (outbox_.empty() || late)) {
       posted_last_ = true;
       if (stop_barrier_ != nullptr) stop_barrier_->fetch_sub(1, std::memory_order_acq_rel);
     }

@@ -44,6 +44,7 @@ std::string ReadyLine(const config::Config& config) {
   std::string line = absl::StrCat(config.shards, " shards, listening on");
   for (const auto& a : config.listen_addresses) absl::StrAppend(&line, " ", a.ToString());
   for (const std::string& a : config.listen_tls) absl::StrAppend(&line, " ", a, " (tls)");
+  if (!config.http_listen.empty()) absl::StrAppend(&line, " ", config.http_listen, " (http)");
   absl::StrAppend(&line, "; log ", config.log_file.empty() ? "off" : config.log_file);
   if (config.delivery_enabled) {
     absl::StrAppend(&line, "; delivery live, helo ", config.helo_name, ", ",

@@ -100,6 +100,43 @@ TEST(ConfigTest, PickupBatchLimits) {
                       {"did you mean 'max_batch_recipients'"}));
 }
 
+TEST(ConfigTest, HttpTable) {
+  Config defaults;
+  ASSERT_TRUE(defaults.Finalize().ok());
+  EXPECT_EQ(defaults.http_listen, "127.0.0.1:8025");
+  ASSERT_EQ(defaults.http_addresses.size(), 1u);
+  EXPECT_EQ(defaults.http_addresses[0].ToString(), "127.0.0.1:8025");
+  EXPECT_EQ(defaults.http_tokens_file, "");
+  EXPECT_FALSE(defaults.http_metrics_require_token);
+  Config c;
+  ASSERT_TRUE(Apply("[http]\nlisten = \"[::1]:9000\"\ntokens_file = \"/etc/sluice/tokens\"\n"
+                    "metrics_require_token = true\nmax_request_bytes = 1024\nmax_headers = 1\n"
+                    "idle_timeout_s = 5\nrequest_timeout_s = 7\nmax_clients = 3\n",
+                    c)
+                  .ok());
+  EXPECT_EQ(c.http_listen, "[::1]:9000");
+  EXPECT_EQ(c.http_tokens_file, "/etc/sluice/tokens");
+  EXPECT_TRUE(c.http_metrics_require_token);
+  EXPECT_EQ(c.http_max_request_bytes, 1024u);
+  EXPECT_EQ(c.http_max_headers, 1u);
+  EXPECT_EQ(c.http_idle_timeout_s, 5u);
+  EXPECT_EQ(c.http_request_timeout_s, 7u);
+  EXPECT_EQ(c.http_max_clients, 3u);
+  Config off;
+  ASSERT_TRUE(Apply("[http]\nlisten = \"\"\n", off).ok());
+  ASSERT_TRUE(off.Finalize().ok());
+  EXPECT_TRUE(off.http_addresses.empty());
+  EXPECT_TRUE(IsError(Apply("[http]\nlisten = \"localhost\"\n"), {"sluice.toml:2", "http.listen"}));
+  EXPECT_TRUE(IsError(Apply("[http]\nmax_request_bytes = 1023\n"),
+                      {"http.max_request_bytes", "between 1024 and 67108864"}));
+  EXPECT_TRUE(IsError(Apply("[http]\nmax_clients = 0\n"), {"http.max_clients"}));
+  EXPECT_TRUE(IsError(Apply("[http]\nmetrics_require_token = 1\n"), {"true or false"}));
+  EXPECT_TRUE(IsError(Apply("[http]\nidle_timeout = 5\n"), {"did you mean 'idle_timeout_s'"}));
+  Config clash;
+  clash.listen = {"127.0.0.1:8025"};
+  EXPECT_TRUE(IsError(clash.Finalize(), {"http.listen", "also an SMTP listen address"}));
+}
+
 TEST(ConfigTest, RequireFromAndFeedbackIdSender) {
   Config defaults;
   EXPECT_TRUE(defaults.require_from);

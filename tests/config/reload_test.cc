@@ -170,5 +170,19 @@ TEST(ReloadDiff, LongChangeListsAreCut) {
   EXPECT_EQ(line.find("d129.example"), std::string::npos);
 }
 
+TEST(ReloadDiff, HttpListenRestartsTheRestReloads) {
+  const ConfigDiff listen = DiffConfig(Load("[http]\nlisten = \"127.0.0.1:8025\"\n"),
+                                       Load("[http]\nlisten = \"127.0.0.1:8026\"\n"));
+  ASSERT_EQ(listen.restart.size(), 1u);
+  EXPECT_EQ(listen.restart[0], "http.listen");
+  const ConfigDiff limits =
+      DiffConfig(Load("[http]\nmax_clients = 5\nmetrics_require_token = false\n"),
+                 Load("[http]\nmax_clients = 6\nmetrics_require_token = true\n"));
+  EXPECT_TRUE(limits.restart.empty());
+  ASSERT_EQ(limits.changes.size(), 2u);
+  EXPECT_EQ(limits.changes[0], "http.metrics_require_token false -> true");
+  EXPECT_EQ(limits.changes[1], "http.max_clients 5 -> 6");
+}
+
 }  // namespace
 }  // namespace sluice::config

@@ -530,6 +530,7 @@ class Sluice:
         listen_hosts: Sequence[str] = ("127.0.0.1",),
         delivery: bool = False,
         require_from: Optional[bool] = False,
+        http: bool = True,
     ):
         self.bin = require_sluice_bin()
         # Ingestion tests keep their mail queued: without --no-delivery the
@@ -555,6 +556,11 @@ class Sluice:
         self.relay_from = relay_from
         self.listen_hosts = list(listen_hosts)
         self.ports: dict = {}
+        # The HTTP listener (docs/HTTP.md) gets a free port of its own, so
+        # that relays never share the default 127.0.0.1:8025; http=False
+        # leaves http.listen to the configuration.
+        self.http = http
+        self.http_port: Optional[int] = None
         self.proc: Optional[subprocess.Popen] = None
         self.expected_exit = False
         self.returncode: Optional[int] = None
@@ -567,6 +573,8 @@ class Sluice:
             cmd += ["--listen", listen_spec(host, self.ports[host])]
         cmd += ["--spool", str(self.spool), "--shards", str(self.shards), "--log", str(self.log_path)]
         cmd += ["--hostname", self.hostname]
+        if self.http:
+            cmd += ["--http", f"127.0.0.1:{self.http_port}"]
         if self.relay_from is not None:
             cmd += ["--relay-from", self.relay_from]
         if self.max_message_size is not None:
@@ -605,6 +613,7 @@ class Sluice:
         last_err = ""
         for _attempt in range(3):
             self.ports = {h: free_port(h) for h in self.listen_hosts}
+            self.http_port = free_port("127.0.0.1") if self.http else None
             self.expected_exit = False
             self.returncode = None
             with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:

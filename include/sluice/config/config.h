@@ -201,9 +201,21 @@ struct Config {
   // [admin]
   std::string control_dir;  // empty: <spool_dir>/control (Finalize fills it in)
 
+  // [http] (docs/HTTP.md): the metrics and admin API listener, on every
+  // shard's loop (server/http_listener.h).
+  std::string http_listen = "127.0.0.1:8025";  // ADDR:PORT; "": no HTTP listener
+  std::string http_tokens_file;  // "name:sha256hex" lines; "": the admin API is refused (403)
+  bool http_metrics_require_token = false;      // /metrics needs a token too
+  uint64_t http_max_request_bytes = 64 * 1024;  // request line, headers and body (413)
+  size_t http_max_headers = 64;                 // header fields per request (431)
+  uint32_t http_idle_timeout_s = 60;            // keep-alive connection with no request
+  uint32_t http_request_timeout_s = 30;         // a request's arrival, and its response's send
+  size_t http_max_clients = 256;                // connections per shard; past it: 503 and close
+
   // Derived, filled by Finalize().
   base::NetworkSet relay_networks;
   std::vector<base::SocketAddress> listen_addresses;
+  std::vector<base::SocketAddress> http_addresses;  // http_listen parsed; empty: off
 
   // Checks values and relations, fills the derived fields. Call once after
   // all sources are applied. Besides the derived fields above it fills in

@@ -29,6 +29,7 @@
 
 namespace sluice::tls {
 class Credentials;
+class BearerTokenStore;
 }  // namespace sluice::tls
 namespace sluice::dkim {
 class KeyStore;
@@ -51,8 +52,10 @@ class ConfigReloader {
  public:
   // `loader` empty: every reload fails ("no configuration source").
   // `log_fd` < 0: no accounting log. The pointers outlive the reloader.
+  // `http_tokens`: the HTTP admin tokens file, re-read with the others.
   ConfigReloader(const config::Config& running, ConfigLoader loader, std::vector<Shard*> shards,
-                 tls::Credentials* credentials, dkim::KeyStore* dkim_keys, int log_fd);
+                 tls::Credentials* credentials, dkim::KeyStore* dkim_keys, int log_fd,
+                 tls::BearerTokenStore* http_tokens = nullptr);
 
   // One reload; prints and records its outcome. True if it was applied.
   bool Reload();
@@ -74,6 +77,7 @@ class ConfigReloader {
   tls::Credentials* const credentials_;
   dkim::KeyStore* const dkim_keys_;
   const int log_fd_;
+  tls::BearerTokenStore* const http_tokens_;
   uint64_t generation_ = 0;
 };
 

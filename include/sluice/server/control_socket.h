@@ -55,7 +55,10 @@ class ControlSocket {
   // One command line in, the reply out (public for tests).
   std::string Execute(std::string_view line);
 
-  static constexpr size_t kMaxClients = 16;
+  // Clients at once: operators' `sluice queue` runs, plus the HTTP admin
+  // API's fan-outs (up to HttpListener::kAdminInFlightMax per shard, one
+  // connection to each shard each); past it a client is closed unanswered.
+  static constexpr size_t kMaxClients = 64;
   static constexpr size_t kMaxLine = 1024;
   // Jobs one `messages` reply lists per shard by default: the reply is built
   // in memory on the shard's thread (about 150 bytes a job).

@@ -36,7 +36,8 @@
 #include "sluice/spool/spool_writer.h"
 
 namespace sluice::tls {
-class Credentials;  // TLS/AUTH state shared by the shards (tls/credentials.h)
+class Credentials;       // TLS/AUTH state shared by the shards (tls/credentials.h)
+class BearerTokenStore;  // HTTP admin tokens shared by the shards (tls/bearer_tokens.h)
 }  // namespace sluice::tls
 
 namespace sluice::dkim {
@@ -49,6 +50,7 @@ namespace sluice::server {
 class ClientLimiter;
 class Connection;
 class ControlSocket;
+class HttpListener;
 class PickupIngester;
 
 // A message found in the spool at start-up, for its home shard.
@@ -141,6 +143,12 @@ class Shard final : public delivery::EngineHost {
   void set_admin_store(delivery::AdminStore* s) { admin_store_ = s; }
   delivery::AdminStore* admin_store() const { return admin_store_; }
   int shard_count() const { return mailboxes_.shards(); }
+  // HTTP admin tokens: set by the server before Init(); null: the admin API
+  // answers 403 (server/http_api.h).
+  void set_http_tokens(const tls::BearerTokenStore* t) { http_tokens_ = t; }
+  const tls::BearerTokenStore* http_tokens() const { return http_tokens_; }
+  // The HTTP listener (http.listen); null when off.
+  HttpListener* http() { return http_.get(); }
   // DKIM keys: set by the server before Init(); null means mail goes unsigned.
   void set_dkim_keys(const dkim::KeyStore* k) { dkim_keys_ = k; }
   // The connection is done; it is freed after the next submission.
@@ -227,6 +235,8 @@ class Shard final : public delivery::EngineHost {
   std::unique_ptr<delivery::Ledger> ledger_;
   std::unique_ptr<delivery::Engine> engine_;
   std::unique_ptr<ControlSocket> control_;
+  std::unique_ptr<HttpListener> http_;                  // http.listen; null when off
+  const tls::BearerTokenStore* http_tokens_ = nullptr;  // shared, owned by the server
   // The pickup directory: shard 0 only, when configured.
   std::unique_ptr<PickupIngester> pickup_;
   std::vector<std::string> claimed_;

@@ -1,12 +1,14 @@
-#include "json_reader.h"
+// The control-reply JSON reader; see sluice/admin/json_value.h.
+#include "sluice/admin/json_value.h"
 
 #include <cctype>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/strings.h"
+#include "sluice/log/json.h"
 
-namespace sluice::cli {
+namespace sluice::admin {
 namespace {
 
 class Reader {
@@ -190,4 +192,37 @@ absl::StatusOr<JsonValue> ParseJson(std::string_view text) {
   return v;
 }
 
-}  // namespace sluice::cli
+std::string ToJson(const JsonValue& v) {
+  switch (v.type) {
+    case JsonValue::Type::kNull:
+      return "null";
+    case JsonValue::Type::kBool:
+      return v.boolean ? "true" : "false";
+    case JsonValue::Type::kNumber:
+      return v.text;
+    case JsonValue::Type::kString: {
+      std::string out;
+      log::AppendJsonString(out, v.text);
+      return out;
+    }
+    case JsonValue::Type::kArray: {
+      std::string out = "[";
+      for (size_t i = 0; i < v.items.size(); ++i) {
+        absl::StrAppend(&out, i > 0 ? "," : "", ToJson(v.items[i]));
+      }
+      return out + "]";
+    }
+    case JsonValue::Type::kObject: {
+      std::string out = "{";
+      for (size_t i = 0; i < v.members.size(); ++i) {
+        if (i > 0) out += ',';
+        log::AppendJsonString(out, v.members[i].first);
+        absl::StrAppend(&out, ":", ToJson(v.members[i].second));
+      }
+      return out + "}";
+    }
+  }
+  return "null";
+}
+
+}  // namespace sluice::admin

@@ -1,6 +1,8 @@
 // A small JSON reader for the daemon's control-socket replies (trusted:
 // our own daemon wrote them; still, malformed text is an error, not a
 // crash). Numbers are kept as their text; depth is bounded (kMaxDepth).
+// Used by `sluice queue` (cli/) and by the HTTP admin API (server/), which
+// both merge the shards' replies (admin/merge.h).
 #pragma once
 
 #include <cstdint>
@@ -11,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace sluice::cli {
+namespace sluice::admin {
 
 struct JsonValue {
   enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
@@ -33,4 +35,7 @@ inline constexpr int kMaxJsonDepth = 32;
 
 absl::StatusOr<JsonValue> ParseJson(std::string_view text);
 
-}  // namespace sluice::cli
+// The value as compact JSON text (members in their order; numbers as read).
+std::string ToJson(const JsonValue& v);
+
+}  // namespace sluice::admin

@@ -1,0 +1,381 @@
+// The HTTP/1.1 listener on a shard's ring; see sluice/server/http_listener.h.
+//
+// A connection has at most one receive and one send in flight and never
+// both a request being answered and a receive (see Process). It is freed
+// only when neither is in flight (Reap, on the tick), so no completion can
+// reach freed memory; its descriptor is closed as soon as nothing refers to
+// it.
+#include "sluice/server/http_listener.h"
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sluice/base/strings.h"
+#include "sluice/server/shard.h"
+
+namespace sluice::server {
+
+struct HttpListener::Client {
+  HttpListener* owner = nullptr;
+  int fd = -1;
+  http::RequestParser parser;
+  std::string in;   // received and not parsed yet (at most one receive)
+  std::string out;  // the response being sent
+  size_t sent = 0;
+  bool receiving = false;
+  bool sending = false;
+  bool closing = false;
+  bool close_after = false;  // close once `out` is sent
+  bool lingering = false;
+  bool timing = false;            // a request has started arriving
+  AdminFanout* fanout = nullptr;  // the admin call this connection waits for
+  AdminCall call;
+  bool keep_alive = true;
+  bool head = false;  // the request being answered is a HEAD
+  uint64_t last_activity_ms = 0;
+  uint64_t request_start_ms = 0;
+  uint64_t send_start_ms = 0;
+  uint64_t admin_deadline_ms = 0;
+  uint64_t linger_until_ms = 0;
+  char buffer[kReceiveBufferSize];
+  struct Op final : io::Completion {
+    Client* c = nullptr;
+    bool send = false;
+    void OnComplete(int result, uint32_t) override {
+      if (send) {
+        c->owner->OnSent(c, result);
+      } else {
+        c->owner->OnReceive(c, result);
+      }
+    }
+  };
+  Op receive_op;
+  Op send_op;
+};
+
+HttpListener::HttpListener(Shard& shard, const base::SocketAddress& address)
+    : shard_(shard), address_(address) {}
+
+HttpListener::~HttpListener() {
+  for (Client* c : clients_) {
+    if (c->fd >= 0) close(c->fd);
+    delete c;
+  }
+  for (Client* c : closed_) {
+    if (c->fd >= 0) close(c->fd);
+    delete c;
+  }
+  for (AdminFanout* f : fanouts_) delete f;
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status HttpListener::Init() {
+  auto fail = [&](std::string_view what) {
+    return absl::Status(absl::ErrnoToStatusCode(errno),
+                        absl::StrCat("http.listen ", address_.ToString(), ": ", base::Av(what),
+                                     ": ", std::strerror(errno)));
+  };
+  fd_ = socket(address_.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return fail("socket");
+  int one = 1;
+  setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // Every shard listens on the same address; the kernel spreads clients.
+  if (setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    return fail("SO_REUSEPORT");
+  }
+  if (address_.storage.ss_family == AF_INET6) {
+    setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (bind(fd_, address_.get(), address_.size) != 0) return fail("bind");
+  if (listen(fd_, 1024) != 0) return fail("listen");
+  return absl::OkStatus();
+}
+
+void HttpListener::Start() {
+  if (stopped_ || accepting_ || fd_ < 0) return;
+  accepting_ = true;
+  io_uring_sqe* sqe = shard_.ring().Prepare(&accept_done_);
+  io_uring_prep_multishot_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
+}
+
+void HttpListener::Stop() {
+  stopped_ = true;
+  if (accepting_) {
+    io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
+    io_uring_prep_cancel(sqe, &accept_done_, 0);
+  }
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  std::vector<Client*> all = clients_;
+  for (Client* c : all) Close(c);
+  for (AdminFanout* f : fanouts_) f->CheckDeadline(0, /*force=*/true);
+}
+
+bool HttpListener::idle() const {
+  return !accepting_ && clients_.empty() && closed_.empty() && fanouts_.empty();
+}
+
+http::Limits HttpListener::LimitsNow() const {
+  const config::Config& c = shard_.config();
+  http::Limits limits;
+  limits.max_headers = c.http_max_headers;
+  limits.max_request_bytes = c.http_max_request_bytes;
+  limits.max_head_bytes = std::min(limits.max_head_bytes, limits.max_request_bytes);
+  return limits;
+}
+
+void HttpListener::OnAccept(int result, uint32_t flags) {
+  if (!(flags & IORING_CQE_F_MORE)) accepting_ = false;
+  if (result >= 0) {
+    Accepted(result);
+  } else if (result != -ECANCELED && result != -EINVAL && result != -EBADF) {
+    std::fprintf(stderr, "sluice: shard %d: http accept: %s\n", shard_.index(),
+                 std::strerror(-result));
+  }
+  if (!accepting_ && !stopped_) Start();
+}
+
+void HttpListener::Accepted(int fd) {
+  if (stopped_) {
+    close(fd);
+    return;
+  }
+  if (clients_.size() >= shard_.config().http_max_clients) {
+    ++stats_.refused;
+    // A new socket's send buffer is empty: this small write cannot block.
+    static const std::string kBusy = http::Serialize(
+        http::JsonError(503, "too many HTTP clients on this shard (http.max_clients)"), false);
+    (void)!send(fd, kBusy.data(), kBusy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+    return;
+  }
+  ++stats_.accepted;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto* c = new Client();
+  c->owner = this;
+  c->fd = fd;
+  c->receive_op.c = c;
+  c->send_op.c = c;
+  c->send_op.send = true;
+  c->parser.set_limits(LimitsNow());
+  c->last_activity_ms = shard_.now_ms();
+  clients_.push_back(c);
+  ArmReceive(c);
+}
+
+void HttpListener::ArmReceive(Client* c) {
+  if (c->receiving || c->closing) return;
+  c->receiving = true;
+  io_uring_sqe* sqe = shard_.ring().Prepare(&c->receive_op);
+  io_uring_prep_recv(sqe, c->fd, c->buffer, sizeof c->buffer, 0);
+}
+
+void HttpListener::OnReceive(Client* c, int result) {
+  c->receiving = false;
+  if (c->closing) {
+    if (!c->sending && c->fd >= 0) {
+      close(c->fd);
+      c->fd = -1;
+    }
+    return;
+  }
+  if (c->lingering) {
+    // Discarding what the client still sends after the last response.
+    if (result <= 0 || shard_.now_ms() >= c->linger_until_ms) return Close(c);
+    return ArmReceive(c);
+  }
+  if (result <= 0) return Close(c);  // the client closed, or reset
+  c->in.append(c->buffer, static_cast<size_t>(result));
+  Process(c);
+}
+
+void HttpListener::Process(Client* c) {
+  if (c->closing || c->fanout != nullptr || c->sending || !c->out.empty()) return;
+  const size_t used = c->parser.Feed(c->in);
+  c->in.erase(0, used);
+  if (!c->timing && c->parser.in_request()) {
+    c->timing = true;
+    c->request_start_ms = shard_.now_ms();
+  }
+  if (c->parser.failed()) {
+    ++stats_.bad_requests;
+    http::Response e = http::JsonError(c->parser.error().status, c->parser.error().message);
+    e.close = true;  // what follows cannot be framed
+    c->head = false;
+    return Respond(c, e, false);
+  }
+  if (c->parser.has_request()) {
+    http::Request request = c->parser.TakeRequest();
+    c->parser.set_limits(LimitsNow());  // a reload applies from the next request
+    c->timing = false;
+    return Handle(c, std::move(request));
+  }
+  ArmReceive(c);  // the parser took everything and wants more
+}
+
+void HttpListener::Handle(Client* c, http::Request request) {
+  ++stats_.requests;
+  c->keep_alive = request.keep_alive && !stopped_;
+  c->head = request.method == "HEAD";
+  ApiContext context;
+  context.shard = &shard_;
+  context.metrics_require_token = shard_.config().http_metrics_require_token;
+  context.tokens = shard_.http_tokens();
+  Routed routed = Route(request, context);
+  if (routed.response) return Respond(c, *routed.response, c->keep_alive);
+  if (fanouts_.size() >= kAdminInFlightMax) {
+    http::Response busy = http::JsonError(503, "too many admin requests at once; retry");
+    busy.headers.emplace_back("Retry-After", "1");
+    return Respond(c, busy, c->keep_alive);
+  }
+  c->call = std::move(routed.admin);
+  const uint64_t now = shard_.now_ms();
+  c->admin_deadline_ms = now + kAdminTimeoutMs;
+  auto* f = new AdminFanout(
+      shard_.ring(), shard_.config().control_dir, shard_.shard_count(), c->call.line,
+      c->admin_deadline_ms,
+      [this, c](AdminFanout::Replies replies) { AdminDone(c, std::move(replies)); });
+  c->fanout = f;
+  fanouts_.push_back(f);
+  f->Start();  // may complete at once (AdminDone): `f` is not used after this
+}
+
+void HttpListener::AdminDone(Client* c, AdminFanout::Replies replies) {
+  AdminFanout* f = c->fanout;
+  c->fanout = nullptr;
+  fanouts_.erase(std::remove(fanouts_.begin(), fanouts_.end(), f), fanouts_.end());
+  Respond(c, AdminResponse(std::move(replies), c->call), c->keep_alive);
+  c->call = AdminCall();
+  delete f;  // last: its Complete() returns without touching itself
+}
+
+void HttpListener::Respond(Client* c, const http::Response& response, bool keep_alive) {
+  if (c->closing) return;
+  c->out = http::Serialize(response, keep_alive, c->head);
+  c->sent = 0;
+  c->close_after = !keep_alive || response.close;
+  c->send_start_ms = shard_.now_ms();
+  Send(c);
+}
+
+void HttpListener::Send(Client* c) {
+  c->sending = true;
+  io_uring_sqe* sqe = shard_.ring().Prepare(&c->send_op);
+  io_uring_prep_send(sqe, c->fd, c->out.data() + c->sent, c->out.size() - c->sent, MSG_NOSIGNAL);
+}
+
+void HttpListener::OnSent(Client* c, int result) {
+  c->sending = false;
+  if (c->closing) {
+    if (!c->receiving && c->fd >= 0) {
+      close(c->fd);
+      c->fd = -1;
+    }
+    return;
+  }
+  if (result <= 0) return Close(c);
+  c->sent += static_cast<size_t>(result);
+  if (c->sent < c->out.size()) return Send(c);
+  c->out.clear();
+  c->out.shrink_to_fit();  // a large listing is not kept for the connection's life
+  c->sent = 0;
+  c->last_activity_ms = shard_.now_ms();
+  if (c->close_after) return Linger(c);
+  Process(c);  // the next pipelined request, or read on
+}
+
+void HttpListener::Linger(Client* c) {
+  c->lingering = true;
+  c->linger_until_ms = shard_.now_ms() + kLingerMs;
+  c->in.clear();
+  shutdown(c->fd, SHUT_WR);  // the client sees the end of the response
+  ArmReceive(c);
+}
+
+void HttpListener::Close(Client* c) {
+  if (c->closing) return;
+  c->closing = true;
+  if (c->fanout != nullptr) {
+    c->fanout->Detach();  // swept by Tick once it finishes
+    c->fanout = nullptr;
+  }
+  clients_.erase(std::remove(clients_.begin(), clients_.end(), c), clients_.end());
+  closed_.push_back(c);
+  if (!c->receiving && !c->sending) {
+    close(c->fd);
+    c->fd = -1;
+  } else {
+    shutdown(c->fd, SHUT_RDWR);  // the operations in flight complete now
+  }
+}
+
+void HttpListener::Reap() {
+  std::erase_if(closed_, [](Client* c) {
+    if (c->receiving || c->sending) return false;
+    if (c->fd >= 0) close(c->fd);
+    delete c;
+    return true;
+  });
+  // Fan-outs whose connection went away: done once their sockets are.
+  std::erase_if(fanouts_, [](AdminFanout* f) {
+    if (!f->finished()) return false;
+    delete f;
+    return true;
+  });
+}
+
+void HttpListener::CheckTimeouts(Client* c, uint64_t now_ms) {
+  const config::Config& config = shard_.config();
+  const uint64_t request_ms = uint64_t{config.http_request_timeout_s} * 1000;
+  if (c->fanout != nullptr) {
+    if (now_ms < c->admin_deadline_ms + 1000) return;
+    // The fan-out's own deadline should have ended it: answer regardless.
+    ++stats_.timeouts;
+    c->fanout->Detach();
+    c->fanout = nullptr;
+    return Respond(c, http::JsonError(504, "the shards did not answer in time"), c->keep_alive);
+  }
+  if (c->lingering) {
+    if (now_ms >= c->linger_until_ms) Close(c);
+    return;
+  }
+  if (c->sending || !c->out.empty()) {
+    // A client that does not read its response is not kept.
+    if (now_ms - c->send_start_ms >= request_ms) {
+      ++stats_.timeouts;
+      Close(c);
+    }
+    return;
+  }
+  if (c->parser.in_request()) {
+    if (now_ms - c->request_start_ms >= request_ms) {
+      ++stats_.timeouts;
+      http::Response e = http::JsonError(
+          408, absl::StrCat("the request did not arrive within ", config.http_request_timeout_s,
+                            "s (http.request_timeout_s)"));
+      e.close = true;
+      c->head = false;
+      Respond(c, e, false);
+    }
+    return;
+  }
+  if (now_ms - c->last_activity_ms >= uint64_t{config.http_idle_timeout_s} * 1000) Close(c);
+}
+
+void HttpListener::Tick(uint64_t now_ms) {
+  for (AdminFanout* f : fanouts_) f->CheckDeadline(now_ms);
+  std::vector<Client*> all = clients_;
+  for (Client* c : all) CheckTimeouts(c, now_ms);
+  Reap();
+}
+
+}  // namespace sluice::server
