@@ -235,7 +235,7 @@ TEST(Render, DestinationsWithOtherAndAges) {
 TEST(Render, HistogramsAreCumulativeWithInfEqualCount) {
   ShardSnapshot a = Shard(0, true);
   for (uint64_t v : {50, 300, 300, 7'000, 9'000'000}) a.commit_latency.Record(v);
-  for (uint64_t v : {20'000, 600'000'000'000}) a.delivery_latency.Record(v);
+  for (uint64_t v : {uint64_t{20'000}, uint64_t{600'000'000'000}}) a.delivery_latency.Record(v);
   const ShardSnapshot* one[] = {&a};
   const Exposition e(RenderMetrics(one, a.taken_at_us));
   const std::string b = "sluice_spool_commit_duration_seconds_bucket";
