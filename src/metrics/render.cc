@@ -195,7 +195,7 @@ void Outcomes(std::string& out, Shards shards) {
 
 void Shaping(std::string& out, Shards shards) {
   Delivery(out, shards, "sluice_queue_domains", "gauge",
-           "Destination domains with a queue on this shard.",
+           "Destination domains with mail queued or being attempted on this shard.",
            {{"", "", "", "", &ShardSnapshot::domains_queued}});
   Delivery(out, shards, "sluice_shaping_domains", "gauge",
            "Destination domains by shaping state (a domain can be in several): suspended by "

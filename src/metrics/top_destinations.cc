@@ -83,7 +83,7 @@ void CollectDestinations(ForEachQueue for_each_queue, uint64_t now_us,
   for_each_queue([&](queue::DomainQueue& q) {
     const bool suspended = q.suspended_at(now_us);
     const uint32_t permille = q.gate().scale_permille();
-    ++out.domains_queued;
+    out.domains_queued += q.empty() ? 0 : 1;  // queues are kept once made
     out.domains_suspended += suspended ? 1 : 0;
     out.domains_backoff += permille < 1000 ? 1 : 0;
     out.domains_held += q.held_all() ? 1 : 0;

@@ -89,7 +89,7 @@ struct ShardSnapshot {
   uint64_t dns_cache_hits = 0;
 
   // Destinations (counted over every queued domain, not only the named ones).
-  uint64_t domains_queued = 0;
+  uint64_t domains_queued = 0;  // with mail queued, held or in flight
   uint64_t domains_suspended = 0;
   uint64_t domains_backoff = 0;
   uint64_t domains_throttled = 0;  // ready mail, but shaping lets no connection open now
