@@ -166,7 +166,7 @@ def test_counts_follow_delivery_deferral_and_bounce(sluice_factory, delivery_wor
         assert other.count("sluice_metrics_snapshot_age_seconds") == relay.shards
 
 
-def test_expiry_suspension_and_backoff(sluice_factory, delivery_world):
+def test_expiry_and_suspension(sluice_factory, delivery_world):
     """An always-deferred recipient expires (outcome expired, a DSN); a
     suspended domain shows in the shaping gauges and its own row."""
     world = delivery_world(mx={"d1.test": "127.0.0.2", "d2.test": "127.0.0.3", "snd.test": SENDER_HOST},
@@ -192,6 +192,28 @@ def test_expiry_suspension_and_backoff(sluice_factory, delivery_world):
                     and s.total("sluice_shaping_domains", state="suspended") == 0,
                     "the resumed domain delivered")
     assert s.total("sluice_queue_recipients", domain="d2.test") == 0
+    check_with_promtool(s.text)
+
+
+def test_backoff_and_refused_connections(sluice_factory, delivery_world):
+    """A 421 at RCPT backs d1.test off one step (limit ratio 0.5); a host
+    that greets with 421 fails the outbound connection to d2.test."""
+    world = delivery_world(
+        mx={"d1.test": "127.0.0.2", "d2.test": "127.0.0.3", "snd.test": SENDER_HOST},
+        receivers={"127.0.0.2": dict(rcpt_rules=[["x@*", "421 4.7.0 Too many connections, slow down"]]),
+                   "127.0.0.3": dict(connect_421=True)})
+    relay = start_relay(sluice_factory, world, retry={"initial": "1h", "max_interval": "2h", "max_age": "1d"})
+    send(relay, ["a@d1.test", "x@d1.test"], msg("421 at rcpt"))
+    send(relay, ["b@d2.test"], msg("421 greeting", to="b@d2.test"))
+    s = wait_scrape(relay, lambda s: s.total("sluice_shaping_domains", state="backoff") == 2
+                    and s.total("sluice_recipients_total", outcome="deferred") == 3,
+                    "two destinations backing off, three deferrals")
+    assert s.total("sluice_destination_limit_ratio", domain="d1.test") == 0.5
+    assert s.total("sluice_queue_recipients", domain="d1.test") == 2
+    assert s.total("sluice_queue_deferred_messages", domain="d2.test") == 1
+    assert s.total("sluice_outbound_connection_failures_total") >= 1
+    assert s.total("sluice_recipients_total", outcome="delivered") == 0
+    assert s.total("sluice_queue_oldest_age_seconds", domain="d2.test") > 0
     check_with_promtool(s.text)
 
 
