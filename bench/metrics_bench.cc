@@ -56,7 +56,7 @@ std::unique_ptr<queue::QueueSet> TenThousandDomains() {
 
 void Collect(queue::QueueSet& set, std::vector<DestinationSample>& scratch, ShardSnapshot& s) {
   CollectDestinations([&](absl::FunctionRef<void(queue::DomainQueue&)> f) { set.ForEach(f); }, kNow,
-                      scratch, s);
+                      kTopDestinations, scratch, s);
 }
 
 void BM_MetricsCollect10k(benchmark::State& state) {

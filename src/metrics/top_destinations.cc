@@ -77,7 +77,7 @@ void SelectTopDestinations(std::vector<DestinationSample>& samples, size_t k,
   for (auto it = by_deferrals; it != samples.end(); ++it) AddTo(other, *it);
 }
 
-void CollectDestinations(ForEachQueue for_each_queue, uint64_t now_us,
+void CollectDestinations(ForEachQueue for_each_queue, uint64_t now_us, size_t k,
                          std::vector<DestinationSample>& scratch, ShardSnapshot& out) {
   scratch.clear();
   for_each_queue([&](queue::DomainQueue& q) {
@@ -100,7 +100,7 @@ void CollectDestinations(ForEachQueue for_each_queue, uint64_t now_us,
     d.suspended = suspended;
     d.held = q.held_all();
   });
-  SelectTopDestinations(scratch, kTopDestinations, out.top, out.other);
+  SelectTopDestinations(scratch, k, out.top, out.other);
 }
 
 }  // namespace sluice::metrics

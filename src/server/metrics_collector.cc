@@ -57,7 +57,7 @@ std::shared_ptr<const metrics::ShardSnapshot> CollectSnapshot(
     CopyEngine(*engine, *s);
     metrics::CollectDestinations(
         [engine](absl::FunctionRef<void(queue::DomainQueue&)> f) { engine->ForEachQueue(f); },
-        now_us, scratch, *s);
+        now_us, shard.config().metrics_top_destinations, scratch, *s);
   }
   s->spool_free_bytes = shard.spool_free_bytes();
   s->spool_size_bytes = shard.spool_size_bytes();

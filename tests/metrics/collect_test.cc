@@ -55,7 +55,7 @@ TEST(CollectDestinations, ReadsDepthAgesAndShapingStates) {
   ShardSnapshot s;
   std::vector<DestinationSample> scratch;
   CollectDestinations([&](absl::FunctionRef<void(queue::DomainQueue&)> f) { set.ForEach(f); }, now,
-                      scratch, s);
+                      kTopDestinations, scratch, s);
   EXPECT_EQ(s.domains_queued, 6u);
   EXPECT_EQ(s.domains_suspended, 1u);
   EXPECT_EQ(s.domains_held, 1u);
@@ -90,9 +90,19 @@ TEST(CollectDestinations, ReadsDepthAgesAndShapingStates) {
   }
   ShardSnapshot s2;
   CollectDestinations([&](absl::FunctionRef<void(queue::DomainQueue&)> f) { set.ForEach(f); }, now,
-                      scratch, s2);
+                      kTopDestinations, scratch, s2);
   EXPECT_EQ(s2.top[0].recipients, 40u);
   EXPECT_EQ(s2.top[0].oldest_us, now - 60'000'000 + 10);
+
+  // server.metrics_top_destinations = 1: the deepest, the most deferred
+  // of the rest, and the others summed.
+  ShardSnapshot s3;
+  CollectDestinations([&](absl::FunctionRef<void(queue::DomainQueue&)> f) { set.ForEach(f); }, now,
+                      1, scratch, s3);
+  ASSERT_EQ(s3.top.size(), 2u);
+  EXPECT_EQ(s3.top[0].domain, "big.test");
+  EXPECT_EQ(s3.top[1].domain, "retry.test");
+  EXPECT_EQ(s3.other.recipients, 4u);  // slow, paused, held, busy: one each
 }
 
 }  // namespace

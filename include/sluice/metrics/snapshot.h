@@ -33,10 +33,10 @@ namespace sluice::metrics {
 // (about a microsecond per queued domain, measured in
 // bench/metrics_bench.cc) far below the 2% a scrape may cost the relay.
 inline constexpr uint64_t kSnapshotIntervalMs = 1000;
-// Destinations a shard names by queue depth, and again by deferred
-// messages (the two lists overlap); the rest are one "other" row. Bounds
-// the label cardinality a scrape produces: at most 2 x kTopDestinations + 1
-// domain rows per shard, whatever the queue holds.
+// Destinations a shard names by queue depth, and as many more by deferred
+// messages; the rest are one "other" row. Bounds the label cardinality a
+// scrape produces: at most 2 x kTopDestinations + 1 domain rows per shard,
+// whatever the queue holds. The default of server.metrics_top_destinations.
 inline constexpr size_t kTopDestinations = 20;
 
 // One destination domain's queue on its owner shard.

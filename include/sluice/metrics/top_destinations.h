@@ -51,7 +51,8 @@ void SelectTopDestinations(std::vector<DestinationSample>& samples, size_t k,
 // queues' clock (the engine's: wall-clock µs). One pass, O(1) per queue
 // except DomainQueue::OldestQueued's occasional pass over a queue's jobs.
 using ForEachQueue = absl::FunctionRef<void(absl::FunctionRef<void(queue::DomainQueue&)>)>;
-void CollectDestinations(ForEachQueue for_each_queue, uint64_t now_us,
+// `k`: server.metrics_top_destinations (kTopDestinations by default).
+void CollectDestinations(ForEachQueue for_each_queue, uint64_t now_us, size_t k,
                          std::vector<DestinationSample>& scratch, ShardSnapshot& out);
 
 }  // namespace sluice::metrics
