@@ -53,8 +53,9 @@ std::vector<DestinationSample>::iterator Choose(std::vector<DestinationSample>::
   return std::partition_point(first, end, eligible);
 }
 
-// Ready mail that shaping lets no new connection carry now (a rate limit,
-// or every connection slot taken), while no open connection is free for it.
+// Ready mail that shaping lets no new connection carry now: a rate limit,
+// or every connection slot taken (ready mail normally leaves at once on an
+// idle open connection, so that case is left aside).
 bool Throttled(const queue::DomainQueue& q, uint64_t now_us) {
   if (q.ready_count() == 0 || q.suspended_at(now_us)) return false;
   const queue::Gate g = q.MayOpenConnection(now_us).gate;
