@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/base/strings.h"
 
 namespace sluice::metrics {
 namespace {
@@ -38,16 +39,17 @@ void AppendFixed(std::string& out, uint64_t value, int digits) {
 }
 
 void Family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  absl::StrAppend(&out, "# HELP ", base::Av(name), " ", base::Av(help), "\n# TYPE ", base::Av(name),
+                  " ", base::Av(type), "\n");
 }
 
 // Writes `name{shard="N"` and the further labels; the caller closes it.
 void Open(std::string& out, std::string_view name, int shard) {
-  absl::StrAppend(&out, name, "{shard=\"", shard, "\"");
+  absl::StrAppend(&out, base::Av(name), "{shard=\"", shard, "\"");
 }
 
 void Label(std::string& out, std::string_view key, std::string_view value) {
-  absl::StrAppend(&out, ",", key, "=\"");
+  absl::StrAppend(&out, ",", base::Av(key), "=\"");
   AppendLabelValue(out, value);
   out += '"';
 }
@@ -83,7 +85,7 @@ void Delivery(std::string& out, Shards shards, std::string_view name, std::strin
 void Histogram(std::string& out, Shards shards, std::string_view name, std::string_view help,
                base::Histogram ShardSnapshot::*field, bool delivery_only) {
   Family(out, name, "histogram", help);
-  const std::string bucket = absl::StrCat(name, "_bucket");
+  const std::string bucket = absl::StrCat(base::Av(name), "_bucket");
   for (const ShardSnapshot* s : shards) {
     if (delivery_only && !s->delivery) continue;
     const base::Histogram& h = s->*field;
@@ -101,9 +103,10 @@ void Histogram(std::string& out, Shards shards, std::string_view name, std::stri
       out += '"';
       Close(out, cumulative);
     }
-    absl::StrAppend(&out, name, "_sum{shard=\"", s->shard, "\"} ");
+    absl::StrAppend(&out, base::Av(name), "_sum{shard=\"", s->shard, "\"} ");
     AppendMicrosAsSeconds(out, h.sum_us());
-    absl::StrAppend(&out, "\n", name, "_count{shard=\"", s->shard, "\"} ", cumulative, "\n");
+    absl::StrAppend(&out, "\n", base::Av(name), "_count{shard=\"", s->shard, "\"} ", cumulative,
+                    "\n");
   }
 }
 

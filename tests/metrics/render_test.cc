@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "sluice/base/strings.h"
 
 namespace sluice::metrics {
 namespace {
@@ -42,12 +42,26 @@ struct Exposition {
     return name;
   }
 
-  explicit Exposition(const std::string& text) {
+  explicit Exposition(const std::string& text) { Parse(text); }
+
+  // Lines without the final newline; empty lines skipped.
+  static std::vector<std::string_view> Lines(std::string_view text) {
+    std::vector<std::string_view> out;
+    while (!text.empty()) {
+      const size_t nl = text.find('\n');
+      const std::string_view line = text.substr(0, nl);
+      if (!line.empty()) out.push_back(line);
+      text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    }
+    return out;
+  }
+
+  void Parse(const std::string& text) {
     std::set<std::string> closed;  // families whose samples have ended
     std::string current, helped;
     EXPECT_FALSE(text.empty());
     EXPECT_EQ(text.back(), '\n');
-    for (std::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    for (std::string_view line : Lines(text)) {
       if (line.starts_with("# HELP ")) {
         std::string_view rest = line.substr(7);
         helped = std::string(rest.substr(0, rest.find(' ')));
@@ -55,8 +69,11 @@ struct Exposition {
         continue;
       }
       if (line.starts_with("# TYPE ")) {
-        std::vector<std::string> w = absl::StrSplit(line.substr(7), ' ');
-        ASSERT_EQ(w.size(), 2u) << line;
+        const std::string_view rest = line.substr(7);
+        const size_t space = rest.find(' ');
+        ASSERT_NE(space, std::string_view::npos) << line;
+        const std::string w[2] = {std::string(rest.substr(0, space)),
+                                  std::string(rest.substr(space + 1))};
         EXPECT_EQ(w[0], helped) << "TYPE without its HELP first: " << line;
         EXPECT_TRUE(types.emplace(w[0], w[1]).second) << "TYPE twice: " << w[0];
         EXPECT_TRUE(w[1] == "counter" || w[1] == "gauge" || w[1] == "histogram") << line;
@@ -96,7 +113,7 @@ struct Exposition {
       if (v == "+Inf") {
         s.value = 1e308;
       } else {
-        ASSERT_TRUE(absl::SimpleAtod(v, &s.value)) << line;
+        ASSERT_TRUE(absl::SimpleAtod(base::Av(v), &s.value)) << line;
       }
       const std::string family = FamilyOf(s.name, types);
       EXPECT_EQ(family, current) << "sample outside its family: " << line;
