@@ -24,6 +24,7 @@ import pytest
 
 from sluice_harness import make_message, require_sluice_bin, scaled
 from test_delivery import SENDER, SENDER_HOST, msg, records, send, start_relay, wait_finals
+import test_outbound_tls as outbound_tls
 from tls_peers import client_context, make_cert, tls_args
 
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -260,6 +261,32 @@ def test_inbound_rejections_and_tls(sluice_factory, tmp_path):
     assert s.count("sluice_recipients_total") == 0
     assert "# TYPE sluice_recipients_total counter" in s.text
     check_with_promtool(s.text)
+
+
+def test_outbound_tls_handshakes(sluice_factory, dns_server, tmp_path):
+    """A relay delivers over STARTTLS to a second Sluice: one outbound
+    handshake on the relay, one inbound on the receiver. A second relay that
+    must verify the receiver's self-signed certificate counts a failure."""
+    cert, key = make_cert(tmp_path / "certs", cn=outbound_tls.MX_HOST)
+    receiver = sluice_factory(listen_hosts=("127.0.0.2",), args=tls_args(cert, key), shards=1)
+    relay = outbound_tls.start_relay(sluice_factory, dns_server, receiver)
+    outbound_tls.send(relay, "bob@d1.test", "over tls")
+    s = wait_scrape(relay, lambda s: s.total("sluice_recipients_total", outcome="delivered") == 1,
+                    "the delivery over TLS")
+    assert s.total("sluice_tls_handshakes_total", direction="outbound", outcome="ok") == 1
+    assert s.total("sluice_tls_handshakes_total", direction="outbound", outcome="failed") == 0
+    r = wait_scrape(receiver, lambda s: s.total("sluice_messages_received_total", outcome="accepted") == 1,
+                    "the receiver's reception")
+    assert r.total("sluice_tls_handshakes_total", direction="inbound", outcome="ok") == 1
+    check_with_promtool(s.text)
+
+    strict = outbound_tls.start_relay(sluice_factory, dns_server, receiver, policy="verify")
+    outbound_tls.send(strict, "carol@d1.test", "must verify")
+    s = wait_scrape(strict, lambda s: s.total("sluice_tls_handshakes_total", direction="outbound",
+                                              outcome="failed") >= 1,
+                    "a failed verification")
+    assert s.total("sluice_tls_handshakes_total", direction="outbound", outcome="ok") == 0
+    assert s.total("sluice_recipients_total", outcome="deferred") >= 1
 
 
 def test_cli_without_a_daemon(tmp_path):
