@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from typing import Callable, Optional
 
 import pytest
@@ -159,6 +160,15 @@ def test_counts_follow_delivery_deferral_and_bounce(sluice_factory, delivery_wor
     assert s.total("sluice_outbound_connections_opened_total") >= 2
     assert s.total("sluice_outbound_connection_failures_total") == 0
     assert s.total("sluice_log_records_total", outcome="lost") == 0
+
+    # GET /metrics serves the same text (server/http_api.cc calls MetricsText).
+    with urllib.request.urlopen(f"http://127.0.0.1:{relay.http_port}/metrics", timeout=scaled(10)) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        over_http = Scrape(r.read().decode())
+    assert over_http.total("sluice_recipients_total", outcome="bounced") == 3
+    assert over_http.total("sluice_dsns_sent_total") == 2
+    check_with_promtool(over_http.text)
 
     # Every shard answers the control command with the whole relay's view.
     for text in relay.admin("metrics"):
