@@ -12,6 +12,9 @@
                 delivery;
   (c) Postfix   blast -> a private Postfix -> sink, relayhost to the sink
                 (the fair bulk settings of bench/lib.sh; no DNS at all);
+  (e) sluice_scraped: (b) while a thread scrapes the relay's metrics every
+                second through a control socket (`metrics`, the text GET
+                /metrics serves; issue 14's target: within 2% of (b));
   (d) the same with DKIM: sluice_rsa / sluice_ed25519 sign every message
                 (dkim default_domain, RSA-2048 / Ed25519); postfix_opendkim
                 is (c) with Debian's OpenDKIM as Postfix's milter signing
@@ -26,7 +29,7 @@ interleaved and repeated: only ratios within one run mean anything here.
     bench/relay.py [--reps 3] [--messages 20000] [--postfix-messages 3000]
                    [--domains 1000] [--sizes 2048,20480] [--connections 50]
                    [--rows ceiling,sluice,postfix,reference]
-                   (also sluice_rsa, sluice_ed25519, postfix_opendkim)
+                   (also sluice_rsa, sluice_ed25519, postfix_opendkim, sluice_scraped)
 
 Prints a Markdown table: median (min-max) msgs/s per row, Sluice / Postfix,
 Sluice / ceiling, and with the DKIM rows Sluice RSA / Postfix + OpenDKIM and
@@ -40,8 +43,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import socket
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +57,7 @@ LABELS = {"ceiling": "blast → sluice-sink (ceiling)",
           "sluice": "blast → Sluice → sinks (1 MX per domain, dnsmasq)",
           "sluice_rsa": "blast → Sluice, DKIM RSA-2048 → sinks",
           "sluice_ed25519": "blast → Sluice, DKIM Ed25519 → sinks",
+          "sluice_scraped": "blast → Sluice → sinks, metrics scraped every second",
           "postfix": "blast → Postfix → sink (relayhost)",
           "postfix_opendkim": "blast → Postfix + OpenDKIM RSA-2048 (milter) → sink",
           "reference": "smtp-source → Sluice → smtp-sink"}
@@ -102,16 +108,42 @@ class Relay:
                         f'domain = "bench.example"\nselector = "b"\nkey_file = "{keys / "b.private"}"\n')
         return ["--config", str(conf)]
 
-    def run_sluice(self, size: int, messages: int, connections=None, dkim=None) -> dict:
+    @staticmethod
+    def _scrape_every_second(control: Path, stop: threading.Event, scrapes: list) -> None:
+        """What Prometheus does to /metrics, through shard 0's control socket."""
+        while not stop.wait(1.0):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                    c.settimeout(10)
+                    c.connect(str(control / "0.sock"))
+                    c.sendall(b"metrics\n")
+                    n = 0
+                    while chunk := c.recv(65536):
+                        n += len(chunk)
+                scrapes.append(n)
+            except OSError:
+                scrapes.append(0)
+
+    def run_sluice(self, size: int, messages: int, connections=None, dkim=None, scrape=False) -> dict:
         extra = self.dkim_config(dkim) if dkim else []
         with common.Sink(self.work, mx_hosts=True) as sink, \
                 common.Sluice(self.work, ["--dns", self.dns.spec, "--mx-port", str(sink.port), *extra],
                               name="relay") as s:
+            stop, scrapes = threading.Event(), []
+            scraper = threading.Thread(target=self._scrape_every_second,
+                                       args=(s.spool / "control", stop, scrapes)) if scrape else None
             cpu0 = common.cpu_seconds(s.pid)
             start = time.monotonic()
+            if scraper:
+                scraper.start()
             self._blast(s.port, messages, size, connections)
             end = sink.wait_for(messages, 300)
             cpu = common.cpu_seconds(s.pid) - cpu0
+            if scraper:
+                stop.set()
+                scraper.join()
+                if not scrapes or min(scrapes) == 0:
+                    raise RuntimeError(f"sluice_scraped: a scrape failed or none ran: {scrapes}")
             if dkim:
                 sink.require_signed(messages, f"sluice_{dkim}")
             domains = len(sink.stats().get("domains", {}))
@@ -171,6 +203,7 @@ def measure(*, reps=3, messages=20000, postfix_messages=3000, domains=1000, conn
                 "sluice": lambda size: relay.run_sluice(size, messages),
                 "sluice_rsa": lambda size: relay.run_sluice(size, messages, dkim="rsa"),
                 "sluice_ed25519": lambda size: relay.run_sluice(size, messages, dkim="ed25519"),
+                "sluice_scraped": lambda size: relay.run_sluice(size, messages, scrape=True),
                 "postfix": lambda size: relay.run_postfix(size, postfix_messages),
                 "postfix_opendkim": lambda size: relay.run_postfix(size, postfix_messages,
                                                                    opendkim=True),
@@ -189,7 +222,8 @@ def measure(*, reps=3, messages=20000, postfix_messages=3000, domains=1000, conn
 RATIOS = [("Sluice / Postfix", "sluice", "postfix", "{:.1f}×"),
           ("Sluice / ceiling", "sluice", "ceiling", "{:.2f}"),
           ("Sluice RSA / Postfix + OpenDKIM", "sluice_rsa", "postfix_opendkim", "{:.1f}×"),
-          ("Sluice Ed25519 / Sluice", "sluice_ed25519", "sluice", "{:.2f}")]
+          ("Sluice Ed25519 / Sluice", "sluice_ed25519", "sluice", "{:.2f}"),
+          ("Sluice scraped / Sluice", "sluice_scraped", "sluice", "{:.3f}")]
 
 
 def table(results: dict) -> str:

@@ -18,7 +18,10 @@
 #                  openssl (certificates), dnsmasq-base (test DNS), mount
 #                  (tmpfs for the disk-full test), util-linux (setpriv, unshare),
 #                  passwd (useradd), procps, iproute2, ca-certificates (the
-#                  system trust store outbound verification loads), jq
+#                  system trust store outbound verification loads), jq,
+#                  prometheus (`promtool check metrics` in test_metrics.py; the
+#                  package also installs a Prometheus server service, which
+#                  systemd hosts start on :9090: the tests never use it)
 #   bench/:        postfix (smtp-source, smtp-sink, private instances), gnuplot-nox,
 #                  git (the commit a result belongs to), valgrind
 # Postfix is preseeded to "No configuration" so installing it starts no
@@ -35,7 +38,7 @@ packages=(
   python3 python3-pytest python3-aiosmtpd python3-dkim python3-nacl python3-dnspython
   opendkim opendkim-tools
   swaks libnet-ssleay-perl openssl ca-certificates dnsmasq-base
-  mount util-linux passwd procps iproute2 jq
+  mount util-linux passwd procps iproute2 jq prometheus
   postfix gnuplot-nox git valgrind
 )
 

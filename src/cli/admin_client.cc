@@ -49,8 +49,10 @@ absl::StatusOr<std::string> Call(const std::string& path, const std::string& lin
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> AdminCall(const std::string& control_dir,
-                                                   const std::string& line) {
+namespace {
+
+// "<control_dir>/<n>.sock" in shard order.
+std::vector<std::pair<int, std::string>> ListSockets(const std::string& control_dir) {
   std::vector<std::pair<int, std::string>> sockets;
   if (DIR* d = opendir(control_dir.c_str())) {
     while (dirent* e = readdir(d)) {
@@ -64,15 +66,33 @@ absl::StatusOr<std::vector<std::string>> AdminCall(const std::string& control_di
     closedir(d);
   }
   std::sort(sockets.begin(), sockets.end());
+  return sockets;
+}
+
+absl::Status NoDaemon(const std::string& control_dir) {
+  return absl::NotFoundError(
+      absl::StrCat("no running sluice answers on ", control_dir, "/<n>.sock"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> AdminCallAny(const std::string& control_dir, const std::string& line) {
+  for (const auto& [n, path] : ListSockets(control_dir)) {
+    auto r = Call(path, line);
+    if (r.ok()) return r;
+  }
+  return NoDaemon(control_dir);
+}
+
+absl::StatusOr<std::vector<std::string>> AdminCall(const std::string& control_dir,
+                                                   const std::string& line) {
+  const std::vector<std::pair<int, std::string>> sockets = ListSockets(control_dir);
   std::vector<std::string> replies;
   for (const auto& [n, path] : sockets) {
     auto r = Call(path, line);
     if (r.ok()) replies.push_back(*std::move(r));
   }
-  if (replies.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("no running sluice answers on ", control_dir, "/<n>.sock"));
-  }
+  if (replies.empty()) return NoDaemon(control_dir);
   return replies;
 }
 

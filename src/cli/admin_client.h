@@ -22,6 +22,10 @@ using admin::ParseJson;
 absl::StatusOr<std::vector<std::string>> AdminCall(const std::string& control_dir,
                                                    const std::string& line);
 
+// Sends `line` to the first shard that answers (a command every shard
+// answers the same way, e.g. `metrics`) and returns its reply.
+absl::StatusOr<std::string> AdminCallAny(const std::string& control_dir, const std::string& line);
+
 // AdminCall with every reply parsed as JSON; a shard's {"error":"..."} reply
 // (or a malformed one) is the call's error.
 absl::StatusOr<std::vector<JsonValue>> AdminCallJson(const std::string& control_dir,

@@ -58,6 +58,9 @@ constexpr char kUsage[] =
     "                        (a key that needs a restart is named) or failed\n"
     "  log reopen            reopen the accounting log (like SIGUSR1; for logrotate's\n"
     "                        postrotate) and wait until the daemon writes the new file\n"
+    "  metrics               print the running daemon's metrics in the Prometheus text\n"
+    "                        format (every shard; docs/METRICS.md), e.g. for\n"
+    "                        node_exporter's textfile collector\n"
     "  queue list|messages|show|shape|stats|flush|suspend|resume|suspensions|\n"
     "        hold|release|bounce|delete\n"
     "                        inspect and act on the queue (sluice queue help; docs/QUEUE.md)\n"
@@ -519,6 +522,25 @@ int Log(const Options& o) {
   return LogReopenCommand(c.spool_dir, c.log_file);
 }
 
+// `sluice metrics`: the daemon's Prometheus text (server/metrics_text.h)
+// through any shard's control socket; exit 1 when no daemon answers.
+int Metrics(const Options& o) {
+  if (o.positional.size() > 1) return Usage("metrics takes no arguments");
+  const std::string dir = ControlDir(o);
+  absl::StatusOr<std::string> text = AdminCallAny(dir, "metrics");
+  if (!text.ok()) {
+    std::fprintf(stderr, "sluice: metrics: %s\n", std::string(text.status().message()).c_str());
+    return 1;
+  }
+  if (text->empty() || text->front() == '{') {  // an older daemon: {"error":"unknown command"}
+    std::fprintf(stderr, "sluice: metrics: unexpected reply: %s\n", text->substr(0, 200).c_str());
+    return 1;
+  }
+  std::fwrite(text->data(), 1, text->size(), stdout);
+  std::fputc('\n', stdout);
+  return std::fflush(stdout) == 0 ? 0 : 1;
+}
+
 // `sluice queue ...` (queue_command.h): the spool and control directories
 // come from --config/--spool/--control-dir as for `serve`.
 int Queue(const Options& o) {
@@ -790,6 +812,7 @@ int Main(int argc, char** argv) {
   if (command == "passwd") return Passwd(o);
   if (command == "http-token") return HttpToken(o);
   if (command == "queue") return Queue(o);
+  if (command == "metrics") return Metrics(o);
   if (command == "reload") return Reload(o);
   if (command == "log") return Log(o);
   return Usage(absl::StrCat("unknown command '", base::Av(command), "'"));

@@ -89,6 +89,10 @@ std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.
 //                                                run every few loop turns of a shard.
 //   server.max_hops              1 .. 1,000      Postfix's hopcount_limit is 50; a real
 //                                                path is rarely past 20 hops.
+//   server.metrics_top_destinations
+//                                0 .. 500        0 = only domain="other"; past a few
+//                                                hundred a scrape is megabytes and every
+//                                                row is a Prometheus series per family.
 //   spool.min_free_bytes         0 .. 1 PiB      0 = no free-space check.
 //   pickup.scan_interval_s       1 .. 86,400     inotify does the work; the scan catches
 //                                                what it missed (overflow, restarts).
@@ -123,6 +127,7 @@ constexpr Range kSessionTimeoutRange{1, 604'800};
 constexpr Range kPerIpRange{0, 1'000'000};
 constexpr Range kReceiveMemoryRange{1 * kMiB, 64 * kGiB};
 constexpr Range kHopsRange{1, 1'000};
+constexpr Range kTopDestinationsRange{0, 500};
 constexpr Range kMinFreeRange{0, 1 * kPiB};
 constexpr Range kBatchRecipientsRange{1, 20'000'000};
 constexpr Range kRecipientsFileRange{1 * kKiB, 16 * kGiB};
@@ -190,6 +195,8 @@ const IntField kIntFields[] = {
     MakeIntField<&Config::memory_trim_interval_s>("server", "memory_trim_interval_s",
                                                   kTrimIntervalRange),
     MakeIntField<&Config::max_hops>("server", "max_hops", kHopsRange),
+    MakeIntField<&Config::metrics_top_destinations>("server", "metrics_top_destinations",
+                                                    kTopDestinationsRange),
     MakeIntField<&Config::spool_min_free_bytes>("spool", "min_free_bytes", kMinFreeRange),
     MakeIntField<&Config::pickup_scan_interval_s>("pickup", "scan_interval_s", kTimeoutRange),
     MakeIntField<&Config::pickup_max_batch_recipients>("pickup", "max_batch_recipients",
@@ -238,6 +245,7 @@ constexpr absl::string_view kServerKeys[] = {
     "postmaster_address",
     "require_from",
     "memory_trim_interval_s",
+    "metrics_top_destinations",
 };
 // clang-format on
 constexpr absl::string_view kSpoolKeys[] = {"dir", "min_free_bytes"};

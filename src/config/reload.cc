@@ -73,6 +73,7 @@ const Key kKeys[] = {
     {"server.bare_linefeed", X,
      [](const Config& c) { return absl::StrCat(static_cast<int>(c.bare_linefeed)); }},
     {"server.max_hops", R, SHOWN(max_hops)},
+    {"server.metrics_top_destinations", R, SHOWN(metrics_top_destinations)},
     {"server.postmaster_address", R, SHOW(postmaster_address)},
     {"server.require_from", R, SHOW(require_from)},
     {"spool.dir", X, SHOW(spool_dir)},

@@ -480,9 +480,11 @@ void Engine::ReclaimIdle(const queue::DomainQueue& q, size_t wanted,
   }
 }
 
-OutboundTlsSetup Engine::TlsFor(const Destination& d) const {
+OutboundTlsSetup Engine::TlsFor(const Destination& d) {
   OutboundTlsSetup s;
   s.sessions = tls_sessions_.get();
+  s.handshakes = &stats_.tls_handshakes;  // counted by the connection
+  s.handshake_failures = &stats_.tls_handshake_failures;
   switch (d.tls) {
     case config::OutboundTls::kDisabled:
       break;
@@ -939,12 +941,16 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
     switch (outcome) {
       case smtp::Outcome::kDelivered:
         ++stats_.delivered;
+        stats_.delivery_latency.Record(now_us - std::min(now_us, a->job.queued_at()));
         Record(log::DeliveryType::kDelivery, a->job.message, sender, rcpt, a->domain, mx, ip, reply,
                attempt, tls);
         delivered.push_back(idx);
         break;
       case smtp::Outcome::kPermanent:
         ++(a->deleted ? stats_.deleted : stats_.bounced);
+        if (!a->deleted) {
+          stats_.delivery_latency.Record(now_us - std::min(now_us, a->job.queued_at()));
+        }
         Record(a->deleted ? log::DeliveryType::kDeletion : log::DeliveryType::kBounce,
                a->job.message, sender, rcpt, a->domain, mx, ip, reply, attempt, tls);
         failed.push_back(Final{idx, reply});
@@ -971,6 +977,7 @@ void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& deci
       expired = true;
       for (uint32_t idx : rr.expired->recipients) {
         ++stats_.expired;
+        stats_.delivery_latency.Record(now_us - std::min(now_us, a->job.queued_at()));
         const std::string rcpt =
             env && idx < env->recipients.size() ? env->recipients[idx].address : std::string();
         smtp::Reply why = decisive;

@@ -130,6 +130,7 @@ void Ledger::Add(base::QueueId id, const RecordRef& where, uint32_t pending,
   it->second.pending = pending;
   ++f->live;
   ++stats_.messages_added;
+  live_bytes_ += where.length;
   if (in_recovered_journal && recovered_journal_seq_ != 0) {
     // Never appended to (OpenJournal starts past it): fd stays -1. Recovered
     // messages are added before any journal is opened; inserting later could
@@ -320,6 +321,7 @@ void Ledger::OnRetired(RetireBatch* batch, int result, bool owned) {
     if (it == live_.end()) continue;
     File* f = it->second.file;
     ReleaseJournals(id);
+    live_bytes_ -= std::min<uint64_t>(live_bytes_, it->second.length);
     live_.erase(it);
     ++stats_.messages_retired;
     if (--f->live == 0 && !f->removal_queued) {

@@ -342,6 +342,7 @@ void OutboundConnection::DriveHandshake() {
   // A copy: TlsBroken frees the session that owns error().
   if (p == tls::Session::Progress::kFailed) return TlsBroken(std::string(tls_->error()));
   if (p == tls::Session::Progress::kEstablished) {
+    if (tls_setup_.handshakes != nullptr) ++*tls_setup_.handshakes;
     session_->OnTlsReady();  // EHLO again, over TLS
   }
   Send();
@@ -396,6 +397,7 @@ bool OutboundConnection::FeedCiphertext(const char* data, size_t size) {
 
 void OutboundConnection::TlsBroken(const std::string& why) {
   tls_failed_ = true;
+  if (tls_setup_.handshake_failures != nullptr) ++*tls_setup_.handshake_failures;
   if (tls_setup_.policy == smtp::TlsPolicy::kOpportunistic) tls_fallback_ = true;
   // A peer that chokes on the offered session must not get it again: the
   // next attempt does a full handshake.

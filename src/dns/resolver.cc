@@ -96,6 +96,7 @@ struct Resolver::Query {
   int type;
   int host_index;  // -1: the MX query
   std::string name;
+  uint64_t sent_us = 0;  // monotonic, when ares_query took it: the query's latency
 };
 
 absl::StatusOr<std::unique_ptr<Resolver>> Resolver::Create(io::Ring& ring,
@@ -353,6 +354,7 @@ void Resolver::StartWaiting() {
     waiting_.pop_front();
     ++queries_active_;
     ++queries_sent_;
+    q->sent_us = base::MonotonicMicros();
     ares_query(channel_, q->name.c_str(), ns_c_in, q->type, &Resolver::QueryThunk, q);
   }
   starting_ = false;
@@ -363,6 +365,11 @@ void Resolver::QueryThunk(void* arg, int status, int /*timeouts*/, unsigned char
   Resolver* self = q->owner;
   --self->queries_active_;
   if (self->destroying_ || status == ARES_EDESTRUCTION) return;
+  const uint64_t now_us = base::MonotonicMicros();
+  self->query_latency_.Record(now_us - std::min(now_us, q->sent_us));
+  if (status != ARES_SUCCESS && status != ARES_ENOTFOUND && status != ARES_ENODATA) {
+    ++self->query_failures_;
+  }
   if (q->host_index < 0) {
     self->OnMxAnswer(q->lookup, status, abuf, alen);
   } else {

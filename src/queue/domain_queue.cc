@@ -23,6 +23,8 @@ void DomainQueue::BindSharedGate(ShapingGate* gate) {
 }
 
 uint32_t DomainQueue::Store(Job job) {
+  queued_recipients_ += job.recipients.size();
+  oldest_ = std::min(oldest_, job.queued_at());
   if (!free_.empty()) {
     const uint32_t slot = free_.back();
     free_.pop_back();
@@ -35,6 +37,7 @@ uint32_t DomainQueue::Store(Job job) {
 
 Job DomainQueue::Release(uint32_t slot) {
   Job job = std::move(slots_[slot]);
+  Forget(job);
   slots_[slot].recipients.clear();
   slots_[slot].recipients.shrink_to_fit();
   if (slot + 1 == slots_.size()) {
@@ -45,8 +48,24 @@ Job DomainQueue::Release(uint32_t slot) {
   if (ready_count() == 0 && deferred_.empty() && held_.empty()) {  // all gone: give it back
     slots_.clear();
     free_.clear();
+    queued_recipients_ = 0;
+    oldest_ = kNever;
+    oldest_stale_ = false;
   }
   return job;
+}
+
+void DomainQueue::Forget(const Job& job) {
+  queued_recipients_ -= std::min(queued_recipients_, job.recipients.size());
+  if (job.queued_at() <= oldest_) oldest_stale_ = true;
+}
+
+Micros DomainQueue::OldestQueued() {
+  if (!oldest_stale_) return oldest_;
+  oldest_ = kNever;
+  ForEachQueued([this](const Job& j, Micros) { oldest_ = std::min(oldest_, j.queued_at()); });
+  oldest_stale_ = false;
+  return oldest_;
 }
 
 void DomainQueue::Enqueue(Job job) {
@@ -93,6 +112,9 @@ std::vector<Job> DomainQueue::DrainAll() {
   held_.clear();
   slots_.clear();
   free_.clear();
+  queued_recipients_ = 0;
+  oldest_ = kNever;
+  oldest_stale_ = false;
   if (in_flight_ == 0) errors_.clear();
   return out;
 }
@@ -231,6 +253,7 @@ std::vector<Job> DomainQueue::RemoveMessage(base::QueueId id) {
   }
   held_.swap(held);
   for (uint32_t slot : free_) slots_[slot].recipients.clear();
+  for (const Job& j : out) Forget(j);
   return out;
 }
 

@@ -176,6 +176,7 @@ size_t Connection::ConsumeTls(const char* data, size_t size) {
         return used;
       }
       tls_handshaking_ = false;
+      ++shard_.stats().tls_handshakes;
       session_.OnTlsStarted();  // STARTTLS: start over (a no-op when implicit)
     }
     const bool fed = FeedPlaintext();
@@ -239,6 +240,7 @@ void Connection::BeginTls() {
 void Connection::TlsFailed(std::string_view why) {
   if (tls_failed_) return;
   tls_failed_ = true;
+  if (tls_ == nullptr || tls_handshaking_) ++shard_.stats().tls_handshake_failures;
   std::fprintf(stderr, "sluice: tls: %s: %s\n", client_ip_.c_str(), std::string(why).c_str());
   DropCarry();
   // An alert wolfSSL produced may still go out; then the connection closes.
@@ -452,6 +454,7 @@ void Connection::Authenticate(std::string_view user, std::string_view password) 
 void Connection::Rejected(std::string_view command, std::string_view argument,
                           std::string_view reply) {
   ++shard_.stats().replies_refused;
+  if (command == "DATA" || command == "BDAT") ++shard_.stats().messages_rejected;
   const smtp::Envelope& e = session_.envelope();
   log::RejectionRecord r;
   r.ts_micros = base::WallMicros();

@@ -16,6 +16,7 @@
 #include "sluice/delivery/admin_state.h"
 #include "sluice/delivery/engine.h"
 #include "sluice/log/json.h"
+#include "sluice/server/metrics_text.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/shard_note.h"
 
@@ -232,6 +233,7 @@ std::string ControlSocket::Execute(std::string_view line) {
   delivery::Engine* engine = shard_.engine();
   if (verb == "list") return engine != nullptr ? engine->ListJson() : "[]";
   if (verb == "stats") return Stats();
+  if (verb == "metrics") return MetricsText(shard_);  // not JSON: Prometheus text, every shard
   if (verb != "flush" && verb != "suspend" && verb != "resume" && verb != "suspensions" &&
       verb != "bounce" && verb != "delete" && verb != "hold" && verb != "release" &&
       verb != "messages" && verb != "shape") {

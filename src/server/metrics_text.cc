@@ -1,26 +1,29 @@
-// GET /metrics: a minimal Prometheus text exposition; see
-// sluice/server/metrics_text.h. The `metrics` branch replaces this file
-// with the full set (per-shard and per-destination counters, histograms).
-// Runs on the shard's thread; reads only that shard's counters.
+// See metrics_text.h.
 #include "sluice/server/metrics_text.h"
 
-#include "absl/strings/str_cat.h"
+#include <memory>
+#include <vector>
+
+#include "sluice/base/clock.h"
+#include "sluice/metrics/render.h"
+#include "sluice/metrics/snapshot.h"
 #include "sluice/server/shard.h"
 
 namespace sluice::server {
 
 std::string MetricsText(Shard& shard) {
-  const std::string labels = absl::StrCat("{shard=\"", shard.index(), "\"}");
-  std::string out;
-  absl::StrAppend(&out, "# HELP sluice_up 1 while the relay serves.\n", "# TYPE sluice_up gauge\n",
-                  "sluice_up 1\n");
-  absl::StrAppend(&out,
-                  "# HELP sluice_shard_connections_accepted_total SMTP connections this shard "
-                  "accepted.\n",
-                  "# TYPE sluice_shard_connections_accepted_total counter\n",
-                  "sluice_shard_connections_accepted_total", labels, " ",
-                  shard.stats().connections_accepted, "\n");
-  return out;
+  std::shared_ptr<const metrics::ShardSnapshot> own = shard.PublishMetrics();
+  std::vector<std::shared_ptr<const metrics::ShardSnapshot>> held;  // alive while rendering
+  std::vector<const metrics::ShardSnapshot*> views;
+  const metrics::MetricsBoard* board = shard.metrics_board();
+  const int shards = board != nullptr ? board->shards() : 1;
+  for (int i = 0; i < shards; ++i) {
+    std::shared_ptr<const metrics::ShardSnapshot> s =
+        i == shard.index() || board == nullptr ? own : board->Latest(i);
+    views.push_back(s.get());
+    held.push_back(std::move(s));
+  }
+  return metrics::RenderMetrics(views, base::WallMicros());
 }
 
 }  // namespace sluice::server

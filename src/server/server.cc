@@ -394,6 +394,9 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   std::atomic<int64_t> open_connections{0};
   ClientLimiter client_limiter(config.max_connections_per_ip, config.max_connection_rate_per_ip);
   io::Mailboxes<ShardNote> mailboxes(shards, limits::kMailboxSlots);
+  // Every shard's latest metrics snapshot, read by whichever shard answers
+  // a scrape (metrics/snapshot.h). Outlives the shards.
+  metrics::MetricsBoard metrics_board(shards);
   std::vector<std::unique_ptr<Shard>> shard_objects;
   for (int i = 0; i < shards; ++i) {
     shard_objects.push_back(
@@ -403,6 +406,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     shard_objects.back()->set_admin_store(&admin_store);
     shard_objects.back()->set_dkim_keys(dkim_keys->get());
     shard_objects.back()->set_http_tokens(http_tokens->get());
+    shard_objects.back()->set_metrics_board(&metrics_board);
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.

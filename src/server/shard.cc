@@ -25,6 +25,7 @@
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
 #include "sluice/server/http_listener.h"
+#include "sluice/server/metrics_collector.h"
 #include "sluice/server/pickup_ingester.h"
 #include "sluice/tls/credentials.h"
 #include "sluice/tls/tls.h"
@@ -222,6 +223,7 @@ absl::Status Shard::Init() {
   }
   now_ms_ = base::MonotonicMillis();
   CheckSpoolSpace();
+  if (metrics_board_ != nullptr) PublishMetrics();  // a scrape at once sees every shard
   return absl::OkStatus();
 }
 
@@ -548,11 +550,24 @@ void Shard::CheckSpoolSpace() {
   }
   const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
   spool_available_ = free_bytes >= config_.spool_min_free_bytes;
+  spool_free_bytes_ = free_bytes;
+  spool_size_bytes_ = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
+}
+
+std::shared_ptr<const metrics::ShardSnapshot> Shard::PublishMetrics() {
+  std::shared_ptr<const metrics::ShardSnapshot> s =
+      CollectSnapshot(*this, base::WallMicros(), metrics_scratch_);
+  if (metrics_board_ != nullptr) metrics_board_->Publish(index_, s);
+  return s;
 }
 
 void Shard::Tick() {
   if (http_) http_->Tick(now_ms_);
   CheckSpoolSpace();
+  if (metrics_board_ != nullptr && now_ms_ >= next_metrics_ms_) {
+    PublishMetrics();
+    next_metrics_ms_ = now_ms_ + metrics::kSnapshotIntervalMs;
+  }
   if (pickup_) pickup_->Tick(now_ms_);
   std::vector<Connection*> all = connections_;
   if (engine_) engine_->Tick(now_ms_);

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/check.h"
+#include "sluice/base/clock.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
 
@@ -34,6 +35,7 @@ struct SpoolWriter::Batch {
   uint64_t offset = 0;  // where in the segment it starts
   int ops = 0;          // chain operations still in flight
   absl::Status status;
+  uint64_t started_us = 0;  // monotonic: the commit latency
 };
 
 // One message on its way to disk. Owns its pending iovecs; deletes itself
@@ -514,6 +516,7 @@ void SpoolWriter::StartBatch() {
   b.offset = segment_size_;
   segment_size_ += b.bytes;
   ++segment_flushes_;
+  b.started_us = base::MonotonicMicros();
   // writev(s) -> fdatasync [-> directory fsync], linked: each runs only if
   // everything before it succeeded in full.
   uint64_t offset = b.offset;
@@ -549,7 +552,11 @@ void SpoolWriter::OnBatchOp(int result, uint32_t) {
 
 void SpoolWriter::FinishBatch() {
   std::unique_ptr<Batch> batch = std::move(flushing_batch_);
-  if (!batch->status.ok()) {
+  if (batch->status.ok()) {
+    const uint64_t now_us = base::MonotonicMicros();
+    commit_latency_.Record(now_us - std::min(now_us, batch->started_us));
+    bytes_committed_ += batch->bytes;
+  } else {
     // Take the records back out, so none of them is delivered unasked
     // (their clients get 451 and send again), and move to a new segment.
     if (ftruncate(segment_fd_, static_cast<off_t>(batch->offset)) != 0) {

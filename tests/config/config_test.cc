@@ -80,6 +80,17 @@ TEST(ConfigTest, MemoryTrimInterval) {
                       {"did you mean 'memory_trim_interval_s'"}));
 }
 
+TEST(ConfigTest, MetricsTopDestinations) {
+  EXPECT_EQ(Config().metrics_top_destinations, 20u);
+  Config c;
+  ASSERT_TRUE(Apply("[server]\nmetrics_top_destinations = 0\n", c).ok());  // only "other"
+  EXPECT_EQ(c.metrics_top_destinations, 0u);
+  ASSERT_TRUE(Apply("[server]\nmetrics_top_destinations = 500\n", c).ok());
+  EXPECT_EQ(c.metrics_top_destinations, 500u);
+  EXPECT_TRUE(IsError(Apply("[server]\nmetrics_top_destinations = 501\n"),
+                      {"server.metrics_top_destinations", "between 0 and 500"}));
+}
+
 TEST(ConfigTest, PickupBatchLimits) {
   Config defaults;
   EXPECT_EQ(defaults.pickup_max_batch_recipients, 1'000'000u);

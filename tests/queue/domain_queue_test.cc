@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "gtest/gtest.h"
 
 namespace sluice::queue {
@@ -407,6 +408,92 @@ TEST(DomainQueue, DeferredPromotedInTimeOrder) {
   EXPECT_EQ(q.ready_count(), 25u);
   EXPECT_EQ(q.DrainAll().size(), 50u);
   EXPECT_TRUE(q.empty());
+}
+
+// The O(1) counters metrics read every second (queued_recipients,
+// OldestQueued) agree with the O(jobs) Stats() after every kind of change.
+TEST(DomainQueue, MetricsCountersMatchStatsUnderRandomOperations) {
+  RetrySchedule retry = NoJitter();
+  ShapeParams params;
+  params.max_connections = 3;
+  params.max_messages_per_connection = 0;
+  DomainQueue q("example.com", params, &retry);
+  absl::flat_hash_set<base::QueueId> held;
+  q.set_held_ids(&held);
+  std::mt19937_64 rng(7);
+  std::vector<std::pair<ConnectionId, Job>> in_flight;
+  std::vector<ConnectionId> open;
+  Micros now = 1'000'000;
+  uint64_t n = 0;
+  std::vector<base::QueueId> ids;  // every message that arrived
+  for (int step = 0; step < 20'000; ++step) {
+    now += rng() % 1000;
+    switch (rng() % 10) {
+      case 0:
+      case 1:
+      case 2: {  // arrival: its accept time somewhat in the past, any order
+        const Micros at = now - rng() % 500'000;
+        const uint32_t k = 1 + static_cast<uint32_t>(rng() % 3);
+        Job j = MakeJob(at, n++, {});
+        ids.push_back(j.message);
+        for (uint32_t r = 0; r < k; ++r) j.recipients.push_back(r);
+        if (rng() % 4 == 0) {
+          q.EnqueueDeferred(std::move(j), now + rng() % 100'000);
+        } else {
+          q.Enqueue(std::move(j));
+        }
+        break;
+      }
+      case 3:
+      case 4: {  // take one
+        q.Promote(now);
+        if (open.size() < 3 && q.MayOpenConnection(now).ok()) open.push_back(q.OpenConnection(now));
+        for (ConnectionId c : open) {
+          if (auto j = q.TakeReady(c, now)) {
+            in_flight.emplace_back(c, std::move(*j));
+            break;
+          }
+        }
+        break;
+      }
+      case 5:
+      case 6: {  // an outcome: done, or some recipients deferred
+        if (in_flight.empty()) break;
+        auto [c, j] = std::move(in_flight.back());
+        in_flight.pop_back();
+        if (rng() % 2 == 0)
+          j.recipients.resize(1 + rng() % j.recipients.size());
+        else
+          j.recipients.clear();
+        q.Report(c, std::move(j), {451, "later"}, now);
+        break;
+      }
+      case 7: {  // hold or release a message
+        if (ids.empty()) break;
+        const base::QueueId id = ids[rng() % ids.size()];
+        held.insert(id);
+        q.HoldMessage(id);
+        if (rng() % 2 == 0) {
+          held.erase(id);
+          q.ReleaseMessage(id);
+        }
+        break;
+      }
+      case 8:
+        if (rng() % 50 == 0) {
+          (void)q.DrainAll();
+        } else if (!ids.empty()) {
+          (void)q.RemoveMessage(ids[rng() % ids.size()]);
+        }
+        break;
+      case 9:
+        if (rng() % 20 == 0) q.Flush();
+        break;
+    }
+    const DomainStats st = q.Stats();
+    ASSERT_EQ(q.queued_recipients(), st.recipients) << "step " << step;
+    ASSERT_EQ(q.OldestQueued(), st.oldest) << "step " << step;
+  }
 }
 
 }  // namespace

@@ -13,6 +13,13 @@ inline uint64_t WallMicros() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
 
+// Precise monotonic time, for latencies (a vDSO call, no system call).
+inline uint64_t MonotonicMicros() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
 inline uint64_t MonotonicMillis() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

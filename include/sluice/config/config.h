@@ -119,6 +119,10 @@ struct Config {
   // Seconds between returns of freed memory to the kernel (malloc_trim,
   // server/memory_trim.h); 0: never, RSS then keeps every burst's peak.
   uint32_t memory_trim_interval_s = 10;
+  // Destinations each shard names in its metrics by queue depth, and again
+  // by deferred messages; the rest are one domain="other" row
+  // (docs/METRICS.md). Bounds a scrape's label cardinality.
+  size_t metrics_top_destinations = 20;
   BareLinefeedPolicy bare_linefeed = BareLinefeedPolicy::kReject;
   size_t max_hops = 50;            // Received: fields a message may carry (554 5.4.6 past it)
   std::string postmaster_address;  // where <postmaster> goes; empty: trusted clients only

@@ -34,6 +34,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "sluice/base/histogram.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/config/config.h"
 #include "sluice/delivery/admin_state.h"
@@ -75,8 +76,12 @@ struct EngineStats {
   uint64_t connections_opened = 0;
   uint64_t connection_failures = 0;
   uint64_t record_errors = 0;
-  uint64_t dkim_signed = 0;  // messages signed (a merge recipient's copy is one)
-  uint64_t dkim_reused = 0;  // jobs that sent a signature made for an earlier job
+  uint64_t dkim_signed = 0;             // messages signed (a merge recipient's copy is one)
+  uint64_t dkim_reused = 0;             // jobs that sent a signature made for an earlier job
+  uint64_t tls_handshakes = 0;          // outbound STARTTLS handshakes completed
+  uint64_t tls_handshake_failures = 0;  // outbound STARTTLS that broke (4.7.5)
+  // Acceptance to final outcome (delivered, bounced, expired), per recipient.
+  base::Histogram delivery_latency{base::kDeliveryBoundsUs};
 };
 
 class Engine final : public ConnectionDelegate {
@@ -167,6 +172,13 @@ class Engine final : public ConnectionDelegate {
   size_t messages() const { return messages_.size(); }
   size_t interned_file_names() const { return file_names_.size(); }
   size_t queued_domains() { return queues_.domain_count(); }
+  // Metrics (server/metrics_collector.h): every domain queue of this shard,
+  // the outbound connections open, and the resolver (null before Init).
+  void ForEachQueue(absl::FunctionRef<void(queue::DomainQueue&)> f) {
+    queues_.ForEach([&](queue::DomainQueue& q) { f(q); });
+  }
+  size_t outbound_open() const { return connections_.size(); }
+  const dns::Resolver* resolver() const { return resolver_.get(); }
 
   // ConnectionDelegate
   void OnReady(OutboundConnection& c) override;
@@ -252,7 +264,7 @@ class Engine final : public ConnectionDelegate {
   std::shared_ptr<const tls::Context> tls_verify_;
   // The last TLS session per peer, offered on the next STARTTLS there.
   std::unique_ptr<TlsSessionCache> tls_sessions_ = std::make_unique<TlsSessionCache>(1024);
-  OutboundTlsSetup TlsFor(const Destination& d) const;
+  OutboundTlsSetup TlsFor(const Destination& d);
   queue::QueueSet queues_;
   std::unique_ptr<dns::Resolver> resolver_;
   absl::flat_hash_map<std::string, std::unique_ptr<Destination>> destinations_;

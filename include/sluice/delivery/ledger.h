@@ -88,6 +88,9 @@ class Ledger {
   bool idle() const;
 
   size_t live_messages() const { return live_.size(); }
+  // Bytes of the live messages' records where their length is known (a
+  // segment record; a message in its own file counts 0: "to its end").
+  uint64_t live_bytes() const { return live_bytes_; }
   const LedgerStats& stats() const { return stats_; }
 
  private:
@@ -143,6 +146,7 @@ class Ledger {
   size_t in_flight_ = 0;               // batches and journal writes
   std::vector<File*> maybe_empty_;
   LedgerStats stats_;
+  uint64_t live_bytes_ = 0;
 };
 
 }  // namespace sluice::delivery

@@ -104,6 +104,10 @@ struct OutboundTlsSetup {
   smtp::TlsPolicy policy = smtp::TlsPolicy::kNone;
   std::shared_ptr<const tls::Context> context;
   TlsSessionCache* sessions = nullptr;
+  // Metrics (the engine's EngineStats): handshakes that completed, and
+  // STARTTLS attempts that broke before or during the handshake.
+  uint64_t* handshakes = nullptr;
+  uint64_t* handshake_failures = nullptr;
 };
 
 struct OutboundOptions {

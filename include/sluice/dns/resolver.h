@@ -34,6 +34,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "sluice/base/histogram.h"
 #include "sluice/io/ring.h"
 
 struct ares_channeldata;
@@ -135,6 +136,11 @@ class Resolver {
   size_t queries_waiting() const { return waiting_.size(); }
   uint64_t cache_hits() const { return cache_hits_; }
   uint64_t coalesced() const { return coalesced_; }
+  // Queries that got no usable answer: timeout, SERVFAIL, refused, a
+  // connection error (NXDOMAIN and "no data" are answers).
+  uint64_t query_failures() const { return query_failures_; }
+  // Every query's time from ares_query to its answer or failure.
+  const base::Histogram& query_latency() const { return query_latency_; }
   size_t cache_size() const { return lru_.size(); }
   size_t lookups_in_flight() const { return inflight_.size(); }
   size_t watched_sockets() const { return by_fd_.size(); }
@@ -202,6 +208,8 @@ class Resolver {
   uint64_t queries_sent_ = 0;
   uint64_t cache_hits_ = 0;
   uint64_t coalesced_ = 0;
+  uint64_t query_failures_ = 0;
+  base::Histogram query_latency_{base::kDnsBoundsUs};
 };
 
 // Canonical cache key: lower case, no trailing dot.

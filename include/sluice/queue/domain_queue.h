@@ -175,6 +175,14 @@ class DomainQueue {
   static constexpr size_t kMaxErrorTexts = 32;
 
   DomainStats Stats() const;  // O(jobs) for `oldest`: an admin call
+  // Recipients in queued (ready, deferred, held) jobs: kept as jobs come
+  // and go, O(1) (metrics read it for every domain every second).
+  size_t queued_recipients() const { return queued_recipients_; }
+  // queued_at of the oldest queued job (kNever: none). O(1) unless the job
+  // that was the oldest has left since the last call: then one pass over
+  // the queued jobs finds the new one (so a busy domain costs a pass per
+  // metrics snapshot, an idle backlog nothing).
+  Micros OldestQueued();
   size_t ready_count() const { return ready_.size() - ready_head_; }
   size_t deferred_count() const { return deferred_.size(); }
   size_t in_flight() const { return in_flight_; }
@@ -199,6 +207,8 @@ class DomainQueue {
   };
   uint32_t Store(Job job);
   Job Release(uint32_t slot);
+  // Takes a job leaving the queue out of queued_recipients_ and oldest_.
+  void Forget(const Job& job);
   uint32_t MessageLimit() const;
   Micros MessageAvailableAt(Micros now) const;
   Micros ConnectionAvailableAt(Micros now) const;
@@ -230,6 +240,9 @@ class DomainQueue {
   bool hold_all_ = false;
   const absl::flat_hash_set<base::QueueId>* held_ids_ = nullptr;
   std::vector<std::string> errors_;  // Job::last_error - 1
+  size_t queued_recipients_ = 0;
+  Micros oldest_ = kNever;     // a lower bound while oldest_stale_
+  bool oldest_stale_ = false;  // the job that was oldest_ left
 };
 
 }  // namespace sluice::queue

@@ -20,6 +20,9 @@
 //                              attempts,next_us,recipients,error}]}
 //   shape EDGE_S...            [{domain,counts:[...]}]: pending recipients
 //                              per age bucket
+//   metrics                    not JSON: every shard's metrics in the
+//                              Prometheus text format (server/metrics_text.h),
+//                              the same on whichever shard is asked
 // Domain commands are answered by the domain's owner shard; the others reply
 // {"owner":false}. Changes to suspensions and holds are saved in
 // <spool>/admin.state before the reply ("saved":true).

@@ -1,11 +1,11 @@
-// The Prometheus text exposition (format 0.0.4) that GET /metrics returns
-// (server/http_listener.h), built on the thread of the shard that took the
-// scrape.
+// The body of a Prometheus scrape (GET /metrics, the control socket's
+// `metrics`, `sluice metrics`): every shard's latest metrics snapshot,
+// rendered as the text exposition format 0.0.4 (metrics/render.h).
 //
-// This is a minimal placeholder written by the `http` branch so that the
-// listener has something real to serve: the `metrics` branch owns this
-// header and src/server/metrics_text.cc and replaces both (same
-// signature) with the full set of metrics.
+// Called on the thread of the shard that took the request. That shard's
+// own snapshot is built afresh; the others are read from the shared
+// MetricsBoard (at most metrics::kSnapshotIntervalMs old, no lock, no
+// message to them). Cost per scrape: bench/metrics_bench.cc.
 #pragma once
 
 #include <string>
@@ -14,7 +14,6 @@ namespace sluice::server {
 
 class Shard;
 
-// Every metric with its HELP and TYPE lines, each sample on its own line.
 std::string MetricsText(Shard& shard);
 
 }  // namespace sluice::server

@@ -31,6 +31,8 @@
 #include "sluice/io/mailbox.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
+#include "sluice/metrics/snapshot.h"
+#include "sluice/metrics/top_destinations.h"
 #include "sluice/server/shard_note.h"
 #include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_writer.h"
@@ -76,7 +78,10 @@ struct ShardStats {
   uint64_t replies_refused = 0;  // 4xx/5xx replies to clients (Rejection records)
   uint64_t messages_queued = 0;
   uint64_t messages_failed = 0;
+  uint64_t messages_rejected = 0;  // DATA/BDAT answered 4xx/5xx
   uint64_t notes_received = 0;
+  uint64_t tls_handshakes = 0;          // inbound (STARTTLS or implicit) completed
+  uint64_t tls_handshake_failures = 0;  // inbound that failed to start or complete
 };
 
 // What a shard knows about the destinations it owns (the seed of the
@@ -151,6 +156,19 @@ class Shard final : public delivery::EngineHost {
   HttpListener* http() { return http_.get(); }
   // DKIM keys: set by the server before Init(); null means mail goes unsigned.
   void set_dkim_keys(const dkim::KeyStore* k) { dkim_keys_ = k; }
+  // Where every shard publishes its metrics snapshot (metrics/snapshot.h):
+  // set by the server before Run(), shared, owned by the server; null: this
+  // shard publishes nothing (a scrape it answers still sees itself).
+  void set_metrics_board(metrics::MetricsBoard* b) { metrics_board_ = b; }
+  metrics::MetricsBoard* metrics_board() const { return metrics_board_; }
+  // Builds this shard's snapshot now (server/metrics_collector.h) and
+  // publishes it when there is a board. Shard thread only.
+  std::shared_ptr<const metrics::ShardSnapshot> PublishMetrics();
+  // From the last spool space check (every tick): statvfs of the shard's
+  // spool directory.
+  uint64_t spool_free_bytes() const { return spool_free_bytes_; }
+  uint64_t spool_size_bytes() const { return spool_size_bytes_; }
+  size_t inbound_open() const { return connections_.size(); }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   // Takes every note waiting in this shard's mailboxes. Only from the shard's
@@ -265,6 +283,11 @@ class Shard final : public delivery::EngineHost {
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool spool_available_ = true;
+  uint64_t spool_free_bytes_ = 0;
+  uint64_t spool_size_bytes_ = 0;
+  metrics::MetricsBoard* metrics_board_ = nullptr;  // shared, owned by the server
+  uint64_t next_metrics_ms_ = 0;
+  std::vector<metrics::DestinationSample> metrics_scratch_;  // reused by every snapshot
   ShardStats stats_;
 };
 

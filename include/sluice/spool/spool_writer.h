@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "sluice/base/histogram.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/io/ring.h"
 #include "sluice/spool/message_file.h"
@@ -93,6 +94,11 @@ class SpoolWriter {
   size_t copied_bytes() const { return copied_bytes_; }
   void set_memory_budget(size_t bytes) { memory_budget_ = bytes; }
   uint64_t segment_flushes() const { return segment_flushes_; }
+  // Metrics: each segment group commit's time from its first write to its
+  // fdatasync (and directory fsync) completing, and the bytes committed.
+  // Messages large enough for their own file are not in either.
+  const base::Histogram& commit_latency() const { return commit_latency_; }
+  uint64_t bytes_committed() const { return bytes_committed_; }
 
   static constexpr size_t kFlushBytes = 128 * 1024;
   // Copies go into pages of this size; a page holds four MSS-sized spans.
@@ -132,6 +138,8 @@ class SpoolWriter {
   bool segment_opening_ = false;
   bool segment_needs_dir_sync_ = false;
   uint64_t segment_flushes_ = 0;
+  base::Histogram commit_latency_{base::kCommitBoundsUs};
+  uint64_t bytes_committed_ = 0;
   std::unique_ptr<Batch> open_batch_;      // collecting this turn's records
   std::unique_ptr<Batch> flushing_batch_;  // its chain in flight
   io::MemberCompletion<SpoolWriter, &SpoolWriter::OnSegmentOpen> segment_open_done_{this};
