@@ -87,12 +87,22 @@ def scrape(relay) -> Scrape:
     return Scrape(p.stdout.decode())
 
 
+SNAPSHOT_INTERVAL_S = 1.0  # how often a shard publishes (docs/METRICS.md)
+
+
 def wait_scrape(relay, ok: Callable[[Scrape], bool], what: str, timeout: float = 15.0) -> Scrape:
+    """The first scrape that shows `ok`, taken once every shard has published
+    since: a scrape reads the other shards' last snapshots (one a second),
+    so the numbers the caller asserts next, not only those `ok` looks at,
+    are at least as new as the moment `ok` first held."""
     deadline = time.monotonic() + scaled(timeout)
     while True:
         s = scrape(relay)
         if ok(s):
-            return s
+            time.sleep(SNAPSHOT_INTERVAL_S + 0.3)
+            s = scrape(relay)
+            if ok(s):
+                return s
         if time.monotonic() > deadline:
             interesting = "\n".join(line for line in s.text.splitlines()
                                     if line.startswith(("sluice_recipients_total", "sluice_messages_received",
@@ -260,9 +270,14 @@ def test_inbound_rejections_and_tls(sluice_factory, tmp_path):
                 pass
         except (ConnectionResetError, socket.timeout):
             pass
+    # Other shards' numbers in a scrape are their last snapshot (up to 1 s
+    # old): wait for every number asserted below, not only the TLS ones.
     s = wait_scrape(relay, lambda s: s.total("sluice_tls_handshakes_total", direction="inbound", outcome="failed") == 1
-                    and s.total("sluice_tls_handshakes_total", direction="inbound", outcome="ok") == 1,
-                    "one good and one broken inbound handshake")
+                    and s.total("sluice_tls_handshakes_total", direction="inbound", outcome="ok") == 1
+                    and s.total("sluice_messages_received_total", outcome="rejected") == 1
+                    and s.total("sluice_messages_received_total", outcome="accepted") == 1
+                    and s.total("sluice_inbound_connections_total", outcome="accepted") == 3,
+                    "one good and one broken inbound handshake, one message refused and one taken")
     assert s.total("sluice_messages_received_total", outcome="rejected") == 1
     assert s.total("sluice_messages_received_total", outcome="accepted") == 1
     assert s.total("sluice_smtp_rejections_total") >= 1
