@@ -131,9 +131,9 @@ def test_ready_line_says_delivery_resolvers_and_routes(tmp_path, daemons):
     assert "; relay from 127.0.0.1/32;" in ready, ready
 
 
-def test_sigusr1_reopens_the_log(tmp_path, daemons):
-    """logrotate renames the file and sends SIGUSR1 (deploy/logrotate.d/sluice):
-    the next records go to a new file under the old name."""
+def rotated_log(tmp_path, daemons):
+    """A daemon that logged one record to acct.log, then the file renamed
+    to acct.log.1 as logrotate does: (daemon, log path, rotated path)."""
     log = tmp_path / "acct.log"
     d = daemons(tmp_path, "--no-delivery", "--log", str(log))
     d.ready_line()
@@ -141,6 +141,13 @@ def test_sigusr1_reopens_the_log(tmp_path, daemons):
     wait_for(lambda: len(records(log)) == 1, timeout=scaled(10), what="the first record")
     rotated = tmp_path / "acct.log.1"
     log.rename(rotated)
+    return d, log, rotated
+
+
+def test_sigusr1_reopens_the_log(tmp_path, daemons):
+    """logrotate renames the file and sends SIGUSR1 (deploy/logrotate.d/sluice):
+    the next records go to a new file under the old name."""
+    d, log, rotated = rotated_log(tmp_path, daemons)
     d.proc.send_signal(signal.SIGUSR1)
     wait_for(lambda: "SIGUSR1: reopened" in d.stderr(), timeout=scaled(10), what="the reopen")
     d.send("second@example.net")
@@ -153,13 +160,7 @@ def test_log_reopen_command_returns_once_the_daemon_writes_the_new_file(tmp_path
     """`sluice log reopen` (logrotate's postrotate) signals the spool's daemon
     and returns only when it has the file under the configured name open;
     without a daemon it says so and exits 1."""
-    log = tmp_path / "acct.log"
-    d = daemons(tmp_path, "--no-delivery", "--log", str(log))
-    d.ready_line()
-    d.send("first@example.net")
-    wait_for(lambda: len(records(log)) == 1, timeout=scaled(10), what="the first record")
-    rotated = tmp_path / "acct.log.1"
-    log.rename(rotated)
+    d, log, rotated = rotated_log(tmp_path, daemons)
     r = run("log", "reopen", "--log", str(log), cwd=tmp_path)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert f"writes {log}" in r.stdout, r.stdout
