@@ -290,7 +290,7 @@ std::vector<std::string_view> Injection::Addresses() const {
 
 bool BuildInjection(std::string_view json, const config::Config& config, Injection& out,
                     std::string& error) {
-  auto doc = admin::ParseJson(json);
+  auto doc = admin::ParseUntrustedJson(json, kMaxInjectValues);
   if (!doc.ok()) {
     error = absl::StrCat("not a JSON document: ", doc.status().message());
     return false;

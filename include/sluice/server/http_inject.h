@@ -38,6 +38,10 @@ inline constexpr std::string_view kInjectPath = "/api/inject/v1";
 // content request, server.max_recipients apply too.
 inline constexpr size_t kMaxInjectRecipients = 100'000;
 
+// Values in one document (admin::ParseJson's bound, about 130 bytes each in
+// memory): 100,000 recipients with a dozen fields each.
+inline constexpr size_t kMaxInjectValues = 2'000'000;
+
 // A checked request, ready for SpoolWriter::Commit.
 struct Injection {
   bool batch = false;
