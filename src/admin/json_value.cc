@@ -2,6 +2,7 @@
 #include "sluice/admin/json_value.h"
 
 #include <cctype>
+#include <cstdint>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -13,11 +14,13 @@ namespace {
 
 class Reader {
  public:
-  explicit Reader(std::string_view t) : t_(t) {}
+  Reader(std::string_view t, size_t max_values, bool standard)
+      : t_(t), values_left_(max_values), standard_(standard) {}
 
   bool Value(JsonValue& v, int depth) {
     Space();
-    if (depth > kMaxJsonDepth || i_ >= t_.size()) return false;
+    if (depth > kMaxJsonDepth || i_ >= t_.size() || values_left_ == 0) return false;
+    --values_left_;
     const char c = t_[i_];
     if (c == '{') return Object(v, depth);
     if (c == '[') return Array(v, depth);
@@ -73,7 +76,7 @@ class Reader {
       ++i_;
       JsonValue member;
       if (!Value(member, depth + 1)) return false;
-      v.members.emplace_back(std::move(key), std::move(member));
+      v.members.push_back(JsonMember{std::move(key), std::move(member)});
       Space();
       if (i_ < t_.size() && t_[i_] == ',') {
         ++i_;
@@ -108,6 +111,7 @@ class Reader {
     while (i_ < t_.size()) {
       const char c = t_[i_++];
       if (c == '"') return true;
+      if (static_cast<unsigned char>(c) < 0x20) return false;  // RFC 8259 7
       if (c != '\\') {
         out += c;
         continue;
@@ -131,10 +135,22 @@ class Reader {
           out += '\f';
           break;
         case 'u': {
-          if (i_ + 4 > t_.size()) return false;
-          const unsigned long cp = std::strtoul(std::string(t_.substr(i_, 4)).c_str(), nullptr, 16);
-          i_ += 4;
-          if (cp < 0x100) {
+          uint32_t cp = 0;
+          if (!Hex4(cp)) return false;
+          if (cp >= 0xD800 && cp < 0xDC00 && t_.substr(i_, 2) == "\\u") {
+            // A surrogate pair: one code point, four UTF-8 bytes.
+            i_ += 2;
+            uint32_t low = 0;
+            if (!Hex4(low) || low < 0xDC00 || low > 0xDFFF) return false;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            out += static_cast<char>(0xF0 | (cp >> 18));
+            out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+            break;
+          }
+          if (standard_ && cp >= 0xD800 && cp <= 0xDFFF) return false;  // a lone surrogate
+          if (cp < (standard_ ? 0x80u : 0x100u)) {
             out += static_cast<char>(cp);
           } else if (cp < 0x800) {
             out += static_cast<char>(0xC0 | (cp >> 6));
@@ -146,14 +162,38 @@ class Reader {
           }
           break;
         }
-        default:
+        case '"':
+        case '\\':
+        case '/':
           out += e;
+          break;
+        default:
+          return false;  // not an escape of RFC 8259 7
       }
     }
     return false;
   }
+  bool Hex4(uint32_t& out) {
+    if (i_ + 4 > t_.size()) return false;
+    out = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const char h = t_[i_ + k];
+      const int d = h >= '0' && h <= '9'   ? h - '0'
+                    : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                    : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                           : -1;
+      if (d < 0) return false;
+      out = out * 16 + static_cast<uint32_t>(d);
+    }
+    i_ += 4;
+    return true;
+  }
 
   std::string_view t_;
+  size_t values_left_;
+  // \u0080 to \u00FF: UTF-8 (standard) or the byte itself (our own
+  // writer's escape of invalid UTF-8, log/json.h).
+  const bool standard_;
   size_t i_ = 0;
 };
 
@@ -184,7 +224,15 @@ bool JsonValue::Bool(std::string_view key) const {
 }
 
 absl::StatusOr<JsonValue> ParseJson(std::string_view text) {
-  Reader r(text);
+  return ParseJsonFrom(text, SIZE_MAX, false);
+}
+
+absl::StatusOr<JsonValue> ParseUntrustedJson(std::string_view text, size_t max_values) {
+  return ParseJsonFrom(text, max_values, true);
+}
+
+absl::StatusOr<JsonValue> ParseJsonFrom(std::string_view text, size_t max_values, bool standard) {
+  Reader r(text, max_values, standard);
   JsonValue v;
   if (!r.Value(v, 0) || !r.AtEnd()) {
     return absl::InvalidArgumentError(absl::StrCat("malformed JSON near byte ", r.position()));

@@ -134,6 +134,7 @@ constexpr Range kRecipientsFileRange{1 * kKiB, 16 * kGiB};
 // [http]: a request must hold at least a request line and a few headers;
 // 64 MiB is far past anything the admin API needs (it is held in memory).
 constexpr Range kHttpRequestBytesRange{1 * kKiB, 64 * kMiB};
+constexpr Range kHttpInjectBytesRange{1 * kKiB, 1024 * kMiB};
 constexpr Range kHttpHeadersRange{1, 1'000};
 constexpr Range kHttpClientsRange{1, 100'000};
 
@@ -205,6 +206,8 @@ const IntField kIntFields[] = {
                                                            kRecipientsFileRange),
     MakeIntField<&Config::http_max_request_bytes>("http", "max_request_bytes",
                                                   kHttpRequestBytesRange),
+    MakeIntField<&Config::http_max_inject_bytes>("http", "max_inject_bytes",
+                                                 kHttpInjectBytesRange),
     MakeIntField<&Config::http_max_headers>("http", "max_headers", kHttpHeadersRange),
     MakeIntField<&Config::http_idle_timeout_s>("http", "idle_timeout_s", kTimeoutRange),
     MakeIntField<&Config::http_request_timeout_s>("http", "request_timeout_s", kTimeoutRange),

@@ -136,6 +136,7 @@ const Key kKeys[] = {
     {"http.tokens_file", X, SHOW(http_tokens_file)},
     {"http.metrics_require_token", R, SHOW(http_metrics_require_token)},
     {"http.max_request_bytes", R, SHOWN(http_max_request_bytes)},
+    {"http.max_inject_bytes", R, SHOWN(http_max_inject_bytes)},
     {"http.max_headers", R, SHOWN(http_max_headers)},
     {"http.idle_timeout_s", R, SHOWN(http_idle_timeout_s)},
     {"http.request_timeout_s", R, SHOWN(http_request_timeout_s)},

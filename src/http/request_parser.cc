@@ -307,12 +307,14 @@ bool RequestParser::CheckFraming() {
     return Fail(400, "no Host header (HTTP/1.1 requires one)");
   }
   request_.keep_alive = !close && (request_.version_minor == 1 || keep_alive);
-  const size_t room =
-      head_.size() >= limits_.max_request_bytes ? 0 : limits_.max_request_bytes - head_.size();
-  if (length > room || head_.size() > limits_.max_request_bytes) {
-    return Fail(413, absl::StrCat("request of ", head_.size() + length,
-                                  " bytes is larger than the limit (http.max_request_bytes = ",
-                                  limits_.max_request_bytes, ")"));
+  const bool large = !limits_.large_path.empty() && request_.path == limits_.large_path;
+  const size_t max = large ? limits_.max_large_request_bytes : limits_.max_request_bytes;
+  const size_t room = head_.size() >= max ? 0 : max - head_.size();
+  if (length > room || head_.size() > max) {
+    return Fail(
+        413,
+        absl::StrCat("request of ", head_.size() + length, " bytes is larger than the limit (http.",
+                     large ? "max_inject_bytes" : "max_request_bytes", " = ", max, ")"));
   }
   body_left_ = static_cast<size_t>(length);
   request_.body.reserve(body_left_);

@@ -10,6 +10,7 @@
 #include "sluice/base/strings.h"
 #include "sluice/delivery/admin_state.h"
 #include "sluice/server/control_socket.h"
+#include "sluice/server/http_inject.h"
 #include "sluice/server/metrics_text.h"
 #include "sluice/tls/bearer_tokens.h"
 
@@ -220,6 +221,16 @@ Routed Route(const http::Request& request, const ApiContext& context) {
   // path exists) is told to a stranger.
   if (auto refused = CheckBearer(request, context.tokens)) return Answer(*std::move(refused));
   std::string_view path = request.path;
+  if (path == kInjectPath) {
+    if (request.method != "POST") {
+      http::Response e = Error(405, absl::StrCat(base::Av(kInjectPath), " takes POST"));
+      e.headers.emplace_back("Allow", "POST");
+      return Answer(std::move(e));
+    }
+    Routed out;
+    out.inject = true;
+    return out;
+  }
   if (path.substr(0, kAdminPrefix.size()) == kAdminPrefix) {
     path.remove_prefix(kAdminPrefix.size());
     return Admin(request, path);

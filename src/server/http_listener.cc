@@ -19,8 +19,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
+#include "sluice/log/accounting_log.h"
+#include "sluice/server/http_inject.h"
 #include "sluice/server/shard.h"
+#include "sluice/server/trace_headers.h"
 
 namespace sluice::server {
 
@@ -39,6 +43,7 @@ struct HttpListener::Client {
   bool timing = false;            // a request has started arriving
   AdminFanout* fanout = nullptr;  // the admin call this connection waits for
   AdminCall call;
+  bool injecting = false;  // a spool commit for this connection is in flight
   bool keep_alive = true;
   bool head = false;  // the request being answered is a HEAD
   uint64_t last_activity_ms = 0;
@@ -129,6 +134,8 @@ http::Limits HttpListener::LimitsNow() const {
   limits.max_headers = c.http_max_headers;
   limits.max_request_bytes = c.http_max_request_bytes;
   limits.max_head_bytes = std::min(limits.max_head_bytes, limits.max_request_bytes);
+  limits.large_path = std::string(kInjectPath);
+  limits.max_large_request_bytes = c.http_max_inject_bytes;
   return limits;
 }
 
@@ -199,7 +206,7 @@ void HttpListener::OnReceive(Client* c, int result) {
 }
 
 void HttpListener::Process(Client* c) {
-  if (c->closing || c->fanout != nullptr || c->sending || !c->out.empty()) return;
+  if (c->closing || c->fanout != nullptr || c->injecting || c->sending || !c->out.empty()) return;
   const size_t used = c->parser.Feed(c->in);
   c->in.erase(0, used);
   if (!c->timing && c->parser.in_request()) {
@@ -232,6 +239,7 @@ void HttpListener::Handle(Client* c, http::Request request) {
   context.tokens = shard_.http_tokens();
   Routed routed = Route(request, context);
   if (routed.response) return Respond(c, *routed.response, c->keep_alive);
+  if (routed.inject) return Inject(c, request);
   if (fanouts_.size() >= kAdminInFlightMax) {
     http::Response busy = http::JsonError(503, "too many admin requests at once; retry");
     busy.headers.emplace_back("Retry-After", "1");
@@ -247,6 +255,77 @@ void HttpListener::Handle(Client* c, http::Request request) {
   c->fanout = f;
   fanouts_.push_back(f);
   f->Start();  // may complete at once (AdminDone): `f` is not used after this
+}
+
+void HttpListener::Inject(Client* c, const http::Request& request) {
+  const config::Config& config = shard_.config();
+  if (!shard_.spool_available()) {
+    http::Response busy = http::JsonError(503, "the spool is not accepting messages; retry");
+    busy.headers.emplace_back("Retry-After", "5");
+    return Respond(c, busy, c->keep_alive);
+  }
+  auto inj = std::make_shared<Injection>();
+  std::string error;
+  if (!BuildInjection(request.body, config, *inj, error)) {
+    ++stats_.inject_refused;
+    return Respond(c, http::JsonError(400, error), c->keep_alive);
+  }
+  const base::QueueId id = shard_.NextQueueId();
+  const std::string text = id.ToString();
+  const uint64_t now = base::WallMicros();
+  TraceFacts trace;
+  trace.with = "HTTP";
+  trace.hostname = config.hostname;
+  trace.queue_id = text;
+  if (!inj->batch) trace.recipients = &inj->recipients;
+  trace.arrival_micros = now;
+  trace.has_date = inj->has_date;
+  trace.has_message_id = inj->has_message_id;
+  inj->env.arrival_micros = now;
+  inj->env.added_headers = TraceHeaders(trace);
+  const uint64_t size = inj->body.size();
+  spool::SpoolWriter& spool = shard_.spool();
+  spool::SpoolWriter::Message* m = spool.Begin(id);
+  spool.AppendOwned(m, std::move(inj->body));
+  c->injecting = true;
+  spool.Commit(m, std::move(inj->env), [this, c, inj, id, size](const absl::Status& status) {
+    Injected(c, *inj, id, size, status);
+  });
+}
+
+void HttpListener::Injected(Client* c, const Injection& inj, base::QueueId id, uint64_t size,
+                            const absl::Status& status) {
+  c->injecting = false;
+  if (!status.ok()) {
+    ++shard_.stats().messages_failed;
+    std::fprintf(stderr, "sluice: http: spool commit of an injection failed: %s\n",
+                 std::string(status.message()).c_str());
+    if (c->closing) return;
+    return Respond(c, http::JsonError(503, "the spool could not store the message; retry"),
+                   c->keep_alive);
+  }
+  ++stats_.injected;
+  ++shard_.stats().messages_queued;
+  const std::string text = id.ToString();
+  const std::vector<std::string_view> addresses = inj.Addresses();
+  log::ReceptionRecord r;
+  r.ts_micros = base::WallMicros();
+  r.id = text;
+  r.sender = inj.sender;
+  r.campaign = inj.campaign;
+  r.tenant = inj.tenant;
+  r.recipient_views = &addresses;
+  r.size = size;
+  r.client = "";
+  r.helo = "";
+  r.protocol = "http";
+  shard_.accounting().Reception(r);
+  shard_.AnnounceQueued(id, addresses);
+  if (c->closing) return;  // durable and queued; the client just does not hear it
+  http::Response ok;
+  ok.body = absl::StrCat("{\"queue_id\":", http::JsonQuote(text),
+                         ",\"recipients\":", inj.recipient_count(), "}\n");
+  Respond(c, ok, c->keep_alive);
 }
 
 void HttpListener::AdminDone(Client* c, AdminFanout::Replies replies) {
@@ -320,7 +399,7 @@ void HttpListener::Close(Client* c) {
 
 void HttpListener::Reap() {
   std::erase_if(closed_, [](Client* c) {
-    if (c->receiving || c->sending) return false;
+    if (c->receiving || c->sending || c->injecting) return false;
     if (c->fd >= 0) close(c->fd);
     delete c;
     return true;
@@ -336,6 +415,7 @@ void HttpListener::Reap() {
 void HttpListener::CheckTimeouts(Client* c, uint64_t now_ms) {
   const config::Config& config = shard_.config();
   const uint64_t request_ms = uint64_t{config.http_request_timeout_s} * 1000;
+  if (c->injecting) return;  // the spool's commit answers
   if (c->fanout != nullptr) {
     if (now_ms < c->admin_deadline_ms + 1000) return;
     // The fan-out's own deadline should have ended it: answer regardless.

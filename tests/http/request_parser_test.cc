@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "sluice/base/strings.h"
 #include "sluice/http/response.h"
 
 namespace sluice::http {
@@ -296,6 +298,32 @@ TEST(RequestParser, RequestSizeLimitAtItsEdge) {
   ASSERT_TRUE(q.failed());
   EXPECT_EQ(q.error().status, 413);
   EXPECT_NE(q.error().message.find("max_request_bytes"), std::string::npos);
+}
+
+TEST(RequestParser, OnePathTakesLargerRequests) {
+  Limits limits;
+  limits.max_request_bytes = 300;
+  limits.large_path = "/api/inject/v1";
+  limits.max_large_request_bytes = 1000;
+  auto post = [](std::string_view path, size_t body) {
+    return absl::StrCat("POST ", base::Av(path), " HTTP/1.1\r\nHost: h\r\nContent-Length: ", body,
+                        "\r\n\r\n", std::string(body, 'b'));
+  };
+  RequestParser p(limits);
+  auto reqs = FeedAll(p, post("/api/inject/v1", 900));
+  ASSERT_EQ(reqs.size(), 1u) << p.error().message;
+  EXPECT_EQ(reqs[0].body.size(), 900u);
+  RequestParser q(limits);  // the same size elsewhere: the general limit
+  q.Feed(post("/api/inject/v1x", 900));
+  ASSERT_TRUE(q.failed());
+  EXPECT_EQ(q.error().status, 413);
+  EXPECT_NE(q.error().message.find("max_request_bytes = 300"), std::string::npos);
+  RequestParser r(limits);  // past the path's own limit
+  r.Feed(post("/api/inject/v1", 1000));
+  ASSERT_TRUE(r.failed());
+  EXPECT_EQ(r.error().status, 413);
+  EXPECT_NE(r.error().message.find("max_inject_bytes = 1000"), std::string::npos)
+      << r.error().message;
 }
 
 TEST(RequestParser, InRequestTellsAnIdleConnectionFromAStartedOne) {

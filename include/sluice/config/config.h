@@ -211,6 +211,9 @@ struct Config {
   std::string http_tokens_file;  // "name:sha256hex" lines; "": the admin API is refused (403)
   bool http_metrics_require_token = false;      // /metrics needs a token too
   uint64_t http_max_request_bytes = 64 * 1024;  // request line, headers and body (413)
+  // The same for POST /api/inject/v1 only: a whole message or a template
+  // with up to 100,000 recipients (server/http_inject.h).
+  uint64_t http_max_inject_bytes = 64ull * 1024 * 1024;
   size_t http_max_headers = 64;                 // header fields per request (431)
   uint32_t http_idle_timeout_s = 60;            // keep-alive connection with no request
   uint32_t http_request_timeout_s = 30;         // a request's arrival, and its response's send

@@ -48,6 +48,10 @@ struct Limits {
   size_t max_headers = 64;
   // The whole request: head and body (http.max_request_bytes).
   size_t max_request_bytes = 64 * 1024;
+  // One path may take larger requests (the injection API: a whole message,
+  // http.max_inject_bytes); "" for none.
+  std::string large_path;
+  size_t max_large_request_bytes = 0;
 };
 
 // Leading empty lines skipped before a request line (RFC 9112 2.2: a server

@@ -45,6 +45,7 @@ struct AdminCall {
 struct Routed {
   std::optional<http::Response> response;
   AdminCall admin;
+  bool inject = false;  // POST /api/inject/v1, authorized: the listener spools it
 };
 
 struct ApiContext {

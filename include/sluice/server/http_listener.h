@@ -38,6 +38,7 @@
 #include "sluice/io/ring.h"
 #include "sluice/server/admin_fanout.h"
 #include "sluice/server/http_api.h"
+#include "sluice/server/http_inject.h"
 
 namespace sluice::server {
 
@@ -49,6 +50,8 @@ struct HttpStats {
   uint64_t requests = 0;      // complete requests answered
   uint64_t bad_requests = 0;  // refused by the parser (4xx/5xx, then closed)
   uint64_t timeouts = 0;
+  uint64_t injected = 0;        // POST /api/inject/v1 spooled (200)
+  uint64_t inject_refused = 0;  // ... refused as a bad document (400)
 };
 
 class HttpListener {
@@ -78,6 +81,9 @@ class HttpListener {
   void OnAccept(int result, uint32_t flags);
   void Accepted(int fd);
   void ArmReceive(Client* c);
+  void Inject(Client* c, const http::Request& request);
+  void Injected(Client* c, const Injection& inj, base::QueueId id, uint64_t size,
+                const absl::Status& status);
   void OnReceive(Client* c, int result);
   void Send(Client* c);
   void OnSent(Client* c, int result);
