@@ -89,7 +89,9 @@ TEST_F(HttpApiTest, MetricsNeedNoTokenUnlessAsked) {
 }
 
 TEST_F(HttpApiTest, EverythingElseNeedsAToken) {
-  for (const char* target : {"/api/admin/v1/queues", "/", "/nope", "/api/admin/v1/nope"}) {
+  // (GET / and /status are the status page: StatusPageNeedsNoToken... above.)
+  for (const char* target :
+       {"/api/admin/v1/queues", "/index.html", "/nope", "/api/admin/v1/nope"}) {
     Routed none = Route(Make("GET", target, nullptr), context_);
     ASSERT_TRUE(none.response.has_value()) << target;
     EXPECT_EQ(none.response->status, 401) << target;
