@@ -107,6 +107,8 @@ def run(driver, sluice_factory, delivery_world, tmp_path):
         assert r.headers["Content-Type"] == "text/html; charset=utf-8"
         csp = r.headers["Content-Security-Policy"]
         assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "http" not in csp, csp
+        # Inline code is allowed by hash, so a script that runs proves the hash right.
+        assert "'unsafe-inline'" not in csp and "script-src 'sha256-" in csp, csp
         page = r.read().decode()
     assert "<script src" not in page and "://" not in page
 
@@ -191,3 +193,7 @@ def run(driver, sluice_factory, delivery_world, tmp_path):
         "document.querySelector('#busiest button[data-action=resume][data-domain=\"d2.test\"]').click();")
     wait_page(driver, lambda d: "resume d2.test" in text(d, "action-result"), "the resume answer")
     assert api(relay, token, "suspensions") == []
+    # No CSP violation or script error in the console.
+    severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"
+              and "401" not in e.get("message", "")]  # the wrong token's refused requests
+    assert severe == [], severe

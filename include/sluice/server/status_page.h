@@ -5,8 +5,9 @@
 // What it trusts: nothing; the page holds no data. Its script asks
 // /metrics and the admin API (/api/admin/v1/...) with the bearer token the
 // operator pastes into it, so the page needs no token and gives a stranger
-// nothing. Content-Security-Policy allows no script, style, font or image
-// from anywhere else, and fetches only to this origin.
+// nothing. Content-Security-Policy allows only the page's own inline script
+// and style (by hash), nothing from anywhere else, and fetches only to this
+// origin.
 #pragma once
 
 #include <string_view>
