@@ -21,7 +21,9 @@
 #                  system trust store outbound verification loads), jq,
 #                  prometheus (`promtool check metrics` in test_metrics.py; the
 #                  package also installs a Prometheus server service, which
-#                  systemd hosts start on :9090: the tests never use it)
+#                  systemd hosts start on :9090: the tests never use it),
+#                  chromium chromium-driver python3-selenium (the status page
+#                  in a real headless browser, test_status_page.py)
 #   bench/:        postfix (smtp-source, smtp-sink, private instances), gnuplot-nox,
 #                  git (the commit a result belongs to), valgrind
 # Postfix is preseeded to "No configuration" so installing it starts no
@@ -39,6 +41,7 @@ packages=(
   opendkim opendkim-tools
   swaks libnet-ssleay-perl openssl ca-certificates dnsmasq-base
   mount util-linux passwd procps iproute2 jq prometheus
+  chromium chromium-driver python3-selenium
   postfix gnuplot-nox git valgrind
 )
 

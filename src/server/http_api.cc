@@ -12,6 +12,7 @@
 #include "sluice/server/control_socket.h"
 #include "sluice/server/http_inject.h"
 #include "sluice/server/metrics_text.h"
+#include "sluice/server/status_page.h"
 #include "sluice/tls/bearer_tokens.h"
 
 namespace sluice::server {
@@ -216,6 +217,16 @@ Routed Route(const http::Request& request, const ApiContext& context) {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     if (context.shard != nullptr) r.body = MetricsText(*context.shard);
     return Answer(std::move(r));
+  }
+  // The status page holds no data (its script asks /metrics and the admin
+  // API with the operator's token), so it needs none.
+  if (request.path == "/" || request.path == "/status") {
+    if (request.method != "GET" && request.method != "HEAD") {
+      http::Response e = Error(405, "the status page takes GET");
+      e.headers.emplace_back("Allow", "GET, HEAD");
+      return Answer(std::move(e));
+    }
+    return Answer(StatusPageResponse());
   }
   // Everything else needs a token, so nothing about it (not even whether a
   // path exists) is told to a stranger.

@@ -49,6 +49,32 @@ class HttpApiTest : public ::testing::Test {
   ApiContext context_;
 };
 
+TEST_F(HttpApiTest, StatusPageNeedsNoTokenAndForbidsOtherOrigins) {
+  for (const char* path : {"/", "/status"}) {
+    Routed r = Route(Make("GET", path, nullptr), context_);
+    ASSERT_TRUE(r.response.has_value()) << path;
+    EXPECT_EQ(r.response->status, 200) << path;
+    EXPECT_EQ(r.response->content_type, "text/html; charset=utf-8");
+    EXPECT_NE(r.response->body.find("<title>Sluice status</title>"), std::string::npos);
+    std::string csp;
+    for (const auto& [name, value] : r.response->headers) {
+      if (name == "Content-Security-Policy") csp = value;
+    }
+    EXPECT_NE(csp.find("default-src 'none'"), std::string::npos) << csp;
+    EXPECT_NE(csp.find("connect-src 'self'"), std::string::npos) << csp;
+    EXPECT_EQ(csp.find("http"), std::string::npos) << csp;  // no other origin named
+  }
+  // Nothing external in the page itself.
+  Routed r = Route(Make("GET", "/", nullptr), context_);
+  EXPECT_EQ(r.response->body.find("src="), std::string::npos);
+  EXPECT_EQ(r.response->body.find("://"), std::string::npos);
+  r = Route(Make("POST", "/", nullptr), context_);
+  EXPECT_EQ(r.response->status, 405);
+  // Any other path still needs the token.
+  r = Route(Make("GET", "/status/x", nullptr), context_);
+  EXPECT_EQ(r.response->status, 401);
+}
+
 TEST_F(HttpApiTest, MetricsNeedNoTokenUnlessAsked) {
   Routed r = Route(Make("GET", "/metrics", nullptr), context_);
   ASSERT_TRUE(r.response.has_value());
@@ -63,7 +89,9 @@ TEST_F(HttpApiTest, MetricsNeedNoTokenUnlessAsked) {
 }
 
 TEST_F(HttpApiTest, EverythingElseNeedsAToken) {
-  for (const char* target : {"/api/admin/v1/queues", "/", "/nope", "/api/admin/v1/nope"}) {
+  // (GET / and /status are the status page: StatusPageNeedsNoToken... above.)
+  for (const char* target :
+       {"/api/admin/v1/queues", "/index.html", "/nope", "/api/admin/v1/nope"}) {
     Routed none = Route(Make("GET", target, nullptr), context_);
     ASSERT_TRUE(none.response.has_value()) << target;
     EXPECT_EQ(none.response->status, 401) << target;

@@ -1,5 +1,6 @@
 // What the HTTP listener (server/http_listener.h) serves, request by
-// request: authentication, GET /metrics, and the admin API under
+// request: authentication, GET /metrics, the status page (GET /,
+// server/status_page.h), and the admin API under
 // /api/admin/v1/ (docs/HTTP.md), which mirrors `sluice queue`.
 //
 // An admin request becomes one control command (server/control_socket.h)
