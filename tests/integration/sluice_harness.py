@@ -613,7 +613,11 @@ class Sluice:
         last_err = ""
         for _attempt in range(3):
             self.ports = {h: free_port(h) for h in self.listen_hosts}
-            self.http_port = free_port("127.0.0.1") if self.http else None
+            self.http_port = None
+            while self.http and self.http_port in (None, *self.ports.values()):
+                # free_port() can hand out the port it just gave the SMTP
+                # listener (both are closed again before sluice binds them).
+                self.http_port = free_port("127.0.0.1")
             self.expected_exit = False
             self.returncode = None
             with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:

@@ -331,6 +331,8 @@ def test_a_client_that_never_reads_does_not_grow_memory(sluice_factory):
             sent += 1
     except socket.timeout:
         pass  # the server stopped reading: TCP flow control pushed back
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # a slow (sanitized) server already cut the stuck send after request_timeout_s
     assert sent < bursts, "the server kept reading from a client that does not read"
     # Others are served meanwhile, at once.
     other = Http(relay.http_port)
