@@ -102,8 +102,11 @@ Outcome MergeStats(const std::vector<JsonValue>& replies) {
     const JsonValue& r = replies[i];
     absl::StrAppend(&out, i > 0 ? ",\n  " : "\n  ", "{");
     bool first = true;
-    for (const auto& [k, v] : r.members) {
-      absl::StrAppend(&out, first ? "" : ",", "\"", k, "\":", v.text);
+    for (const JsonMember& member : r.members) {
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture
+      // one in the lambda below.
+      const std::string& k = member.first;
+      absl::StrAppend(&out, first ? "" : ",", "\"", k, "\":", member.second.text);
       first = false;
       if (k == "shard") continue;
       auto it =
