@@ -214,10 +214,10 @@ struct Config {
   // The same for POST /api/inject/v1 only: a whole message or a template
   // with up to 100,000 recipients (server/http_inject.h).
   uint64_t http_max_inject_bytes = 64ull * 1024 * 1024;
-  size_t http_max_headers = 64;                 // header fields per request (431)
-  uint32_t http_idle_timeout_s = 60;            // keep-alive connection with no request
-  uint32_t http_request_timeout_s = 30;         // a request's arrival, and its response's send
-  size_t http_max_clients = 256;                // connections per shard; past it: 503 and close
+  size_t http_max_headers = 64;          // header fields per request (431)
+  uint32_t http_idle_timeout_s = 60;     // keep-alive connection with no request
+  uint32_t http_request_timeout_s = 30;  // a request's arrival, and its response's send
+  size_t http_max_clients = 256;         // connections per shard; past it: 503 and close
 
   // Derived, filled by Finalize().
   base::NetworkSet relay_networks;
