@@ -350,7 +350,10 @@ void Connection::BeginShutdown() {
 }
 
 void Connection::MaybeDestroy() {
-  if (!shut_down_ || recv_armed_ || send_in_flight_ || commit_in_flight_ || destroyed_) return;
+  if (!shut_down_ || recv_armed_ || send_in_flight_ || commit_in_flight_ || auth_in_flight_ ||
+      destroyed_) {
+    return;
+  }
   destroyed_ = true;
   io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
   io_uring_prep_close(sqe, fd_);
@@ -433,19 +436,39 @@ void Connection::Authenticate(std::string_view user, std::string_view password) 
   std::shared_ptr<tls::Verifier> verifier = creds != nullptr ? creds->verifier() : nullptr;
   if (verifier == nullptr) return session_.OnAuthResult(smtp::AuthVerdict::kTempFail);
   tls::AuthLimiter& limiter = creds->limiter();
-  const uint64_t now = shard_.now_ms();
-  if (limiter.Locked(client_ip_, now)) {
+  if (limiter.Locked(client_ip_, shard_.now_ms())) {
     std::fprintf(stderr, "sluice: auth: %s is locked out; AUTH as \"%s\" refused unchecked\n",
                  client_ip_.c_str(), Printable(user).c_str());
     return session_.OnAuthResult(smtp::AuthVerdict::kLocked);
   }
-  // PBKDF2 on the shard's thread (tls/password.h says what it costs and why
-  // that is bounded); a cached success is a single HMAC.
-  if (verifier->Check(user, password)) {
+  // A cached success is one HMAC: answered here. Anything else may cost a
+  // PBKDF2 run (about 15 ms, tls/password.h), which goes to a helper thread
+  // while this connection waits (the session reads no input meanwhile).
+  if (verifier->CheckCached(user, password)) return Authenticated(user, true);
+  if (shard_.helpers() == nullptr) return Authenticated(user, verifier->Check(user, password));
+  auto verdict = std::make_shared<bool>(false);
+  io::HelperPool::Job job;
+  job.work = [verdict, verifier, user = std::string(user), password = std::string(password)] {
+    *verdict = verifier->Check(user, password);
+  };
+  job.done = [this, verdict, user = std::string(user)] {
+    auth_in_flight_ = false;
+    if (shut_down_) return MaybeDestroy();
+    Authenticated(user, *verdict);
+    ProcessInput();  // what the client pipelined behind its credentials
+    MaybeDestroy();
+  };
+  auth_in_flight_ = shard_.helpers()->Submit(shard_.index(), std::move(job));
+  if (!auth_in_flight_) session_.OnAuthResult(smtp::AuthVerdict::kTempFail);  // helpers saturated
+}
+
+void Connection::Authenticated(std::string_view user, bool ok) {
+  tls::AuthLimiter& limiter = shard_.credentials()->limiter();
+  if (ok) {
     limiter.Succeeded(client_ip_);
     return session_.OnAuthResult(smtp::AuthVerdict::kOk);
   }
-  const bool locked = limiter.Failed(client_ip_, now);
+  const bool locked = limiter.Failed(client_ip_, shard_.now_ms());
   std::fprintf(stderr, "sluice: auth: failed for \"%s\" from %s%s\n", Printable(user).c_str(),
                client_ip_.c_str(), locked ? "; address locked out" : "");
   session_.OnAuthResult(locked ? smtp::AuthVerdict::kLocked : smtp::AuthVerdict::kBad);

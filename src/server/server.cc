@@ -394,6 +394,11 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   std::atomic<int64_t> open_connections{0};
   ClientLimiter client_limiter(config.max_connections_per_ip, config.max_connection_rate_per_ip);
   io::Mailboxes<ShardNote> mailboxes(shards, limits::kMailboxSlots);
+  // After the mailboxes (it writes their wake-up eventfds), before the
+  // shards (destroyed after them: jobs left unrun are dropped, not run).
+  std::vector<int> wake_fds;
+  for (int i = 0; i < shards; ++i) wake_fds.push_back(mailboxes.wake_fd(i));
+  io::HelperPool helpers(std::move(wake_fds), limits::kHelperThreads, limits::kHelperSlotsPerShard);
   // Every shard's latest metrics snapshot, read by whichever shard answers
   // a scrape (metrics/snapshot.h). Outlives the shards.
   metrics::MetricsBoard metrics_board(shards);
@@ -407,6 +412,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     shard_objects.back()->set_dkim_keys(dkim_keys->get());
     shard_objects.back()->set_http_tokens(http_tokens->get());
     shard_objects.back()->set_metrics_board(&metrics_board);
+    shard_objects.back()->set_helpers(&helpers);
   }
   // Shard directory n belongs to shard n % shards, whatever --shards was
   // when it was written.

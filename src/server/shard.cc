@@ -222,7 +222,7 @@ absl::Status Shard::Init() {
     claimed_.clear();
   }
   now_ms_ = base::MonotonicMillis();
-  CheckSpoolSpace();
+  CheckSpoolSpace(/*inline_now=*/true);
   if (metrics_board_ != nullptr) PublishMetrics();  // a scrape at once sees every shard
   return absl::OkStatus();
 }
@@ -336,6 +336,7 @@ void Shard::DrainNotes() {
 
 void Shard::OnWake(int, uint32_t) {
   DrainNotes();
+  if (helpers_ != nullptr) helpers_->Drain(index_);
   if (stop_requested_.load(std::memory_order_acquire) && !stopping_) BeginStop();
   ApplyReload();
   ArmWake();
@@ -541,17 +542,49 @@ void Shard::BeginStop() {
   for (Connection* c : all) c->Shutdown();
 }
 
-void Shard::CheckSpoolSpace() {
+namespace {
+
+struct SpaceFigures {
+  bool ok = false;
+  uint64_t free_bytes = 0;
+  uint64_t size_bytes = 0;
+};
+
+SpaceFigures StatSpool(const std::string& dir) {
   struct statvfs st;
-  const std::string dir = absl::StrCat(config_.spool_dir, "/", index_);
-  if (statvfs(dir.c_str(), &st) != 0) {
+  if (statvfs(dir.c_str(), &st) != 0) return {};
+  return {true, static_cast<uint64_t>(st.f_bavail) * st.f_frsize,
+          static_cast<uint64_t>(st.f_blocks) * st.f_frsize};
+}
+
+}  // namespace
+
+void Shard::CheckSpoolSpace(bool inline_now) {
+  std::string dir = absl::StrCat(config_.spool_dir, "/", index_);
+  if (inline_now || helpers_ == nullptr) {
+    const SpaceFigures f = StatSpool(dir);
+    return ApplySpoolSpace(f.ok, f.free_bytes, f.size_bytes);
+  }
+  if (space_check_in_flight_) return;  // a slow disk: one check at a time
+  auto result = std::make_shared<SpaceFigures>();
+  io::HelperPool::Job job;
+  job.work = [result, dir = std::move(dir)] { *result = StatSpool(dir); };
+  job.done = [this, result] {
+    space_check_in_flight_ = false;
+    ApplySpoolSpace(result->ok, result->free_bytes, result->size_bytes);
+  };
+  // No free slot: the figures stay as they are until the next tick.
+  space_check_in_flight_ = helpers_->Submit(index_, std::move(job));
+}
+
+void Shard::ApplySpoolSpace(bool ok, uint64_t free_bytes, uint64_t size_bytes) {
+  if (!ok) {
     spool_available_ = false;
     return;
   }
-  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
   spool_available_ = free_bytes >= config_.spool_min_free_bytes;
   spool_free_bytes_ = free_bytes;
-  spool_size_bytes_ = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
+  spool_size_bytes_ = size_bytes;
 }
 
 std::shared_ptr<const metrics::ShardSnapshot> Shard::PublishMetrics() {

@@ -116,23 +116,16 @@ absl::Status Credentials::Load() {
     }
     verifier = std::make_shared<Verifier>(*std::move(file));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  context_ = std::move(context);
-  verifier_ = std::move(verifier);
+  context_.store(std::move(context));
+  verifier_.store(std::move(verifier));
   return absl::OkStatus();
 }
 
 absl::Status Credentials::Reload() { return Load(); }
 
-std::shared_ptr<const Context> Credentials::server_context() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return context_;
-}
+std::shared_ptr<const Context> Credentials::server_context() const { return context_.load(); }
 
-std::shared_ptr<Verifier> Credentials::verifier() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return verifier_;
-}
+std::shared_ptr<Verifier> Credentials::verifier() const { return verifier_.load(); }
 
 ListenerPolicy Credentials::PolicyFor(const base::SocketAddress& address, bool implicit_tls) const {
   const std::string a = address.ToString();

@@ -278,14 +278,19 @@ std::string Verifier::CacheKey(std::string_view user, std::string_view password)
   return ok ? digest : std::string();
 }
 
+bool Verifier::CheckCached(std::string_view user, std::string_view password) const {
+  if (secret_.empty() || file_.Find(user) == nullptr) return false;
+  const std::string key = CacheKey(user, password);
+  if (key.empty()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cache_.find(base::Av(user));
+  return it != cache_.end() && ConstantTimeEqual(it->second, key);
+}
+
 bool Verifier::Check(std::string_view user, std::string_view password) {
+  if (CheckCached(user, password)) return true;
   const PasswordHash* hash = file_.Find(user);
   const std::string key = secret_.empty() ? std::string() : CacheKey(user, password);
-  if (hash != nullptr && !key.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(base::Av(user));
-    if (it != cache_.end() && ConstantTimeEqual(it->second, key)) return true;
-  }
   const bool ok = CheckPassword(hash != nullptr ? *hash : dummy_, password) && hash != nullptr;
   std::lock_guard<std::mutex> lock(mu_);
   ++slow_checks_;

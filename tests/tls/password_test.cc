@@ -119,6 +119,18 @@ TEST(Password, VerifierCachesSuccessOnly) {
   EXPECT_TRUE(v.Check("alice", "right"));
 }
 
+TEST(Password, CheckCachedAnswersOnlyARememberedSuccess) {
+  const std::string text = "alice:" + *HashPassword("right", kFast) + "\n";
+  Verifier v(*PasswordFile::Parse(text, "users"));
+  EXPECT_FALSE(v.CheckCached("alice", "right"));  // never checked: only Check can tell
+  EXPECT_EQ(v.slow_checks(), 0u);
+  EXPECT_TRUE(v.Check("alice", "right"));
+  EXPECT_TRUE(v.CheckCached("alice", "right"));
+  EXPECT_FALSE(v.CheckCached("alice", "wrong"));
+  EXPECT_FALSE(v.CheckCached("nobody", "right"));
+  EXPECT_EQ(v.slow_checks(), 1u);  // the cached half never runs PBKDF2
+}
+
 TEST(Password, ConstantTimeEqual) {
   EXPECT_TRUE(ConstantTimeEqual("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEqual("abc", "abd"));

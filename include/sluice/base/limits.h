@@ -54,6 +54,15 @@ inline constexpr size_t kLogBufferMax = 1024 * 1024;
 // The headers a message gets from Sluice (Received, Date, Message-ID).
 inline constexpr size_t kAddedHeadersMax = 2048;
 
+// The helper pool (io/helper_pool.h): threads for the work a shard must not
+// block on. Two keep one slow check from delaying the next; the work is
+// rare (fresh AUTH passwords at ~15 ms of PBKDF2 each, a statvfs per shard
+// every 250 ms), so two threads give ~130 fresh AUTHs/s, and a cached
+// password never leaves its shard. Jobs in flight per shard are bounded;
+// past it a fresh AUTH gets 454 (try again) rather than queueing.
+inline constexpr int kHelperThreads = 2;
+inline constexpr size_t kHelperSlotsPerShard = 256;
+
 // Header section scanned for Date: / Message-ID: presence.
 inline constexpr size_t kHeaderScanMax = 64 * 1024;
 

@@ -76,6 +76,8 @@ class Connection final : public smtp::SessionHandler {
   void CommitMessage(const smtp::Envelope& envelope, const smtp::MessageFacts& facts) override;
   void AbortMessage() override;
   void Authenticate(std::string_view user, std::string_view password) override;
+  // The verdict of a password check, applied on this shard's thread.
+  void Authenticated(std::string_view user, bool ok);
   void Rejected(std::string_view command, std::string_view argument,
                 std::string_view reply) override;
 
@@ -139,6 +141,7 @@ class Connection final : public smtp::SessionHandler {
   base::QueueId message_id_;
   uint64_t message_arrival_us_ = 0;
   bool commit_in_flight_ = false;
+  bool auth_in_flight_ = false;  // a password check on a helper thread holds us
 
   // TLS: null until STARTTLS (or from the start on an implicit listener).
   tls::ListenerPolicy policy_;

@@ -28,6 +28,7 @@
 #include "sluice/config/config.h"
 #include "sluice/delivery/engine.h"
 #include "sluice/delivery/ledger.h"
+#include "sluice/io/helper_pool.h"
 #include "sluice/io/mailbox.h"
 #include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
@@ -160,6 +161,11 @@ class Shard final : public delivery::EngineHost {
   // set by the server before Run(), shared, owned by the server; null: this
   // shard publishes nothing (a scrape it answers still sees itself).
   void set_metrics_board(metrics::MetricsBoard* b) { metrics_board_ = b; }
+  // Blocking or CPU-heavy work goes there, never onto this thread
+  // (io/helper_pool.h): PBKDF2 for AUTH, statvfs of the spool. Null in
+  // tests that build a shard without one: the work then runs inline.
+  void set_helpers(io::HelperPool* h) { helpers_ = h; }
+  io::HelperPool* helpers() const { return helpers_; }
   metrics::MetricsBoard* metrics_board() const { return metrics_board_; }
   // Builds this shard's snapshot now (server/metrics_collector.h) and
   // publishes it when there is a board. Shard thread only.
@@ -205,7 +211,10 @@ class Shard final : public delivery::EngineHost {
   void ArmWake();
   void Tick();
   void BeginStop();
-  void CheckSpoolSpace();
+  // Refreshes spool_available_ and the space figures: inline at start-up,
+  // on a helper thread once running (a statvfs can block on a busy disk).
+  void CheckSpoolSpace(bool inline_now = false);
+  void ApplySpoolSpace(bool ok, uint64_t free_bytes, uint64_t size_bytes);
   void Post(int target, ShardNote note);
   // `retry`: a recovered message's saved retry state (RecoveredMessage).
   void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
@@ -286,6 +295,8 @@ class Shard final : public delivery::EngineHost {
   uint64_t spool_free_bytes_ = 0;
   uint64_t spool_size_bytes_ = 0;
   metrics::MetricsBoard* metrics_board_ = nullptr;  // shared, owned by the server
+  io::HelperPool* helpers_ = nullptr;               // shared, owned by the server
+  bool space_check_in_flight_ = false;              // a statvfs job is on a helper
   uint64_t next_metrics_ms_ = 0;
   std::vector<metrics::DestinationSample> metrics_scratch_;  // reused by every snapshot
   ShardStats stats_;

@@ -8,11 +8,11 @@
 // reload that fails (a bad file) keeps the old state and says why.
 //
 // Thread-safe: shards call server_context()/verifier() on accept and AUTH
-// (a mutex held for a shared_ptr copy), the main thread calls Reload().
+// (an atomic shared_ptr load, no mutex), the main thread calls Reload().
 #pragma once
 
+#include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -64,9 +64,10 @@ class Credentials {
   std::vector<std::string> require_auth_on_;
   AuthLimiter limiter_;
 
-  mutable std::mutex mu_;
-  std::shared_ptr<const Context> context_;
-  std::shared_ptr<Verifier> verifier_;
+  // Read by every shard per connection, replaced by a reload on the main
+  // thread: atomic shared pointers, so a reader takes no mutex.
+  std::atomic<std::shared_ptr<const Context>> context_;
+  std::atomic<std::shared_ptr<Verifier>> verifier_;
 };
 
 }  // namespace sluice::tls

@@ -90,6 +90,10 @@ class Verifier {
   // True when the user exists and the password is right. An unknown user
   // costs a PBKDF2 run too, so timing does not tell which names exist.
   bool Check(std::string_view user, std::string_view password);
+  // The cheap half of Check, fit for a shard thread: true when this exact
+  // (user, password) succeeded before (one HMAC); false means only Check,
+  // which may run PBKDF2, can tell.
+  bool CheckCached(std::string_view user, std::string_view password) const;
   // PBKDF2 runs so far (tests see the cache work).
   uint64_t slow_checks() const;
 
