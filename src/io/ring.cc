@@ -40,6 +40,11 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries) {
     return absl::FailedPreconditionError("kernel too old: io_uring lacks EXT_ARG (needs 5.11+)");
   }
   ring->initialised_ = true;
+  if (io_uring_probe* probe = io_uring_get_probe_ring(&ring->ring_)) {
+    ring->msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
+                      (params.features & IORING_FEAT_CQE_SKIP);
+    io_uring_free_probe(probe);
+  }
   ring->reaped_.reserve(entries * 4);
   return ring;
 }
@@ -75,6 +80,13 @@ void Ring::Submit() {
   }
   SLUICE_CHECK(rc >= 0 || rc == -EBUSY || rc == -EAGAIN || rc == -EINTR);
   if (rc > 0) submitted_total_ += static_cast<uint64_t>(rc);
+}
+
+void Ring::PostMessage(int target_ring_fd, Completion* target, Completion* on_failure) {
+  SLUICE_CHECK(msg_ring_);
+  io_uring_sqe* sqe = Prepare(on_failure);
+  io_uring_prep_msg_ring(sqe, target_ring_fd, 0, reinterpret_cast<uint64_t>(target), 0);
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
 size_t Ring::Reap() {

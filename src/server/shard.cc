@@ -142,6 +142,7 @@ absl::Status Shard::Init() {
   auto ring = io::Ring::Create(limits::kRingEntries);
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
+  mailboxes_.UseRing(index_, ring_.get(), &message_wake_done_);
   auto buffers = io::BufferRing::Create(*ring_, kBufferGroup, limits::kRecvBufferCount,
                                         static_cast<uint32_t>(limits::kRecvBufferSize));
   if (!buffers.ok()) return buffers.status();
@@ -341,6 +342,8 @@ void Shard::OnWake(int, uint32_t) {
   ApplyReload();
   ArmWake();
 }
+
+void Shard::OnMessageWake(int, uint32_t) { DrainNotes(); }
 
 void Shard::RequestStop() {
   stop_requested_.store(true, std::memory_order_release);

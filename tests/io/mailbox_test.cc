@@ -2,6 +2,9 @@
 // as shards use them.
 #include "sluice/io/mailbox.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -69,6 +72,55 @@ TEST(Mailboxes, ThreeProducersOneIoUringConsumer) {
   EXPECT_EQ(total, kPerProducer * (kShards - 1));
   // Wakes coalesce: far fewer reads than messages.
   EXPECT_LT(static_cast<uint64_t>(wakes), total);
+}
+
+// Shards that registered their rings wake each other with MSG_RING: the
+// target sees a completion of its `wake` and no eventfd is ever written.
+TEST(Mailboxes, RingToRingWakesNeedNoEventfd) {
+  constexpr uint64_t kMessages = 200'000;
+  {
+    auto probe = Ring::Create(8);
+    ASSERT_TRUE(probe.ok());
+    if (!(*probe)->can_post_messages()) GTEST_SKIP() << "kernel without IORING_OP_MSG_RING";
+  }
+  Mailboxes<Note> boxes(2, 1024);
+  std::atomic<int> registered{0};
+  WakeRead wake;
+  uint64_t total = 0;
+  int wakes = 0;
+  std::thread consumer([&] {
+    auto ring = Ring::Create(64);
+    ASSERT_TRUE(ring.ok());
+    boxes.UseRing(0, ring->get(), &wake);
+    ++registered;
+    uint64_t next = 0;
+    while (total < kMessages) {
+      wake.fired = false;
+      while (!wake.fired) (*ring)->RunOnce(5000);
+      ++wakes;
+      total += boxes.Drain(0, [&](Note n) { ASSERT_EQ(n.seq, next++); });
+    }
+  });
+  auto ring = Ring::Create(64);
+  ASSERT_TRUE(ring.ok());
+  WakeRead unused;
+  boxes.UseRing(1, ring->get(), &unused);
+  while (registered.load() == 0) std::this_thread::yield();
+  for (uint64_t i = 0; i < kMessages;) {
+    if (boxes.Post(1, 0, Note{1, i})) {
+      ++i;
+    } else {
+      (*ring)->RunOnce(0);  // submits the MSG_RING that wakes the consumer
+    }
+    if (i % 64 == 0) (*ring)->RunOnce(0);
+  }
+  (*ring)->RunOnce(0);
+  consumer.join();
+  EXPECT_EQ(total, kMessages);
+  EXPECT_LT(static_cast<uint64_t>(wakes), total);
+  // Nothing went through the eventfd.
+  uint64_t value = 0;
+  EXPECT_EQ(read(boxes.wake_fd(0), &value, sizeof value), -1);
 }
 
 }  // namespace

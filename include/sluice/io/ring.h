@@ -60,6 +60,17 @@ class Ring {
   // CQ holds `cq_ready` or more unreaped completions (0: off).
   void SimulateBusyCompletionQueue(unsigned cq_ready) { busy_at_cq_ready_ = cq_ready; }
 
+  // Posts a completion for `target` into another thread's ring (fd
+  // `target_ring_fd`) with IORING_OP_MSG_RING: a wake-up between shards that
+  // needs no syscall of its own (it leaves with this ring's next submit).
+  // The sender sees nothing on success (CQE_SKIP_SUCCESS); if the kernel
+  // refuses the message, `on_failure` (which must outlive the post) is told,
+  // so the caller can wake the target another way.
+  void PostMessage(int target_ring_fd, Completion* target, Completion* on_failure);
+  // Whether the kernel supports PostMessage (IORING_OP_MSG_RING, 5.18).
+  bool can_post_messages() const { return msg_ring_; }
+  int fd() const { return ring_.ring_fd; }
+
   io_uring* raw() { return &ring_; }
   bool defer_taskrun() const { return defer_taskrun_; }
   uint64_t submitted_total() const { return submitted_total_; }
@@ -81,6 +92,7 @@ class Ring {
   io_uring ring_{};
   bool initialised_ = false;
   bool defer_taskrun_ = false;
+  bool msg_ring_ = false;
   uint64_t submitted_total_ = 0;
   unsigned busy_at_cq_ready_ = 0;
   std::vector<Reaped> reaped_;

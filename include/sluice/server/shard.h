@@ -208,6 +208,8 @@ class Shard final : public delivery::EngineHost {
   void Refuse(int fd, std::string reply);
   void ArmAccept(Listener* l);
   void OnWake(int result, uint32_t flags);
+  // Another shard's MSG_RING wake (io/mailbox.h): notes are waiting.
+  void OnMessageWake(int result, uint32_t flags);
   void ArmWake();
   void Tick();
   void BeginStop();
@@ -270,6 +272,7 @@ class Shard final : public delivery::EngineHost {
   uint64_t wake_value_ = 0;
   const std::string too_many_connections_;  // the reply, sent from this buffer
   io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};
+  io::MemberCompletion<Shard, &Shard::OnMessageWake> message_wake_done_{this};
   std::atomic<bool> stop_requested_{false};
   struct PendingReload {
     std::shared_ptr<const config::Config> config;
