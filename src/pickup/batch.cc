@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-// toml++ compiled inline with exceptions off, exactly as config/config.cc
+// toml++ compiled inline with exceptions off, exactly as config/toml_walk.h
 // does (see there): toml::parse() returns a parse_result and never throws.
 #undef TOML_SHARED_LIB
 #define TOML_SHARED_LIB 0

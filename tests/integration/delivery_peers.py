@@ -81,7 +81,7 @@ delivery_world (fixture)
     addresses, a receiver (or sink, or nothing) on each address, one shared
     port, and `world.sluice_args()` == ["--dns", "127.0.0.1:D", "--mx-port", "P"]
     or `world.delivery_toml()` == '[delivery]\\ndns = ["127.0.0.1:D"]\\nmx_port = P\\n'
-    (sluice.toml's keys, src/config/config.cc).
+    (sluice.toml's keys, src/config/delivery_table.cc).
     MX host names are generated: 127.0.0.2 is "mx-127-0-0-2.test".
 
 Ports: one free port per test (fixture `mx_port`), the same on every
