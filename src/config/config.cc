@@ -25,9 +25,11 @@
 //      order of the "the tables are ..." list in errors).
 //   3. The file in meson.build; if command-line flags or defaults can make a
 //      value wrong, a check in Finalize() below.
-// Adding a key to an existing table: a branch in its reader (for an integer
-// of a flat table, an IntField line in field_tables.cc instead), the key in
-// that reader's known-key list, docs/CONFIGURATION.md, deploy/sluice.toml.
+// Adding a key to an existing table: the member in config.h, a branch in its
+// table's reader (for an integer of a flat table, an IntField line in
+// field_tables.cc instead), the key in that reader's known-key list, its
+// entry in reload.cc's table (reloadable or restart-only),
+// docs/CONFIGURATION.md and deploy/sluice.toml.
 
 #include "sluice/config/config.h"
 

@@ -325,6 +325,21 @@ TEST(ConfigTest, UnknownTable) {
                       {"sluice.toml:4: ", "smtp", "unknown table"}));
 }
 
+// The list of tables in these errors comes from the reader registry
+// (kTableReaders in src/config/config.cc): plain tables in registry order,
+// then the arrays of tables. New tables go last, so the start stays as is.
+TEST(ConfigTest, UnknownTableListsTablesAndSuggests) {
+  const std::string tables =
+      "(the tables are [server], [spool], [log], [pickup], [delivery], [retry], [admin], [tls], "
+      "[auth], [dkim], [http]";
+  EXPECT_TRUE(IsError(Apply("[servr]\nshards = 1\n"),
+                      {"sluice.toml:1: ", "servr: unknown table ", tables, "[[shaping]]",
+                       "[[route]]", "; did you mean 'server'?"}));
+  EXPECT_TRUE(IsError(Apply("[[rout]]\ndomain = \"a.com\"\n"),
+                      {"sluice.toml:1: ", "rout: unknown table ", "did you mean 'route'?"}));
+  EXPECT_TRUE(IsError(Apply("shards = 1\n"), {"unknown key outside any table ", tables}));
+}
+
 TEST(ConfigTest, UnknownSubTable) {
   EXPECT_TRUE(IsError(Apply("[server]\nshards = 1\n[server.tls]\ncert = \"x\"\n"),
                       {"sluice.toml:3: ", "server.tls", "unknown table"}));
