@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
+#include "sluice/diag/diag.h"
 #include "sluice/spool/journal.h"
 #include "sluice/spool/spool_directory.h"
 
@@ -184,8 +185,9 @@ void Ledger::OpenJournal() {
   const std::string path = absl::StrCat(dir, "/", spool::JournalFileName(journal_seq_));
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    std::fprintf(stderr, "sluice: ledger: cannot create %s: %s\n", path.c_str(),
-                 std::strerror(errno));
+    const int err = errno;
+    SLUICE_LOG(kError, "ledger.create_failed", "cannot create a journal segment",
+               {{"file", path}, {"error", std::strerror(err)}});
     ++stats_.io_errors;
     return;
   }
@@ -231,8 +233,11 @@ void Ledger::StartRetirements() {
     if (f->segment) {
       if (f->fd < 0) f->fd = open(f->path.c_str(), O_WRONLY | O_CLOEXEC);
       if (f->fd < 0) {
-        std::fprintf(stderr, "sluice: ledger: cannot open %s: %s\n", f->path.c_str(),
-                     std::strerror(errno));
+        const int err = errno;
+        SLUICE_LOG(kError, "ledger.open_failed",
+                   "cannot open a finished message file; it stays live (delivered again after a "
+                   "restart, never lost)",
+                   {{"file", f->path}, {"error", std::strerror(err)}});
         ++stats_.io_errors;
         continue;  // stays live: delivered again after a restart, never lost
       }
@@ -311,10 +316,9 @@ void Ledger::OnRetired(RetireBatch* batch, int result, bool owned) {
   --in_flight_;
   if (result < 0) {
     ++stats_.io_errors;
-    std::fprintf(stderr,
-                 "sluice: ledger: retiring %zu finished messages failed (%s); they may be "
-                 "delivered again after a restart\n",
-                 batch->ids.size(), std::strerror(-result));
+    SLUICE_LOG(kError, "ledger.retire_failed",
+               "retiring finished messages failed; they may be delivered again after a restart",
+               {{"messages", batch->ids.size()}, {"error", std::strerror(-result)}});
   }
   for (base::QueueId id : batch->ids) {
     auto it = live_.find(id);
@@ -336,10 +340,9 @@ void Ledger::OnJournalWritten(JournalWrite* write, int result) {
   --in_flight_;
   if (result < 0) {
     ++stats_.io_errors;
-    std::fprintf(stderr,
-                 "sluice: ledger: journal write failed (%s); final recipients may be delivered "
-                 "again after a restart\n",
-                 std::strerror(-result));
+    SLUICE_LOG(kError, "ledger.write_failed",
+               "journal write failed; final recipients may be delivered again after a restart",
+               {{"error", std::strerror(-result)}});
   }
   delete write;
 }
@@ -371,8 +374,9 @@ void Ledger::Tick() {
       if (f->segment) {
         if (unlink(f->path.c_str()) != 0 && errno != ENOENT) {
           ++stats_.io_errors;
-          std::fprintf(stderr, "sluice: ledger: cannot remove %s: %s\n", f->path.c_str(),
-                       std::strerror(errno));
+          const int err = errno;
+          SLUICE_LOG(kWarning, "ledger.remove_failed", "cannot remove a finished file",
+                     {{"file", f->path}, {"error", std::strerror(err)}});
         } else {
           ++stats_.segments_removed;
         }

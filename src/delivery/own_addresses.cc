@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "sluice/diag/diag.h"
 namespace sluice::delivery {
 namespace {
 
@@ -42,8 +43,10 @@ std::vector<base::Network> OwnAddresses::InterfaceNetworks() {
   std::vector<base::Network> out;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) {
-    std::fprintf(stderr, "sluice: delivery: getifaddrs: %s; MX-is-me knows only the listeners\n",
-                 std::strerror(errno));
+    const int err = errno;
+    SLUICE_LOG(kWarning, "delivery.getifaddrs_failed",
+               "getifaddrs failed; MX-is-me knows only the listeners",
+               {{"error", std::strerror(err)}});
     return out;
   }
   for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {

@@ -8,8 +8,10 @@
 #include <cstring>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "sluice/base/limits.h"
+#include "sluice/diag/diag.h"
 
 namespace sluice::log {
 
@@ -35,7 +37,7 @@ LogFile::~LogFile() {
 }
 
 void LogFile::Report(const std::string& line) {
-  std::fprintf(stderr, "sluice: accounting log: %s\n", line.c_str());
+  SLUICE_LOG(kWarning, "log.write_failed", absl::StrCat("accounting log: ", line));
 }
 
 void LogFile::Failed(int err, uint64_t now_ms) {
@@ -70,9 +72,11 @@ void LogFile::Succeeded(uint64_t now_ms) {
   if (!failing()) return;
   failing_.store(false, std::memory_order_release);
   episode_lost_ += lost_.exchange(0);
-  Report(absl::StrFormat("writes recovered after %.1f s: %u records lost, %u write errors",
-                         static_cast<double>(now_ms - failed_since_ms_) / 1000.0, episode_lost_,
-                         errors_));
+  SLUICE_LOG(kNotice, "log.write_recovered",
+             absl::StrFormat("accounting log: writes recovered after %.1f s: %u records lost, "
+                             "%u write errors",
+                             static_cast<double>(now_ms - failed_since_ms_) / 1000.0, episode_lost_,
+                             errors_));
 }
 
 }  // namespace sluice::log

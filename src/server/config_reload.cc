@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sluice/config/reload.h"
+#include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
 #include "sluice/server/log_file.h"
 #include "sluice/server/shard.h"
@@ -31,7 +32,8 @@ void WriteStatus(const std::string& spool_dir, uint64_t generation, const char* 
   bool ok = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   if (fd >= 0) ok = close(fd) == 0 && ok;
   if (!ok || rename(temporary.c_str(), path.c_str()) != 0) {
-    std::fprintf(stderr, "sluice: warning: reload status not written to %s\n", path.c_str());
+    SLUICE_LOG(kWarning, "config.reload_status_not_written", "reload status not written",
+               {{"file", path}});
   }
 }
 
@@ -50,7 +52,17 @@ ConfigReloader::ConfigReloader(const config::Config& running, ConfigLoader loade
       http_tokens_(http_tokens) {}
 
 bool ConfigReloader::Finish(Outcome outcome, const std::string& line) {
-  std::fprintf(stderr, "sluice: %s\n", line.c_str());
+  switch (outcome) {
+    case Outcome::kApplied:
+      SLUICE_LOG(kNotice, "config.reloaded", line);
+      break;
+    case Outcome::kRefused:
+      SLUICE_LOG(kWarning, "config.reload_refused", line);
+      break;
+    case Outcome::kFailed:
+      SLUICE_LOG(kError, "config.reload_failed", line);
+      break;
+  }
   const char* word = outcome == Outcome::kApplied   ? "applied"
                      : outcome == Outcome::kRefused ? "refused"
                                                     : "failed";
@@ -95,29 +107,31 @@ absl::Status ConfigReloader::ReloadFiles(std::vector<std::string>& done) {
   const config::Config& c = running_;
   if (credentials_ != nullptr && (!c.tls_cert_file.empty() || !c.auth_password_file.empty())) {
     if (absl::Status r = credentials_->Reload(); !r.ok()) {
-      std::fprintf(stderr, "sluice: SIGHUP: reload failed, keeping the previous ones: %s\n",
-                   std::string(r.message()).c_str());
+      SLUICE_LOG(kError, "tls.reload_failed",
+                 "SIGHUP: TLS certificate or password file: reload failed, keeping the previous "
+                 "ones",
+                 {{"error", r.message()}});
       return absl::Status(r.code(),
                           absl::StrCat("TLS certificate or password file: ", r.message()));
     }
-    std::fprintf(stderr, "sluice: SIGHUP: TLS certificate and password file reloaded\n");
+    SLUICE_LOG(kNotice, "tls.reloaded", "SIGHUP: TLS certificate and password file reloaded");
     done.push_back("the TLS certificate and password file");
   }
   if (dkim_keys_ != nullptr && !c.dkim_signers.empty()) {
     if (absl::Status k = dkim_keys_->Reload(); !k.ok()) {
-      std::fprintf(stderr,
-                   "sluice: SIGHUP: DKIM keys not reloaded, keeping the previous ones: %s\n",
-                   std::string(k.message()).c_str());
+      SLUICE_LOG(kError, "dkim.reload_failed",
+                 "SIGHUP: DKIM keys not reloaded, keeping the previous ones",
+                 {{"error", k.message()}});
       return absl::Status(k.code(), absl::StrCat("DKIM keys: ", k.message()));
     }
-    std::fprintf(stderr, "sluice: SIGHUP: DKIM keys reloaded\n");
+    SLUICE_LOG(kNotice, "dkim.reloaded", "SIGHUP: DKIM keys reloaded");
     done.push_back("the DKIM keys");
   }
   if (http_tokens_ != nullptr && http_tokens_->configured()) {
     if (absl::Status t = http_tokens_->Reload(); !t.ok()) {
-      std::fprintf(stderr,
-                   "sluice: SIGHUP: HTTP tokens not reloaded, keeping the previous ones: %s\n",
-                   std::string(t.message()).c_str());
+      SLUICE_LOG(kError, "http.tokens_reload_failed",
+                 "SIGHUP: HTTP tokens not reloaded, keeping the previous ones",
+                 {{"error", t.message()}});
       return absl::Status(t.code(), absl::StrCat("http.tokens_file: ", t.message()));
     }
     done.push_back("the HTTP tokens file");

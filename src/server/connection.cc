@@ -12,6 +12,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/diag/diag.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/trace_headers.h"
 
@@ -52,8 +53,10 @@ std::string ProtocolName(const smtp::Envelope& e) {
   return p;
 }
 
-// An untrusted string for a log line: printable ASCII, escaped, bounded.
-std::string Printable(std::string_view s) { return absl::CHexEscape(base::Av(s.substr(0, 64))); }
+// How much of a user name a failed AUTH shows in its diagnostic line (the
+// line escapes it): enough to recognise it, bounded against a flood of long
+// names.
+constexpr size_t kUserShownMax = 64;
 
 }  // namespace
 
@@ -241,7 +244,8 @@ void Connection::TlsFailed(std::string_view why) {
   if (tls_failed_) return;
   tls_failed_ = true;
   if (tls_ == nullptr || tls_handshaking_) ++shard_.stats().tls_handshake_failures;
-  std::fprintf(stderr, "sluice: tls: %s: %s\n", client_ip_.c_str(), std::string(why).c_str());
+  SLUICE_LOG(kWarning, "tls.failed", "TLS failed; connection closed",
+             {{"peer", client_ip_}, {"reason", why}});
   DropCarry();
   // An alert wolfSSL produced may still go out; then the connection closes.
   MaybeSend();
@@ -437,8 +441,8 @@ void Connection::Authenticate(std::string_view user, std::string_view password) 
   if (verifier == nullptr) return session_.OnAuthResult(smtp::AuthVerdict::kTempFail);
   tls::AuthLimiter& limiter = creds->limiter();
   if (limiter.Locked(client_ip_, shard_.now_ms())) {
-    std::fprintf(stderr, "sluice: auth: %s is locked out; AUTH as \"%s\" refused unchecked\n",
-                 client_ip_.c_str(), Printable(user).c_str());
+    SLUICE_LOG(kWarning, "auth.locked_out", "AUTH refused unchecked: the address is locked out",
+               {{"peer", client_ip_}, {"user", user.substr(0, kUserShownMax)}});
     return session_.OnAuthResult(smtp::AuthVerdict::kLocked);
   }
   // A cached success is one HMAC: answered here. Anything else may cost a
@@ -469,8 +473,9 @@ void Connection::Authenticated(std::string_view user, bool ok) {
     return session_.OnAuthResult(smtp::AuthVerdict::kOk);
   }
   const bool locked = limiter.Failed(client_ip_, shard_.now_ms());
-  std::fprintf(stderr, "sluice: auth: failed for \"%s\" from %s%s\n", Printable(user).c_str(),
-               client_ip_.c_str(), locked ? "; address locked out" : "");
+  SLUICE_LOG(
+      kWarning, "auth.failed", locked ? "AUTH failed; address locked out" : "AUTH failed",
+      {{"peer", client_ip_}, {"user", user.substr(0, kUserShownMax)}, {"locked_out", locked}});
   session_.OnAuthResult(locked ? smtp::AuthVerdict::kLocked : smtp::AuthVerdict::kBad);
 }
 
@@ -557,8 +562,8 @@ void Connection::OnCommitted(const absl::Status& status, const std::string& id, 
     session_.OnCommitted(id);
   } else {
     ++shard_.stats().messages_failed;
-    std::fprintf(stderr, "sluice: shard spool commit failed: %s\n",
-                 std::string(status.message()).c_str());
+    SLUICE_LOG(kError, "spool.commit_failed", "spool commit failed; the client got a 4xx",
+               {{"peer", client_ip_}, {"error", status.message()}});
     session_.OnCommitted(status);
   }
   if (!shut_down_) ProcessInput();

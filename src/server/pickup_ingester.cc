@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
+#include "sluice/diag/diag.h"
 #include "sluice/log/accounting_log.h"
 #include "sluice/pickup/batch.h"
 #include "sluice/pickup/message_parser.h"
@@ -238,8 +239,9 @@ void PickupIngester::Scan() {
   retry_.clear();
   DIR* d = opendir(new_dir_.c_str());
   if (d == nullptr) {
-    std::fprintf(stderr, "sluice: pickup: cannot list %s: %s\n", new_dir_.c_str(),
-                 std::strerror(errno));
+    const int err = errno;
+    SLUICE_LOG(kError, "pickup.list_failed", "cannot list the pickup directory",
+               {{"dir", new_dir_}, {"error", std::strerror(err)}});
     return;
   }
   std::vector<std::string> names;
@@ -290,8 +292,8 @@ void PickupIngester::OnRead(int result, uint32_t) {
     }
   } else if (result < 0 && result != -ECANCELED && result != -EINTR && result != -EAGAIN) {
     // The periodic scan keeps working without inotify.
-    std::fprintf(stderr, "sluice: pickup: inotify read failed: %s; relying on scans\n",
-                 std::strerror(-result));
+    SLUICE_LOG(kWarning, "pickup.inotify_failed", "inotify read failed; relying on scans",
+               {{"error", std::strerror(-result)}});
     return;
   }
   ArmRead();
@@ -346,8 +348,9 @@ bool PickupIngester::Claim(const std::string& name, Item& item) {
   if (rename(from.c_str(), item.claimed_path.c_str()) != 0) {
     // ENOENT: another process (or an earlier event of ours) took it.
     if (errno != ENOENT) {
-      std::fprintf(stderr, "sluice: pickup: cannot claim %s: %s\n", Printable(from).c_str(),
-                   std::strerror(errno));
+      const int err = errno;
+      SLUICE_LOG(kWarning, "pickup.claim_failed", "cannot claim a pickup file",
+                 {{"file", from}, {"error", std::strerror(err)}});
     }
     return false;
   }
@@ -373,7 +376,8 @@ void PickupIngester::Process(Item item) {
       return Reject(item, why);
     case ReadOutcome::kError:
       // An I/O error is not the file's fault: keep it claimed, try again.
-      std::fprintf(stderr, "sluice: pickup: %s; will retry\n", why.c_str());
+      SLUICE_LOG(kWarning, "pickup.read_failed", "cannot read a claimed file; will retry",
+                 {{"error", why}});
       retry_.push_back(std::move(item));
       return;
     case ReadOutcome::kOk:
@@ -427,8 +431,8 @@ void PickupIngester::OnCommitted(const Item& item, const absl::Status& status, s
   bytes_in_flight_ -= size;
   if (!status.ok()) {
     ++shard_.stats().messages_failed;
-    std::fprintf(stderr, "sluice: pickup: spool commit of %s failed: %s; will retry\n",
-                 item.claimed_name.c_str(), std::string(status.message()).c_str());
+    SLUICE_LOG(kError, "pickup.commit_failed", "spool commit failed; will retry",
+               {{"file", item.claimed_name}, {"error", status.message()}});
     retry_.push_back(item);
     return;
   }
@@ -455,8 +459,8 @@ void PickupIngester::OnReleased(Release* release, int result) {
   --releases_in_flight_;
   const Item& item = release->item;
   if (result < 0 && result != -ENOENT) {
-    std::fprintf(stderr, "sluice: pickup: cannot remove %s: %s\n", item.claimed_path.c_str(),
-                 std::strerror(-result));
+    SLUICE_LOG(kWarning, "pickup.remove_failed", "cannot remove a queued claimed file",
+               {{"file", item.claimed_path}, {"error", std::strerror(-result)}});
   }
   ++shard_.stats().messages_queued;
   const std::string id = item.id.ToString();
@@ -495,14 +499,17 @@ void PickupIngester::Reject(const Item& item, const std::string& reason) {
   if (!s.ok()) {
     // Nothing is lost: the file stays in claimed/ and is processed again
     // at the next start.
-    std::fprintf(stderr,
-                 "sluice: pickup: rejected %s (%s) but cannot move it to %s: %s; left as %s\n",
-                 Printable(item.name).c_str(), Printable(reason).c_str(), bad_dir_.c_str(),
-                 std::string(s.message()).c_str(), item.claimed_path.c_str());
+    SLUICE_LOG(kError, "pickup.bad_file_unmovable",
+               "rejected a file but cannot move it to the bad directory; left claimed",
+               {{"file", item.name},
+                {"reason", reason},
+                {"bad_dir", bad_dir_},
+                {"error", s.message()},
+                {"left_as", item.claimed_path}});
     return;
   }
-  std::fprintf(stderr, "sluice: pickup: rejected %s: %s\n", Printable(item.name).c_str(),
-               Printable(reason).c_str());
+  SLUICE_LOG(kWarning, "pickup.bad_file", "rejected a pickup file; moved to the bad directory",
+             {{"file", item.name}, {"reason", reason}});
   log::RejectionRecord r;
   r.ts_micros = base::WallMicros();
   r.source = "pickup";
@@ -522,8 +529,9 @@ void PickupIngester::StartBatch(Item item) {
   b->limits = BatchLimitsFor(config);
   b->dir_fd = open(it.claimed_path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (b->dir_fd < 0) {
-    std::fprintf(stderr, "sluice: pickup: cannot open batch %s: %s; will retry\n",
-                 it.claimed_path.c_str(), std::strerror(errno));
+    const int err = errno;
+    SLUICE_LOG(kWarning, "pickup.batch_open_failed", "cannot open a batch; will retry",
+               {{"batch", it.claimed_path}, {"error", std::strerror(err)}});
     retry_.push_back(std::move(b->item));
     return;
   }
@@ -581,8 +589,8 @@ void PickupIngester::StartBatch(Item item) {
       b->CloseFiles();
       return Reject(b->item, why);
     case ReadOutcome::kError:
-      std::fprintf(stderr, "sluice: pickup: batch %s: %s; will retry\n",
-                   Printable(b->item.name).c_str(), why.c_str());
+      SLUICE_LOG(kWarning, "pickup.batch_read_failed", "cannot read a batch; will retry",
+                 {{"batch", b->item.name}, {"error", why}});
       retry_.push_back(std::move(b->item));
       return;
     case ReadOutcome::kOk:
@@ -602,9 +610,11 @@ void PickupIngester::ContinueBatch() {
     ssize_t n = read(b.csv_fd, b.chunk.data() + got, b.chunk.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      std::fprintf(stderr, "sluice: pickup: batch %s: read %s: %s; will retry\n",
-                   Printable(b.item.name).c_str(), b.manifest.recipients_file.c_str(),
-                   std::strerror(errno));
+      const int err = errno;
+      SLUICE_LOG(kWarning, "pickup.batch_read_failed", "cannot read a batch; will retry",
+                 {{"batch", b.item.name},
+                  {"file", b.manifest.recipients_file},
+                  {"error", std::strerror(err)}});
       retry_.push_back(std::move(b.item));
       return EndBatch();
     }
@@ -659,9 +669,10 @@ void PickupIngester::CommitBatch() {
     if (!s.ok()) {
       // The valid recipients are not held back for a report: it goes to
       // stderr instead.
-      std::fprintf(stderr, "sluice: pickup: batch %s: cannot write %s: %s; skipped rows:\n%s",
-                   Printable(b.item.name).c_str(), path.c_str(), std::string(s.message()).c_str(),
-                   note.c_str());
+      SLUICE_LOG(
+          kError, "pickup.batch_report_not_written",
+          "cannot write the skipped-rows report; it is in this line",
+          {{"batch", b.item.name}, {"file", path}, {"error", s.message()}, {"skipped_rows", note}});
     }
   }
   const uint64_t now = base::WallMicros();
@@ -705,8 +716,8 @@ void PickupIngester::OnBatchCommitted(const absl::Status& status) {
   Batch& b = *batch_;
   if (!status.ok()) {
     ++shard_.stats().messages_failed;
-    std::fprintf(stderr, "sluice: pickup: spool commit of batch %s failed: %s; will retry\n",
-                 b.item.claimed_name.c_str(), std::string(status.message()).c_str());
+    SLUICE_LOG(kError, "pickup.commit_failed", "spool commit of a batch failed; will retry",
+               {{"batch", b.item.claimed_name}, {"error", status.message()}});
     retry_.push_back(std::move(b.item));
     return EndBatch();
   }
@@ -729,9 +740,11 @@ void PickupIngester::OnBatchCommitted(const absl::Status& status) {
   r.skipped = b.builder->skipped();
   shard_.accounting().Reception(r);
   shard_.AnnounceQueued(b.item.id, addresses);
-  std::fprintf(stderr, "sluice: pickup: batch %s queued as %s: %u recipients, %zu rows skipped\n",
-               Printable(b.item.name).c_str(), id.c_str(), b.builder->accepted(),
-               b.builder->skipped());
+  SLUICE_LOG(kInfo, "pickup.batch_queued", "batch queued",
+             {{"batch", b.item.name},
+              {"id", id},
+              {"recipients", b.builder->accepted()},
+              {"rows_skipped", b.builder->skipped()}});
   EndBatch();
 }
 
@@ -740,8 +753,10 @@ void PickupIngester::ReleaseBatch(const Item& item) {
   // left without looking for its record (which delivery may retire).
   const std::string done = item.claimed_path + std::string(pickup::kReleasedSuffix);
   if (rename(item.claimed_path.c_str(), done.c_str()) != 0) {
-    std::fprintf(stderr, "sluice: pickup: cannot rename %s: %s\n", item.claimed_path.c_str(),
-                 std::strerror(errno));
+    const int err = errno;
+    SLUICE_LOG(kWarning, "pickup.rename_failed",
+               "cannot rename a finished batch; removed at the next start",
+               {{"file", item.claimed_path}, {"error", std::strerror(err)}});
     return;  // start-up recovery finds the record's origin and removes it
   }
   if (abort_at_ == "batch-mid-release") {
@@ -749,8 +764,9 @@ void PickupIngester::ReleaseBatch(const Item& item) {
     MaybeAbort("batch-mid-release");
   }
   if (absl::Status s = pickup::RemoveTree(done); !s.ok()) {
-    std::fprintf(stderr, "sluice: pickup: cannot remove %s: %s (removed at the next start)\n",
-                 done.c_str(), std::string(s.message()).c_str());
+    SLUICE_LOG(kWarning, "pickup.remove_failed",
+               "cannot remove a finished batch; removed at the next start",
+               {{"file", done}, {"error", s.message()}});
   }
 }
 
@@ -758,7 +774,9 @@ void PickupIngester::EndBatch() { batch_.reset(); }
 
 void PickupIngester::MaybeAbort(const char* point) const {
   if (!abort_at_.empty() && abort_at_ == point) {
-    std::fprintf(stderr, "sluice: pickup: SLUICE_TEST_ABORT_AT=%s: aborting\n", point);
+    // Written at once, whatever the shard's buffer holds: the process ends next.
+    SLUICE_LOG_NOW(kError, "pickup.test_abort",
+                   absl::StrCat("test hook: SLUICE_TEST_ABORT_AT=", point, ": aborting"));
     std::abort();
   }
 }

@@ -26,6 +26,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/client_limiter.h"
@@ -107,16 +108,16 @@ absl::StatusOr<std::vector<std::string>> RecoverClaimed(const config::Config& co
     }
   }
   if (removed > 0 || !again.empty()) {
-    std::fprintf(stderr,
-                 "sluice: pickup: %zu claimed files already queued (removed), %zu to process "
-                 "again\n",
-                 removed, again.size());
+    SLUICE_LOG(kNotice, "pickup.claimed_recovered",
+               absl::StrCat("claimed files: ", removed, " already queued (removed), ", again.size(),
+                            " to process again"),
+               {{"removed", removed}, {"again", again.size()}});
   }
   if (config.pickup_dir.empty() && !again.empty()) {
-    std::fprintf(stderr,
-                 "sluice: pickup: no pickup directory configured; %zu claimed files stay in "
-                 "<spool>/<n>/claimed/ until one is\n",
-                 again.size());
+    SLUICE_LOG(kWarning, "pickup.no_directory",
+               "no pickup directory configured; claimed files stay in <spool>/<n>/claimed/ until "
+               "one is",
+               {{"files", again.size()}});
     again.clear();
   }
   return again;
@@ -203,8 +204,8 @@ absl::StatusOr<absl::flat_hash_map<base::QueueId, std::vector<spool::RetryEntry>
     for (spool::RetryEntry& e : *entries) by_message[e.id].push_back(std::move(e));
   }
   if (jobs > 0) {
-    std::fprintf(stderr, "sluice: spool: retry state of %zu jobs restored from the last stop\n",
-                 jobs);
+    SLUICE_LOG(kInfo, "spool.retry_state_restored", "retry state restored from the last stop",
+               {{"jobs", jobs}});
   }
   return by_message;
 }
@@ -225,12 +226,16 @@ void PruneHeldIds(delivery::AdminStore& store, const spool::RecoveryReport& reco
         std::erase_if(st.held_ids, [&](base::QueueId id) { return !present.contains(id); });
       },
       base::WallMicros());
-  if (!s.ok()) std::fprintf(stderr, "sluice: %s\n", std::string(s.message()).c_str());
+  if (!s.ok()) {
+    SLUICE_LOG(kWarning, "admin.prune_failed", "held ids of vanished messages not pruned",
+               {{"error", s.message()}});
+  }
 }
 
 void Notify(SystemdNotifier& systemd, std::string_view state) {
   if (absl::Status s = systemd.Notify(state); !s.ok()) {
-    std::fprintf(stderr, "sluice: warning: %s\n", std::string(s.message()).c_str());
+    SLUICE_LOG(kWarning, "systemd.notify_failed", "cannot notify the service manager",
+               {{"error", s.message()}});
   }
 }
 
@@ -279,18 +284,32 @@ int WaitForStop(const sigset_t& signals, ConfigReloader& reloader, int log_fd,
       Notify(systemd, "READY=1");
     } else if (sig == SIGUSR1) {
       if (log_fd < 0) {
-        std::fprintf(stderr, "sluice: SIGUSR1: no accounting log to reopen\n");
+        SLUICE_LOG(kWarning, "log.reopen_skipped", "SIGUSR1: no accounting log to reopen");
       } else if (absl::Status r = ReopenLogFile(config.log_file, log_fd); r.ok()) {
-        std::fprintf(stderr, "sluice: SIGUSR1: reopened %s\n", config.log_file.c_str());
+        SLUICE_LOG(kNotice, "log.reopened", "SIGUSR1: reopened the accounting log",
+                   {{"file", config.log_file}});
       } else {
-        std::fprintf(stderr, "sluice: SIGUSR1: reopen failed, still writing the old file: %s\n",
-                     std::string(r.message()).c_str());
+        SLUICE_LOG(kError, "log.reopen_failed",
+                   "SIGUSR1: reopen failed, still writing the old file",
+                   {{"file", config.log_file}, {"error", r.message()}});
       }
     } else {
       return sig;
     }
   }
 }
+
+// Runs the log-writer thread for a scope; at its end, what is buffered is
+// written, waiting at most kDiagFlushMs for a stderr nobody may be reading
+// (then the rest is dropped and the process goes on stopping).
+class DiagWriterRun {
+ public:
+  static constexpr uint64_t kDiagFlushMs = 2000;
+  DiagWriterRun() { diag::StartWriter(); }
+  ~DiagWriterRun() { diag::StopWriter(kDiagFlushMs); }
+  DiagWriterRun(const DiagWriterRun&) = delete;
+  DiagWriterRun& operator=(const DiagWriterRun&) = delete;
+};
 
 }  // namespace
 
@@ -302,9 +321,12 @@ constexpr mode_t kUmask = 0027;
 
 absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   umask(kUmask);
+  std::string diag_problem;
+  diag::Configure(diag::OptionsFromEnvironment(&diag_problem));
+  if (!diag_problem.empty()) SLUICE_LOG(kWarning, "config.log_environment", diag_problem);
   RaiseFileLimit();
   for (const std::string& w : ConfigWarnings(config)) {
-    std::fprintf(stderr, "sluice: warning: %s\n", w.c_str());
+    SLUICE_LOG(kWarning, "config.warning", w);
   }
   const int shards = config.shards;
   // One daemon per spool (spool/spool_lock.h), held until the process
@@ -339,14 +361,19 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   auto recovered = spool::ScanSpool(config.spool_dir, scan);
   if (!recovered.ok()) return recovered.status();
   for (const std::string& c : recovered->corrupt) {
-    std::fprintf(stderr, "sluice: spool: set aside corrupt file %s\n", c.c_str());
+    SLUICE_LOG(kWarning, "spool.corrupt_set_aside", "set aside a corrupt spool file",
+               {{"file", c}});
   }
-  std::fprintf(stderr, "sluice: spool: %zu queued messages recovered, %zu unfinished removed\n",
-               recovered->messages.size(), recovered->temporary_removed);
+  SLUICE_LOG(kNotice, "spool.recovered",
+             absl::StrCat(recovered->messages.size(), " queued messages recovered, ",
+                          recovered->temporary_removed, " unfinished removed"),
+             {{"messages", recovered->messages.size()},
+              {"unfinished_removed", recovered->temporary_removed}});
   if (recovered->counts.set_aside() > 0 || recovered->counts.repaired_preambles > 0 ||
       recovered->counts.empty_segments > 0) {
-    std::fprintf(stderr, "sluice: spool: recovery: %s (set aside in %s/corrupt)\n",
-                 spool::DescribeCounts(recovered->counts).c_str(), config.spool_dir.c_str());
+    SLUICE_LOG(kWarning, "spool.recovery_repairs", "recovery repaired or set aside spool data",
+               {{"counts", spool::DescribeCounts(recovered->counts)},
+                {"corrupt_dir", absl::StrCat(config.spool_dir, "/corrupt")}});
   }
   auto claimed = RecoverClaimed(config, *recovered);
   if (!claimed.ok()) return claimed.status();
@@ -390,6 +417,9 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   sigaddset(&stop_signals, SIGUSR1);  // not a stop: reopens the log (WaitForStop)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // From here to the end of the shards, diagnostics of shard threads go
+  // through their own buffers and the log-writer thread (diag/diag.h).
+  DiagWriterRun diag_writer;
 
   std::atomic<int64_t> open_connections{0};
   ClientLimiter client_limiter(config.max_connections_per_ip, config.max_connection_rate_per_ip);
@@ -444,8 +474,8 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     }
     recovered->messages.clear();
     if (finished > 0) {
-      std::fprintf(stderr, "sluice: spool: %zu recovered messages were already finished\n",
-                   finished);
+      SLUICE_LOG(kInfo, "spool.recovered_finished", "recovered messages were already finished",
+                 {{"messages", finished}});
     }
     shard_objects[0]->AdoptClaimed(*std::move(claimed));
     for (int i = 0; i < shards; ++i) {
@@ -463,7 +493,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   for (int i = 0; i < shards; ++i) {
     threads.emplace_back([&, i] {
       PinToCpu(i);
-      pthread_setname_np(pthread_self(), absl::StrCat("sluice-shard", i).c_str());
+      diag::ShardScope diag_scope(i);  // names the thread shard-N; its own log buffer
       init_status[static_cast<size_t>(i)] = shard_objects[static_cast<size_t>(i)]->Init();
       ready.count_down();
       go.wait();
@@ -481,7 +511,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     // Every listener is bound (Shard::Init): the service manager may start
     // what depends on us.
     const std::string ready_line = ReadyLine(config);
-    std::fprintf(stderr, "sluice: ready: %s\n", ready_line.c_str());
+    SLUICE_LOG(kNotice, "server.ready", absl::StrCat("ready: ", ready_line));
     SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
     Notify(systemd, absl::StrCat("READY=1\nSTATUS=", ready_line));
     std::vector<Shard*> shards_for_reload;
@@ -489,8 +519,8 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     ConfigReloader reloader(config, std::move(loader), std::move(shards_for_reload),
                             credentials->get(), dkim_keys->get(), log_fd, http_tokens->get());
     const int sig = WaitForStop(stop_signals, reloader, log_fd, systemd);
-    std::fprintf(stderr, "sluice: signal %d: stopping (grace %us)\n", sig,
-                 reloader.running().shutdown_grace_s);
+    SLUICE_LOG(kNotice, "server.stopping", "stopping",
+               {{"signal", sig}, {"grace_s", reloader.running().shutdown_grace_s}});
     Notify(systemd, "STOPPING=1\nSTATUS=stopping: finishing in-flight work");
     for (auto& s : shard_objects) s->RequestStop();
   }
@@ -508,26 +538,20 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
       messages += d.messages;
       recipients += d.recipients;
     }
-    std::fprintf(stderr,
-                 "sluice: shard %zu owns %zu destination domains: %llu message jobs, "
-                 "%llu recipients queued\n",
-                 i, s.owned_domains().size(), static_cast<unsigned long long>(messages),
-                 static_cast<unsigned long long>(recipients));
-    std::fprintf(stderr, "sluice: shard %zu queued %llu messages with %llu segment flushes\n", i,
-                 static_cast<unsigned long long>(s.stats().messages_queued),
-                 static_cast<unsigned long long>(s.segment_flushes()));
+    SLUICE_LOG(kInfo, "server.shard_owned",
+               absl::StrCat("shard ", i, " owns ", s.owned_domains().size(),
+                            " destination domains: ", messages, " message jobs, ", recipients,
+                            " recipients queued"));
+    SLUICE_LOG(kInfo, "server.shard_queued",
+               absl::StrCat("shard ", i, " queued ", s.stats().messages_queued, " messages with ",
+                            s.segment_flushes(), " segment flushes"));
     if (Shard& m = *shard_objects[i]; m.engine() != nullptr) {
       const delivery::EngineStats& e = m.engine()->stats();
-      std::fprintf(stderr,
-                   "sluice: shard %zu delivered %llu, deferred %llu, bounced %llu, expired %llu "
-                   "recipients over %llu connections (%llu failed); %llu DSNs\n",
-                   i, static_cast<unsigned long long>(e.delivered),
-                   static_cast<unsigned long long>(e.deferred),
-                   static_cast<unsigned long long>(e.bounced),
-                   static_cast<unsigned long long>(e.expired),
-                   static_cast<unsigned long long>(e.connections_opened),
-                   static_cast<unsigned long long>(e.connection_failures),
-                   static_cast<unsigned long long>(e.dsns));
+      SLUICE_LOG(kInfo, "server.shard_delivered",
+                 absl::StrCat("shard ", i, " delivered ", e.delivered, ", deferred ", e.deferred,
+                              ", bounced ", e.bounced, ", expired ", e.expired, " recipients over ",
+                              e.connections_opened, " connections (", e.connection_failures,
+                              " failed); ", e.dsns, " DSNs"));
     }
   }
   shard_objects.clear();
@@ -536,8 +560,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     close(log_fd);
   }
   if (!failed.ok()) return failed;
-  std::fprintf(stderr, "sluice: stopped cleanly; %llu messages queued this run\n",
-               static_cast<unsigned long long>(queued));
+  SLUICE_LOG(kNotice, "server.stopped", "stopped cleanly", {{"messages_queued", queued}});
   return absl::OkStatus();
 }
 

@@ -20,6 +20,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/connection.h"
@@ -256,7 +257,8 @@ void Shard::OnAccept(Listener* l, int result, uint32_t flags) {
     Accepted(l, result);
   } else if (result != -ECANCELED && result != -EINVAL && result != -EBADF) {
     // EMFILE/ENFILE and the like: the accept stays usable; re-arm below.
-    std::fprintf(stderr, "sluice: shard %d: accept: %s\n", index_, std::strerror(-result));
+    SLUICE_LOG(kWarning, "server.accept_failed", "accept failed; still listening",
+               {{"error", std::strerror(-result)}});
   }
   if (!l->armed && !stopping_) ArmAccept(l);
 }
@@ -451,8 +453,9 @@ void Shard::SaveRetryState() {
   const std::string dir = absl::StrCat(config_.spool_dir, "/", index_);
   if (absl::Status s = spool::WriteRetryState(dir, state); !s.ok()) {
     // Not a loss: the next start tries these jobs at once instead.
-    std::fprintf(stderr, "sluice: shard %d: retry state not saved: %s\n", index_,
-                 std::string(s.message()).c_str());
+    SLUICE_LOG(kWarning, "spool.retry_state_not_saved",
+               "retry state not saved; the next start retries these jobs at once",
+               {{"error", s.message()}});
   }
 }
 
@@ -487,8 +490,8 @@ void Shard::QueueLocal(std::string recipient, std::string message, bool eight_bi
   spool_->Commit(m, std::move(env),
                  [this, id, size, recipient, done = std::move(done)](const absl::Status& s) {
                    if (!s.ok()) {
-                     std::fprintf(stderr, "sluice: shard %d: cannot queue a DSN to <%s>: %s\n",
-                                  index_, recipient.c_str(), std::string(s.message()).c_str());
+                     SLUICE_LOG(kError, "dsn.queue_failed", "cannot queue a DSN",
+                                {{"to", recipient}, {"error", s.message()}});
                      return done(false);
                    }
                    ++stats_.messages_queued;
@@ -598,6 +601,7 @@ std::shared_ptr<const metrics::ShardSnapshot> Shard::PublishMetrics() {
 }
 
 void Shard::Tick() {
+  diag::Tick();  // summaries of rate-limited diagnostic keys
   if (http_) http_->Tick(now_ms_);
   CheckSpoolSpace();
   if (metrics_board_ != nullptr && now_ms_ >= next_metrics_ms_) {

@@ -11,6 +11,7 @@
 #include "little_endian.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
+#include "sluice/diag/diag.h"
 #include "sluice/spool/durable_file.h"
 
 namespace sluice::spool {
@@ -75,8 +76,10 @@ absl::StatusOr<std::vector<RetryEntry>> TakeRetryState(const std::string& dir) {
   size_t valid = 0;
   std::vector<RetryEntry> entries = ParseRetryState(bytes, &valid);
   if (valid != bytes.size()) {
-    std::fprintf(stderr, "sluice: spool: %s: %zu damaged bytes after %zu entries ignored\n",
-                 path.c_str(), bytes.size() - valid, entries.size());
+    SLUICE_LOG(
+        kWarning, "spool.retry_state_damaged",
+        "damaged bytes at the end of the retry state ignored",
+        {{"file", path}, {"damaged_bytes", bytes.size() - valid}, {"entries", entries.size()}});
   }
   if (unlink(path.c_str()) != 0) return Errno("unlink", path);
   if (absl::Status s = SyncDirectory(dir); !s.ok()) return s;

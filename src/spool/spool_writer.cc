@@ -14,6 +14,7 @@
 #include "sluice/base/clock.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
+#include "sluice/diag/diag.h"
 
 namespace sluice::spool {
 namespace {
@@ -560,8 +561,9 @@ void SpoolWriter::FinishBatch() {
     // Take the records back out, so none of them is delivered unasked
     // (their clients get 451 and send again), and move to a new segment.
     if (ftruncate(segment_fd_, static_cast<off_t>(batch->offset)) != 0) {
-      std::fprintf(stderr, "sluice: spool: cannot truncate segment %s: %s\n", segment_name_.c_str(),
-                   std::strerror(errno));
+      const int err = errno;
+      SLUICE_LOG(kError, "spool.truncate_failed", "cannot truncate a segment",
+                 {{"segment", segment_name_}, {"error", std::strerror(err)}});
     }
     io_uring_sqe* sqe = ring_.Prepare(nullptr);
     io_uring_prep_close(sqe, segment_fd_);

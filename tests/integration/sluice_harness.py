@@ -25,6 +25,51 @@ from typing import Iterable, Optional, Sequence
 
 import pytest
 
+
+# The daemon's diagnostics (docs/DIAGNOSTICS.md): one logfmt line per event,
+# `ts=... level=... key=... [shard=N] msg=... field=...`.
+READY_KEY = "key=server.ready "
+_DIAG_PAIR = re.compile(r'([a-z0-9_.]+)=("(?:[^"\\]|\\.)*"|[^ ]+)')
+_DIAG_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def _diag_unquote(value: str) -> str:
+    if not value.startswith('"'):
+        return value
+    out, body, i = [], value[1:-1], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            e = body[i + 1]
+            if e == "x":
+                out.append(chr(int(body[i + 2:i + 4], 16)))
+                i += 4
+                continue
+            out.append(_DIAG_ESCAPES.get(e, e))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def diag_events(text: str, key: Optional[str] = None) -> list:
+    """Every diagnostic line of `text` as a dict (values unescaped), or
+    only those with `key`."""
+    events = []
+    for line in text.splitlines():
+        if " key=" not in line:
+            continue
+        event = {m.group(1): _diag_unquote(m.group(2)) for m in _DIAG_PAIR.finditer(line)}
+        if key is None or event.get("key") == key:
+            events.append(event)
+    return events
+
+
+def diag_messages(text: str, key: Optional[str] = None) -> list:
+    """The `msg` of every diagnostic line (of `key`), unescaped."""
+    return [e.get("msg", "") for e in diag_events(text, key)]
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "build" / "sluice"
 HOSTNAME = "mx.sluice.test"
@@ -643,16 +688,16 @@ class Sluice:
         deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             text = self.stderr_since_start()
-            if "sluice: ready" in text:
+            if READY_KEY in text:
                 return
             if self.proc.poll() is not None:
                 self.returncode = self.proc.returncode
                 raise DaemonError(
-                    f"sluice exited with {self.proc.returncode} before 'sluice: ready'; "
+                    f"sluice exited with {self.proc.returncode} before its ready line ({READY_KEY.strip()}); "
                     f"command {' '.join(self.command())}; stderr:\n{text[-3000:]}"
                 )
             time.sleep(0.02)
-        raise DaemonError(f"sluice did not print 'sluice: ready' within {timeout}s; stderr:\n{self.stderr_since_start()[-3000:]}")
+        raise DaemonError(f"sluice did not print its ready line ({READY_KEY.strip()}) within {timeout}s; stderr:\n{self.stderr_since_start()[-3000:]}")
 
     def stderr_since_start(self) -> str:
         try:

@@ -15,6 +15,7 @@ import pytest
 
 from sluice_harness import (
     CLIENT_HELO,
+    diag_events,
     HOSTNAME,
     expect_line,
     free_port,
@@ -134,9 +135,10 @@ def test_wrong_passwords_lock_the_address(auth_sluice):
         r = c.cmd(f"AUTH PLAIN {plain_auth(USER, PASSWORD)}")
         expect_line(r, f"421 4.7.0 {HOSTNAME} Error: too many failed authentication attempts")
     err = auth_sluice.stderr_since_start()
-    assert 'auth: failed for "alice" from 127.0.0.1' in err, err
-    assert "address locked out" in err
-    assert "is locked out" in err
+    failed = diag_events(err, "auth.failed")
+    assert any(e["user"] == "alice" and e["peer"] == "127.0.0.1" for e in failed), err
+    assert any(e["locked_out"] == "true" and "address locked out" in e["msg"] for e in failed), err
+    assert any(e["peer"] == "127.0.0.1" for e in diag_events(err, "auth.locked_out")), err
 
 
 def test_lock_expires(sluice_factory, tmp_path, users):

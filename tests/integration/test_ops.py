@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice_harness import HOSTNAME, free_port, require_sluice_bin, scaled, wait_for
+from sluice_harness import HOSTNAME, diag_messages, free_port, require_sluice_bin, scaled, wait_for
 
 # The built-in defaults with no configuration file, whatever the machine has
 # in /etc/sluice.
@@ -52,9 +52,8 @@ class Daemon:
 
     def ready_line(self, timeout: float = 20) -> str:
         def line():
-            for text in self.stderr().splitlines():
-                if text.startswith("sluice: ready: "):
-                    return text
+            for msg in diag_messages(self.stderr(), "server.ready"):
+                return msg
             assert self.proc.poll() is None, self.stderr()
             return None
         return wait_for(line, timeout=scaled(timeout), what="the ready line")
@@ -101,7 +100,7 @@ def test_log_is_on_by_default_beside_the_spool(tmp_path, daemons):
     assert "; log ./var/log/sluice.log;" in ready, ready
     assert "; delivery off (queue only);" in ready, ready
     assert "; relay from 127.0.0.0/8,::1/128;" in ready, ready
-    assert "; spool ./var/spool;" in ready and ready.startswith("sluice: ready: 1 shards, listening on 127.0.0.1:"), ready
+    assert "; spool ./var/spool;" in ready and ready.startswith("ready: 1 shards, listening on 127.0.0.1:"), ready
     d.send()
     log = tmp_path / "var" / "log" / "sluice.log"
     recs = wait_for(lambda: [r for r in records(log) if r["type"] == "Reception"], timeout=scaled(10),
@@ -401,7 +400,8 @@ def test_sighup_without_changes_says_nothing_changed(tmp_path, daemons):
     d = daemons(tmp_path, "--no-delivery")
     d.ready_line()
     d.proc.send_signal(signal.SIGHUP)
-    line = "sluice: reloaded: configuration unchanged"
-    wait_for(lambda: line in d.stderr(), timeout=scaled(10), what="the SIGHUP line")
-    assert f"{line}\n" in d.stderr()  # nothing re-read after it
+    line = "reloaded: configuration unchanged"
+    wait_for(lambda: diag_messages(d.stderr(), "config.reloaded"), timeout=scaled(10),
+             what="the SIGHUP line")
+    assert diag_messages(d.stderr(), "config.reloaded") == [line]  # nothing re-read after it
     assert "TLS certificate" not in d.stderr() and "DKIM" not in d.stderr()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice_harness import HOSTNAME, free_port, require_sluice_bin, scaled, wait_for
+from sluice_harness import HOSTNAME, READY_KEY, diag_messages, free_port, require_sluice_bin, scaled, wait_for
 
 SENDER = "sender@snd.test"
 
@@ -72,7 +72,7 @@ next_hop = "[{route_to}]:{self.mx_port}"
         env = {**os.environ, "SLUICE_CONFIG": ""}
         self.proc = subprocess.Popen([str(require_sluice_bin()), "serve", "--config", str(self.config_path)],
                                      cwd=self.workdir, stderr=self.err, stdout=subprocess.DEVNULL, env=env)
-        wait_for(lambda: self.alive() and "sluice: ready: " in self.stderr(), scaled(20), what="ready")
+        wait_for(lambda: self.alive() and READY_KEY in self.stderr(), scaled(20), what="ready")
         return self
 
     def alive(self) -> bool:
@@ -144,7 +144,7 @@ def test_route_change_takes_effect_without_a_restart(relay, receiver_factory):
     assert r.returncode == 0, (r.stdout, r.stderr)
     expected = f'route "*.example" 127.0.0.2:{relay.mx_port} -> 127.0.0.3:{relay.mx_port}'
     assert r.stdout.strip() == f"sluice: reloaded: {expected}", r.stdout
-    assert f"sluice: reloaded: {expected}" in relay.stderr()
+    assert f"reloaded: {expected}" in diag_messages(relay.stderr(), "config.reloaded")
     # The same domain (its connection to A may still be open) and a new one.
     relay.send("u2@d1.example", "after one")
     relay.send("u3@d2.example", "after two")
@@ -188,7 +188,7 @@ def test_listen_change_is_refused_and_the_old_configuration_serves(relay, receiv
     assert r.returncode == 1, (r.stdout, r.stderr)
     line = "sluice: reload refused: server.listen needs a restart; nothing changed"
     assert r.stderr.strip() == line, r.stderr
-    assert line in relay.stderr()
+    assert line[len("sluice: "):] in diag_messages(relay.stderr(), "config.reload_refused")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", other), timeout=1).close()
     relay.send("u1@d1.example", "still old")
@@ -206,8 +206,10 @@ def test_broken_file_keeps_the_old_configuration(relay, receiver_factory):
     relay.start()
     relay.write(relay.config(route_to="127.0.0.3") + "\n[server\n")
     relay.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "sluice: reload failed: " in relay.stderr(), scaled(10), what="the failure line")
-    failed = [x for x in relay.stderr().splitlines() if x.startswith("sluice: reload failed: ")][0]
+    wait_for(lambda: diag_messages(relay.stderr(), "config.reload_failed"), scaled(10),
+             what="the failure line")
+    failed = diag_messages(relay.stderr(), "config.reload_failed")[0]
+    assert failed.startswith("reload failed: "), failed
     assert "sluice.toml" in failed and failed.endswith("; still running the previous configuration"), failed
     relay.send("u1@d1.example", "after a bad sighup")
     a.wait_messages(1)
@@ -215,7 +217,7 @@ def test_broken_file_keeps_the_old_configuration(relay, receiver_factory):
     # `sluice reload` checks the file first and sends nothing.
     r = relay.reload()
     assert r.returncode == 1 and "nothing sent to the daemon" in r.stderr, r
-    assert relay.stderr().count("sluice: reload failed: ") == 1
+    assert len(diag_messages(relay.stderr(), "config.reload_failed")) == 1
 
 
 def test_new_log_path_is_written_after_a_reload(relay, receiver_factory):

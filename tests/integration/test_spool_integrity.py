@@ -48,7 +48,7 @@ def test_second_daemon_on_same_spool_is_refused(sluice_factory):
     err = second.stderr.decode(errors="replace")
     assert second.returncode != 0, f"second daemon started on a locked spool: {err}"
     assert f"spool {first.spool} is in use by pid {first.pid}" in err, err
-    assert "sluice: ready" not in err
+    assert "key=server.ready " not in err
     assert "recovered" not in err, f"the second daemon ran recovery: {err}"
     assert (first.spool / "lock").read_text().strip() == str(first.pid)
     assert not (first.spool / str(first.shards)).exists(), "the second daemon made a shard directory"
