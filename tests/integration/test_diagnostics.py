@@ -148,6 +148,8 @@ def test_stderr_nobody_reads_never_stalls_the_shard(tmp_path, monkeypatch):
     d = Sluice(tmp_path / "sluice", shards=1, args=tls_args(cert, key) + tls_listen_arg(tls_port))
     d.ports = {"127.0.0.1": free_port()}
     d.http_port = free_port()
+    if d.config_path is not None:
+        d.config_path.write_text(d.config_text)
     read_end, write_end = os.pipe()
     try:
         d.proc = subprocess.Popen(d.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -185,6 +187,17 @@ def test_stderr_nobody_reads_never_stalls_the_shard(tmp_path, monkeypatch):
         assert d.proc.poll() is None
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(timeout=scaled(20)) == 0
+        # The pipe really was full: what the old direct writes would have
+        # blocked on.
+        os.set_blocking(read_end, False)
+        held = b""
+        try:
+            while chunk := os.read(read_end, 65536):
+                held += chunk
+        except BlockingIOError:
+            pass
+        assert len(held) > 48 * 1024, len(held)
+        assert held.count(b" key=tls.failed ") > 200, held[-500:]
     finally:
         if d.proc is not None and d.proc.poll() is None:
             d.proc.kill()
