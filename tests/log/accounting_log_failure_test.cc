@@ -170,7 +170,8 @@ TEST(AccountingLogFailure, ShortWriteIsCutBackAndTheRestRetried) {
   ExpectWholeRecords(lines);
   ASSERT_EQ(lines.size(), n);
   for (size_t i = 0; i < n; ++i) EXPECT_EQ(SeqOf(lines[i]), i) << lines[i];
-  EXPECT_NE(err.find("sluice: accounting log: write failed (File too large)"), std::string::npos)
+  EXPECT_NE(err.find("key=log.write_failed msg=\"accounting log: write failed (File too large)"),
+            std::string::npos)
       << err;
   EXPECT_NE(err.find("writes recovered after"), std::string::npos) << err;
   EXPECT_NE(err.find(": 0 records lost, 1 write errors"), std::string::npos) << err;
