@@ -33,8 +33,10 @@ def thread_names(pid: int) -> list:
 def test_threads_are_named(sluice_factory):
     d = sluice_factory(shards=3)
     names = thread_names(d.proc.pid)
-    for n in ("shard-0", "shard-1", "shard-2", "log-writer"):
+    for n in ("shard-0", "shard-1", "shard-2", "log-writer", "helper-0"):
         assert n in names, names
+    # Nothing left unnamed but the main thread (named after the binary).
+    assert sorted(n for n in names if not n.startswith(("shard-", "helper-", "log-writer"))) == ["sluice"], names
 
 
 def test_every_line_is_one_event_with_level_key_and_time(sluice_factory):
@@ -198,6 +200,8 @@ def test_stderr_nobody_reads_never_stalls_the_shard(tmp_path, monkeypatch):
             pass
         assert len(held) > 48 * 1024, len(held)
         assert held.count(b" key=tls.failed ") > 200, held[-500:]
+        print(f"banner latency during the flood: max {max(latencies) * 1000:.1f} ms, "
+              f"{len(latencies)} probes; {len(held)} bytes sat unread in the pipe")
     finally:
         if d.proc is not None and d.proc.poll() is None:
             d.proc.kill()
