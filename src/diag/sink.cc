@@ -151,10 +151,14 @@ void WriterLoop() {
     const uint32_t seen = s.wake.load(std::memory_order_acquire);
     const bool stopping = s.stop.load(std::memory_order_acquire);
     batch.clear();
-    Collect(batch);
-    if (!batch.empty()) {
+    {
+      // Held from taking the lines to writing them, so that EmitNow (which
+      // takes it too) never overtakes lines already taken.
       std::lock_guard lock(s.write_mu);
-      if (!WriteAll(s.options.fd, batch, -1)) s.dropped.fetch_add(1, std::memory_order_relaxed);
+      Collect(batch);
+      if (!batch.empty() && !WriteAll(s.options.fd, batch, -1)) {
+        s.dropped.fetch_add(1, std::memory_order_relaxed);
+      }
     }
     if (stopping) break;
     if (batch.empty()) s.wake.wait(seen, std::memory_order_acquire);
@@ -330,8 +334,20 @@ void EmitNow(Level level, Key key, std::string_view msg, std::initializer_list<F
   AppendLine(Event{level, key.view(), t.channel != nullptr ? t.channel->shard : -1, msg,
                    std::span<const Field>(fields.begin(), fields.size()), 0},
              S().options.prefix, base::WallMicros(), line);
-  S().lines.fetch_add(1, std::memory_order_relaxed);
-  WriteNow(line);
+  Sink& s = S();
+  s.lines.fetch_add(1, std::memory_order_relaxed);
+  if (s.wedged.load(std::memory_order_relaxed)) return;
+  // The other threads' queued lines first (the ready line, say): the
+  // process is about to end and the writer would never get to them. Lines
+  // still in the shards' rings are the writer's alone to take; they are lost.
+  std::lock_guard lock(s.write_mu);
+  std::string out;
+  {
+    std::lock_guard shared_lock(s.shared_mu);
+    out.swap(s.shared);
+  }
+  out += line;
+  if (!WriteAll(s.options.fd, out, kSyncPollMs)) s.dropped.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Tick() {

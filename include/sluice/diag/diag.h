@@ -119,9 +119,9 @@ Counters GetCounters();
 // then Emit.
 bool Admit(Level level, Key key);
 void Emit(Level level, Key key, std::string_view msg, std::initializer_list<Field> fields = {});
-// Written synchronously from any thread, past the rate limit: only for a
-// line that must be out before the process ends (an abort hook). It may
-// block on stderr.
+// Written synchronously from any thread, past the rate limit, after the
+// other threads' queued lines: only for a line that must be out before the
+// process ends (an abort hook). It may block on stderr.
 void EmitNow(Level level, Key key, std::string_view msg, std::initializer_list<Field> fields = {});
 
 }  // namespace sluice::diag
