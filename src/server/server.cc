@@ -506,12 +506,14 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     if (!s.ok() && failed.ok()) failed = s;
   }
   if (!failed.ok()) abort_start.store(true);
+  // Every listener is bound (Shard::Init). The line is queued before the
+  // shards run, so it comes before anything they say, even a line written
+  // at once just before an abort (diag::EmitNow writes queued lines first).
+  const std::string ready_line = failed.ok() ? ReadyLine(config) : "";
+  if (failed.ok()) SLUICE_LOG(kNotice, "server.ready", absl::StrCat("ready: ", ready_line));
   go.count_down();
   if (failed.ok()) {
-    // Every listener is bound (Shard::Init): the service manager may start
-    // what depends on us.
-    const std::string ready_line = ReadyLine(config);
-    SLUICE_LOG(kNotice, "server.ready", absl::StrCat("ready: ", ready_line));
+    // The service manager may start what depends on us.
     SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
     Notify(systemd, absl::StrCat("READY=1\nSTATUS=", ready_line));
     std::vector<Shard*> shards_for_reload;
