@@ -23,7 +23,7 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-// True when one of `pid`'s descriptors is the file now at `path`.
+// True when one of `pid`'s descriptors open for writing is the file now at `path`.
 bool HasOpen(pid_t pid, const std::string& path) {
   struct stat want {};
   if (stat(path.c_str(), &want) != 0) return false;
@@ -34,8 +34,12 @@ bool HasOpen(pid_t pid, const std::string& path) {
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     struct stat st {};
-    if (stat(absl::StrCat(dir, "/", e->d_name).c_str(), &st) == 0 && st.st_dev == want.st_dev &&
-        st.st_ino == want.st_ino) {
+    struct stat link {};
+    const std::string fd = absl::StrCat(dir, "/", e->d_name);
+    // The link's mode tells the descriptor's access: a webhook (read-only)
+    // may have the new file open before the shards do.
+    if (stat(fd.c_str(), &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino &&
+        lstat(fd.c_str(), &link) == 0 && (link.st_mode & S_IWUSR) != 0) {
       found = true;
       break;
     }

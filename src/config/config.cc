@@ -55,6 +55,7 @@
 #include "tables.h"
 #include "toml_walk.h"
 #include "views.h"
+#include "webhook_config.h"
 
 namespace sluice::config {
 namespace {
@@ -76,6 +77,7 @@ constexpr TableReader kTableReaders[] = {
     {"auth", ReadAuthTable, nullptr},
     {"dkim", ReadDkimTable, nullptr},
     {"http", ReadHttpTable, nullptr},
+    {"webhook", nullptr, ReadWebhookTables},
 };
 // clang-format on
 
@@ -445,6 +447,7 @@ absl::Status Config::Finalize() {
   dns_servers = std::move(d.dns);
   shaping = std::move(d.shaping);
   routes = std::move(d.routes);
+  if (absl::Status s = CheckWebhooks(*this); !s.ok()) return s;
   return CheckDkimDefault(*this);
 }
 

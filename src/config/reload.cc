@@ -288,6 +288,8 @@ ConfigDiff DiffConfig(const Config& running, const Config& next) {
     }
   }
   if (SignersDiffer(running, next)) diff.restart.push_back("dkim.signer");
+  // [[webhook]]: each is a thread started with the process.
+  if (running.webhooks != next.webhooks) diff.restart.push_back("webhook");
   DiffShaping(running, next, diff.changes);
   DiffRoutes(running, next, diff.changes);
   DiffTlsPolicies(running, next, diff.changes);

@@ -37,5 +37,6 @@ absl::Status ReadTlsTable(Walk& walk, absl::string_view name, const toml::table&
 absl::Status ReadAuthTable(Walk& walk, absl::string_view name, const toml::table& t);
 absl::Status ReadDkimTable(Walk& walk, absl::string_view name, const toml::table& t);
 absl::Status ReadHttpTable(Walk& walk, absl::string_view name, const toml::table& t);
+absl::Status ReadWebhookTables(Walk& walk, const toml::array& entries);  // webhook_config.cc
 
 }  // namespace sluice::config

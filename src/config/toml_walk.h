@@ -66,6 +66,7 @@ class Walk {
   Walk(absl::string_view source, Config& config) : source_(source), config_(config) {}
 
   Config& config() { return config_; }
+  absl::string_view source() const { return source_; }
 
   // "<source>:<line of where>: <dotted>: <problem>". `where` is anything
   // with a source(): a node or a key.

@@ -8,6 +8,7 @@
 #include "sluice/metrics/render.h"
 #include "sluice/metrics/snapshot.h"
 #include "sluice/server/shard.h"
+#include "sluice/webhook/metrics.h"
 
 namespace sluice::server {
 
@@ -23,7 +24,9 @@ std::string MetricsText(Shard& shard) {
     views.push_back(s.get());
     held.push_back(std::move(s));
   }
-  return metrics::RenderMetrics(views, base::WallMicros());
+  std::string text = metrics::RenderMetrics(views, base::WallMicros());
+  webhook::AppendMetrics(text);  // the webhooks' threads, when any run
+  return text;
 }
 
 }  // namespace sluice::server

@@ -36,6 +36,7 @@
 #include "sluice/server/sd_notify.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/startup_report.h"
+#include "sluice/server/webhook_threads.h"
 #include "sluice/spool/journal.h"
 #include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_directory.h"
@@ -505,6 +506,10 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   for (const absl::Status& s : init_status) {
     if (!s.ok() && failed.ok()) failed = s;
   }
+  // Webhooks (webhook/webhook.h) take their place in the log before any
+  // shard writes to it.
+  WebhookThreads webhooks;
+  if (failed.ok()) failed = webhooks.Start(config);
   if (!failed.ok()) abort_start.store(true);
   // Every listener is bound (Shard::Init). The line is queued before the
   // shards run, so it comes before anything they say, even a line written
@@ -527,6 +532,7 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
     for (auto& s : shard_objects) s->RequestStop();
   }
   for (std::thread& t : threads) t.join();
+  webhooks.Stop();  // after the shards: every record of the run is logged
   // Notes posted after their owner left its loop: the threads have joined,
   // so this thread may consume them (for the counts below; finals that
   // arrive this late are simply delivered again after the restart).

@@ -93,6 +93,23 @@ struct DkimSigner {
   uint64_t expire_s = 0;  // x= this long after t=; 0: no x=
 };
 
+// [[webhook]] (docs/WEBHOOKS.md): accounting records POSTed as JSON arrays
+// to `url`. Read and checked by config/webhook_config.cc; the limits and
+// their reasons are there and in docs/CONFIGURATION.md.
+struct WebhookConfig {
+  std::string name;                // [A-Za-z0-9_-]{1,64}: names its position file and metrics
+  std::string url;                 // http://HOST[:PORT]/PATH (http/url.h)
+  std::vector<std::string> types;  // record types to send; empty: all
+  uint32_t batch_max_records = 1000;
+  uint64_t batch_max_bytes = 1u << 20;
+  uint32_t batch_max_wait_ms = 1000;  // a partial batch goes out this long after its first record
+  uint32_t timeout_s = 30;            // one POST: connect, send, response
+  uint32_t backoff_min_ms = 1000;     // first retry delay (then doubling, with jitter)
+  uint32_t backoff_max_ms = 300000;   // the cap
+  std::string authorization;          // the Authorization header's value; "": none
+  bool operator==(const WebhookConfig&) const = default;
+};
+
 struct Config {
   // [server]
   std::vector<std::string> listen = {"127.0.0.1:2525"};
@@ -218,6 +235,9 @@ struct Config {
   uint32_t http_idle_timeout_s = 60;     // keep-alive connection with no request
   uint32_t http_request_timeout_s = 30;  // a request's arrival, and its response's send
   size_t http_max_clients = 256;         // connections per shard; past it: 503 and close
+
+  // [[webhook]], in file order (the file's list replaces the one before).
+  std::vector<WebhookConfig> webhooks;
 
   // Derived, filled by Finalize().
   base::NetworkSet relay_networks;

@@ -1,0 +1,51 @@
+// Sends one webhook's batches: HTTP/1.1 POST over one keep-alive TCP
+// connection, blocking, from the webhook's own thread (never a shard's).
+// Each Post() has one deadline for the whole exchange (connect, send,
+// response). A connection the receiver closed while idle is noticed on the
+// next send and replaced once, transparently; any other failure closes the
+// connection and is the caller's to retry.
+//
+// What it trusts: nothing from the receiver but its status code; the
+// response is parsed by http/response_parser.h and buffered up to
+// kMaxResponseBytes (a larger body is not read: the connection is closed).
+// The host name is resolved (getaddrinfo) at each new connection.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "sluice/http/url.h"
+
+namespace sluice::webhook {
+
+// A receiver's answer is a status and a few words; 64 KiB is generous.
+inline constexpr size_t kMaxResponseBytes = 64u << 10;
+
+class HttpPoster {
+ public:
+  // `headers`: extra header lines, each ending with CRLF ("Authorization: ...\r\n").
+  HttpPoster(http::Url url, std::string headers);
+  ~HttpPoster() { Close(); }
+  HttpPoster(const HttpPoster&) = delete;
+  HttpPoster& operator=(const HttpPoster&) = delete;
+
+  // The response's status code, or why there was none.
+  absl::StatusOr<int> Post(std::string_view body, size_t records, uint32_t timeout_ms);
+  void Close();
+
+ private:
+  absl::Status Connect(uint64_t deadline_ms);
+  // Sends the request; `fresh` false: the connection was idle before.
+  absl::StatusOr<int> Exchange(std::string_view head, std::string_view body, uint64_t deadline_ms,
+                               bool& sent_nothing);
+
+  http::Url url_;
+  std::string headers_;
+  int fd_ = -1;
+  std::string response_;
+};
+
+}  // namespace sluice::webhook
