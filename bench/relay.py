@@ -51,13 +51,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
+from webhook_sink import WebhookSink  # noqa: E402
 
 LABELS = {"ceiling": "blast → sluice-sink (ceiling)",
           "sluice": "blast → Sluice → sinks (1 MX per domain, dnsmasq)",
           "sluice_rsa": "blast → Sluice, DKIM RSA-2048 → sinks",
           "sluice_ed25519": "blast → Sluice, DKIM Ed25519 → sinks",
           "sluice_scraped": "blast → Sluice → sinks, metrics scraped every second",
+          "sluice_webhook": "blast → Sluice → sinks, every record POSTed to a webhook",
           "postfix": "blast → Postfix → sink (relayhost)",
           "postfix_opendkim": "blast → Postfix + OpenDKIM RSA-2048 (milter) → sink",
           "reference": "smtp-source → Sluice → smtp-sink"}
@@ -124,8 +126,23 @@ class Relay:
             except OSError:
                 scrapes.append(0)
 
-    def run_sluice(self, size: int, messages: int, connections=None, dkim=None, scrape=False) -> dict:
+    def webhook_config(self, url: str) -> list:
+        """--config for a relay with one webhook that gets every record."""
+        conf = self.work / "webhook.toml"
+        conf.write_text(f'[[webhook]]\nname = "bench"\nurl = "{url}"\n')
+        return ["--config", str(conf)]
+
+    def run_sluice(self, size: int, messages: int, connections=None, dkim=None, scrape=False,
+                   webhook=False) -> dict:
         extra = self.dkim_config(dkim) if dkim else []
+        with contextlib.ExitStack() as stack:
+            hook = stack.enter_context(WebhookSink()) if webhook else None
+            if hook:
+                extra = self.webhook_config(hook.url)
+            result = self._run_sluice(size, messages, connections, dkim, scrape, extra, hook)
+        return result
+
+    def _run_sluice(self, size, messages, connections, dkim, scrape, extra, hook) -> dict:
         with common.Sink(self.work, mx_hosts=True) as sink, \
                 common.Sluice(self.work, ["--dns", self.dns.spec, "--mx-port", str(sink.port), *extra],
                               name="relay") as s:
@@ -147,8 +164,15 @@ class Relay:
             if dkim:
                 sink.require_signed(messages, f"sluice_{dkim}")
             domains = len(sink.stats().get("domains", {}))
-            return {"rate": messages / (end - start), "peak_rss_kib": s.peak_rss_kib(),
-                    "domains_seen": domains, "cpu_us_per_msg": cpu * 1e6 / messages}
+            out = {"rate": messages / (end - start), "peak_rss_kib": s.peak_rss_kib(),
+                   "domains_seen": domains, "cpu_us_per_msg": cpu * 1e6 / messages}
+            if hook:
+                # Every line of the log (Receptions and Deliveries) must arrive.
+                want = s.log_path.read_bytes().count(b'{"type":"')
+                last = hook.wait_for(want, 60)
+                out.update(webhook_records=want, webhook_lag_s=max(0.0, last - end),
+                           webhook_events_per_s=want / (last - start))
+            return out
 
     def run_postfix(self, size: int, messages: int, connections=None, opendkim=False) -> dict:
         """blast -> Postfix -> sink; with opendkim, Postfix's smtpd hands every
@@ -204,6 +228,7 @@ def measure(*, reps=3, messages=20000, postfix_messages=3000, domains=1000, conn
                 "sluice_rsa": lambda size: relay.run_sluice(size, messages, dkim="rsa"),
                 "sluice_ed25519": lambda size: relay.run_sluice(size, messages, dkim="ed25519"),
                 "sluice_scraped": lambda size: relay.run_sluice(size, messages, scrape=True),
+                "sluice_webhook": lambda size: relay.run_sluice(size, messages, webhook=True),
                 "postfix": lambda size: relay.run_postfix(size, postfix_messages),
                 "postfix_opendkim": lambda size: relay.run_postfix(size, postfix_messages,
                                                                    opendkim=True),
@@ -223,7 +248,8 @@ RATIOS = [("Sluice / Postfix", "sluice", "postfix", "{:.1f}×"),
           ("Sluice / ceiling", "sluice", "ceiling", "{:.2f}"),
           ("Sluice RSA / Postfix + OpenDKIM", "sluice_rsa", "postfix_opendkim", "{:.1f}×"),
           ("Sluice Ed25519 / Sluice", "sluice_ed25519", "sluice", "{:.2f}"),
-          ("Sluice scraped / Sluice", "sluice_scraped", "sluice", "{:.3f}")]
+          ("Sluice scraped / Sluice", "sluice_scraped", "sluice", "{:.3f}"),
+          ("Sluice webhook / Sluice", "sluice_webhook", "sluice", "{:.3f}")]
 
 
 def table(results: dict) -> str:
