@@ -41,6 +41,7 @@ measure(...) returns the numbers.
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import shutil
 import socket
@@ -63,6 +64,22 @@ LABELS = {"ceiling": "blast → sluice-sink (ceiling)",
           "postfix": "blast → Postfix → sink (relayhost)",
           "postfix_opendkim": "blast → Postfix + OpenDKIM RSA-2048 (milter) → sink",
           "reference": "smtp-source → Sluice → smtp-sink"}
+
+
+def thread_cpu_seconds(pid: int, name: str) -> float:
+    """User + system CPU of the process's threads whose names start with `name`."""
+    total = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if not f.read().strip().startswith(name):
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
 
 
 class Relay:
@@ -171,7 +188,9 @@ class Relay:
                 want = s.log_path.read_bytes().count(b'{"type":"')
                 last = hook.wait_for(want, 60)
                 out.update(webhook_records=want, webhook_lag_s=max(0.0, last - end),
-                           webhook_events_per_s=want / (last - start))
+                           webhook_events_per_s=want / (last - start),
+                           webhook_thread_cpu_s=thread_cpu_seconds(s.pid, "webhook"),
+                           shard_threads_cpu_s=thread_cpu_seconds(s.pid, "sluice-shard"))
             return out
 
     def run_postfix(self, size: int, messages: int, connections=None, opendkim=False) -> dict:

@@ -74,11 +74,14 @@ def main():
     results = relay.measure(reps=args.reps, messages=args.messages, rows=("sluice", "sluice_webhook"),
                             sizes=[int(s) for s in args.sizes.split(",")], work=work)
     print(relay.table(results))
+    print("\n" + relay.cpu_table(results))
     for size, rows in results.items():
         for r in rows.get("sluice_webhook", []):
             print(f"{size // 1024} KB: webhook got {r['webhook_records']:,} records, "
                   f"{r['webhook_events_per_s']:,.0f} events/s over the run, "
-                  f"finished {r['webhook_lag_s']:.2f} s after the last delivery")
+                  f"finished {r['webhook_lag_s']:.2f} s after the last delivery; CPU: webhook "
+                  f"thread {r['webhook_thread_cpu_s'] * 1e6 / r['webhook_records']:.1f} µs/record, "
+                  f"shards {r['shard_threads_cpu_s']:.2f} s")
 
 
 if __name__ == "__main__":
