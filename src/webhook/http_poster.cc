@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -24,22 +25,34 @@ absl::Status Errno(std::string_view what, int err) {
   return absl::UnavailableError(absl::StrCat(std::string(what), ": ", std::strerror(err)));
 }
 
+// A poll slice: how soon a Stop() is noticed inside a long wait.
+constexpr uint64_t kPollSliceMs = 100;
+
+}  // namespace
+
 // Waits for `events` on fd until the deadline: OK, or DeadlineExceeded.
-absl::Status Wait(int fd, short events, uint64_t deadline_ms) {
+// Once the owner stops, the deadline is at most stop_drain_ms_ away.
+absl::Status HttpPoster::Wait(int fd, short events, uint64_t deadline_ms) {
   while (true) {
     const uint64_t now = base::MonotonicMillis();
+    if (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) {
+      if (stopped_at_ms_ == 0) stopped_at_ms_ = now;
+      deadline_ms = std::min(deadline_ms, stopped_at_ms_ + stop_drain_ms_);
+    }
     if (now >= deadline_ms) return absl::DeadlineExceededError("timed out");
     pollfd p{fd, events, 0};
-    const int n = poll(&p, 1, static_cast<int>(deadline_ms - now));
+    const int n = poll(&p, 1, static_cast<int>(std::min(deadline_ms - now, kPollSliceMs)));
     if (n > 0) return absl::OkStatus();
     if (n < 0 && errno != EINTR) return Errno("poll", errno);
   }
 }
 
-}  // namespace
-
-HttpPoster::HttpPoster(http::Url url, std::string headers)
-    : url_(std::move(url)), headers_(std::move(headers)) {}
+HttpPoster::HttpPoster(http::Url url, std::string headers, const std::atomic<bool>* stop,
+                       uint64_t stop_drain_ms)
+    : url_(std::move(url)),
+      headers_(std::move(headers)),
+      stop_(stop),
+      stop_drain_ms_(stop_drain_ms) {}
 
 void HttpPoster::Close() {
   if (fd_ >= 0) close(fd_);

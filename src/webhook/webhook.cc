@@ -34,7 +34,7 @@ Webhook::Webhook(config::WebhookConfig config, std::string log_path, std::string
 absl::Status Webhook::Start() {
   auto url = http::ParseUrl(config_.url);
   if (!url.ok()) return url.status();  // Finalize() checked it
-  poster_.emplace(*std::move(url), Headers(config_));
+  poster_.emplace(*std::move(url), Headers(config_), &stop_, kStopDrainMs);
   auto saved = LoadPosition(position_path_);
   if (!saved.ok()) {
     return absl::Status(saved.status().code(),

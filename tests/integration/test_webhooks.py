@@ -264,3 +264,25 @@ def test_kill9_mid_post_repeats_at_most_the_batch_in_flight(sluice_factory, rece
     twice = [r for r, n in seen.items() if n > 1]
     assert max(seen.values()) <= 2 and len(twice) <= 4, seen
     assert sorted(key(r) for r in d2.log_records()) == sorted(set(key(r) for r in receiver.records()))
+
+
+@pytest.mark.time_limit(60)
+def test_a_hung_receiver_does_not_hold_up_the_stop(sluice_factory, receiver):
+    """SIGTERM while a POST waits on a receiver that never answers (timeout_s
+    30): the webhook gives up after its 5 s drain, the daemon exits cleanly,
+    and the unacknowledged records go after the restart."""
+    receiver.start()
+    receiver.delay = 25.0
+    config = hook_toml("hung", receiver.url, batch_max_wait_ms=20, timeout_s=30)
+    d = sluice_factory(config=config)
+    inject(d, "hung", 3)
+    wait_for(lambda: len(receiver.connections) > 0, timeout=10, what="a POST in flight")
+    time.sleep(0.3)
+    start = time.monotonic()
+    assert d.stop(timeout=20) == 0
+    assert time.monotonic() - start < scaled(9), time.monotonic() - start
+    assert "stopped with records not yet acknowledged" in d.stderr_since_start()
+    receiver.delay = 0.0
+    sluice_factory(spool=d.spool, log=d.log_path, config=config)
+    wait_for(lambda: len(receptions(receiver.records(), "hung")) >= 3, timeout=15,
+             what="the records after the restart")

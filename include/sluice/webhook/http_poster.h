@@ -11,6 +11,7 @@
 // The host name is resolved (getaddrinfo) at each new connection.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -27,7 +28,10 @@ inline constexpr size_t kMaxResponseBytes = 64u << 10;
 class HttpPoster {
  public:
   // `headers`: extra header lines, each ending with CRLF ("Authorization: ...\r\n").
-  HttpPoster(http::Url url, std::string headers);
+  // Once *stop is set, an exchange in progress ends within stop_drain_ms
+  // (so a hung receiver cannot hold up a shutdown for the whole timeout).
+  HttpPoster(http::Url url, std::string headers, const std::atomic<bool>* stop = nullptr,
+             uint64_t stop_drain_ms = 0);
   ~HttpPoster() { Close(); }
   HttpPoster(const HttpPoster&) = delete;
   HttpPoster& operator=(const HttpPoster&) = delete;
@@ -38,12 +42,16 @@ class HttpPoster {
 
  private:
   absl::Status Connect(uint64_t deadline_ms);
+  absl::Status Wait(int fd, short events, uint64_t deadline_ms);
   // Sends the request; `fresh` false: the connection was idle before.
   absl::StatusOr<int> Exchange(std::string_view head, std::string_view body, uint64_t deadline_ms,
                                bool& sent_nothing);
 
   http::Url url_;
   std::string headers_;
+  const std::atomic<bool>* stop_;
+  const uint64_t stop_drain_ms_;
+  uint64_t stopped_at_ms_ = 0;
   int fd_ = -1;
   std::string response_;
 };
