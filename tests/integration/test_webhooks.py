@@ -286,3 +286,26 @@ def test_a_hung_receiver_does_not_hold_up_the_stop(sluice_factory, receiver):
     sluice_factory(spool=d.spool, log=d.log_path, config=config)
     wait_for(lambda: len(receptions(receiver.records(), "hung")) >= 3, timeout=15,
              what="the records after the restart")
+
+
+@pytest.mark.time_limit(60)
+def test_webhooks_are_independent(sluice_factory, receiver):
+    """One receiver down does not hold up another: the live one gets every
+    record at once, the other gets them all when it comes up."""
+    receiver.start()
+    other = WebhookReceiver(free_port())
+    try:
+        config = (hook_toml("up", receiver.url, batch_max_wait_ms=20)
+                  + hook_toml("down", other.url, batch_max_wait_ms=20, backoff_min_ms=100,
+                              backoff_max_ms=300, timeout_s=2))
+        d = sluice_factory(config=config)
+        inject(d, "ind", 10)
+        wait_for(lambda: len(receptions(receiver.records(), "ind")) == 10, timeout=10,
+                 what="every record at the live receiver")
+        assert other.records() == []
+        other.start()
+        wait_for(lambda: len(receptions(other.records(), "ind")) == 10, timeout=10,
+                 what="every record at the one that came up")
+        assert set(receptions(receiver.records(), "ind").values()) == {1}
+    finally:
+        other.stop()
