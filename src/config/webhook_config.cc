@@ -75,7 +75,7 @@ void Set(WebhookConfig& w, std::string_view key, uint64_t v) {
 }
 
 std::string KnownKeys() {
-  std::string out = "name, url, types, authorization";
+  std::string out = "name, url, types, authorization, tls_ca_file";
   for (const Bound& b : kBounds) absl::StrAppend(&out, ", ", Av(b.key));
   return out;
 }
@@ -127,7 +127,14 @@ absl::Status CheckOne(const WebhookConfig& w) {
         absl::StrCat("webhook.", Av(key), " (webhook '", w.name, "'): ", problem));
   };
   if (absl::Status s = CheckName(w.name); !s.ok()) return fail("name", s.message());
-  if (auto url = http::ParseUrl(w.url); !url.ok()) return fail("url", url.status().message());
+  auto url = http::ParseUrl(w.url);
+  if (!url.ok()) return fail("url", url.status().message());
+  if (!w.tls_ca_file.empty() && !url->tls) {
+    return fail("tls_ca_file", "is for https:// URLs (this one is http://)");
+  }
+  if (w.tls_ca_file.size() > 4096 || w.tls_ca_file.find('\0') != std::string::npos) {
+    return fail("tls_ca_file", "not a path");
+  }
   if (absl::Status s = CheckTypes(w.types); !s.ok()) return fail("types", s.message());
   if (absl::Status s = CheckAuthorization(w.authorization); !s.ok()) {
     return fail("authorization", s.message());
@@ -204,6 +211,8 @@ absl::Status ReadEntry(std::string_view source, const toml::table& t, WebhookCon
       }
     } else if (key == "authorization") {
       s = ReadString(source, key, node, w.authorization);
+    } else if (key == "tls_ca_file") {
+      s = ReadString(source, key, node, w.tls_ca_file);
     } else if (key == "types") {
       const toml::array* a = node.as_array();
       if (a == nullptr) return At(source, node, key, "expected an array of strings");

@@ -49,7 +49,7 @@ absl::Status CheckV6(std::string_view host) {
 
 std::string Url::HostHeader() const {
   std::string out = ipv6_literal ? absl::StrCat("[", host, "]") : host;
-  if (port != 80) absl::StrAppend(&out, ":", port);
+  if (port != (tls ? 443 : 80)) absl::StrAppend(&out, ":", port);
   return out;
 }
 
@@ -65,17 +65,16 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
   const size_t colon = text.find("://");
   if (colon == std::string_view::npos) return Bad("not a URL (write http://HOST[:PORT]/PATH)");
   const std::string scheme = absl::AsciiStrToLower(base::Av(text.substr(0, colon)));
-  if (scheme == "https") {
-    return Bad(
-        "https:// is not supported: webhooks are sent over plain HTTP (use a receiver on "
-        "loopback or a private network, or a local TLS-terminating proxy)");
+  if (scheme != "http" && scheme != "https") {
+    return Bad(absl::StrCat("scheme '", scheme, "' is not http or https"));
   }
-  if (scheme != "http") return Bad(absl::StrCat("scheme '", scheme, "' is not http"));
   std::string_view rest = text.substr(colon + 3);
   if (rest.find('#') != std::string_view::npos) return Bad("has a #fragment");
   const size_t slash = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, slash);
   Url url;
+  url.tls = scheme == "https";
+  url.port = url.tls ? 443 : 80;
   if (slash != std::string_view::npos) {
     const std::string_view target = rest.substr(slash);
     url.target = target.front() == '?' ? absl::StrCat("/", base::Av(target)) : std::string(target);

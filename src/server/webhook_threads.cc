@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "sluice/tls/tls.h"
 #include "sluice/webhook/metrics.h"
 
 namespace sluice::server {
@@ -30,6 +31,7 @@ absl::Status WebhookThreads::Start(const config::Config& config) {
     threads_.emplace_back([h = hook.get()] {
       pthread_setname_np(pthread_self(), "webhook");
       h->Run();
+      tls::ReleaseThreadState();  // https handshakes leave wolfSSL state per thread
     });
   }
   return absl::OkStatus();

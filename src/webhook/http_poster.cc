@@ -47,16 +47,100 @@ absl::Status HttpPoster::Wait(int fd, short events, uint64_t deadline_ms) {
   }
 }
 
-HttpPoster::HttpPoster(http::Url url, std::string headers, const std::atomic<bool>* stop,
-                       uint64_t stop_drain_ms)
+HttpPoster::HttpPoster(http::Url url, std::string headers, std::shared_ptr<const tls::Context> tls,
+                       const std::atomic<bool>* stop, uint64_t stop_drain_ms)
     : url_(std::move(url)),
+      tls_(std::move(tls)),
       headers_(std::move(headers)),
       stop_(stop),
       stop_drain_ms_(stop_drain_ms) {}
 
 void HttpPoster::Close() {
+  session_.reset();
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
+}
+
+// Sends what the TLS session has produced.
+absl::Status HttpPoster::FlushTls(uint64_t deadline_ms) {
+  std::string& out = session_->ciphertext_out();
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = send(fd_, out.data() + done, out.size() - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (absl::Status s = Wait(fd_, POLLOUT, deadline_ms); !s.ok()) return s;
+    } else {
+      return Errno("send", n < 0 ? errno : EPIPE);
+    }
+  }
+  out.clear();
+  return absl::OkStatus();
+}
+
+// Ciphertext from the socket into the session: > 0 taken, 0 at EOF, or an error.
+absl::StatusOr<size_t> HttpPoster::FeedTls(uint64_t deadline_ms) {
+  char buf[16384];
+  while (true) {
+    const ssize_t n = recv(fd_, buf, std::min(sizeof buf, session_->cipher_room()), 0);
+    if (n > 0) {
+      session_->PutCiphertext(buf, static_cast<size_t>(n));
+      return static_cast<size_t>(n);
+    }
+    if (n == 0) {
+      session_->PutEof();
+      return 0;
+    }
+    if (errno != EAGAIN && errno != EINTR) return Errno("recv", errno);
+    if (absl::Status s = Wait(fd_, POLLIN, deadline_ms); !s.ok()) return s;
+  }
+}
+
+absl::Status HttpPoster::Handshake(uint64_t deadline_ms) {
+  auto session = tls::Session::NewClient(tls_, url_.host);
+  if (!session.ok()) return session.status();
+  session_ = *std::move(session);
+  while (true) {
+    const tls::Session::Progress p = session_->Handshake();
+    if (absl::Status s = FlushTls(deadline_ms); !s.ok()) return s;
+    if (p == tls::Session::Progress::kEstablished) return absl::OkStatus();
+    if (p == tls::Session::Progress::kFailed) {
+      return absl::UnavailableError(absl::StrCat("TLS handshake: ", session_->error()));
+    }
+    auto fed = FeedTls(deadline_ms);
+    if (!fed.ok()) return fed.status();
+    if (*fed == 0) return absl::UnavailableError("TLS handshake: connection closed");
+  }
+}
+
+// Plaintext out in pieces, so the ciphertext buffer stays small.
+absl::Status HttpPoster::SendTls(std::string_view data, uint64_t deadline_ms) {
+  constexpr size_t kPiece = 64 * 1024;
+  for (size_t at = 0; at < data.size(); at += kPiece) {
+    if (absl::Status s = session_->Write(data.substr(at, kPiece)); !s.ok()) return s;
+    if (absl::Status s = FlushTls(deadline_ms); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Like recv(2): plaintext bytes, 0 at the end of the stream, -1 with errno.
+ssize_t HttpPoster::RecvTls(char* buf, size_t size, uint64_t deadline_ms) {
+  while (true) {
+    auto n = session_->Read(buf, size);
+    if (!n.ok()) {
+      errno = EPROTO;
+      return -1;
+    }
+    if (*n > 0) return static_cast<ssize_t>(*n);
+    if (session_->peer_closed()) return 0;
+    auto fed = FeedTls(deadline_ms);
+    if (!fed.ok()) {
+      errno = absl::IsDeadlineExceeded(fed.status()) ? ETIMEDOUT : ECONNRESET;
+      return -1;
+    }
+    if (*fed == 0) return 0;
+  }
 }
 
 absl::Status HttpPoster::Connect(uint64_t deadline_ms) {
@@ -95,7 +179,7 @@ absl::Status HttpPoster::Connect(uint64_t deadline_ms) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fd_ = fd;
     freeaddrinfo(list);
-    return absl::OkStatus();
+    return tls_ == nullptr ? absl::OkStatus() : Handshake(deadline_ms);
   }
   freeaddrinfo(list);
   return last;
@@ -104,6 +188,11 @@ absl::Status HttpPoster::Connect(uint64_t deadline_ms) {
 absl::StatusOr<int> HttpPoster::Exchange(std::string_view head, std::string_view body,
                                          uint64_t deadline_ms, bool& sent_nothing) {
   sent_nothing = true;
+  if (session_ != nullptr) {
+    if (absl::Status s = SendTls(head, deadline_ms); !s.ok()) return s;
+    if (absl::Status s = SendTls(body, deadline_ms); !s.ok()) return s;
+    return ReadResponse(deadline_ms, sent_nothing);
+  }
   size_t done = 0;
   const size_t total = head.size() + body.size();
   while (done < total) {
@@ -129,6 +218,10 @@ absl::StatusOr<int> HttpPoster::Exchange(std::string_view head, std::string_view
     }
     return Errno("send", n < 0 ? errno : EPIPE);
   }
+  return ReadResponse(deadline_ms, sent_nothing);
+}
+
+absl::StatusOr<int> HttpPoster::ReadResponse(uint64_t deadline_ms, bool& sent_nothing) {
   response_.clear();
   char buf[16384];
   while (true) {
@@ -141,7 +234,8 @@ absl::StatusOr<int> HttpPoster::Exchange(std::string_view head, std::string_view
     if (response_.size() > kMaxResponseBytes) {
       return absl::ResourceExhaustedError("response too long");
     }
-    const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    const ssize_t n =
+        session_ != nullptr ? RecvTls(buf, sizeof buf, deadline_ms) : recv(fd_, buf, sizeof buf, 0);
     if (n > 0) {
       sent_nothing = false;
       response_.append(buf, static_cast<size_t>(n));

@@ -34,7 +34,20 @@ Webhook::Webhook(config::WebhookConfig config, std::string log_path, std::string
 absl::Status Webhook::Start() {
   auto url = http::ParseUrl(config_.url);
   if (!url.ok()) return url.status();  // Finalize() checked it
-  poster_.emplace(*std::move(url), Headers(config_), &stop_, kStopDrainMs);
+  std::shared_ptr<const tls::Context> tls;
+  if (url->tls) {
+    tls::ContextOptions options;
+    options.mode = tls::Mode::kClient;
+    options.verify_peer = true;  // a webhook carries the mail log: never to an unverified peer
+    options.ca_file = config_.tls_ca_file;
+    auto ctx = tls::Context::Create(options);
+    if (!ctx.ok()) {
+      return absl::Status(ctx.status().code(),
+                          absl::StrCat("webhook ", config_.name, ": ", ctx.status().message()));
+    }
+    tls = *std::move(ctx);
+  }
+  poster_.emplace(*std::move(url), Headers(config_), std::move(tls), &stop_, kStopDrainMs);
   auto saved = LoadPosition(position_path_);
   if (!saved.ok()) {
     return absl::Status(saved.status().code(),

@@ -57,7 +57,8 @@ TEST(WebhookConfigTest, EveryKey) {
                     "batch_max_bytes = 2048\nbatch_max_wait_ms = 0\ntimeout_s = 3\n"
                     "backoff_min_ms = 10\nbackoff_max_ms = 20\n"
                     "authorization = \"Bearer abc\"\n"
-                    "[[webhook]]\nname = \"b-2\"\nurl = \"http://[::1]/\"\n",
+                    "[[webhook]]\nname = \"b-2\"\nurl = \"https://[::1]/\"\n"
+                    "tls_ca_file = \"/etc/ssl/ca.pem\"\n",
                     c)
                   .ok());
   ASSERT_TRUE(c.Finalize().ok());
@@ -72,14 +73,17 @@ TEST(WebhookConfigTest, EveryKey) {
   EXPECT_EQ(w.backoff_max_ms, 20u);
   EXPECT_EQ(w.authorization, "Bearer abc");
   EXPECT_EQ(c.webhooks[1].name, "b-2");
+  EXPECT_EQ(c.webhooks[1].tls_ca_file, "/etc/ssl/ca.pem");
 }
 
 TEST(WebhookConfigTest, Refusals) {
   const std::string url = "url = \"http://127.0.0.1/\"\n";
   EXPECT_TRUE(IsError(Apply("[[webhook]]\n" + url), {"sluice.toml:1", "webhook.name", "missing"}));
   EXPECT_TRUE(IsError(Apply("[[webhook]]\nname = \"x\"\n"), {"webhook.url", "missing"}));
-  EXPECT_TRUE(IsError(Apply("[[webhook]]\nname = \"x\"\nurl = \"https://h/\"\n"),
-                      {"sluice.toml:3", "webhook.url", "not supported"}));
+  EXPECT_TRUE(IsError(Apply("[[webhook]]\nname = \"x\"\nurl = \"ftp://h/\"\n"),
+                      {"sluice.toml:3", "webhook.url", "not http or https"}));
+  EXPECT_TRUE(IsError(Apply("[[webhook]]\nname = \"x\"\n" + url + "tls_ca_file = \"/ca.pem\"\n"),
+                      {"webhook.tls_ca_file", "for https://"}));
   EXPECT_TRUE(IsError(Apply("[[webhook]]\nname = \"x\"\nurl = \"http://h:99999/\"\n"),
                       {"webhook.url", "port"}));
   EXPECT_TRUE(IsError(Apply("[[webhook]]\nname = \"x y\"\n" + url), {"webhook.name", "letters"}));

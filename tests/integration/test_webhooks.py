@@ -231,8 +231,8 @@ def test_bad_webhook_configuration_is_refused(tmp_path):
                                "--spool", str(spool)], capture_output=True, text=True,
                               timeout=scaled(20))
 
-    r = check(hook_toml("x", "https://127.0.0.1/hook"))
-    assert r.returncode == 2 and "sluice.toml:3: webhook.url: https:// is not supported" in r.stderr, r
+    r = check(hook_toml("x", "ftp://127.0.0.1/hook"))
+    assert r.returncode == 2 and "sluice.toml:3: webhook.url: scheme 'ftp' is not http or https" in r.stderr, r
     r = check(hook_toml("x", "http://127.0.0.1:8/hook", types=["Delivered"]))
     assert r.returncode == 2 and "unknown record type 'Delivered'" in r.stderr, r
     r = check(hook_toml("x", "http://127.0.0.1:8/hook") + "[log]\nfile = \"\"\n")
@@ -309,3 +309,30 @@ def test_webhooks_are_independent(sluice_factory, receiver):
         assert set(receptions(receiver.records(), "ind").values()) == {1}
     finally:
         other.stop()
+
+
+@pytest.mark.time_limit(60)
+def test_https_with_a_verified_certificate(sluice_factory, tmp_path):
+    """https://: the receiver's certificate must chain to webhook.tls_ca_file
+    and match the URL's host. With it, records arrive; with the system
+    store (which does not know this self-signed certificate), none does and
+    stderr names the handshake."""
+    from tls_peers import make_cert
+    cert, key = make_cert(tmp_path / "tls", cn="localhost")
+    good = WebhookReceiver(free_port(), tls=(cert, key), url_host="localhost").start()
+    bad = WebhookReceiver(free_port(), tls=(cert, key), url_host="localhost").start()
+    try:
+        config = (hook_toml("tls", good.url, batch_max_wait_ms=20, tls_ca_file=str(cert))
+                  + hook_toml("untrusted", bad.url, batch_max_wait_ms=20, backoff_min_ms=100,
+                              backoff_max_ms=300, timeout_s=2))
+        d = sluice_factory(config=config)
+        inject(d, "tls", 5)
+        wait_for(lambda: len(receptions(good.records(), "tls")) == 5, timeout=10,
+                 what="the records over https")
+        wait_for(lambda: "webhook untrusted: POST of" in d.stderr_since_start(), timeout=10,
+                 what="the untrusted receiver's failure")
+        assert "TLS handshake" in d.stderr_since_start()
+        assert bad.records() == []
+    finally:
+        good.stop()
+        bad.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,8 +59,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebhookReceiver:
-    def __init__(self, port: int, host: str = "127.0.0.1"):
+    def __init__(self, port: int, host: str = "127.0.0.1", tls=None, url_host: str = None):
+        """tls: (cert_path, key_path) to serve https; url_host: the name in url."""
         self.host, self.port = host, port
+        self.tls = tls
+        self.url_host = url_host or host
         self.status = 200
         self.delay = 0.0
         self.lock = threading.Lock()
@@ -71,12 +75,17 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/hook"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.url_host}:{self.port}/hook"
 
     def start(self) -> "WebhookReceiver":
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
         self._server.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

@@ -98,7 +98,7 @@ struct DkimSigner {
 // their reasons are there and in docs/CONFIGURATION.md.
 struct WebhookConfig {
   std::string name;                // [A-Za-z0-9_-]{1,64}: names its position file and metrics
-  std::string url;                 // http://HOST[:PORT]/PATH (http/url.h)
+  std::string url;                 // http[s]://HOST[:PORT]/PATH (http/url.h)
   std::vector<std::string> types;  // record types to send; empty: all
   uint32_t batch_max_records = 1000;
   uint64_t batch_max_bytes = 1u << 20;
@@ -107,6 +107,7 @@ struct WebhookConfig {
   uint32_t backoff_min_ms = 1000;     // first retry delay (then doubling, with jitter)
   uint32_t backoff_max_ms = 300000;   // the cap
   std::string authorization;          // the Authorization header's value; "": none
+  std::string tls_ca_file;            // https://: PEM CAs to trust; "": the system store
   bool operator==(const WebhookConfig&) const = default;
 };
 
