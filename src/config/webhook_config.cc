@@ -2,8 +2,6 @@
 // docs/WEBHOOKS.md). Every bound below has its reason beside it.
 #include "webhook_config.h"
 
-#include "tables.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -12,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "sluice/base/strings.h"
 #include "sluice/http/url.h"
+#include "tables.h"
 
 namespace sluice::config {
 namespace {
