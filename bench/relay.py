@@ -182,7 +182,8 @@ class Relay:
                 sink.require_signed(messages, f"sluice_{dkim}")
             domains = len(sink.stats().get("domains", {}))
             out = {"rate": messages / (end - start), "peak_rss_kib": s.peak_rss_kib(),
-                   "domains_seen": domains, "cpu_us_per_msg": cpu * 1e6 / messages}
+                   "domains_seen": domains, "cpu_us_per_msg": cpu * 1e6 / messages,
+                   "shard_threads_cpu_s": thread_cpu_seconds(s.pid, "sluice-shard")}
             if hook:
                 # Every line of the log (a Reception and a Delivery per
                 # message) must arrive; the shards write the last ones a
@@ -194,8 +195,7 @@ class Relay:
                 last = hook.wait_for(want, 60)
                 out.update(webhook_records=want, webhook_lag_s=max(0.0, last - end),
                            webhook_events_per_s=want / (last - start),
-                           webhook_thread_cpu_s=thread_cpu_seconds(s.pid, "webhook"),
-                           shard_threads_cpu_s=thread_cpu_seconds(s.pid, "sluice-shard"))
+                           webhook_thread_cpu_s=thread_cpu_seconds(s.pid, "webhook"))
             return out
 
     def run_postfix(self, size: int, messages: int, connections=None, opendkim=False) -> dict:

@@ -76,12 +76,16 @@ def main():
     print(relay.table(results))
     print("\n" + relay.cpu_table(results))
     for size, rows in results.items():
+        for row in ("sluice", "sluice_webhook"):
+            cpu = sorted(r["shard_threads_cpu_s"] * 1e6 / args.messages for r in rows.get(row, []))
+            if cpu:
+                print(f"{size // 1024} KB {row}: shard threads' CPU µs/message, median "
+                      f"{cpu[len(cpu) // 2]:.0f} (min {cpu[0]:.0f}, max {cpu[-1]:.0f})")
         for r in rows.get("sluice_webhook", []):
             print(f"{size // 1024} KB: webhook got {r['webhook_records']:,} records, "
                   f"{r['webhook_events_per_s']:,.0f} events/s over the run, "
                   f"finished {r['webhook_lag_s']:.2f} s after the last delivery; CPU: webhook "
-                  f"thread {r['webhook_thread_cpu_s'] * 1e6 / r['webhook_records']:.1f} µs/record, "
-                  f"shards {r['shard_threads_cpu_s']:.2f} s")
+                  f"thread {r['webhook_thread_cpu_s'] * 1e6 / r['webhook_records']:.1f} µs/record")
 
 
 if __name__ == "__main__":
