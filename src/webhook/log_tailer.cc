@@ -178,17 +178,23 @@ bool LogTailer::Fill() {
       pread(files_.front().fd, buffer_.data() + old, kReadChunkBytes, static_cast<off_t>(at));
   buffer_.resize(old + static_cast<size_t>(std::max<ssize_t>(n, 0)));
   if (n > 0) return true;
-  if (n == 0 && SizeOf(files_.front().fd) < offset_ + buffer_.size()) {
-    Reset(offset_ + buffer_.size());  // truncated under us (copytruncate): from 0
+  if (n != 0) return false;
+  if (SizeOf(files_.front().fd) < offset_) {
+    Reset(offset_);  // truncated under us (copytruncate): from 0, reported
     return true;
   }
+  // At EOF what is buffered is the start of a line still being written, or
+  // a failed write's fragment that the log may cut back out (log_file.h)
+  // and write over: never trusted past EOF, it is read again next time.
+  buffer_.clear();
   return false;
 }
 
 bool LogTailer::Advance(uint64_t now_ms) {
   if (files_.size() < 2 || now_ms < files_.front().leave_at_ms) return false;
-  if (Fill()) return true;  // the old file grew in the grace: read that first
-  if (buffer_.size() > head_ || skipping_) ++lines_skipped_;  // a torn last line
+  const bool partial = buffer_.size() > head_ || skipping_;
+  if (Fill()) return true;        // the old file grew in the grace: read that first
+  if (partial) ++lines_skipped_;  // a torn last line
   close(files_.front().fd);
   files_.pop_front();
   offset_ = 0;

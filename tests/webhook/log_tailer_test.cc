@@ -115,6 +115,17 @@ TEST_F(LogTailerTest, LostFileStartsTheCurrentOneFromZero) {
   EXPECT_EQ(Drain(t, 0), Lines{"x"});
 }
 
+TEST_F(LogTailerTest, PartialLineCutBackIsDropped) {
+  LogTailer t(path_);
+  ASSERT_TRUE(t.Start(std::nullopt).ok());
+  Append(path_, "a\n{\"type\":\"Deliv");  // a failed write's fragment
+  EXPECT_EQ(Drain(t, 0), Lines{"a"});
+  ASSERT_EQ(truncate(path_.c_str(), 2), 0);  // the log cuts it back out
+  Append(path_, "b\n");
+  EXPECT_EQ(Drain(t, 0), Lines{"b"});  // not "a" again, not the fragment
+  EXPECT_EQ(t.position().offset, 4u);
+}
+
 TEST_F(LogTailerTest, TruncatedFileReadAgain) {
   Append(path_, "a\nb\n");
   struct stat st;

@@ -21,7 +21,9 @@
 // other rotated files written after it (by modification time) and the
 // current file from 0. Not found: the current file from 0, with a line on
 // stderr saying how much could not be found. A file that shrank below the
-// saved offset (copytruncate) is read again from 0, also reported.
+// saved offset (copytruncate) is read again from 0, also reported. An
+// unfinished last line is never kept across EOF but read again: the log may
+// cut a failed write's fragment back out and write over it (log_file.h).
 //
 // What it trusts: the log is written in whole lines (log/accounting_log.h);
 // a line longer than kMaxLineBytes is skipped and counted, never buffered.
