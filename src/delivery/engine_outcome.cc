@@ -102,7 +102,7 @@ void Engine::WriteRecords(const Active& a, const AttemptOutcome& o, const std::s
       case log::DeliveryType::kDeletion:
         ++stats_.deleted;
         break;
-      default:
+      case log::DeliveryType::kTransientFailure:  // counted above, expired or not
         break;
     }
     const std::string rcpt =
