@@ -84,6 +84,8 @@ struct EngineStats {
   base::Histogram delivery_latency{base::kDeliveryBoundsUs};
 };
 
+struct AttemptOutcome;  // outcome.h (private to delivery/)
+
 class Engine final : public ConnectionDelegate {
  public:
   // `dkim`: the shard's signer (nullptr or no signers: mail goes unsigned).
@@ -193,7 +195,6 @@ class Engine final : public ConnectionDelegate {
   struct Destination;
   struct Message;
   struct Active;
-  struct Final;
 
   Destination& DestinationFor(queue::DomainQueue& q);
   void Work(queue::DomainQueue& q, uint64_t now_us);
@@ -238,12 +239,20 @@ class Engine final : public ConnectionDelegate {
   void PrepareBody(Active* a);
   // Adds the DKIM-Signature fields for the message PrepareBody made.
   void SignBody(Active* a);
+  // The outcome step (engine_outcome.cc): DecideOutcome (outcome.h, pure)
+  // says what the attempt means; these apply it.
   void FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive);
-  void Conclude(const queue::Job& job, const std::string& domain, const spool::Envelope* envelope,
-                std::vector<Final> finals, const std::string& mx, const std::string& ip);
-  void SendDsnThenReport(base::QueueId id, uint16_t dir, std::vector<Final> failed,
-                         std::vector<uint32_t> done_already, bool expired, const std::string& mx);
-  void ReleaseMessage(base::QueueId id, size_t recipients_done);
+  // Tells the queue (retry or done) and checks it decided as the outcome did.
+  void ReportAttempt(OutboundConnection* c, const Active& a, queue::DomainQueue& q,
+                     const smtp::Reply& decisive, const AttemptOutcome& o, uint64_t now_us);
+  void WriteRecords(const Active& a, const AttemptOutcome& o, const std::string& mx,
+                    const std::string& ip, const std::string& tls, uint64_t now_us);
+  // Bounced, deleted and expired recipients: a DSN (final once it is
+  // durable) or final at once.
+  void SettleFailed(const Active& a, const AttemptOutcome& o, uint16_t dir, const std::string& mx,
+                    uint64_t now_us);
+  // The job has left (done) or waits for a retry: the message's bookkeeping.
+  void ReleaseJob(base::QueueId id, Message& m, bool done);
   void ReadRecord(const RecordRef& where, std::function<void(absl::StatusOr<std::string>)> done);
   RecordRef WhereOf(const Message& m) const;
   void Record(log::DeliveryType type, base::QueueId id, const std::string& sender,

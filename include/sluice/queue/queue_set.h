@@ -63,6 +63,7 @@ class QueueSet {
   // Deferred jobs keep their due time; the new schedule decides from their
   // next failure on (and max_age, read by the engine, at once).
   void SetRetry(RetrySchedule retry) { retry_ = std::move(retry); }
+  const RetrySchedule& retry() const { return retry_; }
   // Closes a connection and reschedules every domain sharing its gates (a
   // freed slot is usable at once by any of them).
   void CloseConnection(DomainQueue& q, ConnectionId c, Micros now);
