@@ -18,6 +18,7 @@
 #include "engine_parts.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
+#include "sluice/diag/diag.h"
 
 namespace sluice::delivery {
 namespace {
@@ -113,8 +114,9 @@ absl::Status Engine::Init() {
     tls_verify_ = *std::move(vctx);
   } else {
     // Only domains under the "verify" policy need it: they defer (451 4.7.5).
-    std::fprintf(stderr, "sluice: delivery: no verifying TLS context (%s)\n",
-                 std::string(vctx.status().message()).c_str());
+    SLUICE_LOG(kWarning, "delivery.no_tls_context",
+               "no verifying TLS context: outbound TLS that must verify will fail",
+               {{"reason", vctx.status().message()}});
   }
   return absl::OkStatus();
 }

@@ -14,6 +14,7 @@
 #include "engine_parts.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
+#include "sluice/diag/diag.h"
 #include "sluice/merge/template.h"
 #include "sluice/smtp/long_lines.h"
 
@@ -90,8 +91,8 @@ void Engine::SignBody(Active* a) {
   }
   auto made = dkim_->Sign(a->parsed->envelope.added_headers, a->body, now_s);
   if (!made.ok()) {  // a key that cannot sign: send unsigned, say why
-    std::fprintf(stderr, "sluice: dkim: message %s: %s\n", a->job.message.ToString().c_str(),
-                 std::string(made.status().message()).c_str());
+    SLUICE_LOG(kWarning, "dkim.sign_failed", "DKIM signing failed; sent unsigned",
+               {{"id", a->job.message.ToString()}, {"reason", made.status().message()}});
     return;
   }
   if (!made->fields.empty()) ++stats_.dkim_signed;

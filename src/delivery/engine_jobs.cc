@@ -14,6 +14,7 @@
 #include "engine_parts.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
+#include "sluice/diag/diag.h"
 #include "sluice/spool/retry_state.h"
 
 namespace sluice::delivery {
@@ -251,8 +252,8 @@ void Engine::OnRecord(Active* a, absl::StatusOr<RecordPtr> record) {
     a->parsed = &a->record->parsed;
   } else {
     ++stats_.record_errors;
-    std::fprintf(stderr, "sluice: delivery: message %s: %s\n", a->job.message.ToString().c_str(),
-                 std::string(record.status().message()).c_str());
+    SLUICE_LOG(kError, "delivery.record_unreadable", "a queued record could not be read",
+               {{"id", a->job.message.ToString()}, {"reason", record.status().message()}});
   }
   if (a->parsed) PrepareBody(a);
   if (a->parsed && !a->detached && !a->abandoned) SignBody(a);

@@ -14,6 +14,7 @@
 #include "engine_parts.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
+#include "sluice/diag/diag.h"
 #include "sluice/dsn/dsn.h"
 
 namespace sluice::delivery {
@@ -119,8 +120,9 @@ void Engine::SettleFailed(const Active& a, const AttemptOutcome& o, uint16_t dir
   if (env != nullptr && env->untrusted) {
     // Its sender is whatever an unauthenticated outsider wrote: a DSN
     // would be backscatter. The Bounce records above are all there is.
-    std::fprintf(stderr, "sluice: delivery: no DSN for %s: untrusted submitter\n",
-                 a.job.message.ToString().c_str());
+    SLUICE_LOG(kNotice, "dsn.not_sent_untrusted",
+               absl::StrCat("no DSN for ", a.job.message.ToString(), ": untrusted submitter"),
+               {{"id", a.job.message.ToString()}});
   }
   if (o.dsn != DsnVerdict::kSend) return host_.ReportFinal(a.job.message, dir, indexes);
   std::string original = env->added_headers;
@@ -128,8 +130,8 @@ void Engine::SettleFailed(const Active& a, const AttemptOutcome& o, uint16_t dir
   auto built =
       dsn::BuildDsn(DsnInputFor(o, *env, original, hostname_, mx, config_.retry.max_age, now_us));
   if (!built.ok()) {
-    std::fprintf(stderr, "sluice: delivery: no DSN for %s: %s\n", a.job.message.ToString().c_str(),
-                 std::string(built.status().message()).c_str());
+    SLUICE_LOG(kWarning, "dsn.not_sent", "no DSN could be built",
+               {{"id", a.job.message.ToString()}, {"reason", built.status().message()}});
     return host_.ReportFinal(a.job.message, dir, indexes);
   }
   ++stats_.dsns;

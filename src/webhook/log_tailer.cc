@@ -14,11 +14,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/diag/diag.h"
 
 namespace sluice::webhook {
 namespace {
 
-void Say(const std::string& line) { std::fprintf(stderr, "sluice: webhook: %s\n", line.c_str()); }
+void Say(const std::string& line) { SLUICE_LOG(kNotice, "webhook.tailer", line, {}); }
 
 uint64_t SizeOf(int fd) {
   struct stat st;

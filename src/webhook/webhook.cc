@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/clock.h"
+#include "sluice/diag/diag.h"
 #include "sluice/webhook/backoff.h"
 
 namespace sluice::webhook {
@@ -60,8 +61,8 @@ absl::Status Webhook::Start() {
   saved_ = tailer_.position();
   batch_end_ = saved_;
   if (!saved->has_value()) {
-    std::fprintf(stderr, "sluice: webhook %s: first start, sending records logged from now on\n",
-                 config_.name.c_str());
+    SLUICE_LOG(kNotice, "webhook.first_start", "first start, sending records logged from now on",
+               {{"webhook", config_.name}});
     Save(saved_);
   }
   last_save_ms_ = now;
@@ -83,8 +84,9 @@ bool Webhook::Sleep(uint64_t ms) {
 void Webhook::Save(const Position& p) {
   if (absl::Status s = SavePosition(position_path_, p); !s.ok()) {
     // Not fatal: the position stays older, so more is sent again after a crash.
-    std::fprintf(stderr, "sluice: webhook %s: position not saved: %s\n", config_.name.c_str(),
-                 std::string(s.message()).c_str());
+    SLUICE_LOG(kError, "webhook.position_not_saved",
+               "position not saved: records may be sent again after a restart",
+               {{"webhook", config_.name}, {"reason", s.message()}});
     return;
   }
   saved_ = p;
@@ -113,10 +115,11 @@ bool Webhook::Send(uint32_t timeout_ms) {
     batch_.Clear();
     Save(batch_end_);
     if (const uint64_t failures = stats_.failures_in_row.exchange(0); failures > 0) {
-      std::fprintf(stderr,
-                   "sluice: webhook %s: receiver back after %llu failed attempts (%.1f s)\n",
-                   config_.name.c_str(), static_cast<unsigned long long>(failures),
-                   static_cast<double>(base::MonotonicMillis() - failing_since_ms_) / 1000.0);
+      SLUICE_LOG(kNotice, "webhook.receiver_back",
+                 absl::StrCat("receiver back after ", failures, " failed attempts"),
+                 {{"webhook", config_.name},
+                  {"failures", failures},
+                  {"failing_ms", base::MonotonicMillis() - failing_since_ms_}});
     }
     return true;
   }
@@ -136,12 +139,13 @@ void Webhook::Failed(const std::string& why, uint64_t delay_ms) {
   if (failures == 1) failing_since_ms_ = now;
   if (failures == 1 || now - last_report_ms_ >= kFailureReportMs) {
     last_report_ms_ = now;
-    std::fprintf(stderr,
-                 "sluice: webhook %s: POST of %zu records to %s failed (%s); attempt %llu, next "
-                 "in %llu ms\n",
-                 config_.name.c_str(), batch_.records(), config_.url.c_str(), why.c_str(),
-                 static_cast<unsigned long long>(failures),
-                 static_cast<unsigned long long>(delay_ms));
+    SLUICE_LOG(kWarning, "webhook.post_failed", "POST failed; the batch is sent again",
+               {{"webhook", config_.name},
+                {"url", config_.url},
+                {"records", batch_.records()},
+                {"reason", why},
+                {"attempt", failures},
+                {"next_ms", delay_ms}});
   }
   // Wait, but keep noticing rotations so none is skipped (log_tailer.h).
   uint64_t left = delay_ms;
@@ -191,10 +195,9 @@ void Webhook::Run() {
     Send(static_cast<uint32_t>(std::max<uint64_t>(timeout_ms, 1)));
   }
   if (!batch_.empty() || tailer_.lag_bytes() > 0) {
-    std::fprintf(stderr,
-                 "sluice: webhook %s: stopped with records not yet acknowledged; they are sent "
-                 "after the restart\n",
-                 config_.name.c_str());
+    SLUICE_LOG(kNotice, "webhook.stopped_behind",
+               "stopped with records not yet acknowledged; they are sent after the restart",
+               {{"webhook", config_.name}});
   }
 }
 

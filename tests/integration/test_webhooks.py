@@ -23,12 +23,19 @@ from collections import Counter
 
 import pytest
 
-from sluice_harness import free_port, make_message, require_sluice_bin, scaled, wait_for
+from sluice_harness import (diag_events, free_port, make_message, require_sluice_bin, scaled,
+                            wait_for)
 from test_delivery import SENDER, SENDER_HOST, relay_config
 from test_metrics import Scrape, check_with_promtool
 from webhook_receiver import WebhookReceiver
 
 AUTH = "Bearer s3cret-token"
+
+
+def post_failures(d, webhook: str) -> list:
+    """The webhook.post_failed lines of one webhook so far."""
+    return [e for e in diag_events(d.stderr_since_start(), "webhook.post_failed")
+            if e.get("webhook") == webhook]
 
 
 def hook_toml(name: str, url: str, **keys) -> str:
@@ -133,7 +140,7 @@ def test_receiver_down_then_failing_then_up_gets_everything(sluice_factory, rece
                                         backoff_max_ms=400, timeout_s=2))
     inject(d, "down", 20)
     wait_for(lambda: len(receptions(d.log_records(), "down")) == 20, timeout=10, what="the log")
-    wait_for(lambda: "webhook h: POST of" in d.stderr_since_start(), timeout=10,
+    wait_for(lambda: post_failures(d, "h"), timeout=10,
              what="the first failure on stderr")
     time.sleep(1.0)
     receiver.status = 500
@@ -329,7 +336,7 @@ def test_https_with_a_verified_certificate(sluice_factory, tmp_path):
         inject(d, "tls", 5)
         wait_for(lambda: len(receptions(good.records(), "tls")) == 5, timeout=10,
                  what="the records over https")
-        wait_for(lambda: "webhook untrusted: POST of" in d.stderr_since_start(), timeout=10,
+        wait_for(lambda: post_failures(d, "untrusted"), timeout=10,
                  what="the untrusted receiver's failure")
         assert "TLS handshake" in d.stderr_since_start()
         assert bad.records() == []
