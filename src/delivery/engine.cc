@@ -170,5 +170,5 @@ void Engine::AbortAll() {
   for (OutboundConnection* c : std::vector<OutboundConnection*>(connections_)) c->Abort();
 }
 
-bool Engine::idle() const { return connections_.empty() && actives_ == 0; }
+bool Engine::idle() const { return connections_.empty() && actives_ == 0 && link_checks_ == 0; }
 }  // namespace sluice::delivery

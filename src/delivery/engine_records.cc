@@ -1,9 +1,9 @@
 // Reading a queued message's record back from the spool through the ring,
 // with a small cache of open segment descriptors (kFileCache idle ones): a
 // segment holds thousands of records, opened once. A descriptor with a read
-// in flight is never closed (its SQE names it by number); Tick closes idle
-// ones whose file the ledger unlinked, so a delivered segment's space is
-// not held.
+// in flight is never closed (its SQE names it by number); Tick asks the
+// ring (statx) for the link count of idle ones and closes those whose file
+// the ledger unlinked, so a delivered segment's space is not held.
 //
 // Trusts: RecordRef (the home shard's ledger). Limits: one record is read
 // whole into memory.
@@ -14,6 +14,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
@@ -143,15 +145,49 @@ void Engine::EvictIdleFile() {
   file_fds_.erase(victim);
 }
 
+namespace {
+
+// statx(fd, "", AT_EMPTY_PATH) through the ring: is the cached segment
+// still linked? (A plain fstat would be a syscall on the shard thread.)
+struct LinkCheck final : io::Completion {
+  std::string key;
+  struct statx st {};
+  std::function<void(int, uint32_t)> callback;
+  void OnComplete(int result, uint32_t) override {
+    auto cb = std::move(callback);
+    const uint32_t links = st.stx_nlink;
+    delete this;
+    cb(result, links);
+  }
+};
+
+}  // namespace
+
 void Engine::CloseUnlinkedFiles() {
-  for (auto it = file_fds_.begin(); it != file_fds_.end();) {
-    struct stat st;
-    if (it->second.reads == 0 && fstat(it->second.fd, &st) == 0 && st.st_nlink == 0) {
-      close(it->second.fd);
-      file_fds_.erase(it++);
-    } else {
-      ++it;
-    }
+  if (stopping_) return;  // the destructor closes them all
+  for (auto& [key, file] : file_fds_) {
+    if (file.reads > 0 || file.checking) continue;
+    file.checking = true;
+    ++link_checks_;
+    ++file.reads;  // the statx names the descriptor: pinned like a read
+    auto* op = new LinkCheck();
+    op->callback = [this, key = key](int result, uint32_t links) {
+      OnLinkCount(key, result, links);
+    };
+    io_uring_sqe* sqe = ring_.Prepare(op);
+    io_uring_prep_statx(sqe, file.fd, "", AT_EMPTY_PATH, STATX_NLINK, &op->st);
+  }
+}
+
+void Engine::OnLinkCount(const std::string& key, int result, uint32_t links) {
+  auto it = file_fds_.find(key);
+  SLUICE_CHECK(it != file_fds_.end() && it->second.reads > 0);  // pinned while we asked
+  --it->second.reads;
+  --link_checks_;
+  it->second.checking = false;
+  if (result == 0 && links == 0 && it->second.reads == 0) {
+    close(it->second.fd);
+    file_fds_.erase(it);
   }
 }
 

@@ -304,13 +304,16 @@ class Engine final : public ConnectionDelegate {
   // segment's disk space is not held by a cached descriptor.
   struct OpenFile {
     int fd = -1;
-    uint32_t reads = 0;     // ReadOps using fd
+    uint32_t reads = 0;     // ReadOps and link checks using fd
     uint64_t last_use = 0;  // file_use_ at the last read
+    bool checking = false;  // a statx through the ring is asking for st_nlink
   };
   absl::flat_hash_map<std::string, OpenFile> file_fds_;
   uint64_t file_use_ = 0;
+  size_t link_checks_ = 0;  // statx ops in flight: the loop waits for them at a stop
   void EvictIdleFile();
   void CloseUnlinkedFiles();
+  void OnLinkCount(const std::string& key, int result, uint32_t links);
   uint64_t now_ms_ = 0;
   size_t actives_ = 0;
   std::deque<Active*> detached_waiting_;
