@@ -34,6 +34,7 @@ struct HttpListener::Client {
   int fd = -1;
   std::string peer;              // the client's address, for the accounting log
   std::unique_ptr<HttpTls> tls;  // http.tls; null on plain HTTP
+  bool tls_peer_closed = false;  // the client sent close_notify
   http::RequestParser parser;
   std::string in;   // received and not parsed yet (at most one receive)
   std::string out;  // the response being sent
@@ -244,7 +245,8 @@ void HttpListener::TlsReceived(Client* c, size_t size) {
     if (pending.empty()) return Close(c);
     c->close_after = true;  // the alert goes out, then the connection closes
   } else if (r == HttpTls::Result::kClosed) {
-    return Close(c);  // close_notify: the client is done
+    // close_notify: nothing more comes; what arrived before it is answered.
+    c->tls_peer_closed = true;
   }
   if (!pending.empty()) {
     // Handshake records (or a session ticket) before anything else; the
@@ -280,7 +282,8 @@ void HttpListener::Process(Client* c) {
     c->timing = false;
     return Handle(c, std::move(request));
   }
-  ArmReceive(c);  // the parser took everything and wants more
+  if (c->tls_peer_closed) return Close(c);  // nothing more will come
+  ArmReceive(c);                            // the parser took everything and wants more
 }
 
 ApiContext HttpListener::Context() {
@@ -315,7 +318,7 @@ void HttpListener::AnswerExpect(Client* c) {
 
 void HttpListener::Handle(Client* c, http::Request request) {
   ++stats_.requests;
-  c->keep_alive = request.keep_alive && !stopped_;
+  c->keep_alive = request.keep_alive && !stopped_ && !c->tls_peer_closed;
   c->head = request.method == "HEAD";
   Routed routed = Route(request, Context());
   if (routed.response) {

@@ -211,3 +211,55 @@ def test_http_tls_needs_a_certificate(tmp_path):
                        capture_output=True, timeout=scaled(30))
     assert p.returncode != 0
     assert b"http.tls needs tls.cert_file and tls.key_file" in p.stderr, p.stderr
+
+
+@pytest.mark.time_limit(30)
+def test_a_request_followed_by_close_notify_is_answered(https_relay):
+    """The request and the client's close_notify leave in one write (what a
+    client that half-closes does): the request is still answered, with
+    Connection: close, then the server's own close_notify."""
+    relay, _token, _cert = https_relay()
+    s = socket.create_connection(("127.0.0.1", relay.http_port), timeout=scaled(10))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    o = client_context().wrap_bio(inc, out, server_hostname="relay.test")
+
+    def flush():
+        d = out.read()
+        if d:
+            s.sendall(d)
+
+    def pump() -> bool:
+        d = s.recv(65536)
+        if not d:
+            inc.write_eof()
+        else:
+            inc.write(d)
+        return bool(d)
+
+    while True:
+        try:
+            o.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            flush()
+            assert pump(), "closed during the handshake"
+    flush()
+    o.write(b"GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n")
+    with pytest.raises(ssl.SSLWantReadError):
+        o.unwrap()  # queues close_notify; the server's comes later
+    flush()
+    data = b""
+    while True:
+        try:
+            chunk = o.read(65536)
+            if not chunk:
+                break
+            data += chunk
+        except ssl.SSLWantReadError:
+            if not pump():
+                break
+        except ssl.SSLZeroReturnError:
+            break
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:200]
+    assert b"\r\nConnection: close" in data.split(b"\r\n\r\n")[0]
