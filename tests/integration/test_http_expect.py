@@ -3,6 +3,7 @@
 good, then the body and the 200; a bad token (401), a Content-Length past
 http.max_inject_bytes (413) or an unknown expectation (417) answered at
 once, with no 100, without the body being sent, and the connection closed;
+so is a 503 while http.max_inject_in_flight injections wait for the spool;
 a client that sends its body without waiting is simply served.
 """
 
@@ -115,3 +116,45 @@ def test_admin_path_is_judged_on_its_token(relay):
     # The body was read and the request routed: a queue-only relay says so.
     assert code == 409 and b"delivery is disabled" in body, body
     c.close()
+
+
+@pytest.mark.time_limit(60)
+def test_busy_is_answered_before_the_body(sluice_factory, tmp_path):
+    """http.max_inject_in_flight = 1: while a large injection's commit is in
+    flight, a second one that asks 100-continue gets the 503 straight away
+    (no 100, no body sent) and the connection closes."""
+    token, line = new_token("app")
+    path = tmp_path / "tokens"
+    path.write_text(line + "\n")
+    r = sluice_factory(shards=1, config=tokens_config(path, max_inject_in_flight=1))
+    big = json.dumps({"envelope_sender": "a@snd.test",
+                      "content": "From: a@snd.test\r\nTo: b@d1.test\r\nSubject: big\r\n\r\n"
+                                 + ("x" * 998 + "\r\n") * 8000,
+                      "recipients": [{"email": "b@d1.test"}]}).encode()
+    seen = []
+    for _round in range(8):
+        first = Http(r.http_port, timeout=30)
+        req = head(token, len(big), expect="100-continue")
+        first.send(req)
+        assert status_line(first) == b"HTTP/1.1 100 Continue"
+        first.buf = b""
+        first.send(big[:-1])
+        second = Http(r.http_port)
+        time.sleep(0.2)
+        first.send(big[-1:])
+        second.send(head(token, len(DOC)))  # as the big one is being committed
+        line2 = status_line(second)
+        seen.append(line2)
+        if line2.startswith(b"HTTP/1.1 503"):
+            code, headers, body = second.response()
+            assert headers["retry-after"] == "1" and headers["connection"] == "close"
+            assert b"http.max_inject_in_flight" in body
+            assert second.closed()
+            assert first.response(timeout=30)[0] == 200
+            break
+        assert line2 == b"HTTP/1.1 100 Continue"
+        second.close()
+        assert first.response(timeout=30)[0] == 200
+        first.close()
+    assert seen[-1].startswith(b"HTTP/1.1 503"), seen
+    print(f"busy at the head after {len(seen)} round(s)")
