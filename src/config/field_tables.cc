@@ -43,6 +43,8 @@ const IntField kIntFields[] = {
     MakeIntField<&Config::http_idle_timeout_s>("http", "idle_timeout_s", kTimeoutRange),
     MakeIntField<&Config::http_request_timeout_s>("http", "request_timeout_s", kTimeoutRange),
     MakeIntField<&Config::http_max_clients>("http", "max_clients", kHttpClientsRange),
+    MakeIntField<&Config::http_max_inject_in_flight>("http", "max_inject_in_flight",
+                                                     kHttpInjectInFlightRange),
 };
 
 // Target: Config.

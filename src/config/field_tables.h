@@ -87,6 +87,8 @@ constexpr Range kHttpRequestBytesRange{1 * kKiB, 64 * kMiB};
 constexpr Range kHttpInjectBytesRange{1 * kKiB, 1024 * kMiB};
 constexpr Range kHttpHeadersRange{1, 1'000};
 constexpr Range kHttpClientsRange{1, 100'000};
+// Injections waiting for the spool per shard (http.max_inject_in_flight).
+constexpr Range kHttpInjectInFlightRange{1, 100'000};
 
 // ---------------------------------------------------------------------------
 // Settings of the delivery tables ([delivery], [delivery.timeouts], [retry],

@@ -9,8 +9,9 @@ namespace sluice::config {
 namespace {
 
 constexpr absl::string_view kHttpKeys[] = {
-    "listen",      "tokens_file",    "metrics_require_token", "max_request_bytes",
-    "max_headers", "idle_timeout_s", "request_timeout_s",     "max_clients"};
+    "listen",      "tokens_file",         "metrics_require_token", "max_request_bytes",
+    "max_headers", "idle_timeout_s",      "request_timeout_s",     "max_clients",
+    "tls",         "max_inject_in_flight"};
 
 }  // namespace
 
@@ -26,6 +27,7 @@ absl::Status ReadHttpTable(Walk& walk, absl::string_view name, const toml::table
     if (e.name == "metrics_require_token") {
       return walk.ReadBool(e.dotted, e.node, "true or false", &c.http_metrics_require_token);
     }
+    if (e.name == "tls") return walk.ReadBool(e.dotted, e.node, "true or false", &c.http_tls);
     return walk.Unknown(name, e, kHttpKeys);
   });
 }

@@ -141,6 +141,8 @@ const Key kKeys[] = {
     {"http.idle_timeout_s", R, SHOWN(http_idle_timeout_s)},
     {"http.request_timeout_s", R, SHOWN(http_request_timeout_s)},
     {"http.max_clients", R, SHOWN(http_max_clients)},
+    {"http.tls", X, SHOW(http_tls)},
+    {"http.max_inject_in_flight", R, SHOWN(http_max_inject_in_flight)},
 };
 #undef SHOW
 #undef SHOWN

@@ -269,7 +269,7 @@ bool RequestParser::ParseHeaderLine(std::string_view line) {
 
 bool RequestParser::CheckFraming() {
   size_t hosts = 0, lengths = 0, encodings = 0;
-  bool chunked = false, close = false, keep_alive = false;
+  bool chunked = false, close = false, keep_alive = false, expect = false;
   uint64_t length = 0;
   for (const Header& h : request_.headers) {
     if (h.name == "host") {
@@ -284,6 +284,14 @@ bool RequestParser::CheckFraming() {
       std::string lower;
       for (char c : h.value) lower.push_back(base::AsciiLower(c));
       chunked |= lower.find("chunked") != std::string::npos;
+    } else if (h.name == "expect") {
+      // The only expectation defined (RFC 9110 10.1.1); its token is
+      // case-insensitive.
+      if (!base::EqualsIgnoreCase(h.value, "100-continue")) {
+        return Fail(417, absl::StrCat("unsupported expectation \"", Excerpt(h.value),
+                                      "\" (only 100-continue is)"));
+      }
+      expect = true;
     } else if (h.name == "connection") {
       std::string_view rest = h.value;
       while (!rest.empty()) {
@@ -317,6 +325,8 @@ bool RequestParser::CheckFraming() {
                      large ? "max_inject_bytes" : "max_request_bytes", " = ", max, ")"));
   }
   body_left_ = static_cast<size_t>(length);
+  // A 1.0 client does not know 100 (RFC 9110 15.2); no body, nothing to wait for.
+  expect_continue_ = expect && request_.version_minor == 1 && body_left_ > 0;
   request_.body.reserve(body_left_);
   state_ = State::kBody;
   if (body_left_ == 0) FeedBody({});
@@ -336,6 +346,8 @@ Request RequestParser::TakeRequest() {
   prev_cr_ = false;
   line_start_ = 0;
   body_left_ = 0;
+  expect_continue_ = false;
+  continue_sent_ = false;
   return out;
 }
 

@@ -154,6 +154,42 @@ void Inbound(std::string& out, Shards shards) {
           {"direction", "outbound", "outcome", "failed", &ShardSnapshot::tls_out_failures}});
 }
 
+void Http(std::string& out, Shards shards) {
+  Simple(out, shards, "sluice_http_connections_total", "counter",
+         "HTTP listener connections accepted, or refused at http.max_clients.",
+         {{"outcome", "accepted", "", "", &ShardSnapshot::http_connections_accepted},
+          {"outcome", "refused", "", "", &ShardSnapshot::http_connections_refused}});
+  Simple(out, shards, "sluice_http_connections_open", "gauge",
+         "HTTP listener connections open now.",
+         {{"", "", "", "", &ShardSnapshot::http_connections_open}});
+  Simple(out, shards, "sluice_http_responses_total", "counter",
+         "HTTP responses sent, by status class (1xx: 100 Continue).",
+         {{"class", "1xx", "", "", &ShardSnapshot::http_responses_1xx},
+          {"class", "2xx", "", "", &ShardSnapshot::http_responses_2xx},
+          {"class", "3xx", "", "", &ShardSnapshot::http_responses_3xx},
+          {"class", "4xx", "", "", &ShardSnapshot::http_responses_4xx},
+          {"class", "5xx", "", "", &ShardSnapshot::http_responses_5xx}});
+  Simple(out, shards, "sluice_http_tls_handshakes_total", "counter",
+         "HTTPS handshakes on the HTTP listener (http.tls), by outcome.",
+         {{"outcome", "ok", "", "", &ShardSnapshot::http_tls_handshakes},
+          {"outcome", "failed", "", "", &ShardSnapshot::http_tls_failures}});
+  Simple(out, shards, "sluice_http_injected_messages_total", "counter",
+         "Messages injected with POST /api/inject/v1 (durable, 200).",
+         {{"", "", "", "", &ShardSnapshot::http_injected_messages}});
+  Simple(out, shards, "sluice_http_injected_recipients_total", "counter",
+         "Recipients of the messages injected with POST /api/inject/v1.",
+         {{"", "", "", "", &ShardSnapshot::http_injected_recipients}});
+  Simple(out, shards, "sluice_http_injections_refused_total", "counter",
+         "Injection requests refused, by reason: bad_request (400/405/417), too_large (413), "
+         "busy (503, http.max_inject_in_flight), unauthorized (401/403), unavailable (503, "
+         "the spool refused or failed).",
+         {{"reason", "bad_request", "", "", &ShardSnapshot::http_inject_bad_request},
+          {"reason", "too_large", "", "", &ShardSnapshot::http_inject_too_large},
+          {"reason", "busy", "", "", &ShardSnapshot::http_inject_busy},
+          {"reason", "unauthorized", "", "", &ShardSnapshot::http_inject_unauthorized},
+          {"reason", "unavailable", "", "", &ShardSnapshot::http_inject_unavailable}});
+}
+
 void Outcomes(std::string& out, Shards shards) {
   Delivery(out, shards, "sluice_delivery_jobs_received_total", "counter",
            "Delivery jobs (a message's recipients for one domain) this shard took on.",
@@ -307,6 +343,7 @@ std::string RenderMetrics(Shards all, uint64_t now_us) {
   std::string out;
   out.reserve(16384 + shards.size() * 24576);
   Inbound(out, shards);
+  Http(out, shards);
   Outcomes(out, shards);
   Shaping(out, shards);
   Queues(out, shards, now_us);

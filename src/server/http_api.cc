@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "sluice/admin/shape.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/base/strings.h"
@@ -76,6 +77,21 @@ Routed Messages(const http::Request& r) {
   return Call(line, admin::MergeJobs);
 }
 
+// shape[?top=N]: `sluice queue shape --json` (admin/shape.h); N domains
+// named (default 10, 0: every one), the rest summed as "other".
+Routed ShapeCall(const http::Request& r) {
+  uint64_t top = kHttpShapeTopDefault;
+  if (const std::string* t = r.Param("top"); t != nullptr) {
+    if (!base::ParseUint64(*t, top) || top > kHttpShapeTopMax) {
+      return Answer(
+          Error(400, absl::StrCat("top: a number from 0 (every domain) to ", kHttpShapeTopMax)));
+    }
+  }
+  return Call(admin::ShapeCommand(), [top](const std::vector<admin::JsonValue>& replies) {
+    return admin::MergeShape(replies, top);
+  });
+}
+
 Routed Suspend(const http::Request& r, const std::string& domain) {
   uint64_t until_us = 0;  // until resumed
   const std::string* duration = r.Param("duration");
@@ -140,11 +156,11 @@ bool IsAction(std::string_view name) {
 
 Routed Admin(const http::Request& r, std::string_view name) {
   const bool action = IsAction(name);
-  const bool read =
-      name == "queues" || name == "messages" || name == "stats" || name == "suspensions";
+  const bool read = name == "queues" || name == "messages" || name == "stats" ||
+                    name == "suspensions" || name == "shape";
   if (!action && !read) {
     return Answer(Error(404, absl::StrCat("no admin endpoint \"", base::Av(name),
-                                          "\" (queues, messages, stats, suspensions, flush, "
+                                          "\" (queues, messages, stats, suspensions, shape, flush, "
                                           "suspend, resume, bounce, delete, hold, release)")));
   }
   const bool get = r.method == "GET" || r.method == "HEAD";
@@ -157,6 +173,7 @@ Routed Admin(const http::Request& r, std::string_view name) {
   if (name == "stats") return Call("stats", admin::MergeStats);
   if (name == "suspensions") return Call("suspensions", admin::MergeSuspensions);
   if (name == "messages") return Messages(r);
+  if (name == "shape") return ShapeCall(r);
   const std::optional<std::string> domain = DomainParam(r);
   if (domain && domain->empty()) return Answer(Error(400, "domain: not a domain name"));
   if (name == "flush") {
@@ -201,6 +218,25 @@ std::optional<http::Response> CheckBearer(const http::Request& request,
                          token.empty() ? "Bearer realm=\"sluice\""
                                        : "Bearer realm=\"sluice\", error=\"invalid_token\"");
   return e;
+}
+
+std::optional<http::Response> RefuseBeforeBody(const http::Request& head,
+                                               const ApiContext& context) {
+  if (head.path == "/metrics") {
+    if (!context.metrics_require_token) return std::nullopt;
+    return CheckBearer(head, context.tokens);
+  }
+  if (head.path == "/" || head.path == "/status") return std::nullopt;
+  return CheckBearer(head, context.tokens);  // as Route: everything else needs a token
+}
+
+http::Response InjectBusy() {
+  http::Response busy =
+      Error(503,
+            "too many injections waiting for the spool on this shard (http.max_inject_in_flight); "
+            "retry");
+  busy.headers.emplace_back("Retry-After", "1");
+  return busy;
 }
 
 Routed Route(const http::Request& request, const ApiContext& context) {

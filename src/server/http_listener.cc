@@ -25,12 +25,16 @@
 #include "sluice/server/http_inject.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/trace_headers.h"
+#include "sluice/tls/credentials.h"
 
 namespace sluice::server {
 
 struct HttpListener::Client {
   HttpListener* owner = nullptr;
   int fd = -1;
+  std::string peer;              // the client's address, for the accounting log
+  std::unique_ptr<HttpTls> tls;  // http.tls; null on plain HTTP
+  bool tls_peer_closed = false;  // the client sent close_notify
   http::RequestParser parser;
   std::string in;   // received and not parsed yet (at most one receive)
   std::string out;  // the response being sent
@@ -46,6 +50,7 @@ struct HttpListener::Client {
   bool injecting = false;  // a spool commit for this connection is in flight
   bool keep_alive = true;
   bool head = false;  // the request being answered is a HEAD
+  uint64_t accepted_ms = 0;
   uint64_t last_activity_ms = 0;
   uint64_t request_start_ms = 0;
   uint64_t send_start_ms = 0;
@@ -155,26 +160,49 @@ void HttpListener::Accepted(int fd) {
     close(fd);
     return;
   }
-  if (clients_.size() >= shard_.config().http_max_clients) {
+  const config::Config& config = shard_.config();
+  if (clients_.size() >= config.http_max_clients) {
     ++stats_.refused;
     // A new socket's send buffer is empty: this small write cannot block.
+    // An HTTPS client could not read it: it is just closed.
     static const std::string kBusy = http::Serialize(
         http::JsonError(503, "too many HTTP clients on this shard (http.max_clients)"), false);
-    (void)!send(fd, kBusy.data(), kBusy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (!config.http_tls) {
+      CountResponse(503);
+      (void)!send(fd, kBusy.data(), kBusy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
     close(fd);
     return;
+  }
+  std::unique_ptr<HttpTls> tls;
+  if (config.http_tls) {
+    tls::Credentials* creds = shard_.credentials();
+    auto t = HttpTls::New(creds != nullptr ? creds->server_context() : nullptr);
+    if (!t.ok()) {
+      ++stats_.tls_failures;
+      close(fd);
+      return;
+    }
+    tls = *std::move(t);
   }
   ++stats_.accepted;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  sockaddr_storage peer{};
+  socklen_t peer_size = sizeof peer;
   auto* c = new Client();
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_size) == 0) {
+    c->peer = base::IpAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer)).ToString();
+  }
   c->owner = this;
   c->fd = fd;
+  c->tls = std::move(tls);
   c->receive_op.c = c;
   c->send_op.c = c;
   c->send_op.send = true;
   c->parser.set_limits(LimitsNow());
-  c->last_activity_ms = shard_.now_ms();
+  c->accepted_ms = shard_.now_ms();
+  c->last_activity_ms = c->accepted_ms;
   clients_.push_back(c);
   ArmReceive(c);
 }
@@ -201,7 +229,33 @@ void HttpListener::OnReceive(Client* c, int result) {
     return ArmReceive(c);
   }
   if (result <= 0) return Close(c);  // the client closed, or reset
+  if (c->tls) return TlsReceived(c, static_cast<size_t>(result));
   c->in.append(c->buffer, static_cast<size_t>(result));
+  Process(c);
+}
+
+void HttpListener::TlsReceived(Client* c, size_t size) {
+  const bool was_established = c->tls->established();
+  const HttpTls::Result r = c->tls->Receive(std::string_view(c->buffer, size), c->in);
+  if (!was_established && c->tls->established()) ++stats_.tls_handshakes;
+  std::string pending = c->tls->TakeOutput();
+  if (r == HttpTls::Result::kFailed) {
+    // Garbage, or a protocol the context refuses: this connection only.
+    if (!c->tls->established()) ++stats_.tls_failures;
+    if (pending.empty()) return Close(c);
+    c->close_after = true;  // the alert goes out, then the connection closes
+  } else if (r == HttpTls::Result::kClosed) {
+    // close_notify: nothing more comes; what arrived before it is answered.
+    c->tls_peer_closed = true;
+  }
+  if (!pending.empty()) {
+    // Handshake records (or a session ticket) before anything else; the
+    // plaintext already in `in` is parsed once they are sent (OnSent).
+    c->out = std::move(pending);
+    c->sent = 0;
+    c->send_start_ms = shard_.now_ms();
+    return Send(c);
+  }
   Process(c);
 }
 
@@ -215,30 +269,62 @@ void HttpListener::Process(Client* c) {
   }
   if (c->parser.failed()) {
     ++stats_.bad_requests;
+    CountInjectRefusal(c->parser.head().path, c->parser.error().status);
     http::Response e = http::JsonError(c->parser.error().status, c->parser.error().message);
     e.close = true;  // what follows cannot be framed
     c->head = false;
     return Respond(c, e, false);
   }
+  if (c->parser.awaiting_continue()) return AnswerExpect(c);
   if (c->parser.has_request()) {
     http::Request request = c->parser.TakeRequest();
     c->parser.set_limits(LimitsNow());  // a reload applies from the next request
     c->timing = false;
     return Handle(c, std::move(request));
   }
-  ArmReceive(c);  // the parser took everything and wants more
+  if (c->tls_peer_closed) return Close(c);  // nothing more will come
+  ArmReceive(c);                            // the parser took everything and wants more
 }
 
-void HttpListener::Handle(Client* c, http::Request request) {
-  ++stats_.requests;
-  c->keep_alive = request.keep_alive && !stopped_;
-  c->head = request.method == "HEAD";
+ApiContext HttpListener::Context() {
   ApiContext context;
   context.shard = &shard_;
   context.metrics_require_token = shard_.config().http_metrics_require_token;
   context.tokens = shard_.http_tokens();
-  Routed routed = Route(request, context);
-  if (routed.response) return Respond(c, *routed.response, c->keep_alive);
+  return context;
+}
+
+void HttpListener::AnswerExpect(Client* c) {
+  const http::Request& head = c->parser.head();
+  std::optional<http::Response> refusal = RefuseBeforeBody(head, Context());
+  if (!refusal && head.path == kInjectPath && head.method == "POST" &&
+      injections_in_flight_ >= shard_.config().http_max_inject_in_flight) {
+    refusal = InjectBusy();
+  }
+  c->parser.ContinueSent();
+  if (!refusal) {
+    CountResponse(100);
+    return Transmit(c, "HTTP/1.1 100 Continue\r\n\r\n", false);
+  }
+  // The final status instead of 100: the body is not read, so what the
+  // client may still send cannot be framed and the connection closes.
+  ++stats_.requests;
+  CountInjectRefusal(head.path, refusal->status);
+  refusal->close = true;
+  c->head = false;
+  c->timing = false;
+  Respond(c, *refusal, false);
+}
+
+void HttpListener::Handle(Client* c, http::Request request) {
+  ++stats_.requests;
+  c->keep_alive = request.keep_alive && !stopped_ && !c->tls_peer_closed;
+  c->head = request.method == "HEAD";
+  Routed routed = Route(request, Context());
+  if (routed.response) {
+    CountInjectRefusal(request.path, routed.response->status);
+    return Respond(c, *routed.response, c->keep_alive);
+  }
   if (routed.inject) return Inject(c, request);
   if (fanouts_.size() >= kAdminInFlightMax) {
     http::Response busy = http::JsonError(503, "too many admin requests at once; retry");
@@ -259,7 +345,12 @@ void HttpListener::Handle(Client* c, http::Request request) {
 
 void HttpListener::Inject(Client* c, const http::Request& request) {
   const config::Config& config = shard_.config();
+  if (injections_in_flight_ >= config.http_max_inject_in_flight) {
+    ++stats_.inject_busy;
+    return Respond(c, InjectBusy(), c->keep_alive);
+  }
   if (!shard_.spool_available()) {
+    ++stats_.inject_unavailable;
     http::Response busy = http::JsonError(503, "the spool is not accepting messages; retry");
     busy.headers.emplace_back("Retry-After", "5");
     return Respond(c, busy, c->keep_alive);
@@ -267,9 +358,10 @@ void HttpListener::Inject(Client* c, const http::Request& request) {
   auto inj = std::make_shared<Injection>();
   std::string error;
   if (!BuildInjection(request.body, config, *inj, error)) {
-    ++stats_.inject_refused;
+    ++stats_.inject_bad_request;
     return Respond(c, http::JsonError(400, error), c->keep_alive);
   }
+  inj->env.client_ip = c->peer;
   const base::QueueId id = shard_.NextQueueId();
   const std::string text = id.ToString();
   const uint64_t now = base::WallMicros();
@@ -288,6 +380,7 @@ void HttpListener::Inject(Client* c, const http::Request& request) {
   spool::SpoolWriter::Message* m = spool.Begin(id);
   spool.AppendOwned(m, std::move(inj->body));
   c->injecting = true;
+  ++injections_in_flight_;
   spool.Commit(m, std::move(inj->env), [this, c, inj, id, size](const absl::Status& status) {
     Injected(c, *inj, id, size, status);
   });
@@ -296,7 +389,9 @@ void HttpListener::Inject(Client* c, const http::Request& request) {
 void HttpListener::Injected(Client* c, const Injection& inj, base::QueueId id, uint64_t size,
                             const absl::Status& status) {
   c->injecting = false;
+  --injections_in_flight_;
   if (!status.ok()) {
+    ++stats_.inject_unavailable;
     ++shard_.stats().messages_failed;
     std::fprintf(stderr, "sluice: http: spool commit of an injection failed: %s\n",
                  std::string(status.message()).c_str());
@@ -305,6 +400,7 @@ void HttpListener::Injected(Client* c, const Injection& inj, base::QueueId id, u
                    c->keep_alive);
   }
   ++stats_.injected;
+  stats_.injected_recipients += inj.recipient_count();
   ++shard_.stats().messages_queued;
   const std::string text = id.ToString();
   const std::vector<std::string_view> addresses = inj.Addresses();
@@ -316,7 +412,7 @@ void HttpListener::Injected(Client* c, const Injection& inj, base::QueueId id, u
   r.tenant = inj.tenant;
   r.recipient_views = &addresses;
   r.size = size;
-  r.client = "";
+  r.client = c->peer;  // the HTTP peer, as SMTP logs its client
   r.helo = "";
   r.protocol = "http";
   shard_.accounting().Reception(r);
@@ -339,11 +435,40 @@ void HttpListener::AdminDone(Client* c, AdminFanout::Replies replies) {
 
 void HttpListener::Respond(Client* c, const http::Response& response, bool keep_alive) {
   if (c->closing) return;
-  c->out = http::Serialize(response, keep_alive, c->head);
+  CountResponse(response.status);
+  Transmit(c, http::Serialize(response, keep_alive, c->head), !keep_alive || response.close);
+}
+
+void HttpListener::Transmit(Client* c, std::string bytes, bool close_after) {
+  if (c->closing) return;
+  if (c->tls) {
+    absl::Status sealed = c->tls->Seal(bytes);
+    if (!sealed.ok()) return Close(c);    // no handshake yet (a timeout): nothing to say
+    if (close_after) c->tls->Shutdown();  // close_notify after the last response
+    bytes = c->tls->TakeOutput();
+  }
+  c->out = std::move(bytes);
   c->sent = 0;
-  c->close_after = !keep_alive || response.close;
+  c->close_after = close_after;
   c->send_start_ms = shard_.now_ms();
   Send(c);
+}
+
+void HttpListener::CountResponse(int status) {
+  if (status >= 100 && status < 600) ++stats_.responses[status / 100 - 1];
+}
+
+void HttpListener::CountInjectRefusal(std::string_view path, int status) {
+  if (path != kInjectPath || status < 400) return;
+  if (status == 401 || status == 403) {
+    ++stats_.inject_unauthorized;
+  } else if (status == 413) {
+    ++stats_.inject_too_large;
+  } else if (status == 503) {
+    ++stats_.inject_busy;
+  } else {
+    ++stats_.inject_bad_request;
+  }
 }
 
 void HttpListener::Send(Client* c) {
@@ -427,6 +552,12 @@ void HttpListener::CheckTimeouts(Client* c, uint64_t now_ms) {
   if (c->lingering) {
     if (now_ms >= c->linger_until_ms) Close(c);
     return;
+  }
+  if (c->tls && !c->tls->established() && now_ms - c->accepted_ms >= request_ms) {
+    // A handshake that never finishes holds a slot of http.max_clients.
+    ++stats_.timeouts;
+    ++stats_.tls_failures;
+    return Close(c);
   }
   if (c->sending || !c->out.empty()) {
     // A client that does not read its response is not kept.

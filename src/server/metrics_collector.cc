@@ -5,10 +5,32 @@
 #include "sluice/delivery/engine.h"
 #include "sluice/metrics/top_destinations.h"
 #include "sluice/queue/domain_queue.h"
+#include "sluice/server/http_listener.h"
 #include "sluice/server/shard.h"
 
 namespace sluice::server {
 namespace {
+
+void CopyHttp(const HttpListener& http, metrics::ShardSnapshot& s) {
+  const HttpStats& h = http.stats();
+  s.http_connections_accepted = h.accepted;
+  s.http_connections_refused = h.refused;
+  s.http_connections_open = http.connections_open();
+  s.http_responses_1xx = h.responses[0];
+  s.http_responses_2xx = h.responses[1];
+  s.http_responses_3xx = h.responses[2];
+  s.http_responses_4xx = h.responses[3];
+  s.http_responses_5xx = h.responses[4];
+  s.http_tls_handshakes = h.tls_handshakes;
+  s.http_tls_failures = h.tls_failures;
+  s.http_injected_messages = h.injected;
+  s.http_injected_recipients = h.injected_recipients;
+  s.http_inject_bad_request = h.inject_bad_request;
+  s.http_inject_too_large = h.inject_too_large;
+  s.http_inject_busy = h.inject_busy;
+  s.http_inject_unauthorized = h.inject_unauthorized;
+  s.http_inject_unavailable = h.inject_unavailable;
+}
 
 void CopyEngine(const delivery::Engine& engine, metrics::ShardSnapshot& s) {
   const delivery::EngineStats& e = engine.stats();
@@ -52,6 +74,7 @@ std::shared_ptr<const metrics::ShardSnapshot> CollectSnapshot(
   s->smtp_rejections = st.replies_refused;
   s->tls_in_handshakes = st.tls_handshakes;
   s->tls_in_failures = st.tls_handshake_failures;
+  if (const HttpListener* http = shard.http()) CopyHttp(*http, *s);
   if (delivery::Engine* engine = shard.engine()) {
     s->delivery = true;
     CopyEngine(*engine, *s);

@@ -79,6 +79,12 @@ absl::StatusOr<std::unique_ptr<Credentials>> Credentials::Create(const config::C
   if (!creds->implicit_.empty() && c.tls_cert_file.empty()) {
     return absl::InvalidArgumentError("tls.listen needs tls.cert_file and tls.key_file");
   }
+  if (c.http_tls && c.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("http.tls needs tls.cert_file and tls.key_file");
+  }
+  if (c.http_tls && c.http_listen.empty()) {
+    return absl::InvalidArgumentError("http.tls needs http.listen");
+  }
   auto tls_on = ParseListenerList(c.require_tls_on, all, "tls.require_tls_on");
   if (!tls_on.ok()) return tls_on.status();
   if (!tls_on->empty() && c.tls_cert_file.empty()) {

@@ -148,6 +148,18 @@ TEST(ConfigTest, HttpTable) {
   EXPECT_TRUE(IsError(clash.Finalize(), {"http.listen", "also an SMTP listen address"}));
 }
 
+TEST(ConfigTest, HttpTlsAndInjectInFlight) {
+  EXPECT_FALSE(Config().http_tls);
+  EXPECT_EQ(Config().http_max_inject_in_flight, 32u);
+  Config c;
+  ASSERT_TRUE(Apply("[http]\ntls = true\nmax_inject_in_flight = 1\n", c).ok());
+  EXPECT_TRUE(c.http_tls);
+  EXPECT_EQ(c.http_max_inject_in_flight, 1u);
+  EXPECT_TRUE(IsError(Apply("[http]\ntls = \"yes\"\n"), {"http.tls", "true or false"}));
+  EXPECT_TRUE(IsError(Apply("[http]\nmax_inject_in_flight = 0\n"),
+                      {"http.max_inject_in_flight", "between 1 and 100000"}));
+}
+
 TEST(ConfigTest, RequireFromAndFeedbackIdSender) {
   Config defaults;
   EXPECT_TRUE(defaults.require_from);

@@ -356,6 +356,70 @@ TEST(PercentDecode, Cases) {
   EXPECT_EQ((*q)[3].first, "");
 }
 
+TEST(RequestParser, ExpectContinueStopsBeforeTheBody) {
+  const std::string head =
+      "POST /api/inject/v1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n"
+      "Expect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+  RequestParser p;
+  EXPECT_EQ(p.Feed(head), head.size());
+  ASSERT_TRUE(p.awaiting_continue());
+  EXPECT_FALSE(p.has_request());
+  EXPECT_EQ(p.head().path, "/api/inject/v1");
+  ASSERT_NE(p.head().FindHeader("authorization"), nullptr);
+  p.ContinueSent();
+  EXPECT_FALSE(p.awaiting_continue());
+  EXPECT_EQ(p.Feed("hello"), 5u);
+  ASSERT_TRUE(p.has_request());
+  EXPECT_EQ(p.TakeRequest().body, "hello");
+  // The next request starts over: no Expect, nothing awaited.
+  p.Feed("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n");
+  EXPECT_FALSE(p.awaiting_continue());
+}
+
+TEST(RequestParser, ExpectContinueWithTheBodyAlreadySentIsJustRead) {
+  RequestParser p;
+  const std::string req =
+      "POST /a HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nxy";
+  EXPECT_EQ(p.Feed(req), req.size());
+  EXPECT_FALSE(p.awaiting_continue());
+  EXPECT_TRUE(p.has_request());
+  // Split after one body byte: no longer waiting either.
+  RequestParser q;
+  q.Feed(req.substr(0, req.size() - 1));
+  EXPECT_FALSE(q.awaiting_continue());
+  EXPECT_TRUE(q.in_request());
+}
+
+TEST(RequestParser, ExpectContinueIsIgnoredWithoutABodyOrFromHttp10) {
+  RequestParser p;
+  p.Feed("POST /a HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_FALSE(p.awaiting_continue());
+  EXPECT_TRUE(p.has_request());
+  RequestParser q;
+  q.Feed("POST /a HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  EXPECT_FALSE(q.awaiting_continue());
+  EXPECT_TRUE(q.in_request());
+}
+
+TEST(RequestParser, AnUnknownExpectationIs417) {
+  RequestParser p;
+  p.Feed("POST /a HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 3\r\n\r\n");
+  ASSERT_TRUE(p.failed());
+  EXPECT_EQ(p.error().status, 417);
+  EXPECT_EQ(ReasonPhrase(417), "Expectation Failed");
+}
+
+TEST(RequestParser, A413NamesItsPathInTheHead) {
+  Limits limits;
+  limits.large_path = "/big";
+  limits.max_large_request_bytes = 2048;
+  RequestParser p(limits);
+  p.Feed("POST /big HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4096\r\n\r\n");
+  ASSERT_TRUE(p.failed());
+  EXPECT_EQ(p.error().status, 413);
+  EXPECT_EQ(p.head().path, "/big");
+}
+
 TEST(Response, SerializesWithLengthAndConnection) {
   Response r;
   r.status = 401;

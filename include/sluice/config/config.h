@@ -236,6 +236,12 @@ struct Config {
   uint32_t http_idle_timeout_s = 60;     // keep-alive connection with no request
   uint32_t http_request_timeout_s = 30;  // a request's arrival, and its response's send
   size_t http_max_clients = 256;         // connections per shard; past it: 503 and close
+  // HTTPS on http.listen with the [tls] certificate (tls.cert_file/key_file).
+  bool http_tls = false;
+  // Injections a shard holds waiting for the spool's commit; past it: 503 +
+  // Retry-After, so a burst meets back-pressure instead of queueing whole
+  // bodies in memory behind a slow disk.
+  size_t http_max_inject_in_flight = 32;
 
   // [[webhook]], in file order (the file's list replaces the one before).
   std::vector<WebhookConfig> webhooks;

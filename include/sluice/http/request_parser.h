@@ -12,6 +12,7 @@
 //        Content-Length, Content-Length together with Transfer-Encoding, no
 //        Host (HTTP/1.1) or two of them, a bad percent-escape
 //   411  Transfer-Encoding: chunked (send Content-Length instead)
+//   417  an Expect other than 100-continue (RFC 9110 10.1.1)
 //   501  any other Transfer-Encoding
 //   414  a request line longer than Limits::max_request_line
 //   431  a header section (request line and headers) longer than
@@ -20,6 +21,13 @@
 //   505  an HTTP version other than 1.0 and 1.1
 // After an error the parser consumes nothing more: the connection must answer
 // and close (the framing of whatever follows is unknown).
+//
+// Expect: 100-continue (RFC 9110 10.1.1): the parser only reports it. Once
+// the head of such a request is parsed and no byte of its body has arrived,
+// awaiting_continue() is true and head() holds the request line and
+// headers, so the caller can decide before the body is sent: answer
+// "100 Continue" (ContinueSent()) and read on, or send the final status
+// and close. A client that sends its body without waiting is simply read.
 //
 // Pipelining: Feed() stops at the end of a complete request, so the bytes of
 // the next one stay with the caller until it has taken this one. Memory is
@@ -104,6 +112,19 @@ class RequestParser {
     return state_ == State::kHead ? !head_.empty() : state_ == State::kBody;
   }
 
+  // The request line and headers, once the head is parsed (while the body
+  // arrives, and after a framing error found in the head: the 413 of a too
+  // large request names its path).
+  const Request& head() const { return request_; }
+  // An HTTP/1.1 request with "Expect: 100-continue" and a body is parsed up
+  // to its body, no body byte has arrived and nobody answered it yet.
+  bool awaiting_continue() const {
+    return state_ == State::kBody && expect_continue_ && !continue_sent_ && request_.body.empty();
+  }
+  // The caller sent "100 Continue" (or decided not to): awaiting_continue()
+  // turns false for this request.
+  void ContinueSent() { continue_sent_ = true; }
+
   // The complete request; the parser starts on the next one.
   Request TakeRequest();
 
@@ -128,6 +149,8 @@ class RequestParser {
   bool prev_cr_ = false;      // the last head byte was CR
   size_t line_start_ = 0;     // where the current head line starts in head_
   size_t body_left_ = 0;
+  bool expect_continue_ = false;  // this request asked for 100 Continue
+  bool continue_sent_ = false;
   Request request_;
   ParseError error_;
 };

@@ -69,6 +69,25 @@ struct ShardSnapshot {
   uint64_t tls_in_handshakes = 0;
   uint64_t tls_in_failures = 0;
 
+  // The HTTP listener (http.listen; all zero when it is off).
+  uint64_t http_connections_accepted = 0;
+  uint64_t http_connections_refused = 0;  // past http.max_clients
+  uint64_t http_connections_open = 0;
+  uint64_t http_responses_1xx = 0;  // 100 Continue
+  uint64_t http_responses_2xx = 0;
+  uint64_t http_responses_3xx = 0;
+  uint64_t http_responses_4xx = 0;
+  uint64_t http_responses_5xx = 0;
+  uint64_t http_tls_handshakes = 0;
+  uint64_t http_tls_failures = 0;
+  uint64_t http_injected_messages = 0;
+  uint64_t http_injected_recipients = 0;
+  uint64_t http_inject_bad_request = 0;  // injections refused, by reason
+  uint64_t http_inject_too_large = 0;
+  uint64_t http_inject_busy = 0;
+  uint64_t http_inject_unauthorized = 0;
+  uint64_t http_inject_unavailable = 0;
+
   // Delivery (the engine).
   uint64_t jobs_received = 0;
   uint64_t delivered = 0;  // recipients

@@ -34,6 +34,11 @@ class Shard;
 // Jobs GET /api/admin/v1/messages lists per shard without ?max= (the reply
 // is built in memory on every shard's thread, about 150 bytes a job).
 inline constexpr uint64_t kHttpJobsDefault = 1000;
+// Domains GET /api/admin/v1/shape names without ?top= (as `sluice queue
+// shape`), and at most with it (0 names every one: the document is then as
+// large as the queue's domain count, like /queues).
+inline constexpr uint64_t kHttpShapeTopDefault = 10;
+inline constexpr uint64_t kHttpShapeTopMax = 100'000;
 
 // An admin request: the line every shard is asked, and how their replies
 // become the answer.
@@ -62,6 +67,15 @@ Routed Route(const http::Request& request, const ApiContext& context);
 // "warnings" when there are any), 404/409 for what the command refused (the
 // CLI's message), 503 when a shard did not answer.
 http::Response AdminResponse(AdminFanout::Replies replies, const AdminCall& call);
+
+// A request whose client sent Expect: 100-continue, judged on its head
+// alone before the body is read: nullopt to send 100 Continue, else the
+// final status (401/403 without a good token where one is needed).
+std::optional<http::Response> RefuseBeforeBody(const http::Request& head,
+                                               const ApiContext& context);
+
+// The 503 (with Retry-After) for an injection past http.max_inject_in_flight.
+http::Response InjectBusy();
 
 // Checks "Authorization: Bearer TOKEN": nullopt when it is good, else the
 // 401 (WWW-Authenticate: Bearer) or 403 (no tokens configured) to send.
