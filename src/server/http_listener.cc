@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
+#include "sluice/diag/diag.h"
 #include "sluice/log/accounting_log.h"
 #include "sluice/server/http_inject.h"
 #include "sluice/server/shard.h"
@@ -149,8 +150,8 @@ void HttpListener::OnAccept(int result, uint32_t flags) {
   if (result >= 0) {
     Accepted(result);
   } else if (result != -ECANCELED && result != -EINVAL && result != -EBADF) {
-    std::fprintf(stderr, "sluice: shard %d: http accept: %s\n", shard_.index(),
-                 std::strerror(-result));
+    SLUICE_LOG(kWarning, "http.accept_failed", "HTTP accept failed; still listening",
+               {{"error", std::strerror(-result)}});
   }
   if (!accepting_ && !stopped_) Start();
 }
@@ -393,8 +394,9 @@ void HttpListener::Injected(Client* c, const Injection& inj, base::QueueId id, u
   if (!status.ok()) {
     ++stats_.inject_unavailable;
     ++shard_.stats().messages_failed;
-    std::fprintf(stderr, "sluice: http: spool commit of an injection failed: %s\n",
-                 std::string(status.message()).c_str());
+    SLUICE_LOG(kError, "http.inject_commit_failed",
+               "an injection could not be made durable (the client got a 503)",
+               {{"peer", c->peer}, {"error", status.message()}});
     if (c->closing) return;
     return Respond(c, http::JsonError(503, "the spool could not store the message; retry"),
                    c->keep_alive);
