@@ -24,6 +24,7 @@ from sluice_harness import (
     queued_id_from_smtplib,
     scaled,
     sluice_bin,
+    wait_for,
 )
 from tls_peers import client_context, make_cert, plain_auth, starttls, tls_args
 
@@ -134,6 +135,9 @@ def test_wrong_passwords_lock_the_address(auth_sluice):
         c.ehlo()
         r = c.cmd(f"AUTH PLAIN {plain_auth(USER, PASSWORD)}")
         expect_line(r, f"421 4.7.0 {HOSTNAME} Error: too many failed authentication attempts")
+    # Diagnostics reach stderr through the log-writer thread: wait for them.
+    wait_for(lambda: diag_events(auth_sluice.stderr_since_start(), "auth.locked_out"), 5,
+             what="the auth.locked_out line")
     err = auth_sluice.stderr_since_start()
     failed = diag_events(err, "auth.failed")
     assert any(e["user"] == "alice" and e["peer"] == "127.0.0.1" for e in failed), err

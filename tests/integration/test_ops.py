@@ -268,6 +268,7 @@ def test_single_label_host_name_is_a_warning(tmp_path, daemons):
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
     d = daemons(tmp_path, "--no-delivery", "--hostname", "vm")
     d.ready_line()
+    wait_for(lambda: diag_messages(d.stderr(), "config.warning"), 10, what="the warning")
     warnings = diag_messages(d.stderr(), "config.warning")
     assert any(m.startswith("host name 'vm' is not fully qualified") for m in warnings), d.stderr()
 

@@ -245,9 +245,11 @@ def test_crash_at_each_claim_step_then_restart(sluice_factory, tmp_path, monkeyp
     assert not dupes, f"queued more than once after a crash {point}: {dupes}"
     assert not list((pickup / "bad").iterdir())
     if point == "after-commit":
-        assert "already queued (removed)" in d2.stderr_since_start()
+        wait_for(lambda: "already queued (removed)" in d2.stderr_since_start(), 10,
+                 what="the recovery note")
     else:
-        assert "to process again" in d2.stderr_since_start()
+        wait_for(lambda: "to process again" in d2.stderr_since_start(), 10,
+                 what="the recovery note")
 
 
 def test_pickup_and_spool_on_different_filesystems_refused(tmp_path):

@@ -333,7 +333,8 @@ def test_unwritable_bad_keeps_a_rejected_batch_claimed(sluice_factory, tmp_path)
     drop_batch(pickup, "rows.batch", {"manifest.toml": MANIFEST, "template.eml": TEMPLATE,
                                       "recipients.csv": csv_rows(people(2)) + "bogus,x,y\r\n"})
     wait_for(lambda: receptions(d), 10, what="the batch with a bad row queued")
-    assert "line 4: bad address 'bogus'" in d.stderr_since_start()
+    wait_for(lambda: "line 4: bad address 'bogus'" in d.stderr_since_start(), 10,
+             what="the bad row's note")
     assert [len(m["recipients"]) for m in d.queue_json()] == [2]
     d.stop()
     (pickup / "bad").unlink()
@@ -407,9 +408,11 @@ def test_crash_at_each_batch_step_then_restart(sluice_factory, tmp_path, monkeyp
     check_exactly_once(d2, n)
     assert not list((pickup / "new").iterdir()) and not list((pickup / "bad").iterdir())
     if point in ("after-commit", "batch-mid-release"):
-        assert "already queued (removed)" in d2.stderr_since_start()
+        wait_for(lambda: "already queued (removed)" in d2.stderr_since_start(), 10,
+                 what="the recovery note")
     else:
-        assert "to process again" in d2.stderr_since_start()
+        wait_for(lambda: "to process again" in d2.stderr_since_start(), 10,
+                 what="the recovery note")
 
 
 @pytest.mark.time_limit(240)

@@ -144,7 +144,9 @@ def test_route_change_takes_effect_without_a_restart(relay, receiver_factory):
     assert r.returncode == 0, (r.stdout, r.stderr)
     expected = f'route "*.example" 127.0.0.2:{relay.mx_port} -> 127.0.0.3:{relay.mx_port}'
     assert r.stdout.strip() == f"sluice: reloaded: {expected}", r.stdout
-    assert f"reloaded: {expected}" in diag_messages(relay.stderr(), "config.reloaded")
+    # The daemon's own line comes through its log-writer thread: wait for it.
+    wait_for(lambda: f"reloaded: {expected}" in diag_messages(relay.stderr(), "config.reloaded"),
+             10, what="the reloaded line")
     # The same domain (its connection to A may still be open) and a new one.
     relay.send("u2@d1.example", "after one")
     relay.send("u3@d2.example", "after two")
@@ -188,7 +190,8 @@ def test_listen_change_is_refused_and_the_old_configuration_serves(relay, receiv
     assert r.returncode == 1, (r.stdout, r.stderr)
     line = "sluice: reload refused: server.listen needs a restart; nothing changed"
     assert r.stderr.strip() == line, r.stderr
-    assert line[len("sluice: "):] in diag_messages(relay.stderr(), "config.reload_refused")
+    wait_for(lambda: line[len("sluice: "):] in diag_messages(relay.stderr(), "config.reload_refused"),
+             10, what="the refused line")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", other), timeout=1).close()
     relay.send("u1@d1.example", "still old")
