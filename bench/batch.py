@@ -4,7 +4,7 @@
   batch   one batch (NAME.batch/: manifest, a mail-merge template with three
           fields, a CSV of --recipients recipients over --domains domains)
           renamed into DIR/new while Sluice runs: the time from the rename
-          until the batch is durably queued (Sluice's "queued as" line, which
+          until the batch is durably queued (Sluice's pickup.batch_queued line, which
           it prints after the commit and the Reception record), and Sluice's
           peak RSS (VmHWM), against the RSS of the same daemon idle;
   files   --files single-message files, two ways: renamed into DIR/new at
@@ -114,7 +114,9 @@ def run_batch(work: Path, recipients: int, domains: int) -> dict:
         common.log("batch: renaming it into new/")
         t0 = time.monotonic()
         os.rename(src, pickup / "new" / "bench.batch")
-        t1 = wait_stderr(s, "queued as", 300)
+        # The pickup.batch_queued line comes after the commit and the
+        # Reception record (through the log-writer thread: a few ms late).
+        t1 = wait_stderr(s, "key=pickup.batch_queued", 300)
         peak = s.peak_rss_kib()
         # The text view's last line: "-- 1 message, N recipients pending, B bytes"
         # (--json would print every recipient's state: 100+ MB for a million).
