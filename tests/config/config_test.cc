@@ -14,35 +14,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "config_test_util.h"
 #include "gtest/gtest.h"
 #include "sluice/base/cidr.h"
 
 namespace sluice::config {
 namespace {
 
-// True if `status` is InvalidArgument and its message holds every one of `parts`.
-::testing::AssertionResult IsError(const absl::Status& status,
-                                   std::initializer_list<std::string> parts) {
-  if (status.code() != absl::StatusCode::kInvalidArgument) {
-    return ::testing::AssertionFailure() << "want INVALID_ARGUMENT, got " << status;
-  }
-  const std::string message(status.message());
-  for (const std::string& part : parts) {
-    if (message.find(part) == std::string::npos) {
-      return ::testing::AssertionFailure() << "'" << part << "' missing from: " << message;
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
-absl::Status Apply(const std::string& toml, Config& config) {
-  return ApplyToml(toml, "sluice.toml", config);
-}
-
-absl::Status Apply(const std::string& toml) {
-  Config config;
-  return Apply(toml, config);
-}
+using test_util::Apply;
+using test_util::IsError;
 
 base::IpAddress Ip(const char* text) { return *base::IpAddress::Parse(text); }
 

@@ -4,31 +4,15 @@
 
 #include <string>
 
+#include "config_test_util.h"
 #include "sluice/config/config.h"
 #include "sluice/config/reload.h"
 
 namespace sluice::config {
 namespace {
 
-::testing::AssertionResult IsError(const absl::Status& status,
-                                   std::initializer_list<std::string> parts) {
-  if (status.ok()) return ::testing::AssertionFailure() << "want an error, got OK";
-  const std::string message(status.message());
-  for (const std::string& part : parts) {
-    if (message.find(part) == std::string::npos) {
-      return ::testing::AssertionFailure() << "'" << part << "' missing from: " << message;
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
-absl::Status Apply(const std::string& toml, Config& config) {
-  return ApplyToml(toml, "sluice.toml", config);
-}
-absl::Status Apply(const std::string& toml) {
-  Config config;
-  return Apply(toml, config);
-}
+using test_util::Apply;
+using test_util::IsError;
 
 constexpr char kMinimal[] = "[[webhook]]\nname = \"events\"\nurl = \"http://127.0.0.1:9000/in\"\n";
 
