@@ -80,6 +80,7 @@ bool AccountingLog::Admit(size_t lines) {
   if (file_ == nullptr) return false;
   if (buffer_.size() <= limits::kLogBufferMax) {
     buffer_lines_ += lines;
+    admitted_total_ += lines;
     return true;
   }
   if (!file_->failing() && !writing_ && file_->TryAcquire()) {
@@ -94,6 +95,7 @@ bool AccountingLog::Admit(size_t lines) {
     return false;
   }
   buffer_lines_ += lines;
+  admitted_total_ += lines;
   return true;
 }
 
@@ -157,6 +159,7 @@ bool AccountingLog::Advance(int result) {
       return true;
     }
     stats_.records_written += in_flight_lines_;
+    written_total_ += in_flight_lines_;
     in_flight_.clear();
     in_flight_done_ = 0;
     if (file_->failing()) file_->Succeeded(base::MonotonicMillis());
@@ -174,6 +177,7 @@ void AccountingLog::Failed(int err) {
   const size_t whole = last_newline == std::string_view::npos ? 0 : last_newline + 1;
   const uint64_t written = Lines(done) - (lead_newline_ && whole > 0 ? 1 : 0);
   stats_.records_written += written;
+  written_total_ += written;
   buffer_lines_ += in_flight_lines_ - written;
   if (in_flight_done_ > whole) CutFragment(whole, in_flight_done_ - whole);
   // The rest, whole lines, goes back in front of what was buffered since

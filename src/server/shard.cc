@@ -35,6 +35,9 @@ namespace sluice::server {
 namespace {
 
 constexpr uint64_t kTickMs = 250;  // timeouts, spool space, stop progress
+// How soon the loop looks again while finals wait for a log write that
+// another shard's write (holding the file's token) delays.
+constexpr int kFinalsPollMs = 1;
 constexpr uint16_t kBufferGroup = 1;
 
 absl::Status Errno(std::string_view what) {
@@ -460,6 +463,28 @@ void Shard::SaveRetryState() {
 }
 
 void Shard::ReportFinal(base::QueueId id, uint16_t dir, std::vector<uint32_t> recipients) {
+  // The engine has just buffered this outcome's records: the ledger hears
+  // of it once they reached the file (a crash in between then repeats the
+  // attempt rather than leaving a recipient no record accounts for).
+  const uint64_t mark = log_->mark();
+  if (finals_waiting_log_.empty() && log_->Reached(mark)) {
+    return SendFinal(id, dir, std::move(recipients));
+  }
+  finals_waiting_log_.push_back(WaitingFinal{mark, id, dir, std::move(recipients)});
+}
+
+void Shard::ReleaseFinals() {
+  // Past the stop deadline this shard promised to post no more notes: what
+  // still waits is attempted again after the restart.
+  if (posted_last_) return;
+  while (!finals_waiting_log_.empty() && log_->Reached(finals_waiting_log_.front().log_mark)) {
+    WaitingFinal& f = finals_waiting_log_.front();
+    SendFinal(f.id, f.dir, std::move(f.recipients));
+    finals_waiting_log_.pop_front();
+  }
+}
+
+void Shard::SendFinal(base::QueueId id, uint16_t dir, std::vector<uint32_t> recipients) {
   const int home = dir % mailboxes_.shards();
   if (home == index_) {
     ledger_->Final(id, recipients.data(), recipients.size());
@@ -639,7 +664,11 @@ void Shard::Run() {
     int wait_ms = static_cast<int>(next_tick_ms_ > now_ms_ ? next_tick_ms_ - now_ms_ : 0);
     if (engine_) wait_ms = engine_->NextWakeupMs(now_ms_, wait_ms);
     if (pickup_ && pickup_->has_work()) wait_ms = 0;  // files waiting: do not sleep
+    // Finals wait for a log write, which another shard's may delay (the
+    // file's writer token): look again soon rather than at the next tick.
+    if (!finals_waiting_log_.empty()) wait_ms = std::min(wait_ms, kFinalsPollMs);
     ring_->RunOnce(wait_ms);
+    ReleaseFinals();
     // RunOnce submitted every SQE of the last turn: its dead can go.
     for (Connection* c : dead_) delete c;
     dead_.swap(dying_);
@@ -673,7 +702,8 @@ void Shard::Run() {
     const bool late = now_ms_ >= stop_deadline_ms_;
     if (stopping_ && !posted_last_ && connections_.empty() && spool_->in_flight() == 0 &&
         (!pickup_ || pickup_->idle() || late) && (!engine_ || engine_->idle() || late) &&
-        (!http_ || http_->idle() || late) && (outbox_.empty() || late)) {
+        (!http_ || http_->idle() || late) && (outbox_.empty() || late) &&
+        (finals_waiting_log_.empty() || late)) {
       posted_last_ = true;
       if (stop_barrier_ != nullptr) stop_barrier_->fetch_sub(1, std::memory_order_acq_rel);
     }

@@ -931,6 +931,7 @@ def test_max_outbound_connections_per_shard(sluice_factory, delivery_world):
     assert_exactly_once(world, {rc[0]: (b, q) for (rc, b), q in zip(items, ids)})
 
 
+@pytest.mark.slow
 def test_shaping_connection_rate(sluice_factory, delivery_world):
     """connections_per_second = 5 (burst 1), one message per connection: 16
     connections open at about 5 per second."""
@@ -1068,6 +1069,7 @@ def test_unreachable_destination_no_connection_storm(sluice_factory, delivery_wo
     assert len(world["127.0.0.2"].connections()) <= 4, len(world["127.0.0.2"].connections())
 
 
+@pytest.mark.slow
 def test_shaping_message_rate(sluice_factory, delivery_world):
     """messages_per_second = 20 with a burst of 1: 81 messages take about 4 s
     at the receiver, the observed rate within 10% of 20/s."""
@@ -1091,6 +1093,7 @@ def test_shaping_message_rate(sluice_factory, delivery_world):
     assert_exactly_once(world, sent)
 
 
+@pytest.mark.slow
 def test_shaping_messages_per_hour(sluice_factory, delivery_world):
     """messages_per_hour = 3: the hour's worth (3) goes at once, the other
     two wait for tokens (one every 20 minutes) without a connection, a
@@ -1142,6 +1145,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+@pytest.mark.slow
 def test_waiting_costs_no_cpu(sluice_factory, delivery_world):
     """A backlog held back by a rate of 2 messages/s, a deferred job an hour
     away and a suspended domain: the relay sleeps between tokens instead of
@@ -1166,6 +1170,7 @@ def test_waiting_costs_no_cpu(sluice_factory, delivery_world):
     assert delivered <= 2 * (time.monotonic() - t0 + 1.5) + 2, delivered
 
 
+@pytest.mark.slow
 def test_waiting_at_the_connection_cap_costs_no_cpu(sluice_factory, delivery_world):
     """max_outbound_connections = 1 and a receiver holding its reply for 3 s:
     the second domain waits for the shard's only slot without spinning (it

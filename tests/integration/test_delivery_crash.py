@@ -80,8 +80,15 @@ def test_kill9_during_delivery_loses_nothing(sluice_factory, delivery_world, sha
     def bounced() -> set:
         return {b["recipient"] for b in records(relay, "Bounce")}
 
-    wait_for(lambda: good <= set(accepted()) and bad <= bounced(), timeout=60,
-             what="every recipient delivered or bounced after the restart")
+    try:
+        wait_for(lambda: good <= set(accepted()) and bad <= bounced(), timeout=60,
+                 what="every recipient delivered or bounced after the restart")
+    except AssertionError as e:
+        missing = sorted(good - set(accepted()))
+        unbounced = sorted(bad - bounced())
+        raise AssertionError(f"{e}: never accepted {missing[:10]} ({len(missing)}), no Bounce "
+                             f"record for {unbounced[:10]} ({len(unbounced)}), queue now "
+                             f"{sorted(relay.queue_ids())[:10]}") from None
     got = accepted()
     assert set(got) == good, f"unexpected recipients accepted: {sorted(set(got) - good)[:10]}"
     # Duplicates. A receiver that was holding its 250 when the relay died
@@ -143,6 +150,7 @@ def blast(*args, timeout=60) -> dict:
 
 
 @pytest.mark.time_limit(180)
+@pytest.mark.slow
 def test_kill9_under_volume_with_sinks(sluice_factory, sink_factory, mx_port):
     """3,000 blast messages for 20 domains routed to four sluice-sinks that hold
     each reply 30 ms; kill -9 when about a third has arrived, restart: every

@@ -147,6 +147,7 @@ def banner_latency(port: int) -> float:
 
 
 @pytest.mark.time_limit(60)
+@pytest.mark.slow
 def test_stderr_nobody_reads_never_stalls_the_shard(tmp_path, monkeypatch):
     """stderr is a pipe nobody reads and the rate limit is off, so every
     failed handshake is a line: the pipe (64 KiB) and the shard's buffer

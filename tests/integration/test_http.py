@@ -315,6 +315,7 @@ def rss_kib(pid: int) -> int:
 
 
 @pytest.mark.time_limit(60)
+@pytest.mark.slow
 def test_a_client_that_never_reads_does_not_grow_memory(sluice_factory):
     relay = sluice_factory(shards=1, config="[http]\nrequest_timeout_s = 3\n")
     before = rss_kib(relay.pid)

@@ -176,6 +176,7 @@ def test_idle_timeout_partial_command(sluice_factory):
 
 
 @pytest.mark.time_limit(30)
+@pytest.mark.slow
 def test_activity_keeps_session_alive(sluice_factory):
     d = sluice_factory(config="[server]\nidle_timeout_s = 2\n")
     c = d.session()

@@ -84,6 +84,7 @@ def log_lines_of(d) -> list:
 
 @pytest.mark.time_limit(150)
 @pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.slow
 def test_full_log_filesystem_never_tears_the_log(sluice_factory, log_fs, shards):
     log = log_fs / "sluice.log"
     d = sluice_factory(log=log, shards=shards, max_recipients=len(RECIPIENTS))

@@ -274,6 +274,7 @@ def test_kill9_mid_post_repeats_at_most_the_batch_in_flight(sluice_factory, rece
 
 
 @pytest.mark.time_limit(60)
+@pytest.mark.slow
 def test_a_hung_receiver_does_not_hold_up_the_stop(sluice_factory, receiver):
     """SIGTERM while a POST waits on a receiver that never answers (timeout_s
     30): the webhook gives up after its 5 s drain, the daemon exits cleanly,

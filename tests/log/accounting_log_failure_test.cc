@@ -178,6 +178,49 @@ TEST(AccountingLogFailure, ShortWriteIsCutBackAndTheRestRetried) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 2) << err;
 }
 
+// The ordering the shard relies on before a final outcome goes to the
+// ledger: a mark is reached only once every record buffered before it is in
+// the file, in order; while writes fail it counts as reached (the ledger
+// does not wait on a broken disk); with logging off, always.
+TEST(AccountingLogFailure, MarksAreReachedOnceTheirRecordsAreInTheFile) {
+  auto ring = io::Ring::Create(64);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  TempLog f;
+  auto file = std::make_shared<LogFile>(f.fd);
+  file->set_retry_ms(kTestRetryMs);
+  testing::internal::CaptureStderr();
+  {
+    AccountingLog log(**ring, file);
+    EXPECT_TRUE(log.Reached(log.mark()));  // nothing buffered
+    for (size_t i = 0; i < 20; ++i) log.Write(DeliveryType::kDelivery, Numbered(SeqText(i, 10)));
+    const uint64_t first = log.mark();
+    EXPECT_EQ(first, 20u);
+    EXPECT_FALSE(log.Reached(first));
+    log.Flush();
+    EXPECT_FALSE(log.Reached(first));  // submitted, not yet written
+    ASSERT_TRUE(Drain(**ring, log, *file, 2000));
+    EXPECT_TRUE(log.Reached(first));
+    EXPECT_EQ(Lines(f.Content()).size(), 20u);
+    for (size_t i = 20; i < 40; ++i) log.Write(DeliveryType::kBounce, Numbered(SeqText(i, 10)));
+    const uint64_t second = log.mark();
+    EXPECT_TRUE(log.Reached(first));
+    EXPECT_FALSE(log.Reached(second));
+
+    FileSizeLimit limit(f.Content().size() + 300);  // room for about one more record
+    ASSERT_TRUE(UntilFailing(**ring, log, *file));
+    EXPECT_LT(log.stats().records_written, 40u);
+    EXPECT_TRUE(log.Reached(second));  // failing: not waited for
+    limit.Lift();
+    ASSERT_TRUE(Drain(**ring, log, *file, 2000));
+    EXPECT_TRUE(log.Reached(second));
+    EXPECT_EQ(log.stats().records_written, 40u);
+  }
+  testing::internal::GetCapturedStderr();
+  AccountingLog off(**ring, -1);
+  off.Write(DeliveryType::kDelivery, Numbered("x"));
+  EXPECT_TRUE(off.Reached(off.mark()));
+}
+
 // While writes fail the buffer stops at kLogBufferMax: later records are
 // dropped whole and counted, the kept ones land in order once writes work,
 // and stderr says how many were lost, once.

@@ -150,6 +150,17 @@ class AccountingLog {
   bool idle() const {
     return !writing_ && (buffer_.empty() || (file_ != nullptr && file_->failing()));
   }
+  // Ordering against the spool: a recipient's final outcome must not become
+  // durable in the ledger before its record reached the file, or a crash in
+  // between leaves a recipient whose fate no record tells. mark() names the
+  // records buffered so far; Reached(mark) is true once every one of them
+  // reached the file, or never will in order (logging off, writes failing:
+  // the ledger does not wait on a broken disk). Lines reach the file in the
+  // order they were buffered (a failed batch's rest goes back in front).
+  uint64_t mark() const { return admitted_total_; }
+  bool Reached(uint64_t mark) const {
+    return written_total_ >= mark || file_ == nullptr || file_->failing();
+  }
   const AccountingLogStats& stats() const { return stats_; }
 
   static void FormatTimestamp(std::string& out, uint64_t micros);
@@ -180,8 +191,10 @@ class AccountingLog {
   std::shared_ptr<LogFile> file_;  // null when disabled
   int fd_;
   std::string buffer_;
-  uint64_t buffer_lines_ = 0;  // records in buffer_ (lines, counted as admitted)
-  std::string in_flight_;      // the batch: whole lines, maybe after a '\n' ending a torn tail
+  uint64_t buffer_lines_ = 0;    // records in buffer_ (lines, counted as admitted)
+  uint64_t admitted_total_ = 0;  // lines ever buffered (mark())
+  uint64_t written_total_ = 0;   // of those, the ones that reached the file whole
+  std::string in_flight_;        // the batch: whole lines, maybe after a '\n' ending a torn tail
   size_t in_flight_done_ = 0;
   uint64_t in_flight_lines_ = 0;
   bool lead_newline_ = false;  // in_flight_ starts with that '\n'

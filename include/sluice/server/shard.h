@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -232,6 +233,11 @@ class Shard final : public delivery::EngineHost {
   void SaveRetryState();
   void OnNote(ShardNote note);
   void FlushOutbox();
+  // Hands a final outcome to its home shard's ledger (ReportFinal, once
+  // this shard's log has written the outcome's records).
+  void SendFinal(base::QueueId id, uint16_t dir, std::vector<uint32_t> recipients);
+  // Sends the finals whose records reached the accounting log file.
+  void ReleaseFinals();
   void ApplyReload();
 
   const int index_;
@@ -258,6 +264,15 @@ class Shard final : public delivery::EngineHost {
 
   io::Mailboxes<ShardNote>& mailboxes_;
   std::vector<std::pair<int, ShardNote>> outbox_;  // posts that found a full ring
+  // Finals waiting for their accounting records to reach the file (in
+  // order; about one turn's worth): log::AccountingLog::mark().
+  struct WaitingFinal {
+    uint64_t log_mark;
+    base::QueueId id;
+    uint16_t dir;
+    std::vector<uint32_t> recipients;
+  };
+  std::deque<WaitingFinal> finals_waiting_log_;
   absl::flat_hash_map<std::string, OwnedDomain> owned_domains_;
   std::vector<RecoveredMessage> recovered_;
   uint64_t journal_sequence_ = 0;
