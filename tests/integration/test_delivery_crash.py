@@ -88,7 +88,7 @@ def test_kill9_during_delivery_loses_nothing(sluice_factory, delivery_world, sha
         unbounced = sorted(bad - bounced())
         raise AssertionError(f"{e}: never accepted {missing[:10]} ({len(missing)}), no Bounce "
                              f"record for {unbounced[:10]} ({len(unbounced)}), queue now "
-                             f"{sorted(relay.queue_ids())[:10]}") from None
+                             f"{sorted(relay.queue_ids())[:10]}, corrupt files {relay.corrupt_files()}") from None
     got = accepted()
     assert set(got) == good, f"unexpected recipients accepted: {sorted(set(got) - good)[:10]}"
     # Duplicates. A receiver that was holding its 250 when the relay died
