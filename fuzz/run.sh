@@ -19,7 +19,12 @@ build=${1:-build-fuzz}
 seconds=${2:-60}
 parser_seconds=${PARSER_SECONDS:-60}
 [[ $build = /* ]] || build="$root/$build"
-targets=(command_fuzzer dot_decoder_fuzzer server_session_fuzzer message_file_fuzzer pickup_fuzzer client_session_fuzzer sasl_fuzzer csv_fuzzer template_fuzzer json_string_fuzzer dkim_header_fuzzer http_request_fuzzer json_value_fuzzer)
+targets=(command_fuzzer dot_decoder_fuzzer server_session_fuzzer message_file_fuzzer pickup_fuzzer client_session_fuzzer sasl_fuzzer csv_fuzzer template_fuzzer json_string_fuzzer dkim_header_fuzzer http_request_fuzzer json_value_fuzzer http_response_fuzzer)
+
+# Every target fuzz/meson.build defines runs: a new one missing here fails.
+for t in $(grep -o "'[a-z_]*_fuzzer'" "$root/fuzz/meson.build" | tr -d "'"); do
+  [[ " ${targets[*]} " == *" $t "* ]] || { echo "fuzz/run.sh: $t (fuzz/meson.build) is not in targets" >&2; exit 2; }
+done
 
 # Other builds may share this machine: serialise compiles, two jobs at most.
 lock() { if command -v flock >/dev/null; then flock /tmp/sluice-build.lock "$@"; else "$@"; fi; }
