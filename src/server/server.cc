@@ -312,15 +312,15 @@ class DiagWriterRun {
   DiagWriterRun& operator=(const DiagWriterRun&) = delete;
 };
 
-}  // namespace
-
 // The process's file mode mask, set once by Serve() before any thread
 // starts (umask is process-wide: threads setting it race). It leaves every
 // mode the code asks for intact (0700 directories, 0600 spool files and
 // sockets, the 0640 log) whatever mask the daemon was started with.
 constexpr mode_t kUmask = 0027;
 
-absl::Status Serve(const config::Config& config, ConfigLoader loader) {
+// Process-wide settings, made before anything else: the mode mask, where
+// diagnostics go, the descriptor limit; then the configuration's warnings.
+void PrepareProcess(const config::Config& config) {
   umask(kUmask);
   std::string diag_problem;
   diag::Configure(diag::OptionsFromEnvironment(&diag_problem));
@@ -329,32 +329,40 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   for (const std::string& w : ConfigWarnings(config)) {
     SLUICE_LOG(kWarning, "config.warning", w);
   }
-  const int shards = config.shards;
-  // One daemon per spool (spool/spool_lock.h), held until the process
-  // ends: taken before shard directories, recovery, journals and control
-  // sockets (only the spool's root must exist for it).
+}
+
+// The pickup directory's folders (pickup/pickup_directory.h), group-owned
+// by pickup.group when one is named; nothing without a pickup directory.
+absl::Status PreparePickup(const config::Config& config) {
+  if (config.pickup_dir.empty()) return absl::OkStatus();
+  long group = -1;
+  if (!config.pickup_group.empty()) {
+    const struct group* g = getgrnam(config.pickup_group.c_str());
+    if (g == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pickup.group: no group named ", config.pickup_group));
+    }
+    group = static_cast<long>(g->gr_gid);
+  }
+  return pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0", group);
+}
+
+// One daemon per spool (spool/spool_lock.h), held until the process
+// ends: taken before shard directories, recovery, journals and control
+// sockets (only the spool's root must exist for it). Then the shard
+// directories and the pickup folders.
+absl::StatusOr<spool::SpoolLock> LockAndPrepareSpool(const config::Config& config) {
   if (auto s = spool::PrepareSpool(config.spool_dir, 0); !s.ok()) return s;
   auto spool_lock = spool::SpoolLock::Acquire(config.spool_dir);
   if (!spool_lock.ok()) return spool_lock.status();
-  if (auto s = spool::PrepareSpool(config.spool_dir, shards); !s.ok()) return s;
-  if (!config.pickup_dir.empty()) {
-    long group = -1;
-    if (!config.pickup_group.empty()) {
-      const struct group* g = getgrnam(config.pickup_group.c_str());
-      if (g == nullptr) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pickup.group: no group named ", config.pickup_group));
-      }
-      group = static_cast<long>(g->gr_gid);
-    }
-    if (auto s = pickup::PrepareDirectories(config.pickup_dir, config.spool_dir + "/0", group);
-        !s.ok()) {
-      return s;
-    }
-  }
+  if (auto s = spool::PrepareSpool(config.spool_dir, config.shards); !s.ok()) return s;
+  if (auto s = PreparePickup(config); !s.ok()) return s;
+  return spool_lock;
+}
 
-  // Recovery: unfinished writes go, corrupt files are set aside, the rest
-  // is the queue this process starts with.
+// Recovery: unfinished writes go, corrupt files are set aside, the rest
+// is the queue this process starts with.
+absl::StatusOr<spool::RecoveryReport> RecoverSpool(const config::Config& config) {
   spool::ScanOptions scan;
   scan.repair = true;
   scan.verify_body = true;
@@ -376,40 +384,62 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
                {{"counts", spool::DescribeCounts(recovered->counts)},
                 {"corrupt_dir", absl::StrCat(config.spool_dir, "/corrupt")}});
   }
-  auto claimed = RecoverClaimed(config, *recovered);
-  if (!claimed.ok()) return claimed.status();
+  return recovered;
+}
 
-  int log_fd = -1;
-  if (!config.log_file.empty()) {
-    auto opened = OpenLogFile(config.log_file);
-    if (!opened.ok()) return opened.status();
-    log_fd = *opened;
+// The accounting log's descriptor (log_file.h), -1 when there is none.
+absl::StatusOr<int> OpenAccountingLog(const config::Config& config) {
+  if (config.log_file.empty()) return -1;
+  return OpenLogFile(config.log_file);
+}
+
+void CloseAccountingLog(int log_fd) {
+  if (log_fd >= 0) {
+    fsync(log_fd);
+    close(log_fd);
   }
+}
 
-  // Suspensions and holds set by `sluice queue` (delivery/admin_state.h).
-  // A file that does not verify stops the start: applying half of it could
-  // deliver mail the administrator held.
-  delivery::AdminStore admin_store(config.spool_dir);
-  if (auto s = admin_store.Load(base::WallMicros()); !s.ok()) {
+// Suspensions and holds set by `sluice queue` (delivery/admin_state.h).
+// A file that does not verify stops the start: applying half of it could
+// deliver mail the administrator held.
+absl::Status LoadAdminStore(delivery::AdminStore& store, const spool::RecoveryReport& recovered) {
+  if (auto s = store.Load(base::WallMicros()); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(s.message(),
                                                " (move the file aside to start "
                                                "without the saved holds and "
                                                "suspensions)"));
   }
-  PruneHeldIds(admin_store, *recovered);
+  PruneHeldIds(store, recovered);
+  return absl::OkStatus();
+}
 
-  // TLS and AUTH (tls/credentials.h): certificate, users and the failure
-  // limiter, shared by every shard; SIGHUP reloads them.
+// What every shard shares and SIGHUP reloads: TLS and AUTH
+// (tls/credentials.h: certificate, users and the failure limiter), DKIM keys
+// (dkim/signer.h) and the HTTP admin tokens (tls/bearer_tokens.h).
+struct SharedStores {
+  std::unique_ptr<tls::Credentials> credentials;
+  std::unique_ptr<dkim::KeyStore> dkim_keys;
+  std::unique_ptr<tls::BearerTokenStore> http_tokens;
+};
+
+absl::StatusOr<SharedStores> LoadSharedStores(const config::Config& config) {
+  SharedStores stores;
   auto credentials = tls::Credentials::Create(config);
   if (!credentials.ok()) return credentials.status();
-  // DKIM keys (dkim/signer.h), shared by every shard; SIGHUP reloads them.
+  stores.credentials = *std::move(credentials);
   auto dkim_keys = dkim::KeyStore::Create(config);
   if (!dkim_keys.ok()) return dkim_keys.status();
-  // HTTP admin tokens (tls/bearer_tokens.h), shared; SIGHUP re-reads the file.
+  stores.dkim_keys = *std::move(dkim_keys);
   auto http_tokens = tls::BearerTokenStore::Create(config.http_tokens_file);
   if (!http_tokens.ok()) return http_tokens.status();
+  stores.http_tokens = *std::move(http_tokens);
+  return stores;
+}
 
-  // Block the stop signals before any thread exists; threads inherit it.
+// Blocks the stop signals in the calling thread before any thread exists;
+// threads inherit the mask, so only WaitForStop's sigwait sees them.
+sigset_t BlockStopSignals() {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
@@ -418,155 +448,271 @@ absl::Status Serve(const config::Config& config, ConfigLoader loader) {
   sigaddset(&stop_signals, SIGUSR1);  // not a stop: reopens the log (WaitForStop)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  return stop_signals;
+}
+
+// What the shards share, made before them and destroyed after them, in
+// the reverse order of the members.
+struct ShardCommons {
+  ShardCommons(const config::Config& config, int shards)
+      : client_limiter(config.max_connections_per_ip, config.max_connection_rate_per_ip),
+        mailboxes(shards, limits::kMailboxSlots),
+        helpers(WakeFds(mailboxes, shards), limits::kHelperThreads, limits::kHelperSlotsPerShard),
+        metrics_board(shards) {}
+
+  static std::vector<int> WakeFds(io::Mailboxes<ShardNote>& mailboxes, int shards) {
+    std::vector<int> wake_fds;
+    for (int i = 0; i < shards; ++i) wake_fds.push_back(mailboxes.wake_fd(i));
+    return wake_fds;
+  }
+
+  std::atomic<int64_t> open_connections{0};
+  ClientLimiter client_limiter;
+  io::Mailboxes<ShardNote> mailboxes;
+  // After the mailboxes (it writes their wake-up eventfds), before the
+  // shards (destroyed after them: jobs left unrun are dropped, not run).
+  io::HelperPool helpers;
+  // Every shard's latest metrics snapshot, read by whichever shard answers
+  // a scrape (metrics/snapshot.h). Outlives the shards.
+  metrics::MetricsBoard metrics_board;
+};
+
+std::vector<std::unique_ptr<Shard>> CreateShards(const config::Config& config, int log_fd,
+                                                 const spool::RecoveryReport& recovered,
+                                                 ShardCommons& commons,
+                                                 delivery::AdminStore& admin_store,
+                                                 const SharedStores& stores) {
+  std::vector<std::unique_ptr<Shard>> shard_objects;
+  for (int i = 0; i < config.shards; ++i) {
+    shard_objects.push_back(std::make_unique<Shard>(i, config, log_fd, recovered.newest,
+                                                    commons.open_connections, commons.mailboxes));
+    shard_objects.back()->set_credentials(stores.credentials.get());
+    shard_objects.back()->set_client_limiter(&commons.client_limiter);
+    shard_objects.back()->set_admin_store(&admin_store);
+    shard_objects.back()->set_dkim_keys(stores.dkim_keys.get());
+    shard_objects.back()->set_http_tokens(stores.http_tokens.get());
+    shard_objects.back()->set_metrics_board(&commons.metrics_board);
+    shard_objects.back()->set_helpers(&commons.helpers);
+  }
+  return shard_objects;
+}
+
+using RetryStates = absl::flat_hash_map<base::QueueId, std::vector<spool::RetryEntry>>;
+
+// One recovered message as its shard adopts it: the recipients the journal
+// has not recorded as final are pending; the saved retry state is taken.
+RecoveredMessage ToRecovered(spool::QueuedMessage& m, const JournalState& journals,
+                             RetryStates& retry) {
+  RecoveredMessage r;
+  r.id = m.envelope.id;
+  const std::string_view path = m.where.path;
+  r.where.dir = static_cast<uint16_t>(m.directory);
+  r.where.file = std::string(path.substr(path.rfind('/') + 1));
+  r.where.offset = m.where.offset;
+  r.where.length = m.where.length;
+  r.recipients.reserve(m.envelope.recipients.size());
+  const auto done = journals.final.find(r.id);
+  for (uint32_t i = 0; i < m.envelope.recipients.size(); ++i) {
+    r.recipients.push_back(std::move(m.envelope.recipients[i].address));
+    if (done == journals.final.end() || !done->second.contains(i)) r.pending.push_back(i);
+  }
+  r.journaled = done != journals.final.end();
+  if (auto saved = retry.find(r.id); saved != retry.end()) r.retry = std::move(saved->second);
+  return r;
+}
+
+// Hands the recovered queue to the shards: shard directory n belongs to
+// shard n % shards, whatever --shards was when it was written; the claimed
+// pickup files go to shard 0.
+absl::Status AdoptRecovered(const config::Config& config, spool::RecoveryReport& recovered,
+                            std::vector<std::string> claimed,
+                            std::vector<std::unique_ptr<Shard>>& shard_objects) {
+  const int shards = config.shards;
+  auto journals = RecoverJournals(config, recovered);
+  if (!journals.ok()) return journals.status();
+  auto retry = TakeRetryStates(config, recovered);
+  if (!retry.ok()) return retry.status();
+  std::vector<std::vector<RecoveredMessage>> adopted(static_cast<size_t>(shards));
+  size_t finished = 0;
+  for (spool::QueuedMessage& m : recovered.messages) {
+    RecoveredMessage r = ToRecovered(m, *journals, *retry);
+    if (r.pending.empty()) ++finished;
+    adopted[static_cast<size_t>(m.directory % shards)].push_back(std::move(r));
+  }
+  recovered.messages.clear();
+  if (finished > 0) {
+    SLUICE_LOG(kInfo, "spool.recovered_finished", "recovered messages were already finished",
+               {{"messages", finished}});
+  }
+  shard_objects[0]->AdoptClaimed(std::move(claimed));
+  for (int i = 0; i < shards; ++i) {
+    shard_objects[static_cast<size_t>(i)]->AdoptRecovered(
+        std::move(adopted[static_cast<size_t>(i)]), journals->sequence[static_cast<size_t>(i)]);
+  }
+  return absl::OkStatus();
+}
+
+// The shards' threads, each pinned to a CPU, start in two steps: every
+// shard's Init (which binds its listeners), then, once the main thread says
+// go, its loop (or nothing, when the start was aborted).
+class ShardThreads {
+ public:
+  explicit ShardThreads(int shards) : ready_(shards), init_status_(static_cast<size_t>(shards)) {}
+
+  // Starts a thread per shard and waits until every Init has returned;
+  // returns the first failure.
+  absl::Status StartAndInit(std::vector<std::unique_ptr<Shard>>& shard_objects) {
+    for (size_t i = 0; i < shard_objects.size(); ++i) {
+      threads_.emplace_back([this, &shard_objects, i] {
+        PinToCpu(static_cast<int>(i));
+        diag::ShardScope diag_scope(static_cast<int>(i));  // names the thread shard-N; its buffer
+        init_status_[i] = shard_objects[i]->Init();
+        ready_.count_down();
+        go_.wait();
+        if (!abort_start_.load()) shard_objects[i]->Run();
+      });
+    }
+    ready_.wait();
+    absl::Status failed;
+    for (const absl::Status& s : init_status_) {
+      if (!s.ok() && failed.ok()) failed = s;
+    }
+    return failed;
+  }
+
+  // Lets every shard run its loop, or, when `abort`, return at once.
+  void Go(bool abort) {
+    if (abort) abort_start_.store(true);
+    go_.count_down();
+  }
+
+  void Join() {
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  std::latch ready_;
+  std::vector<absl::Status> init_status_;
+  std::atomic<bool> abort_start_{false};
+  std::latch go_{1};
+  std::vector<std::thread> threads_;
+};
+
+// From ready to stop: the service manager hears READY=1 (it may start what
+// depends on us), reloads and log reopens are served (WaitForStop) until a
+// stop signal, then every shard is asked to stop.
+void ServeUntilStop(const config::Config& config, ConfigLoader loader, const sigset_t& stop_signals,
+                    std::vector<std::unique_ptr<Shard>>& shard_objects, const SharedStores& stores,
+                    int log_fd, const std::string& ready_line) {
+  SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
+  Notify(systemd, absl::StrCat("READY=1\nSTATUS=", ready_line));
+  std::vector<Shard*> shards_for_reload;
+  for (auto& s : shard_objects) shards_for_reload.push_back(s.get());
+  ConfigReloader reloader(config, std::move(loader), std::move(shards_for_reload),
+                          stores.credentials.get(), stores.dkim_keys.get(), log_fd,
+                          stores.http_tokens.get());
+  const int sig = WaitForStop(stop_signals, reloader, log_fd, systemd);
+  SLUICE_LOG(kNotice, "server.stopping", "stopping",
+             {{"signal", sig}, {"grace_s", reloader.running().shutdown_grace_s}});
+  Notify(systemd, "STOPPING=1\nSTATUS=stopping: finishing in-flight work");
+  for (auto& s : shard_objects) s->RequestStop();
+}
+
+// Logs what shard `i` owned, queued and delivered in this run.
+void ReportShard(size_t i, Shard& s) {
+  uint64_t messages = 0, recipients = 0;
+  for (const auto& [domain, d] : s.owned_domains()) {
+    messages += d.messages;
+    recipients += d.recipients;
+  }
+  SLUICE_LOG(kInfo, "server.shard_owned",
+             absl::StrCat("shard ", i, " owns ", s.owned_domains().size(), " destination domains: ",
+                          messages, " message jobs, ", recipients, " recipients queued"));
+  SLUICE_LOG(kInfo, "server.shard_queued",
+             absl::StrCat("shard ", i, " queued ", s.stats().messages_queued, " messages with ",
+                          s.segment_flushes(), " segment flushes"));
+  if (s.engine() != nullptr) {
+    const delivery::EngineStats& e = s.engine()->stats();
+    SLUICE_LOG(kInfo, "server.shard_delivered",
+               absl::StrCat("shard ", i, " delivered ", e.delivered, ", deferred ", e.deferred,
+                            ", bounced ", e.bounced, ", expired ", e.expired, " recipients over ",
+                            e.connections_opened, " connections (", e.connection_failures,
+                            " failed); ", e.dsns, " DSNs"));
+  }
+}
+
+// Every shard's report; returns the messages all of them queued.
+uint64_t ReportShards(std::vector<std::unique_ptr<Shard>>& shard_objects) {
+  uint64_t queued = 0;
+  for (size_t i = 0; i < shard_objects.size(); ++i) {
+    queued += shard_objects[i]->stats().messages_queued;
+    ReportShard(i, *shard_objects[i]);
+  }
+  return queued;
+}
+
+}  // namespace
+
+// The start-up order matters and is kept here, step by step: the spool lock
+// before anything touches the spool; recovery, the log, the admin store and
+// the shared stores before any thread; the signals blocked before the first
+// thread (the log writer's); the shards made, given the recovered queue,
+// initialised (listeners bound) and only then let run. Stopping runs the
+// other way: shards joined, webhooks stopped (every record logged), late
+// notes drained, the report, the shards destroyed, the log closed.
+absl::Status Serve(const config::Config& config, ConfigLoader loader) {
+  PrepareProcess(config);
+  auto spool_lock = LockAndPrepareSpool(config);
+  if (!spool_lock.ok()) return spool_lock.status();
+  auto recovered = RecoverSpool(config);
+  if (!recovered.ok()) return recovered.status();
+  auto claimed = RecoverClaimed(config, *recovered);
+  if (!claimed.ok()) return claimed.status();
+  auto opened_log = OpenAccountingLog(config);
+  if (!opened_log.ok()) return opened_log.status();
+  const int log_fd = *opened_log;
+  delivery::AdminStore admin_store(config.spool_dir);
+  if (auto s = LoadAdminStore(admin_store, *recovered); !s.ok()) return s;
+  auto stores = LoadSharedStores(config);
+  if (!stores.ok()) return stores.status();
+
+  const sigset_t stop_signals = BlockStopSignals();
   // From here to the end of the shards, diagnostics of shard threads go
   // through their own buffers and the log-writer thread (diag/diag.h).
   DiagWriterRun diag_writer;
-
-  std::atomic<int64_t> open_connections{0};
-  ClientLimiter client_limiter(config.max_connections_per_ip, config.max_connection_rate_per_ip);
-  io::Mailboxes<ShardNote> mailboxes(shards, limits::kMailboxSlots);
-  // After the mailboxes (it writes their wake-up eventfds), before the
-  // shards (destroyed after them: jobs left unrun are dropped, not run).
-  std::vector<int> wake_fds;
-  for (int i = 0; i < shards; ++i) wake_fds.push_back(mailboxes.wake_fd(i));
-  io::HelperPool helpers(std::move(wake_fds), limits::kHelperThreads, limits::kHelperSlotsPerShard);
-  // Every shard's latest metrics snapshot, read by whichever shard answers
-  // a scrape (metrics/snapshot.h). Outlives the shards.
-  metrics::MetricsBoard metrics_board(shards);
-  std::vector<std::unique_ptr<Shard>> shard_objects;
-  for (int i = 0; i < shards; ++i) {
-    shard_objects.push_back(
-        std::make_unique<Shard>(i, config, log_fd, recovered->newest, open_connections, mailboxes));
-    shard_objects.back()->set_credentials(credentials->get());
-    shard_objects.back()->set_client_limiter(&client_limiter);
-    shard_objects.back()->set_admin_store(&admin_store);
-    shard_objects.back()->set_dkim_keys(dkim_keys->get());
-    shard_objects.back()->set_http_tokens(http_tokens->get());
-    shard_objects.back()->set_metrics_board(&metrics_board);
-    shard_objects.back()->set_helpers(&helpers);
+  ShardCommons commons(config, config.shards);
+  std::vector<std::unique_ptr<Shard>> shard_objects =
+      CreateShards(config, log_fd, *recovered, commons, admin_store, *stores);
+  if (auto s = AdoptRecovered(config, *recovered, *std::move(claimed), shard_objects); !s.ok()) {
+    return s;
   }
-  // Shard directory n belongs to shard n % shards, whatever --shards was
-  // when it was written.
-  {
-    auto journals = RecoverJournals(config, *recovered);
-    if (!journals.ok()) return journals.status();
-    auto retry = TakeRetryStates(config, *recovered);
-    if (!retry.ok()) return retry.status();
-    std::vector<std::vector<RecoveredMessage>> adopted(static_cast<size_t>(shards));
-    size_t finished = 0;
-    for (spool::QueuedMessage& m : recovered->messages) {
-      RecoveredMessage r;
-      r.id = m.envelope.id;
-      const std::string_view path = m.where.path;
-      r.where.dir = static_cast<uint16_t>(m.directory);
-      r.where.file = std::string(path.substr(path.rfind('/') + 1));
-      r.where.offset = m.where.offset;
-      r.where.length = m.where.length;
-      r.recipients.reserve(m.envelope.recipients.size());
-      const auto done = journals->final.find(r.id);
-      for (uint32_t i = 0; i < m.envelope.recipients.size(); ++i) {
-        r.recipients.push_back(std::move(m.envelope.recipients[i].address));
-        if (done == journals->final.end() || !done->second.contains(i)) r.pending.push_back(i);
-      }
-      r.journaled = done != journals->final.end();
-      if (auto saved = retry->find(r.id); saved != retry->end()) r.retry = std::move(saved->second);
-      if (r.pending.empty()) ++finished;
-      adopted[static_cast<size_t>(m.directory % shards)].push_back(std::move(r));
-    }
-    recovered->messages.clear();
-    if (finished > 0) {
-      SLUICE_LOG(kInfo, "spool.recovered_finished", "recovered messages were already finished",
-                 {{"messages", finished}});
-    }
-    shard_objects[0]->AdoptClaimed(*std::move(claimed));
-    for (int i = 0; i < shards; ++i) {
-      shard_objects[static_cast<size_t>(i)]->AdoptRecovered(
-          std::move(adopted[static_cast<size_t>(i)]), journals->sequence[static_cast<size_t>(i)]);
-    }
-  }
-  std::atomic<int> stop_barrier{shards};
+  std::atomic<int> stop_barrier{config.shards};
   for (auto& s : shard_objects) s->set_stop_barrier(&stop_barrier);
-  std::latch ready(shards);
-  std::vector<absl::Status> init_status(static_cast<size_t>(shards));
-  std::atomic<bool> abort_start{false};
-  std::latch go(1);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < shards; ++i) {
-    threads.emplace_back([&, i] {
-      PinToCpu(i);
-      diag::ShardScope diag_scope(i);  // names the thread shard-N; its own log buffer
-      init_status[static_cast<size_t>(i)] = shard_objects[static_cast<size_t>(i)]->Init();
-      ready.count_down();
-      go.wait();
-      if (!abort_start.load()) shard_objects[static_cast<size_t>(i)]->Run();
-    });
-  }
-  ready.wait();
-  absl::Status failed;
-  for (const absl::Status& s : init_status) {
-    if (!s.ok() && failed.ok()) failed = s;
-  }
+  ShardThreads threads(config.shards);
+  absl::Status failed = threads.StartAndInit(shard_objects);
   // Webhooks (webhook/webhook.h) take their place in the log before any
   // shard writes to it.
   WebhookThreads webhooks;
   if (failed.ok()) failed = webhooks.Start(config);
-  if (!failed.ok()) abort_start.store(true);
   // Every listener is bound (Shard::Init). The line is queued before the
   // shards run, so it comes before anything they say, even a line written
   // at once just before an abort (diag::EmitNow writes queued lines first).
   const std::string ready_line = failed.ok() ? ReadyLine(config) : "";
   if (failed.ok()) SLUICE_LOG(kNotice, "server.ready", absl::StrCat("ready: ", ready_line));
-  go.count_down();
+  threads.Go(/*abort=*/!failed.ok());
   if (failed.ok()) {
-    // The service manager may start what depends on us.
-    SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
-    Notify(systemd, absl::StrCat("READY=1\nSTATUS=", ready_line));
-    std::vector<Shard*> shards_for_reload;
-    for (auto& s : shard_objects) shards_for_reload.push_back(s.get());
-    ConfigReloader reloader(config, std::move(loader), std::move(shards_for_reload),
-                            credentials->get(), dkim_keys->get(), log_fd, http_tokens->get());
-    const int sig = WaitForStop(stop_signals, reloader, log_fd, systemd);
-    SLUICE_LOG(kNotice, "server.stopping", "stopping",
-               {{"signal", sig}, {"grace_s", reloader.running().shutdown_grace_s}});
-    Notify(systemd, "STOPPING=1\nSTATUS=stopping: finishing in-flight work");
-    for (auto& s : shard_objects) s->RequestStop();
+    ServeUntilStop(config, std::move(loader), stop_signals, shard_objects, *stores, log_fd,
+                   ready_line);
   }
-  for (std::thread& t : threads) t.join();
+  threads.Join();
   webhooks.Stop();  // after the shards: every record of the run is logged
   // Notes posted after their owner left its loop: the threads have joined,
   // so this thread may consume them (for the counts below; finals that
   // arrive this late are simply delivered again after the restart).
   for (auto& s : shard_objects) s->DrainNotes();
-  uint64_t queued = 0;
-  for (size_t i = 0; i < shard_objects.size(); ++i) {
-    const Shard& s = *shard_objects[i];
-    queued += s.stats().messages_queued;
-    uint64_t messages = 0, recipients = 0;
-    for (const auto& [domain, d] : s.owned_domains()) {
-      messages += d.messages;
-      recipients += d.recipients;
-    }
-    SLUICE_LOG(kInfo, "server.shard_owned",
-               absl::StrCat("shard ", i, " owns ", s.owned_domains().size(),
-                            " destination domains: ", messages, " message jobs, ", recipients,
-                            " recipients queued"));
-    SLUICE_LOG(kInfo, "server.shard_queued",
-               absl::StrCat("shard ", i, " queued ", s.stats().messages_queued, " messages with ",
-                            s.segment_flushes(), " segment flushes"));
-    if (Shard& m = *shard_objects[i]; m.engine() != nullptr) {
-      const delivery::EngineStats& e = m.engine()->stats();
-      SLUICE_LOG(kInfo, "server.shard_delivered",
-                 absl::StrCat("shard ", i, " delivered ", e.delivered, ", deferred ", e.deferred,
-                              ", bounced ", e.bounced, ", expired ", e.expired, " recipients over ",
-                              e.connections_opened, " connections (", e.connection_failures,
-                              " failed); ", e.dsns, " DSNs"));
-    }
-  }
+  const uint64_t queued = ReportShards(shard_objects);
   shard_objects.clear();
-  if (log_fd >= 0) {
-    fsync(log_fd);
-    close(log_fd);
-  }
+  CloseAccountingLog(log_fd);
   if (!failed.ok()) return failed;
   SLUICE_LOG(kNotice, "server.stopped", "stopped cleanly", {{"messages_queued", queued}});
   return absl::OkStatus();
