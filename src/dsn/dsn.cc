@@ -1,9 +1,18 @@
+// BuildDsn (dsn.h): the RFC 3464 bounce for failed recipients, built from
+// cleaned facts into a multipart/report message. Pure: no I/O, no clock
+// (the caller passes the time).
+//
+// Trusts nothing in its input: addresses, diagnostics and the returned
+// header section are cleaned, wrapped and folded here. Limits: the returned
+// header section is cut at DsnInput::max_returned_header_bytes and
+// X-Failed-Recipients at kFailedRecipientsHeaderMax.
 #include "sluice/dsn/dsn.h"
 
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "header_scan.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
 
@@ -11,6 +20,8 @@ namespace sluice::dsn {
 namespace {
 
 using base::Av;
+using internal::ForEachHeaderLine;
+using internal::IsSpace;
 
 // RFC 5322 2.1.1: lines at most 998 characters, should be at most 78.
 constexpr size_t kLineMax = 998;
@@ -18,8 +29,6 @@ constexpr size_t kFoldAt = 78;
 constexpr size_t kWrapAt = 76;         // human text
 constexpr size_t kIdTokenMax = 24;     // queue id characters used in Message-ID and boundary
 constexpr size_t kOpaqueTextMax = 64;  // queue id as a field value
-
-bool IsSpace(char c) { return c == ' ' || c == '\t'; }
 
 // Length of the valid UTF-8 sequence (2..4 bytes, shortest form, no
 // surrogates) starting at s[i], 0 if there is none. Sets *cp.
@@ -282,51 +291,6 @@ bool IsHostName(std::string_view name) {
   return true;
 }
 
-// One line of a message: its content without the line ending, and where the
-// next line starts. Accepts CRLF, bare LF and a last line without an ending.
-struct Line {
-  std::string_view text;
-  size_t next;
-};
-Line NextLine(std::string_view s, size_t pos) {
-  const size_t lf = s.find('\n', pos);
-  const size_t end = lf == std::string_view::npos ? s.size() : lf;
-  std::string_view text = s.substr(pos, end - pos);
-  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-  return {text, lf == std::string_view::npos ? s.size() : lf + 1};
-}
-
-// A header line "name:..." (RFC 5322 ftext name, optional obsolete white
-// space before the colon).
-bool IsFieldStart(std::string_view line) {
-  size_t i = 0;
-  while (i < line.size() && line[i] >= 33 && line[i] <= 126 && line[i] != ':') ++i;
-  if (i == 0) return false;
-  while (i < line.size() && IsSpace(line[i])) ++i;
-  return i < line.size() && line[i] == ':';
-}
-
-// Calls fn(line) for each line of the top-level header section: it ends at
-// the first empty line or at the first line that is neither a field nor a
-// continuation of one (body text is never taken for header).
-template <typename Fn>
-void ForEachHeaderLine(std::string_view message, Fn fn) {
-  bool in_field = false;
-  for (size_t pos = 0; pos < message.size();) {
-    const Line l = NextLine(message, pos);
-    if (l.text.empty()) return;
-    if (IsSpace(l.text.front())) {
-      if (!in_field) return;
-    } else if (IsFieldStart(l.text)) {
-      in_field = true;
-    } else {
-      return;
-    }
-    fn(l.text);
-    pos = l.next;
-  }
-}
-
 struct ReturnedHeaders {
   std::string text;
   bool cut = false;
@@ -358,89 +322,6 @@ ReturnedHeaders CopyHeaders(std::string_view message, size_t max) {
   return r;
 }
 
-// Unfolded value of a field line group, without comments: enough to read a
-// Content-Type.
-bool IsDsnContentType(std::string_view value) {
-  // Drop (comments) outside quotes, keep everything else.
-  std::string v;
-  int depth = 0;
-  bool quoted = false;
-  for (size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
-    if (quoted) {
-      v.push_back(c);
-      if (c == '\\' && i + 1 < value.size()) {
-        v.push_back(value[++i]);
-      } else if (c == '"') {
-        quoted = false;
-      }
-    } else if (depth > 0) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '(') {
-        ++depth;
-      } else if (c == ')') {
-        --depth;
-      }
-    } else if (c == '(') {
-      depth = 1;
-    } else {
-      if (c == '"') quoted = true;
-      v.push_back(c);
-    }
-  }
-  // Split on ';' outside quotes.
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  quoted = false;
-  for (size_t i = 0; i <= v.size(); ++i) {
-    if (i == v.size() || (!quoted && v[i] == ';')) {
-      parts.push_back(std::string_view(v).substr(start, i - start));
-      start = i + 1;
-    } else if (v[i] == '\\' && quoted) {
-      ++i;
-    } else if (v[i] == '"') {
-      quoted = !quoted;
-    }
-  }
-  auto trim = [](std::string_view s) {
-    while (!s.empty() && (IsSpace(s.front()) || s.front() == '\r' || s.front() == '\n')) {
-      s.remove_prefix(1);
-    }
-    while (!s.empty() && (IsSpace(s.back()) || s.back() == '\r' || s.back() == '\n')) {
-      s.remove_suffix(1);
-    }
-    return s;
-  };
-  // "multipart / report" is not valid, but white space around the slash costs nothing.
-  std::string type;
-  for (char c : parts[0]) {
-    if (!IsSpace(c)) type.push_back(c);
-  }
-  if (!base::EqualsIgnoreCase(type, "multipart/report")) return false;
-  for (size_t k = 1; k < parts.size(); ++k) {
-    const std::string_view p = parts[k];
-    const size_t eq = p.find('=');
-    if (eq == std::string_view::npos) continue;
-    if (!base::EqualsIgnoreCase(trim(p.substr(0, eq)), "report-type")) continue;
-    std::string_view raw = trim(p.substr(eq + 1));
-    std::string val;
-    if (!raw.empty() && raw.front() == '"') {
-      for (size_t i = 1; i < raw.size() && raw[i] != '"'; ++i) {
-        if (raw[i] == '\\' && i + 1 < raw.size()) ++i;
-        val.push_back(raw[i]);
-      }
-    } else {
-      val = std::string(raw);
-    }
-    if (base::EqualsIgnoreCase(val, "delivery-status") ||
-        base::EqualsIgnoreCase(val, "global-delivery-status")) {
-      return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 std::string Rfc5322Date(uint64_t micros) {
@@ -459,25 +340,19 @@ std::string Rfc5322Date(uint64_t micros) {
                          tm.tm_min, tm.tm_sec);
 }
 
-absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
-  if (!IsHostName(in.reporting_mta)) {
-    return absl::InvalidArgumentError(
-        "dsn: reporting_mta must be a host name (letters, digits, '-', '.')");
-  }
-  const std::string sender = CleanAddress(in.original_sender);
-  if (sender.empty()) {
-    return absl::InvalidArgumentError("dsn: the original sender is empty (no DSN for a bounce)");
-  }
-  if (in.recipients.empty()) return absl::InvalidArgumentError("dsn: no failed recipients");
+namespace {
 
-  struct Rcpt {
-    std::string address;
-    std::string status;
-    std::string remote_mta;
-    std::string diagnostic;
-    bool smtp_reply;
-    uint64_t last_attempt_micros;
-  };
+// One failed recipient, cleaned for both parts of the report.
+struct Rcpt {
+  std::string address;
+  std::string status;
+  std::string remote_mta;
+  std::string diagnostic;
+  bool smtp_reply;
+  uint64_t last_attempt_micros;
+};
+
+absl::StatusOr<std::vector<Rcpt>> CleanRecipients(const DsnInput& in) {
   std::vector<Rcpt> rcpts;
   rcpts.reserve(in.recipients.size());
   for (const FailedRecipient& f : in.recipients) {
@@ -493,17 +368,12 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
     r.last_attempt_micros = f.last_attempt_micros;
     rcpts.push_back(std::move(r));
   }
+  return rcpts;
+}
 
-  const std::string& host = in.reporting_mta;
-  std::string queue_id = CleanText(in.original_id);
-  std::erase(queue_id, ' ');
-  if (queue_id.size() > kOpaqueTextMax) queue_id.resize(kOpaqueTextMax);
-  const std::string id_token = AlnumToken(in.original_id, kIdTokenMax);
-  const ReturnedHeaders headers = CopyHeaders(in.original_message, in.max_returned_header_bytes);
-
-  // Part 1: for people.
-  std::string text;
-  AppendWrapped(text, absl::StrCat("This is the mail system at host ", host, "."), "");
+// Part 1, the opening paragraphs: who reports, what happened, which message.
+void AppendIntro(std::string& text, const DsnInput& in, const std::string& queue_id) {
+  AppendWrapped(text, absl::StrCat("This is the mail system at host ", in.reporting_mta, "."), "");
   text += "\r\n";
   if (in.expired) {
     const uint64_t lifetime = in.max_queue_time_micros != 0 ? in.max_queue_time_micros
@@ -530,12 +400,19 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
   }
   AppendWrapped(text, about + ".", "");
   text += "\r\n";
+}
+
+// Part 1: for people.
+std::string HumanPart(const DsnInput& in, const std::string& queue_id, bool headers_cut,
+                      const std::vector<Rcpt>& rcpts) {
+  std::string text;
+  AppendIntro(text, in, queue_id);
   AppendWrapped(text,
-                absl::StrCat("For further assistance, contact <postmaster@", host,
+                absl::StrCat("For further assistance, contact <postmaster@", in.reporting_mta,
                              ">. The delivery report and the header section of your message "
                              "are attached."),
                 "");
-  if (headers.cut) {
+  if (headers_cut) {
     AppendWrapped(text,
                   absl::StrCat("The header section was longer than ", in.max_returned_header_bytes,
                                " bytes and has been cut."),
@@ -553,10 +430,14 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
     }
     AppendWrapped(text, line, "    ");
   }
+  return text;
+}
 
-  // Part 2: for machines (RFC 3464 section 2).
+// Part 2: for machines (RFC 3464 section 2).
+std::string StatusPart(const DsnInput& in, const std::string& queue_id,
+                       const std::vector<Rcpt>& rcpts) {
   std::string status;
-  AppendField(status, "Reporting-MTA", absl::StrCat("dns; ", host));
+  AppendField(status, "Reporting-MTA", absl::StrCat("dns; ", in.reporting_mta));
   if (!queue_id.empty()) AppendField(status, "X-Sluice-Queue-ID", queue_id);
   if (in.arrival_micros != 0) AppendField(status, "Arrival-Date", Rfc5322Date(in.arrival_micros));
   for (const Rcpt& r : rcpts) {
@@ -577,23 +458,36 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
       AppendField(status, "Last-Attempt-Date", Rfc5322Date(r.last_attempt_micros));
     }
   }
+  return status;
+}
 
-  // A boundary that occurs nowhere in the parts (so "--boundary" cannot start
-  // a line inside one). Each retry is a new string, and the content holds
-  // only so many, so this ends.
+// The three parts of the report, as they go into the message.
+struct Parts {
+  std::string text;     // part 1, for people
+  std::string status;   // part 2, message/delivery-status
+  std::string headers;  // part 3, the returned header section
+};
+
+// A boundary that occurs nowhere in the parts (so "--boundary" cannot start
+// a line inside one). Each retry is a new string, and the content holds
+// only so many, so this ends.
+std::string PickBoundary(const DsnInput& in, const std::string& id_token, const Parts& parts) {
   const std::string boundary_base =
       absl::StrFormat("sluice-dsn-%s-%x", id_token.empty() ? "x" : id_token, in.now_micros);
   std::string boundary = boundary_base;
-  for (uint64_t n = 1;
-       text.find(boundary) != std::string::npos || status.find(boundary) != std::string::npos ||
-       headers.text.find(boundary) != std::string::npos;
+  for (uint64_t n = 1; parts.text.find(boundary) != std::string::npos ||
+                       parts.status.find(boundary) != std::string::npos ||
+                       parts.headers.find(boundary) != std::string::npos;
        ++n) {
     boundary = absl::StrCat(boundary_base, ".", n);
   }
+  return boundary;
+}
 
-  const bool text_8bit = HasEightBit(text);
-  const bool headers_8bit = HasEightBit(headers.text);
-
+// The report's own header fields up to (not including) MIME-Version.
+std::string TopFields(const DsnInput& in, const std::string& sender, const std::string& id_token,
+                      const std::vector<Rcpt>& rcpts) {
+  const std::string& host = in.reporting_mta;
   std::string top;
   AppendField(top, "From", absl::StrCat("Mail Delivery System <MAILER-DAEMON@", host, ">"));
   AppendField(top, "To", sender);
@@ -610,6 +504,14 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
     failed += r.address;
   }
   AppendField(top, "X-Failed-Recipients", failed);
+  return top;
+}
+
+// The multipart/report message: `top` (TopFields), then the three parts
+// between boundaries.
+Dsn Assemble(std::string top, const Parts& parts, const std::string& boundary) {
+  const bool text_8bit = HasEightBit(parts.text);
+  const bool headers_8bit = HasEightBit(parts.headers);
   const bool smtputf8 = HasEightBit(top);
   top += "MIME-Version: 1.0\r\n";
   absl::StrAppend(&top, "Content-Type: multipart/report; report-type=delivery-status;\r\n",
@@ -618,7 +520,7 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
 
   Dsn dsn;
   std::string& m = dsn.message;
-  m.reserve(top.size() + text.size() + status.size() + headers.text.size() + 1024);
+  m.reserve(top.size() + parts.text.size() + parts.status.size() + parts.headers.size() + 1024);
   m += top;
   m += "\r\nThis is a MIME-encapsulated message.\r\n";
   absl::StrAppend(&m, "\r\n--", boundary, "\r\n");
@@ -627,50 +529,50 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
                   "\r\n");
   if (text_8bit) m += "Content-Transfer-Encoding: 8bit\r\n";
   m += "\r\n";
-  m += text;
+  m += parts.text;
   absl::StrAppend(&m, "\r\n--", boundary, "\r\n");
   m += "Content-Description: Delivery report\r\n";
   m += "Content-Type: message/delivery-status\r\n\r\n";
-  m += status;
+  m += parts.status;
   absl::StrAppend(&m, "\r\n--", boundary, "\r\n");
   m += "Content-Description: Undelivered Message Headers\r\n";
   m += "Content-Type: text/rfc822-headers\r\n";
   if (headers_8bit) m += "Content-Transfer-Encoding: 8bit\r\n";
   m += "\r\n";
-  m += headers.text;
+  m += parts.headers;
   absl::StrAppend(&m, "\r\n--", boundary, "--\r\n");
   dsn.eight_bit = text_8bit || headers_8bit || smtputf8;
   dsn.smtputf8 = smtputf8;
   return dsn;
 }
 
-bool LooksLikeDsn(std::string_view sender, std::string_view message) {
-  if (sender.empty() || sender == "<>") return true;
-  // Unfold each Content-Type field (only those) and read it.
-  bool found = false;
-  bool in_content_type = false;
-  std::string value;
-  auto finish = [&] {
-    if (in_content_type && !found && IsDsnContentType(value)) found = true;
-    in_content_type = false;
-    value.clear();
-  };
-  ForEachHeaderLine(message, [&](std::string_view line) {
-    if (IsSpace(line.front())) {
-      if (in_content_type) value.append(line);
-      return;
-    }
-    finish();
-    const size_t colon = line.find(':');  // IsFieldStart: there is one
-    std::string_view name = line.substr(0, colon);
-    while (!name.empty() && IsSpace(name.back())) name.remove_suffix(1);
-    if (base::EqualsIgnoreCase(name, "Content-Type")) {
-      in_content_type = true;
-      value.assign(line.substr(colon + 1));
-    }
-  });
-  finish();
-  return found;
+}  // namespace
+
+absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
+  if (!IsHostName(in.reporting_mta)) {
+    return absl::InvalidArgumentError(
+        "dsn: reporting_mta must be a host name (letters, digits, '-', '.')");
+  }
+  const std::string sender = CleanAddress(in.original_sender);
+  if (sender.empty()) {
+    return absl::InvalidArgumentError("dsn: the original sender is empty (no DSN for a bounce)");
+  }
+  if (in.recipients.empty()) return absl::InvalidArgumentError("dsn: no failed recipients");
+  absl::StatusOr<std::vector<Rcpt>> rcpts = CleanRecipients(in);
+  if (!rcpts.ok()) return rcpts.status();
+
+  std::string queue_id = CleanText(in.original_id);
+  std::erase(queue_id, ' ');
+  if (queue_id.size() > kOpaqueTextMax) queue_id.resize(kOpaqueTextMax);
+  const std::string id_token = AlnumToken(in.original_id, kIdTokenMax);
+  ReturnedHeaders headers = CopyHeaders(in.original_message, in.max_returned_header_bytes);
+
+  Parts parts;
+  parts.text = HumanPart(in, queue_id, headers.cut, *rcpts);
+  parts.status = StatusPart(in, queue_id, *rcpts);
+  parts.headers = std::move(headers.text);
+  const std::string boundary = PickBoundary(in, id_token, parts);
+  return Assemble(TopFields(in, sender, id_token, *rcpts), parts, boundary);
 }
 
 }  // namespace sluice::dsn
