@@ -96,91 +96,135 @@ std::string EncodeEnvelope(Envelope&& e) {
   return out;
 }
 
-absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
-  return DecodeEnvelope(in, DecodeOptions{});
+namespace {
+
+// The envelope fields stored as they are read; false for any other key.
+bool ApplyPlainField(std::string_view key, std::string_view value, Envelope& e) {
+  if (key == "client") {
+    e.client_ip = std::string(value);
+  } else if (key == "helo") {
+    e.helo = std::string(value);
+  } else if (key == "protocol") {
+    e.protocol = std::string(value);
+  } else if (key == "sender") {
+    e.sender = std::string(value);
+  } else if (key == "body") {
+    e.eight_bit = value == "8BITMIME";
+  } else if (key == "smtputf8") {
+    e.smtputf8 = value == "1";
+  } else if (key == "headers") {
+    e.added_headers = std::string(value);
+  } else if (key == "origin") {
+    e.origin = std::string(value);
+  } else if (key == "untrusted") {
+    e.untrusted = value == "1";
+  } else if (key == "campaign") {
+    e.campaign = std::string(value);
+  } else if (key == "tenant") {
+    e.tenant = std::string(value);
+  } else if (key == "msgid_host") {
+    e.message_id_host = std::string(value);
+  } else {
+    return false;
+  }
+  return true;
 }
 
-absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in, const DecodeOptions& options) {
-  Envelope e;
-  std::vector<uint8_t> counts;  // values per recipient, when they are not kept
-  bool have_version = false, have_id = false, have_size = false;
-  std::string_view key, value;
-  while (!in.empty()) {
-    if (!NextField(in, key, value)) return absl::DataLossError("malformed envelope field");
+// DecodeEnvelope's state from field to field: the envelope so far, which
+// required fields were seen, and the merge values per recipient when they
+// are counted rather than kept (DecodeOptions::merge_values false).
+class EnvelopeDecoder {
+ public:
+  explicit EnvelopeDecoder(const DecodeOptions& options) : options_(options) {}
+
+  absl::Status Field(std::string_view key, std::string_view value) {
     if (key == "version") {
       uint64_t v = 0;
       if (!base::ParseUint64(value, v) || v != kFormatVersion) {
         return absl::DataLossError("unknown envelope version");
       }
-      have_version = true;
+      have_version_ = true;
     } else if (key == "id") {
       auto id = base::QueueId::Parse(value);
       if (!id) return absl::DataLossError("bad queue id in envelope");
-      e.id = *id;
-      have_id = true;
+      e_.id = *id;
+      have_id_ = true;
     } else if (key == "arrival") {
-      if (!base::ParseUint64(value, e.arrival_micros)) return absl::DataLossError("bad arrival");
-    } else if (key == "client") {
-      e.client_ip = std::string(value);
-    } else if (key == "helo") {
-      e.helo = std::string(value);
-    } else if (key == "protocol") {
-      e.protocol = std::string(value);
-    } else if (key == "sender") {
-      e.sender = std::string(value);
-    } else if (key == "body") {
-      e.eight_bit = value == "8BITMIME";
-    } else if (key == "smtputf8") {
-      e.smtputf8 = value == "1";
-    } else if (key == "headers") {
-      e.added_headers = std::string(value);
+      if (!base::ParseUint64(value, e_.arrival_micros)) return absl::DataLossError("bad arrival");
     } else if (key == "body_size") {
-      if (!base::ParseUint64(value, e.body_size)) return absl::DataLossError("bad body size");
-      have_size = true;
+      if (!base::ParseUint64(value, e_.body_size)) return absl::DataLossError("bad body size");
+      have_size_ = true;
     } else if (key == "rcpt") {
-      e.recipients.push_back(Recipient{std::string(value), {}});
-      if (!options.merge_values) counts.push_back(0);
+      e_.recipients.push_back(Recipient{std::string(value), {}});
+      if (!options_.merge_values) counts_.push_back(0);
     } else if (key == "value") {
-      if (e.recipients.empty()) return absl::DataLossError("merge value before any recipient");
-      if (!options.merge_values) {
-        if (counts.back() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
-        ++counts.back();
-        continue;
-      }
-      std::vector<std::string>& values = e.recipients.back().values;
-      if (values.size() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
-      values.emplace_back(value);
+      return MergeValue(value);
     } else if (key == "field") {
-      if (e.merge_fields.size() >= kMaxMergeFields) {
+      if (e_.merge_fields.size() >= kMaxMergeFields) {
         return absl::DataLossError("too many merge fields");
       }
-      e.merge_fields.emplace_back(value);
-    } else if (key == "origin") {
-      e.origin = std::string(value);
-    } else if (key == "untrusted") {
-      e.untrusted = value == "1";
-    } else if (key == "campaign") {
-      e.campaign = std::string(value);
-    } else if (key == "tenant") {
-      e.tenant = std::string(value);
-    } else if (key == "msgid_host") {
-      e.message_id_host = std::string(value);
+      e_.merge_fields.emplace_back(value);
+    } else {
+      // Unknown keys are skipped: a newer writer may add fields.
+      ApplyPlainField(key, value, e_);
     }
-    // Unknown keys are skipped: a newer writer may add fields.
+    return absl::OkStatus();
   }
-  if (!have_version || !have_id || !have_size) {
-    return absl::DataLossError("envelope lacks version, id or body size");
-  }
-  if (e.recipients.empty()) return absl::DataLossError("envelope has no recipients");
-  // A merge record gives every recipient exactly one value per field; any
-  // other record gives none.
-  for (size_t i = 0; i < e.recipients.size(); ++i) {
-    const size_t n = options.merge_values ? e.recipients[i].values.size() : counts[i];
-    if (n != e.merge_fields.size()) {
-      return absl::DataLossError("a recipient's merge values do not match the merge fields");
+
+  // The envelope, once every field is read and the whole checks out.
+  absl::StatusOr<Envelope> Finish() && {
+    if (!have_version_ || !have_id_ || !have_size_) {
+      return absl::DataLossError("envelope lacks version, id or body size");
     }
+    if (e_.recipients.empty()) return absl::DataLossError("envelope has no recipients");
+    // A merge record gives every recipient exactly one value per field; any
+    // other record gives none.
+    for (size_t i = 0; i < e_.recipients.size(); ++i) {
+      const size_t n = options_.merge_values ? e_.recipients[i].values.size() : counts_[i];
+      if (n != e_.merge_fields.size()) {
+        return absl::DataLossError("a recipient's merge values do not match the merge fields");
+      }
+    }
+    return std::move(e_);
   }
-  return e;
+
+ private:
+  // A "value" field: one merge value of the latest recipient.
+  absl::Status MergeValue(std::string_view value) {
+    if (e_.recipients.empty()) return absl::DataLossError("merge value before any recipient");
+    if (!options_.merge_values) {
+      if (counts_.back() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
+      ++counts_.back();
+      return absl::OkStatus();
+    }
+    std::vector<std::string>& values = e_.recipients.back().values;
+    if (values.size() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
+    values.emplace_back(value);
+    return absl::OkStatus();
+  }
+
+  const DecodeOptions& options_;
+  Envelope e_;
+  std::vector<uint8_t> counts_;  // values per recipient, when they are not kept
+  bool have_version_ = false;
+  bool have_id_ = false;
+  bool have_size_ = false;
+};
+
+}  // namespace
+
+absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
+  return DecodeEnvelope(in, DecodeOptions{});
+}
+
+absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in, const DecodeOptions& options) {
+  EnvelopeDecoder decoder(options);
+  std::string_view key, value;
+  while (!in.empty()) {
+    if (!NextField(in, key, value)) return absl::DataLossError("malformed envelope field");
+    if (absl::Status s = decoder.Field(key, value); !s.ok()) return s;
+  }
+  return std::move(decoder).Finish();
 }
 
 std::string EncodeFooter(const Footer& f) {
