@@ -76,6 +76,62 @@ class Compiler {
     return static_cast<int32_t>(t_.fields.size() - 1);
   }
 
+  // A placeholder "{{ name }}" or "{{ name | url }}", read by ReadPlaceholder.
+  struct Placeholder {
+    std::string_view name;
+    Filter filter = Filter::kNone;
+    size_t end = 0;  // just past its "}}"
+  };
+
+  // Reads the placeholder whose "{{" is at l[b] (not a "{{{{"). False, with
+  // the error set (column: the "{{"), when it is malformed.
+  bool ReadPlaceholder(std::string_view l, size_t b, uint32_t number, uint32_t column,
+                       Placeholder& p) {
+    size_t k = b + 2;
+    while (k < l.size() && IsBlank(l[k])) ++k;
+    const size_t name_start = k;
+    if (k < l.size() && IsNameStart(l[k])) {
+      ++k;
+      while (k < l.size() && IsNameChar(l[k])) ++k;
+    }
+    const std::string_view name = l.substr(name_start, k - name_start);
+    while (k < l.size() && IsBlank(l[k])) ++k;
+    p.filter = Filter::kNone;
+    if (!name.empty() && k < l.size() && l[k] == '|') {
+      ++k;
+      while (k < l.size() && IsBlank(l[k])) ++k;
+      const size_t filter_start = k;
+      while (k < l.size() && IsNameChar(l[k])) ++k;
+      const std::string_view filter_name = l.substr(filter_start, k - filter_start);
+      while (k < l.size() && IsBlank(l[k])) ++k;
+      if (filter_name != "url") {
+        return Fail(number, column,
+                    absl::StrCat("unknown filter '", Shown(filter_name),
+                                 "' in a placeholder (the only filter is 'url': {{name|url}})"));
+      }
+      p.filter = Filter::kUrl;
+    }
+    const bool closed = l.substr(k, 2) == "}}";
+    if (name.empty() || !closed) {
+      const std::string after = Shown(l.substr(b));
+      if (l.find("}}", b + 2) == std::string_view::npos) {
+        return Fail(number, column,
+                    absl::StrCat("unterminated placeholder '", after,
+                                 "': no '}}' on this line (write '{{{{' for a literal '{{')"));
+      }
+      if (name.empty() && l.substr(k, 2) == "}}") {
+        return Fail(number, column, "empty placeholder '{{}}'");
+      }
+      return Fail(number, column,
+                  absl::StrCat("bad placeholder '", after,
+                               "': a field name is a letter or '_', then letters, digits, '_', "
+                               "'.' or '-' (write '{{{{' for a literal '{{')"));
+    }
+    p.name = name;
+    p.end = k + 2;
+    return true;
+  }
+
   // One line, with its line end.
   bool Line(std::string_view l, uint32_t number) {
     std::string_view content = l;
@@ -108,46 +164,9 @@ class Compiler {
       if (in_header_ && b < name_end) {
         return Fail(number, column, "placeholder in a header field name");
       }
-      size_t k = b + 2;
-      while (k < l.size() && IsBlank(l[k])) ++k;
-      const size_t name_start = k;
-      if (k < l.size() && IsNameStart(l[k])) {
-        ++k;
-        while (k < l.size() && IsNameChar(l[k])) ++k;
-      }
-      const std::string_view name = l.substr(name_start, k - name_start);
-      while (k < l.size() && IsBlank(l[k])) ++k;
-      Filter filter = Filter::kNone;
-      if (!name.empty() && k < l.size() && l[k] == '|') {
-        ++k;
-        while (k < l.size() && IsBlank(l[k])) ++k;
-        const size_t filter_start = k;
-        while (k < l.size() && IsNameChar(l[k])) ++k;
-        const std::string_view filter_name = l.substr(filter_start, k - filter_start);
-        while (k < l.size() && IsBlank(l[k])) ++k;
-        if (filter_name != "url") {
-          return Fail(number, column,
-                      absl::StrCat("unknown filter '", Shown(filter_name),
-                                   "' in a placeholder (the only filter is 'url': {{name|url}})"));
-        }
-        filter = Filter::kUrl;
-      }
-      const bool closed = l.substr(k, 2) == "}}";
-      if (name.empty() || !closed) {
-        const std::string after = Shown(l.substr(b));
-        if (l.find("}}", b + 2) == std::string_view::npos) {
-          return Fail(number, column,
-                      absl::StrCat("unterminated placeholder '", after,
-                                   "': no '}}' on this line (write '{{{{' for a literal '{{')"));
-        }
-        if (name.empty() && l.substr(k, 2) == "}}") {
-          return Fail(number, column, "empty placeholder '{{}}'");
-        }
-        return Fail(number, column,
-                    absl::StrCat("bad placeholder '", after,
-                                 "': a field name is a letter or '_', then letters, digits, '_', "
-                                 "'.' or '-' (write '{{{{' for a literal '{{')"));
-      }
+      Placeholder p;
+      if (!ReadPlaceholder(l, b, number, column, p)) return false;
+      const std::string_view name = p.name;
       if (name.size() > kMaxFieldNameLength) {
         return Fail(number, column,
                     absl::StrCat("field name longer than ", kMaxFieldNameLength, " bytes"));
@@ -162,10 +181,10 @@ class Compiler {
         return Fail(number, column, absl::StrCat("more than ", kMaxFields, " distinct fields"));
       }
       ++t_.uses[static_cast<size_t>(field)];
-      if (filter == Filter::kUrl) ++t_.url_uses[static_cast<size_t>(field)];
-      t_.pieces.push_back({0, 0, field, filter});
+      if (p.filter == Filter::kUrl) ++t_.url_uses[static_cast<size_t>(field)];
+      t_.pieces.push_back({0, 0, field, p.filter});
       merged = true;
-      i = k + 2;
+      i = p.end;
       lit = i;
     }
     Literal(l.substr(lit));
