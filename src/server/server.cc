@@ -1,6 +1,8 @@
+// `sluice serve` (server.h): the process around the shards, its start-up
+// and shutdown order written out in Serve() at the end of this file; what
+// is recovered from the spool first is startup_recovery.cc.
 #include "sluice/server/server.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
@@ -20,8 +22,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
@@ -37,8 +37,6 @@
 #include "sluice/server/shard.h"
 #include "sluice/server/startup_report.h"
 #include "sluice/server/webhook_threads.h"
-#include "sluice/spool/journal.h"
-#include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_directory.h"
 #include "sluice/spool/spool_lock.h"
 #include "sluice/tls/bearer_tokens.h"
