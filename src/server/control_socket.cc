@@ -16,6 +16,7 @@
 #include "sluice/delivery/admin_state.h"
 #include "sluice/delivery/engine.h"
 #include "sluice/log/json.h"
+#include "sluice/server/admin_show.h"
 #include "sluice/server/metrics_text.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/shard_note.h"
@@ -132,6 +133,7 @@ void ControlSocket::OnReceive(Client* c, int result) {
   } else {
     std::string_view line(c->in.data(), nl);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (AnswerLater(c, line)) return;  // `show`: the reply may wait for a helper thread
     c->out = Execute(line);
     if (c->out.empty() || c->out.back() != '\n') c->out += '\n';
   }
@@ -350,6 +352,23 @@ std::string ControlSocket::ActOnSelection(std::string_view verb, std::string_vie
            if (what.id) return forget_id(st);
            std::erase_if(st.held_domains, [&](const std::string& d) { return d == what.domain; });
          });
+}
+
+// `show` (server/admin_show.h) answers once the home shard's helper read
+// the record: the client waits with no operation in flight (so nothing else
+// ends it), then its reply is sent as Execute's would be. If the shard stops
+// meanwhile, the helper's `done` never runs (the pool drains only in the
+// shard's loop) and ~ControlSocket closes the client.
+bool ControlSocket::AnswerLater(Client* c, std::string_view line) {
+  std::string_view rest = line;
+  if (Word(rest) != "show") return false;
+  AnswerShow(shard_, rest, [this, c](std::string reply) {
+    c->out = std::move(reply);
+    c->out += '\n';
+    io_uring_sqe* sqe = shard_.ring().Prepare(&c->send);
+    io_uring_prep_send(sqe, c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL);
+  });
+  return true;
 }
 
 }  // namespace sluice::server

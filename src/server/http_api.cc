@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "sluice/admin/shape.h"
+#include "sluice/admin/show.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/base/strings.h"
@@ -147,6 +148,32 @@ Routed Selection(const http::Request& r, const std::string& verb,
               });
 }
 
+// message?id=ID[&body=1][&recipient=ADDRESS]: one message whole
+// (admin/show.h), its headers and body only with body=1, at most
+// kHttpShowContentMax bytes of them.
+Routed ShowCall(const http::Request& r) {
+  const std::string* id = r.Param("id");
+  if (id == nullptr) return Answer(Error(400, "message needs id="));
+  const auto parsed = base::QueueId::Parse(*id);
+  if (!parsed) return Answer(Error(400, absl::StrCat("id: not a queue id: ", id->substr(0, 64))));
+  const std::string* body = r.Param("body");
+  if (body != nullptr && *body != "0" && *body != "1") return Answer(Error(400, "body: 0 or 1"));
+  const uint64_t content_max = body != nullptr && *body == "1" ? kHttpShowContentMax : 0;
+  const std::string* rcpt = r.Param("recipient");
+  std::string recipient = rcpt == nullptr ? "" : *rcpt;
+  if (rcpt != nullptr &&
+      (recipient.empty() || recipient.size() > admin::kShowRecipientFilterMax ||
+       !IsPrintableLine(recipient) || recipient.front() == ' ' || recipient.back() == ' ')) {
+    return Answer(Error(400, absl::StrCat("recipient: one address of at most ",
+                                          admin::kShowRecipientFilterMax, " bytes")));
+  }
+  const std::string text = parsed->ToString();
+  return Call(admin::ShowCommand(*parsed, content_max, recipient),
+              [text, recipient](const std::vector<admin::JsonValue>& replies) {
+                return admin::MergeShow(replies, text, recipient, base::WallMicros());
+              });
+}
+
 // Which methods an admin endpoint takes: the reads GET (and HEAD), the
 // actions POST.
 bool IsAction(std::string_view name) {
@@ -157,11 +184,12 @@ bool IsAction(std::string_view name) {
 Routed Admin(const http::Request& r, std::string_view name) {
   const bool action = IsAction(name);
   const bool read = name == "queues" || name == "messages" || name == "stats" ||
-                    name == "suspensions" || name == "shape";
+                    name == "suspensions" || name == "shape" || name == "message";
   if (!action && !read) {
-    return Answer(Error(404, absl::StrCat("no admin endpoint \"", base::Av(name),
-                                          "\" (queues, messages, stats, suspensions, shape, flush, "
-                                          "suspend, resume, bounce, delete, hold, release)")));
+    return Answer(
+        Error(404, absl::StrCat("no admin endpoint \"", base::Av(name),
+                                "\" (queues, messages, message, stats, suspensions, shape, "
+                                "flush, suspend, resume, bounce, delete, hold, release)")));
   }
   const bool get = r.method == "GET" || r.method == "HEAD";
   if (action != (r.method == "POST") || (read && !get)) {
@@ -174,6 +202,7 @@ Routed Admin(const http::Request& r, std::string_view name) {
   if (name == "suspensions") return Call("suspensions", admin::MergeSuspensions);
   if (name == "messages") return Messages(r);
   if (name == "shape") return ShapeCall(r);
+  if (name == "message") return ShowCall(r);
   const std::optional<std::string> domain = DomainParam(r);
   if (domain && domain->empty()) return Answer(Error(400, "domain: not a domain name"));
   if (name == "flush") {
@@ -298,7 +327,11 @@ http::Response AdminResponse(AdminFanout::Replies replies, const AdminCall& call
   }
   admin::Outcome o = call.merge(*parsed);
   if (!o.status.ok()) {
-    return Error(absl::IsNotFound(o.status) ? 404 : 409, base::Sv(o.status.message()));
+    const int code = absl::IsNotFound(o.status)      ? 404
+                     : absl::IsUnavailable(o.status) ? 503
+                     : absl::IsInternal(o.status)    ? 500
+                                                     : 409;
+    return Error(code, base::Sv(o.status.message()));
   }
   if (!o.warnings.empty() && !o.json.empty() && o.json.back() == '}') {
     o.json.pop_back();

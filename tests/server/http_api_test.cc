@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "sluice/admin/show.h"
 #include "sluice/tls/bearer_tokens.h"
 
 namespace sluice::server {
@@ -146,6 +147,10 @@ TEST_F(HttpApiTest, EachEndpointBecomesItsControlCommand) {
       {"POST", "/api/admin/v1/hold?id=0ABCDEFGHJKMN", "hold id 0ABCDEFGHJKMN"},
       {"POST", "/api/admin/v1/release?domain=a.test", "release domain a.test"},
       {"POST", "/api/admin/v1/delete?id=0ABCDEFGHJKMN", "delete id 0ABCDEFGHJKMN"},
+      {"GET", "/api/admin/v1/message?id=0ABCDEFGHJKMN", "show 0ABCDEFGHJKMN 0"},
+      {"HEAD", "/api/admin/v1/message?id=0abcdefghjkmn&body=0", "show 0ABCDEFGHJKMN 0"},
+      {"GET", "/api/admin/v1/message?id=0ABCDEFGHJKMN&body=1&recipient=Ann+Lee%40x.test",
+       "show 0ABCDEFGHJKMN 1048576 Ann Lee@x.test"},
   };
   for (const Case& c : cases) {
     Routed r = Route(Make(c.method, c.target), context_);
@@ -186,6 +191,13 @@ TEST_F(HttpApiTest, BadAdminRequestsAreRefusedBeforeAnyShardIsAsked) {
       {"POST", "/api/admin/v1/bounce?domain=a.test&id=0ABCDEFGHJKMN", 400},
       {"POST", "/api/admin/v1/hold?id=not-an-id", 400},
       {"POST", "/api/admin/v1/resume", 400},
+      {"GET", "/api/admin/v1/message", 400},
+      {"GET", "/api/admin/v1/message?id=nope", 400},
+      {"GET", "/api/admin/v1/message?id=0ABCDEFGHJKMN&body=yes", 400},
+      {"GET", "/api/admin/v1/message?id=0ABCDEFGHJKMN&recipient=", 400},
+      {"GET", "/api/admin/v1/message?id=0ABCDEFGHJKMN&recipient=a%0Alist", 400},
+      {"GET", "/api/admin/v1/message?id=0ABCDEFGHJKMN&recipient=%20a", 400},
+      {"POST", "/api/admin/v1/message?id=0ABCDEFGHJKMN", 405},
   };
   for (const Case& c : cases) {
     Routed r = Route(Make(c.method, c.target), context_);
@@ -223,6 +235,19 @@ TEST(HttpAdminResponse, MergesRepliesAndMapsRefusals) {
   http::Response warned =
       AdminResponse({std::string("{\"owner\":true,\"recipients\":0,\"saved\":true}")}, suspend);
   EXPECT_EQ(warned.status, 200);
+
+  AdminCall show{"show 0ABCDEFGHJKMN 0", [](const std::vector<admin::JsonValue>& r) {
+                   return admin::MergeShow(r, "0ABCDEFGHJKMN", "", 0);
+                 }};
+  http::Response busy =
+      AdminResponse({std::string("{\"shard\":0,\"home\":true,\"busy\":true,\"jobs\":[]}")}, show);
+  EXPECT_EQ(busy.status, 503);
+  http::Response unreadable = AdminResponse(
+      {std::string("{\"shard\":0,\"home\":true,\"read_error\":\"x\",\"jobs\":[]}")}, show);
+  EXPECT_EQ(unreadable.status, 500);
+  http::Response unknown =
+      AdminResponse({std::string("{\"shard\":0,\"home\":false,\"jobs\":[]}")}, show);
+  EXPECT_EQ(unknown.status, 404);
   EXPECT_EQ(warned.body,
             "{\"domain\":\"x.test\",\"until_us\":0,\"reason\":\"\",\"recipients\":0,"
             "\"warnings\":[\"no mail queued for x.test; suspended anyway\"]}\n");

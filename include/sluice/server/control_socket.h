@@ -20,6 +20,10 @@
 //                              attempts,next_us,recipients,error}]}
 //   shape EDGE_S...            [{domain,counts:[...]}]: pending recipients
 //                              per age bucket
+//   show ID CONTENT_MAX [RCPT] {"shard","home":B,"truncated","jobs":[...]}:
+//                              the jobs as `messages`; the home shard adds
+//                              "message" (the record, read on a helper
+//                              thread: server/admin_show.h)
 //   metrics                    not JSON: every shard's metrics in the
 //                              Prometheus text format (server/metrics_text.h),
 //                              the same on whichever shard is asked
@@ -73,6 +77,7 @@ class ControlSocket {
   std::string ActOnSelection(std::string_view verb, std::string_view rest);
   std::string Save(absl::FunctionRef<void(delivery::AdminState&)> change);
   struct Client;
+  bool AnswerLater(Client* c, std::string_view line);
   void Arm();
   void OnAccept(int result, uint32_t flags);
   void OnReceive(Client* c, int result);

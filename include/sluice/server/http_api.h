@@ -39,6 +39,12 @@ inline constexpr uint64_t kHttpJobsDefault = 1000;
 // large as the queue's domain count, like /queues).
 inline constexpr uint64_t kHttpShapeTopDefault = 10;
 inline constexpr uint64_t kHttpShapeTopMax = 100'000;
+// Bytes of a message's headers and body GET /api/admin/v1/message?body=1
+// shows ("content", with "truncated" past it): enough to read any ordinary
+// message, and the reply crosses a control socket and is held twice in
+// memory (JSON-escaped) on the asking shard; the whole message is
+// `sluice queue show ID --body`.
+inline constexpr uint64_t kHttpShowContentMax = 1u << 20;
 
 // An admin request: the line every shard is asked, and how their replies
 // become the answer.
@@ -65,7 +71,8 @@ Routed Route(const http::Request& request, const ApiContext& context);
 
 // The answer to a finished fan-out: 200 with the merged document (plus
 // "warnings" when there are any), 404/409 for what the command refused (the
-// CLI's message), 503 when a shard did not answer.
+// CLI's message), 503 when a shard did not answer (or had no helper
+// free), 500 when a record could not be read.
 http::Response AdminResponse(AdminFanout::Replies replies, const AdminCall& call);
 
 // A request whose client sent Expect: 100-continue, judged on its head
