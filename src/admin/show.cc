@@ -47,12 +47,18 @@ absl::flat_hash_map<uint64_t, Holder> Holders(const std::vector<JsonValue>& repl
   return out;
 }
 
-void AppendRecipient(std::string& out, const JsonValue& r, const Holder* h, bool young) {
+// What a recipient no job holds is: see admin/show.h.
+std::string_view Unheld(bool delivery, bool young) {
+  return !delivery ? "queued" : young ? "new" : "final";
+}
+
+void AppendRecipient(std::string& out, const JsonValue& r, const Holder* h,
+                     std::string_view unheld) {
   const std::string address = r.Str("recipient");
   absl::StrAppend(&out, "{\"index\":", r.U64("index"), ",\"recipient\":", Quote(address));
   if (h == nullptr) {
     absl::StrAppend(&out, ",\"domain\":", Quote(DomainOf(address)), ",\"state\":\"",
-                    young ? "new" : "final", "\",\"pending\":", young ? "true" : "false",
+                    base::Av(unheld), "\",\"pending\":", unheld != "final" ? "true" : "false",
                     ",\"shard\":null,\"attempts\":0,\"next_us\":0,\"error\":\"\"}");
     return;
   }
@@ -101,21 +107,27 @@ Outcome MergeShow(const std::vector<JsonValue>& replies, std::string_view id,
   }
   const absl::flat_hash_map<uint64_t, Holder> holders = Holders(replies, id);
   const uint64_t arrival_us = message->U64("arrival_us");
-  const bool young = arrival_us + kShowAnnounceSlackUs > now_us;
+  bool delivery = true;
+  for (const JsonValue& r : replies) {
+    if (const JsonValue* d = r.Get("delivery"); d != nullptr && !d->boolean) delivery = false;
+  }
+  const std::string_view unheld = Unheld(delivery, arrival_us + kShowAnnounceSlackUs > now_us);
   std::string out = "{";
   for (const JsonMember& m : message->members) {
     if (m.first == "recipients" || m.first == "content") continue;
     absl::StrAppend(&out, out.size() > 1 ? "," : "", Quote(m.first), ":", ToJson(m.second));
   }
-  absl::StrAppend(&out, ",\"shard\":", home->U64("shard"),
-                  ",\"age_s\":", now_us > arrival_us ? (now_us - arrival_us) / 1000000 : 0,
-                  ",\"recipients_pending\":", holders.size(), ",\"recipients\":[");
+  absl::StrAppend(
+      &out, ",\"shard\":", home->U64("shard"),
+      ",\"age_s\":", now_us > arrival_us ? (now_us - arrival_us) / 1000000 : 0,
+      ",\"recipients_pending\":", delivery ? holders.size() : message->U64("recipients_total"),
+      ",\"recipients\":[");
   if (listed != nullptr) {
     for (size_t i = 0; i < listed->items.size(); ++i) {
       if (i > 0) out += ',';
       const JsonValue& r = listed->items[i];
       const auto h = holders.find(r.U64("index"));
-      AppendRecipient(out, r, h == holders.end() ? nullptr : &h->second, young);
+      AppendRecipient(out, r, h == holders.end() ? nullptr : &h->second, unheld);
     }
   }
   out += ']';

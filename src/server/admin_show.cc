@@ -65,7 +65,8 @@ absl::StatusOr<std::string> ContentJson(const spool::ParsedFile& record, const S
 // This shard's jobs for `id`: ",\"truncated\":B,\"jobs\":[...]".
 std::string JobsMembers(Shard& shard, base::QueueId id) {
   delivery::Engine* engine = shard.engine();
-  if (engine == nullptr) return ",\"truncated\":false,\"jobs\":[]";
+  // --no-delivery: nothing is attempted, every recipient stays queued.
+  if (engine == nullptr) return ",\"delivery\":false,\"truncated\":false,\"jobs\":[]";
   bool truncated = false;
   std::string jobs = engine->JobsJson(ControlSocket::kMaxJobsListed, id, truncated);
   return absl::StrCat(",\"truncated\":", truncated ? "true" : "false", ",\"jobs\":", jobs);

@@ -105,6 +105,18 @@ TEST(Show, ARecipientNoShardHoldsIsFinalOrNewWhileTheMessageIsYoung) {
   EXPECT_TRUE(young.Get("recipients")->items[0].Bool("pending"));
 }
 
+TEST(Show, WithoutDeliveryEveryRecipientIsQueued) {
+  const auto replies =
+      Replies({"{\"shard\":0,\"home\":false,\"delivery\":false,\"truncated\":false,\"jobs\":[]}",
+               Home(1, kThree)});
+  const JsonValue d = Doc(MergeShow(replies, kId.ToString(), "", kArrival + 60'000'000));
+  EXPECT_EQ(d.U64("recipients_pending"), 3u);
+  for (const JsonValue& r : d.Get("recipients")->items) {
+    EXPECT_EQ(r.Str("state"), "queued");
+    EXPECT_TRUE(r.Bool("pending"));
+  }
+}
+
 TEST(Show, KeepsTheContentAsTheHomeShardSentIt) {
   const auto replies = Replies({Home(
       0, kThree, "[]",

@@ -18,7 +18,7 @@ import pytest
 
 from sluice_harness import wait_for
 from test_delivery import SENDER, msg, records, relay_config, send
-from test_http import SLOW_RETRY, call, new_token, tokens_config
+from test_http import SLOW_RETRY, call, new_token, token_relay, tokens_config  # noqa: F401
 
 API = "/api/admin/v1/message"
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -181,3 +181,16 @@ def test_show_a_message_in_flight_and_a_large_body_cut(show_relay):
     assert c["truncated"] is True and c["size"] == doc["size"] > CONTENT_MAX, (c["size"], doc["size"])
     assert len(c["text"].encode("latin-1")) == CONTENT_MAX, len(c["text"])
     assert "0000000 xxxx" in c["text"] and "0015999" not in c["text"]
+
+
+@pytest.mark.time_limit(60)
+def test_show_without_delivery_every_recipient_is_queued(token_relay):  # noqa: F811
+    relay, token = token_relay(shards=2)  # queue-only: --no-delivery
+    qid = send(relay, ["a@d1.test", "b@d2.test"], msg("kept", to="a@d1.test"))
+    time.sleep(2.5)  # past the "new" window: still "queued"
+    code, _, doc = show(relay, token, qid, body=1)
+    assert code == 200, doc
+    assert [(r["recipient"], r["state"], r["pending"]) for r in doc["recipients"]] == \
+           [("a@d1.test", "queued", True), ("b@d2.test", "queued", True)], doc
+    assert doc["recipients_pending"] == 2 and doc["shard"] == id_shard(qid), doc
+    assert "Subject: kept" in doc["content"]["text"], doc["content"]

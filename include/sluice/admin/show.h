@@ -13,7 +13,9 @@
 // A recipient no shard holds a job for is final (delivered, bounced,
 // expired or deleted: the ledger keeps no per-recipient outcome), or, for a
 // message younger than kShowAnnounceSlackUs, possibly still on its way to
-// its owner shard: "new", as `sluice queue show` says.
+// its owner shard: "new", as `sluice queue show` says. A daemon that does
+// not deliver (--no-delivery: its shards reply "delivery":false) holds no
+// jobs: every recipient is "queued".
 //
 // Pure: JSON in, JSON out. What it trusts: the replies come from our own
 // daemon; a missing field reads as empty or 0.
