@@ -33,6 +33,20 @@ TEST(UntrustedJsonTest, RefusesWhatIsNotJson) {
   }
 }
 
+TEST(UntrustedJsonTest, LongStringsRoundTripWithEscapesAnywhere) {
+  // Plain runs are copied whole: escapes at the start, the middle and the
+  // end of a long run, and a raw control byte or a missing quote after one.
+  const std::string run(100000, 'x');
+  auto v = ParseJson("[\"\\n" + run + "\\u00e9" + run + "\\\"\", \"" + run + "\"]");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->items[0].text, "\n" + run + "\xE9" + run + "\"");
+  EXPECT_EQ(v->items[1].text, run);
+  EXPECT_EQ(ToJson(*v), "[\"\\n" + run + "\\u00e9" + run + "\\\"\",\"" + run + "\"]");
+  EXPECT_FALSE(ParseJson("[\"" + run + "\x01" + run + "\"]").ok());
+  EXPECT_FALSE(ParseJson("[\"" + run).ok());
+  EXPECT_FALSE(ParseJson("[\"" + run + "\\").ok());
+}
+
 TEST(UntrustedJsonTest, ValuesAreBounded) {
   std::string many = "[";
   for (int i = 0; i < 100; ++i) many += i == 0 ? "0" : ",0";
