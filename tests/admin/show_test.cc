@@ -127,7 +127,8 @@ TEST(Show, KeepsTheContentAsTheHomeShardSentIt) {
                         "\\u00e9\\r\\n\"}}"),
             std::string::npos)
       << o.json;
-  const JsonValue* c = Doc(o).Get("content");
+  const JsonValue doc = Doc(o);
+  const JsonValue* c = doc.Get("content");
   ASSERT_NE(c, nullptr);
   EXPECT_TRUE(c->Bool("truncated"));
   EXPECT_EQ(c->Str("text"), "Subject: \xe9\r\n");  // the byte, kept as it was
