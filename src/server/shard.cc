@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "shard_pickup.h"
 #include "sluice/base/check.h"
 #include "sluice/base/cidr.h"
 #include "sluice/base/clock.h"
@@ -22,12 +23,13 @@
 #include "sluice/base/strings.h"
 #include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
+#include "sluice/pickup/ingester.h"
+#include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
 #include "sluice/server/http_listener.h"
 #include "sluice/server/metrics_collector.h"
-#include "sluice/server/pickup_ingester.h"
 #include "sluice/tls/credentials.h"
 #include "sluice/tls/tls.h"
 
@@ -122,9 +124,13 @@ Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId 
 }
 
 Shard::~Shard() {
-  // An inotify read still in flight would write into the ingester: keep it
-  // (only possible when the stop deadline cut the wait short).
-  if (pickup_ && !pickup_->idle()) (void)pickup_.release();
+  // An inotify read or a pickup-thread job still in flight would write into
+  // the ingester: keep it and its host (only possible when the stop deadline
+  // cut the wait short).
+  if (pickup_ && !pickup_->idle()) {
+    (void)pickup_.release();
+    (void)pickup_host_.release();
+  }
   pickup_.reset();
   // The same for HTTP connections and fan-outs still in flight.
   if (http_ && !http_->idle()) (void)http_.release();
@@ -221,7 +227,11 @@ absl::Status Shard::Init() {
     if (auto s = http_->Init(); !s.ok()) return s;
   }
   if (index_ == 0 && !config_.pickup_dir.empty()) {
-    pickup_ = std::make_unique<PickupIngester>(*this, config_.pickup_dir);
+    if (pickup_thread_ == nullptr) return absl::InternalError("pickup: no pickup thread");
+    pickup_host_ = MakePickupHost(*this, *pickup_thread_);
+    pickup_ = std::make_unique<pickup::Ingester>(
+        *pickup_host_, config_.pickup_dir,
+        absl::StrCat(config_.spool_dir, "/", index_, "/", base::Av(pickup::kClaimedDir)));
     if (auto s = pickup_->Init(); !s.ok()) return s;
     pickup_->AdoptClaimed(std::move(claimed_));
     claimed_.clear();
@@ -343,6 +353,7 @@ void Shard::DrainNotes() {
 void Shard::OnWake(int, uint32_t) {
   DrainNotes();
   if (helpers_ != nullptr) helpers_->Drain(index_);
+  if (pickup_thread_ != nullptr) pickup_thread_->Drain(index_);
   if (stop_requested_.load(std::memory_order_acquire) && !stopping_) BeginStop();
   ApplyReload();
   ArmWake();
