@@ -4,6 +4,7 @@
 // itself in file_work.cc.
 #include "sluice/pickup/ingester.h"
 
+#include <liburing.h>  // Ring::Prepare: the inotify read and its cancel
 #include <sys/inotify.h>
 #include <unistd.h>
 

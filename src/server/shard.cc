@@ -24,7 +24,6 @@
 #include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
 #include "sluice/pickup/ingester.h"
-#include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
@@ -186,6 +185,25 @@ absl::Status Shard::Init() {
     }
   }
 
+  if (auto s = OpenListeners(); !s.ok()) return s;
+  if (!config_.control_dir.empty()) {
+    mkdir(config_.control_dir.c_str(), 0700);  // EEXIST is fine; bind reports the rest
+    control_ = std::make_unique<ControlSocket>(
+        *this, absl::StrCat(config_.control_dir, "/", index_, ".sock"));
+    if (auto s = control_->Init(); !s.ok()) return s;
+  }
+  if (!config_.http_addresses.empty()) {
+    http_ = std::make_unique<HttpListener>(*this, config_.http_addresses[0]);
+    if (auto s = http_->Init(); !s.ok()) return s;
+  }
+  if (auto s = InitPickup(); !s.ok()) return s;
+  now_ms_ = base::MonotonicMillis();
+  CheckSpoolSpace(/*inline_now=*/true);
+  if (metrics_board_ != nullptr) PublishMetrics();  // a scrape at once sees every shard
+  return absl::OkStatus();
+}
+
+absl::Status Shard::OpenListeners() {
   // Plain listeners, then the implicit-TLS ones (tls.listen / --listen-tls).
   std::vector<std::pair<base::SocketAddress, bool>> addresses;
   for (const base::SocketAddress& addr : config_.listen_addresses)
@@ -216,29 +234,6 @@ absl::Status Shard::Init() {
     if (listen(l->fd, 4096) != 0) return Errno(absl::StrCat("listen ", addr.ToString()));
     listeners_.push_back(std::move(l));
   }
-  if (!config_.control_dir.empty()) {
-    mkdir(config_.control_dir.c_str(), 0700);  // EEXIST is fine; bind reports the rest
-    control_ = std::make_unique<ControlSocket>(
-        *this, absl::StrCat(config_.control_dir, "/", index_, ".sock"));
-    if (auto s = control_->Init(); !s.ok()) return s;
-  }
-  if (!config_.http_addresses.empty()) {
-    http_ = std::make_unique<HttpListener>(*this, config_.http_addresses[0]);
-    if (auto s = http_->Init(); !s.ok()) return s;
-  }
-  if (index_ == 0 && !config_.pickup_dir.empty()) {
-    if (pickup_thread_ == nullptr) return absl::InternalError("pickup: no pickup thread");
-    pickup_host_ = MakePickupHost(*this, *pickup_thread_);
-    pickup_ = std::make_unique<pickup::Ingester>(
-        *pickup_host_, config_.pickup_dir,
-        absl::StrCat(config_.spool_dir, "/", index_, "/", base::Av(pickup::kClaimedDir)));
-    if (auto s = pickup_->Init(); !s.ok()) return s;
-    pickup_->AdoptClaimed(std::move(claimed_));
-    claimed_.clear();
-  }
-  now_ms_ = base::MonotonicMillis();
-  CheckSpoolSpace(/*inline_now=*/true);
-  if (metrics_board_ != nullptr) PublishMetrics();  // a scrape at once sees every shard
   return absl::OkStatus();
 }
 

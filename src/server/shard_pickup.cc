@@ -1,10 +1,15 @@
 // The shard as the pickup ingester's host (shard_pickup.h): a thin adapter
 // from pickup::IngestHost to the shard's spool writer, accounting log,
-// counters and announcements. Shard thread only.
+// counters and announcements; and Shard::InitPickup, which sets it up on
+// shard 0. Shard thread only.
 #include "shard_pickup.h"
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "sluice/base/strings.h"
+#include "sluice/pickup/ingester.h"
+#include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/shard.h"
 #include "sluice/server/trace_headers.h"
 
@@ -68,6 +73,19 @@ class ShardPickupHost final : public pickup::IngestHost {
 };
 
 }  // namespace
+
+absl::Status Shard::InitPickup() {
+  if (index_ != 0 || config_.pickup_dir.empty()) return absl::OkStatus();
+  if (pickup_thread_ == nullptr) return absl::InternalError("pickup: no pickup thread");
+  pickup_host_ = MakePickupHost(*this, *pickup_thread_);
+  pickup_ = std::make_unique<pickup::Ingester>(
+      *pickup_host_, config_.pickup_dir,
+      absl::StrCat(config_.spool_dir, "/", index_, "/", base::Av(pickup::kClaimedDir)));
+  if (auto s = pickup_->Init(); !s.ok()) return s;
+  pickup_->AdoptClaimed(std::move(claimed_));
+  claimed_.clear();
+  return absl::OkStatus();
+}
 
 std::unique_ptr<pickup::IngestHost> MakePickupHost(Shard& shard, io::HelperPool& pickup_thread) {
   return std::make_unique<ShardPickupHost>(shard, pickup_thread);

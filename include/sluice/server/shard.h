@@ -221,6 +221,10 @@ class Shard final : public delivery::EngineHost {
   void ArmWake();
   void Tick();
   void BeginStop();
+  // Binds this shard's SO_REUSEPORT listeners (plain, then implicit TLS).
+  absl::Status OpenListeners();
+  // Shard 0 with a pickup directory: the ingester (shard_pickup.cc).
+  absl::Status InitPickup();
   // Refreshes spool_available_ and the space figures: inline at start-up,
   // on a helper thread once running (a statvfs can block on a busy disk).
   void CheckSpoolSpace(bool inline_now = false);
