@@ -123,15 +123,8 @@ Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId 
 }
 
 Shard::~Shard() {
-  // An inotify read or a pickup-thread job still in flight would write into
-  // the ingester: keep it and its host (only possible when the stop deadline
-  // cut the wait short).
-  if (pickup_ && !pickup_->idle()) {
-    (void)pickup_.release();
-    (void)pickup_host_.release();
-  }
-  pickup_.reset();
-  // The same for HTTP connections and fan-outs still in flight.
+  DropPickup();
+  // HTTP connections and fan-outs still in flight: kept, as DropPickup does.
   if (http_ && !http_->idle()) (void)http_.release();
   http_.reset();
   for (Connection* c : connections_) delete c;

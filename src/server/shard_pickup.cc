@@ -87,6 +87,18 @@ absl::Status Shard::InitPickup() {
   return absl::OkStatus();
 }
 
+void Shard::DropPickup() {
+  // An inotify read or a pickup-thread job still in flight would write into
+  // the ingester: keep it and its host (only possible when the stop deadline
+  // cut the wait short).
+  if (pickup_ && !pickup_->idle()) {
+    (void)pickup_.release();
+    (void)pickup_host_.release();
+  }
+  pickup_.reset();
+  pickup_host_.reset();
+}
+
 std::unique_ptr<pickup::IngestHost> MakePickupHost(Shard& shard, io::HelperPool& pickup_thread) {
   return std::make_unique<ShardPickupHost>(shard, pickup_thread);
 }

@@ -223,8 +223,10 @@ class Shard final : public delivery::EngineHost {
   void BeginStop();
   // Binds this shard's SO_REUSEPORT listeners (plain, then implicit TLS).
   absl::Status OpenListeners();
-  // Shard 0 with a pickup directory: the ingester (shard_pickup.cc).
+  // Shard 0 with a pickup directory: the ingester (shard_pickup.cc), set up
+  // in Init, freed in the destructor (or kept if work is still in flight).
   absl::Status InitPickup();
+  void DropPickup();
   // Refreshes spool_available_ and the space figures: inline at start-up,
   // on a helper thread once running (a statvfs can block on a busy disk).
   void CheckSpoolSpace(bool inline_now = false);
