@@ -240,10 +240,4 @@ std::vector<Taken> TakeFiles(const PickupFiles& files, std::vector<Item> items,
   return out;
 }
 
-void UnlinkClaimed(std::vector<Release>& releases) {
-  for (Release& r : releases) {
-    r.error = unlink(r.item.claimed_path.c_str()) == 0 ? 0 : errno;
-  }
-}
-
 }  // namespace sluice::pickup::internal

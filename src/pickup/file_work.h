@@ -1,6 +1,6 @@
 // The pickup ingester's file work (private to pickup/): everything that
 // touches the pickup directory or a claimed file with a blocking syscall
-// (readdir, rename, open/read, write + fsync, unlink). It runs on the pickup
+// (readdir, rename, open/read, write + fsync). It runs on the pickup
 // thread (ingester.h), never on a shard: each function takes what it needs
 // by value or through a PickupFiles, which is set up on the shard at start-up
 // and read-only afterwards, and returns what happened as data for the shard
@@ -120,16 +120,12 @@ struct Taken {
 std::vector<Taken> TakeFiles(const PickupFiles& files, std::vector<Item> items,
                              const Limits& limits, uint64_t byte_budget);
 
-// A committed file whose claimed copy is to be unlinked.
+// A committed file whose claimed copy is being unlinked (on io_uring).
 struct Release {
   Item item;
   std::string sender;
   std::vector<std::string> recipients;
   uint64_t size = 0;
-  int error = 0;  // the unlink's errno (ENOENT is fine: already gone)
 };
-
-// Pickup thread: unlinks each release's claimed file.
-void UnlinkClaimed(std::vector<Release>& releases);
 
 }  // namespace sluice::pickup::internal

@@ -1,6 +1,6 @@
 // The pickup thread's file work (src/pickup/file_work.h, batch_work.h) on
-// real directories: claims, reads, rejections, the byte budget, the unlink
-// of released files, a batch read in steps and released.
+// real directories: claims, reads, rejections, the byte budget, a batch
+// read in steps and released.
 #include "file_work.h"
 
 #include <sys/stat.h>
@@ -76,12 +76,6 @@ TEST_F(FileWorkTest, ClaimsReadsAndRejects) {
   taken = TakeFiles(*files_, {Fresh("bad", 4)}, Limits{}, 1 << 20);
   EXPECT_EQ(taken[0].kind, Taken::Kind::kRejected);
   EXPECT_TRUE(fs::exists(root_ + "/bad/bad." + base::QueueId{4}.ToString()));
-
-  std::vector<Release> releases(1);
-  releases[0].item = items[0];
-  UnlinkClaimed(releases);
-  EXPECT_EQ(releases[0].error, 0);
-  EXPECT_FALSE(fs::exists(items[0].claimed_path));
 }
 
 TEST_F(FileWorkTest, ByteBudgetLeavesTheRestUntried) {

@@ -6,7 +6,7 @@
 //
 // Two threads share the work. Every blocking file operation (listing new/,
 // the claim renames, open/read of whole files and of the recipients file,
-// writing to bad/ with its fsyncs, the unlinks and the batch release) runs
+// writing to bad/ with its fsyncs, the batch release) runs
 // on the pickup thread (a one-thread io::HelperPool of its own, owned by
 // the server; docs/ARCHITECTURE.md says why not the shared helper pool),
 // and so does the parsing of a file. Shard 0 keeps the bookkeeping (which
@@ -29,8 +29,8 @@
 //      another process took it, skip)
 //   2. read and validate it (pickup::ParseMessage)
 //   3a. valid: commit a spool record whose envelope says origin=<id>.pickup
-//       (durable before the callback), then unlink the claimed file (pickup
-//       thread), then log and announce the message
+//       (durable before the callback), then unlink the claimed file (on
+//       io_uring's workers, many at once), then log and announce it
 //   3b. invalid: write DIR/bad/NAME.error, rename the claimed file to
 //       DIR/bad/NAME, fsync DIR/bad, log a Rejection record
 // Start-up recovery (server.cc) finishes what a crash interrupted: a claimed
@@ -120,9 +120,6 @@ class Ingester {
   // thread reads the next files while the shard commits the last ones.
   static constexpr size_t kClaimsPerJob = 64;
   static constexpr size_t kClaimJobsInFlight = 2;
-  // Release jobs (unlinks of committed files) in flight, and files per job.
-  static constexpr size_t kReleaseJobsInFlight = 2;
-  static constexpr size_t kReleasesPerJob = 256;
   // Files read and waiting for their commit: enough to keep group commits
   // large when an fdatasync takes tens of milliseconds (a busy journal: the
   // producers' renames share it), bounded in count and in bytes held.
@@ -151,8 +148,8 @@ class Ingester {
   void CommitMessage(internal::Item item, Message msg);
   void OnCommitted(const internal::Item& item, const absl::Status& status, std::string sender,
                    std::vector<std::string> recipients, uint64_t size);
-  void SubmitReleases();
-  void OnReleased(std::vector<internal::Release>& releases);
+  struct ReleaseOp;  // a committed file's unlink on io_uring
+  void OnReleased(ReleaseOp* op, int result);
   // Batches (ingester_batch.cc).
   void PumpBatch();
   void StartBatch(internal::Item item);
@@ -175,15 +172,13 @@ class Ingester {
   std::unique_ptr<internal::BatchState> batch_;  // the batch being read or committed
   BatchPhase batch_phase_ = BatchPhase::kOpening;
   std::deque<internal::Item> batches_waiting_;  // claimed batches, read one after another
-  std::vector<internal::Release> releases_;     // committed, their unlink not yet handed out
   size_t jobs_in_flight_ = 0;                   // every kind, on the pickup thread
   size_t claim_jobs_ = 0;
   size_t claiming_ = 0;  // files in claim jobs
-  size_t release_jobs_ = 0;
   bool scan_in_flight_ = false;
   size_t commits_in_flight_ = 0;
-  uint64_t bytes_in_flight_ = 0;  // message bytes of single files not yet committed
-  size_t releases_in_flight_ = 0;
+  uint64_t bytes_in_flight_ = 0;   // message bytes of single files not yet committed
+  size_t releases_in_flight_ = 0;  // unlinks on io_uring
   bool stopping_ = false;
   bool read_armed_ = false;
   uint64_t next_scan_ms_ = 0;
