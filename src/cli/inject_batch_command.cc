@@ -5,7 +5,7 @@
 // PICKUP/tmp/UNIQUE.batch/ and renamed into new/ (pickup::InjectBatch).
 //
 // Limits: the manifest and template are read into memory, each at most its
-// configured limit (server::BatchLimitsFor); the recipients file is
+// configured limit (pickup::BatchLimitsFor); the recipients file is
 // streamed through the checker and copied, never held whole.
 #include <cerrno>
 #include <cstdio>
@@ -18,8 +18,8 @@
 #include "commands.h"
 #include "sluice/config/config.h"
 #include "sluice/pickup/batch.h"
+#include "sluice/pickup/config_limits.h"
 #include "sluice/pickup/pickup_directory.h"
-#include "sluice/server/pickup_ingester.h"
 #include "usage.h"
 
 namespace sluice::cli {
@@ -123,7 +123,7 @@ int RunInjectBatch(const Options& o, const config::Config& c) {
   const std::string& manifest_path = o.batch;
   const size_t slash = manifest_path.rfind('/');
   const std::string source_dir = slash == std::string::npos ? "." : manifest_path.substr(0, slash);
-  const pickup::BatchLimits limits = server::BatchLimitsFor(c);
+  const pickup::BatchLimits limits = pickup::BatchLimitsFor(c);
   std::string manifest_text;
   if (!ReadFileInto(manifest_path, limits.max_manifest_size, manifest_text)) return 1;
   pickup::Manifest manifest;

@@ -15,9 +15,9 @@
 #include "commands.h"
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
+#include "sluice/pickup/config_limits.h"
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
-#include "sluice/server/pickup_ingester.h"
 #include "usage.h"
 
 namespace sluice::cli {
@@ -72,7 +72,7 @@ int RunInject(const Options& o) {
     return 1;
   }
   // The daemon checks again; checking here gives the producer the reason now.
-  pickup::Result parsed = pickup::ParseMessage(bytes, server::MessageLimitsFor(c));
+  pickup::Result parsed = pickup::ParseMessage(bytes, pickup::MessageLimitsFor(c));
   if (!parsed.ok) {
     // Line numbers of the user's file: the envelope lines added above are
     // not in it.

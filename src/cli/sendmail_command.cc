@@ -36,9 +36,9 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/base/strings.h"
 #include "sluice/config/config.h"
+#include "sluice/pickup/config_limits.h"
 #include "sluice/pickup/message_parser.h"
 #include "sluice/pickup/pickup_directory.h"
-#include "sluice/server/pickup_ingester.h"
 
 namespace sluice::cli {
 namespace {
@@ -215,7 +215,7 @@ int SendmailMain(int argc, char** argv, const std::string& config_file) {
   if (o.from_headers && !o.recipients.empty()) {
     const std::string probe =
         absl::StrCat(base::Av(pickup::kEnvelopeFrom), ": ", Angle(o.sender), "\n", added, message);
-    pickup::Result header = pickup::ParseMessage(probe, server::MessageLimitsFor(c));
+    pickup::Result header = pickup::ParseMessage(probe, pickup::MessageLimitsFor(c));
     if (header.ok) {
       for (const std::string& r : header.message.recipients) {
         absl::StrAppend(&envelope, base::Av(pickup::kEnvelopeTo), ": ", Angle(r), "\n");
@@ -223,7 +223,7 @@ int SendmailMain(int argc, char** argv, const std::string& config_file) {
     }
   }
   const std::string bytes = absl::StrCat(envelope, added, message);
-  pickup::Result parsed = pickup::ParseMessage(bytes, server::MessageLimitsFor(c));
+  pickup::Result parsed = pickup::ParseMessage(bytes, pickup::MessageLimitsFor(c));
   if (!parsed.ok) {
     const std::string why = parsed.error.reason;
     const bool address =

@@ -13,8 +13,9 @@
 
 namespace sluice::io {
 
-HelperPool::HelperPool(std::vector<int> wake_fds, int threads, size_t slots_per_shard)
-    : slots_(std::bit_ceil(std::max<size_t>(slots_per_shard, 2))) {
+HelperPool::HelperPool(std::vector<int> wake_fds, int threads, size_t slots_per_shard,
+                       std::string name)
+    : slots_(std::bit_ceil(std::max<size_t>(slots_per_shard, 2))), name_(std::move(name)) {
   SLUICE_CHECK(threads >= 1);
   for (int fd : wake_fds) {
     lanes_.push_back(std::make_unique<Lane>(slots_));
@@ -67,7 +68,7 @@ std::optional<std::pair<size_t, HelperPool::Job>> HelperPool::Next() {
 }
 
 void HelperPool::Run(int index) {
-  const std::string name = "helper-" + std::to_string(index);
+  const std::string name = name_ + "-" + std::to_string(index);
   pthread_setname_np(pthread_self(), name.c_str());
   while (!stopping_.load(std::memory_order_acquire)) {
     // Read the sequence before looking, so a Submit after the look changes

@@ -15,6 +15,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "batch_text.h"
 #include "sluice/base/strings.h"
 #include "sluice/smtp/address.h"
 #include "sluice/spool/message_file.h"
@@ -23,29 +24,12 @@ namespace sluice::pickup {
 namespace {
 
 using base::Av;
+using internal::HasNonAscii;
+using internal::ParseAddress;
+using internal::Shown;
+using internal::Trim;
 
 bool IsWsp(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsWsp(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsWsp(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-bool HasNonAscii(std::string_view s) {
-  return std::any_of(s.begin(), s.end(),
-                     [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
-}
-
-// Untrusted text shown in a note or a log line: printable ASCII, bounded.
-std::string Shown(std::string_view s, size_t max = 80) {
-  std::string out;
-  for (char c : s.substr(0, max)) {
-    out.push_back(static_cast<unsigned char>(c) >= 0x20 && c != 0x7f ? c : '?');
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
 
 bool IsFieldName(std::string_view name) {
   if (name.empty()) return false;
@@ -61,30 +45,6 @@ bool IsId(std::string_view id, size_t max) {
   for (char c : id) {
     if (c < 0x21 || c > 0x7e) return false;
   }
-  return true;
-}
-
-// Parses an address as a path ("<a@b>" or "a@b"); "" and "<>" only as a
-// reverse path. Returns "" and sets `why` on failure.
-bool ParseAddress(std::string_view text, smtp::PathKind kind, std::string& out, bool& utf8,
-                  std::string& why) {
-  std::string wrapped;
-  std::string_view a = Trim(text);
-  if (a.empty() || a.front() != '<') {
-    wrapped = absl::StrCat("<", Av(a), ">");
-    a = wrapped;
-  }
-  utf8 = HasNonAscii(a);
-  auto parsed = smtp::ParsePath(a, kind, utf8);
-  if (!parsed.ok()) {
-    why = std::string(parsed.status().message());
-    return false;
-  }
-  if (!Trim(parsed->rest).empty()) {
-    why = "text after '>'";
-    return false;
-  }
-  out = parsed->mailbox.ToString();
   return true;
 }
 
@@ -265,6 +225,41 @@ bool IsBatchFileName(std::string_view name) {
 // ---------------------------------------------------------------------------
 // The manifest
 
+namespace {
+
+// One string value of the manifest, just stored in `value` (a field of
+// `out`): checked, the sender parsed. Returns why it is wrong, or "".
+std::string CheckManifestValue(std::string_view k, const BatchLimits& limits, Manifest& out,
+                               std::string& value) {
+  if (k == "sender") {
+    if (out.sender.empty() || out.sender == "<>") {
+      out.sender.clear();
+      return "";
+    }
+    std::string why, parsed;
+    if (!ParseAddress(out.sender, smtp::PathKind::kReversePath, parsed, out.smtputf8, why)) {
+      return absl::StrCat("sender: bad address '", Shown(out.sender), "': ", why);
+    }
+    out.sender = std::move(parsed);
+  } else if (k == "template" || k == "recipients") {
+    if (!IsBatchFileName(value)) {
+      return absl::StrCat(Av(k), ": '", Shown(value),
+                          "' is not a plain file name inside the batch directory");
+    }
+  } else if (k == "feedback_id_sender") {
+    if (!IsFeedbackIdPart(value)) {
+      return "feedback_id_sender: must be 1 to 128 printable ASCII characters without spaces or "
+             "':'";
+    }
+  } else if (!IsId(value, limits.max_id_length)) {
+    return absl::StrCat(Av(k), ": must be 1 to ", limits.max_id_length,
+                        " printable ASCII characters without spaces");
+  }
+  return "";
+}
+
+}  // namespace
+
 bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& out,
                    BatchError& error) {
   const std::string file(kManifestName);
@@ -320,30 +315,8 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
     const toml::value<std::string>* value = node.as_string();
     if (value == nullptr) return fail(line, absl::StrCat(Av(k), ": must be a string"));
     *target = value->get();
-    if (k == "sender") {
-      if (!out.sender.empty() && out.sender != "<>") {
-        std::string why, parsed;
-        if (!ParseAddress(out.sender, smtp::PathKind::kReversePath, parsed, out.smtputf8, why)) {
-          return fail(line, absl::StrCat("sender: bad address '", Shown(out.sender), "': ", why));
-        }
-        out.sender = std::move(parsed);
-      } else {
-        out.sender.clear();
-      }
-    } else if (k == "template" || k == "recipients") {
-      if (!IsBatchFileName(*target)) {
-        return fail(line, absl::StrCat(Av(k), ": '", Shown(*target),
-                                       "' is not a plain file name inside the batch directory"));
-      }
-    } else if (k == "feedback_id_sender") {
-      if (!IsFeedbackIdPart(*target)) {
-        return fail(line,
-                    "feedback_id_sender: must be 1 to 128 printable ASCII characters without "
-                    "spaces or ':'");
-      }
-    } else if (!IsId(*target, limits.max_id_length)) {
-      return fail(line, absl::StrCat(Av(k), ": must be 1 to ", limits.max_id_length,
-                                     " printable ASCII characters without spaces"));
+    if (std::string why = CheckManifestValue(k, limits, out, *target); !why.empty()) {
+      return fail(line, std::move(why));
     }
   }
   if (!have_sender) return fail(0, "no sender (write sender = \"\" for the null sender <>)");
@@ -358,6 +331,84 @@ bool ParseManifest(std::string_view text, const BatchLimits& limits, Manifest& o
 // ---------------------------------------------------------------------------
 // The template
 
+namespace {
+
+// What reading the template's lines found.
+struct TemplateLines {
+  size_t header_lines = 0;  // lines of the header section
+  size_t count = 0;         // lines in all
+  bool in_header = true;    // no empty line ended the header section
+  bool keep_template_feedback_id = false;
+};
+
+// One header line of the template (not empty); returns why it is wrong, or "".
+std::string TemplateHeaderLine(std::string_view line, bool& any_field, const BatchLimits& limits,
+                               const BulkHeaders* bulk, PreparedTemplate& out, bool& keep_fbid) {
+  if (IsWsp(line.front())) {
+    return any_field ? "" : "continuation line before any header field";
+  }
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos) {
+    return "not a header field (no ':'); the header section must end with an empty line";
+  }
+  const std::string_view name = line.substr(0, colon);
+  if (!IsFieldName(name)) return "malformed header field name";
+  any_field = true;
+  return TemplateField(name, limits, bulk, out, keep_fbid);
+}
+
+// Lines: CRLF or bare LF (normalised to CRLF into out.stored), no NUL, no
+// bare CR, bounded; the header fields checked. Returns why it is wrong (at
+// line lines.count + 1), or "".
+std::string ReadTemplateLines(std::string_view bytes, const BatchLimits& limits,
+                              const BulkHeaders* bulk, PreparedTemplate& out,
+                              TemplateLines& lines) {
+  std::string& text = out.stored;
+  text.reserve(bytes.size() + bytes.size() / 32 + 2);
+  bool any_field = false;
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    size_t end = pos;
+    while (end < bytes.size() && bytes[end] != '\n' && bytes[end] != '\r' && bytes[end] != '\0') {
+      ++end;
+    }
+    const std::string_view line = bytes.substr(pos, end - pos);
+    if (end < bytes.size() && bytes[end] == '\0') return "NUL byte (binary data is not a message)";
+    size_t next;
+    if (end == bytes.size()) {
+      next = end;
+    } else if (bytes[end] == '\n') {
+      next = end + 1;
+    } else if (end + 1 < bytes.size() && bytes[end + 1] == '\n') {
+      next = end + 2;
+    } else {
+      return "bare CR (a CR not followed by LF)";
+    }
+    if (line.size() + 2 > limits.max_line_length) {
+      return absl::StrCat("line of ", line.size() + 2,
+                          " bytes (with CRLF) exceeds the line length limit (",
+                          limits.max_line_length, ")");
+    }
+    if (lines.in_header) {
+      if (line.empty()) {
+        if (!any_field) return "no header fields before the empty line";
+        lines.in_header = false;
+      } else if (std::string why = TemplateHeaderLine(line, any_field, limits, bulk, out,
+                                                      lines.keep_template_feedback_id);
+                 !why.empty()) {
+        return why;
+      }
+      if (lines.in_header) ++lines.header_lines;
+    }
+    absl::StrAppend(&text, Av(line), "\r\n");
+    pos = next;
+    ++lines.count;
+  }
+  return "";
+}
+
+}  // namespace
+
 bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchLimits& limits,
                      PreparedTemplate& out, BatchError& error, const Manifest* manifest) {
   auto fail = [&](size_t line, size_t column, std::string reason) {
@@ -371,68 +422,16 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
                 absl::StrCat("file of ", bytes.size(), " bytes exceeds the message size limit (",
                              limits.max_template_size, " bytes)"));
   }
-  // Lines: CRLF or bare LF (normalised to CRLF), no NUL, no bare CR, bounded.
-  std::string& text = out.stored;
-  text.reserve(bytes.size() + bytes.size() / 32 + 2);
-  bool in_header = true;
-  bool any_field = false;
-  size_t header_lines = 0;  // lines of the header section
-  size_t pos = 0;
-  size_t number = 1;
   const BulkHeaders* bulk = manifest != nullptr && manifest->bulk.any() ? &manifest->bulk : nullptr;
-  bool keep_template_feedback_id = false;
-  while (pos < bytes.size()) {
-    size_t end = pos;
-    while (end < bytes.size() && bytes[end] != '\n' && bytes[end] != '\r' && bytes[end] != '\0') {
-      ++end;
-    }
-    const std::string_view line = bytes.substr(pos, end - pos);
-    if (end < bytes.size() && bytes[end] == '\0') {
-      return fail(number, 0, "NUL byte (binary data is not a message)");
-    }
-    size_t next;
-    if (end == bytes.size()) {
-      next = end;
-    } else if (bytes[end] == '\n') {
-      next = end + 1;
-    } else if (end + 1 < bytes.size() && bytes[end + 1] == '\n') {
-      next = end + 2;
-    } else {
-      return fail(number, 0, "bare CR (a CR not followed by LF)");
-    }
-    if (line.size() + 2 > limits.max_line_length) {
-      return fail(number, 0,
-                  absl::StrCat("line of ", line.size() + 2,
-                               " bytes (with CRLF) exceeds the line length limit (",
-                               limits.max_line_length, ")"));
-    }
-    if (in_header) {
-      if (line.empty()) {
-        if (!any_field) return fail(number, 0, "no header fields before the empty line");
-        in_header = false;
-      } else if (IsWsp(line.front())) {
-        if (!any_field) return fail(number, 0, "continuation line before any header field");
-      } else {
-        const size_t colon = line.find(':');
-        if (colon == std::string_view::npos) {
-          return fail(number, 0,
-                      "not a header field (no ':'); the header section must end with an empty "
-                      "line");
-        }
-        const std::string_view name = line.substr(0, colon);
-        if (!IsFieldName(name)) return fail(number, 0, "malformed header field name");
-        if (std::string why = TemplateField(name, limits, bulk, out, keep_template_feedback_id);
-            !why.empty()) {
-          return fail(number, 0, std::move(why));
-        }
-        any_field = true;
-      }
-      if (in_header) ++header_lines;
-    }
-    absl::StrAppend(&text, Av(line), "\r\n");
-    pos = next;
-    ++number;
+  TemplateLines lines;
+  if (std::string why = ReadTemplateLines(bytes, limits, bulk, out, lines); !why.empty()) {
+    return fail(lines.count + 1, 0, std::move(why));
   }
+  std::string& text = out.stored;
+  const size_t header_lines = lines.header_lines;
+  const bool in_header = lines.in_header;
+  const size_t number = lines.count + 1;
+  const bool keep_template_feedback_id = lines.keep_template_feedback_id;
   if (in_header) {
     return fail(number - 1, 0, "header section not followed by an empty line (truncated file?)");
   }
@@ -470,210 +469,6 @@ bool PrepareTemplate(std::string_view file, std::string_view bytes, const BatchL
   }
   out.eight_bit = HasNonAscii(text);
   return true;
-}
-
-// ---------------------------------------------------------------------------
-// The recipients
-
-struct BatchBuilder::ArenaHash {
-  const BatchBuilder* b;
-  size_t operator()(uint32_t i) const { return absl::Hash<absl::string_view>()(Av(b->Address(i))); }
-};
-struct BatchBuilder::ArenaEq {
-  const BatchBuilder* b;
-  bool operator()(uint32_t x, uint32_t y) const { return b->Address(x) == b->Address(y); }
-};
-
-BatchBuilder::BatchBuilder(const PreparedTemplate& t, std::string template_file, std::string file,
-                           const BatchLimits& limits)
-    : t_(t),
-      template_file_(std::move(template_file)),
-      file_(std::move(file)),
-      limits_(limits),
-      reader_(CsvLimits{limits.max_record_size, limits.max_columns},
-              [this](const CsvRecord& r) { OnRecord(r); }),
-      seen_(std::make_unique<absl::flat_hash_set<uint32_t, ArenaHash, ArenaEq>>(0, ArenaHash{this},
-                                                                                ArenaEq{this})) {}
-
-BatchBuilder::~BatchBuilder() = default;
-
-std::string_view BatchBuilder::Address(uint32_t i) const {
-  const uint32_t begin = i == 0 ? 0 : address_ends_[i - 1];
-  return std::string_view(addresses_).substr(begin, address_ends_[i] - begin);
-}
-
-std::vector<std::string_view> BatchBuilder::Addresses() const {
-  std::vector<std::string_view> out;
-  out.reserve(address_ends_.size());
-  for (uint32_t i = 0; i < address_ends_.size(); ++i) out.push_back(Address(i));
-  return out;
-}
-
-bool BatchBuilder::Feed(std::string_view bytes) {
-  if (rejected_) return false;
-  reader_.Feed(bytes);
-  return !rejected_;
-}
-
-bool BatchBuilder::Finish() {
-  if (rejected_) return false;
-  reader_.Finish();
-  if (rejected_) return false;
-  if (!have_header_) {
-    Reject(0, 0, file_, "empty file: no header row");
-    return false;
-  }
-  if (accepted_ == 0) {
-    Reject(0, 0, "batch",
-           absl::StrCat("no valid recipient in ", file_,
-                        skipped_ > 0 ? absl::StrCat(" (", skipped_, " rows skipped)") : ""));
-    return false;
-  }
-  return true;
-}
-
-void BatchBuilder::Reject(size_t line, size_t column, std::string file, std::string reason) {
-  if (rejected_) return;
-  rejected_ = true;
-  error_ = BatchError{std::move(file), line, column, std::move(reason)};
-}
-
-void BatchBuilder::Skip(size_t line, std::string reason) {
-  ++skipped_;
-  if (notes_.size() < limits_.max_reported_lines) {
-    notes_.push_back(absl::StrCat("line ", line, ": ", reason));
-  }
-}
-
-void BatchBuilder::OnRecord(const CsvRecord& r) {
-  if (rejected_) return;
-  if (!have_header_) return Header(r);
-  Row(r);
-}
-
-void BatchBuilder::Header(const CsvRecord& r) {
-  have_header_ = true;
-  if (!r.error.empty()) return Reject(r.line, 0, file_, absl::StrCat("header row: ", r.error));
-  if (r.fields.size() == 1 && Trim(r.fields[0]).empty()) {
-    return Reject(r.line, 0, file_, "the first line must be the header row (email,...)");
-  }
-  bool have_email = false;
-  for (size_t i = 0; i < r.fields.size(); ++i) {
-    const std::string_view name = Trim(r.fields[i]);
-    if (name.empty())
-      return Reject(r.line, 0, file_, absl::StrCat("header row: column ", i + 1, " has no name"));
-    for (const std::string& seen : columns_) {
-      if (seen == name) {
-        return Reject(r.line, 0, file_,
-                      absl::StrCat("header row: column '", Shown(name), "' appears twice"));
-      }
-    }
-    if (base::EqualsIgnoreCase(name, "email")) {
-      if (have_email) return Reject(r.line, 0, file_, "header row: more than one email column");
-      have_email = true;
-      email_column_ = i;
-    }
-    columns_.emplace_back(name);
-  }
-  if (!have_email) {
-    return Reject(r.line, 0, file_,
-                  absl::StrCat("header row has no 'email' column (columns: ",
-                               Shown(absl::StrJoin(columns_, ", "), 200), ")"));
-  }
-  for (size_t f = 0; f < t_.compiled.fields.size(); ++f) {
-    const std::string& field = t_.compiled.fields[f];
-    size_t col = columns_.size();
-    for (size_t i = 0; i < columns_.size(); ++i) {
-      if (columns_[i] == field) col = i;
-    }
-    if (col == columns_.size()) {
-      const merge::CompiledTemplate::Position& at = t_.compiled.first_use[f];
-      if (at.line == 0) {  // only the manifest's [unsubscribe] URLs use it
-        return Reject(
-            0, 0, std::string(kManifestName),
-            absl::StrCat("[unsubscribe] uses the field '", field, "' but ", file_,
-                         " has only the columns ", Shown(absl::StrJoin(columns_, ", "), 200)));
-      }
-      return Reject(at.line, at.column, template_file_,
-                    absl::StrCat("unknown field '", field, "' (", file_, " has the columns ",
-                                 Shown(absl::StrJoin(columns_, ", "), 200), ")"));
-    }
-    field_columns_.push_back(col);
-  }
-  values_.resize(field_columns_.size());
-}
-
-void BatchBuilder::Row(const CsvRecord& r) {
-  if (!r.error.empty()) return Skip(r.line, r.error);
-  if (r.fields.size() == 1 && r.fields[0].empty()) return;  // a blank line
-  if (r.fields.size() != columns_.size()) {
-    return Skip(r.line, absl::StrCat(r.fields.size(), r.fields.size() == 1 ? " field" : " fields",
-                                     ", the header row has ", columns_.size()));
-  }
-  const std::string_view email = Trim(r.fields[email_column_]);
-  if (email.empty()) return Skip(r.line, "empty email");
-  if (email.size() > limits_.max_address_length) {
-    return Skip(r.line, absl::StrCat("address longer than ", limits_.max_address_length, " bytes"));
-  }
-  std::string address, why;
-  bool utf8 = false;
-  if (!ParseAddress(email, smtp::PathKind::kForwardPath, address, utf8, why)) {
-    return Skip(r.line, absl::StrCat("bad address '", Shown(email), "': ", why));
-  }
-  for (size_t f = 0; f < field_columns_.size(); ++f) {
-    const std::string_view v = r.fields[field_columns_[f]];
-    const std::string& name = t_.compiled.fields[f];
-    if (v.size() > limits_.max_value_length) {
-      return Skip(r.line,
-                  absl::StrCat("field '", name, "': value of ", v.size(),
-                               " bytes exceeds the limit (", limits_.max_value_length, ")"));
-    }
-    if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
-      return Skip(r.line, absl::StrCat("field '", name,
-                                       "': a line break or NUL in a value (a value fills part of "
-                                       "one line)"));
-    }
-    values_[f] = v;
-  }
-  if (t_.compiled.has_placeholders()) {
-    const size_t longest = merge::LongestMergedLine(t_.compiled, values_);
-    if (longest > limits_.max_line_length) {
-      return Skip(r.line, absl::StrCat("the merged message would have a line of ", longest,
-                                       " bytes, over the line length limit (",
-                                       limits_.max_line_length, ")"));
-    }
-    const size_t size = merge::RenderedSize(t_.compiled, values_);
-    if (size > limits_.max_message_size) {
-      return Skip(r.line, absl::StrCat("the merged message would be ", size,
-                                       " bytes, over the message size limit (",
-                                       limits_.max_message_size, ")"));
-    }
-  }
-  // The same address twice is one recipient: the first row wins.
-  const uint32_t index = static_cast<uint32_t>(address_ends_.size());
-  addresses_.append(address);
-  address_ends_.push_back(static_cast<uint32_t>(addresses_.size()));
-  if (!seen_->insert(index).second) {
-    address_ends_.pop_back();
-    addresses_.resize(index == 0 ? 0 : address_ends_.back());
-    return Skip(r.line, absl::StrCat("duplicate recipient <", Shown(address), ">"));
-  }
-  if (accepted_ >= limits_.max_recipients) {
-    return Reject(0, 0, file_,
-                  absl::StrCat("more than ", limits_.max_recipients,
-                               " recipients (the limit per batch): split it into several"));
-  }
-  spool::PackRecipient(packed_, address, values_);
-  if (packed_.size() > limits_.max_packed_size) {
-    return Reject(0, 0, file_,
-                  absl::StrCat("the recipients and their values exceed ", limits_.max_packed_size,
-                               " bytes: split the batch"));
-  }
-  ++accepted_;
-  smtputf8_ |= utf8;
-  if (!eight_bit_) {
-    for (std::string_view v : values_) eight_bit_ |= HasNonAscii(v);
-  }
 }
 
 }  // namespace sluice::pickup

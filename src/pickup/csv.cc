@@ -59,36 +59,130 @@ void CsvReader::Error(std::string reason) {
   state_ = State::kSkip;
 }
 
-void CsvReader::Feed(std::string_view in) {
-  if (!bom_checked_) {
-    // The first three bytes may arrive in pieces.
-    while (!in.empty() && bom_.size() < kBom.size() && kBom[bom_.size()] == in.front()) {
-      bom_.push_back(in.front());
-      in.remove_prefix(1);
-    }
-    if (bom_.size() == kBom.size()) {
-      bom_checked_ = true;  // a BOM: dropped
-      bom_.clear();
-    } else if (!in.empty()) {
-      bom_checked_ = true;  // not a BOM: what was held back is data
-      std::string held;
-      held.swap(bom_);
-      Feed(held);
-    } else {
-      return;  // still undecided
-    }
+bool CsvReader::CheckBom(std::string_view& in) {
+  // The first three bytes may arrive in pieces.
+  while (!in.empty() && bom_.size() < kBom.size() && kBom[bom_.size()] == in.front()) {
+    bom_.push_back(in.front());
+    in.remove_prefix(1);
   }
+  if (bom_.size() == kBom.size()) {
+    bom_checked_ = true;  // a BOM: dropped
+    bom_.clear();
+    return true;
+  }
+  if (in.empty()) return false;  // still undecided
+  bom_checked_ = true;           // not a BOM: what was held back is data
+  std::string held;
+  held.swap(bom_);
+  Feed(held);
+  return true;
+}
+
+void CsvReader::NextLine() {
+  ++line_;
+  record_line_ = line_;
+}
+
+// Each step below takes the bytes from `i` its state allows and returns
+// where the next step starts. It returns `i` itself only after an error
+// (Grow() or Error() put the reader in kSkip), so byte i is skipped next.
+
+size_t CsvReader::SkipByte(std::string_view in, size_t i) {
+  if (in[i] == '\n') {
+    NextLine();
+    state_ = State::kFieldStart;
+  }
+  return i + 1;
+}
+
+void CsvReader::Delimiter(char c) {
+  EndField();
+  if (c == ',') {
+    if (state_ != State::kSkip) state_ = State::kFieldStart;
+  } else if (c == '\r') {
+    if (state_ != State::kSkip) state_ = State::kCr;
+  } else {  // '\n'
+    if (state_ != State::kSkip) EndRecord();
+    state_ = State::kFieldStart;  // this LF ends even a record in error
+    NextLine();
+  }
+}
+
+size_t CsvReader::FieldBytes(std::string_view in, size_t i) {
+  const char c = in[i];
+  if (Plain(c) || (c == '"' && state_ == State::kUnquoted)) {
+    // A run of ordinary bytes at once ('"' inside an unquoted field is
+    // kept as it is, as most CSV readers do).
+    size_t j = i + 1;
+    while (j < in.size() && (Plain(in[j]) || in[j] == '"')) ++j;
+    const size_t take = std::min(j - i, Room());
+    data_.append(in.data() + i, take);
+    record_bytes_ += take;
+    state_ = State::kUnquoted;
+    i += take;
+    if (i < j) Grow(1);  // byte i is one too many: the error, then skipped
+    return i;
+  }
+  if (!Grow(1)) return i;
+  if (c == '"') {
+    state_ = State::kQuoted;
+  } else {
+    Delimiter(c);
+  }
+  return i + 1;
+}
+
+size_t CsvReader::QuotedBytes(std::string_view in, size_t i) {
+  size_t j = i;
+  while (j < in.size() && in[j] != '"') ++j;
+  if (j > i) {
+    // Exactly as many bytes as the limit allows, so where an over-long
+    // record is cut (and skipping starts) does not depend on chunks.
+    const size_t take = std::min(j - i, Room());
+    for (size_t k = i; k < i + take; ++k) line_ += in[k] == '\n';
+    data_.append(in.data() + i, take);
+    record_bytes_ += take;
+    i += take;
+    if (i < j) Grow(1);  // byte i is one too many: the error, then skipped
+    return i;
+  }
+  if (!Grow(1)) return i;
+  state_ = State::kQuote;
+  return i + 1;
+}
+
+size_t CsvReader::AfterQuote(std::string_view in, size_t i) {
+  const char c = in[i];
+  if (!Grow(1)) return i;
+  if (c == '"') {
+    data_.push_back('"');
+    state_ = State::kQuoted;
+  } else if (c == ',' || c == '\r' || c == '\n') {
+    Delimiter(c);
+  } else {
+    Error("text after the closing quote of a field");
+    return i;  // this byte is skipped (or ends the skip) in kSkip
+  }
+  return i + 1;
+}
+
+size_t CsvReader::AfterCr(std::string_view in, size_t i) {
+  if (in[i] != '\n') {
+    Error("CR not followed by LF");
+    return i;
+  }
+  if (!Grow(1)) return i;
+  EndRecord();
+  NextLine();
+  return i + 1;
+}
+
+void CsvReader::Feed(std::string_view in) {
+  if (!bom_checked_ && !CheckBom(in)) return;
   size_t i = 0;
-  const size_t n = in.size();
-  while (i < n) {
-    const char c = in[i];
+  while (i < in.size()) {
     if (state_ == State::kSkip) {
-      if (c == '\n') {
-        ++line_;
-        record_line_ = line_;
-        state_ = State::kFieldStart;
-      }
-      ++i;
+      i = SkipByte(in, i);
       continue;
     }
     if (!record_started_) {
@@ -97,98 +191,21 @@ void CsvReader::Feed(std::string_view in) {
     }
     switch (state_) {
       case State::kFieldStart:
-      case State::kUnquoted: {
-        if (Plain(c) || (c == '"' && state_ == State::kUnquoted)) {
-          // A run of ordinary bytes at once ('"' inside an unquoted field is
-          // kept as it is, as most CSV readers do).
-          size_t j = i + 1;
-          while (j < n && (Plain(in[j]) || in[j] == '"')) ++j;
-          const size_t take = std::min(j - i, Room());
-          data_.append(in.data() + i, take);
-          record_bytes_ += take;
-          state_ = State::kUnquoted;
-          i += take;
-          if (i < j) Grow(1);  // byte i is one too many: the error, then skipped
-          continue;
-        }
-        if (!Grow(1)) break;
-        if (c == '"') {
-          state_ = State::kQuoted;
-        } else if (c == ',') {
-          EndField();
-          if (state_ != State::kSkip) state_ = State::kFieldStart;
-        } else if (c == '\r') {
-          EndField();
-          if (state_ != State::kSkip) state_ = State::kCr;
-        } else {  // '\n'
-          EndField();
-          if (state_ != State::kSkip) EndRecord();
-          state_ = State::kFieldStart;  // this LF ends even a record in error
-          ++line_;
-          record_line_ = line_;
-        }
-        ++i;
-        continue;
-      }
-      case State::kQuoted: {
-        size_t j = i;
-        while (j < n && in[j] != '"') ++j;
-        if (j > i) {
-          // Exactly as many bytes as the limit allows, so where an over-long
-          // record is cut (and skipping starts) does not depend on chunks.
-          const size_t take = std::min(j - i, Room());
-          for (size_t k = i; k < i + take; ++k) line_ += in[k] == '\n';
-          data_.append(in.data() + i, take);
-          record_bytes_ += take;
-          i += take;
-          if (i < j) Grow(1);  // byte i is one too many: the error, then skipped
-          continue;
-        }
-        if (!Grow(1)) break;
-        state_ = State::kQuote;
-        ++i;
-        continue;
-      }
-      case State::kQuote: {
-        if (!Grow(1)) break;
-        if (c == '"') {
-          data_.push_back('"');
-          state_ = State::kQuoted;
-        } else if (c == ',') {
-          EndField();
-          if (state_ != State::kSkip) state_ = State::kFieldStart;
-        } else if (c == '\r') {
-          EndField();
-          if (state_ != State::kSkip) state_ = State::kCr;
-        } else if (c == '\n') {
-          EndField();
-          if (state_ != State::kSkip) EndRecord();
-          state_ = State::kFieldStart;  // this LF ends even a record in error
-          ++line_;
-          record_line_ = line_;
-        } else {
-          Error("text after the closing quote of a field");
-          continue;  // this byte is skipped (or ends the skip) in kSkip
-        }
-        ++i;
-        continue;
-      }
-      case State::kCr: {
-        if (c != '\n') {
-          Error("CR not followed by LF");
-          continue;
-        }
-        if (!Grow(1)) break;
-        EndRecord();
-        ++line_;
-        record_line_ = line_;
-        ++i;
-        continue;
-      }
+      case State::kUnquoted:
+        i = FieldBytes(in, i);
+        break;
+      case State::kQuoted:
+        i = QuotedBytes(in, i);
+        break;
+      case State::kQuote:
+        i = AfterQuote(in, i);
+        break;
+      case State::kCr:
+        i = AfterCr(in, i);
+        break;
       case State::kSkip:
         break;  // handled above
     }
-    // Grow() failed on byte i: it is now skipped like the rest of the record.
   }
 }
 

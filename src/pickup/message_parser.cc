@@ -179,6 +179,15 @@ class Parser {
   // Envelope lines first, then recipients and sender from the header if the
   // envelope did not give them.
   bool Envelope() {
+    const Message& m = result_.message;
+    if (!EnvelopeLines() || !HeaderFacts()) return false;
+    if (!m.envelope_to_given && !RecipientsFromHeader()) return false;
+    if (!m.envelope_from_given && !SenderFromHeader()) return false;
+    return RequireFrom();
+  }
+
+  // The X-Sluice-Envelope-From/To lines, which must lead the header.
+  bool EnvelopeLines() {
     Message& m = result_.message;
     bool leading = true;
     for (size_t k = 0; k < fields_.size(); ++k) {
@@ -212,6 +221,12 @@ class Parser {
         m.envelope_to_given = true;
       }
     }
+    return true;
+  }
+
+  // Date:, Message-ID:, From: seen; the hop count checked.
+  bool HeaderFacts() {
+    Message& m = result_.message;
     size_t hops = 0;
     for (const Field& f : fields_) {
       if (base::EqualsIgnoreCase(f.name, "Date")) m.has_date = true;
@@ -223,55 +238,58 @@ class Parser {
       return Failed(0, absl::StrCat("too many hops: ", hops, " Received: header fields (limit ",
                                     limits_.max_hops, ")"));
     }
-    if (!m.envelope_to_given) {
-      for (const Field& f : fields_) {
-        if (!base::EqualsIgnoreCase(f.name, "To") && !base::EqualsIgnoreCase(f.name, "Cc") &&
-            !base::EqualsIgnoreCase(f.name, "Bcc")) {
-          continue;
-        }
-        const size_t line = lines_[f.first].number;
-        std::vector<std::string> addresses;
-        if (!ExtractAddresses(f.value, addresses)) {
-          return Failed(line, absl::StrCat("malformed address list in ", base::Av(f.name)));
-        }
-        for (const std::string& a : addresses) {
-          std::string rcpt;
-          if (!ParseAddress(a, line, smtp::PathKind::kForwardPath, rcpt, "recipient")) return false;
-          if (!AddRecipient(std::move(rcpt), line)) return false;
-        }
+    return true;
+  }
+
+  // No X-Sluice-Envelope-To: every address of To, Cc and Bcc.
+  bool RecipientsFromHeader() {
+    for (const Field& f : fields_) {
+      if (!base::EqualsIgnoreCase(f.name, "To") && !base::EqualsIgnoreCase(f.name, "Cc") &&
+          !base::EqualsIgnoreCase(f.name, "Bcc")) {
+        continue;
       }
-      if (m.recipients.empty()) {
-        return Failed(
-            0, "no recipients: no X-Sluice-Envelope-To line and no address in To, Cc or Bcc");
-      }
-    }
-    if (!m.envelope_from_given) {
-      const Field* source = nullptr;
-      for (const Field& f : fields_) {
-        if (base::EqualsIgnoreCase(f.name, "Sender")) source = &f;
-      }
-      if (source == nullptr) {
-        for (const Field& f : fields_) {
-          if (base::EqualsIgnoreCase(f.name, "From") && source == nullptr) source = &f;
-        }
-      }
-      if (source == nullptr) {
-        return Failed(0, "no sender: no X-Sluice-Envelope-From line and no Sender or From field");
-      }
-      const size_t line = lines_[source->first].number;
+      const size_t line = lines_[f.first].number;
       std::vector<std::string> addresses;
-      if (!ExtractAddresses(source->value, addresses)) {
-        return Failed(line, absl::StrCat("malformed address in ", base::Av(source->name)));
+      if (!ExtractAddresses(f.value, addresses)) {
+        return Failed(line, absl::StrCat("malformed address list in ", base::Av(f.name)));
       }
-      if (addresses.empty()) {
-        return Failed(line, absl::StrCat("no address in ", base::Av(source->name)));
-      }
-      if (!ParseAddress(addresses.front(), line, smtp::PathKind::kReversePath, m.sender,
-                        "sender")) {
-        return false;
+      for (const std::string& a : addresses) {
+        std::string rcpt;
+        if (!ParseAddress(a, line, smtp::PathKind::kForwardPath, rcpt, "recipient")) return false;
+        if (!AddRecipient(std::move(rcpt), line)) return false;
       }
     }
-    return RequireFrom();
+    if (result_.message.recipients.empty()) {
+      return Failed(0,
+                    "no recipients: no X-Sluice-Envelope-To line and no address in To, Cc or Bcc");
+    }
+    return true;
+  }
+
+  // No X-Sluice-Envelope-From: the last Sender:, else the first From:.
+  bool SenderFromHeader() {
+    const Field* source = nullptr;
+    for (const Field& f : fields_) {
+      if (base::EqualsIgnoreCase(f.name, "Sender")) source = &f;
+    }
+    if (source == nullptr) {
+      for (const Field& f : fields_) {
+        if (base::EqualsIgnoreCase(f.name, "From") && source == nullptr) source = &f;
+      }
+    }
+    if (source == nullptr) {
+      return Failed(0, "no sender: no X-Sluice-Envelope-From line and no Sender or From field");
+    }
+    const size_t line = lines_[source->first].number;
+    std::vector<std::string> addresses;
+    if (!ExtractAddresses(source->value, addresses)) {
+      return Failed(line, absl::StrCat("malformed address in ", base::Av(source->name)));
+    }
+    if (addresses.empty()) {
+      return Failed(line, absl::StrCat("no address in ", base::Av(source->name)));
+    }
+    return ParseAddress(addresses.front(), line, smtp::PathKind::kReversePath,
+                        result_.message.sender, "sender");
   }
 
   // server.require_from: exactly one From field (RFC 5322 3.6). Checked
@@ -349,93 +367,123 @@ std::string Error::ToString() const {
   return absl::StrCat("line ", line, ": ", reason);
 }
 
-bool ExtractAddresses(std::string_view value, std::vector<std::string>& out) {
-  // Walk the list once, tracking quotes, comments and angle brackets; a
-  // top-level ',' ends an entry, a top-level ':' ends a group name and a
-  // top-level ';' ends a group.
-  std::string plain;  // the entry with comments removed
-  std::string angle;  // the last <...> of the entry
-  bool have_angle = false;
-  bool in_quote = false;
-  int comment = 0;
-  bool in_angle = false;
-  auto finish = [&]() {
-    std::string a = have_angle ? angle : plain;
-    std::string_view t = Trim(a);
-    if (!t.empty()) out.emplace_back(t);
-    plain.clear();
-    angle.clear();
-    have_angle = false;
-  };
-  for (size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
-    if (in_quote) {
-      if (c == '\\' && i + 1 < value.size()) {
-        (in_angle ? angle : plain) += c;
-        (in_angle ? angle : plain) += value[++i];
-        continue;
+namespace {
+
+// Walks an address list once, tracking quotes, comments and angle
+// brackets; a top-level ',' ends an entry, a top-level ':' ends a group
+// name and a top-level ';' ends a group.
+class AddressListScanner {
+ public:
+  AddressListScanner(std::string_view value, std::vector<std::string>& out)
+      : value_(value), out_(out) {}
+
+  bool Run() {
+    for (i_ = 0; i_ < value_.size(); ++i_) {
+      if (in_quote_) {
+        Quoted();
+      } else if (comment_ > 0) {
+        Comment();
+      } else if (!TopLevel(value_[i_])) {
+        return false;
       }
-      if (c == '"') in_quote = false;
-      (in_angle ? angle : plain) += c;
-      continue;
     }
-    if (comment > 0) {
-      if (c == '\\' && i + 1 < value.size()) {
-        ++i;
-      } else if (c == '(') {
-        ++comment;
-      } else if (c == ')') {
-        --comment;
-      }
-      continue;
+    if (in_quote_ || comment_ > 0 || in_angle_) return false;
+    Finish();
+    // Display-name words before a bare addr-spec would have been caught by
+    // the caller's address check; an entry with spaces outside quotes and
+    // no angle brackets is left for it to reject.
+    return true;
+  }
+
+ private:
+  std::string& text() { return in_angle_ ? angle_ : plain_; }
+
+  void Quoted() {
+    const char c = value_[i_];
+    if (c == '\\' && i_ + 1 < value_.size()) {
+      text() += c;
+      text() += value_[++i_];
+      return;
     }
+    if (c == '"') in_quote_ = false;
+    text() += c;
+  }
+
+  void Comment() {
+    const char c = value_[i_];
+    if (c == '\\' && i_ + 1 < value_.size()) {
+      ++i_;
+    } else if (c == '(') {
+      ++comment_;
+    } else if (c == ')') {
+      --comment_;
+    }
+  }
+
+  // A byte outside quotes and comments; false when the list is malformed.
+  bool TopLevel(char c) {
     switch (c) {
       case '"':
-        in_quote = true;
-        (in_angle ? angle : plain) += c;
-        break;
+        in_quote_ = true;
+        text() += c;
+        return true;
       case '(':
-        comment = 1;
-        break;
+        comment_ = 1;
+        return true;
       case ')':
         return false;
       case '<':
-        if (in_angle) return false;
-        in_angle = true;
-        have_angle = true;
-        angle.clear();
-        break;
+        if (in_angle_) return false;
+        in_angle_ = have_angle_ = true;
+        angle_.clear();
+        return true;
       case '>':
-        if (!in_angle) return false;
-        in_angle = false;
-        break;
+        if (!in_angle_) return false;
+        in_angle_ = false;
+        return true;
       case ',':
-        if (in_angle) return false;
-        finish();
-        break;
+      case ';':
+        if (in_angle_) return false;
+        Finish();
+        return true;
       case ':':
-        if (in_angle) {
-          angle += c;  // a source route
-        } else if (!have_angle) {
-          plain.clear();  // "group name:" — what follows are its members
+        if (in_angle_) {
+          angle_ += c;  // a source route
+        } else if (!have_angle_) {
+          plain_.clear();  // "group name:" — what follows are its members
         } else {
           return false;
         }
-        break;
-      case ';':
-        if (in_angle) return false;
-        finish();
-        break;
+        return true;
       default:
-        (in_angle ? angle : plain) += c;
+        text() += c;
+        return true;
     }
   }
-  if (in_quote || comment > 0 || in_angle) return false;
-  finish();
-  // Display-name words before a bare addr-spec would have been caught by
-  // the caller's address check; an entry with spaces outside quotes and no
-  // angle brackets is left for it to reject.
-  return true;
+
+  void Finish() {
+    std::string_view t = Trim(have_angle_ ? angle_ : plain_);
+    if (!t.empty()) out_.emplace_back(t);
+    plain_.clear();
+    angle_.clear();
+    have_angle_ = false;
+  }
+
+  const std::string_view value_;
+  std::vector<std::string>& out_;
+  size_t i_ = 0;
+  std::string plain_;  // the entry with comments removed
+  std::string angle_;  // the last <...> of the entry
+  bool have_angle_ = false;
+  bool in_quote_ = false;
+  int comment_ = 0;
+  bool in_angle_ = false;
+};
+
+}  // namespace
+
+bool ExtractAddresses(std::string_view value, std::vector<std::string>& out) {
+  return AddressListScanner(value, out).Run();
 }
 
 Result ParseMessage(std::string_view file, const Limits& limits) {

@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/admin/json_value.h"
 #include "sluice/base/strings.h"
+#include "sluice/pickup/config_limits.h"
 #include "sluice/pickup/message_parser.h"
-#include "sluice/server/pickup_ingester.h"
 
 namespace sluice::server {
 namespace {
@@ -142,7 +142,7 @@ bool Recipients(const JsonValue& doc, size_t max, std::vector<const JsonValue*>&
 bool BuildContent(const JsonValue& doc, const std::string& content,
                   const pickup::Manifest& manifest, const config::Config& config, Injection& out,
                   std::string& error) {
-  pickup::Limits limits = MessageLimitsFor(config);
+  pickup::Limits limits = pickup::MessageLimitsFor(config);
   std::vector<const JsonValue*> rcpts;
   if (!Recipients(doc, std::min(kMaxInjectRecipients, limits.max_recipients), rcpts, error))
     return false;
@@ -318,7 +318,7 @@ bool BuildInjection(std::string_view json, const config::Config& config, Injecti
     error = "content, template: give exactly one";
     return false;
   }
-  const pickup::BatchLimits limits = BatchLimitsFor(config);
+  const pickup::BatchLimits limits = pickup::BatchLimitsFor(config);
   pickup::Manifest manifest;
   if (!CheckManifest(sender, campaign, tenant, limits, manifest, error)) return false;
   out.env.protocol = "http";

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -28,6 +29,7 @@
 #include "sluice/base/strings.h"
 #include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
+#include "sluice/pickup/ingester.h"
 #include "sluice/pickup/pickup_directory.h"
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/config_reload.h"
@@ -248,7 +250,14 @@ struct ShardCommons {
       : client_limiter(config.max_connections_per_ip, config.max_connection_rate_per_ip),
         mailboxes(shards, limits::kMailboxSlots),
         helpers(WakeFds(mailboxes, shards), limits::kHelperThreads, limits::kHelperSlotsPerShard),
-        metrics_board(shards) {}
+        metrics_board(shards) {
+    // The pickup directory's file work runs on a thread of its own
+    // (pickup/ingester.h), not on the shared helpers: it is a steady stream.
+    if (!config.pickup_dir.empty()) {
+      pickup_thread.emplace(WakeFds(mailboxes, shards), pickup::Ingester::kThreads,
+                            pickup::Ingester::kJobSlots, "pickup");
+    }
+  }
 
   static std::vector<int> WakeFds(io::Mailboxes<ShardNote>& mailboxes, int shards) {
     std::vector<int> wake_fds;
@@ -262,6 +271,7 @@ struct ShardCommons {
   // After the mailboxes (it writes their wake-up eventfds), before the
   // shards (destroyed after them: jobs left unrun are dropped, not run).
   io::HelperPool helpers;
+  std::optional<io::HelperPool> pickup_thread;  // with a pickup directory
   // Every shard's latest metrics snapshot, read by whichever shard answers
   // a scrape (metrics/snapshot.h). Outlives the shards.
   metrics::MetricsBoard metrics_board;
@@ -283,6 +293,9 @@ std::vector<std::unique_ptr<Shard>> CreateShards(const config::Config& config, i
     shard_objects.back()->set_http_tokens(stores.http_tokens.get());
     shard_objects.back()->set_metrics_board(&commons.metrics_board);
     shard_objects.back()->set_helpers(&commons.helpers);
+    if (i == 0 && commons.pickup_thread) {
+      shard_objects.back()->set_pickup_thread(&*commons.pickup_thread);
+    }
   }
   return shard_objects;
 }

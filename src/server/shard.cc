@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "shard_pickup.h"
 #include "sluice/base/check.h"
 #include "sluice/base/cidr.h"
 #include "sluice/base/clock.h"
@@ -22,12 +23,12 @@
 #include "sluice/base/strings.h"
 #include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
+#include "sluice/pickup/ingester.h"
 #include "sluice/server/client_limiter.h"
 #include "sluice/server/connection.h"
 #include "sluice/server/control_socket.h"
 #include "sluice/server/http_listener.h"
 #include "sluice/server/metrics_collector.h"
-#include "sluice/server/pickup_ingester.h"
 #include "sluice/tls/credentials.h"
 #include "sluice/tls/tls.h"
 
@@ -122,11 +123,8 @@ Shard::Shard(int index, const config::Config& config, int log_fd, base::QueueId 
 }
 
 Shard::~Shard() {
-  // An inotify read still in flight would write into the ingester: keep it
-  // (only possible when the stop deadline cut the wait short).
-  if (pickup_ && !pickup_->idle()) (void)pickup_.release();
-  pickup_.reset();
-  // The same for HTTP connections and fan-outs still in flight.
+  DropPickup();
+  // HTTP connections and fan-outs still in flight: kept, as DropPickup does.
   if (http_ && !http_->idle()) (void)http_.release();
   http_.reset();
   for (Connection* c : connections_) delete c;
@@ -180,6 +178,25 @@ absl::Status Shard::Init() {
     }
   }
 
+  if (auto s = OpenListeners(); !s.ok()) return s;
+  if (!config_.control_dir.empty()) {
+    mkdir(config_.control_dir.c_str(), 0700);  // EEXIST is fine; bind reports the rest
+    control_ = std::make_unique<ControlSocket>(
+        *this, absl::StrCat(config_.control_dir, "/", index_, ".sock"));
+    if (auto s = control_->Init(); !s.ok()) return s;
+  }
+  if (!config_.http_addresses.empty()) {
+    http_ = std::make_unique<HttpListener>(*this, config_.http_addresses[0]);
+    if (auto s = http_->Init(); !s.ok()) return s;
+  }
+  if (auto s = InitPickup(); !s.ok()) return s;
+  now_ms_ = base::MonotonicMillis();
+  CheckSpoolSpace(/*inline_now=*/true);
+  if (metrics_board_ != nullptr) PublishMetrics();  // a scrape at once sees every shard
+  return absl::OkStatus();
+}
+
+absl::Status Shard::OpenListeners() {
   // Plain listeners, then the implicit-TLS ones (tls.listen / --listen-tls).
   std::vector<std::pair<base::SocketAddress, bool>> addresses;
   for (const base::SocketAddress& addr : config_.listen_addresses)
@@ -210,25 +227,6 @@ absl::Status Shard::Init() {
     if (listen(l->fd, 4096) != 0) return Errno(absl::StrCat("listen ", addr.ToString()));
     listeners_.push_back(std::move(l));
   }
-  if (!config_.control_dir.empty()) {
-    mkdir(config_.control_dir.c_str(), 0700);  // EEXIST is fine; bind reports the rest
-    control_ = std::make_unique<ControlSocket>(
-        *this, absl::StrCat(config_.control_dir, "/", index_, ".sock"));
-    if (auto s = control_->Init(); !s.ok()) return s;
-  }
-  if (!config_.http_addresses.empty()) {
-    http_ = std::make_unique<HttpListener>(*this, config_.http_addresses[0]);
-    if (auto s = http_->Init(); !s.ok()) return s;
-  }
-  if (index_ == 0 && !config_.pickup_dir.empty()) {
-    pickup_ = std::make_unique<PickupIngester>(*this, config_.pickup_dir);
-    if (auto s = pickup_->Init(); !s.ok()) return s;
-    pickup_->AdoptClaimed(std::move(claimed_));
-    claimed_.clear();
-  }
-  now_ms_ = base::MonotonicMillis();
-  CheckSpoolSpace(/*inline_now=*/true);
-  if (metrics_board_ != nullptr) PublishMetrics();  // a scrape at once sees every shard
   return absl::OkStatus();
 }
 
@@ -343,6 +341,7 @@ void Shard::DrainNotes() {
 void Shard::OnWake(int, uint32_t) {
   DrainNotes();
   if (helpers_ != nullptr) helpers_->Drain(index_);
+  if (pickup_thread_ != nullptr) pickup_thread_->Drain(index_);
   if (stop_requested_.load(std::memory_order_acquire) && !stopping_) BeginStop();
   ApplyReload();
   ArmWake();

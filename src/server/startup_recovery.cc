@@ -184,7 +184,7 @@ absl::StatusOr<spool::RecoveryReport> RecoverSpool(const config::Config& config)
   return recovered;
 }
 
-// Finishes the pickup claims a crash interrupted (pickup_ingester.h): a
+// Finishes the pickup claims a crash interrupted (pickup/ingester.h): a
 // claimed file (or batch directory) that is the origin of a recovered record
 // was committed, so it goes; a batch directory already renamed
 // "<id>.pickup.done" was committed too (its record may even be delivered and

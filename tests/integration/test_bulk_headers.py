@@ -176,8 +176,10 @@ def test_bad_unsubscribe_settings_reject_the_batch(sluice_factory, tmp_path):
         cases.append((name, files, reason))
         drop_batch(pickup, name, files)
     bad = pickup / "bad"
-    wait_for(lambda: all((bad / f"{n}.error").exists() for n, _, _ in cases), 20,
-             what="every bad batch rejected")
+    # The note is written (and fsynced) before the batch is moved beside it:
+    # wait for both.
+    wait_for(lambda: all((bad / f"{n}.error").exists() and (bad / n).exists()
+                         for n, _, _ in cases), 20, what="every bad batch rejected")
     for name, _, reason in cases:
         note = (bad / f"{name}.error").read_text()
         assert reason in note, (name, note)

@@ -388,7 +388,7 @@ def test_every_reception_protocol_is_documented():
     row = next(line for line in (root / "docs" / "PROTOCOL.md").read_text().splitlines()
                if line.startswith("| `Reception` |"))
     values = set()
-    for path in (root / "src" / "server").glob("*.cc"):
+    for path in [*(root / "src" / "server").glob("*.cc"), *(root / "src" / "pickup").glob("*.cc")]:
         values |= set(re.findall(r'protocol = "([A-Za-z]+)"', path.read_text()))
     values |= {"SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA"}  # connection.cc's ProtocolName
     assert {"DSN", "pickup"} <= values, values

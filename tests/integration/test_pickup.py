@@ -157,8 +157,9 @@ def test_bad_files_go_to_bad_with_a_reason(sluice_factory, tmp_path):
         drop(pickup, name, data)
     drop(pickup, "good", message(1)[0])
     bad = pickup / "bad"
-    wait_for(lambda: all((bad / f"{n}.error").exists() for n in BAD_FILES), 15,
-             what="every bad file rejected")
+    # The note is written before the file is moved beside it: wait for both.
+    wait_for(lambda: all((bad / f"{n}.error").exists() and (bad / n).exists() for n in BAD_FILES),
+             15, what="every bad file rejected")
     for name, (data, words) in BAD_FILES.items():
         assert (bad / name).read_bytes() == data, f"{name}: content changed"
         reason = (bad / f"{name}.error").read_text()

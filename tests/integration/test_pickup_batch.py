@@ -254,8 +254,9 @@ def test_malformed_batches_are_rejected_whole(sluice_factory, tmp_path):
     drop_batch(pickup, "good.batch", batch_files(people(3)))
     expected = {**{n: w for n, (_, w) in BAD_BATCHES.items()}, "symlink": "recipients.csv: a symbolic link"}
     bad = pickup / "bad"
-    wait_for(lambda: all((bad / f"{n}.batch.error").exists() for n in expected), 20,
-             what="every bad batch rejected")
+    # The note is written before the batch is moved beside it: wait for both.
+    wait_for(lambda: all((bad / f"{n}.batch.error").exists() and (bad / f"{n}.batch").exists()
+                         for n in expected), 20, what="every bad batch rejected")
     for name, words in expected.items():
         reason = (bad / f"{name}.batch.error").read_text()
         assert words in reason, f"{name}: {reason!r} lacks {words!r}"

@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -46,7 +47,9 @@ class HelperPool {
 
   // `wake_fds[s]` is the eventfd shard s's loop keeps a read armed on; the
   // pool does not own it. `slots_per_shard` is rounded up to a power of two.
-  HelperPool(std::vector<int> wake_fds, int threads, size_t slots_per_shard);
+  // Threads are named `<name>-N` (the pickup's own pool: `pickup-0`).
+  HelperPool(std::vector<int> wake_fds, int threads, size_t slots_per_shard,
+             std::string name = "helper");
   ~HelperPool();  // stops and joins; jobs not yet run are dropped unrun
   HelperPool(const HelperPool&) = delete;
   HelperPool& operator=(const HelperPool&) = delete;
@@ -73,6 +76,7 @@ class HelperPool {
   std::optional<std::pair<size_t, Job>> Next();
 
   const size_t slots_;
+  const std::string name_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::mutex mu_;                      // helpers only: serialises pops and completion pushes
   size_t next_lane_ = 0;               // under mu_: round-robin start, so no shard starves another

@@ -13,7 +13,7 @@
 // ("line N: reason") and skipped, the others are queued.
 //
 // Pure: bytes in, results out (the daemon's I/O is in
-// server/pickup_ingester.cc, `sluice inject --batch` in cli/main.cc). The
+// pickup/ingester.h, `sluice inject --batch` in cli/main.cc). The
 // recipients file is read in chunks through BatchBuilder, which keeps per
 // recipient only what the spool record needs: the address and the values of
 // the fields the template uses, packed in the envelope's encoding
@@ -40,7 +40,7 @@ inline constexpr std::string_view kManifestName = "manifest.toml";
 
 // Every size a producer controls, bounded. The defaults are what the daemon
 // uses, except the three taken from [server] and the two from [pickup]
-// (server::BatchLimitsFor).
+// (pickup::BatchLimitsFor, config_limits.h).
 struct BatchLimits {
   size_t max_manifest_size = 64 * 1024;
   size_t max_template_size = 50 * 1024 * 1024;  // server.max_message_size
@@ -57,7 +57,7 @@ struct BatchLimits {
   size_t max_reported_lines = 1000;       // skipped rows listed one by one in NAME.error
   uint64_t max_packed_size = 1ull << 30;  // the stored recipients (the envelope's u32 size)
   // Policy from the configuration, not limits; false/"" here, the daemon's
-  // defaults come from server::BatchLimitsFor.
+  // defaults come from pickup::BatchLimitsFor.
   bool require_from = false;       // exactly one From: in the template (server.require_from)
   std::string feedback_id_sender;  // Feedback-ID's sender id unless the manifest gives one
                                    // (pickup.feedback_id_sender; "" for none)

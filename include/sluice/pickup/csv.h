@@ -58,6 +58,15 @@ class CsvReader {
     kSkip,        // after an error: up to the next LF
   };
 
+  // Feed's parts (csv.cc).
+  bool CheckBom(std::string_view& in);  // false: too few bytes yet to tell
+  void NextLine();
+  void Delimiter(char c);  // ',', CR or LF outside quotes
+  size_t SkipByte(std::string_view in, size_t i);
+  size_t FieldBytes(std::string_view in, size_t i);
+  size_t QuotedBytes(std::string_view in, size_t i);
+  size_t AfterQuote(std::string_view in, size_t i);
+  size_t AfterCr(std::string_view in, size_t i);
   void EndField();
   void EndRecord();
   void Error(std::string reason);

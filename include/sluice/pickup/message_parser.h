@@ -38,7 +38,7 @@ struct Limits {
   // the header section refuse the file ("too many hops").
   size_t max_hops = 50;
   // Not exactly one From: is an error (server.require_from; the daemon's
-  // default is true, server::MessageLimitsFor).
+  // default is true, pickup::MessageLimitsFor).
   bool require_from = false;
 };
 

@@ -5,7 +5,8 @@
 // with NAME.error beside them.
 //
 // Plain blocking POSIX calls: these run at start-up, in `sluice inject`, or
-// for a rejected file (rare); never on a hot path.
+// on the pickup thread (a rejected file, a finished batch); never on a
+// shard thread in steady state.
 #pragma once
 
 #include <string>

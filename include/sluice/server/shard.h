@@ -49,13 +49,17 @@ class KeyStore;  // DKIM keys shared by the shards (dkim/signer.h)
 class Signer;
 }  // namespace sluice::dkim
 
+namespace sluice::pickup {
+class IngestHost;  // pickup/ingest_host.h
+class Ingester;    // pickup/ingester.h: shard 0 runs it
+}  // namespace sluice::pickup
+
 namespace sluice::server {
 
 class ClientLimiter;
 class Connection;
 class ControlSocket;
 class HttpListener;
-class PickupIngester;
 
 // A message found in the spool at start-up, for its home shard.
 struct RecoveredMessage {
@@ -108,7 +112,7 @@ class Shard final : public delivery::EngineHost {
     journal_sequence_ = journal_sequence;
   }
   // Claimed pickup files a crash left unfinished (absolute paths); shard 0
-  // processes them again when it starts (pickup_ingester.h).
+  // processes them again when it starts (pickup/ingester.h).
   void AdoptClaimed(std::vector<std::string> paths) { claimed_ = std::move(paths); }
   // Runs until stopped. Runs on the shard thread.
   void Run();
@@ -167,6 +171,9 @@ class Shard final : public delivery::EngineHost {
   // tests that build a shard without one: the work then runs inline.
   void set_helpers(io::HelperPool* h) { helpers_ = h; }
   io::HelperPool* helpers() const { return helpers_; }
+  // The pickup directory's own thread (pickup/ingester.h): set by the server
+  // before Init() on shard 0 when a pickup directory is configured.
+  void set_pickup_thread(io::HelperPool* p) { pickup_thread_ = p; }
   metrics::MetricsBoard* metrics_board() const { return metrics_board_; }
   // Builds this shard's snapshot now (server/metrics_collector.h) and
   // publishes it when there is a board. Shard thread only.
@@ -214,6 +221,12 @@ class Shard final : public delivery::EngineHost {
   void ArmWake();
   void Tick();
   void BeginStop();
+  // Binds this shard's SO_REUSEPORT listeners (plain, then implicit TLS).
+  absl::Status OpenListeners();
+  // Shard 0 with a pickup directory: the ingester (shard_pickup.cc), set up
+  // in Init, freed in the destructor (or kept if work is still in flight).
+  absl::Status InitPickup();
+  void DropPickup();
   // Refreshes spool_available_ and the space figures: inline at start-up,
   // on a helper thread once running (a statvfs can block on a busy disk).
   void CheckSpoolSpace(bool inline_now = false);
@@ -282,7 +295,8 @@ class Shard final : public delivery::EngineHost {
   std::unique_ptr<HttpListener> http_;                  // http.listen; null when off
   const tls::BearerTokenStore* http_tokens_ = nullptr;  // shared, owned by the server
   // The pickup directory: shard 0 only, when configured.
-  std::unique_ptr<PickupIngester> pickup_;
+  std::unique_ptr<pickup::IngestHost> pickup_host_;  // this shard, as the ingester sees it
+  std::unique_ptr<pickup::Ingester> pickup_;
   std::vector<std::string> claimed_;
   uint64_t wake_value_ = 0;
   const std::string too_many_connections_;  // the reply, sent from this buffer
@@ -315,6 +329,7 @@ class Shard final : public delivery::EngineHost {
   metrics::MetricsBoard* metrics_board_ = nullptr;  // shared, owned by the server
   io::HelperPool* helpers_ = nullptr;               // shared, owned by the server
   bool space_check_in_flight_ = false;              // a statvfs job is on a helper
+  io::HelperPool* pickup_thread_ = nullptr;  // shard 0 with a pickup dir; owned by the server
   uint64_t next_metrics_ms_ = 0;
   std::vector<metrics::DestinationSample> metrics_scratch_;  // reused by every snapshot
   ShardStats stats_;
