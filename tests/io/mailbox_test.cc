@@ -60,7 +60,7 @@ TEST(Mailboxes, ThreeProducersOneIoUringConsumer) {
   int wakes = 0;
   while (total < kPerProducer * (kShards - 1)) {
     wake.fired = false;
-    io_uring_prep_read((*ring)->Prepare(&wake), boxes.wake_fd(0), &wake.value, 8, 0);
+    (*ring)->Read(&wake, boxes.wake_fd(0), &wake.value, 8, 0);
     while (!wake.fired) (*ring)->RunOnce(1000);
     ++wakes;
     total += boxes.Drain(0, [&](Note n) {

@@ -22,7 +22,7 @@ TEST(RingTest, NopCompletesThroughRunOnce) {
   auto ring = Ring::Create(8);
   ASSERT_TRUE(ring.ok()) << ring.status();
   Counter c;
-  io_uring_prep_nop((*ring)->Prepare(&c));
+  (*ring)->Nop(&c);
   EXPECT_EQ(c.calls, 0);  // nothing runs while preparing
   EXPECT_EQ((*ring)->RunOnce(1000), 1);
   EXPECT_EQ(c.calls, 1);
@@ -38,7 +38,7 @@ TEST(RingTest, PrepareNeverSpinsOnAFullCompletionQueue) {
   (*ring)->SimulateBusyCompletionQueue(16);  // what kernels before 5.19 do
   constexpr int kOps = 5000;
   std::vector<Counter> counters(kOps);
-  for (Counter& c : counters) io_uring_prep_nop((*ring)->Prepare(&c));
+  for (Counter& c : counters) (*ring)->Nop(&c);
   int ran = 0;
   for (int turn = 0; turn < 1000 && ran < kOps; ++turn) ran += (*ring)->RunOnce(100);
   EXPECT_EQ(ran, kOps);
@@ -57,13 +57,13 @@ TEST(RingTest, CallbacksMayPrepareMoreWork) {
     void OnComplete(int, uint32_t) override {
       ++calls;
       if (--remaining > 0) {
-        for (int i = 0; i < 3 && remaining > 0; ++i) io_uring_prep_nop(ring->Prepare(nullptr));
-        io_uring_prep_nop(ring->Prepare(this));
+        for (int i = 0; i < 3 && remaining > 0; ++i) ring->Nop(nullptr);
+        ring->Nop(this);
       }
     }
   } chain;
   chain.ring = ring->get();
-  io_uring_prep_nop((*ring)->Prepare(&chain));
+  (*ring)->Nop(&chain);
   for (int turn = 0; turn < 10000 && chain.remaining > 0; ++turn) (*ring)->RunOnce(100);
   EXPECT_EQ(chain.remaining, 0);
   EXPECT_EQ(chain.calls, 300);

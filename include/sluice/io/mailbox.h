@@ -27,7 +27,7 @@
 
 #include "sluice/base/check.h"
 #include "sluice/base/spsc_ring.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 
 namespace sluice::io {
 
@@ -59,7 +59,7 @@ class Mailboxes {
   // Set-up, on shard `shard`'s thread, before any shard posts (the start-up
   // latch orders it): wakes aimed at `shard` come as completions of `wake`
   // on `ring`, and posts from `shard` send them through `ring`.
-  void UseRing(int shard, Ring* ring, Completion* wake) {
+  void UseRing(int shard, Loop* ring, Completion* wake) {
     if (!ring->can_post_messages()) return;
     Target& t = targets_[static_cast<size_t>(shard)];
     t.ring = ring;
@@ -72,7 +72,7 @@ class Mailboxes {
     Target& t = targets_[static_cast<size_t>(target)];
     if (!t.from[static_cast<size_t>(source)]->TryPush(std::move(message))) return false;
     if (!t.wake_pending.exchange(true, std::memory_order_acq_rel)) {
-      Ring* own = targets_[static_cast<size_t>(source)].ring;
+      Loop* own = targets_[static_cast<size_t>(source)].ring;
       if (own != nullptr && t.ring_wake != nullptr) {
         own->PostMessage(t.ring_fd, t.ring_wake, &t.fallback);
       } else {
@@ -120,7 +120,7 @@ class Mailboxes {
 
   struct Target {
     int wake_fd = -1;
-    Ring* ring = nullptr;  // the target's own ring, when it posts by MSG_RING
+    Loop* ring = nullptr;  // the target's own ring, when it posts by MSG_RING
     int ring_fd = -1;
     Completion* ring_wake = nullptr;
     Fallback fallback;
