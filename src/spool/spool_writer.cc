@@ -149,9 +149,8 @@ class SpoolWriter::Message {
     if (!status.ok()) {
       // Complete but maybe not durable, and never acknowledged: remove it
       // rather than deliver a message the client will send again.
-      io_uring_sqe* sqe = writer_.ring_.Prepare(nullptr);
-      io_uring_prep_unlinkat(sqe, writer_.dir_fd_, final_name_.c_str(), 0);
-      io_uring_submit(writer_.ring_.raw());
+      writer_.ring_.Unlinkat(nullptr, writer_.dir_fd_, final_name_.c_str(), 0);
+      writer_.ring_.Submit();
     } else if (writer_.stored_hook_) {
       writer_.stored_hook_(StoredRecord{id_, final_name_, 0, 0, recipients_});
     }
@@ -206,8 +205,7 @@ class SpoolWriter::Message {
     final_name_ = MessageFileName(id_);
     const std::string preamble = EncodePreamble(0);  // runs to the end of the file
     std::memcpy(preamble_, preamble.data(), kPreambleSize);
-    io_uring_sqe* sqe = writer_.ring_.Prepare(&open_done_);
-    io_uring_prep_openat(sqe, writer_.dir_fd_, tmp_name_.c_str(),
+    writer_.ring_.Openat(&open_done_, writer_.dir_fd_, tmp_name_.c_str(),
                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     ++ops_;
   }
@@ -236,11 +234,9 @@ class SpoolWriter::Message {
         tail_ = nullptr;
       }
       offset_ += w->bytes;
-      io_uring_sqe* sqe = writer_.ring_.Prepare(w);
-      io_uring_prep_writev(sqe, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
-                           w->offset);
       // The commit chain (writes, fdatasync, rename) runs in order.
-      if (final) sqe->flags |= IOSQE_IO_LINK;
+      writer_.ring_.Writev(w, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
+                           w->offset, io::Op{.link = final});
       ++ops_;
     }
     pending_.clear();
@@ -294,8 +290,7 @@ class SpoolWriter::Message {
       w->offset += static_cast<uint64_t>(result);
       w->bytes -= static_cast<size_t>(result);
       w->iov.swap(rest);
-      io_uring_sqe* sqe = writer_.ring_.Prepare(w);
-      io_uring_prep_writev(sqe, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
+      writer_.ring_.Writev(w, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
                            w->offset);
       ++ops_;
       return;
@@ -357,19 +352,15 @@ class SpoolWriter::Message {
   void StartChain() {
     chain_started_ = true;
     Flush(true);
-    io_uring_sqe* sync = writer_.ring_.Prepare(&sync_done_);
-    io_uring_prep_fsync(sync, fd_, IORING_FSYNC_DATASYNC);
-    sync->flags |= IOSQE_IO_LINK;
-    io_uring_sqe* rename = writer_.ring_.Prepare(&rename_done_);
-    io_uring_prep_renameat(rename, writer_.dir_fd_, tmp_name_.c_str(), writer_.dir_fd_,
-                           final_name_.c_str(), 0);
+    writer_.ring_.Fdatasync(&sync_done_, fd_, io::kLinked);
+    writer_.ring_.Renameat(&rename_done_, writer_.dir_fd_, tmp_name_.c_str(), writer_.dir_fd_,
+                           final_name_.c_str());
     ops_ += 2;
   }
 
   void CloseFd() {
     if (fd_ < 0) return;
-    io_uring_sqe* sqe = writer_.ring_.Prepare(nullptr);
-    io_uring_prep_close(sqe, fd_);
+    writer_.ring_.Close(nullptr, fd_);
     fd_ = -1;
   }
 
@@ -378,9 +369,8 @@ class SpoolWriter::Message {
   void RemoveTemporary() {
     CloseFd();
     if (!created_) return;
-    io_uring_sqe* sqe = writer_.ring_.Prepare(nullptr);
-    io_uring_prep_unlinkat(sqe, writer_.dir_fd_, tmp_name_.c_str(), 0);
-    io_uring_submit(writer_.ring_.raw());
+    writer_.ring_.Unlinkat(nullptr, writer_.dir_fd_, tmp_name_.c_str(), 0);
+    writer_.ring_.Submit();
   }
 
   void Discard() {
@@ -432,7 +422,7 @@ class SpoolWriter::Message {
   io::MemberCompletion<Message, &Message::OnRename> rename_done_{this};
 };
 
-SpoolWriter::SpoolWriter(io::Ring& ring, io::BufferRing& buffers, int dir_fd,
+SpoolWriter::SpoolWriter(io::Loop& ring, io::BufferRing& buffers, int dir_fd,
                          std::function<base::QueueId()> new_id)
     : ring_(ring), buffers_(buffers), dir_fd_(dir_fd), new_id_(std::move(new_id)) {}
 
@@ -478,9 +468,8 @@ void SpoolWriter::Flush() {
 void SpoolWriter::OpenSegment() {
   segment_opening_ = true;
   opening_name_ = SegmentFileName(new_id_());
-  io_uring_sqe* sqe = ring_.Prepare(&segment_open_done_);
-  io_uring_prep_openat(sqe, dir_fd_, opening_name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                       0600);
+  ring_.Openat(&segment_open_done_, dir_fd_, opening_name_.c_str(),
+               O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 }
 
 void SpoolWriter::OnSegmentOpen(int result, uint32_t) {
@@ -495,10 +484,7 @@ void SpoolWriter::OnSegmentOpen(int result, uint32_t) {
     }
     return;
   }
-  if (segment_fd_ >= 0) {
-    io_uring_sqe* sqe = ring_.Prepare(nullptr);
-    io_uring_prep_close(sqe, segment_fd_);
-  }
+  if (segment_fd_ >= 0) ring_.Close(nullptr, segment_fd_);
   segment_fd_ = result;
   segment_name_ = opening_name_;
   segment_size_ = 0;
@@ -525,19 +511,15 @@ void SpoolWriter::StartBatch() {
     const size_t n = std::min(kIovMax, b.iov.size() - i);
     uint64_t bytes = 0;
     for (size_t k = i; k < i + n; ++k) bytes += b.iov[k].iov_len;
-    io_uring_sqe* sqe = ring_.Prepare(&batch_op_done_);
-    io_uring_prep_writev(sqe, segment_fd_, &b.iov[i], static_cast<unsigned>(n), offset);
-    sqe->flags |= IOSQE_IO_LINK;
+    ring_.Writev(&batch_op_done_, segment_fd_, &b.iov[i], static_cast<unsigned>(n), offset,
+                 io::kLinked);
     offset += bytes;
     ++b.ops;
   }
-  io_uring_sqe* sync = ring_.Prepare(&batch_op_done_);
-  io_uring_prep_fsync(sync, segment_fd_, IORING_FSYNC_DATASYNC);
+  ring_.Fdatasync(&batch_op_done_, segment_fd_, io::Op{.link = segment_needs_dir_sync_});
   ++b.ops;
   if (segment_needs_dir_sync_) {
-    sync->flags |= IOSQE_IO_LINK;
-    io_uring_sqe* dir = ring_.Prepare(&batch_op_done_);
-    io_uring_prep_fsync(dir, dir_fd_, 0);
+    ring_.Fsync(&batch_op_done_, dir_fd_);
     ++b.ops;
     segment_needs_dir_sync_ = false;
   }
@@ -560,21 +542,19 @@ void SpoolWriter::FinishBatch() {
   } else {
     // Take the records back out, so none of them is delivered unasked
     // (their clients get 451 and send again), and move to a new segment.
-    if (ftruncate(segment_fd_, static_cast<off_t>(batch->offset)) != 0) {
-      const int err = errno;
+    if (const int rc = ring_.Truncate(segment_fd_, batch->offset); rc < 0) {
+      const int err = -rc;
       SLUICE_LOG(kError, "spool.truncate_failed", "cannot truncate a segment",
                  {{"segment", segment_name_}, {"error", std::strerror(err)}});
     }
-    io_uring_sqe* sqe = ring_.Prepare(nullptr);
-    io_uring_prep_close(sqe, segment_fd_);
+    ring_.Close(nullptr, segment_fd_);
     segment_fd_ = -1;
     if (batch->offset == 0) {
       // The segment never got a record: remove it rather than leave an
       // empty file behind for every failed commit on a full disk. The
       // kernel copies the name at submission, so submit now.
-      io_uring_sqe* unlink = ring_.Prepare(nullptr);
-      io_uring_prep_unlinkat(unlink, dir_fd_, segment_name_.c_str(), 0);
-      io_uring_submit(ring_.raw());
+      ring_.Unlinkat(nullptr, dir_fd_, segment_name_.c_str(), 0);
+      ring_.Submit();
       segment_name_.clear();
     }
   }
@@ -591,8 +571,7 @@ void SpoolWriter::StartDirSync() {
   if (dir_sync_in_flight_ || waiting_dir_sync_.empty()) return;
   dir_syncing_.swap(waiting_dir_sync_);
   dir_sync_in_flight_ = true;
-  io_uring_sqe* sqe = ring_.Prepare(&dir_sync_done_);
-  io_uring_prep_fsync(sqe, dir_fd_, 0);
+  ring_.Fsync(&dir_sync_done_, dir_fd_);
 }
 
 void SpoolWriter::OnDirSync(int result, uint32_t) {

@@ -27,7 +27,7 @@ class SpoolWriterFixture : public testing::Test {
     dir_fd_ = open((root_ + "/0").c_str(), O_RDONLY | O_DIRECTORY);
     ASSERT_GE(dir_fd_, 0);
     ring_ = std::move(*io::Ring::Create(256));
-    buffers_ = std::move(*io::BufferRing::Create(*ring_, 1, 16, 4096));
+    buffers_ = std::move(*ring_->CreateBufferRing(1, 16, 4096));
     writer_ = std::make_unique<SpoolWriter>(*ring_, *buffers_, dir_fd_,
                                             [this] { return ids_.Next(++clock_); });
   }

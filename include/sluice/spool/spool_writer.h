@@ -36,7 +36,7 @@
 #include "absl/status/status.h"
 #include "sluice/base/histogram.h"
 #include "sluice/base/queue_id.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 #include "sluice/spool/message_file.h"
 
 namespace sluice::spool {
@@ -59,7 +59,7 @@ class SpoolWriter {
 
   // `dir_fd` is an open O_DIRECTORY descriptor of the shard directory;
   // `new_id` names new segments.
-  SpoolWriter(io::Ring& ring, io::BufferRing& buffers, int dir_fd,
+  SpoolWriter(io::Loop& ring, io::BufferRing& buffers, int dir_fd,
               std::function<base::QueueId()> new_id);
   ~SpoolWriter();
 
@@ -121,7 +121,7 @@ class SpoolWriter {
   void StartDirSync();
   void OnDirSync(int result, uint32_t flags);
 
-  io::Ring& ring_;
+  io::Loop& ring_;
   io::BufferRing& buffers_;
   int dir_fd_;
   std::function<base::QueueId()> new_id_;
