@@ -45,10 +45,10 @@ uint64_t Lines(std::string_view bytes) {
 
 }  // namespace
 
-AccountingLog::AccountingLog(io::Ring& ring, int fd)
+AccountingLog::AccountingLog(io::Loop& ring, int fd)
     : AccountingLog(ring, fd < 0 ? nullptr : LogFile::ForFd(fd)) {}
 
-AccountingLog::AccountingLog(io::Ring& ring, std::shared_ptr<LogFile> file)
+AccountingLog::AccountingLog(io::Loop& ring, std::shared_ptr<LogFile> file)
     : ring_(ring), file_(std::move(file)), fd_(file_ != nullptr ? file_->fd() : -1) {}
 
 AccountingLog::~AccountingLog() {
@@ -120,10 +120,9 @@ void AccountingLog::Flush() {
 }
 
 void AccountingLog::Submit() {
-  io_uring_sqe* sqe = ring_.Prepare(&written_);
-  io_uring_prep_write(sqe, fd_, in_flight_.data() + in_flight_done_,
-                      static_cast<unsigned>(in_flight_.size() - in_flight_done_),
-                      static_cast<uint64_t>(-1));
+  ring_.Write(&written_, fd_, in_flight_.data() + in_flight_done_,
+              static_cast<unsigned>(in_flight_.size() - in_flight_done_),
+              static_cast<uint64_t>(-1));
 }
 
 void AccountingLog::OnWritten(int result, uint32_t) {

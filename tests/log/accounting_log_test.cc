@@ -15,6 +15,7 @@
 
 #include "gtest/gtest.h"
 #include "sluice/base/limits.h"
+#include "sluice/io/ring.h"
 #include "sluice/log/json.h"
 
 namespace sluice::log {

@@ -27,7 +27,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 #include "sluice/log/log_file.h"
 
 namespace sluice::log {
@@ -125,8 +125,8 @@ class AccountingLog {
  public:
   // fd < 0: logging disabled, records are dropped silently. Shards writing
   // the same fd share its LogFile::ForFd.
-  AccountingLog(io::Ring& ring, int fd);
-  AccountingLog(io::Ring& ring, std::shared_ptr<LogFile> file);
+  AccountingLog(io::Loop& ring, int fd);
+  AccountingLog(io::Loop& ring, std::shared_ptr<LogFile> file);
   // Makes one last synchronous attempt at what is still buffered (waiting a
   // little for another shard's write); what remains is counted lost. The
   // shard must not destroy a log with a write in flight (idle()).
@@ -187,7 +187,7 @@ class AccountingLog {
   void WriteBatchNow();
   void Lost(uint64_t records);
 
-  io::Ring& ring_;
+  io::Loop& ring_;
   std::shared_ptr<LogFile> file_;  // null when disabled
   int fd_;
   std::string buffer_;
