@@ -72,7 +72,7 @@ std::string NextHop(const config::Config& config, const std::string& domain) {
 
 }  // namespace
 
-Engine::Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname,
+Engine::Engine(io::Loop& ring, const config::Config& config, EngineHost& host, std::string hostname,
                dkim::Signer* dkim)
     : ring_(ring),
       config_(config),

@@ -8,7 +8,6 @@
 // Trusts: RecordRef (the home shard's ledger). Limits: one record is read
 // whole into memory.
 #include <fcntl.h>
-#include <liburing.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,7 +25,7 @@ namespace {
 
 // A read of one spool record through the ring.
 struct ReadOp final : io::Completion {
-  io::Ring* ring;
+  io::Loop* ring;
   int fd;
   uint64_t offset;
   std::string bytes;
@@ -34,9 +33,8 @@ struct ReadOp final : io::Completion {
   std::function<void(absl::StatusOr<std::string>)> callback;
 
   void Submit() {
-    io_uring_sqe* sqe = ring->Prepare(this);
-    io_uring_prep_read(sqe, fd, bytes.data() + done, static_cast<unsigned>(bytes.size() - done),
-                       offset + done);
+    ring->Read(this, fd, bytes.data() + done, static_cast<unsigned>(bytes.size() - done),
+               offset + done);
   }
   void OnComplete(int result, uint32_t) override {
     if (result < 0) {
@@ -174,8 +172,7 @@ void Engine::CloseUnlinkedFiles() {
     op->callback = [this, key = key](int result, uint32_t links) {
       OnLinkCount(key, result, links);
     };
-    io_uring_sqe* sqe = ring_.Prepare(op);
-    io_uring_prep_statx(sqe, file.fd, "", AT_EMPTY_PATH, STATX_NLINK, &op->st);
+    ring_.Statx(op, file.fd, "", AT_EMPTY_PATH, STATX_NLINK, &op->st);
   }
 }
 

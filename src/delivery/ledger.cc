@@ -1,7 +1,6 @@
 #include "sluice/delivery/ledger.h"
 
 #include <fcntl.h>
-#include <liburing.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,7 +84,7 @@ struct Ledger::JournalWrite final : io::Completion {
   }
 };
 
-Ledger::Ledger(io::Ring& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
+Ledger::Ledger(io::Loop& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
                std::function<std::string()> current_segment)
     : ring_(ring),
       root_(std::move(spool_root)),
@@ -208,12 +207,9 @@ void Ledger::Flush() {
     auto* w = new JournalWrite();
     w->ledger = this;
     w->bytes.swap(journal_buffer_);
-    io_uring_sqe* sqe = ring_.Prepare(w);
-    io_uring_prep_write(sqe, journal_->fd, w->bytes.data(), static_cast<unsigned>(w->bytes.size()),
-                        journal_->size);
-    sqe->flags |= IOSQE_IO_LINK;
-    io_uring_sqe* sync = ring_.Prepare(w);
-    io_uring_prep_fsync(sync, journal_->fd, IORING_FSYNC_DATASYNC);
+    ring_.Write(w, journal_->fd, w->bytes.data(), static_cast<unsigned>(w->bytes.size()),
+                journal_->size, io::kLinked);
+    ring_.Fdatasync(w, journal_->fd);
     w->ops = 2;
     journal_->size += w->bytes.size();
     ++in_flight_;
@@ -249,9 +245,8 @@ void Ledger::StartRetirements() {
         tombstones_since_ms_ = base::MonotonicMillis();
       }
       TombstoneBatch& t = *tombstones_;
-      io_uring_sqe* sqe = ring_.Prepare(&t);
-      io_uring_prep_write(sqe, f->fd, spool::kTombstone.data(),
-                          static_cast<unsigned>(spool::kTombstone.size()), m.offset);
+      ring_.Write(&t, f->fd, spool::kTombstone.data(),
+                  static_cast<unsigned>(spool::kTombstone.size()), m.offset);
       ++t.writes;
       t.ids.push_back(id);
       if (std::find(t.files.begin(), t.files.end(), f) == t.files.end()) t.files.push_back(f);
@@ -271,15 +266,12 @@ void Ledger::StartRetirements() {
       ++in_flight_;
     }
     unlinks->ids.push_back(id);
-    io_uring_sqe* sqe = ring_.Prepare(unlinks);
-    io_uring_prep_unlinkat(sqe, f->dir_fd, f->name.c_str(), 0);
-    sqe->flags |= IOSQE_IO_LINK;
-    io_uring_sqe* sync = ring_.Prepare(unlinks);
-    io_uring_prep_fsync(sync, f->dir_fd, 0);
+    ring_.Unlinkat(unlinks, f->dir_fd, f->name.c_str(), 0, io::kLinked);
+    ring_.Fsync(unlinks, f->dir_fd);
     unlinks->ops += 2;
   }
   // The unlink SQEs point at File::name: submit now, while it exists.
-  if (unlinks != nullptr) io_uring_submit(ring_.raw());
+  if (unlinks != nullptr) ring_.Submit();
 }
 
 void Ledger::MaybeSyncTombstones() {
@@ -292,8 +284,7 @@ void Ledger::MaybeSyncTombstones() {
   syncing_->syncing = true;
   ++in_flight_;
   for (File* f : syncing_->files) {
-    io_uring_sqe* sync = ring_.Prepare(syncing_);
-    io_uring_prep_fsync(sync, f->fd, IORING_FSYNC_DATASYNC);
+    ring_.Fdatasync(syncing_, f->fd);
     ++syncing_->syncs;
   }
 }

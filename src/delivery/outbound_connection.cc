@@ -1,7 +1,6 @@
 #include "sluice/delivery/outbound_connection.h"
 
 #include <arpa/inet.h>
-#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -66,7 +65,7 @@ void TlsSessionCache::Erase(const std::string& key) {
   index_.erase(it);
 }
 
-OutboundConnection::OutboundConnection(io::Ring& ring, ConnectionDelegate& delegate,
+OutboundConnection::OutboundConnection(io::Loop& ring, ConnectionDelegate& delegate,
                                        const OutboundOptions& options, std::vector<Target> targets,
                                        uint16_t port, OutboundTlsSetup tls)
     : ring_(ring),
@@ -135,13 +134,10 @@ void OutboundConnection::Connect() {
     }
   }
   connecting_ = true;
-  io_uring_sqe* sqe = ring_.Prepare(&connect_op_);
-  io_uring_prep_connect(sqe, fd_, reinterpret_cast<sockaddr*>(&peer_), peer_size_);
-  sqe->flags |= IOSQE_IO_LINK;
+  ring_.Connect(&connect_op_, fd_, reinterpret_cast<sockaddr*>(&peer_), peer_size_, io::kLinked);
   connect_timeout_.tv_sec = options_.connect_timeout_ms / 1000;
   connect_timeout_.tv_nsec = static_cast<long long>(options_.connect_timeout_ms % 1000) * 1000000;
-  io_uring_sqe* timeout = ring_.Prepare(&timeout_op_);
-  io_uring_prep_link_timeout(timeout, &connect_timeout_, 0);
+  ring_.LinkTimeout(&timeout_op_, &connect_timeout_);
   ops_ += 2;
 }
 
@@ -178,8 +174,7 @@ void OutboundConnection::ArmReceive() {
   if (receiving_ || fd_ < 0 || closing_) return;
   receiving_ = true;
   ++ops_;
-  io_uring_sqe* sqe = ring_.Prepare(&receive_op_);
-  io_uring_prep_recv(sqe, fd_, receive_buffer_, sizeof receive_buffer_, 0);
+  ring_.Recv(&receive_op_, fd_, receive_buffer_, sizeof receive_buffer_);
 }
 
 void OutboundConnection::OnReceive(int result) {
@@ -240,9 +235,7 @@ void OutboundConnection::Send() {
   }
   sending_ = true;
   ++ops_;
-  io_uring_sqe* sqe = ring_.Prepare(&send_op_);
-  io_uring_prep_send(sqe, fd_, sending_buffer_.data() + sent_, sending_buffer_.size() - sent_,
-                     MSG_NOSIGNAL);
+  ring_.Send(&send_op_, fd_, sending_buffer_.data() + sent_, sending_buffer_.size() - sent_);
 }
 
 void OutboundConnection::OnSent(int result) {
@@ -300,10 +293,7 @@ void OutboundConnection::Abort() {
     --session_depth_;
   }
   if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
-  if (connecting_) {
-    io_uring_sqe* sqe = ring_.Prepare(nullptr);
-    io_uring_prep_cancel(sqe, &connect_op_, 0);
-  }
+  if (connecting_) ring_.Cancel(nullptr, &connect_op_);
   MaybeReleased();
 }
 
@@ -482,8 +472,7 @@ void OutboundConnection::MaybeReleased() {
     // ring comes back once the stack has unwound.
     pending_next_ = false;
     ++ops_;
-    io_uring_sqe* sqe = ring_.Prepare(&reconnect_op_);
-    io_uring_prep_nop(sqe);
+    ring_.Nop(&reconnect_op_);
     return;
   }
   if (finished_ && !released_) {

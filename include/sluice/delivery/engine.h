@@ -45,7 +45,7 @@
 #include "sluice/delivery/record_cache.h"
 #include "sluice/dkim/signer.h"
 #include "sluice/dns/resolver.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 #include "sluice/log/accounting_log.h"
 #include "sluice/queue/queue_set.h"
 #include "sluice/spool/message_file.h"
@@ -89,7 +89,7 @@ struct AttemptOutcome;  // outcome.h (private to delivery/)
 class Engine final : public ConnectionDelegate {
  public:
   // `dkim`: the shard's signer (nullptr or no signers: mail goes unsigned).
-  Engine(io::Ring& ring, const config::Config& config, EngineHost& host, std::string hostname,
+  Engine(io::Loop& ring, const config::Config& config, EngineHost& host, std::string hostname,
          dkim::Signer* dkim = nullptr);
   ~Engine() override;
 
@@ -260,7 +260,7 @@ class Engine final : public ConnectionDelegate {
               const std::string& ip, const smtp::Reply& reply, uint32_t attempt,
               const std::string& tls);
 
-  io::Ring& ring_;
+  io::Loop& ring_;
   const config::Config& config_;
   EngineHost& host_;
   const std::string hostname_;

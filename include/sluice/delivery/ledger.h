@@ -36,7 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "sluice/base/queue_id.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 
 namespace sluice::delivery {
 
@@ -62,7 +62,7 @@ class Ledger {
   // `spool_root` holds the numbered directories; `own_dir` is where this
   // shard's journal goes; `current_segment` names the segment the spool
   // writer of own_dir still appends to (never removed).
-  Ledger(io::Ring& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
+  Ledger(io::Loop& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
          std::function<std::string()> current_segment);
   ~Ledger();
   Ledger(const Ledger&) = delete;
@@ -123,7 +123,7 @@ class Ledger {
   void MaybeRemove(File* f);
   void OpenJournal();
 
-  io::Ring& ring_;
+  io::Loop& ring_;
   const std::string root_;
   const int own_dir_;
   std::function<std::string()> current_segment_;

@@ -38,7 +38,7 @@
 
 #include "sluice/base/cidr.h"
 #include "sluice/dns/resolver.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 #include "sluice/smtp/client_session.h"
 #include "sluice/tls/tls.h"
 
@@ -118,7 +118,7 @@ struct OutboundOptions {
 
 class OutboundConnection final : public smtp::ClientHandler {
  public:
-  OutboundConnection(io::Ring& ring, ConnectionDelegate& delegate, const OutboundOptions& options,
+  OutboundConnection(io::Loop& ring, ConnectionDelegate& delegate, const OutboundOptions& options,
                      std::vector<Target> targets, uint16_t port, OutboundTlsSetup tls = {});
   ~OutboundConnection() override;
   OutboundConnection(const OutboundConnection&) = delete;
@@ -189,7 +189,7 @@ class OutboundConnection final : public smtp::ClientHandler {
   void TlsBroken(const std::string& why);
   bool FeedCiphertext(const char* data, size_t size);
 
-  io::Ring& ring_;
+  io::Loop& ring_;
   ConnectionDelegate& delegate_;
   const OutboundOptions& options_;
   std::vector<Target> targets_;
@@ -236,7 +236,7 @@ class OutboundConnection final : public smtp::ClientHandler {
   uint64_t deadline_ms_ = 0;
   uint64_t idle_since_ms_ = 0;
   smtp::CloseInfo last_close_;
-  __kernel_timespec connect_timeout_{};
+  io::Timespec connect_timeout_{};
   Op connect_op_{this, &OutboundConnection::OnConnect};
   Op timeout_op_{this, &OutboundConnection::OnConnectTimeout};
   Op receive_op_{this, &OutboundConnection::OnReceive};
