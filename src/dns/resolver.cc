@@ -52,7 +52,7 @@ struct Resolver::PollWatch {
       owner->OnPollEvent(this, result, flags);
       return;
     }
-    if (!(flags & IORING_CQE_F_MORE)) armed = false;
+    if (!io::HasMore(flags)) armed = false;
     if (!armed && !remove_inflight) delete this;  // orphaned by ~Resolver
   }
   void OnRemoved(int, uint32_t) {
@@ -99,7 +99,7 @@ struct Resolver::Query {
   uint64_t sent_us = 0;  // monotonic, when ares_query took it: the query's latency
 };
 
-absl::StatusOr<std::unique_ptr<Resolver>> Resolver::Create(io::Ring& ring,
+absl::StatusOr<std::unique_ptr<Resolver>> Resolver::Create(io::Loop& ring,
                                                            const ResolverConfig& config) {
   static std::once_flag once;
   static int init_rc = ARES_SUCCESS;
@@ -137,7 +137,7 @@ absl::StatusOr<std::unique_ptr<Resolver>> Resolver::Create(io::Ring& ring,
   return r;
 }
 
-Resolver::Resolver(io::Ring& ring, const ResolverConfig& config) : ring_(ring), config_(config) {
+Resolver::Resolver(io::Loop& ring, const ResolverConfig& config) : ring_(ring), config_(config) {
   auto gen = std::make_shared<std::mt19937_64>(std::random_device{}());
   rng_ = [gen] { return (*gen)(); };
   clock_ = [] { return base::MonotonicMillis(); };
@@ -156,9 +156,7 @@ Resolver::~Resolver() {
   // themselves when their last completion arrives.
   for (PollWatch* w : all_records_) {
     if (w->armed && !w->remove_inflight) {
-      io_uring_prep_poll_remove(
-          ring_.Prepare(&w->remove_done),
-          reinterpret_cast<uint64_t>(static_cast<io::Completion*>(&w->poll_done)));
+      ring_.PollRemove(&w->remove_done, &w->poll_done);
       w->remove_inflight = true;
     }
     w->owner = nullptr;
@@ -196,16 +194,14 @@ void Resolver::Arm(PollWatch* w) {
   // One-shot and re-armed after each event: a multishot poll is
   // edge-triggered, and c-ares reads a TCP answer in several calls (length,
   // then body), so bytes already waiting would never wake us again.
-  io_uring_prep_poll_add(ring_.Prepare(&w->poll_done), w->fd, w->events);
+  ring_.PollAdd(&w->poll_done, w->fd, w->events);
   w->armed = true;
 }
 
 void Resolver::Unwatch(PollWatch* w) {
   w->wanted = false;
   if (w->armed && !w->remove_inflight) {
-    io_uring_prep_poll_remove(
-        ring_.Prepare(&w->remove_done),
-        reinterpret_cast<uint64_t>(static_cast<io::Completion*>(&w->poll_done)));
+    ring_.PollRemove(&w->remove_done, &w->poll_done);
     w->remove_inflight = true;
   }
   MaybeFree(w);
@@ -221,7 +217,7 @@ void Resolver::MaybeFree(PollWatch* w) {
 }
 
 void Resolver::OnPollEvent(PollWatch* w, int result, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) w->armed = false;
+  if (!io::HasMore(flags)) w->armed = false;
   if (!w->wanted) {
     // A stale completion: c-ares already dropped or changed this socket, and
     // its number may belong to another socket by now.

@@ -26,6 +26,7 @@
 
 #include "gtest/gtest.h"
 #include "sluice/base/clock.h"
+#include "sluice/io/ring.h"
 
 extern char** environ;
 

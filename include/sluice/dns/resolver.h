@@ -35,7 +35,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "sluice/base/histogram.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 
 struct ares_channeldata;
 
@@ -97,7 +97,7 @@ using MxCallback = std::function<void(const MxResult&)>;
 
 class Resolver {
  public:
-  static absl::StatusOr<std::unique_ptr<Resolver>> Create(io::Ring& ring,
+  static absl::StatusOr<std::unique_ptr<Resolver>> Create(io::Loop& ring,
                                                           const ResolverConfig& config);
   // Pending lookups end without their callbacks. Polls still in the kernel
   // are removed; their records outlive the Resolver and free themselves when
@@ -159,7 +159,7 @@ class Resolver {
     uint64_t expires_ms;
   };
 
-  Resolver(io::Ring& ring, const ResolverConfig& config);
+  Resolver(io::Loop& ring, const ResolverConfig& config);
   // c-ares' own answer: milliseconds until its next timeout, 0 when due or
   // under a millisecond away, capped at max_ms.
   int AresTimeoutMs(int max_ms) const;
@@ -187,7 +187,7 @@ class Resolver {
   const MxResult* CacheFind(const std::string& key, uint64_t now_ms);
   void CacheStore(const std::string& key, const MxResult& result, uint64_t now_ms);
 
-  io::Ring& ring_;
+  io::Loop& ring_;
   ResolverConfig config_;
   ares_channeldata* channel_ = nullptr;
   bool destroying_ = false;
