@@ -5,7 +5,6 @@
 #include "sluice/pickup/ingester.h"
 
 #include <fcntl.h>
-#include <liburing.h>  // Ring::Prepare: the inotify read, its cancel, the unlinks
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -90,8 +89,7 @@ void Ingester::Start() {
 void Ingester::Stop() {
   stopping_ = true;
   if (read_armed_) {
-    io_uring_sqe* sqe = host_.ring().Prepare(nullptr);
-    io_uring_prep_cancel(sqe, &read_done_, 0);
+    host_.ring().Cancel(nullptr, &read_done_);
   }
 }
 
@@ -150,8 +148,7 @@ void Ingester::Enqueue(std::string name) {
 
 void Ingester::ArmRead() {
   if (read_armed_ || stopping_ || inotify_fd_ < 0) return;
-  io_uring_sqe* sqe = host_.ring().Prepare(&read_done_);
-  io_uring_prep_read(sqe, inotify_fd_, events_, sizeof events_, 0);
+  host_.ring().Read(&read_done_, inotify_fd_, events_, sizeof events_, 0);
   read_armed_ = true;
 }
 
@@ -370,8 +367,7 @@ void Ingester::OnCommitted(const Item& item, const absl::Status& status, std::st
   op->release.sender = std::move(sender);
   op->release.recipients = std::move(recipients);
   op->release.size = size;
-  io_uring_sqe* sqe = host_.ring().Prepare(op);
-  io_uring_prep_unlinkat(sqe, AT_FDCWD, op->release.item.claimed_path.c_str(), 0);
+  host_.ring().Unlinkat(op, AT_FDCWD, op->release.item.claimed_path.c_str(), 0);
   ++releases_in_flight_;
 }
 

@@ -2,7 +2,6 @@
 // sluice/server/admin_fanout.h.
 #include "sluice/server/admin_fanout.h"
 
-#include <liburing.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,7 +31,7 @@ struct AdminFanout::Leg {
   } op;
 };
 
-AdminFanout::AdminFanout(io::Ring& ring, const std::string& control_dir, int shards,
+AdminFanout::AdminFanout(io::Loop& ring, const std::string& control_dir, int shards,
                          std::string line, uint64_t deadline_ms, Done done)
     : ring_(ring),
       line_(std::move(line) + "\n"),
@@ -74,9 +73,8 @@ void AdminFanout::Start() {
       Finish(leg, absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno))));
       continue;
     }
-    io_uring_sqe* sqe = ring_.Prepare(&leg.op);
-    io_uring_prep_connect(sqe, leg.fd, reinterpret_cast<const sockaddr*>(&leg.address),
-                          sizeof leg.address);
+    ring_.Connect(&leg.op, leg.fd, reinterpret_cast<const sockaddr*>(&leg.address),
+                  sizeof leg.address);
   }
   starting_ = false;
   if (open_legs_ == 0) Complete();
@@ -89,19 +87,15 @@ void AdminFanout::Step(Leg& leg, int result) {
   if (result < 0) {
     return Finish(leg, absl::UnavailableError(std::strerror(-result)));
   }
-  io_uring_sqe* sqe = nullptr;
   switch (leg.stage) {
     case Leg::Stage::kConnect:
       leg.stage = Leg::Stage::kSend;
-      sqe = ring_.Prepare(&leg.op);
-      io_uring_prep_send(sqe, leg.fd, line_.data(), line_.size(), MSG_NOSIGNAL);
+      ring_.Send(&leg.op, leg.fd, line_.data(), line_.size());
       return;
     case Leg::Stage::kSend:
       leg.sent += static_cast<size_t>(result);
       if (leg.sent < line_.size()) {
-        sqe = ring_.Prepare(&leg.op);
-        io_uring_prep_send(sqe, leg.fd, line_.data() + leg.sent, line_.size() - leg.sent,
-                           MSG_NOSIGNAL);
+        ring_.Send(&leg.op, leg.fd, line_.data() + leg.sent, line_.size() - leg.sent);
         return;
       }
       leg.stage = Leg::Stage::kReceive;
@@ -124,8 +118,7 @@ void AdminFanout::Step(Leg& leg, int result) {
     case Leg::Stage::kDone:
       return;
   }
-  sqe = ring_.Prepare(&leg.op);
-  io_uring_prep_recv(sqe, leg.fd, leg.buffer, sizeof leg.buffer, 0);
+  ring_.Recv(&leg.op, leg.fd, leg.buffer, sizeof leg.buffer);
 }
 
 void AdminFanout::Finish(Leg& leg, absl::Status why) {

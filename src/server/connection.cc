@@ -86,17 +86,14 @@ void Connection::Start() {
 
 void Connection::ArmReceive() {
   if (recv_armed_ || shut_down_ || recv_paused_) return;
-  io_uring_sqe* sqe = shard_.ring().Prepare(&recv_done_);
-  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = shard_.buffers().group_id();
+  shard_.ring().RecvMultishot(&recv_done_, fd_, shard_.buffers());
   recv_armed_ = true;
 }
 
 void Connection::OnReceive(int result, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) recv_armed_ = false;
-  if (result > 0 && (flags & IORING_CQE_F_BUFFER)) {
-    const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  if (!io::HasMore(flags)) recv_armed_ = false;
+  if (result > 0 && io::HasBuffer(flags)) {
+    const uint16_t id = io::BufferId(flags);
     shard_.buffers().Acquire(id);
     if (!shut_down_ && !session_.closed()) {
       const uint64_t progress = session_.progress();
@@ -110,8 +107,7 @@ void Connection::OnReceive(int result, uint32_t flags) {
       // its replies) and its unread input reached the cap: stop reading;
       // the socket's own buffer and TCP flow control take it from here.
       recv_paused_ = true;
-      io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
-      io_uring_prep_cancel(sqe, &recv_done_, 0);
+      shard_.ring().Cancel(nullptr, &recv_done_);
     }
     if (!recv_armed_) ArmReceive();
   } else if (result == -ENOBUFS) {
@@ -314,8 +310,7 @@ void Connection::MaybeSend() {
     if (session_.closed() || tls_failed_) BeginShutdown();
     return;
   }
-  io_uring_sqe* sqe = shard_.ring().Prepare(&send_done_);
-  io_uring_prep_send(sqe, fd_, sending_.data() + sent_, sending_.size() - sent_, MSG_NOSIGNAL);
+  shard_.ring().Send(&send_done_, fd_, sending_.data() + sent_, sending_.size() - sent_);
   send_in_flight_ = true;
   send_started_ms_ = shard_.now_ms();
 }
@@ -347,10 +342,7 @@ void Connection::BeginShutdown() {
   // runs SHUTDOWN from its worker pool, so it could land after our CLOSE
   // and hit a new connection that reused the descriptor number.
   shutdown(fd_, SHUT_RDWR);
-  if (recv_armed_) {
-    io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
-    io_uring_prep_cancel(sqe, &recv_done_, 0);
-  }
+  if (recv_armed_) shard_.ring().Cancel(nullptr, &recv_done_);
 }
 
 void Connection::MaybeDestroy() {
@@ -359,8 +351,7 @@ void Connection::MaybeDestroy() {
     return;
   }
   destroyed_ = true;
-  io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
-  io_uring_prep_close(sqe, fd_);
+  shard_.ring().Close(nullptr, fd_);
   shard_.Closed(this);  // the shard frees us once our last SQEs were submitted
 }
 

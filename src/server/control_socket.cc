@@ -1,6 +1,5 @@
 #include "sluice/server/control_socket.h"
 
-#include <liburing.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -81,8 +80,7 @@ absl::Status ControlSocket::Init() {
 void ControlSocket::Arm() {
   if (stopped_ || accepting_) return;
   accepting_ = true;
-  io_uring_sqe* sqe = shard_.ring().Prepare(&accept_done_);
-  io_uring_prep_multishot_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  shard_.ring().AcceptMultishot(&accept_done_, fd_);
 }
 
 void ControlSocket::Stop() {
@@ -92,13 +90,12 @@ void ControlSocket::Stop() {
     unlink(path_.c_str());
   }
   if (accepting_) {
-    io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
-    io_uring_prep_cancel(sqe, &accept_done_, 0);
+    shard_.ring().Cancel(nullptr, &accept_done_);
   }
 }
 
 void ControlSocket::OnAccept(int result, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) accepting_ = false;
+  if (!io::HasMore(flags)) accepting_ = false;
   if (result >= 0) {
     if (stopped_ || clients_.size() >= kMaxClients) {
       close(result);
@@ -111,8 +108,7 @@ void ControlSocket::OnAccept(int result, uint32_t flags) {
       c->send.c = c;
       c->send.send = true;
       clients_.push_back(c);
-      io_uring_sqe* sqe = shard_.ring().Prepare(&c->receive);
-      io_uring_prep_recv(sqe, c->fd, c->buffer, sizeof c->buffer, 0);
+      shard_.ring().Recv(&c->receive, c->fd, c->buffer, sizeof c->buffer);
     }
   }
   if (!accepting_) Arm();
@@ -126,8 +122,7 @@ void ControlSocket::OnReceive(Client* c, int result) {
     if (c->in.size() > kMaxLine) {
       c->out = "{\"error\":\"command line too long\"}\n";
     } else {
-      io_uring_sqe* sqe = shard_.ring().Prepare(&c->receive);
-      io_uring_prep_recv(sqe, c->fd, c->buffer, sizeof c->buffer, 0);
+      shard_.ring().Recv(&c->receive, c->fd, c->buffer, sizeof c->buffer);
       return;
     }
   } else {
@@ -137,16 +132,14 @@ void ControlSocket::OnReceive(Client* c, int result) {
     c->out = Execute(line);
     if (c->out.empty() || c->out.back() != '\n') c->out += '\n';
   }
-  io_uring_sqe* sqe = shard_.ring().Prepare(&c->send);
-  io_uring_prep_send(sqe, c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL);
+  shard_.ring().Send(&c->send, c->fd, c->out.data(), c->out.size());
 }
 
 void ControlSocket::OnSent(Client* c, int result) {
   if (result <= 0) return Finish(c);
   c->sent += static_cast<size_t>(result);
   if (c->sent < c->out.size()) {
-    io_uring_sqe* sqe = shard_.ring().Prepare(&c->send);
-    io_uring_prep_send(sqe, c->fd, c->out.data() + c->sent, c->out.size() - c->sent, MSG_NOSIGNAL);
+    shard_.ring().Send(&c->send, c->fd, c->out.data() + c->sent, c->out.size() - c->sent);
     return;
   }
   Finish(c);
@@ -365,8 +358,7 @@ bool ControlSocket::AnswerLater(Client* c, std::string_view line) {
   AnswerShow(shard_, rest, [this, c](std::string reply) {
     c->out = std::move(reply);
     c->out += '\n';
-    io_uring_sqe* sqe = shard_.ring().Prepare(&c->send);
-    io_uring_prep_send(sqe, c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL);
+    shard_.ring().Send(&c->send, c->fd, c->out.data(), c->out.size());
   });
   return true;
 }

@@ -7,7 +7,6 @@
 // it.
 #include "sluice/server/http_listener.h"
 
-#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -114,15 +113,13 @@ absl::Status HttpListener::Init() {
 void HttpListener::Start() {
   if (stopped_ || accepting_ || fd_ < 0) return;
   accepting_ = true;
-  io_uring_sqe* sqe = shard_.ring().Prepare(&accept_done_);
-  io_uring_prep_multishot_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  shard_.ring().AcceptMultishot(&accept_done_, fd_);
 }
 
 void HttpListener::Stop() {
   stopped_ = true;
   if (accepting_) {
-    io_uring_sqe* sqe = shard_.ring().Prepare(nullptr);
-    io_uring_prep_cancel(sqe, &accept_done_, 0);
+    shard_.ring().Cancel(nullptr, &accept_done_);
   }
   if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
   std::vector<Client*> all = clients_;
@@ -146,7 +143,7 @@ http::Limits HttpListener::LimitsNow() const {
 }
 
 void HttpListener::OnAccept(int result, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) accepting_ = false;
+  if (!io::HasMore(flags)) accepting_ = false;
   if (result >= 0) {
     Accepted(result);
   } else if (result != -ECANCELED && result != -EINVAL && result != -EBADF) {
@@ -211,8 +208,7 @@ void HttpListener::Accepted(int fd) {
 void HttpListener::ArmReceive(Client* c) {
   if (c->receiving || c->closing) return;
   c->receiving = true;
-  io_uring_sqe* sqe = shard_.ring().Prepare(&c->receive_op);
-  io_uring_prep_recv(sqe, c->fd, c->buffer, sizeof c->buffer, 0);
+  shard_.ring().Recv(&c->receive_op, c->fd, c->buffer, sizeof c->buffer);
 }
 
 void HttpListener::OnReceive(Client* c, int result) {
@@ -475,8 +471,7 @@ void HttpListener::CountInjectRefusal(std::string_view path, int status) {
 
 void HttpListener::Send(Client* c) {
   c->sending = true;
-  io_uring_sqe* sqe = shard_.ring().Prepare(&c->send_op);
-  io_uring_prep_send(sqe, c->fd, c->out.data() + c->sent, c->out.size() - c->sent, MSG_NOSIGNAL);
+  shard_.ring().Send(&c->send_op, c->fd, c->out.data() + c->sent, c->out.size() - c->sent);
 }
 
 void HttpListener::OnSent(Client* c, int result) {

@@ -102,8 +102,7 @@ struct Shard::Refusal final : io::Completion {
   int fd = -1;
   std::string reply;
   void OnComplete(int, uint32_t) override {
-    io_uring_sqe* sqe = shard->ring_->Prepare(nullptr);
-    io_uring_prep_close(sqe, fd);
+    shard->ring_->Close(nullptr, fd);
     shard->refusals_.erase(this);
     delete this;
   }
@@ -145,8 +144,8 @@ absl::Status Shard::Init() {
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
   mailboxes_.UseRing(index_, ring_.get(), &message_wake_done_);
-  auto buffers = io::BufferRing::Create(*ring_, kBufferGroup, limits::kRecvBufferCount,
-                                        static_cast<uint32_t>(limits::kRecvBufferSize));
+  auto buffers = ring_->CreateBufferRing(kBufferGroup, limits::kRecvBufferCount,
+                                         static_cast<uint32_t>(limits::kRecvBufferSize));
   if (!buffers.ok()) return buffers.status();
   buffers_ = std::move(*buffers);
 
@@ -234,10 +233,9 @@ base::QueueId Shard::NextQueueId() { return ids_.Next(base::WallMicros()); }
 
 void Shard::ArmAccept(Listener* l) {
   if (stopping_ || l->armed) return;
-  io_uring_sqe* sqe = ring_->Prepare(&l->done);
   // The peer address of a multishot accept is not reported per connection;
   // getpeername() on the new socket supplies it.
-  io_uring_prep_multishot_accept(sqe, l->fd, nullptr, nullptr, SOCK_CLOEXEC);
+  ring_->AcceptMultishot(&l->done, l->fd);
   l->armed = true;
 }
 
@@ -248,12 +246,11 @@ void Shard::Refuse(int fd, std::string reply) {
   r->fd = fd;
   r->reply = std::move(reply);
   refusals_.insert(r);
-  io_uring_sqe* send = ring_->Prepare(r);
-  io_uring_prep_send(send, fd, r->reply.data(), r->reply.size(), MSG_NOSIGNAL);
+  ring_->Send(r, fd, r->reply.data(), r->reply.size());
 }
 
 void Shard::OnAccept(Listener* l, int result, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) l->armed = false;
+  if (!io::HasMore(flags)) l->armed = false;
   if (result >= 0) {
     Accepted(l, result);
   } else if (result != -ECANCELED && result != -EINVAL && result != -EBADF) {
@@ -317,8 +314,7 @@ void Shard::Closed(Connection* c) {
 }
 
 void Shard::ArmWake() {
-  io_uring_sqe* sqe = ring_->Prepare(&wake_done_);
-  io_uring_prep_read(sqe, mailboxes_.wake_fd(index_), &wake_value_, sizeof wake_value_, 0);
+  ring_->Read(&wake_done_, mailboxes_.wake_fd(index_), &wake_value_, sizeof wake_value_, 0);
 }
 
 void Shard::DrainNotes() {
@@ -558,8 +554,7 @@ void Shard::BeginStop() {
   for (auto& l : listeners_) {
     // Closing the listener socket ends the multishot accept.
     if (l->armed) {
-      io_uring_sqe* sqe = ring_->Prepare(nullptr);
-      io_uring_prep_cancel(sqe, &l->done, 0);
+      ring_->Cancel(nullptr, &l->done);
     }
     shutdown(l->fd, SHUT_RDWR);
   }
@@ -718,7 +713,7 @@ void Shard::Run() {
   }
   SaveRetryState();
   // Let the last closes and log writes reach the kernel.
-  io_uring_submit(ring_->raw());
+  ring_->Submit();
   tls::ReleaseThreadState();
 }
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 
 namespace sluice::server {
 
@@ -44,7 +44,7 @@ class AdminFanout {
 
   // `done` runs once, on the shard's thread, when every shard answered or
   // failed; then the fan-out may be destroyed (not before: finished()).
-  AdminFanout(io::Ring& ring, const std::string& control_dir, int shards, std::string line,
+  AdminFanout(io::Loop& ring, const std::string& control_dir, int shards, std::string line,
               uint64_t deadline_ms, Done done);
   ~AdminFanout();
   AdminFanout(const AdminFanout&) = delete;
@@ -63,7 +63,7 @@ class AdminFanout {
   void Finish(Leg& leg, absl::Status why);
   void Complete();
 
-  io::Ring& ring_;
+  io::Loop& ring_;
   const std::string line_;
   const uint64_t deadline_ms_;
   Done done_;
