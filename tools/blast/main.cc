@@ -168,7 +168,7 @@ class Worker {
     auto ring = io::Ring::Create(4096);
     if (!ring.ok()) Die(std::string(ring.status().message()));
     ring_ = std::move(*ring);
-    auto buffers = io::BufferRing::Create(*ring_, kBufferGroup, 512, 16384);
+    auto buffers = ring_->CreateBufferRing(kBufferGroup, 512, 16384);
     if (!buffers.ok()) Die(std::string(buffers.status().message()));
     buffers_ = std::move(*buffers);
     saved_.resize(static_cast<size_t>(connections_));
@@ -203,7 +203,7 @@ class Worker {
         for (Conn* c : s) c->ArmReceive();
       }
     }
-    io_uring_submit(ring_->raw());
+    ring_->Submit();
     for (Conn* c : dead_) delete c;
     for (Conn* c : dying_) delete c;
     tls::ReleaseThreadState();  // wolfSSL's per-thread ECC cache
@@ -268,8 +268,7 @@ void Conn::Start() {
   if (fd_ < 0) Worker::Die(absl::StrCat("socket: ", strerror(errno)));
   int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  io_uring_sqe* sqe = w_.ring().Prepare(&connect_done_);
-  io_uring_prep_connect(sqe, fd_, g_opt.target.get(), g_opt.target.size);
+  w_.ring().Connect(&connect_done_, fd_, g_opt.target.get(), g_opt.target.size);
   connect_in_flight_ = true;
 }
 
@@ -291,17 +290,14 @@ void Conn::OnConnect(int result, uint32_t) {
 
 void Conn::ArmReceive() {
   if (recv_armed_ || shut_) return;
-  io_uring_sqe* sqe = w_.ring().Prepare(&recv_done_);
-  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kBufferGroup;
+  w_.ring().RecvMultishot(&recv_done_, fd_, w_.buffers());
   recv_armed_ = true;
 }
 
 void Conn::OnReceive(int result, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) recv_armed_ = false;
-  if (result > 0 && (flags & IORING_CQE_F_BUFFER)) {
-    const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  if (!io::HasMore(flags)) recv_armed_ = false;
+  if (result > 0 && io::HasBuffer(flags)) {
+    const uint16_t id = io::BufferId(flags);
     w_.buffers().Acquire(id);
     if (!shut_) {
       const std::string_view data(w_.buffers().data(id), static_cast<size_t>(result));
@@ -349,8 +345,7 @@ void Conn::MaybeSend() {
     if (session_.closed()) BeginShutdown();
     return;
   }
-  io_uring_sqe* sqe = w_.ring().Prepare(&send_done_);
-  io_uring_prep_send(sqe, fd_, sending_.data() + sent_, sending_.size() - sent_, MSG_NOSIGNAL);
+  w_.ring().Send(&send_done_, fd_, sending_.data() + sent_, sending_.size() - sent_);
   send_in_flight_ = true;
 }
 
@@ -465,8 +460,7 @@ void Conn::BeginShutdown() {
   }
   if (connected_) shutdown(fd_, SHUT_RDWR);
   if (recv_armed_) {
-    io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
-    io_uring_prep_cancel(sqe, &recv_done_, 0);
+    w_.ring().Cancel(nullptr, &recv_done_);
   }
 }
 
@@ -475,8 +469,7 @@ void Conn::MaybeDestroy() {
   destroyed_ = true;
   if (session_.server_pipelining()) w_.totals.server_pipelining = true;
   if (session_.server_chunking()) w_.totals.server_chunking = true;
-  io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
-  io_uring_prep_close(sqe, fd_);
+  w_.ring().Close(nullptr, fd_);
   // Reconnect unless this session ended because the work ran out, or
   // because the server cannot do STARTTLS (every new session would end the
   // same way).

@@ -121,7 +121,7 @@ class Conn {
   uint32_t delay_ms_ = 0;
   std::vector<std::string> rcpts_;
   std::string msg_;
-  __kernel_timespec ts_{};
+  io::Timespec ts_{};
 
   io::MemberCompletion<Conn, &Conn::OnReceive> recv_done_{this};
   io::MemberCompletion<Conn, &Conn::OnSend> send_done_{this};
@@ -136,7 +136,7 @@ class Worker {
     auto ring = io::Ring::Create(4096);
     if (!ring.ok()) Die(std::string(ring.status().message()));
     ring_ = std::move(*ring);
-    auto buffers = io::BufferRing::Create(*ring_, kBufferGroup, kBufferCount, kBufferSize);
+    auto buffers = ring_->CreateBufferRing(kBufferGroup, kBufferCount, kBufferSize);
     if (!buffers.ok()) Die(std::string(buffers.status().message()));
     buffers_ = std::move(*buffers);
     for (const base::SocketAddress& a : g_opt.listen) {
@@ -231,13 +231,12 @@ class Worker {
   };
 
   void ArmAccept(Listener* l) {
-    io_uring_sqe* sqe = ring_->Prepare(&l->done);
-    io_uring_prep_multishot_accept(sqe, l->fd, nullptr, nullptr, SOCK_CLOEXEC);
+    ring_->AcceptMultishot(&l->done, l->fd);
     l->armed = true;
   }
 
   void OnAccept(Listener* l, int result, uint32_t flags) {
-    if (!(flags & IORING_CQE_F_MORE)) l->armed = false;
+    if (!io::HasMore(flags)) l->armed = false;
     if (result >= 0) {
       g_stats.connections.fetch_add(1, std::memory_order_relaxed);
       std::string refusal;
@@ -292,17 +291,14 @@ void Conn::Start() {
 
 void Conn::ArmReceive() {
   if (recv_armed_ || shut_) return;
-  io_uring_sqe* sqe = w_.ring().Prepare(&recv_done_);
-  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kBufferGroup;
+  w_.ring().RecvMultishot(&recv_done_, fd_, w_.buffers());
   recv_armed_ = true;
 }
 
 void Conn::OnReceive(int result, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) recv_armed_ = false;
-  if (result > 0 && (flags & IORING_CQE_F_BUFFER)) {
-    const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  if (!io::HasMore(flags)) recv_armed_ = false;
+  if (result > 0 && io::HasBuffer(flags)) {
+    const uint16_t id = io::BufferId(flags);
     w_.buffers().Acquire(id);
     const char* data = w_.buffers().data(id);
     const size_t n = static_cast<size_t>(result);
@@ -578,8 +574,7 @@ void Conn::EndMessage() {
     timer_armed_ = true;
     ts_.tv_sec = delay / 1000;
     ts_.tv_nsec = static_cast<long long>(delay % 1000) * 1000000;
-    io_uring_sqe* sqe = w_.ring().Prepare(&timer_done_);
-    io_uring_prep_timeout(sqe, &ts_, 0, 0);
+    w_.ring().Timeout(&timer_done_, &ts_);
   }
 }
 
@@ -605,8 +600,7 @@ void Conn::MaybeSend() {
     if (close_after_send_) BeginShutdown();
     return;
   }
-  io_uring_sqe* sqe = w_.ring().Prepare(&send_done_);
-  io_uring_prep_send(sqe, fd_, sending_.data() + sent_, sending_.size() - sent_, MSG_NOSIGNAL);
+  w_.ring().Send(&send_done_, fd_, sending_.data() + sent_, sending_.size() - sent_);
   send_in_flight_ = true;
 }
 
@@ -629,12 +623,10 @@ void Conn::BeginShutdown() {
   in_.clear();
   shutdown(fd_, SHUT_RDWR);
   if (recv_armed_) {
-    io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
-    io_uring_prep_cancel(sqe, &recv_done_, 0);
+    w_.ring().Cancel(nullptr, &recv_done_);
   }
   if (timer_armed_) {
-    io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
-    io_uring_prep_timeout_remove(sqe, reinterpret_cast<uint64_t>(&timer_done_), 0);
+    w_.ring().TimeoutRemove(nullptr, &timer_done_);
   }
 }
 
@@ -646,8 +638,7 @@ void Conn::ForceClose() {
 void Conn::MaybeDestroy() {
   if (!shut_ || recv_armed_ || send_in_flight_ || timer_armed_ || destroyed_) return;
   destroyed_ = true;
-  io_uring_sqe* sqe = w_.ring().Prepare(nullptr);
-  io_uring_prep_close(sqe, fd_);
+  w_.ring().Close(nullptr, fd_);
   g_stats.open.fetch_sub(1, std::memory_order_relaxed);
   w_.Closed(this);
 }
