@@ -199,6 +199,19 @@ void Ring::Nop(Completion* c, Op op) {
   Finish(sqe, c, op, s_->cqe_skip);
 }
 
+void Ring::Timeout(Completion* c, const Timespec* after) {
+  io_uring_sqe* sqe = s_->Prepare();
+  io_uring_prep_timeout(
+      sqe, const_cast<__kernel_timespec*>(reinterpret_cast<const __kernel_timespec*>(after)), 0, 0);
+  Finish(sqe, c, {}, false);
+}
+
+void Ring::TimeoutRemove(Completion* c, const Completion* target) {
+  io_uring_sqe* sqe = s_->Prepare();
+  io_uring_prep_timeout_remove(sqe, reinterpret_cast<uint64_t>(target), 0);
+  Finish(sqe, c, {}, false);
+}
+
 void Ring::LinkTimeout(Completion* c, const Timespec* after) {
   io_uring_sqe* sqe = s_->Prepare();
   io_uring_prep_link_timeout(

@@ -170,6 +170,9 @@ class Loop {
 
   // ---- control ----
   virtual void Nop(Completion* c, Op op = {}) = 0;
+  // Completes with -ETIME once `after` passed; TimeoutRemove cancels it.
+  virtual void Timeout(Completion* c, const Timespec* after) = 0;
+  virtual void TimeoutRemove(Completion* c, const Completion* target) = 0;
   // Bounds the operation submitted just before (which must have Op::link):
   // when `after` passes first, that operation ends with -ECANCELED.
   virtual void LinkTimeout(Completion* c, const Timespec* after) = 0;

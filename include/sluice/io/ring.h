@@ -52,6 +52,8 @@ class Ring final : public Loop {
                 const char* new_path, Op op = {}) override;
   int Truncate(int fd, uint64_t length) override;
   void Nop(Completion* c, Op op = {}) override;
+  void Timeout(Completion* c, const Timespec* after) override;
+  void TimeoutRemove(Completion* c, const Completion* target) override;
   void LinkTimeout(Completion* c, const Timespec* after) override;
   void Cancel(Completion* c, const Completion* target) override;
   void PollAdd(Completion* c, int fd, unsigned events) override;
