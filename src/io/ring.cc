@@ -138,8 +138,7 @@ void Ring::Write(Completion* c, int fd, const void* data, unsigned size, uint64_
   Finish(sqe, c, op, s_->cqe_skip);
 }
 
-void Ring::Writev(Completion* c, int fd, const iovec* iov, unsigned count, uint64_t offset,
-                  Op op) {
+void Ring::Writev(Completion* c, int fd, const iovec* iov, unsigned count, uint64_t offset, Op op) {
   io_uring_sqe* sqe = s_->Prepare();
   io_uring_prep_writev(sqe, fd, iov, count, offset);
   Finish(sqe, c, op, s_->cqe_skip);

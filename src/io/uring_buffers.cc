@@ -25,9 +25,7 @@ class UringProvider final : public BufferRing::Provider {
     io_uring_buf_ring_add(br_, data, size, id, io_uring_buf_ring_mask(count_),
                           static_cast<int>(pending));
   }
-  void Publish(uint32_t count) override {
-    io_uring_buf_ring_advance(br_, static_cast<int>(count));
-  }
+  void Publish(uint32_t count) override { io_uring_buf_ring_advance(br_, static_cast<int>(count)); }
 
  private:
   io_uring* ring_;
@@ -39,7 +37,7 @@ class UringProvider final : public BufferRing::Provider {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BufferRing>> Ring::CreateBufferRing(uint16_t group_id,
-                                                                  uint32_t count, uint32_t size) {
+                                                                   uint32_t count, uint32_t size) {
   auto b = std::make_unique<BufferRing>(group_id, count, size);
   const size_t ring_bytes = count * sizeof(io_uring_buf);
   void* mem = mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);

@@ -235,8 +235,8 @@ class SpoolWriter::Message {
       }
       offset_ += w->bytes;
       // The commit chain (writes, fdatasync, rename) runs in order.
-      writer_.ring_.Writev(w, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
-                           w->offset, io::Op{.link = final});
+      writer_.ring_.Writev(w, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()), w->offset,
+                           io::Op{.link = final});
       ++ops_;
     }
     pending_.clear();
@@ -290,8 +290,7 @@ class SpoolWriter::Message {
       w->offset += static_cast<uint64_t>(result);
       w->bytes -= static_cast<size_t>(result);
       w->iov.swap(rest);
-      writer_.ring_.Writev(w, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()),
-                           w->offset);
+      writer_.ring_.Writev(w, fd_, w->iov.data(), static_cast<unsigned>(w->iov.size()), w->offset);
       ++ops_;
       return;
     }

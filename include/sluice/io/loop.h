@@ -190,8 +190,8 @@ class Loop {
 
   // Receive buffers for RecvMultishot.
   virtual absl::StatusOr<std::unique_ptr<BufferRing>> CreateBufferRing(uint16_t group_id,
-                                                                      uint32_t count,
-                                                                      uint32_t size) = 0;
+                                                                       uint32_t count,
+                                                                       uint32_t size) = 0;
 
   // Hands what is prepared to the backend without waiting (before a thread
   // ends, or for work that must start before the caller returns).

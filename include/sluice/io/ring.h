@@ -32,10 +32,8 @@ class Ring final : public Loop {
   void RecvMultishot(Completion* c, int fd, const BufferRing& buffers) override;
   void Recv(Completion* c, int fd, void* data, size_t size, Op op = {}) override;
   void Send(Completion* c, int fd, const void* data, size_t size, Op op = {}) override;
-  void Connect(Completion* c, int fd, const sockaddr* address, socklen_t size,
-               Op op = {}) override;
-  void Read(Completion* c, int fd, void* data, unsigned size, uint64_t offset,
-            Op op = {}) override;
+  void Connect(Completion* c, int fd, const sockaddr* address, socklen_t size, Op op = {}) override;
+  void Read(Completion* c, int fd, void* data, unsigned size, uint64_t offset, Op op = {}) override;
   void Write(Completion* c, int fd, const void* data, unsigned size, uint64_t offset,
              Op op = {}) override;
   void Writev(Completion* c, int fd, const iovec* iov, unsigned count, uint64_t offset,
@@ -45,11 +43,11 @@ class Ring final : public Loop {
   void Openat(Completion* c, int dir_fd, const char* path, int flags, mode_t mode,
               Op op = {}) override;
   void Close(Completion* c, int fd, Op op = {}) override;
-  void Statx(Completion* c, int fd, const char* path, int flags, unsigned mask,
-             struct statx* out, Op op = {}) override;
+  void Statx(Completion* c, int fd, const char* path, int flags, unsigned mask, struct statx* out,
+             Op op = {}) override;
   void Unlinkat(Completion* c, int dir_fd, const char* path, int flags, Op op = {}) override;
-  void Renameat(Completion* c, int old_dir, const char* old_path, int new_dir,
-                const char* new_path, Op op = {}) override;
+  void Renameat(Completion* c, int old_dir, const char* old_path, int new_dir, const char* new_path,
+                Op op = {}) override;
   int Truncate(int fd, uint64_t length) override;
   void Nop(Completion* c, Op op = {}) override;
   void Timeout(Completion* c, const Timespec* after) override;
@@ -70,7 +68,7 @@ class Ring final : public Loop {
   int fd() const override;
 
   absl::StatusOr<std::unique_ptr<BufferRing>> CreateBufferRing(uint16_t group_id, uint32_t count,
-                                                              uint32_t size) override;
+                                                               uint32_t size) override;
 
   // Never fails: on EBUSY/EAGAIN (CQ full) reaps into the run list first.
   void Submit() override;
