@@ -85,7 +85,7 @@ class Ring final : public Loop {
 
   // TRANSITIONAL, for src/server/pickup_ingester.cc only (being moved by
   // another branch; it converts to the typed methods after): a raw SQE
-  // whose user_data is `completion`. scripts' io check lists that file as
+  // whose user_data is `completion`. tests/io/check_io_boundary.sh lists that file as
   // the one exception. Do not use anywhere else.
   io_uring_sqe* Prepare(Completion* completion);
 
