@@ -2,6 +2,8 @@
 #include "startup_recovery.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
