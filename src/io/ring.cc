@@ -76,12 +76,6 @@ io_uring_sqe* Ring::State::Prepare() {
   return sqe;
 }
 
-io_uring_sqe* Ring::Prepare(Completion* completion) {
-  io_uring_sqe* sqe = s_->Prepare();
-  io_uring_sqe_set_data(sqe, completion);
-  return sqe;
-}
-
 namespace {
 
 // Applies what every operation shares once its prep_* filled the SQE

@@ -17,8 +17,6 @@
 #include "absl/status/statusor.h"
 #include "sluice/io/loop.h"
 
-struct io_uring_sqe;  // only for the transitional Prepare below
-
 namespace sluice::io {
 
 class Ring final : public Loop {
@@ -82,12 +80,6 @@ class Ring final : public Loop {
   int SubmitAndPeekForTest();
   bool defer_taskrun() const;
   uint64_t submitted_total() const;
-
-  // TRANSITIONAL, for src/server/pickup_ingester.cc only (being moved by
-  // another branch; it converts to the typed methods after): a raw SQE
-  // whose user_data is `completion`. tests/io/check_io_boundary.sh lists that file as
-  // the one exception. Do not use anywhere else.
-  io_uring_sqe* Prepare(Completion* completion);
 
   struct State;  // liburing's, in src/io/ring_state.h
 
