@@ -28,14 +28,6 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
-std::string_view Word(std::string_view& rest) {
-  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  const std::string_view w = rest.substr(0, rest.find(' '));
-  rest.remove_prefix(w.size());
-  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  return w;
-}
-
 // The added headers and the body, at most `max` bytes of them.
 std::string Prefix(std::string_view headers, std::string_view body, uint64_t max) {
   std::string out(headers.substr(0, max));
@@ -104,8 +96,8 @@ std::string HomeReply(Shard& shard, const ShowRequest& request,
 
 std::optional<ShowRequest> ParseShowRequest(std::string_view rest) {
   ShowRequest r;
-  const auto id = base::QueueId::Parse(Word(rest));
-  if (!id || !base::ParseUint64(Word(rest), r.content_max)) return std::nullopt;
+  const auto id = base::QueueId::Parse(base::NextWord(rest));
+  if (!id || !base::ParseUint64(base::NextWord(rest), r.content_max)) return std::nullopt;
   r.id = *id;
   while (!rest.empty() && rest.back() == ' ') rest.remove_suffix(1);
   if (rest.size() > admin::kShowRecipientFilterMax) return std::nullopt;

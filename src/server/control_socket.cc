@@ -168,15 +168,6 @@ std::string NormalDomain(std::string_view d) {
   return out;
 }
 
-// The next space-separated word of `rest` (consumed).
-std::string_view Word(std::string_view& rest) {
-  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  const std::string_view w = rest.substr(0, rest.find(' '));
-  rest.remove_prefix(w.size());
-  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  return w;
-}
-
 std::string TouchedJson(const delivery::Engine::Touched& t) {
   return absl::StrCat("{\"recipients\":", t.recipients, ",\"in_flight\":", t.in_flight);
 }
@@ -223,7 +214,7 @@ std::string ControlSocket::Save(absl::FunctionRef<void(delivery::AdminState&)> c
 
 std::string ControlSocket::Execute(std::string_view line) {
   std::string_view rest = line;
-  const std::string_view verb = Word(rest);
+  const std::string_view verb = base::NextWord(rest);
   while (!rest.empty() && rest.back() == ' ') rest.remove_suffix(1);
   delivery::Engine* engine = shard_.engine();
   if (verb == "list") return engine != nullptr ? engine->ListJson() : "[]";
@@ -242,7 +233,7 @@ std::string ControlSocket::Execute(std::string_view line) {
   if (verb == "suspensions") return engine->SuspensionsJson();
   if (verb == "messages") {
     uint64_t max = kMaxJobsListed;
-    const std::string_view limit = Word(rest);
+    const std::string_view limit = base::NextWord(rest);
     if (!limit.empty() && !base::ParseUint64(limit, max)) return Error("messages: bad limit");
     std::optional<base::QueueId> only;
     if (!rest.empty() && !(only = base::QueueId::Parse(rest))) return Error("messages: bad id");
@@ -252,7 +243,7 @@ std::string ControlSocket::Execute(std::string_view line) {
   }
   if (verb == "shape") {
     std::vector<uint64_t> edges;
-    for (std::string_view w = Word(rest); !w.empty(); w = Word(rest)) {
+    for (std::string_view w = base::NextWord(rest); !w.empty(); w = base::NextWord(rest)) {
       uint64_t e = 0;
       if (!base::ParseUint64(w, e) || (!edges.empty() && e <= edges.back()) || edges.size() > 64) {
         return Error("shape: bucket edges must be increasing seconds");
@@ -269,7 +260,7 @@ std::string ControlSocket::Execute(std::string_view line) {
 // owner shard acts; the others answer {"owner":false}.
 std::string ControlSocket::SuspendOrResume(std::string_view verb, std::string_view rest) {
   delivery::Engine* engine = shard_.engine();
-  const std::string domain = NormalDomain(Word(rest));
+  const std::string domain = NormalDomain(base::NextWord(rest));
   if (domain.empty()) return Error(absl::StrCat(base::Av(verb), " needs a domain"));
   if (OwnerShard(domain, shard_.shard_count()) != shard_.index()) return "{\"owner\":false}";
   if (verb == "resume") {
@@ -281,7 +272,7 @@ std::string ControlSocket::SuspendOrResume(std::string_view verb, std::string_vi
            });
   }
   uint64_t until_us = 0;  // absent: until resumed
-  if (const std::string_view until = Word(rest);
+  if (const std::string_view until = base::NextWord(rest);
       !until.empty() && !base::ParseUint64(until, until_us)) {
     return Error("suspend: bad end time");
   }
@@ -298,7 +289,7 @@ std::string ControlSocket::SuspendOrResume(std::string_view verb, std::string_vi
 // bounce|delete|hold|release  id ID | domain DOMAIN.
 std::string ControlSocket::ActOnSelection(std::string_view verb, std::string_view rest) {
   delivery::Engine* engine = shard_.engine();
-  const std::string_view kind = Word(rest);
+  const std::string_view kind = base::NextWord(rest);
   delivery::Engine::Selector what;
   if (kind == "id") {
     what.id = base::QueueId::Parse(rest);
@@ -354,7 +345,7 @@ std::string ControlSocket::ActOnSelection(std::string_view verb, std::string_vie
 // shard's loop) and ~ControlSocket closes the client.
 bool ControlSocket::AnswerLater(Client* c, std::string_view line) {
   std::string_view rest = line;
-  if (Word(rest) != "show") return false;
+  if (base::NextWord(rest) != "show") return false;
   AnswerShow(shard_, rest, [this, c](std::string reply) {
     c->out = std::move(reply);
     c->out += '\n';

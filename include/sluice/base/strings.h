@@ -44,4 +44,14 @@ inline bool ParseUint64(std::string_view text, uint64_t& out) {
   return true;
 }
 
+// The next space-separated word of `rest`, consumed with the spaces around
+// it ("" at the end): how control-socket commands are read.
+inline std::string_view NextWord(std::string_view& rest) {
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  const std::string_view w = rest.substr(0, rest.find(' '));
+  rest.remove_prefix(w.size());
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  return w;
+}
+
 }  // namespace sluice::base
