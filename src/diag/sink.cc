@@ -249,6 +249,9 @@ void StartWriter() {
   s.wedged.store(false);
   s.done = false;
   s.writer = std::thread(WriterLoop);
+  // Named from here too, so the name is there when StartWriter returns
+  // (the thread's own NameThisThread may not have run yet).
+  pthread_setname_np(s.writer.native_handle(), "log-writer");
   s.writer_running.store(true, std::memory_order_release);
 }
 
