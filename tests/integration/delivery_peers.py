@@ -1367,7 +1367,9 @@ class _Conn(asyncio.Protocol):
             code, text = 250, f"2.0.0 Ok: queued as {txn['id']}"
         if code == 250:
             eml = Path(self.cfg["store_dir"]) / f"{txn['id']}.eml"
-            eml.write_bytes(txn["body"])
+            part = eml.with_suffix(".part")  # renamed: a reader never sees half a file
+            part.write_bytes(txn["body"])
+            part.replace(eml)
             txn["eml"] = str(eml)
         status = "accepted" if code < 400 else "rejected"
         txn["in_data"] = False

@@ -551,8 +551,11 @@ void Conn::EndMessage() {
   }
   w_.CountDomains(rcpts_);
   if (!g_opt.store.empty()) {
+    // Written under a temporary name and renamed, so a reader globbing
+    // *.eml never sees a message that is still being written.
     const std::string path = absl::StrCat(g_opt.store, "/", n, ".eml");
-    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const std::string part = absl::StrCat(g_opt.store, "/", n, ".part");
+    const int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     bool ok = fd >= 0;
     size_t done = 0;
     while (ok && done < msg_.size()) {
@@ -563,6 +566,7 @@ void Conn::EndMessage() {
         done += static_cast<size_t>(w);
     }
     if (fd >= 0) close(fd);
+    if (ok && rename(part.c_str(), path.c_str()) != 0) ok = false;
     if (!ok) g_stats.store_errors.fetch_add(1, std::memory_order_relaxed);
   }
   Reply(absl::StrCat("250 2.0.0 Ok: queued as ", n, "\r\n"));
