@@ -15,6 +15,7 @@
 #include "header_scan.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
+#include "sluice/base/utc_time.h"
 
 namespace sluice::dsn {
 namespace {
@@ -324,22 +325,6 @@ ReturnedHeaders CopyHeaders(std::string_view message, size_t max) {
 
 }  // namespace
 
-std::string Rfc5322Date(uint64_t micros) {
-  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  const time_t secs = static_cast<time_t>(micros / 1000000);
-  struct tm tm;
-  if (gmtime_r(&secs, &tm) == nullptr || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
-      tm.tm_mon > 11) {
-    const time_t zero = 0;
-    gmtime_r(&zero, &tm);
-  }
-  return absl::StrFormat("%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday], tm.tm_mday,
-                         kMonths[tm.tm_mon], static_cast<long>(tm.tm_year) + 1900, tm.tm_hour,
-                         tm.tm_min, tm.tm_sec);
-}
-
 namespace {
 
 // One failed recipient, cleaned for both parts of the report.
@@ -396,7 +381,7 @@ void AppendIntro(std::string& text, const DsnInput& in, const std::string& queue
   text += "\r\n";
   std::string about = "Queue ID: " + (queue_id.empty() ? std::string("unknown") : queue_id);
   if (in.arrival_micros != 0) {
-    absl::StrAppend(&about, ", received ", Rfc5322Date(in.arrival_micros));
+    absl::StrAppend(&about, ", received ", base::Rfc5322Date(in.arrival_micros));
   }
   AppendWrapped(text, about + ".", "");
   text += "\r\n";
@@ -439,7 +424,8 @@ std::string StatusPart(const DsnInput& in, const std::string& queue_id,
   std::string status;
   AppendField(status, "Reporting-MTA", absl::StrCat("dns; ", in.reporting_mta));
   if (!queue_id.empty()) AppendField(status, "X-Sluice-Queue-ID", queue_id);
-  if (in.arrival_micros != 0) AppendField(status, "Arrival-Date", Rfc5322Date(in.arrival_micros));
+  if (in.arrival_micros != 0)
+    AppendField(status, "Arrival-Date", base::Rfc5322Date(in.arrival_micros));
   for (const Rcpt& r : rcpts) {
     status += "\r\n";
     AppendField(status, "Final-Recipient",
@@ -455,7 +441,7 @@ std::string StatusPart(const DsnInput& in, const std::string& queue_id,
                   absl::StrCat(r.smtp_reply ? "smtp; " : "X-Sluice; ", r.diagnostic));
     }
     if (r.last_attempt_micros != 0) {
-      AppendField(status, "Last-Attempt-Date", Rfc5322Date(r.last_attempt_micros));
+      AppendField(status, "Last-Attempt-Date", base::Rfc5322Date(r.last_attempt_micros));
     }
   }
   return status;
@@ -492,7 +478,7 @@ std::string TopFields(const DsnInput& in, const std::string& sender, const std::
   AppendField(top, "From", absl::StrCat("Mail Delivery System <MAILER-DAEMON@", host, ">"));
   AppendField(top, "To", sender);
   AppendField(top, "Subject", "Undelivered Mail Returned to Sender");
-  AppendField(top, "Date", Rfc5322Date(in.now_micros));
+  AppendField(top, "Date", base::Rfc5322Date(in.now_micros));
   AppendField(
       top, "Message-ID",
       absl::StrCat("<", id_token, id_token.empty() ? "" : ".", in.now_micros, ".dsn@", host, ">"));

@@ -9,23 +9,19 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <ctime>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
+#include "sluice/base/utc_time.h"
 #include "sluice/log/json.h"
 
 namespace sluice::log {
 
 void AccountingLog::FormatTimestamp(std::string& out, uint64_t micros) {
-  const time_t secs = static_cast<time_t>(micros / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  absl::StrAppendFormat(&out, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06uZ\"", tm.tm_year + 1900,
-                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                        static_cast<unsigned>(micros % 1000000));
+  out.push_back('"');
+  base::AppendIso8601Micros(out, micros);
+  out.push_back('"');
 }
 
 std::string_view DeliveryTypeName(DeliveryType type) {
@@ -103,8 +99,13 @@ void AccountingLog::FormatDelivery(std::string& o, DeliveryType type, const Deli
   line.Str("enhanced", r.enhanced).Str("text", r.text).Uint("attempt", r.attempt);
   // Seconds with millisecond precision, rounded: "queue_time_s":3600.125.
   const uint64_t ms = r.queue_time_micros / 1000 + (r.queue_time_micros % 1000 >= 500 ? 1 : 0);
-  absl::StrAppendFormat(&line.Key("queue_time_s"), "%u.%03u", ms / 1000,
-                        static_cast<unsigned>(ms % 1000));
+  std::string& seconds = line.Key("queue_time_s");
+  const unsigned fraction = static_cast<unsigned>(ms % 1000);
+  absl::StrAppend(&seconds, ms / 1000, ".");
+  const char digits[3] = {static_cast<char>('0' + fraction / 100),
+                          static_cast<char>('0' + fraction / 10 % 10),
+                          static_cast<char>('0' + fraction % 10)};
+  seconds.append(digits, sizeof digits);
   line.Str("tls", r.tls);
   if (r.tls_resumed) line.Raw("tls_resumed", "true");
   line.StrIfSet("campaign", r.campaign).StrIfSet("tenant", r.tenant);

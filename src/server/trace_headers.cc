@@ -1,22 +1,13 @@
 #include "sluice/server/trace_headers.h"
 
-#include <ctime>
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/strings.h"
+#include "sluice/base/utc_time.h"
 
 namespace sluice::server {
 
 using base::Av;
-
-std::string Rfc5322Date(uint64_t micros) {
-  const time_t secs = static_cast<time_t>(micros / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
-}
 
 std::string PrintableHeaderText(std::string_view text) {
   std::string out;
@@ -25,7 +16,7 @@ std::string PrintableHeaderText(std::string_view text) {
 }
 
 std::string TraceHeaders(const TraceFacts& f) {
-  const std::string date = Rfc5322Date(f.arrival_micros);
+  const std::string date = base::Rfc5322Date(f.arrival_micros);
   std::string h = "Received: ";
   if (!f.from.empty()) absl::StrAppend(&h, "from ", Av(f.from), "\r\n\t");
   absl::StrAppend(&h, "by ", Av(f.hostname), " (Sluice) with ", Av(f.with), " id ", Av(f.queue_id));

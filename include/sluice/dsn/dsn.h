@@ -122,7 +122,4 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in);
 // global-delivery-status), folding, case and quoting notwithstanding.
 bool LooksLikeDsn(std::string_view sender, std::string_view message);
 
-// "Tue, 03 Mar 2026 09:05:07 +0000" (UTC, locale-independent).
-std::string Rfc5322Date(uint64_t micros);
-
 }  // namespace sluice::dsn

@@ -25,9 +25,6 @@ struct TraceFacts {
 
 std::string TraceHeaders(const TraceFacts& facts);
 
-// "Sat, 28 Nov 2026 16:01:41 +0000"
-std::string Rfc5322Date(uint64_t micros);
-
 // Client-supplied text (HELO) made safe for a header: printable ASCII only.
 std::string PrintableHeaderText(std::string_view text);
 
