@@ -18,7 +18,11 @@ It also checks the DAG itself and its agreement with the code and meson:
   - a quoted include with '..' in it (reaching into another folder's private
     headers) is refused;
   - each library in src/*/meson.build that is a unit lists, among its
-    dependencies, only units below it (`<unit>_dep`).
+    dependencies, only units below it (`<unit>_dep`);
+  - the diagram in docs/ARCHITECTURE.md (between the markers
+    `<!-- check_layers: begin -->` and `<!-- check_layers: end -->`) shows
+    exactly these units, edges and pure marks, and every arrow points to a
+    lower layer number.
 
 Run by `ninja` (the check_layers target, built by default, so a wrong-way
 include fails the build) and by `meson test --suite lint`, or by hand:
@@ -202,6 +206,56 @@ def check_includes(root, layers, below):
     return errors, used
 
 
+DOC_BEGIN = '<!-- check_layers: begin -->'
+DOC_END = '<!-- check_layers: end -->'
+DOC_LINE_RE = re.compile(r'^\s*(\d+)\s+([\w ]+?)\s*(?:─▶\s*(.*))?$')
+
+
+def check_doc(doc_path, layers):
+    """The diagram's lines: `LAYER unit unit [pure] [─▶ dep dep]`."""
+    if not os.path.isfile(doc_path):
+        return []
+    with open(doc_path) as f:
+        text = f.read()
+    if DOC_BEGIN not in text or DOC_END not in text:
+        return [f'{doc_path}: no layers diagram ({DOC_BEGIN} ... {DOC_END})']
+    start = text.index(DOC_BEGIN)
+    first_line = text.count('\n', 0, start) + 1
+    block = text[start:text.index(DOC_END)].split('\n')[1:]
+    errors, drawn, layer, pure = [], {}, {}, set()
+    for offset, line in enumerate(block):
+        match = DOC_LINE_RE.match(line)
+        if not match:
+            continue
+        names = match.group(2).split()
+        deps = (match.group(3) or '').split()
+        for name in names:
+            if name == 'pure':
+                continue
+            if name in drawn:
+                errors.append(f'{doc_path}:{first_line + offset}: {name} drawn twice')
+            drawn[name] = deps
+            layer[name] = int(match.group(1))
+            if 'pure' in names:
+                pure.add(name)
+    where = f'{doc_path} (layers diagram)'
+    for unit in sorted(set(layers.deps) | set(drawn)):
+        if unit not in drawn:
+            errors.append(f'{where}: unit {unit} is not drawn')
+        elif unit not in layers.deps:
+            errors.append(f'{where}: {unit} is drawn but not in the layers file')
+        elif sorted(drawn[unit]) != sorted(layers.deps[unit]):
+            errors.append(f'{where}: {unit} is drawn ─▶ {" ".join(sorted(drawn[unit]))} '
+                          f'but the layers file says {" ".join(sorted(layers.deps[unit]))}')
+        if unit in drawn and (unit in pure) != (unit in layers.pure):
+            errors.append(f'{where}: {unit}: pure mark differs from the layers file')
+        for dep in drawn.get(unit, []):
+            if dep in layer and layer[dep] >= layer[unit]:
+                errors.append(f'{where}: {unit} (layer {layer[unit]}) ─▶ {dep} '
+                              f'(layer {layer[dep]}) does not point down')
+    return errors
+
+
 LIBRARY_RE = re.compile(r"static_library\(\s*'sluice_(\w+)'")
 DEP_RE = re.compile(r'\b(\w+)_dep\b')
 
@@ -241,6 +295,7 @@ def check(root, layers_path):
     include_errors, used = check_includes(root, layers, below)
     errors += include_errors
     errors += check_meson(root, layers, below)
+    errors += check_doc(os.path.join(root, 'docs', 'ARCHITECTURE.md'), layers)
     for unit, deps in layers.deps.items():
         for dep in deps:
             if dep in layers.deps and (unit, dep) not in used:

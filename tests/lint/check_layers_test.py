@@ -125,20 +125,42 @@ class SmallTreeTest(unittest.TestCase):
         self.assertEqual(code, 1)
         self.assertIn('library sluice_low depends on mid_dep', err)
 
+    def test_diagram_must_match_the_layers_file(self):
+        doc = ('text\n<!-- check_layers: begin -->\n```\nlayer unit\n'
+               '  3  top ─▶ mid low_part\n  2  mid ─▶ low\n  1  low pure ─▶ base\n'
+               '  1  low_part ─▶ base\n  0  base pure\n```\n<!-- check_layers: end -->\n')
+        write(self.root, 'docs/ARCHITECTURE.md', doc)
+        self.assertEqual(run(self.root), (0, ''))
+        write(self.root, 'docs/ARCHITECTURE.md', doc.replace('mid ─▶ low', 'mid ─▶ base'))
+        code, err = run(self.root)
+        self.assertEqual(code, 1)
+        self.assertIn('mid is drawn ─▶ base but the layers file says low', err)
+        write(self.root, 'docs/ARCHITECTURE.md', doc.replace('  2  mid', '  0  mid'))
+        code, err = run(self.root)
+        self.assertEqual(code, 1)
+        self.assertIn('mid (layer 0) ─▶ low (layer 1) does not point down', err)
+        write(self.root, 'docs/ARCHITECTURE.md', doc.replace('  1  low_part ─▶ base\n', ''))
+        self.assertIn('unit low_part is not drawn', run(self.root)[1])
+
     def test_stamp_written_only_on_success(self):
         stamp = os.path.join(self.root, 'stamp')
-        subprocess.run([sys.executable, SCRIPT, '--root', self.root, '--stamp', stamp], check=True)
+        write(self.root, 'include/sluice/base/b.h', '#include "sluice/low/l.h"\n')
+        args = [sys.executable, SCRIPT, '--root', self.root, '--stamp', stamp]
+        self.assertEqual(subprocess.run(args, capture_output=True).returncode, 1)
+        self.assertFalse(os.path.exists(stamp))
+        write(self.root, 'include/sluice/base/b.h', '#pragma once\n')
+        subprocess.run(args, check=True)
         self.assertTrue(os.path.exists(stamp))
 
 
 class RealTreeTest(unittest.TestCase):
-    """A copy of the project's src/, include/ and layers: clean, it passes;
+    """A copy of the project's src/, include/, docs/ and layers: clean, it passes;
     with one wrong-way include planted, it fails on that line."""
 
     def setUp(self):
         self.root = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.root)
-        for folder in ('src', 'include'):
+        for folder in ('src', 'include', 'docs'):
             shutil.copytree(os.path.join(ROOT, folder), os.path.join(self.root, folder))
         os.makedirs(os.path.join(self.root, 'tools'))
         shutil.copy(os.path.join(ROOT, 'tools', 'layers.txt'), os.path.join(self.root, 'tools'))
