@@ -28,9 +28,12 @@ Run by `ninja` (the check_layers target, built by default, so a wrong-way
 include fails the build) and by `meson test --suite lint`, or by hand:
 
     tools/check_layers.py [--root DIR] [--layers FILE] [--stamp FILE]
-                          [--print-used]
+                          [--print-used] [--private-candidates]
 
 --print-used prints the unit-to-unit edges the includes actually use.
+--private-candidates prints the public headers that only their own module
+(and its tests) include, directly or through its public headers: they
+belong beside their sources in src/<module>/.
 
 Layers file lines (blank lines and '#' comments ignored):
     unit: dep dep ...         the unit and the units it includes directly
@@ -304,15 +307,52 @@ def check(root, layers_path):
     return errors, used
 
 
+def private_candidates(root):
+    """Headers under include/sluice/ that nothing outside their folder needs."""
+    includers = {}  # header (relative path) -> set of including files
+    for top in ('src', 'include', 'tests', 'fuzz', 'bench', 'tools'):
+        for dirpath, _, filenames in os.walk(os.path.join(root, top)):
+            for name in filenames:
+                if not name.endswith(SOURCE_SUFFIXES):
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                with open(os.path.join(root, rel), errors='replace') as f:
+                    for line in f:
+                        match = INCLUDE_RE.match(line)
+                        if match and match.group(1).startswith('sluice/'):
+                            header = os.path.join('include', match.group(1))
+                            includers.setdefault(header, set()).add(rel)
+    public = set()
+    changed = True
+    while changed:  # a header is public if something outside needs it
+        changed = False
+        for header, files in includers.items():
+            if header in public:
+                continue
+            folder = header.split('/')[2]
+            own = (f'src/{folder}/', f'tests/{folder}/', f'include/sluice/{folder}/')
+            if any(not f.startswith(own) or f in public for f in files):
+                public.add(header)
+                changed = True
+    return sorted(h for h in checked_files(root)
+                  if h.startswith('include/') and h not in public)
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--root', default=os.path.join(os.path.dirname(__file__), '..'))
     parser.add_argument('--layers', help='default: ROOT/tools/layers.txt')
     parser.add_argument('--stamp', help='file to touch when the check passes')
     parser.add_argument('--print-used', action='store_true')
+    parser.add_argument('--private-candidates', action='store_true')
     args = parser.parse_args(argv)
     layers_path = args.layers or os.path.join(args.root, 'tools', 'layers.txt')
+    if args.stamp and os.path.exists(args.stamp):
+        os.remove(args.stamp)
     errors, used = check(args.root, layers_path)
+    if args.private_candidates:
+        for header in private_candidates(args.root):
+            print(header)
     if args.print_used:
         edges = {}
         for unit, dep in used:

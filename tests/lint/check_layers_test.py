@@ -142,6 +142,19 @@ class SmallTreeTest(unittest.TestCase):
         write(self.root, 'docs/ARCHITECTURE.md', doc.replace('  1  low_part ─▶ base\n', ''))
         self.assertIn('unit low_part is not drawn', run(self.root)[1])
 
+    def test_private_candidates_are_headers_only_their_module_needs(self):
+        write(self.root, 'include/sluice/low/inner.h', '#pragma once\n')
+        write(self.root, 'include/sluice/low/via_public.h', '#pragma once\n')
+        write(self.root, 'include/sluice/low/l.h',
+              '#include "sluice/base/b.h"\n#include "sluice/low/via_public.h"\n')
+        write(self.root, 'src/low/l.cc', '#include "sluice/low/l.h"\n#include "sluice/low/inner.h"\n')
+        write(self.root, 'tests/low/l_test.cc', '#include "sluice/low/inner.h"\n')
+        result = subprocess.run([sys.executable, SCRIPT, '--root', self.root,
+                                 '--private-candidates'], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.split(),
+                         ['include/sluice/low/inner.h'])
+
     def test_stamp_written_only_on_success(self):
         stamp = os.path.join(self.root, 'stamp')
         write(self.root, 'include/sluice/base/b.h', '#include "sluice/low/l.h"\n')
