@@ -1,5 +1,5 @@
 // Per-key diagnostic rate limit (see diag/rate_limiter.h).
-#include "sluice/diag/rate_limiter.h"
+#include "rate_limiter.h"
 
 namespace sluice::diag {
 

@@ -23,10 +23,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "byte_ring.h"
+#include "rate_limiter.h"
 #include "sluice/base/clock.h"
-#include "sluice/diag/byte_ring.h"
 #include "sluice/diag/diag.h"
-#include "sluice/diag/rate_limiter.h"
 
 namespace sluice::diag {
 namespace {

@@ -1,5 +1,5 @@
 // The DKIM-Signature field, written and folded (see signature.h).
-#include "sluice/dkim/signature.h"
+#include "signature.h"
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/strings.h"

@@ -4,10 +4,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "signature.h"
 #include "sluice/base/base64.h"
 #include "sluice/base/strings.h"
 #include "sluice/dkim/header_fields.h"
-#include "sluice/dkim/signature.h"
 
 namespace sluice::dkim {
 namespace {

@@ -1,4 +1,4 @@
-#include "sluice/dns/message.h"
+#include "message.h"
 
 #include <ares.h>
 #include <arpa/nameser.h>

@@ -13,10 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "message.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
-#include "sluice/dns/message.h"
 
 namespace sluice::dns {
 namespace {

@@ -1,7 +1,7 @@
 // Maps a segment's bytes into spans (spool/segment_map.h): a walk along the
 // preambles' lengths while they lead to verified records, a search by
 // footers from wherever they stop. Pure code: bytes in, spans out.
-#include "sluice/spool/segment_map.h"
+#include "segment_map.h"
 
 #include <bit>
 #include <optional>

@@ -12,9 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "little_endian.h"
+#include "segment_map.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/base/strings.h"
-#include "sluice/spool/segment_map.h"
 
 namespace sluice::spool {
 namespace {

@@ -1,5 +1,5 @@
-// The retry delay of a failing webhook; see sluice/webhook/backoff.h.
-#include "sluice/webhook/backoff.h"
+// The retry delay of a failing webhook; see backoff.h.
+#include "backoff.h"
 
 #include <algorithm>
 

@@ -9,9 +9,9 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "backoff.h"
 #include "sluice/base/clock.h"
 #include "sluice/diag/diag.h"
-#include "sluice/webhook/backoff.h"
 
 namespace sluice::webhook {
 namespace {

@@ -1,12 +1,12 @@
 // The per-key rate limit and the byte ring, with time passed in.
-#include "sluice/diag/rate_limiter.h"
+#include "rate_limiter.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "sluice/diag/byte_ring.h"
+#include "byte_ring.h"
 
 namespace sluice::diag {
 namespace {

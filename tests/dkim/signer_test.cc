@@ -19,9 +19,9 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "signature.h"
 #include "sluice/base/base64.h"
 #include "sluice/dkim/header_fields.h"
-#include "sluice/dkim/signature.h"
 
 namespace sluice::dkim {
 namespace {

@@ -1,6 +1,6 @@
 // Canned DNS answers for the pure helpers: null MX (RFC 7505), SOA-derived
 // negative TTL (RFC 2308), answer TTLs.
-#include "sluice/dns/message.h"
+#include "message.h"
 
 #include <arpa/nameser.h>
 

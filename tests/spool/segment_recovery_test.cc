@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "segment_map.h"
 #include "sluice/base/crc32c.h"
-#include "sluice/spool/segment_map.h"
 #include "sluice/spool/spool_directory.h"
 
 namespace sluice::spool {

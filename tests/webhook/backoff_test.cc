@@ -1,5 +1,5 @@
 // The retry delay: doubling from the minimum, capped, jittered in [c/2, c].
-#include "sluice/webhook/backoff.h"
+#include "backoff.h"
 
 #include <gtest/gtest.h>
 
