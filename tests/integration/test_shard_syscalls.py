@@ -1,0 +1,224 @@
+"""No blocking syscall on a shard thread in steady state (issue "Runtime
+redesign"): under a steady relay load, and while the pickup directory is
+being ingested, strace of the shard threads shows no file syscall (open*,
+*stat*, unlink*, rename*, fsync, fdatasync, read, write, ...): a shard
+thread leaves those to its ring or to a helper thread.
+
+The relay runs with delivery on and two shards: sluice-blast sends at a
+steady rate into it, every domain is routed to one sluice-sink, so each
+shard both receives (spool commits) and delivers (spool reads, tombstones,
+outbound SMTP). Once mail is flowing, strace attaches to the threads named
+`shard-N` only (/proc/PID/task/*/comm; one `-p TID` each and no `-f`,
+which would take in every thread of the process: the pickup, helper,
+log-writer and HTTP threads may block, that is what they are for). While it
+traces, single-message files and a merge batch are renamed into the pickup
+directory, and the trace lasts until the pickup has queued all of them and
+the sink has received more mail. Then strace detaches (SIGINT), before
+the load ends: start-up and shutdown are not traced.
+
+Every syscall seen must be in ALLOWED (each with the reason it is there),
+and none may be in FORBIDDEN; the output also has to show the rings working
+(io_uring_enter), or the trace proves nothing. The counts are printed.
+Bench versions with counts: bench/shard_syscalls.py, bench/pickup_syscalls.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sluice_harness import scaled, wait_for
+
+# The file syscalls a shard thread must never make itself (docs/ARCHITECTURE.md,
+# "Threads"): each can wait for the disk. read/write and their vector and
+# positional forms are here too: on a socket or eventfd they would not block,
+# but a shard's socket I/O goes through the ring, so any of them is a
+# regression to look at.
+FORBIDDEN = frozenset("""
+    open openat openat2 creat open_by_handle_at name_to_handle_at
+    stat lstat fstat newfstatat statx statfs fstatfs access faccessat faccessat2
+    readlink readlinkat
+    unlink unlinkat rmdir rename renameat renameat2 link linkat symlink symlinkat mkdir mkdirat
+    truncate ftruncate fallocate fsync fdatasync sync syncfs sync_file_range
+    read write pread64 pwrite64 readv writev preadv pwritev preadv2 pwritev2
+    getdents getdents64 sendfile copy_file_range splice
+    fchmod fchmodat fchown fchownat chmod chown utimensat flock fcntl
+""".split())
+
+# What a shard thread may call in steady state, and why.
+ALLOWED = {
+    "io_uring_enter": "the ring: submit, and wait for completions (its only wait)",
+    "futex": "the mailboxes' and helper pools' locks and condition variables",
+    "madvise": "the allocator returning freed pages",
+    "mmap": "the allocator growing an arena",
+    "munmap": "the allocator releasing a large block",
+    "mprotect": "the allocator growing a thread arena's heap",
+    "brk": "the allocator growing the main heap",
+}
+
+
+def shard_threads(pid: int) -> dict:
+    """tid -> name of the threads called shard-N."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        if re.fullmatch(r"shard-\d+", name):
+            out[int(task.name)] = name
+    return out
+
+
+class Strace:
+    """strace attached to some threads (by TID), its output in a file."""
+
+    def __init__(self, tids, out: Path):
+        self.tids = sorted(tids)
+        self.out = out
+        self.err = out.with_suffix(".stderr")
+        args = [shutil.which("strace") or "/usr/bin/strace", "-o", str(out)]
+        for tid in self.tids:
+            args += ["-p", str(tid)]
+        with open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+
+    def wait_attached(self) -> None:
+        """Until strace says it attached to every thread."""
+        def attached() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"strace exited {self.proc.returncode}: {self.err.read_text()[-2000:]}")
+            text = self.err.read_text(errors="replace")
+            return all(f"Process {tid} attached" in text for tid in self.tids)
+
+        wait_for(attached, 10, what="strace attached to every shard thread")
+
+    def stop(self) -> Counter:
+        """Detaches (SIGINT), then counts the syscalls by name."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=scaled(20))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        calls: Counter = Counter()
+        for line in self.out.read_text(errors="replace").splitlines():
+            # "TID name(args..." or, with one thread, "name(args...";
+            # "<... name resumed>" continues an unfinished call: not counted again.
+            m = re.match(r"^(?:\d+\s+)?([a-z_0-9]+)\(", line)
+            if m:
+                calls[m.group(1)] += 1
+        return calls
+
+
+class PickupCounter:
+    """Counts the accounting log's pickup Reception records, reading each line once."""
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.offset = 0
+        self.count = 0
+
+    def __call__(self) -> int:
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        cut = data.rfind(b"\n") + 1
+        self.count += data[:cut].count(b'"protocol":"pickup"')
+        self.offset += cut
+        return self.count
+
+
+def stored(sink) -> int:
+    return sum(1 for e in os.scandir(sink.store_dir) if e.name.endswith(".eml"))
+
+
+def drop_pickup(pickup: Path, files: int, batch_rcpts: int) -> None:
+    """`files` single-message files and one merge batch of `batch_rcpts`
+    recipients: written in tmp/, then renamed into new/ together."""
+    tmp, new = pickup / "tmp", pickup / "new"
+    names = []
+    for i in range(files):
+        name = f"m{i:05d}"
+        (tmp / name).write_bytes(
+            (f"X-Sluice-Envelope-From: <news@snd.example>\r\nX-Sluice-Envelope-To: <p{i}@d{i % 4}.example>\r\n"
+             f"From: <news@snd.example>\r\nSubject: pickup {i}\r\n\r\nPickup message {i}.\r\n").encode())
+        names.append(name)
+    batch = tmp / "steady.batch"
+    batch.mkdir()
+    (batch / "manifest.toml").write_text(
+        'sender = "news@snd.example"\ntemplate = "template.eml"\nrecipients = "recipients.csv"\n')
+    (batch / "template.eml").write_bytes(
+        b"From: <news@snd.example>\r\nTo: <{{email}}>\r\nSubject: Hello {{name}}\r\n\r\nDear {{name}}.\r\n")
+    (batch / "recipients.csv").write_text(
+        "email,name\r\n" + "".join(f"b{i}@d{i % 4}.example,N{i}\r\n" for i in range(batch_rcpts)), newline="")
+    for name in names:
+        os.rename(tmp / name, new / name)
+    os.rename(batch, new / batch.name)
+
+
+@pytest.mark.time_limit(60)
+def test_shard_threads_make_no_blocking_syscall(sluice_factory, sink_factory, mx_port, tmp_path):
+    if shutil.which("strace") is None:
+        pytest.fail("strace is not installed (tools/deps.sh installs it)", pytrace=False)
+    files, batch_rcpts = 200, 2000
+    sink = sink_factory("127.0.0.2")
+    pickup = tmp_path / "pickup"
+    for d in ("tmp", "new", "bad"):
+        (pickup / d).mkdir(parents=True)
+    relay = sluice_factory(delivery=True, shards=2,
+                           args=["--route", f"*=[127.0.0.2]:{mx_port}", "--pickup", str(pickup)])
+    from delivery_peers import tools_dir
+
+    # A steady load well under capacity, longer than the test needs: blast
+    # is stopped by PID at the end (the trace ends before it does).
+    blast = subprocess.Popen(
+        [str(tools_dir() / "sluice-blast"), "--target", f"{relay.host}:{relay.port}", "--connections", "4",
+         "--rate", "300", "--duration", "40", "--domains", "4", "--size", "2048", "--expect-failures"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trace = None
+    try:
+        # Steady state: mail has gone all the way through, on both shards.
+        wait_for(lambda: stored(sink) >= 200, 20, what="200 messages relayed to the sink")
+        tids = shard_threads(relay.pid)
+        assert sorted(tids.values()) == ["shard-0", "shard-1"], tids
+        trace = Strace(tids, tmp_path / "strace.txt")
+        trace.wait_attached()
+        t0 = time.monotonic()
+        relayed_before = stored(sink)
+        picked = PickupCounter(relay.log_path)
+        drop_pickup(pickup, files, batch_rcpts)
+        wait_for(lambda: picked() >= files + 1, 20, what="the pickup files and the batch queued")
+        # At least 3 s of traced steady load, and more mail through meanwhile.
+        wait_for(lambda: time.monotonic() - t0 >= 3 and stored(sink) >= relayed_before + 200, 20,
+                 what="200 more messages relayed while traced")
+        calls = trace.stop()
+        traced_s = time.monotonic() - t0
+        relayed = stored(sink) - relayed_before
+    finally:
+        if trace is not None and trace.proc.poll() is None:
+            trace.proc.kill()
+            trace.proc.wait(timeout=10)
+        blast.kill()
+        blast.wait(timeout=10)
+    print(f"traced {', '.join(sorted(tids.values()))} for {traced_s:.1f} s: {relayed} messages relayed, "
+          f"{files} pickup files and a batch of {batch_rcpts} recipients queued")
+    for name, n in calls.most_common():
+        print(f"  {name:20} {n:8}  {'FORBIDDEN' if name in FORBIDDEN else ALLOWED.get(name, 'NOT ALLOWED')}")
+    assert calls["io_uring_enter"] > 0, f"the trace saw no ring activity: {dict(calls)}"
+    forbidden = {k: v for k, v in calls.items() if k in FORBIDDEN}
+    assert not forbidden, f"blocking syscalls on shard threads: {forbidden}"
+    unexpected = {k: v for k, v in calls.items() if k not in ALLOWED}
+    assert not unexpected, f"syscalls on shard threads that are not in ALLOWED: {unexpected}"
