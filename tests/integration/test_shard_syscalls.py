@@ -25,9 +25,10 @@ engine still make on the shard thread, each matched narrowly (strace -y
 shows the paths) and named by its source, to be removed from the list as
 they move off the thread. The output also has to show the rings working
 (io_uring_enter), or the trace proves nothing. The counts are printed.
-Shown to fail: an LD_PRELOADed setsockopt() that first calls stat("/")
-(a shard thread sets TCP_NODELAY on every connection) fails it with the
-newfstatat calls listed.
+Shown to fail twice: a stat("/") planted in TraceHeaders (every received
+message, on its shard thread), and an LD_PRELOADed setsockopt() that calls
+stat("/") first (a shard sets TCP_NODELAY on every connection): each fails
+it with the newfstatat calls listed.
 Bench versions with counts: bench/shard_syscalls.py, bench/pickup_syscalls.py.
 """
 
