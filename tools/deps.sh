@@ -23,7 +23,9 @@
 #                  package also installs a Prometheus server service, which
 #                  systemd hosts start on :9090: the tests never use it),
 #                  chromium chromium-driver python3-selenium (the status page
-#                  in a real headless browser, test_status_page.py)
+#                  in a real headless browser, test_status_page.py), strace
+#                  (test_shard_syscalls.py: no blocking syscall on a shard
+#                  thread; also bench/shard_syscalls.py, pickup_syscalls.py)
 #   bench/:        postfix (smtp-source, smtp-sink, private instances), gnuplot-nox,
 #                  git (the commit a result belongs to), valgrind
 # Postfix is preseeded to "No configuration" so installing it starts no
@@ -41,7 +43,7 @@ packages=(
   opendkim opendkim-tools
   swaks libnet-ssleay-perl openssl ca-certificates dnsmasq-base
   mount util-linux passwd procps iproute2 jq prometheus
-  chromium chromium-driver python3-selenium
+  chromium chromium-driver python3-selenium strace
   postfix gnuplot-nox git valgrind
 )
 

@@ -202,6 +202,11 @@ def test_bench_run_quick(tmp_path):
                   "10", "--sizes", "2048"], ["blast → Sluice → sinks", "| 2 KB |"]),
     ("backlog.py", ["--messages", "200", "--domains", "10", "--idle", "0.5"],
      ["| deferred | 200 |", "| throttled |"]),
+    # The retire window needs each shard past its 64 MiB segment: the
+    # default 200 MB prefill stays.
+    ("ingest_latency.py", ["--rate", "300", "--seconds", "4", "--batch-seconds", "5", "--recipients", "20000",
+                           "--batch-domains", "10"],
+     ["| baseline | 1,2", "| segments retired |", "| 20,000-recipient batch ingested |"]),
 ])
 def test_bench_script_command_lines(script, args, expect):
     require_peers()
