@@ -56,8 +56,8 @@ void Engine::PrepareBody(Active* a) {
   // first recipient: the DSN quotes that recipient's headers.
   const uint32_t idx = a->job.recipients.front();
   static const std::vector<std::string> kNoValues;
-  const std::vector<std::string>& values =
-      idx < env.recipients.size() ? env.recipients[idx].values : kNoValues;
+  const spool::Recipient* rcpt = env.FindRecipient(idx);
+  const std::vector<std::string>& values = rcpt != nullptr ? rcpt->values : kNoValues;
   // Compiled once per record (RecordCache checked it against merge_fields).
   SLUICE_CHECK(a->record->compiled.has_value());
   if (env.message_id_host.empty()) {

@@ -276,8 +276,8 @@ void Engine::OnRecord(Active* a, absl::StatusOr<RecordPtr> record) {
   smtp::OutboundMessage msg;
   msg.sender = env.sender;
   for (uint32_t idx : a->job.recipients) {
-    msg.recipients.push_back(idx < env.recipients.size() ? env.recipients[idx].address
-                                                         : std::string());
+    const spool::Recipient* rcpt = env.FindRecipient(idx);
+    msg.recipients.push_back(rcpt != nullptr ? rcpt->address : std::string());
   }
   msg.size = a->signatures.size() + env.added_headers.size() + a->body.size();
   msg.eight_bit = env.eight_bit;

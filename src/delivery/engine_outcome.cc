@@ -106,8 +106,8 @@ void Engine::WriteRecords(const Active& a, const AttemptOutcome& o, const std::s
       case log::DeliveryType::kTransientFailure:  // counted above, expired or not
         break;
     }
-    const std::string rcpt =
-        env && r.index < env->recipients.size() ? env->recipients[r.index].address : std::string();
+    const spool::Recipient* found = env ? env->FindRecipient(r.index) : nullptr;
+    const std::string rcpt = found != nullptr ? found->address : std::string();
     Record(r.type, a.job.message, sender, rcpt, a.domain, mx, ip, r.reply, attempt, tls);
   }
 }

@@ -20,7 +20,7 @@ namespace sluice::delivery {
 
 inline constexpr size_t kFileCache = 64;         // open spool files kept for reading records
 inline constexpr size_t kMaxTargets = 20;        // addresses tried per connection
-inline constexpr size_t kBodyPiece = 64 * 1024;  // body bytes handed to the session at once
+inline constexpr size_t kBodyPiece = 16 * 1024;  // body bytes handed to the session at once
 // Records read at once for jobs decided without a connection (LoadDetached).
 inline constexpr size_t kMaxDetachedLoads = 64;
 

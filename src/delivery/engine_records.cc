@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
 #include "sluice/base/check.h"
+#include "sluice/base/strings.h"
 
 namespace sluice::delivery {
 namespace {
@@ -58,6 +59,14 @@ struct ReadOp final : io::Completion {
 };
 
 }  // namespace
+
+bool Engine::Owns(std::string_view address) const {
+  // The domain as the home shard announced it (lower case, after the last @).
+  const size_t at = address.rfind('@');
+  std::string domain(at == std::string_view::npos ? std::string_view() : address.substr(at + 1));
+  for (char& c : domain) c = base::AsciiLower(c);
+  return host_.OwnsDomain(domain);
+}
 
 RecordRef Engine::WhereOf(const Message& m) const {
   return RecordRef{m.dir, file_names_.name(m.file), m.offset, m.length};

@@ -30,6 +30,19 @@ smtp::Reply LocalReply(int code, std::string text) {
   return r;
 }
 
+// A send buffer that was sent whole: emptied, and its memory given back when
+// it held more than a small reply needs. Most connections wait for a reply
+// most of the time; a body's capacity kept on each of them made up most of
+// the relay's memory (docs/ARCHITECTURE.md, "Outbound memory").
+void EmptySent(std::string& buffer) {
+  constexpr size_t kKeep = 4096;
+  if (buffer.capacity() > kKeep) {
+    std::string().swap(buffer);
+  } else {
+    buffer.clear();
+  }
+}
+
 }  // namespace
 
 std::string TlsSessionCache::Key(const Target& target, bool verified) {
@@ -206,7 +219,7 @@ void OutboundConnection::OnReceive(int result) {
 void OutboundConnection::Send() {
   if (fd_ < 0 || !connected_ || sending_) return;
   if (sending_buffer_.size() == sent_) {
-    sending_buffer_.clear();
+    EmptySent(sending_buffer_);
     sent_ = 0;
     if (tls_) {
       // Plaintext is encrypted only now, after the previous ciphertext left:
@@ -229,6 +242,7 @@ void OutboundConnection::Send() {
       sending_buffer_.swap(session_->output());
     }
     if (sending_buffer_.empty()) {
+      EmptySent(sending_buffer_);  // the session's drained output
       if (closing_) CloseSocket(), NextTargetOrFinish(last_close_);
       return;
     }

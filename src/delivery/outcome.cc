@@ -129,7 +129,8 @@ dsn::DsnInput DsnInputFor(const AttemptOutcome& outcome, const spool::Envelope& 
   in.original_message = original;
   for (const Final& f : outcome.failed) {
     dsn::FailedRecipient r;
-    r.address = f.index < envelope.recipients.size() ? envelope.recipients[f.index].address : "";
+    const spool::Recipient* rcpt = envelope.FindRecipient(f.index);
+    r.address = rcpt != nullptr ? rcpt->address : "";
     r.status = StatusOf(f.reply, outcome.expired && f.reply.code < 500);
     r.remote_mta = f.reply.local ? std::string() : mx;
     r.diagnostic = f.reply.local ? f.reply.text : Diagnostic(f.reply);

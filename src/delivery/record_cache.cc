@@ -5,18 +5,42 @@
 namespace sluice::delivery {
 namespace {
 
-absl::StatusOr<RecordPtr> Parse(std::string bytes) {
+// An envelope this much larger than the body is let go once decoded (a
+// batch's: tens of megabytes of recipients); a small one stays with the body
+// (dropping it would copy the body).
+constexpr size_t kDropTrailerOver = 64 * 1024;
+
+size_t Footprint(const LoadedRecord& r) {
+  size_t n = r.bytes.capacity() + r.parsed.envelope.added_headers.size();
+  for (const spool::Recipient& rcpt : r.parsed.envelope.recipients) {
+    n += sizeof rcpt + rcpt.address.size();
+    for (const std::string& v : rcpt.values) n += sizeof v + v.size();
+  }
+  return n + r.parsed.envelope.recipient_indexes.size() * sizeof(uint32_t);
+}
+
+absl::StatusOr<RecordPtr> Parse(std::string bytes, const RecordCache::Keep& keep) {
   auto record = std::make_shared<LoadedRecord>();
   record->bytes = std::move(bytes);
-  auto parsed = spool::ParseFile(record->bytes);
+  spool::DecodeOptions options;
+  options.keep = keep;
+  auto parsed = spool::ParseFile(record->bytes, options);  // every CRC checked here
   if (!parsed.ok()) return parsed.status();
   record->parsed = *std::move(parsed);
+  // The body starts right after the preamble (spool/message_file.h).
+  const size_t body_end = spool::kPreambleSize + record->parsed.body.size();
+  if (record->bytes.size() - body_end > kDropTrailerOver) {
+    record->bytes.resize(body_end);
+    record->bytes.shrink_to_fit();
+    record->parsed.body = std::string_view(record->bytes).substr(spool::kPreambleSize);
+  }
   const spool::Envelope& env = record->parsed.envelope;
   if (env.is_merge()) {
     auto compiled = merge::CompileStored(record->parsed.body, env.merge_fields);
     if (!compiled.ok()) return compiled.status();
     record->compiled = *std::move(compiled);
   }
+  record->footprint = Footprint(*record);
   return RecordPtr(std::move(record));
 }
 
@@ -37,7 +61,7 @@ void RecordCache::Get(base::QueueId id, const Reader& read, Done done) {
 
 void RecordCache::Loaded(base::QueueId id, absl::StatusOr<std::string> bytes) {
   absl::StatusOr<RecordPtr> result =
-      bytes.ok() ? Parse(*std::move(bytes)) : absl::StatusOr<RecordPtr>(bytes.status());
+      bytes.ok() ? Parse(*std::move(bytes), keep_) : absl::StatusOr<RecordPtr>(bytes.status());
   std::vector<Done> waiters;
   if (auto it = loading_.find(id); it != loading_.end()) {
     waiters = std::move(it->second);
@@ -46,7 +70,7 @@ void RecordCache::Loaded(base::QueueId id, absl::StatusOr<std::string> bytes) {
   if (result.ok()) {
     lru_.push_front(id);
     entries_[id] = Entry{*result, lru_.begin()};
-    bytes_ += (*result)->bytes.size();
+    bytes_ += (*result)->footprint;
     Trim();
   }
   // Failures are not cached: the next attempt reads again.
@@ -56,7 +80,7 @@ void RecordCache::Loaded(base::QueueId id, absl::StatusOr<std::string> bytes) {
 void RecordCache::Forget(base::QueueId id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
-  bytes_ -= it->second.record->bytes.size();
+  bytes_ -= it->second.record->footprint;
   lru_.erase(it->second.lru);
   entries_.erase(it);
 }
@@ -68,7 +92,7 @@ void RecordCache::Trim() {
     --it;
     auto e = entries_.find(*it);
     if (e->second.record.use_count() > 1) continue;
-    bytes_ -= e->second.record->bytes.size();
+    bytes_ -= e->second.record->footprint;
     entries_.erase(e);
     it = lru_.erase(it);
   }

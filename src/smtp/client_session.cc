@@ -488,6 +488,10 @@ void ClientSession::OnData(const Reply& r) {
 
 void ClientSession::AppendBody(const char* data, size_t size) {
   if (state_ != State::kBody || body_ended_) return;
+  // Room for the piece and a little stuffing at once: a body grows the
+  // buffer by one allocation, not by a doubling per line.
+  std::string& out = bdat_ ? chunk_ : output_;
+  if (out.capacity() - out.size() < size) out.reserve(out.size() + size + size / 32 + 8);
   if (!bdat_) {
     encoder_.Encode(data, size, output_);
     return;
@@ -518,7 +522,11 @@ void ClientSession::EndBody() {
 void ClientSession::EmitBdat(bool last) {
   absl::StrAppend(&output_, "BDAT ", chunk_.size(), last ? " LAST\r\n" : "\r\n");
   output_.append(chunk_);
-  chunk_.clear();
+  if (last) {
+    std::string().swap(chunk_);  // an idle session keeps no chunk's memory
+  } else {
+    chunk_.clear();
+  }
   ++bdat_outstanding_;
   ++timer_epoch_;
   Expect_(last ? Expect::kBdatLast : Expect::kBdat);

@@ -1,5 +1,6 @@
 #include "sluice/spool/message_file.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -66,6 +67,7 @@ void PackRecipient(std::string& out, std::string_view address,
 }
 
 std::string EncodeEnvelope(const Envelope& e) {
+  SLUICE_CHECK(!e.partial);  // a shard's share of the recipients is not the record
   std::string out;
   if (e.packed_count > 0) {
     // Packed recipients go first (see EncodeEnvelope(Envelope&&)).
@@ -155,8 +157,7 @@ class EnvelopeDecoder {
       if (!base::ParseUint64(value, e_.body_size)) return absl::DataLossError("bad body size");
       have_size_ = true;
     } else if (key == "rcpt") {
-      e_.recipients.push_back(Recipient{std::string(value), {}});
-      if (!options_.merge_values) counts_.push_back(0);
+      return AddRecipient(value);
     } else if (key == "value") {
       return MergeValue(value);
     } else if (key == "field") {
@@ -176,27 +177,46 @@ class EnvelopeDecoder {
     if (!have_version_ || !have_id_ || !have_size_) {
       return absl::DataLossError("envelope lacks version, id or body size");
     }
-    if (e_.recipients.empty()) return absl::DataLossError("envelope has no recipients");
+    if (total_ == 0) return absl::DataLossError("envelope has no recipients");
     // A merge record gives every recipient exactly one value per field; any
     // other record gives none.
-    for (size_t i = 0; i < e_.recipients.size(); ++i) {
-      const size_t n = options_.merge_values ? e_.recipients[i].values.size() : counts_[i];
+    for (uint32_t i = 0; i < total_; ++i) {
+      const size_t n = counting() ? counts_[i] : e_.recipients[i].values.size();
       if (n != e_.merge_fields.size()) {
         return absl::DataLossError("a recipient's merge values do not match the merge fields");
       }
+    }
+    if (options_.keep) {
+      e_.partial = true;
+      e_.recipient_total = total_;
     }
     return std::move(e_);
   }
 
  private:
+  // Values are counted apart from the recipients when some are not kept.
+  bool counting() const { return !options_.merge_values || options_.keep; }
+
+  absl::Status AddRecipient(std::string_view address) {
+    if (total_ == UINT32_MAX) return absl::DataLossError("too many recipients");
+    last_kept_ = !options_.keep || options_.keep(address);
+    if (last_kept_) {
+      e_.recipients.push_back(Recipient{std::string(address), {}});
+      if (options_.keep) e_.recipient_indexes.push_back(total_);
+    }
+    if (counting()) counts_.push_back(0);
+    ++total_;
+    return absl::OkStatus();
+  }
+
   // A "value" field: one merge value of the latest recipient.
   absl::Status MergeValue(std::string_view value) {
-    if (e_.recipients.empty()) return absl::DataLossError("merge value before any recipient");
-    if (!options_.merge_values) {
+    if (total_ == 0) return absl::DataLossError("merge value before any recipient");
+    if (counting()) {
       if (counts_.back() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
       ++counts_.back();
-      return absl::OkStatus();
     }
+    if (!options_.merge_values || !last_kept_) return absl::OkStatus();
     std::vector<std::string>& values = e_.recipients.back().values;
     if (values.size() >= kMaxMergeFields) return absl::DataLossError("too many merge values");
     values.emplace_back(value);
@@ -205,13 +225,22 @@ class EnvelopeDecoder {
 
   const DecodeOptions& options_;
   Envelope e_;
-  std::vector<uint8_t> counts_;  // values per recipient, when they are not kept
+  uint32_t total_ = 0;           // recipients seen, kept or not
+  bool last_kept_ = true;        // the latest recipient is in e_.recipients
+  std::vector<uint8_t> counts_;  // values per recipient, when counting()
   bool have_version_ = false;
   bool have_id_ = false;
   bool have_size_ = false;
 };
 
 }  // namespace
+
+const Recipient* Envelope::FindRecipient(uint32_t index) const {
+  if (!partial) return index < recipients.size() ? &recipients[index] : nullptr;
+  auto it = std::lower_bound(recipient_indexes.begin(), recipient_indexes.end(), index);
+  if (it == recipient_indexes.end() || *it != index) return nullptr;
+  return &recipients[static_cast<size_t>(it - recipient_indexes.begin())];
+}
 
 absl::StatusOr<Envelope> DecodeEnvelope(std::string_view in) {
   return DecodeEnvelope(in, DecodeOptions{});

@@ -5,6 +5,7 @@
 #include <functional>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "sluice/base/crc32c.h"
 #include "sluice/spool/message_file.h"
@@ -77,6 +78,40 @@ TEST(RecordCache, IdleRecordsTrimmedPastTheBudgetHeldOnesKept) {
   cache.Get(base::QueueId(1 << 8), reads.reader(),
             [&](absl::StatusOr<RecordPtr> r) { EXPECT_EQ(r->get(), held.get()); });
   EXPECT_EQ(reads.pending.size(), 4u);  // no new read for the held one
+}
+
+// A shard keeps its own recipients of a batch and, once a large envelope is
+// decoded, only the body's bytes.
+TEST(RecordCache, KeepsOwnRecipientsAndDropsALargeEnvelope) {
+  spool::Envelope env;
+  env.id = base::QueueId(9 << 8);
+  env.sender = "a@example.com";
+  for (int i = 0; i < 20000; ++i) {
+    env.recipients.push_back(
+        spool::Recipient{absl::StrCat("r", i, i % 4 == 0 ? "@Mine.example" : "@other.example")});
+  }
+  const std::string body = "Subject: hi\r\n\r\nbody\r\n";
+  env.body_size = body.size();
+  env.body_crc = base::Crc32c(0, body.data(), body.size());
+  const std::string record = spool::EncodePreamble(0) + body + spool::EncodeTrailer(env);
+  ASSERT_GT(record.size(), 300000u);
+  RecordCache cache(1 << 20, [](std::string_view a) { return a.ends_with("@Mine.example"); });
+  FakeReads reads;
+  RecordPtr got;
+  cache.Get(env.id, reads.reader(), [&](absl::StatusOr<RecordPtr> r) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    got = *r;
+  });
+  reads.pending[0](record);
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->parsed.body, body);
+  EXPECT_EQ(got->bytes.size(), spool::kPreambleSize + body.size());
+  EXPECT_EQ(got->parsed.envelope.recipients.size(), 5000u);
+  EXPECT_EQ(got->parsed.envelope.recipient_count(), 20000u);
+  ASSERT_NE(got->parsed.envelope.FindRecipient(400), nullptr);
+  EXPECT_EQ(got->parsed.envelope.FindRecipient(400)->address, "r400@Mine.example");
+  EXPECT_EQ(got->parsed.envelope.FindRecipient(401), nullptr);
+  EXPECT_LT(cache.bytes(), record.size() / 2);
 }
 
 TEST(RecordCache, FailuresAreReportedAndNotCached) {

@@ -5,6 +5,7 @@
 // write. Also the reply parser and the body encoder (against DotDecoder).
 #include "sluice/smtp/client_session.h"
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -822,6 +823,34 @@ TEST(ClientSession, StartMessageOnlyWhenIdle) {
   EXPECT_FALSE(s.StartMessage(Msg({})));
   EXPECT_TRUE(s.StartMessage(Msg({"b@y"})));
   EXPECT_FALSE(s.StartMessage(Msg({"b@y"})));
+}
+
+// docs/ARCHITECTURE.md "Outbound memory": with the default high-water mark
+// and the engine's 16 KiB pieces, even a body that doubles when encoded
+// (every line a lone dot ended by a bare LF) keeps the output under 64 KiB.
+TEST(ClientSession, DefaultOutputStaysUnder64KiB) {
+  ClientConfig cfg{.helo_name = "h"};
+  Recorder rec;
+  rec.quit_when_empty = false;
+  for (int i = 0; i < 100000; ++i) rec.body += ".\n";
+  rec.body_piece = 16 * 1024;
+  ClientSession s(cfg, rec);
+  rec.s = &s;
+  s.Feed(absl::StrCat("220 x\r\n", kEhloPipe));
+  s.StartMessage(Msg({"b@y"}));
+  s.output().clear();
+  s.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  size_t most = 0, sent = 0;
+  while (s.state() == ClientSession::State::kBody) {
+    most = std::max(most, s.output().size());
+    sent += s.output().size();
+    s.output().clear();  // the glue sent it
+    rec.OnBodyWanted();
+  }
+  sent += s.output().size();
+  EXPECT_LT(most, 64u * 1024);
+  EXPECT_GT(most, 32u * 1024);       // it did fill up to the mark
+  EXPECT_EQ(sent, 100000u * 4 + 3);  // "..\r\n" per line, then ".\r\n"
 }
 
 }  // namespace

@@ -238,6 +238,42 @@ TEST(MessageFileBatch, DecodeWithoutValues) {
   EXPECT_TRUE(parsed->envelope.recipients[0].values.empty());
 }
 
+// A delivery shard keeps only its own recipients: the others are checked
+// (their value count) but not stored, and found by their record index.
+TEST(MessageFileBatch, DecodeKeepsOnlyTheChosenRecipients) {
+  DecodeOptions mine;
+  mine.keep = [](std::string_view address) { return !address.ends_with(".org"); };
+  auto d = DecodeEnvelope(EncodeEnvelope(MergeEnvelope()), mine);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->partial);
+  ASSERT_EQ(d->recipients.size(), 2u);
+  EXPECT_EQ(d->recipient_indexes, (std::vector<uint32_t>{0, 2}));
+  EXPECT_EQ(d->recipient_count(), 3u);
+  ASSERT_NE(d->FindRecipient(2), nullptr);
+  EXPECT_EQ(d->FindRecipient(2)->address, "c@example.com");
+  EXPECT_EQ(d->FindRecipient(2)->values[1], std::string(300, 'z'));
+  EXPECT_EQ(d->FindRecipient(0)->values[0], "Alice");
+  EXPECT_EQ(d->FindRecipient(1), nullptr);  // another shard's
+  EXPECT_EQ(d->FindRecipient(3), nullptr);  // none
+  // A recipient that is not kept still has its values counted.
+  Envelope short_one = MergeEnvelope();
+  short_one.recipients[1].values.pop_back();
+  EXPECT_FALSE(DecodeEnvelope(EncodeEnvelope(short_one), mine).ok());
+  // Keeping none is an envelope with no recipient of this shard, not an error.
+  DecodeOptions none;
+  none.keep = [](std::string_view) { return false; };
+  auto empty = DecodeEnvelope(EncodeEnvelope(MergeEnvelope()), none);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->recipients.empty());
+  EXPECT_EQ(empty->FindRecipient(0), nullptr);
+  // Without `keep`, FindRecipient is plain indexing.
+  auto all = DecodeEnvelope(EncodeEnvelope(MergeEnvelope()));
+  ASSERT_TRUE(all.ok());
+  EXPECT_FALSE(all->partial);
+  EXPECT_EQ(all->FindRecipient(1)->address, "b@example.org");
+  EXPECT_EQ(all->FindRecipient(3), nullptr);
+}
+
 TEST(MessageFileBatch, InconsistentMergeValuesAreRejected) {
   Envelope e = MergeEnvelope();
   e.recipients[1].values.pop_back();  // one value short

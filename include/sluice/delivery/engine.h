@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -63,6 +64,10 @@ class EngineHost {
   virtual void QueueLocal(std::string recipient, std::string message, bool eight_bit,
                           std::function<void(bool)> done) = 0;
   virtual log::AccountingLog& accounting() = 0;
+  // This shard owns `domain` (lower case): its jobs come here. A record is
+  // read with only the recipients of owned domains (a million-recipient
+  // batch costs each shard its own share).
+  virtual bool OwnsDomain(std::string_view /*domain*/) const { return true; }
 };
 
 struct EngineStats {
@@ -254,6 +259,8 @@ class Engine final : public ConnectionDelegate {
   // The job has left (done) or waits for a retry: the message's bookkeeping.
   void ReleaseJob(base::QueueId id, Message& m, bool done);
   void ReadRecord(const RecordRef& where, std::function<void(absl::StatusOr<std::string>)> done);
+  // A recipient address whose domain this shard owns (EngineHost::OwnsDomain).
+  bool Owns(std::string_view address) const;
   RecordRef WhereOf(const Message& m) const;
   void Record(log::DeliveryType type, base::QueueId id, const std::string& sender,
               const std::string& recipient, const std::string& domain, const std::string& mx,
@@ -280,7 +287,7 @@ class Engine final : public ConnectionDelegate {
   absl::flat_hash_map<base::QueueId, Message> messages_;
   FileNames file_names_;  // interned record file names of the queued messages
   // Loaded records, shared by a message's jobs; 64 MiB of idle ones kept.
-  RecordCache records_{64u << 20};
+  RecordCache records_{64u << 20, [this](std::string_view address) { return Owns(address); }};
   std::vector<OutboundConnection*> connections_;
   std::vector<OutboundConnection*> dying_;
   std::vector<OutboundConnection*> dead_;

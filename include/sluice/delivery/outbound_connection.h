@@ -230,7 +230,7 @@ class OutboundConnection final : public smtp::ClientHandler {
   smtp::CloseInfo last_failure_;
   std::string sending_buffer_;
   size_t sent_ = 0;
-  char receive_buffer_[16384];
+  char receive_buffer_[4096];  // replies are short; TLS records arrive in parts
   uint64_t now_ms_ = 0;
   uint64_t timer_epoch_ = ~0ull;
   uint64_t deadline_ms_ = 0;

@@ -8,6 +8,11 @@
 // recently used ones up to a byte budget; concurrent loads of one record
 // share one read.
 //
+// A shard keeps only the recipients whose domains it owns (`keep`,
+// spool::DecodeOptions): the others are checked and counted, not stored, and
+// the envelope's bytes are dropped once decoded when they are large, so a
+// batch costs each shard its own recipients and the body.
+//
 // Pure bookkeeping: the engine supplies the read (Engine::ReadRecord) and
 // calls back on the shard thread.
 #pragma once
@@ -18,6 +23,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -30,7 +37,7 @@
 namespace sluice::delivery {
 
 struct LoadedRecord {
-  std::string bytes;
+  std::string bytes;         // the record, or only its preamble and body (see above)
   spool::ParsedFile parsed;  // views into bytes
   // A merge batch: the stored template, compiled once.
   std::optional<merge::CompiledTemplate> compiled;
@@ -38,6 +45,8 @@ struct LoadedRecord {
   // that sends it and reused by its other jobs and retries while the record
   // stays cached (the engine's shard is the only user, so mutable is safe).
   mutable std::optional<dkim::Signed> dkim;
+  // What the cache counts against its budget: bytes and kept recipients.
+  size_t footprint = 0;
 };
 using RecordPtr = std::shared_ptr<const LoadedRecord>;
 
@@ -46,7 +55,10 @@ class RecordCache {
   using Reader = std::function<void(std::function<void(absl::StatusOr<std::string>)>)>;
   using Done = std::function<void(absl::StatusOr<RecordPtr>)>;
 
-  explicit RecordCache(size_t idle_budget_bytes) : budget_(idle_budget_bytes) {}
+  using Keep = std::function<bool(std::string_view address)>;
+  // `keep` null: every recipient.
+  explicit RecordCache(size_t idle_budget_bytes, Keep keep = nullptr)
+      : budget_(idle_budget_bytes), keep_(std::move(keep)) {}
 
   // The record of `id`: from the cache (done runs before Get returns), or
   // read with `read` and parsed (done runs when the read completes; other
@@ -68,6 +80,7 @@ class RecordCache {
   void Trim();
 
   size_t budget_;
+  Keep keep_;
   absl::flat_hash_map<base::QueueId, Entry> entries_;
   std::list<base::QueueId> lru_;  // front: most recently used
   absl::flat_hash_map<base::QueueId, std::vector<Done>> loading_;

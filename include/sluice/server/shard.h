@@ -135,6 +135,9 @@ class Shard final : public delivery::EngineHost {
   spool::SpoolWriter& spool() { return *spool_; }
   uint64_t segment_flushes() const { return spool_ ? spool_->segment_flushes() : 0; }
   log::AccountingLog& accounting() override { return *log_; }
+  bool OwnsDomain(std::string_view domain) const override {
+    return OwnerShard(domain, mailboxes_.shards()) == index_;
+  }
   const config::Config& config() const { return config_; }
   int index() const { return index_; }
   // False when the spool is short of space or this shard's undelivered

@@ -82,10 +82,12 @@ struct ClientConfig {
   size_t max_recipients_per_transaction = 100;
   bool use_pipelining = true;  // when the server offers PIPELINING
   bool use_chunking = false;   // BDAT when the server offers CHUNKING
-  size_t bdat_chunk_size = 64 * 1024;
+  size_t bdat_chunk_size = 32 * 1024;
   TlsPolicy tls = TlsPolicy::kNone;
-  // body_paused() turns true while this much output waits to be sent.
-  size_t output_high_water = 256 * 1024;
+  // body_paused() turns true while this much output waits to be sent. With
+  // body pieces of P bytes (encoded: at most 2P), the output stays below
+  // output_high_water + 2P, plus one chunk with BDAT.
+  size_t output_high_water = 32 * 1024;
   ClientTimeouts timeouts;
 };
 

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -102,8 +103,21 @@ struct Envelope {
   std::string packed_recipients;
   uint32_t packed_count = 0;
 
+  // Decoded with DecodeOptions::keep: `recipients` holds only the kept
+  // ones, `recipient_indexes` their indexes in the record (ascending), and
+  // recipient_total how many the record has. Such an envelope is for
+  // reading only (never encoded again).
+  bool partial = false;
+  std::vector<uint32_t> recipient_indexes;
+  uint32_t recipient_total = 0;
+
   bool is_merge() const { return !merge_fields.empty(); }
-  size_t recipient_count() const { return recipients.size() + packed_count; }
+  size_t recipient_count() const {
+    return partial ? recipient_total : recipients.size() + packed_count;
+  }
+  // The recipient at `index` in the record; null if there is none or it was
+  // not kept.
+  const Recipient* FindRecipient(uint32_t index) const;
 };
 
 // Serialises the envelope: "key len\nvalue\n" per field. A recipient is
@@ -120,6 +134,11 @@ struct DecodeOptions {
   // recovery and `queue messages` hold a million-recipient batch in about
   // half the memory.
   bool merge_values = true;
+  // Set: only the recipients whose address it accepts are kept (with their
+  // values), the others are checked and counted (Envelope::partial). A
+  // delivery shard keeps the recipients of the domains it owns: a batch of
+  // a million costs each shard only its own.
+  std::function<bool(std::string_view address)> keep;
 };
 absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes);
 absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, const DecodeOptions& options);
