@@ -11,7 +11,7 @@ namespace {
 constexpr size_t kDropTrailerOver = 64 * 1024;
 
 size_t Footprint(const LoadedRecord& r) {
-  size_t n = r.bytes.capacity() + r.parsed.envelope.added_headers.size();
+  size_t n = r.bytes.size() + r.parsed.envelope.added_headers.size();
   for (const spool::Recipient& rcpt : r.parsed.envelope.recipients) {
     n += sizeof rcpt + rcpt.address.size();
     for (const std::string& v : rcpt.values) n += sizeof v + v.size();

@@ -88,7 +88,7 @@ TEST(RecordCache, KeepsOwnRecipientsAndDropsALargeEnvelope) {
   env.sender = "a@example.com";
   for (int i = 0; i < 20000; ++i) {
     env.recipients.push_back(
-        spool::Recipient{absl::StrCat("r", i, i % 4 == 0 ? "@Mine.example" : "@other.example")});
+        spool::Recipient{absl::StrCat("r", i, i % 10 == 0 ? "@Mine.example" : "@other.example")});
   }
   const std::string body = "Subject: hi\r\n\r\nbody\r\n";
   env.body_size = body.size();
@@ -106,7 +106,7 @@ TEST(RecordCache, KeepsOwnRecipientsAndDropsALargeEnvelope) {
   ASSERT_NE(got, nullptr);
   EXPECT_EQ(got->parsed.body, body);
   EXPECT_EQ(got->bytes.size(), spool::kPreambleSize + body.size());
-  EXPECT_EQ(got->parsed.envelope.recipients.size(), 5000u);
+  EXPECT_EQ(got->parsed.envelope.recipients.size(), 2000u);
   EXPECT_EQ(got->parsed.envelope.recipient_count(), 20000u);
   ASSERT_NE(got->parsed.envelope.FindRecipient(400), nullptr);
   EXPECT_EQ(got->parsed.envelope.FindRecipient(400)->address, "r400@Mine.example");

@@ -9,6 +9,10 @@
 //     stuffing on, appends the terminating ".\r\n".
 // With stuffing off (BDAT, RFC 3030) only the line endings are normalised.
 //
+// Fast path: whole 64-byte blocks that need no change (CRLF line endings,
+// no line-leading dot) are found with SIMD compare masks, as DotDecoder
+// does, and copied at once; the rest goes a line at a time.
+//
 // State carried across spans: whether we are at the start of a line, and a
 // CR whose partner LF may be the first byte of the next span.
 #pragma once
