@@ -17,7 +17,6 @@
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/diag/diag.h"
 
 namespace sluice::delivery {
@@ -125,7 +124,7 @@ int Engine::NextWakeupMs(uint64_t, int max_ms) {
   int wait = max_ms;
   const queue::Micros next = queues_.NextWakeup();
   if (next != queue::kNever) {
-    const uint64_t now_us = base::WallMicros();
+    const uint64_t now_us = ring_.NowWallUs();
     const uint64_t ms = next <= now_us ? 0 : (next - now_us + 999) / 1000;
     wait = static_cast<int>(std::min<uint64_t>(ms, static_cast<uint64_t>(wait)));
   }
@@ -135,7 +134,7 @@ int Engine::NextWakeupMs(uint64_t, int max_ms) {
 }
 
 void Engine::Reconfigure(const config::Config& before) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   options_ = OptionsFrom(config_, hostname_);  // connections hold a reference: same thread
   queues_.SetRetry(queue::RetrySchedule(config_.retry));
   queues_.SetPolicy(PolicyFrom(config_), now_us);  // reschedules every domain

@@ -7,13 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/log/json.h"
 
 namespace sluice::delivery {
 std::string Engine::ListJson() {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   std::string out = "[";
   bool first = true;
   queues_.ForEach([&](queue::DomainQueue& q) {
@@ -40,7 +39,7 @@ std::string Engine::ListJson() {
 }
 
 size_t Engine::Flush(std::string_view domain) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   if (domain.empty()) {
     queues_.FlushAll(now_us);
     return queues_.domain_count();
@@ -50,7 +49,7 @@ size_t Engine::Flush(std::string_view domain) {
 
 void Engine::ApplyAdminState(const AdminState& state,
                              absl::FunctionRef<bool(std::string_view domain)> owned) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   for (const Suspension& s : state.suspensions) {
     if (!owned(s.domain) || (s.until_us != 0 && s.until_us <= now_us)) continue;
     queues_.Get(s.domain, now_us);
@@ -65,7 +64,7 @@ void Engine::ApplyAdminState(const AdminState& state,
 
 size_t Engine::Suspend(std::string_view domain, uint64_t until_us, std::string reason) {
   // Also before any mail for it arrived: the suspension waits for it.
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   queue::DomainQueue& q = queues_.Get(domain, now_us);
   queues_.Suspend(domain, now_us, until_us == 0 ? queue::kNever : until_us);
   suspensions_[q.domain()] = Suspension{q.domain(), now_us, until_us, std::move(reason)};
@@ -73,7 +72,7 @@ size_t Engine::Suspend(std::string_view domain, uint64_t until_us, std::string r
 }
 
 bool Engine::Resume(std::string_view domain) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   queue::DomainQueue* q = queues_.Find(domain);
   if (q == nullptr) return false;
   const bool was = q->suspended_at(now_us);
@@ -83,7 +82,7 @@ bool Engine::Resume(std::string_view domain) {
 }
 
 std::string Engine::SuspensionsJson() {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   std::string out = "[";
   for (auto it = suspensions_.begin(); it != suspensions_.end();) {
     queue::DomainQueue* q = queues_.Find(it->first);
@@ -133,7 +132,7 @@ Engine::Touched Engine::DecideQueued(const Selector& what, bool deleted) {
     }
   });
   // The message is gone from this shard's queues: its hold has nothing left to hold.
-  if (what.id) queues_.ReleaseMessage(*what.id, base::WallMicros());
+  if (what.id) queues_.ReleaseMessage(*what.id, ring_.NowWallUs());
   Touched t;
   t.in_flight = InFlight(what);
   for (auto& [domain, job] : jobs) {
@@ -158,7 +157,7 @@ Engine::Touched Engine::BounceQueued(const Selector& what) { return DecideQueued
 Engine::Touched Engine::DeleteQueued(const Selector& what) { return DecideQueued(what, true); }
 
 Engine::Touched Engine::Hold(const Selector& what) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   Touched t;
   t.in_flight = InFlight(what);
   if (what.id) {
@@ -174,7 +173,7 @@ Engine::Touched Engine::Hold(const Selector& what) {
 }
 
 std::optional<Engine::Touched> Engine::Release(const Selector& what) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   Touched t;
   if (what.id) {
     if (!queues_.IsHeldMessage(*what.id)) return std::nullopt;
@@ -228,7 +227,7 @@ std::string Engine::JobsJson(size_t max, std::optional<base::QueueId> only, bool
 }
 
 std::string Engine::ShapeJson(const std::vector<uint64_t>& edges_s) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   absl::flat_hash_map<std::string, std::vector<uint64_t>> counts;
   auto add = [&](const std::string& domain, const queue::Job& job) {
     std::vector<uint64_t>& c = counts[domain];

@@ -13,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/diag/diag.h"
 #include "sluice/merge/template.h"
 #include "sluice/smtp/long_lines.h"
@@ -50,7 +49,7 @@ void Engine::PrepareBody(Active* a) {
       ++m->second.jobs;
     }
     a->job.recipients.resize(1);
-    queues_.Reschedule(*q, base::WallMicros());
+    queues_.Reschedule(*q, ring_.NowWallUs());
   }
   // Detached outcomes (a DNS failure for the whole domain) render for the
   // first recipient: the DSN quotes that recipient's headers.
@@ -74,7 +73,7 @@ void Engine::PrepareBody(Active* a) {
 
 void Engine::SignBody(Active* a) {
   if (dkim_ == nullptr) return;
-  const uint64_t now_s = base::WallMicros() / 1000000;
+  const uint64_t now_s = ring_.NowWallUs() / 1000000;
   bool shared = !a->parsed->envelope.is_merge();
   // A cached signature past half its x= lifetime is not sent again; this
   // job signs for itself (the cached fields stay: other jobs may be sending

@@ -15,7 +15,6 @@
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 
 namespace sluice::delivery {
@@ -192,7 +191,7 @@ void Engine::OnResolved(const std::string& domain, const dns::MxResult& result) 
     return Resolve(d);
   }
   queue::DomainQueue& q = *d.q;
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   if (result.ok() && !SetTargets(d, result)) {
     FailLoop(d);  // every target was this relay
   } else if (result.ok()) {
@@ -249,7 +248,7 @@ void Engine::OpenConnection(Destination& d, queue::DomainQueue& q, uint64_t now_
 void Engine::OnFinished(OutboundConnection& c, const smtp::CloseInfo& info, bool ever_ready) {
   auto& d = *static_cast<Destination*>(c.owner);
   queue::DomainQueue& q = *d.q;
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   if (c.job != nullptr) {
     // Its record is still being read: the message never started.
     auto* a = static_cast<Active*>(c.job);

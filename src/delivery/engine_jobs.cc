@@ -13,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/diag/diag.h"
 #include "sluice/spool/retry_state.h"
 
@@ -23,7 +22,7 @@ void Engine::AddJob(base::QueueId id, const RecordRef& where, const std::string&
                     const std::vector<uint32_t>& recipients, uint16_t failures, uint64_t due_us) {
   // No job: nothing would ever finish (and erase) the message.
   if (recipients.empty()) return;
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   Message& m = messages_[id];
   if (m.jobs == 0) {
     // Released when the message's last job finishes (FinishJob).
@@ -76,7 +75,7 @@ void Engine::Pump(uint64_t now_ms) {
   for (OutboundConnection* c : dead_) delete c;
   dead_.swap(dying_);
   dying_.clear();
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   // Parked domains take the slots freed since, first come first served.
   // One that no longer needs its slot leaves it free for the next Pump
   // (NextWakeupMs returns 0 while that can happen).
@@ -198,7 +197,7 @@ void Engine::OnReady(OutboundConnection& c) {
     c.Send();
     return;
   }
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   if (!c.seen_ready) {
     c.seen_ready = true;
     if (d.doubtful) {

@@ -13,14 +13,13 @@
 #include "absl/strings/str_cat.h"
 #include "engine_parts.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/diag/diag.h"
 #include "sluice/dsn/dsn.h"
 
 namespace sluice::delivery {
 
 void Engine::FinishJob(OutboundConnection* c, Active* a, const smtp::Reply& decisive) {
-  const uint64_t now_us = base::WallMicros();
+  const uint64_t now_us = ring_.NowWallUs();
   queue::DomainQueue* q = queues_.Find(a->domain);
   SLUICE_CHECK(q != nullptr);
   const spool::Envelope* env = a->parsed ? &a->parsed->envelope : nullptr;
@@ -163,7 +162,7 @@ void Engine::Record(log::DeliveryType type, base::QueueId id, const std::string&
                     const std::string& recipient, const std::string& domain, const std::string& mx,
                     const std::string& ip, const smtp::Reply& reply, uint32_t attempt,
                     const std::string& tls) {
-  const uint64_t now = base::WallMicros();
+  const uint64_t now = ring_.NowWallUs();
   const std::string id_text = id.ToString();
   const std::string enhanced = reply.enhanced.valid() ? reply.enhanced.ToString() : std::string();
   log::DeliveryRecord r;

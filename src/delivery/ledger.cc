@@ -10,7 +10,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/diag/diag.h"
 #include "sluice/spool/journal.h"
 #include "sluice/spool/spool_directory.h"
@@ -242,7 +241,7 @@ void Ledger::StartRetirements() {
       if (!tombstones_) {
         tombstones_ = std::make_unique<TombstoneBatch>();
         tombstones_->ledger = this;
-        tombstones_since_ms_ = base::MonotonicMillis();
+        tombstones_since_ms_ = ring_.NowMonotonicMs();
       }
       TombstoneBatch& t = *tombstones_;
       ring_.Write(&t, f->fd, spool::kTombstone.data(),
@@ -276,7 +275,7 @@ void Ledger::StartRetirements() {
 
 void Ledger::MaybeSyncTombstones() {
   if (!tombstones_ || syncing_ != nullptr || tombstones_->writes > 0) return;
-  const uint64_t now = base::MonotonicMillis();
+  const uint64_t now = ring_.NowMonotonicMs();
   if (now - tombstones_since_ms_ < kTombstoneSyncMs && tombstones_->ids.size() < kTombstoneBatch) {
     return;
   }

@@ -4,7 +4,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -92,7 +91,7 @@ OutboundConnection::OutboundConnection(io::Loop& ring, ConnectionDelegate& deleg
 
 OutboundConnection::~OutboundConnection() {
   SLUICE_CHECK(ops_ == 0);
-  if (fd_ >= 0) close(fd_);
+  if (fd_ >= 0) ring_.CloseNow(fd_);
 }
 
 void OutboundConnection::Start(uint64_t now_ms) {
@@ -127,19 +126,19 @@ void OutboundConnection::Connect() {
     std::memcpy(&a->sin6_addr, t.ip.bytes, 16);
     peer_size_ = sizeof(sockaddr_in6);
   }
-  fd_ = socket(t.ip.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  fd_ = ring_.Socket(t.ip.family, SOCK_STREAM);
   if (fd_ < 0) {
-    const int err = errno;
+    const int err = -fd_;
+    fd_ = -1;
     return NextTargetOrFinish(
         smtp::CloseInfo{smtp::CloseReason::kConnectionLost, smtp::Outcome::kTransient,
                         LocalReply(451, absl::StrCat("4.4.0 socket: ", std::strerror(err)))});
   }
-  int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ring_.SetSocketOption(fd_, IPPROTO_TCP, TCP_NODELAY, 1);
   if (options_.source && options_.source->storage.ss_family == t.ip.family) {
     // Port 0 in the source address: the kernel picks the port.
-    if (bind(fd_, options_.source->get(), options_.source->size) != 0) {
-      const int err = errno;
+    if (const int rc = ring_.Bind(fd_, options_.source->get(), options_.source->size); rc != 0) {
+      const int err = -rc;
       CloseSocket();
       return NextTargetOrFinish(smtp::CloseInfo{
           smtp::CloseReason::kConnectionLost, smtp::Outcome::kTransient,
@@ -306,7 +305,7 @@ void OutboundConnection::Abort() {
     session_->OnConnectionLost();
     --session_depth_;
   }
-  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  if (fd_ >= 0) ring_.Shutdown(fd_, SHUT_RDWR);
   if (connecting_) ring_.Cancel(nullptr, &connect_op_);
   MaybeReleased();
 }
@@ -315,9 +314,9 @@ void OutboundConnection::CloseSocket() {
   if (fd_ < 0) return;
   // shutdown(2) ends a pending receive; the descriptor itself is closed once
   // no operation can still name it.
-  shutdown(fd_, SHUT_RDWR);
+  ring_.Shutdown(fd_, SHUT_RDWR);
   if (ops_ == 0) {
-    close(fd_);
+    ring_.CloseNow(fd_);
     fd_ = -1;
   } else {
     closed_fds_.push_back(fd_);
@@ -478,7 +477,7 @@ void OutboundConnection::NextTargetOrFinish(const smtp::CloseInfo& info) {
 
 void OutboundConnection::MaybeReleased() {
   if (ops_ != 0 || session_depth_ != 0) return;
-  for (int fd : closed_fds_) close(fd);
+  for (int fd : closed_fds_) ring_.CloseNow(fd);
   closed_fds_.clear();
   if (pending_next_) {
     // Not from here: this may run inside the old session's Feed (a 421 that
@@ -492,7 +491,7 @@ void OutboundConnection::MaybeReleased() {
   if (finished_ && !released_) {
     released_ = true;
     if (fd_ >= 0) {
-      close(fd_);
+      ring_.CloseNow(fd_);
       fd_ = -1;
     }
     delegate_.Released(*this);

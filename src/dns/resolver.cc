@@ -15,7 +15,6 @@
 #include "absl/strings/str_join.h"
 #include "message.h"
 #include "sluice/base/check.h"
-#include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 
 namespace sluice::dns {
@@ -140,7 +139,7 @@ absl::StatusOr<std::unique_ptr<Resolver>> Resolver::Create(io::Loop& ring,
 Resolver::Resolver(io::Loop& ring, const ResolverConfig& config) : ring_(ring), config_(config) {
   auto gen = std::make_shared<std::mt19937_64>(std::random_device{}());
   rng_ = [gen] { return (*gen)(); };
-  clock_ = [] { return base::MonotonicMillis(); };
+  clock_ = [this] { return ring_.NowMonotonicMs(); };
 }
 
 Resolver::~Resolver() {
@@ -350,7 +349,7 @@ void Resolver::StartWaiting() {
     waiting_.pop_front();
     ++queries_active_;
     ++queries_sent_;
-    q->sent_us = base::MonotonicMicros();
+    q->sent_us = ring_.NowMonotonicUs();
     ares_query(channel_, q->name.c_str(), ns_c_in, q->type, &Resolver::QueryThunk, q);
   }
   starting_ = false;
@@ -361,7 +360,7 @@ void Resolver::QueryThunk(void* arg, int status, int /*timeouts*/, unsigned char
   Resolver* self = q->owner;
   --self->queries_active_;
   if (self->destroying_ || status == ARES_EDESTRUCTION) return;
-  const uint64_t now_us = base::MonotonicMicros();
+  const uint64_t now_us = self->ring_.NowMonotonicUs();
   self->query_latency_.Record(now_us - std::min(now_us, q->sent_us));
   if (status != ARES_SUCCESS && status != ARES_ENOTFOUND && status != ARES_ENODATA) {
     ++self->query_failures_;

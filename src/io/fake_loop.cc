@@ -102,6 +102,9 @@ void FakeLoop::Crash() {
     for (const auto& [name, child] : n->entries) todo.push_back(child);
   }
   pending_.clear();
+  timers_.clear();
+  multishots_.clear();
+  events_.clear();
 }
 
 void FakeLoop::FailNth(Kind kind, int nth, int err) {
@@ -118,6 +121,7 @@ std::pair<int, int> FakeLoop::SocketPair() {
   auto a = std::make_shared<Node>();
   auto b = std::make_shared<Node>();
   a->socket = b->socket = true;
+  a->connected = b->connected = true;
   a->peer = b;
   b->peer = a;
   return {AddDescriptor(a, O_RDWR), AddDescriptor(b, O_RDWR)};
@@ -185,7 +189,7 @@ std::optional<int> FakeLoop::Injected(Kind kind) {
   return fired;
 }
 
-int FakeLoop::RunOnce(int) {
+void FakeLoop::RunChains(std::vector<Done>& done) {
   // Cut what was submitted into chains; run them in seeded order.
   std::vector<std::vector<Pending>> chains;
   for (Pending& p : pending_) {
@@ -194,39 +198,126 @@ int FakeLoop::RunOnce(int) {
   }
   pending_.clear();
   std::shuffle(chains.begin(), chains.end(), random_);
-  struct Done {
-    Completion* c;
-    int result;
-  };
-  std::vector<Done> done;
   std::vector<Pending> waiting;
   for (std::vector<Pending>& chain : chains) {
     bool cancelled = false;
     for (size_t i = 0; i < chain.size(); ++i) {
       Pending& p = chain[i];
       if (cancelled) {
-        done.push_back({p.completion, -ECANCELED});
+        done.push_back({p.completion, -ECANCELED, 0});
         continue;
       }
       bool short_transfer = false;
       std::optional<int> result = p.run(short_transfer);
+      if (!result && i + 1 < chain.size() && chain[i + 1].link_timeout &&
+          chain[i + 1].deadline <= now_us_) {
+        // Its LinkTimeout expired first: the op is cancelled, the timeout
+        // reports -ETIME, anything linked after it is cancelled.
+        done.push_back({p.completion, -ECANCELED, 0});
+        done.push_back({chain[i + 1].completion, -ETIME, 0});
+        ++i;
+        cancelled = true;
+        continue;
+      }
       if (!result) {  // not ready: it and the rest of its chain wait
         for (size_t k = i; k < chain.size(); ++k) waiting.push_back(std::move(chain[k]));
         break;
       }
       ++executed_[static_cast<size_t>(p.kind)];
       if (*result < 0 || short_transfer) cancelled = p.op.link;
-      if (!(p.op.skip_success && *result >= 0)) done.push_back({p.completion, *result});
+      if (!(p.op.skip_success && *result >= 0)) done.push_back({p.completion, *result, 0});
     }
   }
-  for (Pending& p : waiting) pending_.push_back(std::move(p));
+  // Submitted while running (a peer never does; kept for safety) go after.
+  for (Pending& p : pending_) waiting.push_back(std::move(p));
+  pending_ = std::move(waiting);
+}
+
+void FakeLoop::FireTimers(std::vector<Done>& done) {
+  std::vector<Timer> due;
+  std::erase_if(timers_, [&](const Timer& t) {
+    if (t.deadline > now_us_) return false;
+    due.push_back(t);
+    return true;
+  });
+  std::sort(due.begin(), due.end(), [](const Timer& a, const Timer& b) {
+    return a.deadline != b.deadline ? a.deadline < b.deadline : a.seq < b.seq;
+  });
+  for (const Timer& t : due) done.push_back({t.completion, -ETIME, 0});
+}
+
+void FakeLoop::Schedule(uint64_t at, std::function<void()> fn) {
+  events_.emplace(std::max(at, now_us_), std::move(fn));
+}
+
+bool FakeLoop::RunDueEvents() {
+  bool ran = false;
+  // One at a time: an event may schedule more (at this time, after it).
+  while (!events_.empty() && events_.begin()->first <= now_us_) {
+    std::function<void()> fn = std::move(events_.begin()->second);
+    events_.erase(events_.begin());
+    fn();
+    ran = true;
+  }
+  return ran;
+}
+
+std::optional<uint64_t> FakeLoop::NextDeadline() const {
+  std::optional<uint64_t> next;
+  auto consider = [&next](uint64_t at) {
+    if (!next || at < *next) next = at;
+  };
+  for (const Timer& t : timers_) consider(t.deadline);
+  for (const Pending& p : pending_) {
+    // One already due bounds an op that is not waiting (io_uring's bounds
+    // only the op just before it): it never fires, so it is no deadline.
+    if (p.link_timeout && p.deadline > now_us_) consider(p.deadline);
+  }
+  if (!events_.empty()) consider(events_.begin()->first);
+  return next;
+}
+
+void FakeLoop::Turn(std::vector<Done>& done) {
+  RunDueEvents();
+  RunChains(done);
+  RunMultishots(done);
+  FireTimers(done);
+}
+
+int FakeLoop::RunOnce(int timeout_ms) {
+  const uint64_t limit =
+      timeout_ms < 0 ? ~0ull : now_us_ + static_cast<uint64_t>(timeout_ms) * 1000;
+  std::vector<Done> done;
+  stalled_ = false;
+  for (;;) {
+    Turn(done);
+    if (!done.empty()) break;
+    // Peers reacted to this turn (events due now): run again at this time.
+    if (!events_.empty() && events_.begin()->first <= now_us_) continue;
+    const std::optional<uint64_t> next = NextDeadline();
+    if (!next || *next > limit) {
+      stalled_ = !next;
+      if (timeout_ms >= 0) now_us_ = std::max(now_us_, limit);  // waited it out
+      break;
+    }
+    now_us_ = std::max(now_us_, *next);
+  }
   int ran = 0;
   for (const Done& d : done) {
     if (d.c == nullptr) continue;
-    d.c->OnComplete(d.result, 0);
+    d.c->OnComplete(d.result, d.flags);
     ++ran;
   }
   return ran;
+}
+
+bool FakeLoop::RunUntil(const std::function<bool()>& done, int max_turns) {
+  // Stalled: nothing completed, nothing is scheduled: nothing will happen.
+  for (int i = 0; i < max_turns && !done(); ++i) {
+    RunOnce(-1);
+    if (stalled_) break;
+  }
+  return done();
 }
 
 }  // namespace sluice::io

@@ -119,8 +119,7 @@ void FakeLoop::Openat(Completion* c, int dir_fd, const char* path, int flags, mo
 }
 
 void FakeLoop::Close(Completion* c, int fd, Op op) {
-  Queue(c, Kind::kOther, op,
-        [this, fd](bool&) -> std::optional<int> { return fds_.erase(fd) == 1 ? 0 : -EBADF; });
+  Queue(c, Kind::kOther, op, [this, fd](bool&) -> std::optional<int> { return CloseNow(fd); });
 }
 
 void FakeLoop::Statx(Completion* c, int fd, const char* path, int flags, unsigned,
@@ -197,105 +196,69 @@ int FakeLoop::Truncate(int fd, uint64_t length) {
   return 0;
 }
 
-// ---- sockets ----
-
-void FakeLoop::Send(Completion* c, int fd, const void* data, size_t size, Op op) {
-  Queue(c, Kind::kSend, op, [this, fd, data, size](bool&) -> std::optional<int> {
-    if (std::optional<int> f = Injected(Kind::kSend); f && *f < 0) return *f;
-    Descriptor* d = Find(fd);
-    if (d == nullptr || !d->node->socket) return -ENOTSOCK;
-    std::shared_ptr<Node> peer = d->node->peer.lock();
-    if (!peer) return -EPIPE;
-    const char* bytes = static_cast<const char*>(data);
-    peer->inbox.insert(peer->inbox.end(), bytes, bytes + size);
-    return static_cast<int>(size);
-  });
-}
-
-void FakeLoop::Recv(Completion* c, int fd, void* data, size_t size, Op op) {
-  Queue(c, Kind::kRecv, op, [this, fd, data, size](bool&) -> std::optional<int> {
-    if (std::optional<int> f = Injected(Kind::kRecv); f && *f < 0) return *f;
-    Descriptor* d = Find(fd);
-    if (d == nullptr || !d->node->socket) return -ENOTSOCK;
-    std::deque<char>& in = d->node->inbox;
-    if (in.empty()) {
-      if (d->node->peer.expired()) return 0;  // the other end is gone: EOF
-      return std::nullopt;                    // waits for bytes
-    }
-    const size_t n = std::min(size, in.size());
-    std::copy_n(in.begin(), n, static_cast<char*>(data));
-    in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n));
-    return static_cast<int>(n);
-  });
-}
-
-namespace {
-Run Unsupported() {
-  return [](bool&) -> std::optional<int> { return -EOPNOTSUPP; };
-}
-}  // namespace
-
-void FakeLoop::AcceptMultishot(Completion* c, int) { Queue(c, Kind::kOther, {}, Unsupported()); }
-void FakeLoop::RecvMultishot(Completion* c, int, const BufferRing&) {
-  Queue(c, Kind::kOther, {}, Unsupported());
-}
-void FakeLoop::Connect(Completion* c, int, const sockaddr*, socklen_t, Op op) {
-  Queue(c, Kind::kOther, op, Unsupported());
-}
-void FakeLoop::PollAdd(Completion* c, int, unsigned) { Queue(c, Kind::kOther, {}, Unsupported()); }
-void FakeLoop::PostMessage(int, Completion*, Completion* on_failure) {
-  Queue(on_failure, Kind::kOther, {}, Unsupported());
-}
-
 // ---- control ----
 
 void FakeLoop::Nop(Completion* c, Op op) {
   Queue(c, Kind::kOther, op, [](bool&) -> std::optional<int> { return 0; });
 }
 
-// No time passes in the fake: a timeout fires at the next RunOnce.
-void FakeLoop::Timeout(Completion* c, const Timespec*) {
-  Queue(c, Kind::kOther, {}, [](bool&) -> std::optional<int> { return -ETIME; });
+namespace {
+uint64_t Micros(const Timespec* t) {
+  return static_cast<uint64_t>(t->tv_sec) * 1000000 + static_cast<uint64_t>(t->tv_nsec) / 1000;
+}
+}  // namespace
+
+void FakeLoop::Timeout(Completion* c, const Timespec* after) {
+  timers_.push_back(Timer{c, now_us_ + Micros(after), timer_seq_++});
 }
 
-void FakeLoop::TimeoutRemove(Completion* c, const Completion* target) { Cancel(c, target); }
+void FakeLoop::TimeoutRemove(Completion* c, const Completion* target) {
+  auto it = std::find_if(timers_.begin(), timers_.end(),
+                         [target](const Timer& t) { return t.completion == target; });
+  int result = -ENOENT;
+  if (it != timers_.end()) {
+    Completion* removed = it->completion;
+    timers_.erase(it);
+    Queue(removed, Kind::kOther, {}, [](bool&) -> std::optional<int> { return -ECANCELED; });
+    result = 0;
+  }
+  Queue(c, Kind::kOther, {}, [result](bool&) -> std::optional<int> { return result; });
+}
 
-// Operations here never wait for time: the linked operation always wins.
-void FakeLoop::LinkTimeout(Completion* c, const Timespec*) {
+// Bounds the op submitted just before (see RunChains); when that op
+// finished first, this runs and reports -ECANCELED, as io_uring does.
+void FakeLoop::LinkTimeout(Completion* c, const Timespec* after) {
+  SLUICE_CHECK(!pending_.empty() && pending_.back().op.link);
   Queue(c, Kind::kOther, {}, [](bool&) -> std::optional<int> { return -ECANCELED; });
+  pending_.back().link_timeout = true;
+  pending_.back().deadline = now_us_ + Micros(after);
 }
 
 void FakeLoop::Cancel(Completion* c, const Completion* target) {
   // At submission: the target, if still queued, ends with -ECANCELED.
+  int result = -ENOENT;
   auto it = std::find_if(pending_.begin(), pending_.end(),
                          [target](const Pending& p) { return p.completion == target; });
-  int result = -ENOENT;
+  auto timer = std::find_if(timers_.begin(), timers_.end(),
+                            [target](const Timer& t) { return t.completion == target; });
+  auto shot = std::find_if(multishots_.begin(), multishots_.end(), [target](const Multishot& m) {
+    return m.completion == target && !m.cancelled;
+  });
   if (it != pending_.end()) {
     it->run = [](bool&) -> std::optional<int> { return -ECANCELED; };
+    result = 0;
+  } else if (timer != timers_.end()) {
+    Completion* removed = timer->completion;
+    timers_.erase(timer);
+    Queue(removed, Kind::kOther, {}, [](bool&) -> std::optional<int> { return -ECANCELED; });
+    result = 0;
+  } else if (shot != multishots_.end()) {
+    shot->cancelled = true;  // RunMultishots ends it
     result = 0;
   }
   Queue(c, Kind::kOther, {}, [result](bool&) -> std::optional<int> { return result; });
 }
 
 void FakeLoop::PollRemove(Completion* c, const Completion* target) { Cancel(c, target); }
-
-namespace {
-
-// Released buffers go straight back: the fake has no kernel to tell.
-class FakeProvider final : public BufferRing::Provider {
- public:
-  void Add(char*, uint32_t, uint16_t, uint32_t) override {}
-  void Publish(uint32_t) override {}
-};
-
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<BufferRing>> FakeLoop::CreateBufferRing(uint16_t group_id,
-                                                                       uint32_t count,
-                                                                       uint32_t size) {
-  auto b = std::make_unique<BufferRing>(group_id, count, size);
-  b->set_provider(std::make_unique<FakeProvider>());
-  return b;
-}
 
 }  // namespace sluice::io

@@ -3,6 +3,7 @@
 // uring_buffers.cc that names liburing.
 #include "sluice/io/ring.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "ring_state.h"
 #include "sluice/base/check.h"
+#include "sluice/base/clock.h"
 
 namespace sluice::io {
 
@@ -113,6 +115,26 @@ void Ring::Send(Completion* c, int fd, const void* data, size_t size, Op op) {
   io_uring_prep_send(sqe, fd, data, size, MSG_NOSIGNAL);
   Finish(sqe, c, op, s_->cqe_skip);
 }
+
+uint64_t Ring::NowWallUs() const { return base::WallMicros(); }
+uint64_t Ring::NowMonotonicUs() const { return base::MonotonicMicros(); }
+uint64_t Ring::NowMonotonicMs() const { return base::MonotonicMillis(); }
+
+int Ring::Socket(int family, int type) {
+  const int fd = socket(family, type | SOCK_CLOEXEC, 0);
+  return fd >= 0 ? fd : -errno;
+}
+
+int Ring::SetSocketOption(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : -errno;
+}
+
+int Ring::Bind(int fd, const sockaddr* address, socklen_t size) {
+  return bind(fd, address, size) == 0 ? 0 : -errno;
+}
+
+int Ring::Shutdown(int fd, int how) { return shutdown(fd, how) == 0 ? 0 : -errno; }
+int Ring::CloseNow(int fd) { return close(fd) == 0 ? 0 : -errno; }
 
 void Ring::Connect(Completion* c, int fd, const sockaddr* address, socklen_t size, Op op) {
   io_uring_sqe* sqe = s_->Prepare();

@@ -1,12 +1,17 @@
 // io::FakeLoop itself: durable vs. visible state across Crash, linked
 // chains cancelled by a failure, fault counting, the seeded order being
-// deterministic, and socket pairs.
+// deterministic, socket pairs, simulated time (timers, link timeouts,
+// cancellation) and the simulated network (endpoints, scripted peers,
+// listening descriptors, resets, pacing, multishot receive, poll).
 #include "sluice/io/fake_loop.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,8 +24,12 @@ struct Result final : Completion {
   std::vector<int>* order = nullptr;
   int id = 0;
   int result = 1;  // 1: not completed
-  void OnComplete(int r, uint32_t) override {
+  uint32_t flags = 0;
+  int count = 0;
+  void OnComplete(int r, uint32_t f) override {
     result = r;
+    flags = f;
+    ++count;
     if (order != nullptr) order->push_back(id);
   }
 };
@@ -168,6 +177,283 @@ TEST(FakeLoop, SocketPairsCarryBytesAndRecvWaitsForThem) {
   loop.RunOnce(0);
   EXPECT_EQ(waiting.result, -ECANCELED);
   EXPECT_EQ(cancel.result, 0);
+}
+
+// ---- simulated time ----
+
+Timespec Ms(int64_t ms) { return Timespec{ms / 1000, (ms % 1000) * 1000000}; }
+
+TEST(FakeLoopTime, TimersFireInDeadlineOrderAtTheirSimulatedTime) {
+  FakeLoop loop(7);
+  std::vector<int> order;
+  Result a, b, c;
+  a.order = b.order = c.order = &order;
+  a.id = 1, b.id = 2, c.id = 3;
+  const Timespec t300 = Ms(300), t100 = Ms(100), t200 = Ms(200);
+  const uint64_t start_ms = loop.NowMonotonicMs();
+  const uint64_t start_wall = loop.NowWallUs();
+  EXPECT_EQ(start_wall, FakeLoop::kEpochWallUs);
+  loop.Timeout(&a, &t300);
+  loop.Timeout(&b, &t100);
+  loop.Timeout(&c, &t200);
+  EXPECT_EQ(loop.RunOnce(50), 0);  // nothing due within 50 ms: time moves 50 ms
+  EXPECT_EQ(loop.NowMonotonicMs() - start_ms, 50u);
+  EXPECT_EQ(loop.RunOnce(-1), 1);  // jumps to the earliest deadline
+  EXPECT_EQ(loop.NowMonotonicMs() - start_ms, 100u);
+  EXPECT_EQ(b.result, -ETIME);
+  loop.Advance(250 * 1000);  // both others are due now: one turn fires them in order
+  EXPECT_EQ(loop.RunOnce(0), 2);
+  EXPECT_EQ(order, (std::vector<int>{2, 3, 1}));
+  EXPECT_EQ(loop.NowWallUs() - start_wall, 350u * 1000);
+  EXPECT_EQ(loop.pending(), 0u);
+  EXPECT_EQ(loop.RunOnce(-1), 0);  // nothing left: returns without moving time
+  EXPECT_EQ(loop.NowMonotonicMs() - start_ms, 350u);
+}
+
+TEST(FakeLoopTime, TimeoutRemoveAndCancelStopATimer) {
+  FakeLoop loop(1);
+  Result a, b, remove, cancel, missing;
+  const Timespec t = Ms(10);
+  loop.Timeout(&a, &t);
+  loop.Timeout(&b, &t);
+  loop.TimeoutRemove(&remove, &a);
+  loop.Cancel(&cancel, &b);
+  loop.TimeoutRemove(&missing, &a);
+  loop.RunOnce(0);
+  EXPECT_EQ(a.result, -ECANCELED);
+  EXPECT_EQ(b.result, -ECANCELED);
+  EXPECT_EQ(remove.result, 0);
+  EXPECT_EQ(cancel.result, 0);
+  EXPECT_EQ(missing.result, -ENOENT);
+  EXPECT_EQ(loop.RunOnce(-1), 0);
+  EXPECT_EQ(loop.elapsed_us(), 0u);
+}
+
+// A peer that echoes what it gets, and can be told to close or reset.
+struct Echo final : FakePeer {
+  std::vector<FakeConnection*> connections;
+  std::string got;
+  int client_closed = 0;
+  std::string greeting;
+  void OnConnect(FakeConnection& c) override {
+    connections.push_back(&c);
+    if (!greeting.empty()) c.Send(greeting);
+  }
+  void OnBytes(FakeConnection& c, std::string_view bytes) override {
+    got.append(bytes);
+    c.Send(bytes);
+  }
+  void OnClientClosed(FakeConnection&) override { ++client_closed; }
+};
+
+int ConnectTo(FakeLoop& loop, const char* ip, uint16_t port, Result& r, Result* timeout = nullptr,
+              int64_t timeout_ms = 0) {
+  const int fd = loop.Socket(AF_INET, SOCK_STREAM);
+  EXPECT_GE(fd, FakeLoop::kFirstFd);
+  static sockaddr_storage address;
+  socklen_t size = 0;
+  address = FakeLoop::Address(ip, port, &size);
+  static Timespec after;
+  after = Ms(timeout_ms);
+  loop.Connect(&r, fd, reinterpret_cast<sockaddr*>(&address), size,
+               timeout != nullptr ? kLinked : Op{});
+  if (timeout != nullptr) loop.LinkTimeout(timeout, &after);
+  return fd;
+}
+
+TEST(FakeLoopTime, ALinkTimeoutCancelsAHungConnectAtItsDeadline) {
+  FakeLoop loop(3);
+  Echo peer;
+  loop.Listen("192.0.2.1", 25, &peer, {.hang_connect = true});
+  Result connect, timeout;
+  ConnectTo(loop, "192.0.2.1", 25, connect, &timeout, 1500);
+  EXPECT_EQ(loop.RunOnce(1000), 0);  // still hanging after 1 s
+  EXPECT_EQ(connect.result, 1);
+  EXPECT_EQ(loop.RunOnce(-1), 2);
+  EXPECT_EQ(connect.result, -ECANCELED);
+  EXPECT_EQ(timeout.result, -ETIME);
+  EXPECT_EQ(loop.elapsed_us(), 1500u * 1000);
+  EXPECT_TRUE(peer.connections.empty());
+}
+
+TEST(FakeLoopTime, ALinkTimeoutOfAConnectThatWonReportsCancelled) {
+  FakeLoop loop(3);
+  Echo peer;
+  loop.Listen("192.0.2.1", 25, &peer, {.connect_delay_us = 20000});
+  Result connect, timeout;
+  ConnectTo(loop, "192.0.2.1", 25, connect, &timeout, 1000);
+  loop.RunUntil([&] { return connect.count > 0; });
+  EXPECT_EQ(connect.result, 0);
+  EXPECT_EQ(timeout.result, -ECANCELED);
+  EXPECT_EQ(loop.elapsed_us(), 20000u);  // the connect delay
+}
+
+TEST(FakeLoopTime, CancelEndsAHungConnect) {
+  FakeLoop loop(3);
+  Echo peer;
+  loop.Listen("192.0.2.1", 25, &peer, {.hang_connect = true});
+  Result connect, cancel;
+  ConnectTo(loop, "192.0.2.1", 25, connect);
+  loop.RunOnce(0);
+  loop.Cancel(&cancel, &connect);
+  loop.RunOnce(0);
+  EXPECT_EQ(connect.result, -ECANCELED);
+  EXPECT_EQ(cancel.result, 0);
+}
+
+// ---- simulated network ----
+
+TEST(FakeLoopNet, NoEndpointRefusesAndAScriptedPeerTalks) {
+  FakeLoop loop(5);
+  Result refused;
+  ConnectTo(loop, "192.0.2.9", 25, refused);
+  loop.RunOnce(0);
+  EXPECT_EQ(refused.result, -ECONNREFUSED);
+
+  Echo peer;
+  peer.greeting = "hello\n";
+  loop.Listen("2001:db8::1", 2525, &peer);
+  const int fd = loop.Socket(AF_INET6, SOCK_STREAM);
+  socklen_t size = 0;
+  const sockaddr_storage a = FakeLoop::Address("2001:db8::1", 2525, &size);
+  Result connect, recv, send;
+  loop.Connect(&connect, fd, reinterpret_cast<const sockaddr*>(&a), size);
+  loop.RunOnce(0);
+  ASSERT_EQ(connect.result, 0);
+  ASSERT_EQ(peer.connections.size(), 1u);
+  char buffer[64];
+  loop.Recv(&recv, fd, buffer, sizeof buffer);
+  loop.RunOnce(0);
+  EXPECT_EQ(std::string(buffer, recv.result), "hello\n");
+  loop.Send(&send, fd, "ping", 4);
+  loop.Recv(&recv, fd, buffer, sizeof buffer, {});
+  loop.RunUntil([&] { return recv.count == 2; });
+  EXPECT_EQ(send.result, 4);
+  EXPECT_EQ(std::string(buffer, recv.result), "ping");
+  EXPECT_EQ(peer.connections[0]->received(), 4u);
+  // The peer closes: what it sent first, then EOF; the client's send fails.
+  peer.connections[0]->Send("last");
+  peer.connections[0]->Close();
+  loop.Recv(&recv, fd, buffer, sizeof buffer);
+  loop.RunOnce(0);
+  EXPECT_EQ(std::string(buffer, recv.result), "last");
+  loop.Recv(&recv, fd, buffer, sizeof buffer);
+  loop.RunOnce(0);
+  EXPECT_EQ(recv.result, 0);
+  loop.Send(&send, fd, "x", 1);
+  loop.RunOnce(0);
+  EXPECT_EQ(send.result, -EPIPE);
+  EXPECT_EQ(loop.connects(), 2u);
+}
+
+TEST(FakeLoopNet, AResetFailsThePendingReceiveAndShutdownEndsOne) {
+  FakeLoop loop(5);
+  Echo peer;
+  loop.Listen("192.0.2.1", 25, &peer);
+  Result connect, recv;
+  const int fd = ConnectTo(loop, "192.0.2.1", 25, connect);
+  loop.RunOnce(0);
+  char buffer[8];
+  loop.Recv(&recv, fd, buffer, sizeof buffer);
+  loop.RunOnce(0);
+  EXPECT_EQ(recv.count, 0);
+  peer.connections[0]->Reset();
+  loop.RunOnce(0);
+  EXPECT_EQ(recv.result, -ECONNRESET);
+
+  Result connect2, recv2;
+  const int fd2 = ConnectTo(loop, "192.0.2.1", 25, connect2);
+  loop.RunOnce(0);
+  loop.Recv(&recv2, fd2, buffer, sizeof buffer);
+  loop.RunOnce(0);
+  EXPECT_EQ(loop.Shutdown(fd2, SHUT_RDWR), 0);
+  loop.RunOnce(0);
+  EXPECT_EQ(recv2.result, 0);  // shutdown(2) ends a pending receive
+  EXPECT_EQ(peer.client_closed, 1);
+  EXPECT_EQ(loop.CloseNow(fd2), 0);
+  EXPECT_EQ(loop.CloseNow(fd2), -EBADF);
+  EXPECT_EQ(loop.SetSocketOption(fd, IPPROTO_TCP, 1, 1), 0);
+}
+
+TEST(FakeLoopNet, APacedPeerDeliversSmallPiecesOverTime) {
+  FakeLoop loop(5);
+  Echo peer;
+  peer.greeting = "0123456789";
+  loop.Listen("192.0.2.1", 25, &peer, {.chunk_bytes = 4, .chunk_delay_us = 1000});
+  Result connect;
+  const int fd = ConnectTo(loop, "192.0.2.1", 25, connect);
+  loop.RunOnce(0);
+  std::vector<std::string> pieces;
+  char buffer[64];
+  while (pieces.size() < 3) {
+    Result recv;
+    loop.Recv(&recv, fd, buffer, sizeof buffer);
+    ASSERT_TRUE(loop.RunUntil([&] { return recv.count > 0; }));
+    pieces.emplace_back(buffer, recv.result);
+  }
+  EXPECT_EQ(pieces, (std::vector<std::string>{"0123", "4567", "89"}));
+  EXPECT_EQ(loop.elapsed_us(), 3000u);
+}
+
+TEST(FakeLoopNet, AServerOnAListeningDescriptorAcceptsAndReceivesMultishot) {
+  FakeLoop loop(9);
+  socklen_t size = 0;
+  const sockaddr_storage a = FakeLoop::Address("127.0.0.1", 2525, &size);
+  const int listener = loop.ListenSocket(reinterpret_cast<const sockaddr*>(&a), size);
+  Result accept;
+  loop.AcceptMultishot(&accept, listener);
+  Result connect;
+  const int client = ConnectTo(loop, "127.0.0.1", 2525, connect);
+  loop.RunUntil([&] { return accept.count > 0 && connect.count > 0; });
+  ASSERT_EQ(connect.result, 0);
+  ASSERT_GE(accept.result, FakeLoop::kFirstFd);
+  EXPECT_TRUE(HasMore(accept.flags));
+  const int server = accept.result;
+
+  Result send, poll_in;
+  loop.Send(&send, client, "abcdefghij", 10);
+  loop.RunOnce(0);
+  loop.PollAdd(&poll_in, server, POLLIN | POLLOUT);
+  loop.RunOnce(0);
+  EXPECT_EQ(poll_in.result, POLLIN | POLLOUT);
+
+  auto buffers = loop.CreateBufferRing(1, 2, 4);
+  ASSERT_TRUE(buffers.ok());
+  std::vector<std::string> got;
+  struct Chunks final : Completion {
+    std::function<void(int, uint32_t)> fn;
+    void OnComplete(int r, uint32_t f) override { fn(r, f); }
+  } chunks;
+  int end = 1;  // 1: still armed
+  chunks.fn = [&](int r, uint32_t f) {
+    if (r > 0) {
+      ASSERT_TRUE(HasBuffer(f));
+      const uint16_t id = BufferId(f);
+      (*buffers)->Acquire(id);
+      got.emplace_back((*buffers)->data(id), r);
+      (*buffers)->Release(id);
+    }
+    if (!HasMore(f)) end = r;
+  };
+  loop.RecvMultishot(&chunks, server, **buffers);
+  loop.RunUntil([&] { return end != 1; });
+  // Two 4-byte buffers, not yet handed back: the kernel ends the multishot
+  // with -ENOBUFS, and so does the fake.
+  EXPECT_EQ(got, (std::vector<std::string>{"abcd", "efgh"}));
+  EXPECT_EQ(end, -ENOBUFS);
+  (*buffers)->Publish();
+  end = 1;
+  loop.RecvMultishot(&chunks, server, **buffers);
+  loop.RunUntil([&] { return got.size() == 3; });
+  EXPECT_EQ(got.back(), "ij");
+  EXPECT_EQ(loop.CloseNow(client), 0);
+  loop.RunUntil([&] { return end != 1; });
+  EXPECT_EQ(end, 0);  // EOF ends the multishot
+  Result cancel;
+  loop.Cancel(&cancel, &accept);
+  loop.RunOnce(0);
+  EXPECT_EQ(accept.result, -ECANCELED);
+  EXPECT_FALSE(HasMore(accept.flags));
 }
 
 }  // namespace

@@ -8,19 +8,22 @@
 // not 2xx, 421, timeout), is skipped for the next one on a fresh socket; when
 // all are exhausted the delegate hears OnFinished with ever_ready = false.
 //
-// I/O: connect with a linked timeout; one receive (into a 16 KiB buffer) and
-// at most one send in flight. STARTTLS: when the session asks (OnStartTls),
-// a tls::Session (client mode) is put between the socket and the session:
-// ciphertext in, plaintext to ClientSession::Feed; the session's output is
-// encrypted only once the previous ciphertext was sent, so it stays bounded.
-// An opportunistic handshake that fails is retried once in the clear with
-// the same target (RFC 3207 leaves that to the client; Postfix does the
-// same); required/verify policies make it a transient failure. With a
-// TlsSessionCache the handshake offers the peer's last session, and the
-// session this one ends up with is cached once the first reply over TLS was
-// read (a TLS 1.3 ticket comes after the handshake). The session's timeouts are checked
-// from the engine's tick. The object is freed by the engine only after every operation it started
-// has completed (Released).
+// I/O: all through the io::Loop, sockets included (Socket, Bind, Shutdown,
+// CloseNow), so it runs unchanged on io::FakeLoop's simulated network
+// (tests/delivery/outbound_connection_test.cc). Connect with a linked timeout;
+// one receive (into a 16 KiB buffer) and at most one send in flight. STARTTLS:
+// when the session asks (OnStartTls), a tls::Session (client mode) is put
+// between the socket and the session: ciphertext in, plaintext to
+// ClientSession::Feed; the session's output is encrypted only once the
+// previous ciphertext was sent, so it stays bounded. An opportunistic
+// handshake that fails is retried once in the clear with the same target (RFC
+// 3207 leaves that to the client; Postfix does the same); required/verify
+// policies make it a transient failure. With a TlsSessionCache the handshake
+// offers the peer's last session, and the session this one ends up with is
+// cached once the first reply over TLS was read (a TLS 1.3 ticket comes after
+// the handshake). The session's timeouts are checked from the engine's tick.
+// The object is freed by the engine only after every operation it started has
+// completed (Released).
 #pragma once
 
 #include <linux/time_types.h>

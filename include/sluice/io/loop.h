@@ -10,7 +10,10 @@
 // Trusts: callers keep every pointer argument (buffers, iovecs, paths,
 // addresses, timespecs, statx targets) and the Completion alive until the
 // completion ran; a Loop is used by one thread. A method never fails: errors
-// arrive as a negative errno in OnComplete. Limits: see each backend.
+// arrive as a negative errno in OnComplete (the synchronous socket calls
+// return it). The loop is also the clock: code that may run on the fake
+// reads time from NowWallUs/NowMonotonicMs, not from base/clock.h, so a
+// test's simulated time reaches it. Limits: see each backend.
 #pragma once
 
 #include <sys/socket.h>
@@ -132,6 +135,25 @@ class BufferRing {
 class Loop {
  public:
   virtual ~Loop() = default;
+
+  // ---- time ----
+  // Wall-clock time (CLOCK_REALTIME) in microseconds since the epoch.
+  virtual uint64_t NowWallUs() const = 0;
+  // Precise monotonic time (CLOCK_MONOTONIC), for latencies.
+  virtual uint64_t NowMonotonicUs() const = 0;
+  // Cheap monotonic time (CLOCK_MONOTONIC_COARSE), for timeouts.
+  virtual uint64_t NowMonotonicMs() const = 0;
+
+  // ---- sockets, synchronous (nothing to wait for; 0/descriptor or -errno) ----
+  // socket(family, type | SOCK_CLOEXEC, 0).
+  virtual int Socket(int family, int type) = 0;
+  // setsockopt of an int option (TCP_NODELAY, SO_REUSEADDR, ...).
+  virtual int SetSocketOption(int fd, int level, int name, int value) = 0;
+  virtual int Bind(int fd, const sockaddr* address, socklen_t size) = 0;
+  // shutdown(2): a receive pending on `fd` ends (0), the peer reads EOF.
+  virtual int Shutdown(int fd, int how) = 0;
+  // close(2) at once, for a descriptor no pending operation names.
+  virtual int CloseNow(int fd) = 0;
 
   // ---- sockets ----
   // Multishot accept (SOCK_CLOEXEC): one completion per connection, with

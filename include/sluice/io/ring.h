@@ -26,6 +26,16 @@ class Ring final : public Loop {
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
+  // The real clocks (base/clock.h) and the socket system calls.
+  uint64_t NowWallUs() const override;
+  uint64_t NowMonotonicUs() const override;
+  uint64_t NowMonotonicMs() const override;
+  int Socket(int family, int type) override;
+  int SetSocketOption(int fd, int level, int name, int value) override;
+  int Bind(int fd, const sockaddr* address, socklen_t size) override;
+  int Shutdown(int fd, int how) override;
+  int CloseNow(int fd) override;
+
   void AcceptMultishot(Completion* c, int fd) override;
   void RecvMultishot(Completion* c, int fd, const BufferRing& buffers) override;
   void Recv(Completion* c, int fd, void* data, size_t size, Op op = {}) override;
