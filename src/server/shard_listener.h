@@ -11,8 +11,6 @@
 // its admission when it closes. Shard thread only, except the shared counts.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -22,7 +20,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "sluice/io/loop.h"
-#include "sluice/tls/tls.h"
+#include "sluice/tls/credentials.h"
 
 namespace sluice::server {
 

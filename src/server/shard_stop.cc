@@ -1,7 +1,5 @@
 // The shard's side of the stop protocol (shard_stop.h): how it begins, and
 // the step it takes once per loop turn until it may leave.
-#include <sys/socket.h>
-
 #include <vector>
 
 #include "shard.h"
