@@ -9,6 +9,7 @@
 #include "sluice/server/http_listener.h"
 
 namespace sluice::server {
+
 void Shard::RequestStop() {
   stop_.Request();
   Wake();
