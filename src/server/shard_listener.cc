@@ -62,6 +62,8 @@ ShardListener::ShardListener(Shard& shard, std::atomic<int64_t>& open_connection
       too_many_connections_(absl::StrCat("421 4.7.0 ", shard.config().hostname,
                                          " Error: too many connections\r\n")) {}
 
+ShardListener::~ShardListener() { Close(); }
+
 void ShardListener::Close() {
   for (Refusal* r : refusals_) {
     close(r->fd);

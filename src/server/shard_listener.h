@@ -33,7 +33,7 @@ class ShardListener {
   // `open_connections`: shared by every shard. The 421 for a full server
   // is built once, from the host name at start-up.
   ShardListener(Shard& shard, std::atomic<int64_t>& open_connections);
-  ~ShardListener() { Close(); }
+  ~ShardListener();  // Close()
   ShardListener(const ShardListener&) = delete;
   ShardListener& operator=(const ShardListener&) = delete;
 
