@@ -89,7 +89,7 @@ void Ingester::Start() {
 void Ingester::Stop() {
   stopping_ = true;
   if (read_armed_) {
-    host_.ring().Cancel(nullptr, &read_done_);
+    host_.loop().Cancel(nullptr, &read_done_);
   }
 }
 
@@ -148,7 +148,7 @@ void Ingester::Enqueue(std::string name) {
 
 void Ingester::ArmRead() {
   if (read_armed_ || stopping_ || inotify_fd_ < 0) return;
-  host_.ring().Read(&read_done_, inotify_fd_, events_, sizeof events_, 0);
+  host_.loop().Read(&read_done_, inotify_fd_, events_, sizeof events_, 0);
   read_armed_ = true;
 }
 
@@ -367,7 +367,7 @@ void Ingester::OnCommitted(const Item& item, const absl::Status& status, std::st
   op->release.sender = std::move(sender);
   op->release.recipients = std::move(recipients);
   op->release.size = size;
-  host_.ring().Unlinkat(op, AT_FDCWD, op->release.item.claimed_path.c_str(), 0);
+  host_.loop().Unlinkat(op, AT_FDCWD, op->release.item.claimed_path.c_str(), 0);
   ++releases_in_flight_;
 }
 

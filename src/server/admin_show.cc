@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "shard.h"
 #include "sluice/admin/show.h"
 #include "sluice/base/strings.h"
 #include "sluice/delivery/engine.h"
@@ -16,7 +17,6 @@
 #include "sluice/log/json.h"
 #include "sluice/merge/template.h"
 #include "sluice/server/control_socket.h"
-#include "sluice/server/shard.h"
 #include "sluice/spool/spool_directory.h"
 
 namespace sluice::server {

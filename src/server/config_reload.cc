@@ -11,11 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "shard.h"
 #include "sluice/config/reload.h"
 #include "sluice/diag/diag.h"
 #include "sluice/dkim/signer.h"
 #include "sluice/server/log_file.h"
-#include "sluice/server/shard.h"
 #include "sluice/tls/bearer_tokens.h"
 #include "sluice/tls/credentials.h"
 

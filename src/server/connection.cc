@@ -8,12 +8,12 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "shard.h"
 #include "sluice/base/check.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
 #include "sluice/diag/diag.h"
-#include "sluice/server/shard.h"
 #include "sluice/server/trace_headers.h"
 
 namespace sluice::server {
@@ -86,7 +86,7 @@ void Connection::Start() {
 
 void Connection::ArmReceive() {
   if (recv_armed_ || shut_down_ || recv_paused_) return;
-  shard_.ring().RecvMultishot(&recv_done_, fd_, shard_.buffers());
+  shard_.loop().RecvMultishot(&recv_done_, fd_, shard_.buffers());
   recv_armed_ = true;
 }
 
@@ -107,7 +107,7 @@ void Connection::OnReceive(int result, uint32_t flags) {
       // its replies) and its unread input reached the cap: stop reading;
       // the socket's own buffer and TCP flow control take it from here.
       recv_paused_ = true;
-      shard_.ring().Cancel(nullptr, &recv_done_);
+      shard_.loop().Cancel(nullptr, &recv_done_);
     }
     if (!recv_armed_) ArmReceive();
   } else if (result == -ENOBUFS) {
@@ -310,7 +310,7 @@ void Connection::MaybeSend() {
     if (session_.closed() || tls_failed_) BeginShutdown();
     return;
   }
-  shard_.ring().Send(&send_done_, fd_, sending_.data() + sent_, sending_.size() - sent_);
+  shard_.loop().Send(&send_done_, fd_, sending_.data() + sent_, sending_.size() - sent_);
   send_in_flight_ = true;
   send_started_ms_ = shard_.now_ms();
 }
@@ -342,7 +342,7 @@ void Connection::BeginShutdown() {
   // runs SHUTDOWN from its worker pool, so it could land after our CLOSE
   // and hit a new connection that reused the descriptor number.
   shutdown(fd_, SHUT_RDWR);
-  if (recv_armed_) shard_.ring().Cancel(nullptr, &recv_done_);
+  if (recv_armed_) shard_.loop().Cancel(nullptr, &recv_done_);
 }
 
 void Connection::MaybeDestroy() {
@@ -351,7 +351,7 @@ void Connection::MaybeDestroy() {
     return;
   }
   destroyed_ = true;
-  shard_.ring().Close(nullptr, fd_);
+  shard_.loop().Close(nullptr, fd_);
   shard_.Closed(this);  // the shard frees us once our last SQEs were submitted
 }
 

@@ -10,6 +10,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "shard.h"
+#include "shard_note.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/delivery/admin_state.h"
@@ -17,8 +19,6 @@
 #include "sluice/log/json.h"
 #include "sluice/server/admin_show.h"
 #include "sluice/server/metrics_text.h"
-#include "sluice/server/shard.h"
-#include "sluice/server/shard_note.h"
 
 namespace sluice::server {
 
@@ -80,7 +80,7 @@ absl::Status ControlSocket::Init() {
 void ControlSocket::Arm() {
   if (stopped_ || accepting_) return;
   accepting_ = true;
-  shard_.ring().AcceptMultishot(&accept_done_, fd_);
+  shard_.loop().AcceptMultishot(&accept_done_, fd_);
 }
 
 void ControlSocket::Stop() {
@@ -90,7 +90,7 @@ void ControlSocket::Stop() {
     unlink(path_.c_str());
   }
   if (accepting_) {
-    shard_.ring().Cancel(nullptr, &accept_done_);
+    shard_.loop().Cancel(nullptr, &accept_done_);
   }
 }
 
@@ -108,7 +108,7 @@ void ControlSocket::OnAccept(int result, uint32_t flags) {
       c->send.c = c;
       c->send.send = true;
       clients_.push_back(c);
-      shard_.ring().Recv(&c->receive, c->fd, c->buffer, sizeof c->buffer);
+      shard_.loop().Recv(&c->receive, c->fd, c->buffer, sizeof c->buffer);
     }
   }
   if (!accepting_) Arm();
@@ -122,7 +122,7 @@ void ControlSocket::OnReceive(Client* c, int result) {
     if (c->in.size() > kMaxLine) {
       c->out = "{\"error\":\"command line too long\"}\n";
     } else {
-      shard_.ring().Recv(&c->receive, c->fd, c->buffer, sizeof c->buffer);
+      shard_.loop().Recv(&c->receive, c->fd, c->buffer, sizeof c->buffer);
       return;
     }
   } else {
@@ -132,14 +132,14 @@ void ControlSocket::OnReceive(Client* c, int result) {
     c->out = Execute(line);
     if (c->out.empty() || c->out.back() != '\n') c->out += '\n';
   }
-  shard_.ring().Send(&c->send, c->fd, c->out.data(), c->out.size());
+  shard_.loop().Send(&c->send, c->fd, c->out.data(), c->out.size());
 }
 
 void ControlSocket::OnSent(Client* c, int result) {
   if (result <= 0) return Finish(c);
   c->sent += static_cast<size_t>(result);
   if (c->sent < c->out.size()) {
-    shard_.ring().Send(&c->send, c->fd, c->out.data() + c->sent, c->out.size() - c->sent);
+    shard_.loop().Send(&c->send, c->fd, c->out.data() + c->sent, c->out.size() - c->sent);
     return;
   }
   Finish(c);
@@ -349,7 +349,7 @@ bool ControlSocket::AnswerLater(Client* c, std::string_view line) {
   AnswerShow(shard_, rest, [this, c](std::string reply) {
     c->out = std::move(reply);
     c->out += '\n';
-    shard_.ring().Send(&c->send, c->fd, c->out.data(), c->out.size());
+    shard_.loop().Send(&c->send, c->fd, c->out.data(), c->out.size());
   });
   return true;
 }

@@ -18,12 +18,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "shard.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/strings.h"
 #include "sluice/diag/diag.h"
 #include "sluice/log/accounting_log.h"
 #include "sluice/server/http_inject.h"
-#include "sluice/server/shard.h"
 #include "sluice/server/trace_headers.h"
 #include "sluice/tls/credentials.h"
 
@@ -113,13 +113,13 @@ absl::Status HttpListener::Init() {
 void HttpListener::Start() {
   if (stopped_ || accepting_ || fd_ < 0) return;
   accepting_ = true;
-  shard_.ring().AcceptMultishot(&accept_done_, fd_);
+  shard_.loop().AcceptMultishot(&accept_done_, fd_);
 }
 
 void HttpListener::Stop() {
   stopped_ = true;
   if (accepting_) {
-    shard_.ring().Cancel(nullptr, &accept_done_);
+    shard_.loop().Cancel(nullptr, &accept_done_);
   }
   if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
   std::vector<Client*> all = clients_;
@@ -208,7 +208,7 @@ void HttpListener::Accepted(int fd) {
 void HttpListener::ArmReceive(Client* c) {
   if (c->receiving || c->closing) return;
   c->receiving = true;
-  shard_.ring().Recv(&c->receive_op, c->fd, c->buffer, sizeof c->buffer);
+  shard_.loop().Recv(&c->receive_op, c->fd, c->buffer, sizeof c->buffer);
 }
 
 void HttpListener::OnReceive(Client* c, int result) {
@@ -332,7 +332,7 @@ void HttpListener::Handle(Client* c, http::Request request) {
   const uint64_t now = shard_.now_ms();
   c->admin_deadline_ms = now + kAdminTimeoutMs;
   auto* f = new AdminFanout(
-      shard_.ring(), shard_.config().control_dir, shard_.shard_count(), c->call.line,
+      shard_.loop(), shard_.config().control_dir, shard_.shard_count(), c->call.line,
       c->admin_deadline_ms,
       [this, c](AdminFanout::Replies replies) { AdminDone(c, std::move(replies)); });
   c->fanout = f;
@@ -471,7 +471,7 @@ void HttpListener::CountInjectRefusal(std::string_view path, int status) {
 
 void HttpListener::Send(Client* c) {
   c->sending = true;
-  shard_.ring().Send(&c->send_op, c->fd, c->out.data() + c->sent, c->out.size() - c->sent);
+  shard_.loop().Send(&c->send_op, c->fd, c->out.data() + c->sent, c->out.size() - c->sent);
 }
 
 void HttpListener::OnSent(Client* c, int result) {

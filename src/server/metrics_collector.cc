@@ -2,11 +2,11 @@
 #include "sluice/server/metrics_collector.h"
 
 #include "absl/functional/function_ref.h"
+#include "shard.h"
 #include "sluice/delivery/engine.h"
 #include "sluice/metrics/top_destinations.h"
 #include "sluice/queue/domain_queue.h"
 #include "sluice/server/http_listener.h"
-#include "sluice/server/shard.h"
 
 namespace sluice::server {
 namespace {

@@ -4,10 +4,10 @@
 #include <memory>
 #include <vector>
 
+#include "shard.h"
 #include "sluice/base/clock.h"
 #include "sluice/metrics/render.h"
 #include "sluice/metrics/snapshot.h"
-#include "sluice/server/shard.h"
 #include "sluice/webhook/metrics.h"
 
 namespace sluice::server {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "shard.h"
 #include "sluice/base/clock.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/strings.h"
@@ -36,7 +37,6 @@
 #include "sluice/server/log_file.h"
 #include "sluice/server/memory_trim.h"
 #include "sluice/server/sd_notify.h"
-#include "sluice/server/shard.h"
 #include "sluice/server/startup_report.h"
 #include "sluice/server/webhook_threads.h"
 #include "sluice/spool/spool_directory.h"

@@ -7,10 +7,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "shard.h"
 #include "sluice/base/strings.h"
 #include "sluice/pickup/ingester.h"
 #include "sluice/pickup/pickup_directory.h"
-#include "sluice/server/shard.h"
 #include "sluice/server/trace_headers.h"
 
 namespace sluice::server {
@@ -25,7 +25,7 @@ class ShardPickupHost final : public pickup::IngestHost {
   uint64_t now_ms() const override { return shard_.now_ms(); }
   base::QueueId NextQueueId() override { return shard_.NextQueueId(); }
   bool spool_available() const override { return shard_.spool_available(); }
-  io::Ring& ring() override { return shard_.ring(); }
+  io::Loop& loop() override { return shard_.loop(); }
   bool RunOnPickupThread(io::HelperPool::Job job) override {
     return pickup_thread_.Submit(shard_.index(), std::move(job));
   }

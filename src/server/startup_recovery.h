@@ -16,9 +16,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "shard.h"
 #include "sluice/config/config.h"
 #include "sluice/delivery/admin_state.h"
-#include "sluice/server/shard.h"
 #include "sluice/spool/spool_directory.h"
 
 namespace sluice::server {

@@ -15,7 +15,7 @@
 #include "sluice/base/queue_id.h"
 #include "sluice/config/config.h"
 #include "sluice/io/helper_pool.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 #include "sluice/log/accounting_log.h"
 #include "sluice/spool/message_file.h"
 
@@ -43,8 +43,8 @@ class IngestHost {
   // False while the spool is short of space (or the shard's outbox is
   // full): take no new file.
   virtual bool spool_available() const = 0;
-  // The shard's ring, for the inotify read (io_uring waits, the shard not).
-  virtual io::Ring& ring() = 0;
+  // The shard's loop, for the inotify read (io_uring waits, the shard not).
+  virtual io::Loop& loop() = 0;
   // Runs `job.work` on the pickup thread, then `job.done` on this shard's
   // thread. False when the pickup thread has no free slot.
   virtual bool RunOnPickupThread(io::HelperPool::Job job) = 0;

@@ -67,7 +67,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 #include "sluice/pickup/ingest_host.h"
 #include "sluice/pickup/message_parser.h"
 

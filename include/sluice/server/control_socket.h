@@ -42,7 +42,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "sluice/delivery/admin_state.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 
 namespace sluice::server {
 

@@ -44,7 +44,7 @@
 #include "sluice/base/cidr.h"
 #include "sluice/http/request_parser.h"
 #include "sluice/http/response.h"
-#include "sluice/io/ring.h"
+#include "sluice/io/loop.h"
 #include "sluice/server/admin_fanout.h"
 #include "sluice/server/http_api.h"
 #include "sluice/server/http_inject.h"

@@ -10,32 +10,44 @@
 // Stopping (RequestStop from any thread): stop accepting, ask every session
 // to finish its message and say 421, wait up to the grace period for
 // sessions and spool writes to end, then cut what is left and return.
+//
+// Its parts, each in its own file (docs/ARCHITECTURE.md, "Shards and the
+// loop"): the listeners and admission (shard_listener.h), the connection
+// table (shard_connections.h), the note router over the cross-shard
+// mailboxes (shard_notes.h), the stop protocol (shard_stop.h, shard_stop.cc),
+// the spool space check (shard_space.h) and the pickup host
+// (shard_pickup.h). This file wires them: start-up, the loop, the tick,
+// reload, and what the connections and the engine ask of the shard.
+//
+// Private to server/: only src/server includes it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "shard_connections.h"
+#include "shard_listener.h"
+#include "shard_note.h"
+#include "shard_notes.h"
+#include "shard_space.h"
+#include "shard_stop.h"
 #include "sluice/base/limits.h"
 #include "sluice/base/queue_id.h"
 #include "sluice/config/config.h"
 #include "sluice/delivery/engine.h"
 #include "sluice/delivery/ledger.h"
 #include "sluice/io/helper_pool.h"
+#include "sluice/io/loop.h"
 #include "sluice/io/mailbox.h"
-#include "sluice/io/ring.h"
 #include "sluice/log/accounting_log.h"
 #include "sluice/metrics/snapshot.h"
 #include "sluice/metrics/top_destinations.h"
-#include "sluice/server/shard_note.h"
 #include "sluice/spool/retry_state.h"
 #include "sluice/spool/spool_writer.h"
 
@@ -90,20 +102,13 @@ struct ShardStats {
   uint64_t tls_handshake_failures = 0;  // inbound that failed to start or complete
 };
 
-// What a shard knows about the destinations it owns (the seed of the
-// delivery engine's per-domain queues).
-struct OwnedDomain {
-  uint64_t messages = 0;
-  uint64_t recipients = 0;
-};
-
 class Shard final : public delivery::EngineHost {
  public:
   Shard(int index, const config::Config& config, int log_fd, base::QueueId id_floor,
         std::atomic<int64_t>& open_connections, io::Mailboxes<ShardNote>& mailboxes);
   ~Shard() override;
 
-  // Sets up the ring, buffers, spool and listeners. Runs on the shard thread.
+  // Sets up the loop, buffers, spool and listeners. Runs on the shard thread.
   absl::Status Init();
   // Messages found in the spool at start-up that this shard announces to
   // their destinations' owners when it starts running.
@@ -118,7 +123,7 @@ class Shard final : public delivery::EngineHost {
   void Run();
   // Shared by all shards: how many have not yet posted their last note
   // while stopping (starts at the shard count).
-  void set_stop_barrier(std::atomic<int>* barrier) { stop_barrier_ = barrier; }
+  void set_stop_barrier(std::atomic<int>* barrier) { stop_.set_barrier(barrier); }
   // Thread-safe: asks the loop to stop.
   void RequestStop();
   // Thread-safe (the main thread's reload, server/config_reload.h): the loop
@@ -129,8 +134,9 @@ class Shard final : public delivery::EngineHost {
   void RequestReload(std::shared_ptr<const config::Config> next, uint64_t generation);
   uint64_t reload_applied() const { return reload_applied_.load(std::memory_order_acquire); }
 
-  // For connections.
-  io::Ring& ring() { return *ring_; }
+  // For connections and the shard's other parts: the loop's interface (the
+  // io_uring backend, io::Ring, is named only where Init makes it).
+  io::Loop& loop() { return *loop_; }
   io::BufferRing& buffers() { return *buffers_; }
   spool::SpoolWriter& spool() { return *spool_; }
   uint64_t segment_flushes() const { return spool_ ? spool_->segment_flushes() : 0; }
@@ -142,15 +148,15 @@ class Shard final : public delivery::EngineHost {
   int index() const { return index_; }
   // False when the spool is short of space or this shard's undelivered
   // cross-shard notes reached limits::kOutboxMax: new mail waits (452).
-  bool spool_available() const { return spool_available_ && outbox_.size() < limits::kOutboxMax; }
+  bool spool_available() const { return space_.available() && !notes_.outbox_full(); }
   base::QueueId NextQueueId();
   uint64_t now_ms() const { return now_ms_; }
-  bool stopping() const { return stopping_; }
-  void Starved(Connection* c) { starved_.push_back(c); }
+  bool stopping() const { return stop_.stopping(); }
+  void Starved(Connection* c) { connections_.Starved(c); }
   // TLS/AUTH: set by the server before Init(); null means neither is offered.
   void set_credentials(tls::Credentials* c) { credentials_ = c; }
   // Per-client-address limits, shared by the shards; null: none.
-  void set_client_limiter(ClientLimiter* l) { client_limiter_ = l; }
+  void set_client_limiter(ClientLimiter* l) { listener_.set_client_limiter(l); }
   tls::Credentials* credentials() const { return credentials_; }
   // Suspensions and holds kept across restarts (delivery/admin_state.h):
   // set by the server before Init(), which applies them; null in tests.
@@ -183,9 +189,11 @@ class Shard final : public delivery::EngineHost {
   std::shared_ptr<const metrics::ShardSnapshot> PublishMetrics();
   // From the last spool space check (every tick): statvfs of the shard's
   // spool directory.
-  uint64_t spool_free_bytes() const { return spool_free_bytes_; }
-  uint64_t spool_size_bytes() const { return spool_size_bytes_; }
+  uint64_t spool_free_bytes() const { return space_.free_bytes(); }
+  uint64_t spool_size_bytes() const { return space_.size_bytes(); }
   size_t inbound_open() const { return connections_.size(); }
+  // The inbound connections (shard_connections.h); the listener adds to it.
+  ConnectionTable& connections() { return connections_; }
   // The connection is done; it is freed after the next submission.
   void Closed(Connection* c);
   // Takes every note waiting in this shard's mailboxes. Only from the shard's
@@ -195,11 +203,15 @@ class Shard final : public delivery::EngineHost {
   ShardStats& stats() { return stats_; }
   const ShardStats& stats() const { return stats_; }
   // Tells each destination's owner shard about a queued message.
-  void AnnounceQueued(base::QueueId id, const std::vector<std::string>& recipients);
+  void AnnounceQueued(base::QueueId id, const std::vector<std::string>& recipients) {
+    notes_.AnnounceQueued(id, recipients);
+  }
   // The same for a batch: its addresses as views (no string per recipient).
-  void AnnounceQueued(base::QueueId id, const std::vector<std::string_view>& recipients);
+  void AnnounceQueued(base::QueueId id, const std::vector<std::string_view>& recipients) {
+    notes_.AnnounceQueued(id, recipients);
+  }
   const absl::flat_hash_map<std::string, OwnedDomain>& owned_domains() const {
-    return owned_domains_;
+    return notes_.owned_domains();
   }
   // Null with --no-delivery.
   delivery::Engine* engine() { return engine_.get(); }
@@ -211,49 +223,39 @@ class Shard final : public delivery::EngineHost {
                   std::function<void(bool)> done) override;
 
  private:
-  struct Listener;
-  struct Refusal;
-  void OnAccept(Listener* l, int result, uint32_t flags);
-  void Accepted(Listener* l, int fd);
-  // Sends `reply` and closes `fd` (a connection past a limit).
-  void Refuse(int fd, std::string reply);
-  void ArmAccept(Listener* l);
+  static constexpr uint64_t kTickMs = 250;  // timeouts, spool space, stop progress
+
+  // Init, in order: the loop and buffers; the spool, log, ledger and
+  // engine; the listeners, control socket, HTTP listener and pickup.
+  absl::Status InitLoop();
+  absl::Status InitStorage();
+  absl::Status InitDelivery();
+  absl::Status InitFrontends();
   void OnWake(int result, uint32_t flags);
   // Another shard's MSG_RING wake (io/mailbox.h): notes are waiting.
   void OnMessageWake(int result, uint32_t flags);
   void ArmWake();
+  // Writes the shard's eventfd (any thread): OnWake runs.
+  void Wake();
+  // Run's parts: what happens before the first turn; one turn's waiting
+  // and completions; the work at the end of every turn.
+  void StartRunning();
+  void RunTurn();
+  void EndTurn();
   void Tick();
+  // The stop protocol's steps (shard_stop.cc, shard_stop.h).
   void BeginStop();
-  // Binds this shard's SO_REUSEPORT listeners (plain, then implicit TLS).
-  absl::Status OpenListeners();
+  // Once per turn: true when the shard may leave its loop.
+  bool StopTurn();
+  // This shard's own work has ended (or `late`: the grace period is over
+  // and what is left is cut).
+  bool OwnWorkEnded(bool late) const;
   // Shard 0 with a pickup directory: the ingester (shard_pickup.cc), set up
   // in Init, freed in the destructor (or kept if work is still in flight).
   absl::Status InitPickup();
   void DropPickup();
-  // Refreshes spool_available_ and the space figures: inline at start-up,
-  // on a helper thread once running (a statvfs can block on a busy disk).
-  void CheckSpoolSpace(bool inline_now = false);
-  void ApplySpoolSpace(bool ok, uint64_t free_bytes, uint64_t size_bytes);
-  void Post(int target, ShardNote note);
-  // `retry`: a recovered message's saved retry state (RecoveredMessage).
-  void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
-                    const std::vector<std::string>& recipients,
-                    const std::vector<uint32_t>& indexes,
-                    const std::vector<spool::RetryEntry>* retry = nullptr);
-  // recipient(i) is the address of envelope recipient i.
-  void AnnounceJobs(base::QueueId id, const delivery::RecordRef& where,
-                    absl::FunctionRef<std::string_view(uint32_t)> recipient,
-                    const std::vector<uint32_t>& indexes,
-                    const std::vector<spool::RetryEntry>* retry = nullptr);
   // Writes the engine's retry state for the next start (end of Run).
   void SaveRetryState();
-  void OnNote(ShardNote note);
-  void FlushOutbox();
-  // Hands a final outcome to its home shard's ledger (ReportFinal, once
-  // this shard's log has written the outcome's records).
-  void SendFinal(base::QueueId id, uint16_t dir, std::vector<uint32_t> recipients);
-  // Sends the finals whose records reached the accounting log file.
-  void ReleaseFinals();
   void ApplyReload();
 
   const int index_;
@@ -261,35 +263,18 @@ class Shard final : public delivery::EngineHost {
   // read it on this thread; only ApplyReload (this thread) changes it.
   config::Config config_;
   const int log_fd_;
-  std::atomic<int64_t>& open_connections_;
   base::QueueIdGenerator ids_;
 
-  std::unique_ptr<io::Ring> ring_;
+  std::unique_ptr<io::Loop> loop_;  // an io::Ring, made by Init
   std::unique_ptr<io::BufferRing> buffers_;
   int spool_dir_fd_ = -1;
   std::unique_ptr<spool::SpoolWriter> spool_;
   std::unique_ptr<log::AccountingLog> log_;
-  std::vector<std::unique_ptr<Listener>> listeners_;
-  std::vector<Connection*> connections_;  // index kept in Connection
-  std::vector<Connection*> starved_;
-  // Closed connections are freed only after the SQEs they prepared (a
-  // cancel naming their address, say) were submitted, so a new connection
-  // can never be mistaken for an old one at the same address.
-  std::vector<Connection*> dying_;  // closed this turn
-  std::vector<Connection*> dead_;   // closed last turn: safe to free now
+  ShardListener listener_;
+  ConnectionTable connections_;
 
   io::Mailboxes<ShardNote>& mailboxes_;
-  std::vector<std::pair<int, ShardNote>> outbox_;  // posts that found a full ring
-  // Finals waiting for their accounting records to reach the file (in
-  // order; about one turn's worth): log::AccountingLog::mark().
-  struct WaitingFinal {
-    uint64_t log_mark;
-    base::QueueId id;
-    uint16_t dir;
-    std::vector<uint32_t> recipients;
-  };
-  std::deque<WaitingFinal> finals_waiting_log_;
-  absl::flat_hash_map<std::string, OwnedDomain> owned_domains_;
+  NoteRouter notes_;
   std::vector<RecoveredMessage> recovered_;
   uint64_t journal_sequence_ = 0;
   std::unique_ptr<delivery::Ledger> ledger_;
@@ -302,10 +287,9 @@ class Shard final : public delivery::EngineHost {
   std::unique_ptr<pickup::Ingester> pickup_;
   std::vector<std::string> claimed_;
   uint64_t wake_value_ = 0;
-  const std::string too_many_connections_;  // the reply, sent from this buffer
   io::MemberCompletion<Shard, &Shard::OnWake> wake_done_{this};
   io::MemberCompletion<Shard, &Shard::OnMessageWake> message_wake_done_{this};
-  std::atomic<bool> stop_requested_{false};
+  StopProtocol stop_;
   struct PendingReload {
     std::shared_ptr<const config::Config> config;
     uint64_t generation = 0;
@@ -313,25 +297,16 @@ class Shard final : public delivery::EngineHost {
   // Written by the main thread, taken in OnWake: never on a hot path.
   std::atomic<std::shared_ptr<const PendingReload>> pending_reload_;
   std::atomic<uint64_t> reload_applied_{0};
-  bool stopping_ = false;
-  bool posted_last_ = false;  // stopping: this shard will post no more notes
-  std::atomic<int>* stop_barrier_ = nullptr;
-  uint64_t stop_deadline_ms_ = 0;
 
   tls::Credentials* credentials_ = nullptr;      // TLS/AUTH, shared, owned by the server
-  ClientLimiter* client_limiter_ = nullptr;      // shared, owned by the server
-  absl::flat_hash_set<Refusal*> refusals_;       // replies in flight to refused connections
   delivery::AdminStore* admin_store_ = nullptr;  // shared, owned by the server
   const dkim::KeyStore* dkim_keys_ = nullptr;    // shared, owned by the server
   std::unique_ptr<dkim::Signer> dkim_signer_;    // this shard's, used by engine_
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
-  bool spool_available_ = true;
-  uint64_t spool_free_bytes_ = 0;
-  uint64_t spool_size_bytes_ = 0;
+  SpoolSpace space_;
   metrics::MetricsBoard* metrics_board_ = nullptr;  // shared, owned by the server
   io::HelperPool* helpers_ = nullptr;               // shared, owned by the server
-  bool space_check_in_flight_ = false;              // a statvfs job is on a helper
   io::HelperPool* pickup_thread_ = nullptr;  // shard 0 with a pickup dir; owned by the server
   uint64_t next_metrics_ms_ = 0;
   std::vector<metrics::DestinationSample> metrics_scratch_;  // reused by every snapshot
