@@ -428,7 +428,14 @@ void Ledger::OnRetired(RetireBatch* batch, int result, bool owned) {
     auto it = live_.find(id);
     if (it == live_.end()) continue;
     File* f = it->second.file;
-    ReleaseJournals(id);
+    if (result < 0) {
+      // Its record may still be queued after a restart: the journals naming
+      // its recipients already final stay (until a restart compacts them), or
+      // those would be delivered twice.
+      journaled_.erase(id);
+    } else {
+      ReleaseJournals(id);
+    }
     live_bytes_ -= std::min<uint64_t>(live_bytes_, it->second.length);
     live_.erase(it);
     ++stats_.messages_retired;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -35,6 +36,16 @@ void Materialize(const io::FakeLoop& fake, const std::string& from,
   }
 }
 
+// SLUICE_SIM_TRACE=1: every event on stderr, to follow a replayed seed.
+bool Tracing() {
+  static const bool on = getenv("SLUICE_SIM_TRACE") != nullptr;
+  return on;
+}
+#define TRACE(...)                                           \
+  do {                                                       \
+    if (Tracing()) fprintf(stderr, "sim: " __VA_ARGS__);     \
+  } while (0)
+
 // One scratch directory per process, emptied for each recovery.
 std::filesystem::path Scratch() {
   static const std::filesystem::path dir = [] {
@@ -61,6 +72,9 @@ SpoolLedger::SpoolLedger(uint64_t seed) {
   ledger_->set_clock([this] { return now_ms_; });
   writer_->set_stored_hook([this](const spool::StoredRecord& r) {
     messages_[r.id].stored = true;
+    TRACE("step %lu stored %s in %s at %lu+%lu\n", static_cast<unsigned long>(steps_),
+          r.id.ToString().c_str(), r.file.c_str(), static_cast<unsigned long>(r.offset),
+          static_cast<unsigned long>(r.length));
     ledger_->Add(r.id, delivery::RecordRef{0, r.file, r.offset, r.length}, r.recipients);
   });
 }
@@ -84,6 +98,8 @@ base::QueueId SpoolLedger::Send(uint32_t recipients, bool large) {
   }
   writer_->Commit(m, std::move(e), [this, id](const absl::Status& s) {
     (s.ok() ? messages_[id].acked : messages_[id].failed) = true;
+    TRACE("step %lu %s %s\n", static_cast<unsigned long>(steps_), id.ToString().c_str(),
+          s.ok() ? "acked" : s.ToString().c_str());
   });
   return id;
 }
@@ -92,6 +108,8 @@ void SpoolLedger::Final(base::QueueId id, const std::vector<uint32_t>& recipient
   Message& m = messages_.at(id);
   if (!m.stored) return;  // the ledger does not know it yet (nor would a shard)
   for (uint32_t r : recipients) m.final.insert(r);
+  TRACE("step %lu final %s %zu of %u (now %zu)\n", static_cast<unsigned long>(steps_),
+        id.ToString().c_str(), recipients.size(), m.recipients, m.final.size());
   ledger_->Final(id, recipients.data(), recipients.size());
 }
 

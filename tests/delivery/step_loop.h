@@ -5,6 +5,11 @@
 // is a unit for durability: its write is durable only through the sync
 // linked behind it, or a later one).
 //
+// Paths are copied when an operation is submitted, as io_uring does (the
+// kernel copies them at submission; io::Ring submits at once): the spool
+// writer and the ledger rely on it (their unlinks name strings that change
+// right after), though io::Loop's contract asks callers to keep paths alive.
+//
 // Trusts: the test; one thread. Limits: sockets and timers pass straight
 // through (the ledger and spool writer use neither).
 #pragma once
@@ -13,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "sluice/io/fake_loop.h"
@@ -64,22 +70,26 @@ class StepLoop final : public io::Loop {
   }
   void Openat(io::Completion* c, int dir_fd, const char* path, int flags, mode_t mode,
               io::Op op = {}) override {
-    Add(op, [=, this] { fake_.Openat(c, dir_fd, path, flags, mode, op); });
+    Add(op,
+        [=, this, p = std::string(path)] { fake_.Openat(c, dir_fd, p.c_str(), flags, mode, op); });
   }
   void Close(io::Completion* c, int fd, io::Op op = {}) override {
     Add(op, [=, this] { fake_.Close(c, fd, op); });
   }
   void Statx(io::Completion* c, int fd, const char* path, int flags, unsigned mask,
              struct statx* out, io::Op op = {}) override {
-    Add(op, [=, this] { fake_.Statx(c, fd, path, flags, mask, out, op); });
+    Add(op,
+        [=, this, p = std::string(path)] { fake_.Statx(c, fd, p.c_str(), flags, mask, out, op); });
   }
   void Unlinkat(io::Completion* c, int dir_fd, const char* path, int flags,
                 io::Op op = {}) override {
-    Add(op, [=, this] { fake_.Unlinkat(c, dir_fd, path, flags, op); });
+    Add(op, [=, this, p = std::string(path)] { fake_.Unlinkat(c, dir_fd, p.c_str(), flags, op); });
   }
   void Renameat(io::Completion* c, int old_dir, const char* old_path, int new_dir,
                 const char* new_path, io::Op op = {}) override {
-    Add(op, [=, this] { fake_.Renameat(c, old_dir, old_path, new_dir, new_path, op); });
+    Add(op, [=, this, from = std::string(old_path), to = std::string(new_path)] {
+      fake_.Renameat(c, old_dir, from.c_str(), new_dir, to.c_str(), op);
+    });
   }
   int Truncate(int fd, uint64_t length) override { return fake_.Truncate(fd, length); }
   void Nop(io::Completion* c, io::Op op = {}) override {
