@@ -33,10 +33,61 @@ struct Ledger::File {
   std::string name;
   uint16_t dir = 0;
   bool segment = false;
-  int fd = -1;                  // segments: opened for the tombstone writes
-  int dir_fd = -1;              // message files: for the directory fsync after unlink
-  uint32_t live = 0;            // live messages in it
-  bool removal_queued = false;  // in maybe_empty_ (at most once: Tick may free it)
+  int fd = -1;                         // segments: opened for the tombstone writes
+  int dir_fd = -1;                     // message files: for the directory fsync after unlink
+  uint32_t live = 0;                   // live messages in it
+  bool removal_queued = false;         // in maybe_empty_ (at most once: Tick may free it)
+  bool opening = false;                // fd (segment) or dir_fd (message file) being opened
+  std::vector<base::QueueId> waiting;  // retirements waiting for that open
+};
+
+// Opens a File's segment (for tombstones) or its directory (for unlinks).
+struct Ledger::FileOpen final : io::Completion {
+  Ledger* ledger;
+  File* file;  // stays: a file with waiting retirements has live messages
+  std::string path;
+  void OnComplete(int result, uint32_t) override {
+    ledger->OnFileOpened(file, result);
+    delete this;
+  }
+};
+
+// A new journal: its directory's descriptor (once), the file, then the
+// directory fsync that makes its name durable before any entry is written.
+struct Ledger::JournalOpen final : io::Completion {
+  enum class Step { kDirectory, kFile, kNameSync };
+  Ledger* ledger;
+  uint64_t seq;
+  Step step;
+  std::string dir_path;
+  std::string path;
+  void OnComplete(int result, uint32_t) override { ledger->OnJournalOpened(this, result); }
+};
+
+// An emptied segment or journal being unlinked (and its descriptor closed).
+struct Ledger::Removal final : io::Completion {
+  Ledger* ledger;
+  std::string path;
+  bool segment;
+  int ops = 0;
+  int failed = 0;
+  void OnComplete(int result, uint32_t) override {
+    if (result < 0 && result != -ENOENT && failed == 0) failed = result;
+    if (--ops > 0) return;
+    --ledger->in_flight_;
+    if (failed < 0) {
+      ++ledger->stats_.io_errors;
+      SLUICE_LOG(kWarning, "ledger.remove_failed", "cannot remove a finished file",
+                 {{"file", path}, {"error", std::strerror(-failed)}});
+    } else if (path.empty()) {
+      // only a descriptor closed
+    } else if (segment) {
+      ++ledger->stats_.segments_removed;
+    } else {
+      ++ledger->stats_.journals_removed;
+    }
+    delete this;
+  }
 };
 
 // The retirements of one turn: per file a linked chain (tombstone writes then
@@ -63,6 +114,10 @@ struct Ledger::TombstoneBatch final : io::Completion {
   bool syncing = false;
   int failed = 0;
   void OnComplete(int result, uint32_t) override {
+    // A short tombstone write retires nothing (the record would come back).
+    if (!syncing && result >= 0 && static_cast<size_t>(result) != spool::kTombstone.size()) {
+      result = -EIO;
+    }
     if (result < 0 && failed == 0) failed = result;
     if (!syncing) {
       --writes;
@@ -74,6 +129,7 @@ struct Ledger::TombstoneBatch final : io::Completion {
 
 struct Ledger::JournalWrite final : io::Completion {
   Ledger* ledger;
+  uint64_t seq;  // the journal written to
   std::string bytes;
   int ops = 0;
   int failed = 0;
@@ -84,9 +140,11 @@ struct Ledger::JournalWrite final : io::Completion {
 };
 
 Ledger::Ledger(io::Loop& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
-               std::function<std::string()> current_segment)
+               std::function<std::string()> current_segment, int root_fd)
     : ring_(ring),
       root_(std::move(spool_root)),
+      root_fd_(root_fd >= 0 ? root_fd : AT_FDCWD),
+      prefix_(root_fd >= 0 ? std::string() : absl::StrCat(root_, "/")),
       own_dir_(own_dir),
       current_segment_(std::move(current_segment)),
       journal_seq_(first_journal_seq),
@@ -94,6 +152,8 @@ Ledger::Ledger(io::Loop& ring, std::string spool_root, int own_dir, uint64_t fir
 
 Ledger::~Ledger() {
   delete syncing_;  // only when the loop ended with its fdatasync in flight
+  // Descriptors of a loop's own root (a FakeLoop's) are not the kernel's.
+  if (root_fd_ != AT_FDCWD) return;
   for (auto& [key, f] : files_) {
     if (f->fd >= 0) close(f->fd);
     if (f->dir_fd >= 0) close(f->dir_fd);
@@ -101,6 +161,11 @@ Ledger::~Ledger() {
   for (auto& [seq, j] : journals_) {
     if (j.fd >= 0) close(j.fd);
   }
+  if (own_dir_fd_ >= 0) close(own_dir_fd_);
+}
+
+std::string Ledger::PathOf(uint16_t dir, const std::string& name) const {
+  return name.empty() ? absl::StrCat(prefix_, dir) : absl::StrCat(prefix_, dir, "/", name);
 }
 
 Ledger::File* Ledger::FileFor(const RecordRef& where) {
@@ -108,7 +173,7 @@ Ledger::File* Ledger::FileFor(const RecordRef& where) {
   auto& slot = files_[key];
   if (!slot) {
     slot = std::make_unique<File>();
-    slot->path = absl::StrCat(root_, "/", key);
+    slot->path = PathOf(where.dir, where.file);
     slot->name = where.file;
     slot->dir = where.dir;
     slot->segment = IsSegment(where.file);
@@ -164,8 +229,7 @@ void Ledger::Final(base::QueueId id, const uint32_t* recipients, size_t count) {
     return;
   }
   m.pending -= static_cast<uint32_t>(count);
-  if (journal_ == nullptr) OpenJournal();
-  if (journal_ == nullptr) return;  // logged; the recipients are delivered again after a crash
+  if (journal_ == nullptr) OpenJournal();  // the entries wait in journal_buffer_ until it is
   for (size_t i = 0; i < count; ++i) {
     spool::AppendJournalEntry(journal_buffer_, spool::JournalEntry{id, recipients[i]});
   }
@@ -178,33 +242,67 @@ void Ledger::Final(base::QueueId id, const uint32_t* recipients, size_t count) {
 }
 
 void Ledger::OpenJournal() {
-  const std::string dir = absl::StrCat(root_, "/", own_dir_);
   ++journal_seq_;
-  const std::string path = absl::StrCat(dir, "/", spool::JournalFileName(journal_seq_));
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    const int err = errno;
-    SLUICE_LOG(kError, "ledger.create_failed", "cannot create a journal segment",
-               {{"file", path}, {"error", std::strerror(err)}});
-    ++stats_.io_errors;
-    return;
-  }
-  // The journal's name must survive a crash too (rare: once per rotation).
-  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
   Journal& j = journals_[journal_seq_];
   j.seq = journal_seq_;
-  j.fd = fd;
   journal_ = &j;
+  auto* op = new JournalOpen();
+  op->ledger = this;
+  op->seq = journal_seq_;
+  op->dir_path = PathOf(static_cast<uint16_t>(own_dir_), "");
+  op->path = PathOf(static_cast<uint16_t>(own_dir_), spool::JournalFileName(journal_seq_));
+  ++in_flight_;
+  if (own_dir_fd_ < 0) {
+    op->step = JournalOpen::Step::kDirectory;
+    ring_.Openat(op, root_fd_, op->dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  } else {
+    op->step = JournalOpen::Step::kFile;
+    ring_.Openat(op, root_fd_, op->path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  }
+}
+
+void Ledger::OnJournalOpened(JournalOpen* op, int result) {
+  auto it = journals_.find(op->seq);
+  Journal* j = it == journals_.end() ? nullptr : &it->second;
+  if (result >= 0 && j != nullptr) {
+    switch (op->step) {
+      case JournalOpen::Step::kDirectory:
+        own_dir_fd_ = result;
+        op->step = JournalOpen::Step::kFile;
+        ring_.Openat(op, root_fd_, op->path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                     0600);
+        return;
+      case JournalOpen::Step::kFile:
+        j->fd = result;
+        // The journal's name must survive a crash too (rare: once per rotation).
+        op->step = JournalOpen::Step::kNameSync;
+        ring_.Fsync(op, own_dir_fd_);
+        return;
+      case JournalOpen::Step::kNameSync:
+        j->ready = true;
+        break;
+    }
+  } else if (result < 0) {
+    SLUICE_LOG(kError, "ledger.create_failed", "cannot create a journal segment",
+               {{"file", op->path}, {"error", std::strerror(-result)}});
+    ++stats_.io_errors;
+    if (j != nullptr && j == journal_) {
+      // The entries waiting for it are dropped: those recipients are
+      // delivered again after a crash (never lost). The next partial final
+      // opens another journal.
+      journal_buffer_.clear();
+      journal_ = nullptr;
+    }
+  }
+  --in_flight_;
+  delete op;
 }
 
 void Ledger::Flush() {
-  if (!journal_buffer_.empty() && journal_ != nullptr) {
+  if (!journal_buffer_.empty() && journal_ != nullptr && journal_->ready) {
     auto* w = new JournalWrite();
     w->ledger = this;
+    w->seq = journal_->seq;
     w->bytes.swap(journal_buffer_);
     ring_.Write(w, journal_->fd, w->bytes.data(), static_cast<unsigned>(w->bytes.size()),
                 journal_->size, io::kLinked);
@@ -225,17 +323,22 @@ void Ledger::StartRetirements() {
   for (base::QueueId id : ids) {
     const Live& m = live_.at(id);
     File* f = m.file;
-    if (f->segment) {
-      if (f->fd < 0) f->fd = open(f->path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (f->fd < 0) {
-        const int err = errno;
-        SLUICE_LOG(kError, "ledger.open_failed",
-                   "cannot open a finished message file; it stays live (delivered again after a "
-                   "restart, never lost)",
-                   {{"file", f->path}, {"error", std::strerror(err)}});
-        ++stats_.io_errors;
-        continue;  // stays live: delivered again after a restart, never lost
+    if ((f->segment ? f->fd : f->dir_fd) < 0) {
+      // Opened once per file; its retirements start at the next Flush after.
+      f->waiting.push_back(id);
+      if (!f->opening) {
+        f->opening = true;
+        auto* op = new FileOpen();
+        op->ledger = this;
+        op->file = f;
+        op->path = f->segment ? f->path : PathOf(f->dir, "");
+        ++in_flight_;
+        ring_.Openat(op, root_fd_, op->path.c_str(),
+                     f->segment ? O_WRONLY | O_CLOEXEC : O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
       }
+      continue;
+    }
+    if (f->segment) {
       // The tombstone is written now and made durable with the others of the
       // next ~100 ms by one fdatasync per segment (MaybeSyncTombstones).
       if (!tombstones_) {
@@ -249,14 +352,6 @@ void Ledger::StartRetirements() {
       ++t.writes;
       t.ids.push_back(id);
       if (std::find(t.files.begin(), t.files.end(), f) == t.files.end()) t.files.push_back(f);
-      continue;
-    }
-    if (f->dir_fd < 0) {
-      f->dir_fd =
-          open(absl::StrCat(root_, "/", f->dir).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    }
-    if (f->dir_fd < 0) {
-      ++stats_.io_errors;
       continue;
     }
     if (unlinks == nullptr) {
@@ -288,6 +383,23 @@ void Ledger::MaybeSyncTombstones() {
   }
 }
 
+void Ledger::OnFileOpened(File* f, int result) {
+  --in_flight_;
+  f->opening = false;
+  std::vector<base::QueueId> waiting;
+  waiting.swap(f->waiting);
+  if (result < 0) {
+    SLUICE_LOG(kError, "ledger.open_failed",
+               "cannot open a finished message file; it stays live (delivered again after a "
+               "restart, never lost)",
+               {{"file", f->path}, {"error", std::strerror(-result)}});
+    ++stats_.io_errors;
+    return;  // they stay live: delivered again after a restart, never lost
+  }
+  (f->segment ? f->fd : f->dir_fd) = result;
+  retire_pending_.insert(retire_pending_.end(), waiting.begin(), waiting.end());
+}
+
 void Ledger::OnTombstones(TombstoneBatch* t) {
   if (!t->syncing) {
     // A tombstone write finished; its batch syncs when due.
@@ -314,7 +426,14 @@ void Ledger::OnRetired(RetireBatch* batch, int result, bool owned) {
     auto it = live_.find(id);
     if (it == live_.end()) continue;
     File* f = it->second.file;
-    ReleaseJournals(id);
+    if (result < 0) {
+      // Its record may still be queued after a restart: the journals naming
+      // its recipients already final stay (until a restart compacts them), or
+      // those would be delivered twice.
+      journaled_.erase(id);
+    } else {
+      ReleaseJournals(id);
+    }
     live_bytes_ -= std::min<uint64_t>(live_bytes_, it->second.length);
     live_.erase(it);
     ++stats_.messages_retired;
@@ -333,6 +452,9 @@ void Ledger::OnJournalWritten(JournalWrite* write, int result) {
     SLUICE_LOG(kError, "ledger.write_failed",
                "journal write failed; final recipients may be delivered again after a restart",
                {{"error", std::strerror(-result)}});
+    // Its bytes may be a hole or a torn entry, where a reader stops: the
+    // entries after it go to a new journal, or they would be unreadable too.
+    if (journal_ != nullptr && journal_->seq == write->seq) journal_ = nullptr;
   }
   delete write;
 }
@@ -362,17 +484,11 @@ void Ledger::Tick() {
         continue;
       }
       if (f->segment) {
-        if (unlink(f->path.c_str()) != 0 && errno != ENOENT) {
-          ++stats_.io_errors;
-          const int err = errno;
-          SLUICE_LOG(kWarning, "ledger.remove_failed", "cannot remove a finished file",
-                     {{"file", f->path}, {"error", std::strerror(err)}});
-        } else {
-          ++stats_.segments_removed;
-        }
+        Remove(f->path, f->fd, /*segment=*/true);
+      } else if (f->fd >= 0) {
+        Remove(std::string(), f->fd, false);
       }
-      if (f->fd >= 0) close(f->fd);
-      if (f->dir_fd >= 0) close(f->dir_fd);
+      if (f->dir_fd >= 0) Remove(std::string(), f->dir_fd, false);
       files_.erase(absl::StrCat(f->dir, "/", f->name));
     }
     maybe_empty_.swap(keep);
@@ -385,16 +501,35 @@ void Ledger::Tick() {
     for (auto it = journals_.begin(); it != journals_.end();) {
       Journal& j = it->second;
       if (j.live == 0 && &j != journal_) {
-        if (j.fd >= 0) close(j.fd);
-        const std::string path =
-            absl::StrCat(root_, "/", own_dir_, "/", spool::JournalFileName(j.seq));
-        unlink(path.c_str());
-        ++stats_.journals_removed;
+        Remove(PathOf(static_cast<uint16_t>(own_dir_), spool::JournalFileName(j.seq)), j.fd,
+               /*segment=*/false);
         journals_.erase(it++);
       } else {
         ++it;
       }
     }
+  }
+}
+
+// Unlinks `path` (if not empty) and closes `fd` (if open), counting the
+// removal as a segment's or a journal's.
+void Ledger::Remove(std::string path, int fd, bool segment) {
+  auto* r = new Removal();
+  r->ledger = this;
+  r->path = std::move(path);
+  r->segment = segment;
+  ++in_flight_;
+  if (!r->path.empty()) {
+    ring_.Unlinkat(r, root_fd_, r->path.c_str(), 0);
+    ++r->ops;
+  }
+  if (fd >= 0) {
+    ring_.Close(r, fd);
+    ++r->ops;
+  }
+  if (r->ops == 0) {
+    --in_flight_;
+    delete r;
   }
 }
 

@@ -24,6 +24,13 @@
 // after the 250) is delivered again after a restart.
 // Nothing is ever lost: a record is retired only after all its recipients
 // were reported final.
+//
+// Every file operation goes through the io::Loop, none blocks the shard:
+// segments, directories and journals are opened with Openat (a retirement
+// waits for its file's open; journal entries wait until the new journal's
+// name is durable), and emptied files are unlinked with Unlinkat. So the
+// ledger runs on io::FakeLoop too (tests/delivery/ledger_fake_test.cc,
+// tests/delivery/spool_simulation_test.cc).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -62,8 +70,11 @@ class Ledger {
   // `spool_root` holds the numbered directories; `own_dir` is where this
   // shard's journal goes; `current_segment` names the segment the spool
   // writer of own_dir still appends to (never removed).
+  // Paths are `spool_root`/<n>/<name>, opened from the current directory;
+  // with `root_fd` (a descriptor of the loop, e.g. FakeLoop::OpenDirectory)
+  // they are <n>/<name> under it and `spool_root` only names it in logs.
   Ledger(io::Loop& ring, std::string spool_root, int own_dir, uint64_t first_journal_seq,
-         std::function<std::string()> current_segment);
+         std::function<std::string()> current_segment, int root_fd = -1);
   ~Ledger();
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
@@ -106,12 +117,16 @@ class Ledger {
   struct Journal {
     uint64_t seq;
     int fd = -1;
+    bool ready = false;  // opened and its name durable: entries may be written
     uint64_t size = 0;
     uint32_t live = 0;  // live messages with entries in it
   };
   struct RetireBatch;
   struct TombstoneBatch;
   struct JournalWrite;
+  struct FileOpen;
+  struct JournalOpen;
+  struct Removal;
 
   File* FileFor(const RecordRef& where);
   void StartRetirements();
@@ -120,11 +135,17 @@ class Ledger {
   void OnRetired(RetireBatch* batch, int result, bool owned);
   void OnJournalWritten(JournalWrite* write, int result);
   void ReleaseJournals(base::QueueId id);
-  void MaybeRemove(File* f);
   void OpenJournal();
+  void OnFileOpened(File* f, int result);
+  void OnJournalOpened(JournalOpen* op, int result);
+  void Remove(std::string path, int fd, bool segment);
+  std::string PathOf(uint16_t dir, const std::string& name) const;
 
   io::Loop& ring_;
   const std::string root_;
+  const int root_fd_;         // AT_FDCWD in production: paths carry root_
+  const std::string prefix_;  // root_ + "/", or "" under a loop's root_fd
+  int own_dir_fd_ = -1;       // for the fsync that makes a journal's name durable
   const int own_dir_;
   std::function<std::string()> current_segment_;
   absl::flat_hash_map<base::QueueId, Live> live_;
