@@ -20,8 +20,8 @@ the load ends: start-up and shutdown are not traced.
 
 Every syscall seen must be in ALLOWED (each with the reason it is there),
 and none may be in FORBIDDEN (nor be the last close of an unlinked file),
-except the calls KNOWN lists: blocking calls the delivery ledger and
-engine still make on the shard thread, each matched narrowly (strace -y
+except the calls KNOWN lists: blocking calls the delivery engine still
+makes on the shard thread, and glibc's one read of a procfs file, each matched narrowly (strace -y
 shows the paths) and named by its source, to be removed from the list as
 they move off the thread. The output also has to show the rings working
 (io_uring_enter), or the trace proves nothing. The counts are printed.
@@ -89,30 +89,25 @@ ALLOWED = {
 # Blocking calls the shard threads are known to make today, each matched
 # narrowly (strace -y line, with the paths of the fds) and owned by its
 # source line, so that any other forbidden call still fails the test. All
-# of them are the delivery ledger's and engine's (src/delivery): remove an
+# of them are the delivery engine's (src/delivery): remove an
 # entry when its call moves to the ring or to a helper; the test then
 # guards that too.
 KNOWN = [
-    # Ledger::OpenJournal: a journal for partial finals (merge batches, one
-    # recipient of several delivered), created with open(O_CREAT), then its
-    # directory opened and fsynced, on the shard thread; once per journal.
-    (r"^openat\(AT_FDCWD(?:<[^>]*>)?, \"[^\"]*spool/\d+/journal-\d+\.jnl\", O_WRONLY\|O_CREAT", "ledger.cc OpenJournal"),
+    # glibc's malloc reads /proc/sys/vm/overcommit_memory once per process,
+    # the first time a thread arena's heap may shrink: procfs, no disk, once.
+    (r"^openat\(AT_FDCWD(?:<[^>]*>)?, \"/proc/sys/vm/overcommit_memory\", O_RDONLY", "glibc malloc, once"),
+    (r"^read\(\d+</proc/sys/vm/overcommit_memory>", "glibc malloc, once"),
+    # Engine::ReadRecord openat()s a spool file it has no cached fd for (and
+    # the spool directory first).
     (r"^openat\(AT_FDCWD(?:<[^>]*>)?, \"[^\"]*spool/\d+\", O_RDONLY\|O_CLOEXEC\|O_DIRECTORY",
-     "ledger.cc OpenJournal / StartRetirements, engine_records.cc ReadRecord: the spool directory"),
-    (r"^fsync\(\d+<[^>]*spool/\d+>", "ledger.cc OpenJournal: the directory fsync"),
-    # Ledger::Tick: a journal, or a segment, whose records are all retired is
-    # unlinked on the shard thread (a 64 MiB segment: milliseconds on ext4).
-    (r"^unlink\(\"[^\"]*spool/\d+/(journal-\d+\.jnl|[0-9A-Z]+\.seg)\"", "ledger.cc Tick"),
-    # Ledger::StartRetirements opens a segment O_WRONLY for its tombstones;
-    # Engine::ReadRecord openat()s a spool file it has no cached fd for.
+     "engine_records.cc ReadRecord: the spool directory"),
     (r"^openat\(\d+<[^>]*spool/\d+>, \"[0-9A-Z]+\.(seg|msg)\", O_RDONLY", "engine_records.cc ReadRecord"),
-    (r"^openat\(AT_FDCWD(?:<[^>]*>)?, \"[^\"]*spool/\d+/[0-9A-Z]+\.seg\", O_WRONLY", "ledger.cc StartRetirements"),
     # The last close of an unlinked segment frees its blocks in the closing
     # thread: 24 ms for 64 MiB on this ext4 (mounted with discard), up to
-    # 100 ms under load (bench/ingest_latency.py --strace). Ledger::Tick
-    # closes the ledger's fd right after the unlink; the engine's cached
-    # read fd of the segment (engine_records.cc) can be the last one instead.
-    (r"^close\(\d+<[^>]*spool/\d+/[0-9A-Z]+\.seg ?>?\(deleted\)", "ledger.cc Tick / engine_records.cc: last close"),
+    # 100 ms under load (bench/ingest_latency.py --strace). The ledger closes
+    # its own fds through the ring; the engine's cached read fd of the
+    # segment (engine_records.cc) can be the last one.
+    (r"^close\(\d+<[^>]*spool/\d+/[0-9A-Z]+\.seg ?>?\(deleted\)", "engine_records.cc: last close"),
 ]
 
 
