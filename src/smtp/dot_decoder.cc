@@ -10,6 +10,8 @@
 #include <immintrin.h>
 #endif
 
+#include "block_masks.h"
+
 namespace sluice::smtp {
 
 void DotDecoder::Reset(size_t max_line_length) {
@@ -142,31 +144,7 @@ inline size_t HotBlocks(const char* data, size_t i, size_t size, int64_t max64, 
 // Portable mask builders (any CPU). A partial block is copied to a zeroed
 // buffer: zero bytes are neither CR, LF nor dot.
 struct PortableMasks {
-  static Masks Full(const char* p) {
-    Masks m{0, 0, 0};
-#if defined(__SSE2__)
-    const __m128i cr = _mm_set1_epi8('\r');
-    const __m128i lf = _mm_set1_epi8('\n');
-    const __m128i dot = _mm_set1_epi8('.');
-    for (int k = 0; k < 4; ++k) {
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
-      const auto bits = [&](__m128i c) {
-        return static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(b, c))))
-               << (16 * k);
-      };
-      m.cr |= bits(cr);
-      m.lf |= bits(lf);
-      m.dot |= bits(dot);
-    }
-#else
-    for (size_t k = 0; k < kBlock; ++k) {
-      m.cr |= static_cast<uint64_t>(p[k] == '\r') << k;
-      m.lf |= static_cast<uint64_t>(p[k] == '\n') << k;
-      m.dot |= static_cast<uint64_t>(p[k] == '.') << k;
-    }
-#endif
-    return m;
-  }
+  static Masks Full(const char* p) { return BlockMasks64(p); }
   // The n < 64 bytes at data[i..i+n).
   static Masks Partial(const char* data, size_t i, size_t n) {
     alignas(64) char buf[kBlock] = {};

@@ -3,45 +3,14 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
+#include "block_masks.h"
 
 namespace sluice::smtp {
 namespace {
 
 constexpr size_t kBlock = 64;
 
-struct Masks {
-  uint64_t cr, lf, dot;
-};
-
-// Bit k: byte k of the 64 at `p` is CR, LF, '.'.
-inline Masks BlockMasks(const char* p) {
-  Masks m{0, 0, 0};
-#if defined(__SSE2__)
-  const __m128i cr = _mm_set1_epi8('\r');
-  const __m128i lf = _mm_set1_epi8('\n');
-  const __m128i dot = _mm_set1_epi8('.');
-  for (int k = 0; k < 4; ++k) {
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
-    const auto bits = [&](__m128i c) {
-      return static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(b, c))))
-             << (16 * k);
-    };
-    m.cr |= bits(cr);
-    m.lf |= bits(lf);
-    m.dot |= bits(dot);
-  }
-#else
-  for (size_t k = 0; k < kBlock; ++k) {
-    m.cr |= static_cast<uint64_t>(p[k] == '\r') << k;
-    m.lf |= static_cast<uint64_t>(p[k] == '\n') << k;
-    m.dot |= static_cast<uint64_t>(p[k] == '.') << k;
-  }
-#endif
-  return m;
-}
+using dot_decoder_internal::Masks;
 
 // The whole 64-byte blocks at the start of data[0..size) that go out as they
 // are: every LF right after a CR, every CR right before an LF and none as a
@@ -52,7 +21,7 @@ size_t CleanBlocks(const char* data, size_t size, bool line_start, bool stuff) {
   uint64_t starts = line_start ? 1 : 0;  // bit 0: data[0] starts a line
   size_t i = 0;
   while (size - i >= kBlock) {
-    const Masks m = BlockMasks(data + i);
+    const Masks m = BlockMasks64(data + i);
     const uint64_t pairing = m.lf ^ (m.cr << 1);  // LF without CR before, CR without LF after
     const uint64_t line_dots = stuff ? m.dot & ((m.lf << 1) | starts) : 0;
     if ((pairing | (m.cr >> 63) | line_dots) != 0) break;
