@@ -199,7 +199,10 @@ def test_stderr_nobody_reads_never_stalls_the_shard(tmp_path, monkeypatch):
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(timeout=scaled(20)) == 0
         # The pipe really was full: what the old direct writes would have
-        # blocked on.
+        # blocked on. A pipe holds 16 pages, and a write that does not fit in
+        # the last page's rest starts a new one, so "full" is 64 KiB only for
+        # page-sized writes: with the writer's batches of a few KiB (their
+        # size follows the load) it has been seen at 47 KiB.
         os.set_blocking(read_end, False)
         held = b""
         try:
@@ -207,8 +210,8 @@ def test_stderr_nobody_reads_never_stalls_the_shard(tmp_path, monkeypatch):
                 held += chunk
         except BlockingIOError:
             pass
-        assert len(held) > 48 * 1024, len(held)
-        assert held.count(b" key=tls.failed ") > 200, held[-500:]
+        assert len(held) > 32 * 1024, len(held)
+        assert held.count(b" key=tls.failed ") > 150, held[-500:]
         print(f"banner latency during the flood: max {max(latencies) * 1000:.1f} ms, "
               f"{len(latencies)} probes; {len(held)} bytes sat unread in the pipe")
     finally:
