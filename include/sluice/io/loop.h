@@ -7,9 +7,13 @@
 // code outside src/io knows io_uring: CQE flags, timespecs and provided
 // buffers are io:: types here.
 //
-// Trusts: callers keep every pointer argument (buffers, iovecs, paths,
-// addresses, timespecs, statx targets) and the Completion alive until the
-// completion ran; a Loop is used by one thread. A method never fails: errors
+// Trusts: callers keep every pointer argument (buffers, iovecs, addresses,
+// timespecs, statx targets) and the Completion alive until the completion
+// ran; a path (Openat, Statx, Unlinkat, Renameat) only until the operation
+// was submitted (Submit or RunOnce): both backends have copied it by then (io_uring
+// reads it while preparing the request), and the spool writer and ledger
+// rely on that to free a name right after Submit. A Loop is used by one
+// thread. A method never fails: errors
 // arrive as a negative errno in OnComplete (the synchronous socket calls
 // return it). The loop is also the clock: code that may run on the fake
 // reads time from NowWallUs/NowMonotonicMs, not from base/clock.h, so a
