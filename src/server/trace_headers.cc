@@ -1,6 +1,5 @@
 #include "sluice/server/trace_headers.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "sluice/base/strings.h"
 #include "sluice/base/utc_time.h"
